@@ -1,0 +1,33 @@
+//! Procedural macros for [ephaptic](https://docs.rs/ephaptic). Use them through the `ephaptic`
+//! crate (`#[ephaptic::expose]`, `#[ephaptic::error]`, `#[ephaptic::identity_loader]`); the
+//! code they generate reaches its dependencies only through `::ephaptic::__private`.
+//!
+//! Each entry point parses, expands, and on failure reports every error it found at once,
+//! spanned at the user's code, followed by the original item so the rest of the crate still
+//! type-checks. Set `EPHAPTIC_MACROS_DEBUG=1` to print each expansion at build time.
+
+use proc_macro::TokenStream;
+
+mod check;
+mod codegen;
+mod ctxt;
+mod model;
+mod parse;
+
+/// Exposes a function to ephaptic clients. See the `ephaptic` crate docs.
+#[proc_macro_attribute]
+pub fn expose(args: TokenStream, item: TokenStream) -> TokenStream {
+    codegen::finish("expose", codegen::expose(args.into(), item.clone().into()), item)
+}
+
+/// Declares an application error type with a fixed code. See the `ephaptic` crate docs.
+#[proc_macro_attribute]
+pub fn error(args: TokenStream, item: TokenStream) -> TokenStream {
+    codegen::finish("error", codegen::error(args.into(), item.clone().into()), item)
+}
+
+/// Declares the identity loader that turns `init.auth` into the connection's identity.
+#[proc_macro_attribute]
+pub fn identity_loader(args: TokenStream, item: TokenStream) -> TokenStream {
+    codegen::finish("identity_loader", codegen::identity_loader(args.into(), item.clone().into()), item)
+}

@@ -1,0 +1,1 @@
+//! TypeScript export for ephaptic. Placeholder until the export issue lands.

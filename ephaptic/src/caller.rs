@@ -1,0 +1,66 @@
+//! The caller's context: who made a call, on which connection, from where.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use crate::connection::Connection;
+use crate::identity::Identity;
+
+/// Who is calling. Add a parameter of this type to an exposed function to get it; it is filled
+/// in by the server, never sent by the client, and may stand anywhere in the parameter list.
+///
+/// ```
+/// use ephaptic::{Caller, Identity};
+///
+/// #[ephaptic::expose]
+/// async fn whoami(caller: Caller) -> Option<Identity> {
+///     caller.identity().cloned()
+/// }
+/// ```
+#[derive(Clone)]
+pub struct Caller {
+    conn: Arc<Connection>,
+}
+
+impl Caller {
+    pub(crate) fn new(conn: Arc<Connection>) -> Self {
+        Caller { conn }
+    }
+
+    /// The identity the identity loader gave this connection; `None` when anonymous.
+    pub fn identity(&self) -> Option<&Identity> {
+        self.conn.identity()
+    }
+
+    /// Whether the connection is authenticated.
+    pub fn is_authenticated(&self) -> bool {
+        self.conn.identity().is_some()
+    }
+
+    /// A number unique to this connection for the life of the server.
+    pub fn connection_id(&self) -> u64 {
+        self.conn.id()
+    }
+
+    /// The peer's address, when the server knows it: always with [`serve`](crate::serve); with
+    /// [`router`](crate::router) when the app is served with
+    /// `into_make_service_with_connect_info::<SocketAddr>()`.
+    pub fn peer_addr(&self) -> Option<SocketAddr> {
+        self.conn.peer()
+    }
+
+    pub(crate) fn connection(&self) -> &Arc<Connection> {
+        &self.conn
+    }
+}
+
+impl fmt::Debug for Caller {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Caller")
+            .field("connection_id", &self.connection_id())
+            .field("identity", &self.identity())
+            .field("peer_addr", &self.peer_addr())
+            .finish()
+    }
+}

@@ -1,0 +1,198 @@
+//! One client connection: its identity, its outbound queue, its calls in flight, and how each
+//! frame it sends is handled. Transport-agnostic: frames come in as bytes and go out through a
+//! bounded queue that the transport's writer drains.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use bytes::Bytes;
+use tokio::sync::mpsc;
+use tokio::task::AbortHandle;
+
+use crate::dispatch;
+use crate::error::Error;
+use crate::identity::Identity;
+use crate::protocol::{self, FrameKind};
+use crate::server::Shared;
+
+/// What the writer of a connection is asked to do.
+#[derive(Debug)]
+pub(crate) enum Outbound {
+    /// Send one encoded frame.
+    Frame(Bytes),
+    /// Close the connection with this WebSocket close code and reason.
+    Close(u16, String),
+}
+
+pub(crate) struct Connection {
+    id: u64,
+    peer: Option<SocketAddr>,
+    identity: OnceLock<Identity>,
+    out: mpsc::Sender<Outbound>,
+    /// Calls in flight, by the encoded id the client chose, so `cancel` and disconnect can
+    /// stop them. The sequence number tells a finished call from a newer one that reused its id.
+    calls: Mutex<HashMap<Bytes, (u64, AbortHandle)>>,
+    call_seq: AtomicU64,
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for Connection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connection")
+            .field("id", &self.id)
+            .field("peer", &self.peer)
+            .field("identity", &self.identity.get())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Connection {
+    pub fn new(shared: Arc<Shared>, peer: Option<SocketAddr>, out: mpsc::Sender<Outbound>) -> Arc<Self> {
+        let id = shared.next_connection_id();
+        Arc::new(Connection {
+            id,
+            peer,
+            identity: OnceLock::new(),
+            out,
+            calls: Mutex::new(HashMap::new()),
+            call_seq: AtomicU64::new(0),
+            shared,
+        })
+    }
+
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    pub fn peer(&self) -> Option<SocketAddr> {
+        self.peer
+    }
+
+    pub fn identity(&self) -> Option<&Identity> {
+        self.identity.get()
+    }
+
+    pub fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
+    /// Queues a frame, waiting for room. `false` when the connection is gone.
+    pub async fn send(&self, frame: Bytes) -> bool {
+        self.out.send(Outbound::Frame(frame)).await.is_ok()
+    }
+
+    /// Asks the writer to close the connection with a WebSocket close code and reason.
+    pub async fn close(&self, code: u16, reason: &str) -> bool {
+        self.out.send(Outbound::Close(code, reason.to_owned())).await.is_ok()
+    }
+
+    pub fn next_call_seq(&self) -> u64 {
+        self.call_seq.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Runs `spawn` while holding the call table, so the task cannot finish (and try to remove
+    /// itself) before it has been recorded.
+    pub fn spawn_call(&self, key: Bytes, seq: u64, spawn: impl FnOnce() -> AbortHandle) {
+        let mut calls = self.calls.lock().unwrap_or_else(|e| e.into_inner());
+        let handle = spawn();
+        calls.insert(key, (seq, handle));
+    }
+
+    pub fn finish_call(&self, key: &Bytes, seq: u64) {
+        let mut calls = self.calls.lock().unwrap_or_else(|e| e.into_inner());
+        if calls.get(key).is_some_and(|(s, _)| *s == seq) {
+            calls.remove(key);
+        }
+    }
+
+    fn cancel_call(&self, key: &[u8]) {
+        let entry = self.calls.lock().unwrap_or_else(|e| e.into_inner()).remove(key);
+        if let Some((_, handle)) = entry {
+            handle.abort();
+        }
+    }
+
+    /// How many calls are running.
+    pub fn calls_in_flight(&self) -> usize {
+        self.calls.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    /// Stops every call and stream of the connection; called when it closes.
+    pub fn abort_all(&self) {
+        let calls = std::mem::take(&mut *self.calls.lock().unwrap_or_else(|e| e.into_inner()));
+        for (_, (_, handle)) in calls {
+            handle.abort();
+        }
+    }
+
+    /// Handles one binary frame from the client. `first` is true for the connection's first
+    /// frame, the only one that may be `init`.
+    pub async fn on_frame(self: &Arc<Self>, frame: Bytes, first: bool) {
+        let limit = self.shared.config.max_frame_size;
+        if frame.len() > limit {
+            tracing::warn!(connection = self.id, size = frame.len(), limit, "skipping a frame larger than the limit");
+            if let Some(id) = protocol::salvage_id(&frame) {
+                let e = Error::new(
+                    "FRAME_TOO_LARGE",
+                    format!("The frame is {} bytes; this server accepts at most {limit}.", frame.len()),
+                )
+                .with_data(&FrameSize { size: frame.len(), limit });
+                self.send(e.to_frame(&frame[id], false)).await;
+            }
+            return;
+        }
+        let raw = match protocol::parse(&frame) {
+            Ok(raw) => raw,
+            Err(why) => {
+                tracing::warn!(connection = self.id, "skipping a bad frame: {why}");
+                if let Some(id) = protocol::salvage_id(&frame) {
+                    let e = Error::new("BAD_FRAME", format!("The frame could not be read: {why}."));
+                    self.send(e.to_frame(&frame[id], false)).await;
+                }
+                return;
+            }
+        };
+        match raw.kind(&frame) {
+            FrameKind::Rpc => dispatch::start(self, frame, raw).await,
+            FrameKind::Init if first => {
+                let auth = raw.auth.map(|r| frame.slice(r));
+                self.authenticate(auth).await;
+            }
+            FrameKind::Cancel => {
+                if let Some(id) = raw.id {
+                    self.cancel_call(&frame[id]);
+                }
+            }
+            // A later `init` and unknown frame types are ignored, which is what lets clients
+            // add frame types safely.
+            FrameKind::Init | FrameKind::Other => {}
+        }
+    }
+
+    /// Runs the identity loader on `init.auth`; its failure leaves the connection anonymous.
+    async fn authenticate(self: &Arc<Self>, auth: Option<Bytes>) {
+        let Some(loader) = self.shared.loader.clone() else {
+            return;
+        };
+        let result = dispatch::CatchUnwind(loader(auth)).await;
+        match result {
+            Ok(Ok(Some(identity))) => {
+                if self.identity.set(identity).is_ok() {
+                    let identity = self.identity.get().expect("just set");
+                    self.shared.hub.identify(self, identity);
+                }
+            }
+            Ok(Ok(None)) => {}
+            Ok(Err(e)) => tracing::warn!(connection = self.id, "the identity loader failed; the connection is anonymous: {e}"),
+            Err(_) => tracing::error!(connection = self.id, "the identity loader panicked; the connection is anonymous"),
+        }
+    }
+}
+
+#[derive(serde::Serialize)]
+struct FrameSize {
+    size: usize,
+    limit: usize,
+}

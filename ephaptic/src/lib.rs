@@ -1,0 +1,208 @@
+//! # ephaptic
+//!
+//! Typed, real-time backends in Rust. Mark async functions with [`#[expose]`](expose), call
+//! [`serve`], and every ephaptic client (TypeScript, Python, Kotlin) can call them over one
+//! WebSocket, with typed arguments, typed errors and streams.
+//!
+//! ```no_run
+//! use ephaptic::{expose, Caller};
+//!
+//! /// Adds two numbers. (Doc comments travel to the generated TypeScript.)
+//! #[expose]
+//! async fn add(a: i64, b: i64) -> i64 {
+//!     a + b
+//! }
+//!
+//! #[expose(name = "whoAmI")]
+//! async fn who_am_i(caller: Caller) -> Option<String> {
+//!     caller.identity().map(|id| id.to_string())
+//! }
+//!
+//! #[tokio::main]
+//! async fn main() -> std::io::Result<()> {
+//!     ephaptic::serve("127.0.0.1:8000").await
+//! }
+//! ```
+//!
+//! From the TypeScript client that is `await client.add(1, 2)`; from Python,
+//! `await client.add(1, 2)` or `await client.add(a=1, b=2)`.
+//!
+//! ## Functions
+//!
+//! `#[expose]` works on `async fn` and on plain `fn` (which runs on a blocking thread, so it
+//! may block). Options:
+//!
+//! | option | effect |
+//! |---|---|
+//! | `name = "camelName"` | the wire name clients call (default: the Rust name) |
+//! | `requires_login` | anonymous callers get `UNAUTHORIZED` |
+//!
+//! **Parameters** are any `serde::Deserialize` type, bound from the call's positional `args`
+//! and named `kwargs` in any mix. An `Option<T>` parameter may be left out. Wrong, missing,
+//! extra or duplicated arguments answer `VALIDATION_ERROR` with one `{type, loc, msg, input}`
+//! item per problem, `loc` being the path to the bad value (`["item", "tags", 1]`). A
+//! parameter of type [`Caller`] is not an argument: it is the caller's context.
+//!
+//! **Return** any `Serialize` value (`()` is nil), a `Result<T, E>` where `E: Into<Error>`, or
+//! a stream (`impl Stream<Item = T>`, or of `Result<T, E>` to fail mid-stream), possibly inside
+//! a `Result`. A stream answers `{id, stream: true}`, then `{id, chunk}` per item, then
+//! `{id, done: true}` (or an error frame).
+//!
+//! ```
+//! use futures_util::stream::{self, Stream};
+//!
+//! #[ephaptic::expose]
+//! async fn countdown(n: u32) -> impl Stream<Item = u32> {
+//!     stream::iter((1..=n).rev())
+//! }
+//! ```
+//!
+//! ## Errors
+//!
+//! Return your own codes with [`Error::new`], or declare an error type once with
+//! [`#[ephaptic::error]`](macro@error): its fields travel as the error's `data`.
+//!
+//! ```
+//! #[ephaptic::error(code = "INSUFFICIENT_FUNDS", message = "Not enough funds.")]
+//! pub struct InsufficientFunds {
+//!     pub available: u64,
+//! }
+//!
+//! #[ephaptic::expose]
+//! async fn withdraw(amount: u64) -> Result<u64, InsufficientFunds> {
+//!     let available = 3;
+//!     if amount > available { return Err(InsufficientFunds { available }) }
+//!     Ok(available - amount)
+//! }
+//! ```
+//!
+//! Anything else that fails (any `std::error::Error` through `?`, or a panic) answers
+//! `INTERNAL` / `Internal server error.`: the detail is logged, never sent, unless
+//! [`Server::debug`] is on. A panicking handler costs its own call only.
+//!
+//! ## Identity
+//!
+//! A client's first frame may be `init` with an `auth` value. The identity loader turns it into
+//! the connection's [`Identity`] (a string, integer, bool or UUID), which
+//! [`Caller::identity`] returns and `requires_login` checks:
+//!
+//! ```
+//! #[derive(serde::Deserialize)]
+//! struct Token { token: String }
+//!
+//! #[ephaptic::identity_loader]
+//! async fn load(auth: Option<Token>) -> Option<String> {
+//!     let token = auth?.token;
+//!     token.strip_prefix("user-").map(str::to_owned)
+//! }
+//! ```
+//!
+//! or in code, with [`Server::identity_loader`].
+//!
+//! ## Serving
+//!
+//! [`serve`] binds an address. [`router`] gives an axum [`Router`](axum::Router) to merge into
+//! an existing app; [`Server`] configures the path, allowed origins, frame size and debug mode.
+//!
+//! ```no_run
+//! # async fn run() -> std::io::Result<()> {
+//! let app = axum::Router::new()
+//!     .route("/health", axum::routing::get(|| async { "ok" }))
+//!     .merge(ephaptic::router());
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:8000").await?;
+//! axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>()).await
+//! # }
+//! ```
+//!
+//! ## Registration
+//!
+//! Exposed functions register themselves at link time (via `inventory`). The server logs how
+//! many it serves at start, and two functions with one wire name stop it with both locations.
+//! Functions in a crate that nothing else references may be dropped by the linker: reference
+//! it (`use my_handlers as _;`), or register functions explicitly with [`Server::register`].
+//!
+//! ## The wire
+//!
+//! One binary WebSocket frame per MessagePack map; see `docs/PROTOCOL.md` in the repository.
+//! Cancelling a call is `{"type": "cancel", "id": <id>}`: the call's task is dropped and nothing
+//! more is answered for it. Closing the connection stops all of its calls and streams.
+
+mod bind;
+mod caller;
+mod connection;
+mod dispatch;
+mod error;
+mod hub;
+mod identity;
+mod kind;
+mod protocol;
+mod registry;
+mod server;
+mod transport;
+
+pub use bind::{Issue, Loc};
+pub use caller::Caller;
+pub use error::{Error, Result, ServiceError};
+pub use identity::Identity;
+pub use registry::{ErrorDef, Exposed, FunctionDef, RegistryError, Site};
+pub use server::{LoaderOutput, Server};
+
+/// A dynamic MessagePack value, for parameters and results of any shape (maps, lists, nil,
+/// booleans, numbers, strings, bytes).
+pub use rmpv::Value;
+
+pub use ephaptic_macros::{error, expose, identity_loader};
+
+/// Serves every exposed function at `ws://<addr>/_ephaptic` with the default settings.
+/// Same as `Server::new().serve(addr)`.
+pub async fn serve(addr: impl tokio::net::ToSocketAddrs) -> std::io::Result<()> {
+    Server::new().serve(addr).await
+}
+
+/// The WebSocket endpoint (`/_ephaptic`) as an axum router to merge into your app.
+/// Same as `Server::new().router()`.
+///
+/// # Panics
+/// When two exposed functions share a wire name; the message names both.
+pub fn router() -> axum::Router {
+    Server::new().router()
+}
+
+/// What generated code uses. Not a public API: it changes without notice.
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::bind::Binder;
+    pub use crate::dispatch::{Call, Outcome};
+    pub use crate::kind::{
+        ResultStreamKind, ResultTryStreamKind, ResultValueKind, StreamKind, Tag, TryStreamKind, ValueKind, tag,
+    };
+    pub use crate::registry::{BoxFuture, ErrorDef, Exposed, FunctionDef, LoaderDef, Registration, Site};
+    pub use crate::server::run_loader;
+
+    /// What a generated identity-loader shim returns.
+    pub type LoaderFuture = BoxFuture<Result<Option<crate::Identity>, String>>;
+    pub use bytes::Bytes;
+    pub use inventory;
+    pub use serde;
+    pub use std::boxed::Box;
+    pub use std::option::Option::{self, None, Some};
+    pub use std::result::Result::{self, Err, Ok};
+
+    /// Runs a plain (non-async) exposed function on the blocking pool so it cannot stall the
+    /// runtime's workers; a panic inside is re-raised here, where the call's panic guard
+    /// turns it into `INTERNAL`.
+    pub async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+        match tokio::task::spawn_blocking(f).await {
+            Ok(v) => v,
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Err(e) => panic!("blocking task failed: {e}"),
+        }
+    }
+
+    /// Checks, at the parameter's span, that an argument type can come off the wire.
+    pub fn assert_argument<T: crate::bind::Argument>() {}
+    /// Checks, at the parameter's span, that a context parameter is `ephaptic::Caller`.
+    pub fn assert_caller(_: &crate::Caller) {}
+    /// Checks, at the function's name, that the handler's future can move between threads.
+    pub fn assert_send<T: Send>(_: &T) {}
+}

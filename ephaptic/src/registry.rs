@@ -1,0 +1,188 @@
+//! What the application declared: exposed functions, error types, the identity loader.
+//!
+//! The macros write one `const`-built record per item and hand it to `inventory`, so items are
+//! found at start-up wherever they are defined, with no list to maintain. The records are read
+//! once into a [`Registry`] (a map by wire name) when a server is built.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+
+use crate::dispatch::{Call, Outcome};
+use crate::identity::Identity;
+
+/// A boxed, sendable future; what generated shims return.
+pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
+
+/// Where an item was declared, for start-up errors and logs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Site {
+    /// The item's Rust name.
+    pub rust_name: &'static str,
+    /// `module_path!()` at the item.
+    pub module: &'static str,
+    /// `file!()` at the item.
+    pub file: &'static str,
+    /// `line!()` at the item.
+    pub line: u32,
+}
+
+impl fmt::Display for Site {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}::{} ({}:{})", self.module, self.rust_name, self.file, self.line)
+    }
+}
+
+/// The generated entry point of an exposed function: binds the arguments of a call, runs the
+/// function and encodes its outcome.
+pub type Handler = fn(Call) -> BoxFuture<Outcome>;
+
+/// An exposed function, as `#[ephaptic::expose]` records it.
+#[derive(Debug)]
+pub struct FunctionDef {
+    /// The wire name clients call.
+    pub name: &'static str,
+    /// Where the function is defined.
+    pub site: Site,
+    /// The names of the parameters that come from the wire, in order.
+    pub params: &'static [&'static str],
+    /// Whether anonymous callers are refused with `UNAUTHORIZED`.
+    pub requires_login: bool,
+    /// The Rust doc comment, carried into generated TypeScript.
+    pub doc: &'static str,
+    /// The generated entry point.
+    pub handler: Handler,
+}
+
+impl FunctionDef {
+    /// Starts a record; the macro fills in the rest with the `const` setters below.
+    pub const fn new(name: &'static str, site: Site, handler: Handler) -> Self {
+        FunctionDef { name, site, params: &[], requires_login: false, doc: "", handler }
+    }
+
+    /// Sets the wire parameter names.
+    pub const fn params(mut self, params: &'static [&'static str]) -> Self {
+        self.params = params;
+        self
+    }
+
+    /// Marks the function as requiring an authenticated caller.
+    pub const fn requires_login(mut self, yes: bool) -> Self {
+        self.requires_login = yes;
+        self
+    }
+
+    /// Sets the documentation carried over from the Rust doc comments.
+    pub const fn doc(mut self, doc: &'static str) -> Self {
+        self.doc = doc;
+        self
+    }
+}
+
+/// An error type declared with `#[ephaptic::error]`.
+#[derive(Debug)]
+pub struct ErrorDef {
+    /// The wire code.
+    pub code: &'static str,
+    /// The default message.
+    pub message: &'static str,
+    /// Where the type is defined.
+    pub site: Site,
+}
+
+/// The generated entry point of an identity loader: takes the encoded `auth` value (absent when
+/// the client sent none) and resolves to the identity, `None` for anonymous, or an error text.
+pub type LoaderFn = fn(Option<bytes::Bytes>) -> BoxFuture<Result<Option<Identity>, String>>;
+
+/// An identity loader declared with `#[ephaptic::identity_loader]`.
+#[derive(Debug)]
+pub struct LoaderDef {
+    /// Where the loader is defined.
+    pub site: Site,
+    /// The generated entry point.
+    pub load: LoaderFn,
+}
+
+/// One registration submitted by the macros.
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy)]
+pub enum Registration {
+    Function(&'static FunctionDef),
+    Error(&'static ErrorDef),
+    Loader(&'static LoaderDef),
+}
+
+inventory::collect!(Registration);
+
+/// Implemented by the hidden handle type `#[expose]` generates beside each function (a struct
+/// with the function's name), so that a function can be registered explicitly with
+/// [`Server::register`](crate::Server::register) where link-time registration does not run.
+pub trait Exposed {
+    /// The function's record.
+    fn def() -> &'static FunctionDef;
+}
+
+/// Every exposed function a server serves, by wire name.
+#[derive(Debug, Default)]
+pub(crate) struct Registry {
+    pub functions: HashMap<&'static str, &'static FunctionDef>,
+    pub errors: HashMap<&'static str, &'static ErrorDef>,
+    pub loader: Option<&'static LoaderDef>,
+}
+
+/// Why the declared items cannot be served together.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegistryError(pub(crate) Vec<String>);
+
+impl fmt::Display for RegistryError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0.join("\n"))
+    }
+}
+
+impl std::error::Error for RegistryError {}
+
+impl Registry {
+    /// Reads every link-time registration plus the explicit ones. Duplicates are collected,
+    /// not stopped at, so one start-up names every conflict.
+    pub fn build(explicit: &[&'static FunctionDef]) -> Result<Self, RegistryError> {
+        let mut reg = Registry::default();
+        let mut problems = Vec::new();
+        let submitted = inventory::iter::<Registration>.into_iter().copied();
+        for item in submitted.chain(explicit.iter().map(|f| Registration::Function(f))) {
+            match item {
+                Registration::Function(f) => match reg.functions.get(f.name) {
+                    Some(prev) if std::ptr::eq(*prev, f) => {}
+                    Some(prev) => problems.push(format!(
+                        "two exposed functions are named '{}': {} and {}; rename one with #[expose(name = \"...\")]",
+                        f.name, prev.site, f.site
+                    )),
+                    None => {
+                        reg.functions.insert(f.name, f);
+                    }
+                },
+                Registration::Error(e) => match reg.errors.get(e.code) {
+                    Some(prev) if std::ptr::eq(*prev, e) => {}
+                    Some(prev) => problems.push(format!(
+                        "two error types declare the code '{}': {} and {}; give one a different code",
+                        e.code, prev.site, e.site
+                    )),
+                    None => {
+                        reg.errors.insert(e.code, e);
+                    }
+                },
+                Registration::Loader(l) => match reg.loader {
+                    Some(prev) if std::ptr::eq(prev, l) => {}
+                    Some(prev) => problems.push(format!(
+                        "two identity loaders are declared: {} and {}; keep one",
+                        prev.site, l.site
+                    )),
+                    None => reg.loader = Some(l),
+                },
+            }
+        }
+        if problems.is_empty() { Ok(reg) } else { Err(RegistryError(problems)) }
+    }
+}
+

@@ -1,0 +1,321 @@
+//! Building and running a server: configuration, the registry it serves, the identity loader.
+
+use std::fmt;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use serde::de::DeserializeOwned;
+use tokio::net::{TcpListener, ToSocketAddrs};
+
+use crate::hub::Hub;
+use crate::identity::Identity;
+use crate::registry::{BoxFuture, Exposed, FunctionDef, Registry, RegistryError};
+
+/// An identity loader, type-erased: the encoded `auth` in, the identity (or anonymous, or an
+/// error text) out.
+pub(crate) type DynLoader = Arc<dyn Fn(Option<Bytes>) -> BoxFuture<Result<Option<Identity>, String>> + Send + Sync>;
+
+#[derive(Debug, Clone)]
+pub(crate) struct Config {
+    pub path: String,
+    pub allowed_origins: Option<Vec<String>>,
+    pub max_frame_size: usize,
+    pub debug: bool,
+    pub outbound_capacity: usize,
+    pub read_buffer_size: usize,
+    pub ping_interval: Option<Duration>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            path: "/_ephaptic".into(),
+            allowed_origins: None,
+            max_frame_size: 1 << 20,
+            debug: false,
+            outbound_capacity: 1024,
+            read_buffer_size: 4 * 1024,
+            ping_interval: Some(Duration::from_secs(20)),
+        }
+    }
+}
+
+/// What every connection of one server shares.
+pub(crate) struct Shared {
+    pub registry: Registry,
+    pub config: Config,
+    pub hub: Hub,
+    pub loader: Option<DynLoader>,
+    next_connection: AtomicU64,
+}
+
+impl fmt::Debug for Shared {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Shared").field("config", &self.config).field("connections", &self.hub.len()).finish()
+    }
+}
+
+impl Shared {
+    pub fn next_connection_id(&self) -> u64 {
+        self.next_connection.fetch_add(1, Ordering::Relaxed) + 1
+    }
+}
+
+/// A configurable ephaptic server. [`serve`](crate::serve) and [`router`](crate::router) are
+/// `Server::new().serve(..)` and `Server::new().router()`.
+///
+/// ```no_run
+/// # async fn run() -> std::io::Result<()> {
+/// use std::time::Duration;
+///
+/// ephaptic::Server::new()
+///     .path("/rpc")
+///     .allowed_origins(["https://app.example.com"])
+///     .max_frame_size(256 * 1024)
+///     .debug(cfg!(debug_assertions))
+///     .serve("127.0.0.1:8000")
+///     .await
+/// # }
+/// ```
+#[must_use = "a Server does nothing until it is served or turned into a router"]
+pub struct Server {
+    config: Config,
+    loader: Option<DynLoader>,
+    explicit: Vec<&'static FunctionDef>,
+}
+
+impl fmt::Debug for Server {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Server")
+            .field("config", &self.config)
+            .field("custom_loader", &self.loader.is_some())
+            .field("explicit", &self.explicit.iter().map(|d| d.name).collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+impl Default for Server {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Server {
+    /// A server with the defaults: path `/_ephaptic`, any origin, 1 MiB frames, debug off.
+    pub fn new() -> Self {
+        Server { config: Config::default(), loader: None, explicit: Vec::new() }
+    }
+
+    /// The WebSocket path (default `/_ephaptic`).
+    pub fn path(mut self, path: impl Into<String>) -> Self {
+        self.config.path = path.into();
+        self
+    }
+
+    /// Accept WebSocket upgrades only from these `Origin`s (e.g. `https://app.example.com`).
+    /// By default any origin is accepted; browsers always send `Origin`, so set this for a
+    /// server that cookies or ambient credentials could authenticate. Requests without an
+    /// `Origin` header (non-browser clients) are always accepted.
+    pub fn allowed_origins<I, S>(mut self, origins: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.config.allowed_origins = Some(origins.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// The largest frame a client may send, in bytes (default 1 MiB). A larger frame is
+    /// skipped and answered with `FRAME_TOO_LARGE`; the connection lives on. Frames beyond
+    /// 16 times this size close the connection (close code 1009), since they must not be
+    /// buffered at all.
+    pub fn max_frame_size(mut self, bytes: usize) -> Self {
+        self.config.max_frame_size = bytes.max(64);
+        self
+    }
+
+    /// Debug mode: internal errors carry their detail to the client, and `NOT_FOUND` says how
+    /// to register a function. Never turn this on in production.
+    pub fn debug(mut self, on: bool) -> Self {
+        self.config.debug = on;
+        self
+    }
+
+    /// How many frames may wait for a slow client before senders wait (default 1024).
+    pub fn outbound_capacity(mut self, frames: usize) -> Self {
+        self.config.outbound_capacity = frames.max(1);
+        self
+    }
+
+    /// The WebSocket read buffer per connection (default 4 KiB; larger frames still arrive,
+    /// in several reads). The main cost of an idle connection.
+    pub fn read_buffer_size(mut self, bytes: usize) -> Self {
+        self.config.read_buffer_size = bytes.max(256);
+        self
+    }
+
+    /// How often to ping each client (default 20 s); `None` turns pings off. A client that
+    /// sends nothing (not even a pong) for three intervals is disconnected.
+    pub fn ping_interval(mut self, every: Option<Duration>) -> Self {
+        self.config.ping_interval = every;
+        self
+    }
+
+    /// Sets the identity loader in code, replacing any declared with
+    /// `#[ephaptic::identity_loader]`. It gets `init.auth` deserialised as `A` (use an
+    /// `Option` to accept clients that send none) and returns the identity, `None` for
+    /// anonymous, or a `Result` whose error is logged and leaves the connection anonymous.
+    ///
+    /// ```
+    /// let server = ephaptic::Server::new().identity_loader(|token: Option<String>| async move {
+    ///     token.filter(|t| t == "let-me-in").map(|_| 1u64)
+    /// });
+    /// ```
+    pub fn identity_loader<A, F, Fut>(mut self, loader: F) -> Self
+    where
+        A: DeserializeOwned + Send + 'static,
+        F: Fn(A) -> Fut + Send + Sync + 'static,
+        Fut: Future + Send + 'static,
+        Fut::Output: LoaderOutput,
+    {
+        let loader = Arc::new(loader);
+        self.loader = Some(Arc::new(move |auth| {
+            let loader = loader.clone();
+            run_loader(auth, move |a| loader(a))
+        }));
+        self
+    }
+
+    /// Registers a function explicitly, for targets where link-time registration does not run
+    /// (some WebAssembly and static-linking setups). `F` is the hidden handle `#[expose]`
+    /// generates with the function's own name:
+    ///
+    /// ```
+    /// #[ephaptic::expose]
+    /// async fn add(a: i64, b: i64) -> i64 { a + b }
+    ///
+    /// let server = ephaptic::Server::new().register::<add>();
+    /// ```
+    pub fn register<F: Exposed>(mut self) -> Self {
+        self.explicit.push(F::def());
+        self
+    }
+
+    /// Builds the shared state: the registry (failing on duplicate names) and the loader.
+    fn build(self) -> Result<Arc<Shared>, RegistryError> {
+        let registry = Registry::build(&self.explicit)?;
+        let loader = self.loader.or_else(|| {
+            registry.loader.map(|def| {
+                let load = def.load;
+                Arc::new(load) as DynLoader
+            })
+        });
+        let mut names: Vec<_> = registry.functions.keys().copied().collect();
+        names.sort_unstable();
+        tracing::info!(
+            path = %self.config.path,
+            "ephaptic serves {} function(s){}: {}",
+            names.len(),
+            if loader.is_some() { " with an identity loader" } else { "" },
+            names.join(", ")
+        );
+        if names.is_empty() {
+            tracing::warn!(
+                "no exposed functions were found. Functions marked #[ephaptic::expose] in a crate that nothing \
+                 references can be dropped by the linker: add `use that_crate as _;`, or register them with \
+                 Server::register::<function_name>()"
+            );
+        }
+        Ok(Arc::new(Shared {
+            registry,
+            config: self.config,
+            hub: Hub::default(),
+            loader,
+            next_connection: AtomicU64::new(0),
+        }))
+    }
+
+    /// The WebSocket endpoint as an axum [`Router`](axum::Router), to merge into an existing
+    /// app beside its own routes.
+    ///
+    /// # Panics
+    /// When two exposed functions share a wire name (the message names both); use
+    /// [`try_router`](Self::try_router) to handle that as an error.
+    pub fn router(self) -> axum::Router {
+        self.try_router().unwrap_or_else(|e| panic!("ephaptic cannot start:\n{e}"))
+    }
+
+    /// [`router`](Self::router), returning registry conflicts as an error.
+    pub fn try_router(self) -> Result<axum::Router, RegistryError> {
+        Ok(crate::transport::router(self.build()?))
+    }
+
+    /// Binds `addr` and serves until the process ends.
+    pub async fn serve(self, addr: impl ToSocketAddrs) -> std::io::Result<()> {
+        let listener = TcpListener::bind(addr).await?;
+        self.serve_listener(listener).await
+    }
+
+    /// Serves on a listener you bound (bind port 0 and read `local_addr()` to pick a free
+    /// port).
+    pub async fn serve_listener(self, listener: TcpListener) -> std::io::Result<()> {
+        let router = self.try_router().map_err(std::io::Error::other)?;
+        axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>()).await
+    }
+}
+
+/// What an identity loader may return: `Option<I>` or `Result<Option<I>, E>`, where `I` is
+/// anything that converts into an [`Identity`] (strings, integers, `bool`, `Uuid`).
+#[diagnostic::on_unimplemented(
+    message = "an identity loader must return `Option<I>` or `Result<Option<I>, E>`, not `{Self}`",
+    note = "`I` is a string, an integer, a bool, a Uuid or an `ephaptic::Identity`; `None` means anonymous"
+)]
+pub trait LoaderOutput {
+    /// The identity, `None` for anonymous, or the error text to log.
+    fn into_identity(self) -> Result<Option<Identity>, String>;
+}
+
+impl<I: Into<Identity>> LoaderOutput for Option<I> {
+    fn into_identity(self) -> Result<Option<Identity>, String> {
+        Ok(self.map(Into::into))
+    }
+}
+
+impl<I: Into<Identity>, E: fmt::Display> LoaderOutput for Result<Option<I>, E> {
+    fn into_identity(self) -> Result<Option<Identity>, String> {
+        self.map(|o| o.map(Into::into)).map_err(|e| e.to_string())
+    }
+}
+
+/// Decodes `auth` as the loader's argument type and runs the loader. Used by the generated
+/// loader shim and by [`Server::identity_loader`].
+#[doc(hidden)]
+pub fn run_loader<A, F, Fut>(auth: Option<Bytes>, loader: F) -> BoxFuture<Result<Option<Identity>, String>>
+where
+    A: DeserializeOwned + Send + 'static,
+    F: FnOnce(A) -> Fut + Send + 'static,
+    Fut: Future + Send + 'static,
+    Fut::Output: LoaderOutput,
+{
+    Box::pin(async move {
+        let arg = match &auth {
+            Some(bytes) => {
+                let mut de = rmp_serde::Deserializer::from_read_ref(&bytes[..]).with_human_readable();
+                match A::deserialize(&mut de) {
+                    Ok(a) => a,
+                    Err(e) => return Err(format!("`auth` does not match the loader's parameter type: {e}")),
+                }
+            }
+            None => match A::deserialize(crate::bind::Missing) {
+                Ok(a) => a,
+                // The client sent no auth and the loader needs one: anonymous, not an error.
+                Err(_) => return Ok(None),
+            },
+        };
+        loader(arg).await.into_identity()
+    })
+}

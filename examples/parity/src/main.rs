@@ -1,0 +1,182 @@
+//! The parity fixture (`shared/parity-fixture.md`): the one server every ephaptic client and
+//! benchmark is tested against.
+//!
+//! ```text
+//! cargo run -p parity -- --addr 127.0.0.1:0
+//! ```
+//! prints `listening on ws://127.0.0.1:N/_ephaptic` as its first line of stdout.
+
+use std::io::Write;
+use std::time::Duration;
+
+use ephaptic::{Caller, Identity, Value, expose};
+use futures_util::stream::{self, Stream, StreamExt};
+use serde::{Deserialize, Serialize};
+
+/// The loader accepts a string token or `{"token": "..."}`; the identity is that string.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Auth {
+    Token(String),
+    Map { token: String },
+}
+
+#[ephaptic::identity_loader]
+async fn load(auth: Option<Auth>) -> Option<String> {
+    let token = match auth? {
+        Auth::Token(t) | Auth::Map { token: t } => t,
+    };
+    (!token.is_empty()).then_some(token)
+}
+
+/// Returns `a + b`.
+#[expose]
+async fn add(a: i64, b: i64) -> i64 {
+    a + b
+}
+
+/// Returns its argument unchanged, whatever its shape.
+#[expose]
+async fn echo(value: Value) -> Value {
+    value
+}
+
+/// The caller's identity; nil when anonymous.
+#[expose]
+async fn whoami(caller: Caller) -> Option<Identity> {
+    caller.identity().cloned()
+}
+
+#[expose]
+async fn returns_null() {}
+
+/// Tests keyword binding: `"<first>|<second>"`.
+#[expose]
+async fn named(first: String, second: String) -> String {
+    format!("{first}|{second}")
+}
+
+#[derive(Debug)]
+#[ephaptic::error(code = "INSUFFICIENT_FUNDS", message = "Not enough funds.")]
+pub struct InsufficientFunds {
+    pub available: u32,
+}
+
+/// Always fails with a typed error.
+#[expose]
+async fn boom() -> Result<(), InsufficientFunds> {
+    Err(InsufficientFunds { available: 3 })
+}
+
+/// Fails with an undeclared error: clients must see `INTERNAL`, never its text.
+#[expose]
+async fn kaboom() -> ephaptic::Result<()> {
+    Err(std::io::Error::other("secret-detail: the database password is hunter2"))?;
+    Ok(())
+}
+
+/// Panics: clients see `INTERNAL`, and the connection lives on.
+#[expose]
+#[allow(clippy::unused_async)]
+async fn panics() -> u32 {
+    panic!("secret-detail: this handler panics on purpose")
+}
+
+/// Requires login.
+#[expose(requires_login)]
+async fn secret() -> &'static str {
+    "s3cret"
+}
+
+/// Streams `n, n-1, ..., 1`.
+#[expose]
+async fn countdown(n: u32) -> impl Stream<Item = u32> {
+    stream::iter((1..=n).rev())
+}
+
+/// Streams falsy values: `0, nil, false, ""`.
+#[expose]
+async fn falsy_stream() -> impl Stream<Item = Value> {
+    stream::iter([Value::from(0), Value::Nil, Value::from(false), Value::from("")])
+}
+
+#[derive(Debug)]
+#[ephaptic::error(code = "STREAM_FAILED", message = "The stream failed.")]
+pub struct StreamFailed {
+    pub after: u32,
+}
+
+/// Streams `1`, then fails with `STREAM_FAILED`.
+#[expose]
+async fn badstream() -> impl Stream<Item = Result<u32, StreamFailed>> {
+    stream::iter([Ok(1), Err(StreamFailed { after: 1 })])
+}
+
+/// Streams an increasing counter every `ms` milliseconds, forever.
+#[expose]
+async fn ticker(ms: u64) -> impl Stream<Item = u64> {
+    let every = Duration::from_millis(ms.max(1));
+    stream::unfold(0u64, move |n| async move {
+        tokio::time::sleep(every).await;
+        Some((n, n + 1))
+    })
+    .boxed()
+}
+
+/// Sleeps `ms` milliseconds, then returns `ms`.
+#[expose]
+async fn sleepy(ms: u64) -> u64 {
+    tokio::time::sleep(Duration::from_millis(ms)).await;
+    ms
+}
+
+/// An item, for argument validation with nested paths and defaults.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Item {
+    pub id: u64,
+    pub name: String,
+    #[serde(default)]
+    pub tags: Vec<String>,
+    #[serde(default)]
+    pub when: Option<String>,
+}
+
+/// Returns the item it was given.
+#[expose]
+async fn make_item(item: Item) -> Item {
+    item
+}
+
+fn parse_addr() -> String {
+    let mut args = std::env::args().skip(1);
+    let mut addr = "127.0.0.1:8000".to_string();
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "--addr" => addr = args.next().expect("--addr needs a value, e.g. 127.0.0.1:0"),
+            "--help" | "-h" => {
+                println!("usage: parity [--addr HOST:PORT]   (port 0 picks a free port)");
+                std::process::exit(0);
+            }
+            other => {
+                eprintln!("unknown argument {other:?}; usage: parity [--addr HOST:PORT]");
+                std::process::exit(2);
+            }
+        }
+    }
+    addr
+}
+
+#[tokio::main]
+async fn main() -> std::io::Result<()> {
+    let level = match std::env::var("EPHAPTIC_LOG").as_deref() {
+        Ok("debug") => tracing::Level::DEBUG,
+        Ok("warn") => tracing::Level::WARN,
+        _ => tracing::Level::INFO,
+    };
+    tracing_subscriber::fmt().with_max_level(level).with_writer(std::io::stderr).init();
+    let listener = tokio::net::TcpListener::bind(parse_addr()).await?;
+    let addr = listener.local_addr()?;
+    println!("listening on ws://{addr}/_ephaptic");
+    std::io::stdout().flush()?;
+    ephaptic::Server::new().serve_listener(listener).await
+}
