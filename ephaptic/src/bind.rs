@@ -65,7 +65,11 @@ impl<'a> Binder<'a> {
         let mut slots = vec![None; params.len()];
         let mut issues = Vec::new();
         if raw.args_not_array {
-            issues.push(Issue::plain("invalid_type", vec![Loc::Key("args".into())], "'args' must be a list".into()));
+            issues.push(Issue::plain(
+                "invalid_type",
+                vec![Loc::Key("args".into())],
+                "'args' must be a list".into(),
+            ));
         }
         if raw.kwargs_not_map {
             issues.push(Issue::plain(
@@ -109,7 +113,12 @@ impl<'a> Binder<'a> {
                 }),
             }
         }
-        Binder { def, frame, slots, issues }
+        Binder {
+            def,
+            frame,
+            slots,
+            issues,
+        }
     }
 
     /// Deserialises parameter `index`. `None` means it was missing or invalid; the reason is
@@ -147,25 +156,42 @@ impl<'a> Binder<'a> {
         if self.issues.is_empty() {
             return Ok(());
         }
-        let message = self.issues.iter().map(|i| i.msg.as_str()).collect::<Vec<_>>().join("; ");
+        let message = self
+            .issues
+            .iter()
+            .map(|i| i.msg.as_str())
+            .collect::<Vec<_>>()
+            .join("; ");
         Err(Error::new("VALIDATION_ERROR", message).with_data(&self.issues))
     }
 }
 
 impl Issue {
     fn plain(kind: &'static str, loc: Vec<Loc>, msg: String) -> Self {
-        Issue { kind, loc, msg, input: rmpv::Value::Nil }
+        Issue {
+            kind,
+            loc,
+            msg,
+            input: rmpv::Value::Nil,
+        }
     }
 
     /// Describes why `bytes` is not a `T`. The fast decoder's errors are terse ("wrong msgpack
     /// marker"), so on this slow path the value is decoded once more through a dynamic value,
     /// whose errors are serde's readable ones ("invalid type: string \"x\", expected i64").
-    fn explain<T: DeserializeOwned>(param: &str, bytes: &[u8], fast: serde_path_to_error::Error<rmp_serde::decode::Error>) -> Self {
+    fn explain<T: DeserializeOwned>(
+        param: &str,
+        bytes: &[u8],
+        fast: serde_path_to_error::Error<rmp_serde::decode::Error>,
+    ) -> Self {
         let value = decode(bytes);
         let (path, text) = match serde_path_to_error::deserialize::<_, T>(value.clone()) {
             Err(slow) => {
                 let text = slow.inner().to_string();
-                let text = text.strip_prefix("error while decoding value: ").map(str::to_owned).unwrap_or(text);
+                let text = text
+                    .strip_prefix("error while decoding value: ")
+                    .map(str::to_owned)
+                    .unwrap_or(text);
                 (slow.path().clone(), text)
             }
             Ok(_) => (fast.path().clone(), fast.inner().to_string()),
@@ -190,13 +216,21 @@ impl Issue {
             None => input,
         };
         let path = render(&loc);
-        Issue { kind, loc, msg: format!("{path}: {text}"), input }
+        Issue {
+            kind,
+            loc,
+            msg: format!("{path}: {text}"),
+            input,
+        }
     }
 }
 
 /// Sorts serde's message into a stable `type`, and for a missing field, names it.
 fn classify(text: &str) -> (&'static str, Option<String>) {
-    let field = |prefix: &str| text.strip_prefix(prefix).map(|rest| rest.trim_matches('`').to_string());
+    let field = |prefix: &str| {
+        text.strip_prefix(prefix)
+            .map(|rest| rest.trim_matches('`').to_string())
+    };
     if let Some(f) = field("missing field ") {
         return ("missing", Some(f));
     }
@@ -241,9 +275,10 @@ fn value_at(root: &rmpv::Value, path: &[Loc]) -> rmpv::Value {
     for step in path {
         let next = match (step, cur) {
             (Loc::Index(i), rmpv::Value::Array(items)) => items.get(*i),
-            (Loc::Key(k), rmpv::Value::Map(entries)) => {
-                entries.iter().find(|(key, _)| key.as_str() == Some(k.as_str())).map(|(_, v)| v)
-            }
+            (Loc::Key(k), rmpv::Value::Map(entries)) => entries
+                .iter()
+                .find(|(key, _)| key.as_str() == Some(k.as_str()))
+                .map(|(_, v)| v),
             // An enum variant step names the variant, which is the map's only key.
             (Loc::Key(_), other) => Some(other),
             _ => None,

@@ -5,7 +5,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use crate::connection::Connection;
+use crate::emit::Event;
 use crate::identity::Identity;
+use crate::protocol;
 
 /// Who is calling. Add a parameter of this type to an exposed function to get it; it is filled
 /// in by the server, never sent by the client, and may stand anywhere in the parameter list.
@@ -50,8 +52,38 @@ impl Caller {
         self.conn.peer()
     }
 
-    pub(crate) fn connection(&self) -> &Arc<Connection> {
-        &self.conn
+    /// Sends `event` to this connection only. It is queued in order with this connection's
+    /// replies, so an event emitted before a handler returns arrives before its result.
+    /// Returns whether the connection was still open.
+    pub async fn emit<E: Event>(&self, event: E) -> bool {
+        match protocol::event_frame(E::NAME, &event) {
+            Ok(frame) => self.conn.send(frame).await,
+            Err(e) => {
+                tracing::error!(
+                    event = E::NAME,
+                    "the event could not be encoded, so it was not sent: {e}"
+                );
+                false
+            }
+        }
+    }
+
+    /// Adds this connection to a group (a room), so `ephaptic::group(name).emit(..)` and
+    /// channels with `Audience::group(name)` reach it. Membership ends when the connection
+    /// closes. Authorise before joining: a group is only as private as the code that joins it.
+    /// Returns `false` when it was already a member.
+    pub fn join(&self, group: &str) -> bool {
+        self.conn.join(group)
+    }
+
+    /// Removes this connection from a group; `false` when it was not a member.
+    pub fn leave(&self, group: &str) -> bool {
+        self.conn.leave(group)
+    }
+
+    /// The groups this connection has joined.
+    pub fn groups(&self) -> Vec<String> {
+        self.conn.groups().iter().map(|g| g.to_string()).collect()
     }
 }
 

@@ -8,29 +8,28 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use bytes::Bytes;
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
 use tokio::task::AbortHandle;
 
 use crate::dispatch;
 use crate::error::Error;
 use crate::identity::Identity;
 use crate::protocol::{self, FrameKind};
-use crate::server::Shared;
+use crate::server::{Shared, SlowClient};
 
-/// What the writer of a connection is asked to do.
-#[derive(Debug)]
-pub(crate) enum Outbound {
-    /// Send one encoded frame.
-    Frame(Bytes),
-    /// Close the connection with this WebSocket close code and reason.
-    Close(u16, String),
-}
+/// WebSocket close code 1008, "policy violation": used for slow clients.
+pub(crate) const CLOSE_POLICY: u16 = 1008;
 
 pub(crate) struct Connection {
     id: u64,
     peer: Option<SocketAddr>,
     identity: OnceLock<Identity>,
-    out: mpsc::Sender<Outbound>,
+    out: mpsc::Sender<Bytes>,
+    /// Set once when the server decides to close the connection; the writer watches it, so a
+    /// close gets through even when the outbound queue is full.
+    close: Arc<CloseSignal>,
+    /// Groups (rooms) this connection has joined.
+    groups: Mutex<Vec<Arc<str>>>,
     /// Calls in flight, by the encoded id the client chose, so `cancel` and disconnect can
     /// stop them. The sequence number tells a finished call from a newer one that reused its id.
     calls: Mutex<HashMap<Bytes, (u64, AbortHandle)>>,
@@ -49,13 +48,19 @@ impl std::fmt::Debug for Connection {
 }
 
 impl Connection {
-    pub fn new(shared: Arc<Shared>, peer: Option<SocketAddr>, out: mpsc::Sender<Outbound>) -> Arc<Self> {
+    pub fn new(
+        shared: Arc<Shared>,
+        peer: Option<SocketAddr>,
+        out: mpsc::Sender<Bytes>,
+    ) -> Arc<Self> {
         let id = shared.next_connection_id();
         Arc::new(Connection {
             id,
             peer,
             identity: OnceLock::new(),
             out,
+            close: Arc::new(CloseSignal::default()),
+            groups: Mutex::new(Vec::new()),
             calls: Mutex::new(HashMap::new()),
             call_seq: AtomicU64::new(0),
             shared,
@@ -80,12 +85,88 @@ impl Connection {
 
     /// Queues a frame, waiting for room. `false` when the connection is gone.
     pub async fn send(&self, frame: Bytes) -> bool {
-        self.out.send(Outbound::Frame(frame)).await.is_ok()
+        self.out.send(frame).await.is_ok()
     }
 
-    /// Asks the writer to close the connection with a WebSocket close code and reason.
-    pub async fn close(&self, code: u16, reason: &str) -> bool {
-        self.out.send(Outbound::Close(code, reason.to_owned())).await.is_ok()
+    /// Queues a frame without waiting; on a full queue, applies the slow-client policy.
+    /// `true` when the frame was queued.
+    pub fn offer(&self, frame: Bytes) -> bool {
+        match self.out.try_send(frame) {
+            Ok(()) => true,
+            Err(mpsc::error::TrySendError::Closed(_)) => false,
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                let shared = &self.shared;
+                match shared.config.slow_client {
+                    SlowClient::Disconnect => {
+                        if !self.close.is_set() {
+                            tracing::warn!(
+                                connection = self.id,
+                                capacity = shared.config.outbound_capacity,
+                                "closing a slow client: its outbound queue is full"
+                            );
+                            shared
+                                .metrics
+                                .slow_client_closes
+                                .fetch_add(1, Ordering::Relaxed);
+                        }
+                        self.close(
+                            CLOSE_POLICY,
+                            "outbound queue full: the client reads too slowly",
+                        );
+                    }
+                    SlowClient::DropEvents => {
+                        shared
+                            .metrics
+                            .events_dropped
+                            .fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                false
+            }
+        }
+    }
+
+    /// How many frames wait in the outbound queue.
+    pub fn queued(&self) -> usize {
+        self.out.max_capacity() - self.out.capacity()
+    }
+
+    /// Closes the connection with a WebSocket close code and reason; the first call wins.
+    pub fn close(&self, code: u16, reason: &str) {
+        self.close.set(code, reason);
+    }
+
+    /// The signal the transport's writer watches.
+    pub fn close_signal(&self) -> Arc<CloseSignal> {
+        self.close.clone()
+    }
+
+    pub fn join(self: &Arc<Self>, group: &str) -> bool {
+        let mut groups = self.groups.lock().unwrap_or_else(|e| e.into_inner());
+        if groups.iter().any(|g| &**g == group) {
+            return false;
+        }
+        let name: Arc<str> = Arc::from(group);
+        groups.push(name.clone());
+        self.shared.hub.join(self, name);
+        true
+    }
+
+    pub fn leave(self: &Arc<Self>, group: &str) -> bool {
+        let mut groups = self.groups.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(at) = groups.iter().position(|g| &**g == group) else {
+            return false;
+        };
+        groups.swap_remove(at);
+        self.shared.hub.leave(self.id, group);
+        true
+    }
+
+    pub fn groups(&self) -> Vec<Arc<str>> {
+        self.groups
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     pub fn next_call_seq(&self) -> u64 {
@@ -108,15 +189,14 @@ impl Connection {
     }
 
     fn cancel_call(&self, key: &[u8]) {
-        let entry = self.calls.lock().unwrap_or_else(|e| e.into_inner()).remove(key);
+        let entry = self
+            .calls
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(key);
         if let Some((_, handle)) = entry {
             handle.abort();
         }
-    }
-
-    /// How many calls are running.
-    pub fn calls_in_flight(&self) -> usize {
-        self.calls.lock().unwrap_or_else(|e| e.into_inner()).len()
     }
 
     /// Stops every call and stream of the connection; called when it closes.
@@ -132,13 +212,24 @@ impl Connection {
     pub async fn on_frame(self: &Arc<Self>, frame: Bytes, first: bool) {
         let limit = self.shared.config.max_frame_size;
         if frame.len() > limit {
-            tracing::warn!(connection = self.id, size = frame.len(), limit, "skipping a frame larger than the limit");
+            tracing::warn!(
+                connection = self.id,
+                size = frame.len(),
+                limit,
+                "skipping a frame larger than the limit"
+            );
             if let Some(id) = protocol::salvage_id(&frame) {
                 let e = Error::new(
                     "FRAME_TOO_LARGE",
-                    format!("The frame is {} bytes; this server accepts at most {limit}.", frame.len()),
+                    format!(
+                        "The frame is {} bytes; this server accepts at most {limit}.",
+                        frame.len()
+                    ),
                 )
-                .with_data(&FrameSize { size: frame.len(), limit });
+                .with_data(&FrameSize {
+                    size: frame.len(),
+                    limit,
+                });
                 self.send(e.to_frame(&frame[id], false)).await;
             }
             return;
@@ -185,8 +276,14 @@ impl Connection {
                 }
             }
             Ok(Ok(None)) => {}
-            Ok(Err(e)) => tracing::warn!(connection = self.id, "the identity loader failed; the connection is anonymous: {e}"),
-            Err(_) => tracing::error!(connection = self.id, "the identity loader panicked; the connection is anonymous"),
+            Ok(Err(e)) => tracing::warn!(
+                connection = self.id,
+                "the identity loader failed; the connection is anonymous: {e}"
+            ),
+            Err(_) => tracing::error!(
+                connection = self.id,
+                "the identity loader panicked; the connection is anonymous"
+            ),
         }
     }
 }
@@ -195,4 +292,34 @@ impl Connection {
 struct FrameSize {
     size: usize,
     limit: usize,
+}
+
+/// A one-shot "close this connection" with its code and reason, shared with the writer (which
+/// must not hold the connection itself, or its queue would never close).
+#[derive(Debug, Default)]
+pub(crate) struct CloseSignal {
+    notify: Notify,
+    reason: OnceLock<(u16, String)>,
+}
+
+impl CloseSignal {
+    pub fn set(&self, code: u16, reason: &str) {
+        if self.reason.set((code, reason.to_owned())).is_ok() {
+            self.notify.notify_one();
+        }
+    }
+
+    pub fn is_set(&self) -> bool {
+        self.reason.get().is_some()
+    }
+
+    /// Resolves once the signal is set; yields the code and reason.
+    pub async fn wait(&self) -> (u16, String) {
+        loop {
+            if let Some(reason) = self.reason.get() {
+                return reason.clone();
+            }
+            self.notify.notified().await;
+        }
+    }
 }

@@ -56,19 +56,29 @@ pub struct Call {
 
 impl std::fmt::Debug for Call {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Call").field("function", &self.def.name).finish_non_exhaustive()
+        f.debug_struct("Call")
+            .field("function", &self.def.name)
+            .finish_non_exhaustive()
     }
 }
 
 impl Call {
     /// The encoded `id`, echoed in every reply.
     pub fn id(&self) -> &[u8] {
-        if self.id.is_empty() { protocol::NIL } else { &self.frame[self.id.clone()] }
+        if self.id.is_empty() {
+            protocol::NIL
+        } else {
+            &self.frame[self.id.clone()]
+        }
     }
 
     /// The id as a cheap shared handle, for streams that outlive the borrow.
     fn id_bytes(&self) -> Bytes {
-        if self.id.is_empty() { Bytes::from_static(protocol::NIL) } else { self.frame.slice(self.id.clone()) }
+        if self.id.is_empty() {
+            Bytes::from_static(protocol::NIL)
+        } else {
+            self.frame.slice(self.id.clone())
+        }
     }
 
     /// Starts binding the call's arguments to the function's parameters.
@@ -85,7 +95,10 @@ impl Call {
     pub fn reply<T: serde::Serialize + ?Sized>(&self, value: &T) -> Outcome {
         match protocol::result_frame(self.id(), value) {
             Ok(frame) => Outcome::Reply(frame),
-            Err(e) => Outcome::Error(Error::internal(format_args!("the result of '{}' could not be encoded: {e}", self.def.name))),
+            Err(e) => Outcome::Error(Error::internal(format_args!(
+                "the result of '{}' could not be encoded: {e}",
+                self.def.name
+            ))),
         }
     }
 
@@ -98,7 +111,11 @@ impl Call {
     {
         let id = self.id_bytes();
         let name = self.def.name;
-        Outcome::Stream(Box::pin(Chunks { inner: Box::pin(stream), id, name }))
+        Outcome::Stream(Box::pin(Chunks {
+            inner: Box::pin(stream),
+            id,
+            name,
+        }))
     }
 }
 
@@ -120,9 +137,14 @@ where
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = self.get_mut();
         match this.inner.as_mut().poll_next(cx) {
-            Poll::Ready(Some(Ok(item))) => Poll::Ready(Some(protocol::chunk_frame(&this.id, &item).map_err(|e| {
-                Error::internal(format_args!("a chunk of '{}' could not be encoded: {e}", this.name))
-            }))),
+            Poll::Ready(Some(Ok(item))) => {
+                Poll::Ready(Some(protocol::chunk_frame(&this.id, &item).map_err(|e| {
+                    Error::internal(format_args!(
+                        "a chunk of '{}' could not be encoded: {e}",
+                        this.name
+                    ))
+                })))
+            }
             Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e.into()))),
             Poll::Ready(None) => Poll::Ready(None),
             Poll::Pending => Poll::Pending,
@@ -134,13 +156,21 @@ where
 /// task of its own that the connection can cancel.
 pub(crate) async fn start(conn: &Arc<Connection>, frame: Bytes, raw: RawFrame) {
     let id = raw.id.clone().unwrap_or(0..0);
-    let id_bytes: &[u8] = if id.is_empty() { protocol::NIL } else { &frame[id.clone()] };
+    let id_bytes: &[u8] = if id.is_empty() {
+        protocol::NIL
+    } else {
+        &frame[id.clone()]
+    };
     let shared = conn.shared();
 
     let name = match &raw.name {
         Some(r) => std::str::from_utf8(&frame[r.clone()]).unwrap_or_default(),
         None => {
-            let why = if raw.name_not_string { "'name' must be a string" } else { "the frame has no 'name'" };
+            let why = if raw.name_not_string {
+                "'name' must be a string"
+            } else {
+                "the frame has no 'name'"
+            };
             let e = Error::new("VALIDATION_ERROR", format!("Invalid call: {why}."));
             conn.send(e.to_frame(id_bytes, false)).await;
             return;
@@ -169,20 +199,28 @@ pub(crate) async fn start(conn: &Arc<Connection>, frame: Bytes, raw: RawFrame) {
     };
 
     if def.requires_login && conn.identity().is_none() {
-        conn.send(Error::unauthorized().to_frame(id_bytes, false)).await;
+        conn.send(Error::unauthorized().to_frame(id_bytes, false))
+            .await;
         return;
     }
 
     let key = frame.slice(id.clone());
-    let call = Call { frame, raw, id, def, conn: conn.clone() };
+    let call = Call {
+        frame,
+        raw,
+        id,
+        def,
+        conn: conn.clone(),
+    };
     let seq = conn.next_call_seq();
     let task_conn = conn.clone();
     let task_key = key.clone();
     conn.spawn_call(key, seq, move || {
-        tokio::spawn(async move {
+        let shared = task_conn.shared().clone();
+        tokio::spawn(crate::emit::in_scope(shared, async move {
             run(call).await;
             task_conn.finish_call(&task_key, seq);
-        })
+        }))
         .abort_handle()
     });
 }
@@ -244,7 +282,12 @@ async fn run(call: Call) {
 
 fn log_internal(def: &FunctionDef, e: &Error) {
     if e.is_internal() {
-        tracing::error!(function = def.name, "'{}' failed: {}", def.name, e.detail().unwrap_or("no detail"));
+        tracing::error!(
+            function = def.name,
+            "'{}' failed: {}",
+            def.name,
+            e.detail().unwrap_or("no detail")
+        );
     }
 }
 
@@ -274,7 +317,10 @@ impl<F: Future + Unpin> Future for CatchUnwind<F> {
 }
 
 impl<S: Stream + Unpin> CatchUnwind<S> {
-    fn poll_next_caught(&mut self, cx: &mut Context<'_>) -> Poll<Result<Option<S::Item>, Box<dyn Any + Send>>> {
+    fn poll_next_caught(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<Option<S::Item>, Box<dyn Any + Send>>> {
         match catch_unwind(AssertUnwindSafe(|| Pin::new(&mut self.0).poll_next(cx))) {
             Ok(Poll::Ready(v)) => Poll::Ready(Ok(v)),
             Ok(Poll::Pending) => Poll::Pending,

@@ -53,7 +53,12 @@ impl Error {
     /// `SCREAMING_SNAKE_CASE`; avoid the runtime's own codes (`NOT_FOUND`, `VALIDATION_ERROR`,
     /// `UNAUTHORIZED`, `RATELIMIT`, `INTERNAL`).
     pub fn new(code: impl Into<Cow<'static, str>>, message: impl Into<Cow<'static, str>>) -> Self {
-        Error { code: code.into(), message: message.into(), data: None, detail: None }
+        Error {
+            code: code.into(),
+            message: message.into(),
+            data: None,
+            detail: None,
+        }
     }
 
     /// Attaches structured data, sent as the error's `data` field. A struct is sent as a map of
@@ -62,7 +67,12 @@ impl Error {
         let mut buf = BytesMut::new();
         match protocol::encode_value(&mut buf, data) {
             Ok(()) => self.data = Some(buf.freeze()),
-            Err(e) => return Error::internal(format!("the data of error {} could not be encoded: {e}", self.code)),
+            Err(e) => {
+                return Error::internal(format!(
+                    "the data of error {} could not be encoded: {e}",
+                    self.code
+                ));
+            }
         }
         self
     }
@@ -189,6 +199,10 @@ pub trait ServiceError: Serialize {
         Self: Sized,
     {
         let e = Error::new(Self::CODE, self.message());
-        if Self::HAS_DATA { e.with_data(&self) } else { e }
+        if Self::HAS_DATA {
+            e.with_data(&self)
+        } else {
+            e
+        }
     }
 }

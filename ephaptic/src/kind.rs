@@ -21,7 +21,9 @@ use futures_core::Stream;
 use futures_util::StreamExt;
 use serde::Serialize;
 
+use crate::caller::Caller;
 use crate::dispatch::{Call, Outcome};
+use crate::emit::Audience;
 use crate::error::Error;
 
 /// Carries a type for method resolution; holds no value.
@@ -166,3 +168,68 @@ impl Value {
     }
 }
 
+// ---------------------------------------------------------------------------------------------
+// Channels: after a function returns, announce its `Ok` value (or its plain value) on each
+// channel named in `#[expose(broadcast = [..])]`, to the audience `broadcast_to` picks.
+
+#[doc(hidden)]
+#[derive(Debug)]
+pub struct AnnounceResult;
+#[doc(hidden)]
+#[derive(Debug)]
+pub struct AnnounceValue;
+
+#[doc(hidden)]
+pub trait AnnounceResultKind {
+    fn __ephaptic_announce_kind(&self) -> AnnounceResult {
+        AnnounceResult
+    }
+}
+#[doc(hidden)]
+pub trait AnnounceValueKind {
+    fn __ephaptic_announce_kind(&self) -> AnnounceValue {
+        AnnounceValue
+    }
+}
+
+impl<T: Serialize, E> AnnounceResultKind for &Tag<Result<T, E>> {}
+impl<T: Serialize> AnnounceValueKind for Tag<T> {}
+
+impl AnnounceResult {
+    pub async fn announce<T: Serialize, E>(
+        self,
+        out: &Result<T, E>,
+        call: &Call,
+        channels: &[&str],
+        audience: impl FnOnce(&Caller, &T) -> Audience,
+    ) {
+        // Nothing is announced when the function failed.
+        if let Ok(value) = out {
+            announce(value, call, channels, audience).await;
+        }
+    }
+}
+
+impl AnnounceValue {
+    pub async fn announce<T: Serialize>(
+        self,
+        out: &T,
+        call: &Call,
+        channels: &[&str],
+        audience: impl FnOnce(&Caller, &T) -> Audience,
+    ) {
+        announce(out, call, channels, audience).await;
+    }
+}
+
+async fn announce<T: Serialize>(
+    value: &T,
+    call: &Call,
+    channels: &[&str],
+    audience: impl FnOnce(&Caller, &T) -> Audience,
+) {
+    let audience = audience(&call.caller(), value);
+    for channel in channels {
+        audience.emit_named(channel, value).await;
+    }
+}

@@ -131,6 +131,7 @@ mod bind;
 mod caller;
 mod connection;
 mod dispatch;
+mod emit;
 mod error;
 mod hub;
 mod identity;
@@ -142,10 +143,11 @@ mod transport;
 
 pub use bind::{Issue, Loc};
 pub use caller::Caller;
+pub use emit::{Audience, Event, IntoTargets, Metrics, emit, group, metrics, to};
 pub use error::{Error, Result, ServiceError};
 pub use identity::Identity;
-pub use registry::{ErrorDef, Exposed, FunctionDef, RegistryError, Site};
-pub use server::{LoaderOutput, Server};
+pub use registry::{ErrorDef, EventDef, Exposed, FunctionDef, RegistryError, Site};
+pub use server::{LoaderOutput, Server, SlowClient};
 
 /// A dynamic MessagePack value, for parameters and results of any shape (maps, lists, nil,
 /// booleans, numbers, strings, bytes).
@@ -174,9 +176,12 @@ pub mod __private {
     pub use crate::bind::Binder;
     pub use crate::dispatch::{Call, Outcome};
     pub use crate::kind::{
-        ResultStreamKind, ResultTryStreamKind, ResultValueKind, StreamKind, Tag, TryStreamKind, ValueKind, tag,
+        AnnounceResultKind, AnnounceValueKind, ResultStreamKind, ResultTryStreamKind,
+        ResultValueKind, StreamKind, Tag, TryStreamKind, ValueKind, tag,
     };
-    pub use crate::registry::{BoxFuture, ErrorDef, Exposed, FunctionDef, LoaderDef, Registration, Site};
+    pub use crate::registry::{
+        BoxFuture, ErrorDef, EventDef, Exposed, FunctionDef, LoaderDef, Registration, Site,
+    };
     pub use crate::server::run_loader;
 
     /// What a generated identity-loader shim returns.

@@ -32,7 +32,9 @@ impl std::fmt::Display for FrameError {
         match self {
             FrameError::Malformed(why) => write!(f, "undecodable MessagePack ({why})"),
             FrameError::NotAMap => f.write_str("the frame is not a MessagePack map"),
-            FrameError::NonStringKey => f.write_str("the frame's map has a key that is not a string"),
+            FrameError::NonStringKey => {
+                f.write_str("the frame's map has a key that is not a string")
+            }
             FrameError::TrailingBytes => f.write_str("the frame has bytes after its value"),
         }
     }
@@ -89,7 +91,11 @@ pub(crate) fn parse(frame: &[u8]) -> Result<RawFrame, FrameError> {
         None => {
             r.pos = 0;
             r.skip()?;
-            return Err(if r.pos == frame.len() { FrameError::NotAMap } else { FrameError::TrailingBytes });
+            return Err(if r.pos == frame.len() {
+                FrameError::NotAMap
+            } else {
+                FrameError::TrailingBytes
+            });
         }
     };
     let mut out = RawFrame::default();
@@ -383,7 +389,10 @@ fn reply_head(buf: &mut BytesMut, id: &[u8], key: &str) {
 /// Encodes a value the way every frame carries values: structs as maps with named fields,
 /// enums in serde's external representation, and types that ask (UUIDs, datetimes) in their
 /// human-readable string form.
-pub(crate) fn encode_value<T: Serialize + ?Sized>(buf: &mut BytesMut, value: &T) -> Result<(), rmp_serde::encode::Error> {
+pub(crate) fn encode_value<T: Serialize + ?Sized>(
+    buf: &mut BytesMut,
+    value: &T,
+) -> Result<(), rmp_serde::encode::Error> {
     let mut ser = rmp_serde::Serializer::new((&mut *buf).writer())
         .with_struct_map()
         .with_human_readable();
@@ -391,7 +400,10 @@ pub(crate) fn encode_value<T: Serialize + ?Sized>(buf: &mut BytesMut, value: &T)
 }
 
 /// `{id, result}`.
-pub(crate) fn result_frame<T: Serialize + ?Sized>(id: &[u8], value: &T) -> Result<Bytes, rmp_serde::encode::Error> {
+pub(crate) fn result_frame<T: Serialize + ?Sized>(
+    id: &[u8],
+    value: &T,
+) -> Result<Bytes, rmp_serde::encode::Error> {
     let mut buf = BytesMut::with_capacity(32 + id.len());
     reply_head(&mut buf, id, "result");
     encode_value(&mut buf, value)?;
@@ -399,7 +411,10 @@ pub(crate) fn result_frame<T: Serialize + ?Sized>(id: &[u8], value: &T) -> Resul
 }
 
 /// `{id, chunk}`.
-pub(crate) fn chunk_frame<T: Serialize + ?Sized>(id: &[u8], value: &T) -> Result<Bytes, rmp_serde::encode::Error> {
+pub(crate) fn chunk_frame<T: Serialize + ?Sized>(
+    id: &[u8],
+    value: &T,
+) -> Result<Bytes, rmp_serde::encode::Error> {
     let mut buf = BytesMut::with_capacity(32 + id.len());
     reply_head(&mut buf, id, "chunk");
     encode_value(&mut buf, value)?;
@@ -437,10 +452,17 @@ pub(crate) fn error_frame(id: &[u8], code: &str, message: &str, data: Option<&[u
     buf.freeze()
 }
 
-/// `{type: "event", name, payload: {args: [], kwargs: <payload>}}`, where `payload` encodes as
-/// a map (a struct's fields).
-pub(crate) fn event_frame<T: Serialize + ?Sized>(name: &str, payload: &T) -> Result<Bytes, rmp_serde::encode::Error> {
-    let mut buf = BytesMut::with_capacity(64 + name.len());
+/// `{type: "event", name, payload: {args: [], kwargs: <payload>}}` when the payload encodes as a
+/// map (a struct: clients hand its fields to the callback); otherwise
+/// `{..., payload: {args: [<payload>], kwargs: {}}}`.
+pub(crate) fn event_frame<T: Serialize + ?Sized>(
+    name: &str,
+    payload: &T,
+) -> Result<Bytes, rmp_serde::encode::Error> {
+    let mut value = BytesMut::with_capacity(64);
+    encode_value(&mut value, payload)?;
+    let is_map = matches!(value.first(), Some(0x80..=0x8f | 0xde | 0xdf));
+    let mut buf = BytesMut::with_capacity(48 + name.len() + value.len());
     buf.put_u8(0x83);
     put_str(&mut buf, "type");
     put_str(&mut buf, "event");
@@ -449,9 +471,16 @@ pub(crate) fn event_frame<T: Serialize + ?Sized>(name: &str, payload: &T) -> Res
     put_str(&mut buf, "payload");
     buf.put_u8(0x82);
     put_str(&mut buf, "args");
-    buf.put_u8(0x90);
-    put_str(&mut buf, "kwargs");
-    encode_value(&mut buf, payload)?;
+    if is_map {
+        buf.put_u8(0x90);
+        put_str(&mut buf, "kwargs");
+        buf.put_slice(&value);
+    } else {
+        buf.put_u8(0x91);
+        buf.put_slice(&value);
+        put_str(&mut buf, "kwargs");
+        buf.put_u8(0x80);
+    }
     Ok(buf.freeze())
 }
 
@@ -475,7 +504,10 @@ mod tests {
             (s("type"), s("rpc")),
             (s("id"), rmpv::Value::from(7)),
             (s("name"), s("add")),
-            (s("args"), rmpv::Value::Array(vec![2.into(), rmpv::Value::Array(vec![1.into()])])),
+            (
+                s("args"),
+                rmpv::Value::Array(vec![2.into(), rmpv::Value::Array(vec![1.into()])]),
+            ),
             (s("kwargs"), rmpv::Value::Map(vec![(s("b"), 5.into())])),
         ]));
         let raw = parse(&frame).unwrap();
@@ -490,11 +522,20 @@ mod tests {
 
     #[test]
     fn rejects_what_is_not_a_string_keyed_map() {
-        assert_eq!(parse(&enc(&rmpv::Value::from(3))).unwrap_err(), FrameError::NotAMap);
+        assert_eq!(
+            parse(&enc(&rmpv::Value::from(3))).unwrap_err(),
+            FrameError::NotAMap
+        );
         let bad_key = enc(&rmpv::Value::Map(vec![(1.into(), 2.into())]));
         assert_eq!(parse(&bad_key).unwrap_err(), FrameError::NonStringKey);
-        assert!(matches!(parse(&[0x82, 0xa1]).unwrap_err(), FrameError::Malformed(_)));
-        assert!(matches!(parse(&[0xc1]).unwrap_err(), FrameError::Malformed(_)));
+        assert!(matches!(
+            parse(&[0x82, 0xa1]).unwrap_err(),
+            FrameError::Malformed(_)
+        ));
+        assert!(matches!(
+            parse(&[0xc1]).unwrap_err(),
+            FrameError::Malformed(_)
+        ));
         assert_eq!(parse(&[0x80, 0x01]).unwrap_err(), FrameError::TrailingBytes);
     }
 
@@ -502,7 +543,10 @@ mod tests {
     fn a_forged_length_is_refused_without_looping() {
         // An array that claims 4 billion elements in a five-byte frame.
         let frame = [0x81, 0xa1, b'x', 0xdd, 0xff, 0xff, 0xff, 0xff];
-        assert!(matches!(parse(&frame).unwrap_err(), FrameError::Malformed(_)));
+        assert!(matches!(
+            parse(&frame).unwrap_err(),
+            FrameError::Malformed(_)
+        ));
     }
 
     #[test]
@@ -517,7 +561,10 @@ mod tests {
 
     #[test]
     fn salvages_the_id_of_a_frame_with_a_bad_key() {
-        let frame = enc(&rmpv::Value::Map(vec![(s("id"), s("x")), (1.into(), 2.into())]));
+        let frame = enc(&rmpv::Value::Map(vec![
+            (s("id"), s("x")),
+            (1.into(), 2.into()),
+        ]));
         assert!(parse(&frame).is_err());
         assert_eq!(&frame[salvage_id(&frame).unwrap()], &enc(&s("x"))[..]);
     }
@@ -527,8 +574,29 @@ mod tests {
         let f = result_frame(&[0x01], &5u8).unwrap();
         assert_eq!(&f[..], b"\x82\xa2id\x01\xa6result\x05");
         let e = error_frame(&[0x07], "NOT_FOUND", "x", None);
-        assert_eq!(&e[..], b"\x82\xa2id\x07\xa5error\x83\xa4code\xa9NOT_FOUND\xa7message\xa1x\xa4data\xc0");
-        assert_eq!(&stream_open_frame(&[1])[..], b"\x82\xa2id\x01\xa6stream\xc3");
+        assert_eq!(
+            &e[..],
+            b"\x82\xa2id\x07\xa5error\x83\xa4code\xa9NOT_FOUND\xa7message\xa1x\xa4data\xc0"
+        );
+        assert_eq!(
+            &stream_open_frame(&[1])[..],
+            b"\x82\xa2id\x01\xa6stream\xc3"
+        );
         assert_eq!(&stream_done_frame(&[1])[..], b"\x82\xa2id\x01\xa4done\xc3");
+    }
+
+    #[test]
+    fn event_frames_put_struct_fields_in_kwargs_and_other_values_in_args() {
+        #[derive(serde::Serialize)]
+        struct Pong {
+            ok: bool,
+        }
+        let f = event_frame("Pong", &Pong { ok: true }).unwrap();
+        assert_eq!(&f[..], b"\x83\xa4type\xa5event\xa4name\xa4Pong\xa7payload\x82\xa4args\x90\xa6kwargs\x81\xa2ok\xc3");
+        let f = event_frame("n", &7u8).unwrap();
+        assert_eq!(
+            &f[..],
+            b"\x83\xa4type\xa5event\xa4name\xa1n\xa7payload\x82\xa4args\x91\x07\xa6kwargs\x80"
+        );
     }
 }

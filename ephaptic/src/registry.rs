@@ -30,7 +30,11 @@ pub struct Site {
 
 impl fmt::Display for Site {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}::{} ({}:{})", self.module, self.rust_name, self.file, self.line)
+        write!(
+            f,
+            "{}::{} ({}:{})",
+            self.module, self.rust_name, self.file, self.line
+        )
     }
 }
 
@@ -51,6 +55,8 @@ pub struct FunctionDef {
     pub requires_login: bool,
     /// The Rust doc comment, carried into generated TypeScript.
     pub doc: &'static str,
+    /// Channels announced with the function's `Ok` value (`#[expose(broadcast = [..])]`).
+    pub channels: &'static [&'static str],
     /// The generated entry point.
     pub handler: Handler,
 }
@@ -58,7 +64,15 @@ pub struct FunctionDef {
 impl FunctionDef {
     /// Starts a record; the macro fills in the rest with the `const` setters below.
     pub const fn new(name: &'static str, site: Site, handler: Handler) -> Self {
-        FunctionDef { name, site, params: &[], requires_login: false, doc: "", handler }
+        FunctionDef {
+            name,
+            site,
+            params: &[],
+            requires_login: false,
+            doc: "",
+            channels: &[],
+            handler,
+        }
     }
 
     /// Sets the wire parameter names.
@@ -70,6 +84,12 @@ impl FunctionDef {
     /// Marks the function as requiring an authenticated caller.
     pub const fn requires_login(mut self, yes: bool) -> Self {
         self.requires_login = yes;
+        self
+    }
+
+    /// Sets the channels the function announces its result on.
+    pub const fn channels(mut self, channels: &'static [&'static str]) -> Self {
+        self.channels = channels;
         self
     }
 
@@ -91,6 +111,17 @@ pub struct ErrorDef {
     pub site: Site,
 }
 
+/// An event type declared with `#[ephaptic::event]`.
+#[derive(Debug)]
+pub struct EventDef {
+    /// The wire name clients listen for.
+    pub name: &'static str,
+    /// Where the type is defined.
+    pub site: Site,
+    /// The Rust doc comment.
+    pub doc: &'static str,
+}
+
 /// The generated entry point of an identity loader: takes the encoded `auth` value (absent when
 /// the client sent none) and resolves to the identity, `None` for anonymous, or an error text.
 pub type LoaderFn = fn(Option<bytes::Bytes>) -> BoxFuture<Result<Option<Identity>, String>>;
@@ -109,6 +140,7 @@ pub struct LoaderDef {
 #[derive(Debug, Clone, Copy)]
 pub enum Registration {
     Function(&'static FunctionDef),
+    Event(&'static EventDef),
     Error(&'static ErrorDef),
     Loader(&'static LoaderDef),
 }
@@ -128,6 +160,9 @@ pub trait Exposed {
 pub(crate) struct Registry {
     pub functions: HashMap<&'static str, &'static FunctionDef>,
     pub errors: HashMap<&'static str, &'static ErrorDef>,
+    pub events: HashMap<&'static str, &'static EventDef>,
+    /// Channel name -> the functions that announce on it.
+    pub channels: HashMap<&'static str, Vec<&'static FunctionDef>>,
     pub loader: Option<&'static LoaderDef>,
 }
 
@@ -162,6 +197,16 @@ impl Registry {
                         reg.functions.insert(f.name, f);
                     }
                 },
+                Registration::Event(e) => match reg.events.get(e.name) {
+                    Some(prev) if std::ptr::eq(*prev, e) => {}
+                    Some(prev) => problems.push(format!(
+                        "two events are named '{}': {} and {}; rename one with #[event(name = \"...\")]",
+                        e.name, prev.site, e.site
+                    )),
+                    None => {
+                        reg.events.insert(e.name, e);
+                    }
+                },
                 Registration::Error(e) => match reg.errors.get(e.code) {
                     Some(prev) if std::ptr::eq(*prev, e) => {}
                     Some(prev) => problems.push(format!(
@@ -182,7 +227,23 @@ impl Registry {
                 },
             }
         }
-        if problems.is_empty() { Ok(reg) } else { Err(RegistryError(problems)) }
+        for f in reg.functions.values() {
+            for channel in f.channels {
+                reg.channels.entry(channel).or_default().push(f);
+            }
+        }
+        for (channel, fns) in &reg.channels {
+            if let Some(event) = reg.events.get(channel) {
+                problems.push(format!(
+                    "'{channel}' is both an event ({}) and a channel announced by {}; clients could not tell their payloads apart, so rename one",
+                    event.site, fns[0].site
+                ));
+            }
+        }
+        if problems.is_empty() {
+            Ok(reg)
+        } else {
+            Err(RegistryError(problems))
+        }
     }
 }
-

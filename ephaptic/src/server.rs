@@ -17,7 +17,8 @@ use crate::registry::{BoxFuture, Exposed, FunctionDef, Registry, RegistryError};
 
 /// An identity loader, type-erased: the encoded `auth` in, the identity (or anonymous, or an
 /// error text) out.
-pub(crate) type DynLoader = Arc<dyn Fn(Option<Bytes>) -> BoxFuture<Result<Option<Identity>, String>> + Send + Sync>;
+pub(crate) type DynLoader =
+    Arc<dyn Fn(Option<Bytes>) -> BoxFuture<Result<Option<Identity>, String>> + Send + Sync>;
 
 #[derive(Debug, Clone)]
 pub(crate) struct Config {
@@ -28,6 +29,29 @@ pub(crate) struct Config {
     pub outbound_capacity: usize,
     pub read_buffer_size: usize,
     pub ping_interval: Option<Duration>,
+    pub slow_client: SlowClient,
+}
+
+/// What happens to a client whose outbound queue is full when an event is emitted to it
+/// (it reads more slowly than events arrive). Replies and stream chunks never trigger this:
+/// they wait for room, which slows only the call that produces them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum SlowClient {
+    /// Close the connection with close code 1008 and the reason "outbound queue full". The
+    /// client reconnects and refetches, so it never silently misses an event. The default.
+    #[default]
+    Disconnect,
+    /// Drop the event for that client and keep the connection: for lossy data such as cursor
+    /// positions. Counted in [`Metrics::events_dropped`](crate::Metrics).
+    DropEvents,
+}
+
+/// Counters a server keeps about itself.
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub slow_client_closes: AtomicU64,
+    pub events_dropped: AtomicU64,
 }
 
 impl Default for Config {
@@ -40,6 +64,7 @@ impl Default for Config {
             outbound_capacity: 1024,
             read_buffer_size: 4 * 1024,
             ping_interval: Some(Duration::from_secs(20)),
+            slow_client: SlowClient::Disconnect,
         }
     }
 }
@@ -50,12 +75,17 @@ pub(crate) struct Shared {
     pub config: Config,
     pub hub: Hub,
     pub loader: Option<DynLoader>,
+    pub metrics: Counters,
     next_connection: AtomicU64,
 }
 
 impl fmt::Debug for Shared {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Shared").field("config", &self.config).field("connections", &self.hub.len()).finish()
+        f.debug_struct("Shared")
+            .field("config", &self.config)
+            .field("connections", &self.hub.len())
+            .field("metrics", &self.metrics)
+            .finish()
     }
 }
 
@@ -93,7 +123,10 @@ impl fmt::Debug for Server {
         f.debug_struct("Server")
             .field("config", &self.config)
             .field("custom_loader", &self.loader.is_some())
-            .field("explicit", &self.explicit.iter().map(|d| d.name).collect::<Vec<_>>())
+            .field(
+                "explicit",
+                &self.explicit.iter().map(|d| d.name).collect::<Vec<_>>(),
+            )
             .finish()
     }
 }
@@ -107,7 +140,11 @@ impl Default for Server {
 impl Server {
     /// A server with the defaults: path `/_ephaptic`, any origin, 1 MiB frames, debug off.
     pub fn new() -> Self {
-        Server { config: Config::default(), loader: None, explicit: Vec::new() }
+        Server {
+            config: Config::default(),
+            loader: None,
+            explicit: Vec::new(),
+        }
     }
 
     /// The WebSocket path (default `/_ephaptic`).
@@ -145,7 +182,9 @@ impl Server {
         self
     }
 
-    /// How many frames may wait for a slow client before senders wait (default 1024).
+    /// How many frames may wait for one client (default 1024). Replies and stream chunks wait
+    /// for room (slowing only their own call); an event that finds the queue full applies the
+    /// [slow-client policy](Self::slow_client).
     pub fn outbound_capacity(mut self, frames: usize) -> Self {
         self.config.outbound_capacity = frames.max(1);
         self
@@ -155,6 +194,14 @@ impl Server {
     /// in several reads). The main cost of an idle connection.
     pub fn read_buffer_size(mut self, bytes: usize) -> Self {
         self.config.read_buffer_size = bytes.max(256);
+        self
+    }
+
+    /// What to do with a client too slow to take the events emitted to it (default
+    /// [`SlowClient::Disconnect`]). How far behind a client may fall first is
+    /// [`outbound_capacity`](Self::outbound_capacity).
+    pub fn slow_client(mut self, policy: SlowClient) -> Self {
+        self.config.slow_client = policy;
         self
     }
 
@@ -235,6 +282,7 @@ impl Server {
             config: self.config,
             hub: Hub::default(),
             loader,
+            metrics: Counters::default(),
             next_connection: AtomicU64::new(0),
         }))
     }
@@ -246,12 +294,15 @@ impl Server {
     /// When two exposed functions share a wire name (the message names both); use
     /// [`try_router`](Self::try_router) to handle that as an error.
     pub fn router(self) -> axum::Router {
-        self.try_router().unwrap_or_else(|e| panic!("ephaptic cannot start:\n{e}"))
+        self.try_router()
+            .unwrap_or_else(|e| panic!("ephaptic cannot start:\n{e}"))
     }
 
     /// [`router`](Self::router), returning registry conflicts as an error.
     pub fn try_router(self) -> Result<axum::Router, RegistryError> {
-        Ok(crate::transport::router(self.build()?))
+        let shared = self.build()?;
+        crate::emit::set_default(&shared);
+        Ok(crate::transport::router(shared))
     }
 
     /// Binds `addr` and serves until the process ends.
@@ -264,7 +315,11 @@ impl Server {
     /// port).
     pub async fn serve_listener(self, listener: TcpListener) -> std::io::Result<()> {
         let router = self.try_router().map_err(std::io::Error::other)?;
-        axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>()).await
+        axum::serve(
+            listener,
+            router.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .await
     }
 }
 
@@ -294,7 +349,10 @@ impl<I: Into<Identity>, E: fmt::Display> LoaderOutput for Result<Option<I>, E> {
 /// Decodes `auth` as the loader's argument type and runs the loader. Used by the generated
 /// loader shim and by [`Server::identity_loader`].
 #[doc(hidden)]
-pub fn run_loader<A, F, Fut>(auth: Option<Bytes>, loader: F) -> BoxFuture<Result<Option<Identity>, String>>
+pub fn run_loader<A, F, Fut>(
+    auth: Option<Bytes>,
+    loader: F,
+) -> BoxFuture<Result<Option<Identity>, String>>
 where
     A: DeserializeOwned + Send + 'static,
     F: FnOnce(A) -> Fut + Send + 'static,
@@ -304,10 +362,15 @@ where
     Box::pin(async move {
         let arg = match &auth {
             Some(bytes) => {
-                let mut de = rmp_serde::Deserializer::from_read_ref(&bytes[..]).with_human_readable();
+                let mut de =
+                    rmp_serde::Deserializer::from_read_ref(&bytes[..]).with_human_readable();
                 match A::deserialize(&mut de) {
                     Ok(a) => a,
-                    Err(e) => return Err(format!("`auth` does not match the loader's parameter type: {e}")),
+                    Err(e) => {
+                        return Err(format!(
+                            "`auth` does not match the loader's parameter type: {e}"
+                        ));
+                    }
                 }
             }
             None => match A::deserialize(crate::bind::Missing) {

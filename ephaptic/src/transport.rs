@@ -10,10 +10,11 @@ use axum::extract::{ConnectInfo, FromRequestParts, State};
 use axum::http::{HeaderMap, StatusCode, header, request::Parts};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 use tokio::sync::mpsc;
 
-use crate::connection::{Connection, Outbound};
+use crate::connection::{CloseSignal, Connection};
 use crate::server::Shared;
 
 /// Close code for a message too large to buffer (RFC 6455).
@@ -24,7 +25,9 @@ const MAX_BATCH: usize = 64;
 
 pub(crate) fn router(shared: Arc<Shared>) -> axum::Router {
     let path = shared.config.path.clone();
-    axum::Router::new().route(&path, get(upgrade)).with_state(shared)
+    axum::Router::new()
+        .route(&path, get(upgrade))
+        .with_state(shared)
 }
 
 /// The peer address, when the app was served with connect info.
@@ -34,15 +37,30 @@ impl<S: Send + Sync> FromRequestParts<S> for Peer {
     type Rejection = std::convert::Infallible;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        Ok(Peer(parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0)))
+        Ok(Peer(
+            parts
+                .extensions
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|c| c.0),
+        ))
     }
 }
 
-async fn upgrade(State(shared): State<Arc<Shared>>, Peer(peer): Peer, headers: HeaderMap, ws: WebSocketUpgrade) -> Response {
-    if let (Some(allowed), Some(origin)) = (&shared.config.allowed_origins, headers.get(header::ORIGIN)) {
+async fn upgrade(
+    State(shared): State<Arc<Shared>>,
+    Peer(peer): Peer,
+    headers: HeaderMap,
+    ws: WebSocketUpgrade,
+) -> Response {
+    if let (Some(allowed), Some(origin)) =
+        (&shared.config.allowed_origins, headers.get(header::ORIGIN))
+    {
         let origin = origin.to_str().unwrap_or_default();
         if !allowed.iter().any(|a| a == origin) {
-            tracing::warn!(origin, "refused a WebSocket upgrade from an origin that is not allowed");
+            tracing::warn!(
+                origin,
+                "refused a WebSocket upgrade from an origin that is not allowed"
+            );
             return (StatusCode::FORBIDDEN, "origin not allowed").into_response();
         }
     }
@@ -64,7 +82,7 @@ async fn run(shared: Arc<Shared>, socket: WebSocket, peer: Option<SocketAddr>) {
     tracing::debug!(connection = conn.id(), ?peer, "connected");
 
     let ping = shared.config.ping_interval;
-    let mut writer = tokio::spawn(write(sink, rx, ping));
+    let mut writer = tokio::spawn(write(sink, rx, conn.close_signal(), ping));
     let idle_limit = ping.map(|p| p * 3);
     let mut first = true;
     let mut writer_done = false;
@@ -96,7 +114,10 @@ async fn run(shared: Arc<Shared>, socket: WebSocket, peer: Option<SocketAddr>) {
                 first = false;
             }
             Some(Ok(Message::Text(_))) => {
-                tracing::warn!(connection = conn.id(), "skipping a text frame; ephaptic frames are binary MessagePack");
+                tracing::warn!(
+                    connection = conn.id(),
+                    "skipping a text frame; ephaptic frames are binary MessagePack"
+                );
                 first = false;
             }
             Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
@@ -104,7 +125,7 @@ async fn run(shared: Arc<Shared>, socket: WebSocket, peer: Option<SocketAddr>) {
             Some(Err(e)) => {
                 tracing::debug!(connection = conn.id(), "socket error: {e}");
                 if e.to_string().to_ascii_lowercase().contains("too long") {
-                    conn.close(CLOSE_TOO_BIG, "message too big").await;
+                    conn.close(CLOSE_TOO_BIG, "message too big");
                 }
                 break;
             }
@@ -115,62 +136,89 @@ async fn run(shared: Arc<Shared>, socket: WebSocket, peer: Option<SocketAddr>) {
     conn.abort_all();
     // Give the writer a moment to flush what is queued (a close frame, the last replies).
     drop(conn);
-    if !writer_done && tokio::time::timeout(Duration::from_secs(1), &mut writer).await.is_err() {
+    if !writer_done
+        && tokio::time::timeout(Duration::from_secs(1), &mut writer)
+            .await
+            .is_err()
+    {
         writer.abort();
     }
     tracing::debug!("disconnected");
 }
 
 /// Drains the outbound queue into the socket: every frame that is ready is written, then one
-/// flush, so a burst of replies costs one syscall instead of one each.
+/// flush, so a burst of replies costs one syscall instead of one each. A close request wins
+/// over everything, even a write stuck on a client that stopped reading.
 async fn write(
     mut sink: futures_util::stream::SplitSink<WebSocket, Message>,
-    mut rx: mpsc::Receiver<Outbound>,
+    mut rx: mpsc::Receiver<Bytes>,
+    close: Arc<CloseSignal>,
     ping: Option<Duration>,
 ) {
-    let mut ticker = ping.map(|every| tokio::time::interval_at(tokio::time::Instant::now() + every, every));
+    let mut ticker =
+        ping.map(|every| tokio::time::interval_at(tokio::time::Instant::now() + every, every));
+    let tick = async |t: &mut Option<tokio::time::Interval>| match t {
+        Some(t) => {
+            t.tick().await;
+        }
+        None => std::future::pending().await,
+    };
     loop {
-        let first = match &mut ticker {
-            Some(t) => tokio::select! {
-                out = rx.recv() => out,
-                _ = t.tick() => {
-                    if sink.send(Message::Ping(Default::default())).await.is_err() {
-                        return;
-                    }
-                    continue;
-                }
+        let step = tokio::select! {
+            biased;
+            (code, reason) = close.wait() => {
+                let frame = CloseFrame { code, reason: reason.into() };
+                let _ = tokio::time::timeout(Duration::from_secs(1), sink.send(Message::Close(Some(frame)))).await;
+                return;
+            }
+            _ = tick(&mut ticker) => Step::Ping,
+            first = rx.recv() => match first {
+                Some(frame) => Step::Frames(frame),
+                None => Step::End,
             },
-            None => rx.recv().await,
         };
-        let Some(mut out) = first else {
-            let _ = sink.close().await;
-            return;
-        };
-        let mut batch = 0;
-        loop {
-            match out {
-                Outbound::Frame(frame) => {
-                    if sink.feed(Message::Binary(frame)).await.is_err() {
-                        return;
-                    }
-                }
-                Outbound::Close(code, reason) => {
+        let ok = match step {
+            Step::End => {
+                let _ = sink.close().await;
+                return;
+            }
+            Step::Ping => sink.send(Message::Ping(Bytes::new())).await.is_ok(),
+            Step::Frames(first) => tokio::select! {
+                biased;
+                (code, reason) = close.wait() => {
+                    // The batch was cut short; the socket is being closed anyway.
                     let frame = CloseFrame { code, reason: reason.into() };
-                    let _ = sink.send(Message::Close(Some(frame))).await;
+                    let _ = tokio::time::timeout(Duration::from_secs(1), sink.send(Message::Close(Some(frame)))).await;
                     return;
                 }
-            }
-            batch += 1;
-            if batch == MAX_BATCH {
-                break;
-            }
-            match rx.try_recv() {
-                Ok(next) => out = next,
-                Err(_) => break,
-            }
-        }
-        if sink.flush().await.is_err() {
+                ok = write_batch(&mut sink, &mut rx, first) => ok,
+            },
+        };
+        if !ok {
             return;
         }
     }
+}
+
+enum Step {
+    Frames(Bytes),
+    Ping,
+    End,
+}
+
+async fn write_batch(
+    sink: &mut futures_util::stream::SplitSink<WebSocket, Message>,
+    rx: &mut mpsc::Receiver<Bytes>,
+    first: Bytes,
+) -> bool {
+    if sink.feed(Message::Binary(first)).await.is_err() {
+        return false;
+    }
+    for _ in 1..MAX_BATCH {
+        let Ok(next) = rx.try_recv() else { break };
+        if sink.feed(Message::Binary(next)).await.is_err() {
+            return false;
+        }
+    }
+    sink.flush().await.is_ok()
 }

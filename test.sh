@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# Runs every ephaptic test, installing what the tests need on a fresh machine first.
+#
+#   ./test.sh            everything: format, lints, Rust tests, doc tests, Python interop
+#   ./test.sh --quick    Rust tests only (no lints, no interop)
+#
+# Needs: the Rust toolchain pinned in rust-toolchain.toml (with cargo-nextest if present,
+# plain `cargo test` otherwise) and python3. Installs: a Python venv with the PyPI client
+# ephaptic==0.5.0 (target/interop-venv).
+set -euo pipefail
+cd "$(dirname "$0")"
+
+quick=false
+[ "${1:-}" = "--quick" ] && quick=true
+
+step() {
+    local name="$1"
+    shift
+    printf '\n==> %s\n' "$name" >&2
+    local start=$SECONDS
+    "$@"
+    printf '<== %s (%ss)\n' "$name" "$((SECONDS - start))" >&2
+}
+
+# System packages, installed only when missing (apt needs root; CI machines are root).
+need_apt() {
+    local missing=()
+    for pkg in "$@"; do
+        dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+    done
+    [ ${#missing[@]} -eq 0 ] && return 0
+    local sudo=""
+    [ "$(id -u)" -ne 0 ] && sudo="sudo"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}"
+}
+
+if ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then
+    step "install python3-venv" need_apt python3-venv
+fi
+
+rust_tests() {
+    if cargo nextest --version >/dev/null 2>&1; then
+        cargo nextest run --workspace --no-fail-fast
+    else
+        cargo test --workspace --no-fail-fast
+    fi
+}
+
+if ! $quick; then
+    step "format" cargo fmt --all --check
+    step "lint" cargo clippy --workspace --all-targets -- -D warnings
+fi
+step "Rust tests" rust_tests
+if ! $quick; then
+    step "doc tests" cargo test --workspace --doc
+    step "Python interop (PyPI ephaptic 0.5.0 vs examples/parity)" tests/interop/python/run.sh
+fi
+printf '\nall tests passed\n' >&2
