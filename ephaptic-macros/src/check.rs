@@ -7,7 +7,15 @@ use crate::ctxt::Ctxt;
 use crate::model::{Function, Param};
 
 /// Codes the runtime answers with itself; an application error must not reuse them.
-const RESERVED_CODES: &[&str] = &["INTERNAL", "VALIDATION_ERROR", "NOT_FOUND", "UNAUTHORIZED", "RATELIMIT", "BAD_FRAME", "FRAME_TOO_LARGE"];
+const RESERVED_CODES: &[&str] = &[
+    "INTERNAL",
+    "VALIDATION_ERROR",
+    "NOT_FOUND",
+    "UNAUTHORIZED",
+    "RATELIMIT",
+    "BAD_FRAME",
+    "FRAME_TOO_LARGE",
+];
 
 /// The signature rules shared by every function attribute.
 pub fn signature(cx: &mut Ctxt, item: &ItemFn, attr: &str) {
@@ -20,7 +28,12 @@ pub fn signature(cx: &mut Ctxt, item: &ItemFn, attr: &str) {
             ),
         );
     } else if let Some(w) = &sig.generics.where_clause {
-        cx.error(w, format_args!("#[ephaptic::{attr}] functions cannot have a `where` clause; use concrete types"));
+        cx.error(
+            w,
+            format_args!(
+                "#[ephaptic::{attr}] functions cannot have a `where` clause; use concrete types"
+            ),
+        );
     }
     for input in &sig.inputs {
         if let syn::FnArg::Typed(pt) = input {
@@ -35,16 +48,25 @@ pub fn signature(cx: &mut Ctxt, item: &ItemFn, attr: &str) {
         }
     }
     if let Some(c) = &sig.constness {
-        cx.error(c, format_args!("#[ephaptic::{attr}] cannot go on a `const fn`; remove `const`"));
+        cx.error(
+            c,
+            format_args!("#[ephaptic::{attr}] cannot go on a `const fn`; remove `const`"),
+        );
     }
     if let Some(u) = &sig.unsafety {
         cx.error(u, format_args!("#[ephaptic::{attr}] cannot go on an `unsafe fn`: clients cannot uphold its contract; make it safe"));
     }
     if let Some(abi) = &sig.abi {
-        cx.error(abi, format_args!("#[ephaptic::{attr}] cannot go on an `extern` function; remove the ABI"));
+        cx.error(
+            abi,
+            format_args!("#[ephaptic::{attr}] cannot go on an `extern` function; remove the ABI"),
+        );
     }
     if let Some(v) = &sig.variadic {
-        cx.error(v, format_args!("#[ephaptic::{attr}] functions cannot be variadic"));
+        cx.error(
+            v,
+            format_args!("#[ephaptic::{attr}] functions cannot be variadic"),
+        );
     }
 }
 
@@ -61,23 +83,34 @@ pub fn loader(cx: &mut Ctxt, f: &Function<'_>) {
     signature(cx, f.item, "identity_loader");
     let wire: Vec<_> = f.wire_params().collect();
     if wire.len() != 1 || f.params.len() != 1 {
-        cx.error(
-            &f.item.sig.inputs,
-            "an identity loader takes exactly one parameter, the client's `auth` value, e.g. `auth: Option<String>` (an `Option` also accepts clients that send no auth)",
-        );
+        let message = "an identity loader takes exactly one parameter, the client's `auth` value, e.g. `auth: Option<String>` (an `Option` also accepts clients that send no auth)";
+        if f.item.sig.inputs.is_empty() {
+            // Nothing to point at but the empty parentheses, where the parameter goes.
+            cx.push(syn::Error::new(f.item.sig.paren_token.span.join(), message));
+        } else {
+            cx.error(&f.item.sig.inputs, message);
+        }
     }
     for (_, ty) in wire {
         owned(cx, ty, "the identity loader's parameter");
     }
+    let message = "an identity loader returns `Option<I>` (the identity, or `None` for anonymous), e.g. `-> Option<u64>`";
     if f.returns_unit() {
-        cx.error(&f.item.sig, "an identity loader returns `Option<I>` (the identity, or `None` for anonymous), e.g. `-> Option<u64>`");
+        cx.error(&f.item.sig, message);
+    } else if let syn::ReturnType::Type(_, ty) = &f.item.sig.output
+        && matches!(&**ty, Type::Tuple(t) if t.elems.is_empty())
+    {
+        cx.error(ty, message);
     }
 }
 
 pub fn error_code(cx: &mut Ctxt, code: &syn::LitStr) {
     let value = code.value();
     if value.is_empty() {
-        cx.error(code, "the error code must not be empty; write e.g. `code = \"INSUFFICIENT_FUNDS\"`");
+        cx.error(
+            code,
+            "the error code must not be empty; write e.g. `code = \"INSUFFICIENT_FUNDS\"`",
+        );
     } else if RESERVED_CODES.contains(&value.as_str()) {
         cx.error(code, format_args!("`{value}` is a code the runtime answers with itself; choose an application code such as `{value}_APP`"));
     }
@@ -97,4 +130,96 @@ impl<'ast> Visit<'ast> for ImplTraitFinder {
             self.0 = Some(i.clone());
         }
     }
+}
+
+/// `broadcast` names channels once each; `broadcast_to` needs `broadcast`.
+pub fn broadcast(cx: &mut Ctxt, args: &crate::model::ExposeArgs) {
+    if let Some((meta, channels)) = &args.broadcast {
+        if channels.is_empty() {
+            cx.error(
+                meta,
+                "`broadcast` needs at least one channel name, e.g. `broadcast = [\"todoCreated\"]`",
+            );
+        }
+        for (i, c) in channels.iter().enumerate() {
+            if c.value().is_empty() {
+                cx.error(c, "a channel name must not be empty");
+            } else if channels[..i].iter().any(|p| p.value() == c.value()) {
+                cx.error(
+                    c,
+                    format_args!("channel `{}` is listed twice; keep one", c.value()),
+                );
+            }
+        }
+    }
+    if let (Some((meta, _)), None) = (&args.broadcast_to, &args.broadcast) {
+        cx.error(meta, "`broadcast_to` picks who hears the channels in `broadcast`; add `broadcast = [\"channel\"]`");
+    }
+}
+
+/// Events travel as maps (their fields are the callback's data): reject shapes that would not.
+pub fn event(cx: &mut Ctxt, item: &syn::DeriveInput) {
+    if !item.generics.params.is_empty() {
+        cx.error(
+            &item.generics,
+            "#[ephaptic::event] types cannot be generic: clients and the TypeScript export need one concrete shape per event name",
+        );
+    }
+    match &item.data {
+        syn::Data::Struct(s) => {
+            if !matches!(s.fields, syn::Fields::Named(_)) {
+                cx.error(
+                    &item.ident,
+                    "an event struct needs named fields (`struct Pong { ok: bool }`): its fields are the data clients receive",
+                );
+            }
+        }
+        syn::Data::Enum(e) => {
+            let (tagged, untagged) = serde_enum_repr(&item.attrs);
+            if !tagged {
+                for v in &e.variants {
+                    if !matches!(v.fields, syn::Fields::Named(_)) {
+                        let why = if untagged {
+                            "untagged"
+                        } else {
+                            "externally tagged"
+                        };
+                        cx.error(
+                            v,
+                            format_args!(
+                                "an {why} enum event must have only struct variants (`Added {{ id: u64 }}`) to travel as a map; or add `#[serde(tag = \"type\")]` to the enum"
+                            ),
+                        );
+                    }
+                }
+            }
+        }
+        syn::Data::Union(u) => cx.error(
+            u.union_token,
+            "#[ephaptic::event] goes on a struct or an enum, not a union",
+        ),
+    }
+}
+
+/// Whether the enum has `#[serde(tag = ..)]` (internally or adjacently tagged: always a map),
+/// and whether it is `#[serde(untagged)]`.
+fn serde_enum_repr(attrs: &[syn::Attribute]) -> (bool, bool) {
+    let (mut tagged, mut untagged) = (false, false);
+    for attr in attrs.iter().filter(|a| a.path().is_ident("serde")) {
+        let _ = attr.parse_nested_meta(|meta| {
+            if meta.path.is_ident("tag") {
+                tagged = true;
+            } else if meta.path.is_ident("untagged") {
+                untagged = true;
+            }
+            if meta.input.peek(syn::Token![=]) {
+                let _: syn::Expr = meta.value()?.parse()?;
+            } else if meta.input.peek(syn::token::Paren) {
+                let _content;
+                syn::parenthesized!(_content in meta.input);
+            }
+            Ok(())
+        });
+    }
+    (tagged, untagged)
 }

@@ -6,11 +6,11 @@ use proc_macro::TokenStream;
 use proc_macro2::{Span, TokenStream as TokenStream2};
 use quote::{format_ident, quote, quote_spanned};
 use syn::spanned::Spanned;
-use syn::{ItemFn, ItemStruct};
+use syn::{ItemFn, ItemStruct, ReturnType};
 
 use crate::check;
 use crate::ctxt::Ctxt;
-use crate::model::{ErrorArgs, ExposeArgs, Function, Param};
+use crate::model::{ErrorArgs, EventArgs, ExposeArgs, Function, Param, doc_of};
 use crate::parse;
 
 /// Turns an expansion result into tokens: on error, the errors plus the original item, so one
@@ -28,6 +28,13 @@ pub fn finish(name: &str, result: syn::Result<TokenStream2>, original: TokenStre
         eprintln!("#[ephaptic::{name}] expands to:\n{tokens}\n");
     }
     tokens.into()
+}
+
+/// A span that reports errors at the user's token but resolves names like the rest of the
+/// generated code, so generated locals still see each other when the user's tokens come from
+/// a `macro_rules!` expansion (whose hygiene they carry).
+fn at(span: Span) -> Span {
+    Span::call_site().located_at(span)
 }
 
 fn site(rust_name: &str) -> TokenStream2 {
@@ -50,6 +57,7 @@ pub fn expose(args: TokenStream2, item: TokenStream2) -> syn::Result<TokenStream
     })?;
     let f = Function::from_item(&mut cx, &item);
     check::exposed(&mut cx, &f);
+    check::broadcast(&mut cx, &opts);
     if let Some(name) = &opts.name
         && name.value().is_empty()
     {
@@ -60,7 +68,11 @@ pub fn expose(args: TokenStream2, item: TokenStream2) -> syn::Result<TokenStream
     let ident = f.ident;
     let vis = &item.vis;
     let rust_name = ident.to_string();
-    let wire_name = opts.name.as_ref().map(|n| n.value()).unwrap_or_else(|| rust_name.trim_start_matches("r#").to_string());
+    let wire_name = opts
+        .name
+        .as_ref()
+        .map(|n| n.value())
+        .unwrap_or_else(|| rust_name.trim_start_matches("r#").to_string());
     let requires_login = opts.requires_login;
     let doc = &f.doc;
     let site = site(&rust_name);
@@ -82,10 +94,10 @@ pub fn expose(args: TokenStream2, item: TokenStream2) -> syn::Result<TokenStream
                 let val = format_ident!("__ephaptic_val{}", i);
                 let idx = wire_index;
                 wire_index += 1;
-                takes.push(quote_spanned! {ty.span()=>
+                takes.push(quote_spanned! {at(ty.span())=>
                     let #tmp = __ephaptic_binder.take::<#ty>(#idx);
                 });
-                checks.push(quote_spanned! {ty.span()=>
+                checks.push(quote_spanned! {at(ty.span())=>
                     ::ephaptic::__private::assert_argument::<#ty>();
                 });
                 temps.push(tmp);
@@ -97,7 +109,7 @@ pub fn expose(args: TokenStream2, item: TokenStream2) -> syn::Result<TokenStream
                 // Declaring the type is also the check: a user type named `Caller` fails here
                 // with "expected `Caller`, found `ephaptic::Caller`".
                 let val = format_ident!("__ephaptic_ctx{}", i);
-                contexts.push(quote_spanned! {ty.span()=>
+                contexts.push(quote_spanned! {at(ty.span())=>
                     let #val: #ty = #call.caller();
                 });
                 args.push(quote!(#val));
@@ -106,14 +118,51 @@ pub fn expose(args: TokenStream2, item: TokenStream2) -> syn::Result<TokenStream
     }
 
     let invoke = if f.is_async {
-        quote_spanned! {ident.span()=>
+        quote_spanned! {at(ident.span())=>
             let __ephaptic_fut = #ident(#(#args),*);
             ::ephaptic::__private::assert_send(&__ephaptic_fut);
             let __ephaptic_out = __ephaptic_fut.await;
         }
     } else {
-        quote_spanned! {ident.span()=>
+        quote_spanned! {at(ident.span())=>
             let __ephaptic_out = ::ephaptic::__private::blocking(move || #ident(#(#args),*)).await;
+        }
+    };
+
+    // Spanned at the return type, so a type that fits no return shape is reported there.
+    let ret_span = match &item.sig.output {
+        ReturnType::Type(_, ty) => ty.span(),
+        ReturnType::Default => ident.span(),
+    };
+    let dispatch = quote_spanned! {at(ret_span)=>
+        (&&&&&&&__ephaptic_tag).__ephaptic_kind().outcome(__ephaptic_out, &#call)
+    };
+
+    // Channels: announce the `Ok` value (or the plain value) before the reply is queued.
+    let channels: Vec<String> = opts
+        .broadcast
+        .as_ref()
+        .map(|(_, c)| c.iter().map(|l| l.value()).collect())
+        .unwrap_or_default();
+    let announce = if channels.is_empty() {
+        quote!()
+    } else {
+        let audience = match &opts.broadcast_to {
+            Some((_, path)) => quote_spanned! {at(path.span())=>
+                |__ephaptic_caller, __ephaptic_value| #path(__ephaptic_caller, __ephaptic_value)
+            },
+            None => quote!(|_, _| ::ephaptic::Audience::everyone()),
+        };
+        quote_spanned! {at(ret_span)=>
+            {
+                #[allow(unused_imports)]
+                use ::ephaptic::__private::{AnnounceResultKind as _, AnnounceValueKind as _};
+                let __ephaptic_tag = ::ephaptic::__private::tag(&__ephaptic_out);
+                (&&__ephaptic_tag)
+                    .__ephaptic_announce_kind()
+                    .announce(&__ephaptic_out, &#call, &[#(#channels),*], #audience)
+                    .await;
+            }
         }
     };
 
@@ -124,6 +173,9 @@ pub fn expose(args: TokenStream2, item: TokenStream2) -> syn::Result<TokenStream
         {
             ::ephaptic::__private::Box::pin(async move {
                 let (#(#values,)*) = {
+                    // In the same body as the `take`s, so that rustc reports only this
+                    // check's readable error at each bad parameter.
+                    #(#checks)*
                     let mut __ephaptic_binder = #call.bind();
                     #(#takes)*
                     match (__ephaptic_binder.finish(), #(#temps,)*) {
@@ -136,13 +188,16 @@ pub fn expose(args: TokenStream2, item: TokenStream2) -> syn::Result<TokenStream
                 };
                 #(#contexts)*
                 #invoke
+                #announce
                 #[allow(unused_imports)]
                 use ::ephaptic::__private::{
                     ResultStreamKind as _, ResultTryStreamKind as _, ResultValueKind as _, StreamKind as _,
-                    TryStreamKind as _, ValueKind as _,
+                    TryStreamKind as _, ResultAnyKind as _, UnreturnableKind as _, UnreturnableResult as _, UnreturnableStream as _,
+                    UnreturnableValue as _,
+                    ValueKind as _,
                 };
                 let __ephaptic_tag = ::ephaptic::__private::tag(&__ephaptic_out);
-                (&&&&&&__ephaptic_tag).__ephaptic_kind().outcome(__ephaptic_out, &#call)
+                #dispatch
             })
         }
     };
@@ -157,15 +212,11 @@ pub fn expose(args: TokenStream2, item: TokenStream2) -> syn::Result<TokenStream
         const _: () = {
             #shim
 
-            #[allow(clippy::all)]
-            fn __ephaptic_checks() {
-                #(#checks)*
-            }
-
             static __EPHAPTIC_DEF: ::ephaptic::__private::FunctionDef =
                 ::ephaptic::__private::FunctionDef::new(#wire_name, #site, __ephaptic_shim)
                     .params(&[#(#names),*])
                     .requires_login(#requires_login)
+                    .channels(&[#(#channels),*])
                     .doc(#doc);
 
             ::ephaptic::__private::inventory::submit! {
@@ -184,7 +235,10 @@ pub fn expose(args: TokenStream2, item: TokenStream2) -> syn::Result<TokenStream
 pub fn identity_loader(args: TokenStream2, item: TokenStream2) -> syn::Result<TokenStream2> {
     let mut cx = Ctxt::default();
     if !args.is_empty() {
-        cx.push(syn::Error::new(args.span(), "#[ephaptic::identity_loader] takes no options"));
+        cx.error(
+            &args,
+            "#[ephaptic::identity_loader] takes no options; write `#[ephaptic::identity_loader]`",
+        );
     }
     let item: ItemFn = syn::parse2(item).map_err(|e| {
         syn::Error::new(e.span(), "#[ephaptic::identity_loader] goes on a function: `async fn load(auth: Option<Token>) -> Option<UserId>`")
@@ -195,10 +249,25 @@ pub fn identity_loader(args: TokenStream2, item: TokenStream2) -> syn::Result<To
 
     let ident = f.ident;
     let site = site(&ident.to_string());
+    // Naming the parameter type lets rustc report a non-`Deserialize` one there; the call
+    // itself is spanned at the return type, where an unusable output is reported.
+    let auth_ty = f
+        .wire_params()
+        .next()
+        .map(|(_, ty)| ty)
+        .expect("checked above");
+    let ret_span = match &item.sig.output {
+        ReturnType::Type(_, ty) => ty.span(),
+        ReturnType::Default => ident.span(),
+    };
     let run = if f.is_async {
-        quote!(::ephaptic::__private::run_loader(auth, #ident))
+        quote_spanned! {at(ret_span)=>
+            ::ephaptic::__private::run_loader::<#auth_ty, _, _>(auth, #ident)
+        }
     } else {
-        quote!(::ephaptic::__private::run_loader(auth, |a| ::std::future::ready(#ident(a))))
+        quote_spanned! {at(ret_span)=>
+            ::ephaptic::__private::run_loader::<#auth_ty, _, _>(auth, |a| ::std::future::ready(#ident(a)))
+        }
     };
     Ok(quote! {
         #item
@@ -244,7 +313,10 @@ pub fn error(args: TokenStream2, item: TokenStream2) -> syn::Result<TokenStream2
 
     let ident = &item.ident;
     let code = opts.code.expect("checked above").value();
-    let message = opts.message.map(|m| m.value()).unwrap_or_else(|| "An error occurred.".to_string());
+    let message = opts
+        .message
+        .map(|m| m.value())
+        .unwrap_or_else(|| "An error occurred.".to_string());
     let has_data = !matches!(item.fields, syn::Fields::Unit);
     let site = site(&ident.to_string());
     let derive = if derives(&item.attrs, "Serialize") {
@@ -288,14 +360,80 @@ pub fn error(args: TokenStream2, item: TokenStream2) -> syn::Result<TokenStream2
 
 /// Whether the item already derives `name` (then we must not derive it again).
 fn derives(attrs: &[syn::Attribute], name: &str) -> bool {
-    attrs.iter().filter(|a| a.path().is_ident("derive")).any(|a| {
-        let mut found = false;
-        let _ = a.parse_nested_meta(|meta| {
-            if meta.path.segments.last().is_some_and(|s| s.ident == name) {
-                found = true;
+    attrs
+        .iter()
+        .filter(|a| a.path().is_ident("derive"))
+        .any(|a| {
+            let mut found = false;
+            let _ = a.parse_nested_meta(|meta| {
+                if meta.path.segments.last().is_some_and(|s| s.ident == name) {
+                    found = true;
+                }
+                Ok(())
+            });
+            found
+        })
+}
+
+pub fn event(args: TokenStream2, item: TokenStream2) -> syn::Result<TokenStream2> {
+    let mut cx = Ctxt::default();
+    let metas = parse::metas(args)?;
+    let opts = EventArgs::parse(&mut cx, &metas);
+    let item: syn::DeriveInput = syn::parse2(item).map_err(|e| {
+        syn::Error::new(
+            e.span(),
+            "#[ephaptic::event] goes on a struct whose fields are the event's data: `struct Pong { ok: bool }`",
+        )
+    })?;
+    check::event(&mut cx, &item);
+    if let Some(name) = &opts.name
+        && name.value().is_empty()
+    {
+        cx.error(name, "the event name must not be empty");
+    }
+    cx.check()?;
+
+    let ident = &item.ident;
+    let name = opts
+        .name
+        .map(|n| n.value())
+        .unwrap_or_else(|| ident.to_string());
+    let site = site(&ident.to_string());
+    let doc = doc_of(&item.attrs);
+    let mut derived = Vec::new();
+    for trait_name in ["Serialize", "Deserialize"] {
+        if !derives(&item.attrs, trait_name) {
+            let t = syn::Ident::new(trait_name, Span::call_site());
+            derived.push(quote!(::ephaptic::__private::serde::#t));
+        }
+    }
+    let derive = if derived.is_empty() {
+        quote!()
+    } else {
+        quote! {
+            #[derive(#(#derived),*)]
+            #[serde(crate = "::ephaptic::__private::serde")]
+        }
+    };
+
+    Ok(quote! {
+        #derive
+        #item
+
+        impl ::ephaptic::Event for #ident {
+            const NAME: &'static str = #name;
+        }
+
+        const _: () = {
+            static __EPHAPTIC_EVENT: ::ephaptic::__private::EventDef = ::ephaptic::__private::EventDef {
+                name: #name,
+                site: #site,
+                doc: #doc,
+            };
+
+            ::ephaptic::__private::inventory::submit! {
+                ::ephaptic::__private::Registration::Event(&__EPHAPTIC_EVENT)
             }
-            Ok(())
-        });
-        found
+        };
     })
 }

@@ -1,5 +1,6 @@
 //! Procedural macros for [ephaptic](https://docs.rs/ephaptic). Use them through the `ephaptic`
-//! crate (`#[ephaptic::expose]`, `#[ephaptic::error]`, `#[ephaptic::identity_loader]`); the
+//! crate (`#[ephaptic::expose]`, `#[ephaptic::event]`, `#[ephaptic::error]`,
+//! `#[ephaptic::identity_loader]`); the
 //! code they generate reaches its dependencies only through `::ephaptic::__private`.
 //!
 //! Each entry point parses, expands, and on failure reports every error it found at once,
@@ -17,17 +18,40 @@ mod parse;
 /// Exposes a function to ephaptic clients. See the `ephaptic` crate docs.
 #[proc_macro_attribute]
 pub fn expose(args: TokenStream, item: TokenStream) -> TokenStream {
-    codegen::finish("expose", codegen::expose(args.into(), item.clone().into()), item)
+    codegen::finish(
+        "expose",
+        codegen::expose(args.into(), item.clone().into()),
+        item,
+    )
+}
+
+/// Makes a struct (or a map-shaped enum) an event clients can listen for. See the `ephaptic`
+/// crate docs.
+#[proc_macro_attribute]
+pub fn event(args: TokenStream, item: TokenStream) -> TokenStream {
+    codegen::finish(
+        "event",
+        codegen::event(args.into(), item.clone().into()),
+        item,
+    )
 }
 
 /// Declares an application error type with a fixed code. See the `ephaptic` crate docs.
 #[proc_macro_attribute]
 pub fn error(args: TokenStream, item: TokenStream) -> TokenStream {
-    codegen::finish("error", codegen::error(args.into(), item.clone().into()), item)
+    codegen::finish(
+        "error",
+        codegen::error(args.into(), item.clone().into()),
+        item,
+    )
 }
 
 /// Declares the identity loader that turns `init.auth` into the connection's identity.
 #[proc_macro_attribute]
 pub fn identity_loader(args: TokenStream, item: TokenStream) -> TokenStream {
-    codegen::finish("identity_loader", codegen::identity_loader(args.into(), item.clone().into()), item)
+    codegen::finish(
+        "identity_loader",
+        codegen::identity_loader(args.into(), item.clone().into()),
+        item,
+    )
 }

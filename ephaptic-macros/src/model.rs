@@ -9,14 +9,24 @@ use crate::parse::{self, Once};
 pub struct ExposeArgs {
     pub name: Option<syn::LitStr>,
     pub requires_login: bool,
+    /// Channels announced with the `Ok` value, and where the option was written.
+    pub broadcast: Option<(syn::Meta, Vec<syn::LitStr>)>,
+    pub broadcast_to: Option<(syn::Meta, syn::Path)>,
 }
 
-pub const EXPOSE_KEYS: &[&str] = &["name = \"...\"", "requires_login"];
+pub const EXPOSE_KEYS: &[&str] = &[
+    "name = \"...\"",
+    "requires_login",
+    "broadcast = [\"channel\", ...]",
+    "broadcast_to = audience_fn",
+];
 
 impl ExposeArgs {
     pub fn parse(cx: &mut Ctxt, metas: &[syn::Meta]) -> Self {
         let mut name = Once::new("name");
         let mut requires_login = Once::new("requires_login");
+        let mut broadcast = Once::new("broadcast");
+        let mut broadcast_to = Once::new("broadcast_to");
         for meta in metas {
             match parse::key(meta).as_str() {
                 "name" => {
@@ -29,10 +39,25 @@ impl ExposeArgs {
                         requires_login.set(cx, meta, v);
                     }
                 }
+                "broadcast" => {
+                    if let Some(v) = parse::strings(cx, meta) {
+                        broadcast.set(cx, meta, (meta.clone(), v));
+                    }
+                }
+                "broadcast_to" => {
+                    if let Some(v) = parse::path(cx, meta) {
+                        broadcast_to.set(cx, meta, (meta.clone(), v));
+                    }
+                }
                 _ => parse::unknown(cx, "expose", meta, EXPOSE_KEYS),
             }
         }
-        ExposeArgs { name: name.get(), requires_login: requires_login.get().unwrap_or(false) }
+        ExposeArgs {
+            name: name.get(),
+            requires_login: requires_login.get().unwrap_or(false),
+            broadcast: broadcast.get(),
+            broadcast_to: broadcast_to.get(),
+        }
     }
 }
 
@@ -63,7 +88,34 @@ impl ErrorArgs {
                 _ => parse::unknown(cx, "error", meta, ERROR_KEYS),
             }
         }
-        ErrorArgs { code: code.get(), message: message.get() }
+        ErrorArgs {
+            code: code.get(),
+            message: message.get(),
+        }
+    }
+}
+
+/// `#[event(...)]` options.
+pub struct EventArgs {
+    pub name: Option<syn::LitStr>,
+}
+
+pub const EVENT_KEYS: &[&str] = &["name = \"...\""];
+
+impl EventArgs {
+    pub fn parse(cx: &mut Ctxt, metas: &[syn::Meta]) -> Self {
+        let mut name = Once::new("name");
+        for meta in metas {
+            match parse::key(meta).as_str() {
+                "name" => {
+                    if let Some(v) = parse::string(cx, meta) {
+                        name.set(cx, meta, v);
+                    }
+                }
+                _ => parse::unknown(cx, "event", meta, EVENT_KEYS),
+            }
+        }
+        EventArgs { name: name.get() }
     }
 }
 
@@ -139,7 +191,14 @@ impl<'a> Function<'a> {
 /// A parameter whose type is `Caller` (any path ending in `Caller`) is the caller's context.
 fn is_caller(ty: &Type) -> bool {
     match ty {
-        Type::Path(tp) => tp.qself.is_none() && tp.path.segments.last().is_some_and(|s| s.ident == "Caller" && s.arguments.is_none()),
+        Type::Path(tp) => {
+            tp.qself.is_none()
+                && tp
+                    .path
+                    .segments
+                    .last()
+                    .is_some_and(|s| s.ident == "Caller" && s.arguments.is_none())
+        }
         _ => false,
     }
 }
@@ -150,7 +209,10 @@ pub fn doc_of(attrs: &[syn::Attribute]) -> String {
     for attr in attrs {
         if attr.path().is_ident("doc")
             && let syn::Meta::NameValue(nv) = &attr.meta
-            && let syn::Expr::Lit(syn::ExprLit { lit: syn::Lit::Str(s), .. }) = &nv.value
+            && let syn::Expr::Lit(syn::ExprLit {
+                lit: syn::Lit::Str(s),
+                ..
+            }) = &nv.value
         {
             let line = s.value();
             lines.push(line.strip_prefix(' ').map(str::to_owned).unwrap_or(line));

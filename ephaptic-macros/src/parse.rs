@@ -34,19 +34,29 @@ impl<T> Once<T> {
 
 /// Parses `a = "x", flag, b = true` into metas.
 pub fn metas(args: TokenStream) -> syn::Result<Vec<Meta>> {
-    Ok(Punctuated::<Meta, Token![,]>::parse_terminated.parse2(args)?.into_iter().collect())
+    Ok(Punctuated::<Meta, Token![,]>::parse_terminated
+        .parse2(args)?
+        .into_iter()
+        .collect())
 }
 
 /// The key of a meta as a string (`name` in `name = ".."`).
 pub fn key(meta: &Meta) -> String {
-    meta.path().get_ident().map(|i| i.to_string()).unwrap_or_else(|| quote::quote!(#meta).to_string())
+    meta.path()
+        .get_ident()
+        .map(|i| i.to_string())
+        .unwrap_or_else(|| quote::quote!(#meta).to_string())
 }
 
 /// The error for a key the attribute does not know, listing the keys it does.
 pub fn unknown(cx: &mut Ctxt, attr: &str, meta: &Meta, known: &[&str]) {
     cx.error(
         meta.path(),
-        format_args!("unknown option `{}` for #[ephaptic::{attr}]; the options are: {}", key(meta), known.join(", ")),
+        format_args!(
+            "unknown option `{}` for #[ephaptic::{attr}]; the options are: {}",
+            key(meta),
+            known.join(", ")
+        ),
     );
 }
 
@@ -58,7 +68,10 @@ pub fn string(cx: &mut Ctxt, meta: &Meta) -> Option<syn::LitStr> {
     {
         return Some(s.clone());
     }
-    cx.error(meta, format_args!("write `{} = \"...\"` with a string", key(meta)));
+    cx.error(
+        meta,
+        format_args!("write `{} = \"...\"` with a string", key(meta)),
+    );
     None
 }
 
@@ -70,18 +83,77 @@ pub fn flag(cx: &mut Ctxt, meta: &Meta) -> Option<bool> {
             Expr::Lit(lit) => match &lit.lit {
                 Lit::Bool(b) => Some(b.value),
                 _ => {
-                    cx.error(&nv.value, format_args!("write `{}` or `{} = true`", key(meta), key(meta)));
+                    cx.error(
+                        &nv.value,
+                        format_args!("write `{}` or `{} = true`", key(meta), key(meta)),
+                    );
                     None
                 }
             },
             other => {
-                cx.error(other, format_args!("write `{}` or `{} = true`", key(meta), key(meta)));
+                cx.error(
+                    other,
+                    format_args!("write `{}` or `{} = true`", key(meta), key(meta)),
+                );
                 None
             }
         },
         Meta::List(_) => {
-            cx.error(meta, format_args!("write `{}` or `{} = true`", key(meta), key(meta)));
+            cx.error(
+                meta,
+                format_args!("write `{}` or `{} = true`", key(meta), key(meta)),
+            );
             None
         }
     }
+}
+
+/// A list of string literals: `key = ["a", "b"]`.
+pub fn strings(cx: &mut Ctxt, meta: &Meta) -> Option<Vec<syn::LitStr>> {
+    if let Meta::NameValue(nv) = meta
+        && let Expr::Array(array) = &nv.value
+    {
+        let mut out = Vec::new();
+        for elem in &array.elems {
+            match elem {
+                Expr::Lit(syn::ExprLit {
+                    lit: Lit::Str(s), ..
+                }) => out.push(s.clone()),
+                other => cx.error(
+                    other,
+                    format_args!(
+                        "each entry of `{}` is a string, e.g. \"todoCreated\"",
+                        key(meta)
+                    ),
+                ),
+            }
+        }
+        return Some(out);
+    }
+    cx.error(
+        meta,
+        format_args!(
+            "write `{} = [\"channelName\", ...]` with a list of strings",
+            key(meta)
+        ),
+    );
+    None
+}
+
+/// A path to a function: `key = some::function`.
+pub fn path(cx: &mut Ctxt, meta: &Meta) -> Option<syn::Path> {
+    if let Meta::NameValue(nv) = meta
+        && let Expr::Path(p) = &nv.value
+        && p.qself.is_none()
+    {
+        return Some(p.path.clone());
+    }
+    cx.error(
+        meta,
+        format_args!(
+            "write `{} = function_name`, naming a `fn(&Caller, &T) -> ephaptic::Audience`",
+            key(meta)
+        ),
+    );
+    None
 }

@@ -9,9 +9,10 @@
 //! | `Result<T, E>` | `result` or `error` |
 //! | a stream of `Result<T, E2>` / of `T` | as above |
 //! | `T` | `result` |
+//! | anything else | a compile error at the return type naming the part that is wrong |
 //!
 //! where `T: Serialize` and `E, E2: Into<ephaptic::Error>`. The generated code calls
-//! `(&&&&&&tag(&out)).__ephaptic_kind().outcome(out, &call)`: the first trait whose impl applies,
+//! `(&&&&&&&tag(&out)).__ephaptic_kind().outcome(out, &call)`: the first trait whose impl applies,
 //! in the order of the table, wins. Functions are never generic, so the type is always known.
 
 use std::convert::Infallible;
@@ -58,7 +59,7 @@ kinds! {
     ValueKind => Value;
 }
 
-impl<S, T, E, E2> ResultTryStreamKind for &&&&&Tag<Result<S, E>>
+impl<S, T, E, E2> ResultTryStreamKind for &&&&&&Tag<Result<S, E>>
 where
     S: Stream<Item = Result<T, E2>> + Send + 'static,
     T: Serialize,
@@ -82,7 +83,7 @@ impl ResultTryStream {
     }
 }
 
-impl<S, E> ResultStreamKind for &&&&Tag<Result<S, E>>
+impl<S, E> ResultStreamKind for &&&&&Tag<Result<S, E>>
 where
     S: Stream + Send + 'static,
     S::Item: Serialize,
@@ -104,7 +105,7 @@ impl ResultStream {
     }
 }
 
-impl<T, E> ResultValueKind for &&&Tag<Result<T, E>>
+impl<T, E> ResultValueKind for &&&&Tag<Result<T, E>>
 where
     T: Serialize,
     E: Into<Error>,
@@ -123,6 +124,18 @@ impl ResultValue {
         }
     }
 }
+
+/// A `Result` that fits none of the shapes above (say `Result<T, String>`): routed to the
+/// checks below so that it is a compile error naming the bad part, never silently sent as a
+/// plain `{"Ok": ..}` value.
+#[doc(hidden)]
+pub trait ResultAnyKind<T, E> {
+    fn __ephaptic_kind(&self) -> Unreturnable<Result<T, E>> {
+        Unreturnable(PhantomData)
+    }
+}
+
+impl<T, E> ResultAnyKind<T, E> for &&&Tag<Result<T, E>> {}
 
 impl<S, T, E2> TryStreamKind for &&Tag<S>
 where
@@ -167,6 +180,107 @@ impl Value {
         call.reply(&out)
     }
 }
+
+/// The last step of the return-kind dispatch in `kind.rs`, reached (by value, after every
+/// `&Tag` step) only when the return type fits no shape, so that this is a readable error
+/// at the return type naming the part that is wrong, rather than "method exists but its
+/// trait bounds were not satisfied". Valid code never gets here. `outcome` is then picked
+/// by receiver: a `Result` by value, a stream by `&`, anything else by `&mut`.
+pub trait UnreturnableKind<T>: Sized {
+    fn __ephaptic_kind(self) -> Unreturnable<T> {
+        Unreturnable(PhantomData)
+    }
+}
+impl<T> UnreturnableKind<T> for Tag<T> {}
+
+#[derive(Debug)]
+pub struct Unreturnable<T>(PhantomData<T>);
+
+/// A `Result` that fits no shape: its `Ok` and error types are checked one by one.
+pub trait UnreturnableResult<T, E> {
+    fn outcome(self, out: Result<T, E>, call: &Call) -> Outcome
+    where
+        T: ReturnOk,
+        E: ReturnErr;
+}
+impl<T, E> UnreturnableResult<T, E> for Unreturnable<Result<T, E>> {
+    fn outcome(self, out: Result<T, E>, call: &Call) -> Outcome
+    where
+        T: ReturnOk,
+        E: ReturnErr,
+    {
+        match out {
+            Ok(v) => call.reply(&v),
+            Err(e) => Outcome::Error(e.into()),
+        }
+    }
+}
+
+/// A stream whose items fit no shape.
+pub trait UnreturnableStream<S: Stream> {
+    fn outcome(&self, out: S, call: &Call) -> Outcome
+    where
+        S: Send + 'static,
+        S::Item: StreamItem;
+}
+impl<S: Stream> UnreturnableStream<S> for Unreturnable<S> {
+    fn outcome(&self, out: S, call: &Call) -> Outcome
+    where
+        S: Send + 'static,
+        S::Item: StreamItem,
+    {
+        use futures_util::StreamExt;
+        call.stream(out.map(Ok::<_, std::convert::Infallible>))
+    }
+}
+
+/// Anything else that fits no shape.
+pub trait UnreturnableValue<T> {
+    fn outcome(&mut self, out: T, call: &Call) -> Outcome
+    where
+        T: Returnable;
+}
+impl<T> UnreturnableValue<T> for Unreturnable<T> {
+    fn outcome(&mut self, out: T, call: &Call) -> Outcome
+    where
+        T: Returnable,
+    {
+        call.reply(&out)
+    }
+}
+
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be returned from an exposed function",
+    label = "clients cannot receive this type",
+    note = "return a type that implements `serde::Serialize` (derive it), or `Result<T, E>` with `T: Serialize` and `E: Into<ephaptic::Error>`",
+    note = "or return a stream: `impl Stream<Item = T>` or `impl Stream<Item = Result<T, E>>`, possibly inside a `Result`"
+)]
+pub trait Returnable: serde::Serialize {}
+impl<T: serde::Serialize> Returnable for T {}
+
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be an item of a stream returned from an exposed function",
+    label = "clients cannot receive the items of this stream",
+    note = "derive `serde::Serialize` for the item type; to fail mid-stream, make the items `Result<T, E>` with `T: Serialize` and `E: Into<ephaptic::Error>`"
+)]
+pub trait StreamItem: serde::Serialize {}
+impl<T: serde::Serialize> StreamItem for T {}
+
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be the `Ok` value of an exposed function",
+    label = "clients cannot receive this type",
+    note = "derive `serde::Serialize` for it, or return a stream of such values: `impl Stream<Item = T>`"
+)]
+pub trait ReturnOk: serde::Serialize {}
+impl<T: serde::Serialize> ReturnOk for T {}
+
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be the error type of an exposed function",
+    label = "this error cannot be sent to clients",
+    note = "declare it with `#[ephaptic::error(code = \"...\")]`, use `ephaptic::Error`, or implement `std::error::Error` for it (it is then answered as `INTERNAL`)"
+)]
+pub trait ReturnErr: Into<Error> {}
+impl<E: Into<Error>> ReturnErr for E {}
 
 // ---------------------------------------------------------------------------------------------
 // Channels: after a function returns, announce its `Ok` value (or its plain value) on each

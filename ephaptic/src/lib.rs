@@ -153,7 +153,7 @@ pub use server::{LoaderOutput, Server, SlowClient};
 /// booleans, numbers, strings, bytes).
 pub use rmpv::Value;
 
-pub use ephaptic_macros::{error, expose, identity_loader};
+pub use ephaptic_macros::{error, event, expose, identity_loader};
 
 /// Serves every exposed function at `ws://<addr>/_ephaptic` with the default settings.
 /// Same as `Server::new().serve(addr)`.
@@ -176,8 +176,9 @@ pub mod __private {
     pub use crate::bind::Binder;
     pub use crate::dispatch::{Call, Outcome};
     pub use crate::kind::{
-        AnnounceResultKind, AnnounceValueKind, ResultStreamKind, ResultTryStreamKind,
-        ResultValueKind, StreamKind, Tag, TryStreamKind, ValueKind, tag,
+        AnnounceResultKind, AnnounceValueKind, ResultAnyKind, ResultStreamKind,
+        ResultTryStreamKind, ResultValueKind, StreamKind, Tag, TryStreamKind, UnreturnableKind,
+        UnreturnableResult, UnreturnableStream, UnreturnableValue, ValueKind, tag,
     };
     pub use crate::registry::{
         BoxFuture, ErrorDef, EventDef, Exposed, FunctionDef, LoaderDef, Registration, Site,

@@ -58,7 +58,10 @@ struct Who {
 
 #[expose]
 async fn who(caller: Caller) -> Who {
-    Who { connection: caller.connection_id(), peer_ip: caller.peer_addr().map(|a| a.ip().to_string()) }
+    Who {
+        connection: caller.connection_id(),
+        peer_ip: caller.peer_addr().map(|a| a.ip().to_string()),
+    }
 }
 
 #[expose]
@@ -108,7 +111,12 @@ async fn countdown(n: u32) -> impl Stream<Item = u32> {
 
 #[expose]
 async fn falsy_stream() -> impl Stream<Item = Value> {
-    stream::iter([Value::from(0), Value::Nil, Value::from(false), Value::from("")])
+    stream::iter([
+        Value::from(0),
+        Value::Nil,
+        Value::from(false),
+        Value::from(""),
+    ])
 }
 
 #[derive(Debug)]
@@ -133,7 +141,11 @@ pub struct NoStream;
 
 #[expose]
 async fn maybe_stream(open: bool) -> Result<impl Stream<Item = u32>, NoStream> {
-    if open { Ok(stream::iter([7])) } else { Err(NoStream) }
+    if open {
+        Ok(stream::iter([7]))
+    } else {
+        Err(NoStream)
+    }
 }
 
 /// How many `ticker` streams are alive, to see that cancel and disconnect really stop them.
@@ -303,7 +315,12 @@ async fn ids_are_echoed_verbatim_whatever_their_type() {
         assert_eq!(raw, expected, "id {id}");
     }
     // An absent id is answered with nil.
-    c.send(&map(vec![("type", v("rpc")), ("name", v("add")), ("args", Value::Array(vec![int(1), int(1)]))])).await;
+    c.send(&map(vec![
+        ("type", v("rpc")),
+        ("name", v("add")),
+        ("args", Value::Array(vec![int(1), int(1)])),
+    ]))
+    .await;
     assert_eq!(c.recv_raw().await, b"\x82\xa2id\xc0\xa6result\x02");
 }
 
@@ -312,12 +329,24 @@ async fn positional_keyword_and_mixed_arguments_bind() {
     let url = server().await;
     let mut c = Client::connect(&url).await;
     assert_eq!(c.ok("add", vec![int(2), int(3)]).await, int(5));
-    c.send(&rpc_kw(2, "add", vec![], vec![("a", int(4)), ("b", int(5))])).await;
+    c.send(&rpc_kw(
+        2,
+        "add",
+        vec![],
+        vec![("a", int(4)), ("b", int(5))],
+    ))
+    .await;
     assert_eq!(get(&c.recv().await, "result"), &int(9));
-    c.send(&rpc_kw(3, "named", vec![v("x")], vec![("second", v("y"))])).await;
+    c.send(&rpc_kw(3, "named", vec![v("x")], vec![("second", v("y"))]))
+        .await;
     assert_eq!(get(&c.recv().await, "result"), &v("x|y"));
     // args and kwargs may both be absent for a function without parameters.
-    c.send(&map(vec![("type", v("rpc")), ("id", int(4)), ("name", v("returns_null"))])).await;
+    c.send(&map(vec![
+        ("type", v("rpc")),
+        ("id", int(4)),
+        ("name", v("returns_null")),
+    ]))
+    .await;
     let reply = c.recv().await;
     assert!(has(&reply, "result") && get(&reply, "result").is_nil());
 }
@@ -336,7 +365,10 @@ async fn a_renamed_function_is_called_by_its_wire_name() {
     let url = server().await;
     let mut c = Client::connect(&url).await;
     assert_eq!(c.ok("renamedFn", vec![]).await, v("renamed"));
-    assert_eq!(get(&c.err("renamed_fn", vec![]).await, "code"), &v("NOT_FOUND"));
+    assert_eq!(
+        get(&c.err("renamed_fn", vec![]).await, "code"),
+        &v("NOT_FOUND")
+    );
 }
 
 #[tokio::test]
@@ -344,9 +376,21 @@ async fn echo_round_trips_every_kind_of_value() {
     let url = server().await;
     let mut c = Client::connect(&url).await;
     let value = map(vec![
-        ("list", Value::Array(vec![int(1), Value::F64(2.5), Value::Nil, Value::from(true), v("s")])),
+        (
+            "list",
+            Value::Array(vec![
+                int(1),
+                Value::F64(2.5),
+                Value::Nil,
+                Value::from(true),
+                v("s"),
+            ]),
+        ),
         ("bytes", Value::Binary(vec![0, 255, 7])),
-        ("nested", map(vec![("deep", Value::Array(vec![map(vec![])]))])),
+        (
+            "nested",
+            map(vec![("deep", Value::Array(vec![map(vec![])]))]),
+        ),
         ("neg", int(-70000)),
         ("big", Value::from(u64::MAX)),
     ]);
@@ -363,7 +407,10 @@ async fn enums_travel_in_serde_external_form() {
 }
 
 fn issues(error: &Value) -> Vec<Value> {
-    get(error, "data").as_array().cloned().unwrap_or_else(|| panic!("data is not a list: {error}"))
+    get(error, "data")
+        .as_array()
+        .cloned()
+        .unwrap_or_else(|| panic!("data is not a list: {error}"))
 }
 
 #[tokio::test]
@@ -379,24 +426,39 @@ async fn wrong_type_reports_the_parameter_and_input() {
     assert_eq!(get(&items[0], "input"), &v("x"));
     let msg = get(&items[0], "msg").as_str().unwrap().to_string();
     assert!(msg.contains("expected i64"), "{msg}");
-    assert!(get(&e, "message").as_str().unwrap().contains("invalid type"));
+    assert!(
+        get(&e, "message")
+            .as_str()
+            .unwrap()
+            .contains("invalid type")
+    );
 }
 
 #[tokio::test]
 async fn nested_errors_carry_the_full_path() {
     let url = server().await;
     let mut c = Client::connect(&url).await;
-    let item = map(vec![("id", int(1)), ("name", v("n")), ("tags", Value::Array(vec![v("a"), int(2)]))]);
+    let item = map(vec![
+        ("id", int(1)),
+        ("name", v("n")),
+        ("tags", Value::Array(vec![v("a"), int(2)])),
+    ]);
     let e = c.err("make_item", vec![item]).await;
     let items = issues(&e);
-    assert_eq!(get(&items[0], "loc"), &Value::Array(vec![v("item"), v("tags"), int(1)]));
+    assert_eq!(
+        get(&items[0], "loc"),
+        &Value::Array(vec![v("item"), v("tags"), int(1)])
+    );
     assert_eq!(get(&items[0], "input"), &int(2));
 
     let item = map(vec![("id", int(1))]);
     let e = c.err("make_item", vec![item]).await;
     let items = issues(&e);
     assert_eq!(get(&items[0], "type"), &v("missing"));
-    assert_eq!(get(&items[0], "loc"), &Value::Array(vec![v("item"), v("name")]));
+    assert_eq!(
+        get(&items[0], "loc"),
+        &Value::Array(vec![v("item"), v("name")])
+    );
 }
 
 #[tokio::test]
@@ -413,20 +475,37 @@ async fn missing_extra_and_duplicate_arguments_are_all_reported() {
     assert_eq!(get(&issues(&e)[0], "type"), &v("unexpected_argument"));
     assert_eq!(get(&issues(&e)[0], "loc"), &Value::Array(vec![int(2)]));
 
-    c.send(&rpc_kw(2, "add", vec![int(1)], vec![("a", int(2)), ("b", int(3))])).await;
+    c.send(&rpc_kw(
+        2,
+        "add",
+        vec![int(1)],
+        vec![("a", int(2)), ("b", int(3))],
+    ))
+    .await;
     let e = get(&c.recv().await, "error").clone();
     assert_eq!(get(&e, "message"), &v("multiple values for argument 'a'"));
     assert_eq!(get(&issues(&e)[0], "type"), &v("multiple_values"));
 
-    c.send(&rpc_kw(3, "add", vec![int(1), int(2)], vec![("c", int(3))])).await;
+    c.send(&rpc_kw(3, "add", vec![int(1), int(2)], vec![("c", int(3))]))
+        .await;
     let e = get(&c.recv().await, "error").clone();
-    assert_eq!(get(&issues(&e)[0], "type"), &v("unexpected_keyword_argument"));
+    assert_eq!(
+        get(&issues(&e)[0], "type"),
+        &v("unexpected_keyword_argument")
+    );
 
     // Several problems in one call are reported together.
-    c.send(&rpc_kw(4, "add", vec![v("x")], vec![("z", int(3))])).await;
+    c.send(&rpc_kw(4, "add", vec![v("x")], vec![("z", int(3))]))
+        .await;
     let e = get(&c.recv().await, "error").clone();
-    let kinds: Vec<_> = issues(&e).iter().map(|i| get(i, "type").as_str().unwrap().to_string()).collect();
-    assert_eq!(kinds, ["unexpected_keyword_argument", "invalid_type", "missing"]);
+    let kinds: Vec<_> = issues(&e)
+        .iter()
+        .map(|i| get(i, "type").as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        kinds,
+        ["unexpected_keyword_argument", "invalid_type", "missing"]
+    );
 }
 
 #[tokio::test]
@@ -434,7 +513,14 @@ async fn typed_errors_carry_code_message_and_data() {
     let url = server().await;
     let mut c = Client::connect(&url).await;
     let e = c.err("boom", vec![]).await;
-    assert_eq!(e, map(vec![("code", v("INSUFFICIENT_FUNDS")), ("message", v("Not enough funds.")), ("data", map(vec![("available", int(3))]))]));
+    assert_eq!(
+        e,
+        map(vec![
+            ("code", v("INSUFFICIENT_FUNDS")),
+            ("message", v("Not enough funds.")),
+            ("data", map(vec![("available", int(3))]))
+        ])
+    );
 }
 
 #[tokio::test]
@@ -444,9 +530,20 @@ async fn undeclared_errors_and_panics_are_masked_and_cost_only_their_call() {
     for name in ["kaboom", "panics"] {
         let reply = c.call(name, vec![]).await;
         let e = get(&reply, "error");
-        assert_eq!(e, &map(vec![("code", v("INTERNAL")), ("message", v("Internal server error.")), ("data", Value::Nil)]));
+        assert_eq!(
+            e,
+            &map(vec![
+                ("code", v("INTERNAL")),
+                ("message", v("Internal server error.")),
+                ("data", Value::Nil)
+            ])
+        );
         assert!(!format!("{reply}").contains("secret-detail"));
-        assert_eq!(c.ok("add", vec![int(1), int(1)]).await, int(2), "the connection lives on after {name}");
+        assert_eq!(
+            c.ok("add", vec![int(1), int(1)]).await,
+            int(2),
+            "the connection lives on after {name}"
+        );
     }
 }
 
@@ -456,9 +553,17 @@ async fn debug_mode_shows_internal_details() {
     let mut c = Client::connect(&url).await;
     let e = c.err("kaboom", vec![]).await;
     assert_eq!(get(&e, "code"), &v("INTERNAL"));
-    assert!(get(&e, "message").as_str().unwrap().contains("secret-detail"));
+    assert!(
+        get(&e, "message")
+            .as_str()
+            .unwrap()
+            .contains("secret-detail")
+    );
     let e = c.err("nope", vec![]).await;
-    assert!(get(&e, "message").as_str().unwrap().contains("register"), "{e}");
+    assert!(
+        get(&e, "message").as_str().unwrap().contains("register"),
+        "{e}"
+    );
 }
 
 #[tokio::test]
@@ -500,13 +605,17 @@ async fn a_panicking_stream_fails_that_stream_only() {
 async fn a_stream_inside_a_result_opens_or_fails() {
     let url = server().await;
     let mut c = Client::connect(&url).await;
-    c.send(&rpc(1, "maybe_stream", vec![Value::from(true)])).await;
+    c.send(&rpc(1, "maybe_stream", vec![Value::from(true)]))
+        .await;
     assert!(has(&c.recv().await, "stream"));
     assert_eq!(get(&c.recv().await, "chunk"), &int(7));
     assert!(has(&c.recv().await, "done"));
     let e = c.err("maybe_stream", vec![Value::from(false)]).await;
     assert_eq!(get(&e, "code"), &v("NO_STREAM"));
-    assert!(get(&e, "data").is_nil(), "a unit error struct sends nil data");
+    assert!(
+        get(&e, "data").is_nil(),
+        "a unit error struct sends nil data"
+    );
 }
 
 #[tokio::test]
@@ -521,13 +630,24 @@ async fn two_hundred_calls_in_flight_complete_in_completion_order() {
     for _ in 0..200 {
         let f = c.recv().await;
         let id = get(&f, "id").as_i64().unwrap();
-        assert_eq!(get(&f, "result").as_i64().unwrap(), 200 - id, "each reply answers its own call");
+        assert_eq!(
+            get(&f, "result").as_i64().unwrap(),
+            200 - id,
+            "each reply answers its own call"
+        );
         seen.push(id);
     }
     let mut sorted = seen.clone();
     sorted.sort();
-    assert_eq!(sorted, (0..200).collect::<Vec<_>>(), "every call answered exactly once");
-    assert_ne!(seen, sorted, "calls ran concurrently, so replies were not in send order");
+    assert_eq!(
+        sorted,
+        (0..200).collect::<Vec<_>>(),
+        "every call answered exactly once"
+    );
+    assert_ne!(
+        seen, sorted,
+        "calls ran concurrently, so replies were not in send order"
+    );
     // A short call sent after a long one overtakes it.
     c.send(&rpc(1000, "sleepy", vec![int(300)])).await;
     c.send(&rpc(1001, "sleepy", vec![int(1)])).await;
@@ -569,9 +689,14 @@ async fn cancel_stops_a_stream_and_answers_nothing_more() {
     c.send(&rpc("t", "ticker", vec![int(5)])).await;
     assert!(has(&c.recv().await, "stream"));
     assert!(has(&c.recv().await, "chunk"));
-    c.send(&map(vec![("type", v("cancel")), ("id", v("t"))])).await;
+    c.send(&map(vec![("type", v("cancel")), ("id", v("t"))]))
+        .await;
     // Drain whatever was already queued, then silence.
-    while c.recv_raw_within(Duration::from_millis(100)).await.is_some() {}
+    while c
+        .recv_raw_within(Duration::from_millis(100))
+        .await
+        .is_some()
+    {}
     c.expect_silence(Duration::from_millis(150)).await;
     // The connection still works; the ticker's task is gone on the server.
     assert_eq!(c.ok("add", vec![int(1), int(2)]).await, int(3));
@@ -586,12 +711,14 @@ async fn cancel_stops_a_pending_call() {
     let before = c.ok("sleepy_cancelled", vec![]).await.as_u64().unwrap();
     c.send(&rpc(5, "sleepy", vec![int(400)])).await;
     tokio::time::sleep(Duration::from_millis(50)).await;
-    c.send(&map(vec![("type", v("cancel")), ("id", int(5))])).await;
+    c.send(&map(vec![("type", v("cancel")), ("id", int(5))]))
+        .await;
     c.expect_silence(Duration::from_millis(600)).await;
     let after = c.ok("sleepy_cancelled", vec![]).await.as_u64().unwrap();
     assert!(after > before, "the call's task was dropped");
     // Cancelling an unknown id is harmless.
-    c.send(&map(vec![("type", v("cancel")), ("id", int(12345))])).await;
+    c.send(&map(vec![("type", v("cancel")), ("id", int(12345))]))
+        .await;
     assert_eq!(c.ok("add", vec![int(1), int(2)]).await, int(3));
 }
 
@@ -613,7 +740,8 @@ async fn init_identity_applies_to_calls_pipelined_behind_it() {
     let url = server().await;
     let mut c = Client::connect(&url).await;
     // init and the call in one burst: the loader runs before the next frame is read.
-    c.send(&map(vec![("type", v("init")), ("auth", v("alice"))])).await;
+    c.send(&map(vec![("type", v("init")), ("auth", v("alice"))]))
+        .await;
     c.send(&rpc(1, "whoami", vec![])).await;
     assert_eq!(get(&c.recv().await, "result"), &v("alice"));
 
@@ -625,14 +753,31 @@ async fn init_identity_applies_to_calls_pipelined_behind_it() {
 #[tokio::test]
 async fn anonymous_connections_and_requires_login() {
     let url = server().await;
-    for auth in [None, Some(v("")), Some(Value::Nil), Some(int(42)), Some(v("fail")), Some(v("panic"))] {
+    for auth in [
+        None,
+        Some(v("")),
+        Some(Value::Nil),
+        Some(int(42)),
+        Some(v("fail")),
+        Some(v("panic")),
+    ] {
         let mut c = match &auth {
             None => Client::connect(&url).await,
             Some(a) => Client::connect_as(&url, a.clone()).await,
         };
-        assert!(c.ok("whoami", vec![]).await.is_nil(), "auth {auth:?} must be anonymous");
+        assert!(
+            c.ok("whoami", vec![]).await.is_nil(),
+            "auth {auth:?} must be anonymous"
+        );
         let e = c.err("secret", vec![]).await;
-        assert_eq!(e, map(vec![("code", v("UNAUTHORIZED")), ("message", v("Unauthorized.")), ("data", Value::Nil)]));
+        assert_eq!(
+            e,
+            map(vec![
+                ("code", v("UNAUTHORIZED")),
+                ("message", v("Unauthorized.")),
+                ("data", Value::Nil)
+            ])
+        );
     }
 }
 
@@ -642,16 +787,28 @@ async fn only_the_first_frame_may_be_init_and_unknown_types_are_ignored() {
     let mut c = Client::connect(&url).await;
     c.send(&rpc(1, "add", vec![int(1), int(1)])).await;
     assert_eq!(get(&c.recv().await, "result"), &int(2));
-    c.send(&map(vec![("type", v("init")), ("auth", v("mallory"))])).await;
-    c.send(&map(vec![("type", v("subscribe")), ("id", int(9)), ("topic", v("x"))])).await;
+    c.send(&map(vec![("type", v("init")), ("auth", v("mallory"))]))
+        .await;
+    c.send(&map(vec![
+        ("type", v("subscribe")),
+        ("id", int(9)),
+        ("topic", v("x")),
+    ]))
+    .await;
     c.send(&map(vec![("type", Value::from(3))])).await;
     c.expect_silence(Duration::from_millis(100)).await;
-    assert!(c.ok("whoami", vec![]).await.is_nil(), "a late init is ignored");
+    assert!(
+        c.ok("whoami", vec![]).await.is_nil(),
+        "a late init is ignored"
+    );
 }
 
 #[tokio::test]
 async fn a_builder_loader_replaces_the_declared_one() {
-    let url = start(ephaptic::Server::new().identity_loader(|n: Option<u64>| async move { n.map(|n| n * 10) })).await;
+    let url = start(
+        ephaptic::Server::new().identity_loader(|n: Option<u64>| async move { n.map(|n| n * 10) }),
+    )
+    .await;
     let mut c = Client::connect_as(&url, int(7)).await;
     assert_eq!(c.ok("whoami", vec![]).await, int(70));
 }
@@ -679,12 +836,29 @@ async fn bad_frames_cost_only_themselves() {
     let f = c.recv().await;
     assert_eq!(get(&f, "id"), &int(4));
     assert_eq!(get(get(&f, "error"), "code"), &v("VALIDATION_ERROR"));
-    c.send(&map(vec![("type", v("rpc")), ("id", int(5)), ("name", int(1))])).await;
-    assert_eq!(get(get(&c.recv().await, "error"), "code"), &v("VALIDATION_ERROR"));
+    c.send(&map(vec![
+        ("type", v("rpc")),
+        ("id", int(5)),
+        ("name", int(1)),
+    ]))
+    .await;
+    assert_eq!(
+        get(get(&c.recv().await, "error"), "code"),
+        &v("VALIDATION_ERROR")
+    );
 
     // args that is not a list.
-    c.send(&map(vec![("type", v("rpc")), ("id", int(6)), ("name", v("add")), ("args", v("nope"))])).await;
-    assert_eq!(get(get(&c.recv().await, "error"), "code"), &v("VALIDATION_ERROR"));
+    c.send(&map(vec![
+        ("type", v("rpc")),
+        ("id", int(6)),
+        ("name", v("add")),
+        ("args", v("nope")),
+    ]))
+    .await;
+    assert_eq!(
+        get(get(&c.recv().await, "error"), "code"),
+        &v("VALIDATION_ERROR")
+    );
 
     assert_eq!(c.ok("add", vec![int(20), int(22)]).await, int(42));
 }
@@ -730,12 +904,14 @@ async fn origins_outside_the_allowed_list_are_refused() {
     use tokio_tungstenite::tungstenite::client::IntoClientRequest;
     let url = start(ephaptic::Server::new().allowed_origins(["http://good.test"])).await;
     let mut req = url.as_str().into_client_request().unwrap();
-    req.headers_mut().insert("Origin", "http://evil.test".parse().unwrap());
+    req.headers_mut()
+        .insert("Origin", "http://evil.test".parse().unwrap());
     let err = tokio_tungstenite::connect_async(req).await.unwrap_err();
     assert!(err.to_string().contains("403"), "{err}");
 
     let mut req = url.as_str().into_client_request().unwrap();
-    req.headers_mut().insert("Origin", "http://good.test".parse().unwrap());
+    req.headers_mut()
+        .insert("Origin", "http://good.test".parse().unwrap());
     let (ws, _) = tokio_tungstenite::connect_async(req).await.unwrap();
     let mut c = Client { ws };
     assert_eq!(c.ok("add", vec![int(1), int(1)]).await, int(2));
@@ -752,7 +928,9 @@ async fn the_router_mounts_beside_an_apps_own_routes() {
 
     let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    tcp.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await.unwrap();
+    tcp.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
     let mut body = String::new();
     tcp.read_to_string(&mut body).await.unwrap();
     assert!(body.ends_with("ok"), "{body}");

@@ -7,9 +7,10 @@
 //! prints `listening on ws://127.0.0.1:N/_ephaptic` as its first line of stdout.
 
 use std::io::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use ephaptic::{Caller, Identity, Value, expose};
+use ephaptic::{Caller, Identity, Value, event, expose};
 use futures_util::stream::{self, Stream, StreamExt};
 use serde::{Deserialize, Serialize};
 
@@ -71,7 +72,9 @@ async fn boom() -> Result<(), InsufficientFunds> {
 /// Fails with an undeclared error: clients must see `INTERNAL`, never its text.
 #[expose]
 async fn kaboom() -> ephaptic::Result<()> {
-    Err(std::io::Error::other("secret-detail: the database password is hunter2"))?;
+    Err(std::io::Error::other(
+        "secret-detail: the database password is hunter2",
+    ))?;
     Ok(())
 }
 
@@ -97,7 +100,12 @@ async fn countdown(n: u32) -> impl Stream<Item = u32> {
 /// Streams falsy values: `0, nil, false, ""`.
 #[expose]
 async fn falsy_stream() -> impl Stream<Item = Value> {
-    stream::iter([Value::from(0), Value::Nil, Value::from(false), Value::from("")])
+    stream::iter([
+        Value::from(0),
+        Value::Nil,
+        Value::from(false),
+        Value::from(""),
+    ])
 }
 
 #[derive(Debug)]
@@ -147,6 +155,61 @@ async fn make_item(item: Item) -> Item {
     item
 }
 
+/// Sent to the caller by `ping`.
+#[event]
+#[derive(Debug, Clone)]
+pub struct Pong {
+    pub ok: bool,
+}
+
+/// Sent by `notify` (level 1, to one user) and `shout` (level 2, to everyone).
+#[event]
+#[derive(Debug, Clone)]
+pub struct Notice {
+    pub message: String,
+    pub level: u8,
+}
+
+/// Emits `Pong {ok: true}` to the caller only, then returns `"pong"`.
+#[expose]
+async fn ping(caller: Caller) -> &'static str {
+    caller.emit(Pong { ok: true }).await;
+    "pong"
+}
+
+/// Emits `Notice {message, level: 1}` to every connection of identity `user`; returns how many
+/// connections it reached on this server.
+#[expose]
+async fn notify(user: String, message: String) -> usize {
+    ephaptic::to(user).emit(Notice { message, level: 1 }).await
+}
+
+/// Emits `Notice {message, level: 2}` to every connection.
+#[expose]
+async fn shout(message: String) -> usize {
+    ephaptic::emit(Notice { message, level: 2 }).await
+}
+
+/// A todo item.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Todo {
+    pub id: u64,
+    pub title: String,
+    pub done: bool,
+}
+
+static NEXT_TODO: AtomicU64 = AtomicU64::new(1);
+
+/// Creates a todo and announces it on the `todoCreated` channel.
+#[expose(broadcast = ["todoCreated"])]
+async fn create_todo(title: String) -> Todo {
+    Todo {
+        id: NEXT_TODO.fetch_add(1, Ordering::Relaxed),
+        title,
+        done: false,
+    }
+}
+
 fn parse_addr() -> String {
     let mut args = std::env::args().skip(1);
     let mut addr = "127.0.0.1:8000".to_string();
@@ -173,7 +236,10 @@ async fn main() -> std::io::Result<()> {
         Ok("warn") => tracing::Level::WARN,
         _ => tracing::Level::INFO,
     };
-    tracing_subscriber::fmt().with_max_level(level).with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt()
+        .with_max_level(level)
+        .with_writer(std::io::stderr)
+        .init();
     let listener = tokio::net::TcpListener::bind(parse_addr()).await?;
     let addr = listener.local_addr()?;
     println!("listening on ws://{addr}/_ephaptic");

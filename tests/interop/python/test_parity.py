@@ -420,3 +420,71 @@ class TestConcurrency(ParityCase):
 
 if __name__ == "__main__":
     unittest.main(verbosity=2)
+
+
+class TestEvents(ParityCase):
+    """Events pushed by the server reach the Python client's `on` handlers as keyword arguments."""
+
+    def recorder(self, client, name):
+        """Registers a handler for `name`; returns (list of received kwargs, asyncio.Event set on each)."""
+        got, arrived = [], asyncio.Event()
+
+        def handler(*args, **kwargs):
+            got.append((list(args), kwargs))
+            arrived.set()
+
+        client.on(name, handler)
+        return got, arrived
+
+    async def wait_for(self, arrived, what):
+        try:
+            await asyncio.wait_for(arrived.wait(), 5)
+        except asyncio.TimeoutError:
+            self.fail(f"{what} never arrived")
+
+    async def test_ping_emits_pong_to_the_caller_only(self):
+        caller = await self.client()
+        other = await self.client()
+        got, arrived = self.recorder(caller, "Pong")
+        other_got, _ = self.recorder(other, "Pong")
+        self.assertEqual(await caller.ping(), "pong")
+        await self.wait_for(arrived, "Pong")
+        self.assertEqual(got, [([], {"ok": True})])
+        await asyncio.sleep(0.2)
+        self.assertEqual(other_got, [], "ping emits to the caller only")
+
+    async def test_notify_reaches_every_connection_of_the_user(self):
+        tabs = [await self.client(auth="carol"), await self.client(auth={"token": "carol"})]
+        bystander = await self.client(auth="dave")
+        recorders = [self.recorder(t, "Notice") for t in tabs]
+        bystander_got, _ = self.recorder(bystander, "Notice")
+        for t in tabs:  # a round trip after init: the identity is registered
+            self.assertEqual(await t.whoami(), "carol")
+        sender = await self.client()
+        self.assertEqual(await sender.notify("carol", "lunch?"), 2)
+        for got, arrived in recorders:
+            await self.wait_for(arrived, "Notice for carol")
+            self.assertEqual(got, [([], {"message": "lunch?", "level": 1})])
+        await asyncio.sleep(0.2)
+        self.assertEqual(bystander_got, [])
+
+    async def test_shout_reaches_everyone(self):
+        a, b = await self.client(), await self.client(auth="erin")
+        ra, rb = self.recorder(a, "Notice"), self.recorder(b, "Notice")
+        await b.whoami()
+        reached = await a.shout("fire drill")
+        self.assertGreaterEqual(reached, 2)
+        for got, arrived in (ra, rb):
+            await self.wait_for(arrived, "Notice from shout")
+            self.assertEqual(got[0], ([], {"message": "fire drill", "level": 2}))
+
+    async def test_create_todo_announces_on_its_channel(self):
+        listener = await self.client()
+        got, arrived = self.recorder(listener, "todoCreated")
+        await listener.whoami()
+        creator = await self.client()
+        todo = await creator.create_todo("buy milk")
+        self.assertEqual(set(todo), {"id", "title", "done"})
+        self.assertEqual((todo["title"], todo["done"]), ("buy milk", False))
+        await self.wait_for(arrived, "todoCreated")
+        self.assertEqual(got, [([], todo)], "the channel carries the created todo as keyword arguments")

@@ -26,7 +26,12 @@ pub fn v(json_like: &str) -> Value {
 }
 
 pub fn map(entries: Vec<(&str, Value)>) -> Value {
-    Value::Map(entries.into_iter().map(|(k, v)| (Value::from(k), v)).collect())
+    Value::Map(
+        entries
+            .into_iter()
+            .map(|(k, v)| (Value::from(k), v))
+            .collect(),
+    )
 }
 
 pub fn encode(value: &Value) -> Vec<u8> {
@@ -44,18 +49,37 @@ pub fn decode(mut bytes: &[u8]) -> Value {
 /// `frame[key]`, nil when absent.
 pub fn get<'a>(frame: &'a Value, key: &str) -> &'a Value {
     static NIL: Value = Value::Nil;
-    frame.as_map().and_then(|m| m.iter().find(|(k, _)| k.as_str() == Some(key)).map(|(_, v)| v)).unwrap_or(&NIL)
+    frame
+        .as_map()
+        .and_then(|m| {
+            m.iter()
+                .find(|(k, _)| k.as_str() == Some(key))
+                .map(|(_, v)| v)
+        })
+        .unwrap_or(&NIL)
 }
 
 pub fn has(frame: &Value, key: &str) -> bool {
-    frame.as_map().is_some_and(|m| m.iter().any(|(k, _)| k.as_str() == Some(key)))
+    frame
+        .as_map()
+        .is_some_and(|m| m.iter().any(|(k, _)| k.as_str() == Some(key)))
 }
 
 pub fn rpc(id: impl Into<Value>, name: &str, args: Vec<Value>) -> Value {
-    map(vec![("type", v("rpc")), ("id", id.into()), ("name", v(name)), ("args", Value::Array(args))])
+    map(vec![
+        ("type", v("rpc")),
+        ("id", id.into()),
+        ("name", v(name)),
+        ("args", Value::Array(args)),
+    ])
 }
 
-pub fn rpc_kw(id: impl Into<Value>, name: &str, args: Vec<Value>, kwargs: Vec<(&str, Value)>) -> Value {
+pub fn rpc_kw(
+    id: impl Into<Value>,
+    name: &str,
+    args: Vec<Value>,
+    kwargs: Vec<(&str, Value)>,
+) -> Value {
     map(vec![
         ("type", v("rpc")),
         ("id", id.into()),
@@ -71,14 +95,17 @@ pub struct Client {
 
 impl Client {
     pub async fn connect(url: &str) -> Client {
-        let (ws, _) = tokio_tungstenite::connect_async(url).await.expect("connect");
+        let (ws, _) = tokio_tungstenite::connect_async(url)
+            .await
+            .expect("connect");
         Client { ws }
     }
 
     /// Connects and sends `init` with `auth`.
     pub async fn connect_as(url: &str, auth: Value) -> Client {
         let mut c = Client::connect(url).await;
-        c.send(&map(vec![("type", v("init")), ("auth", auth)])).await;
+        c.send(&map(vec![("type", v("init")), ("auth", auth)]))
+            .await;
         c
     }
 
@@ -87,23 +114,33 @@ impl Client {
     }
 
     pub async fn send_raw(&mut self, bytes: Vec<u8>) {
-        self.ws.send(Message::Binary(bytes.into())).await.expect("send");
+        self.ws
+            .send(Message::Binary(bytes.into()))
+            .await
+            .expect("send");
     }
 
     pub async fn send_text(&mut self, text: &str) {
-        self.ws.send(Message::Text(text.into())).await.expect("send");
+        self.ws
+            .send(Message::Text(text.into()))
+            .await
+            .expect("send");
     }
 
     /// The next binary frame's bytes; panics after 10 s.
     pub async fn recv_raw(&mut self) -> Vec<u8> {
-        self.recv_raw_within(Duration::from_secs(10)).await.expect("no frame within 10 s")
+        self.recv_raw_within(Duration::from_secs(10))
+            .await
+            .expect("no frame within 10 s")
     }
 
     /// The next binary frame within `limit`, or `None`.
     pub async fn recv_raw_within(&mut self, limit: Duration) -> Option<Vec<u8>> {
         let deadline = tokio::time::Instant::now() + limit;
         loop {
-            let msg = tokio::time::timeout_at(deadline, self.ws.next()).await.ok()?;
+            let msg = tokio::time::timeout_at(deadline, self.ws.next())
+                .await
+                .ok()?;
             match msg {
                 Some(Ok(Message::Binary(b))) => return Some(b.to_vec()),
                 Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
@@ -134,14 +171,20 @@ impl Client {
     /// The `result` of a call, panicking on an error reply.
     pub async fn ok(&mut self, name: &str, args: Vec<Value>) -> Value {
         let reply = self.call(name, args).await;
-        assert!(has(&reply, "result"), "{name}: expected a result, got {reply}");
+        assert!(
+            has(&reply, "result"),
+            "{name}: expected a result, got {reply}"
+        );
         get(&reply, "result").clone()
     }
 
     /// The `error` map of a call, panicking on a result.
     pub async fn err(&mut self, name: &str, args: Vec<Value>) -> Value {
         let reply = self.call(name, args).await;
-        assert!(has(&reply, "error"), "{name}: expected an error, got {reply}");
+        assert!(
+            has(&reply, "error"),
+            "{name}: expected an error, got {reply}"
+        );
         get(&reply, "error").clone()
     }
 }

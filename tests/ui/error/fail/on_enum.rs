@@ -1,0 +1,7 @@
+#[ephaptic::error(code = "PAYMENT")]
+pub enum PaymentError {
+    Declined,
+    Expired,
+}
+
+fn main() {}

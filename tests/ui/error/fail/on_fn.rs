@@ -1,0 +1,4 @@
+#[ephaptic::error(code = "PAYMENT")]
+fn payment_error() {}
+
+fn main() {}

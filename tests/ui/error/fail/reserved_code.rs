@@ -1,0 +1,4 @@
+#[ephaptic::error(code = "INTERNAL", message = "Something broke.")]
+pub struct Broken;
+
+fn main() {}

@@ -1,0 +1,4 @@
+#[ephaptic::error(code = "SOLD_OUT", status = 409)]
+pub struct SoldOut;
+
+fn main() {}

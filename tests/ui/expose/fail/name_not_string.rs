@@ -1,0 +1,6 @@
+#[ephaptic::expose(name = 5)]
+async fn add(a: i64, b: i64) -> i64 {
+    a + b
+}
+
+fn main() {}

@@ -1,0 +1,7 @@
+#[ephaptic::expose]
+struct Add {
+    a: i64,
+    b: i64,
+}
+
+fn main() {}

@@ -1,0 +1,6 @@
+#[ephaptic::expose]
+async fn greet(name: &str) -> String {
+    format!("hello {name}")
+}
+
+fn main() {}

@@ -1,0 +1,10 @@
+struct Counter;
+
+impl Counter {
+    #[ephaptic::expose]
+    async fn get(&self) -> u64 {
+        0
+    }
+}
+
+fn main() {}

@@ -1,0 +1,6 @@
+#[ephaptic::identity_loader(cache = true)]
+async fn load(auth: Option<String>) -> Option<String> {
+    auth
+}
+
+fn main() {}

@@ -1,0 +1,6 @@
+#[ephaptic::identity_loader]
+async fn load() -> Option<String> {
+    None
+}
+
+fn main() {}
