@@ -300,6 +300,9 @@ fn panicked(panic: Box<dyn Any + Send>) -> Error {
     Error::internal(format_args!("panicked: {what}"))
 }
 
+/// What a caught panic carries.
+type Panic = Box<dyn Any + Send>;
+
 /// Polls a future or stream and turns a panic inside it into an `Err`, so a panicking handler
 /// costs its own call only.
 pub(crate) struct CatchUnwind<F>(pub F);
@@ -320,7 +323,7 @@ impl<S: Stream + Unpin> CatchUnwind<S> {
     fn poll_next_caught(
         &mut self,
         cx: &mut Context<'_>,
-    ) -> Poll<Result<Option<S::Item>, Box<dyn Any + Send>>> {
+    ) -> Poll<Result<Option<S::Item>, Panic>> {
         match catch_unwind(AssertUnwindSafe(|| Pin::new(&mut self.0).poll_next(cx))) {
             Ok(Poll::Ready(v)) => Poll::Ready(Ok(v)),
             Ok(Poll::Pending) => Poll::Pending,

@@ -288,7 +288,7 @@ async fn emit_reaches_every_connection_and_counts_them() {
 #[tokio::test]
 async fn to_reaches_every_connection_of_a_user_and_no_one_else() {
     let url = start(ephaptic::Server::new()).await;
-    let mut alice = vec![
+    let mut alice = [
         Client::connect_as(&url, v("alice")).await,
         Client::connect_as(&url, v("alice")).await,
         Client::connect_as(&url, v("alice")).await,
