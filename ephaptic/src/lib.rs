@@ -99,6 +99,77 @@
 //!
 //! or in code, with [`Server::identity_loader`].
 //!
+//! ## Events
+//!
+//! `#[event]` makes a struct (or an enum serde writes as a map) something clients listen for:
+//! `client.on("Notice", data => ...)`. Its fields are the data; your `#[serde(...)]` attributes
+//! apply. Send it to everyone with [`emit`], to every connection of some identities with
+//! [`to`], to a group with [`group`], or to the caller with [`Caller::emit`]. Each returns how
+//! many connections on this server it reached, and each event is encoded once for all of them.
+//!
+//! ```
+//! use ephaptic::{event, expose, Caller};
+//!
+//! #[event]
+//! #[serde(rename_all = "camelCase")]
+//! pub struct Notice {
+//!     pub message: String,
+//!     #[serde(default)]
+//!     pub is_urgent: bool,
+//! }
+//!
+//! #[expose]
+//! async fn notify(user: u64, message: String) -> usize {
+//!     ephaptic::to(user).emit(Notice { message, is_urgent: false }).await
+//! }
+//!
+//! #[expose]
+//! async fn ping(caller: Caller) -> &'static str {
+//!     // Queued before the result, so the client sees the event first.
+//!     caller.emit(Notice { message: "pong".into(), is_urgent: false }).await;
+//!     "pong"
+//! }
+//! ```
+//!
+//! `to` takes one identity or a collection: `to(7)`, `to("alice")`, `to([1, 2, 3])`,
+//! `to(vec_of_ids)`. The integer `7` and the string `"7"` are different users. Events one task
+//! emits reach each connection in the order emitted.
+//!
+//! **Channels** announce a data operation so frontends can refresh:
+//! `#[expose(broadcast = ["todoCreated"])]` emits the function's `Ok` value on `todoCreated`
+//! after it succeeds (nothing when it fails). `broadcast_to = f`, with
+//! `fn f(caller: &Caller, value: &T) -> Audience`, picks who hears it, so a multi-tenant app
+//! keeps each tenant's changes to that tenant:
+//!
+//! ```
+//! use ephaptic::{expose, Audience, Caller};
+//!
+//! #[derive(serde::Serialize, serde::Deserialize)]
+//! pub struct Note { pub tenant: String, pub text: String }
+//!
+//! fn tenant_of(_caller: &Caller, note: &Note) -> Audience {
+//!     Audience::group(format!("tenant:{}", note.tenant))
+//! }
+//!
+//! #[expose(broadcast = ["noteAdded"], broadcast_to = tenant_of)]
+//! async fn add_note(tenant: String, text: String) -> Note {
+//!     Note { tenant, text }
+//! }
+//!
+//! #[expose]
+//! async fn open_tenant(caller: Caller, tenant: String) -> bool {
+//!     // Check that the caller belongs to the tenant first: a group is as private as its join.
+//!     caller.join(&format!("tenant:{tenant}"))
+//! }
+//! ```
+//!
+//! **Slow clients**: each connection has a bounded outbound queue
+//! ([`Server::outbound_capacity`], default 1024 frames). An event that finds it full closes
+//! that connection with close code 1008 (the client reconnects and refetches, so it never
+//! silently misses an event), or, with [`SlowClient::DropEvents`], drops the event for that
+//! client. Either way no memory grows and no other client waits. [`metrics`] reports queue
+//! lengths and how often the policy fired.
+//!
 //! ## Serving
 //!
 //! [`serve`] binds an address. [`router`] gives an axum [`Router`](axum::Router) to merge into
