@@ -143,7 +143,10 @@ pub fn broadcast(cx: &mut Ctxt, args: &crate::model::ExposeArgs) {
         }
         for (i, c) in channels.iter().enumerate() {
             if c.value().is_empty() {
-                cx.error(c, "a channel name must not be empty");
+                cx.error(
+                    c,
+                    "a channel name must not be empty; write a name, e.g. \"todoCreated\"",
+                );
             } else if channels[..i].iter().any(|p| p.value() == c.value()) {
                 cx.error(
                     c,
@@ -162,32 +165,39 @@ pub fn event(cx: &mut Ctxt, item: &syn::DeriveInput) {
     if !item.generics.params.is_empty() {
         cx.error(
             &item.generics,
-            "#[ephaptic::event] types cannot be generic: clients and the TypeScript export need one concrete shape per event name",
+            "#[ephaptic::event] types cannot be generic: clients and the TypeScript export need one concrete shape per event name; declare one event type per payload, with concrete field types",
         );
     }
     match &item.data {
-        syn::Data::Struct(s) => {
-            if !matches!(s.fields, syn::Fields::Named(_)) {
-                cx.error(
-                    &item.ident,
-                    "an event struct needs named fields (`struct Pong { ok: bool }`): its fields are the data clients receive",
-                );
-            }
-        }
+        syn::Data::Struct(s) => match &s.fields {
+            syn::Fields::Named(_) => {}
+            syn::Fields::Unnamed(fields) => cx.error(
+                fields,
+                "an event struct needs named fields (`struct Pong { ok: bool }`): its fields are the data clients receive, by name",
+            ),
+            syn::Fields::Unit => cx.error(
+                &item.ident,
+                format_args!(
+                    "an event struct needs named fields (`struct Pong {{ ok: bool }}`): its fields are the data clients receive; for an event with no data, write `struct {} {{}}`",
+                    item.ident
+                ),
+            ),
+        },
         syn::Data::Enum(e) => {
             let (tagged, untagged) = serde_enum_repr(&item.attrs);
             if !tagged {
                 for v in &e.variants {
                     if !matches!(v.fields, syn::Fields::Named(_)) {
-                        let why = if untagged {
-                            "untagged"
+                        let (why, fix) = if untagged {
+                            ("untagged", "replace `#[serde(untagged)]` with `#[serde(tag = \"type\")]`")
                         } else {
-                            "externally tagged"
+                            ("externally tagged", "add `#[serde(tag = \"type\")]` to the enum")
                         };
                         cx.error(
                             v,
                             format_args!(
-                                "an {why} enum event must have only struct variants (`Added {{ id: u64 }}`) to travel as a map; or add `#[serde(tag = \"type\")]` to the enum"
+                                "an {why} enum event must have only struct variants (`{} {{ id: u64 }}`) to travel as a map; or {fix}",
+                                v.ident
                             ),
                         );
                     }

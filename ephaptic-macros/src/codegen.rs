@@ -147,18 +147,21 @@ pub fn expose(args: TokenStream2, item: TokenStream2) -> syn::Result<TokenStream
     let announce = if channels.is_empty() {
         quote!()
     } else {
+        // The user's path is passed as it is, so a function with the wrong signature is
+        // reported at the path with the signature rustc expected.
         let audience = match &opts.broadcast_to {
-            Some((_, path)) => quote_spanned! {at(path.span())=>
-                |__ephaptic_caller, __ephaptic_value| #path(__ephaptic_caller, __ephaptic_value)
-            },
-            None => quote!(|_, _| ::ephaptic::Audience::everyone()),
+            Some((_, path)) => quote!(#path),
+            None => quote!(::ephaptic::__private::everyone),
         };
         quote_spanned! {at(ret_span)=>
             {
                 #[allow(unused_imports)]
-                use ::ephaptic::__private::{AnnounceResultKind as _, AnnounceValueKind as _};
+                use ::ephaptic::__private::{
+                    AnnounceAnyKind as _, AnnounceResultAnyKind as _, AnnounceResultKind as _,
+                    AnnounceResultStreamKind as _, AnnounceStreamKind as _, AnnounceValueKind as _,
+                };
                 let __ephaptic_tag = ::ephaptic::__private::tag(&__ephaptic_out);
-                (&&__ephaptic_tag)
+                (&&&&&__ephaptic_tag)
                     .__ephaptic_announce_kind()
                     .announce(&__ephaptic_out, &#call, &[#(#channels),*], #audience)
                     .await;
@@ -202,6 +205,44 @@ pub fn expose(args: TokenStream2, item: TokenStream2) -> syn::Result<TokenStream
         }
     };
 
+    // The signature the TypeScript export reads. The output type comes from a closure that
+    // would call the function (it is never called), so `impl Stream` return types work too.
+    let sig_params: Vec<TokenStream2> = f
+        .wire_params()
+        .map(|(name, ty)| {
+            quote! {
+                __ephaptic_sig.param(#name, (&&&::ephaptic::__private::ts::TsTag::<#ty>::new()).__ephaptic_ts());
+            }
+        })
+        .collect();
+    let holes: Vec<TokenStream2> = f
+        .params
+        .iter()
+        .map(|_| quote!(::std::unreachable!()))
+        .collect();
+    let output_tag = if f.is_async {
+        quote!(::ephaptic::__private::ts::output_tag(|| #ident(#(#holes),*)))
+    } else {
+        quote!(::ephaptic::__private::ts::sync_output_tag(|| #ident(#(#holes),*)))
+    };
+    let signature = quote! {
+        #[allow(unreachable_code, unused_variables, clippy::all)]
+        fn __ephaptic_signature() -> ::ephaptic::__private::ts::Signature {
+            #[allow(unused_imports)]
+            use ::ephaptic::__private::ts::kinds::{
+                AnswerResult as _, AnswerResultStream as _, AnswerResultTryStream as _, AnswerStream as _,
+                AnswerTryStream as _, AnswerValue as _, DescribeModel as _, DescribeTs as _, DescribeUnknown as _,
+            };
+            let mut __ephaptic_sig = ::ephaptic::__private::ts::Signature::new();
+            #(#sig_params)*
+            let __ephaptic_output = #output_tag;
+            let __ephaptic_answer = (&&&&&&__ephaptic_output).__ephaptic_answer();
+            let __ephaptic_inner = __ephaptic_answer.inner();
+            __ephaptic_sig.returns(__ephaptic_answer.shape(), (&&&__ephaptic_inner).__ephaptic_ts());
+            __ephaptic_sig
+        }
+    };
+
     Ok(quote! {
         #item
 
@@ -212,11 +253,14 @@ pub fn expose(args: TokenStream2, item: TokenStream2) -> syn::Result<TokenStream
         const _: () = {
             #shim
 
+            #signature
+
             static __EPHAPTIC_DEF: ::ephaptic::__private::FunctionDef =
                 ::ephaptic::__private::FunctionDef::new(#wire_name, #site, __ephaptic_shim)
                     .params(&[#(#names),*])
                     .requires_login(#requires_login)
                     .channels(&[#(#channels),*])
+                    .signature(__ephaptic_signature)
                     .doc(#doc);
 
             ::ephaptic::__private::inventory::submit! {
@@ -319,43 +363,45 @@ pub fn error(args: TokenStream2, item: TokenStream2) -> syn::Result<TokenStream2
         .unwrap_or_else(|| "An error occurred.".to_string());
     let has_data = !matches!(item.fields, syn::Fields::Unit);
     let site = site(&ident.to_string());
-    let derive = if derives(&item.attrs, "Serialize") {
-        quote!()
-    } else {
-        quote! {
-            #[derive(::ephaptic::__private::serde::Serialize)]
-            #[serde(crate = "::ephaptic::__private::serde")]
-        }
-    };
+    let doc = doc_of(&item.attrs);
+    let derive = data_derives(&item.attrs, &["Serialize", "TS"]);
 
     Ok(quote! {
-        #derive
-        #item
+            #derive
+            #item
 
-        impl ::ephaptic::ServiceError for #ident {
-            const CODE: &'static str = #code;
-            const MESSAGE: &'static str = #message;
-            const HAS_DATA: bool = #has_data;
-        }
-
-        impl ::std::convert::From<#ident> for ::ephaptic::Error {
-            fn from(e: #ident) -> Self {
-                ::ephaptic::ServiceError::into_error(e)
+            impl ::ephaptic::ServiceError for #ident {
+                const CODE: &'static str = #code;
+                const MESSAGE: &'static str = #message;
+                const HAS_DATA: bool = #has_data;
             }
-        }
 
-        const _: () = {
-            static __EPHAPTIC_ERROR: ::ephaptic::__private::ErrorDef = ::ephaptic::__private::ErrorDef {
-                code: #code,
-                message: #message,
-                site: #site,
+            impl ::std::convert::From<#ident> for ::ephaptic::Error {
+                fn from(e: #ident) -> Self {
+                    ::ephaptic::ServiceError::into_error(e)
+                }
+            }
+
+            const _: () = {
+    fn __ephaptic_describe() -> ::ephaptic::__private::ts::TypeInfo {
+                    #[allow(unused_imports)]
+                    use ::ephaptic::__private::ts::kinds::{DescribeModel as _, DescribeTs as _, DescribeUnknown as _};
+                    (&&&::ephaptic::__private::ts::TsTag::<#ident>::new()).__ephaptic_ts()
+                }
+
+                static __EPHAPTIC_ERROR: ::ephaptic::__private::ErrorDef = ::ephaptic::__private::ErrorDef {
+                    code: #code,
+                    message: #message,
+                    site: #site,
+                    doc: #doc,
+                    data: __ephaptic_describe,
+                };
+
+                ::ephaptic::__private::inventory::submit! {
+                    ::ephaptic::__private::Registration::Error(&__EPHAPTIC_ERROR)
+                }
             };
-
-            ::ephaptic::__private::inventory::submit! {
-                ::ephaptic::__private::Registration::Error(&__EPHAPTIC_ERROR)
-            }
-        };
-    })
+        })
 }
 
 /// Whether the item already derives `name` (then we must not derive it again).
@@ -400,40 +446,110 @@ pub fn event(args: TokenStream2, item: TokenStream2) -> syn::Result<TokenStream2
         .unwrap_or_else(|| ident.to_string());
     let site = site(&ident.to_string());
     let doc = doc_of(&item.attrs);
-    let mut derived = Vec::new();
-    for trait_name in ["Serialize", "Deserialize"] {
-        if !derives(&item.attrs, trait_name) {
-            let t = syn::Ident::new(trait_name, Span::call_site());
-            derived.push(quote!(::ephaptic::__private::serde::#t));
+    let derive = data_derives(&item.attrs, &["Serialize", "Deserialize", "TS"]);
+    let model = model_impl(&item);
+
+    Ok(quote! {
+            #derive
+            #item
+
+            impl ::ephaptic::Event for #ident {
+                const NAME: &'static str = #name;
+            }
+
+            #model
+
+            const _: () = {
+    fn __ephaptic_describe() -> ::ephaptic::__private::ts::TypeInfo {
+                    #[allow(unused_imports)]
+                    use ::ephaptic::__private::ts::kinds::{DescribeModel as _, DescribeTs as _, DescribeUnknown as _};
+                    (&&&::ephaptic::__private::ts::TsTag::<#ident>::new()).__ephaptic_ts()
+                }
+
+                static __EPHAPTIC_EVENT: ::ephaptic::__private::EventDef = ::ephaptic::__private::EventDef {
+                    name: #name,
+                    site: #site,
+                    doc: #doc,
+                    ty: __ephaptic_describe,
+                };
+
+                ::ephaptic::__private::inventory::submit! {
+                    ::ephaptic::__private::Registration::Event(&__EPHAPTIC_EVENT)
+                }
+            };
+        })
+}
+
+/// The derives a data type needs, skipping those the user already wrote, with the crate paths
+/// pointed at ephaptic's re-exports so users need no serde or ts-rs dependency of their own.
+fn data_derives(attrs: &[syn::Attribute], traits: &[&str]) -> TokenStream2 {
+    let mut serde = Vec::new();
+    let mut ts = false;
+    for name in traits {
+        if derives(attrs, name) {
+            continue;
+        }
+        match *name {
+            "TS" => ts = true,
+            other => {
+                let t = syn::Ident::new(other, Span::call_site());
+                serde.push(quote!(::ephaptic::__private::serde::#t));
+            }
         }
     }
-    let derive = if derived.is_empty() {
-        quote!()
-    } else {
-        quote! {
-            #[derive(#(#derived),*)]
+    let mut out = TokenStream2::new();
+    if !serde.is_empty() {
+        out.extend(quote! {
+            #[derive(#(#serde),*)]
             #[serde(crate = "::ephaptic::__private::serde")]
-        }
-    };
+        });
+    }
+    if ts {
+        out.extend(quote! {
+            #[derive(::ephaptic::__private::ts_rs::TS)]
+            #[ts(crate = "::ephaptic::__private::ts_rs")]
+        });
+    }
+    out
+}
 
+/// `impl Model`: which fields an argument of this type may leave out or cannot carry.
+fn model_impl(item: &syn::DeriveInput) -> TokenStream2 {
+    let ident = &item.ident;
+    let (impl_generics, ty_generics, where_clause) = item.generics.split_for_impl();
+    let shape = crate::model::input_shape(item);
+    let optional = &shape.optional;
+    let omit = &shape.omit;
+    quote! {
+        impl #impl_generics ::ephaptic::Model for #ident #ty_generics #where_clause {
+            const INPUT_OPTIONAL: &'static [&'static str] = &[#(#optional),*];
+            const INPUT_OMIT: &'static [&'static str] = &[#(#omit),*];
+        }
+    }
+}
+
+pub fn model(args: TokenStream2, item: TokenStream2) -> syn::Result<TokenStream2> {
+    if !args.is_empty() {
+        return Err(syn::Error::new(
+            args.span(),
+            "#[ephaptic::model] takes no options; use serde and ts-rs attributes on the type for renames and defaults",
+        ));
+    }
+    let item: syn::DeriveInput = syn::parse2(item).map_err(|e| {
+        syn::Error::new(e.span(), "#[ephaptic::model] goes on a struct or an enum: `#[ephaptic::model] struct Todo { .. }`")
+    })?;
+    if let syn::Data::Union(u) = &item.data {
+        return Err(syn::Error::new_spanned(
+            u.union_token,
+            "#[ephaptic::model] goes on a struct or an enum, not a union",
+        ));
+    }
+    let derive = data_derives(&item.attrs, &["Serialize", "Deserialize", "TS"]);
+    let model = model_impl(&item);
     Ok(quote! {
         #derive
         #item
 
-        impl ::ephaptic::Event for #ident {
-            const NAME: &'static str = #name;
-        }
-
-        const _: () = {
-            static __EPHAPTIC_EVENT: ::ephaptic::__private::EventDef = ::ephaptic::__private::EventDef {
-                name: #name,
-                site: #site,
-                doc: #doc,
-            };
-
-            ::ephaptic::__private::inventory::submit! {
-                ::ephaptic::__private::Registration::Event(&__EPHAPTIC_EVENT)
-            }
-        };
+        #model
     })
 }

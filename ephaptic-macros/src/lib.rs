@@ -36,6 +36,18 @@ pub fn event(args: TokenStream, item: TokenStream) -> TokenStream {
     )
 }
 
+/// Makes a data type usable in exposed functions and exported to TypeScript: derives serde's
+/// `Serialize`/`Deserialize` and ts-rs's `TS`, and records which fields clients may omit. See
+/// the `ephaptic` crate docs.
+#[proc_macro_attribute]
+pub fn model(args: TokenStream, item: TokenStream) -> TokenStream {
+    codegen::finish(
+        "model",
+        codegen::model(args.into(), item.clone().into()),
+        item,
+    )
+}
+
 /// Declares an application error type with a fixed code. See the `ephaptic` crate docs.
 #[proc_macro_attribute]
 pub fn error(args: TokenStream, item: TokenStream) -> TokenStream {

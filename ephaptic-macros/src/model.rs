@@ -220,3 +220,171 @@ pub fn doc_of(attrs: &[syn::Attribute]) -> String {
     }
     lines.join("\n").trim().to_string()
 }
+
+/// What serde lets a client leave out of a struct (`default`, `Option`) or not send at all
+/// (`skip`, `skip_deserializing`), by wire name: the input shape of a model.
+pub struct InputShape {
+    pub optional: Vec<String>,
+    pub omit: Vec<String>,
+}
+
+pub fn input_shape(item: &syn::DeriveInput) -> InputShape {
+    let mut shape = InputShape {
+        optional: Vec::new(),
+        omit: Vec::new(),
+    };
+    let syn::Data::Struct(data) = &item.data else {
+        return shape;
+    };
+    let container = serde_attrs(&item.attrs);
+    for field in &data.fields {
+        let Some(ident) = &field.ident else { continue };
+        let attrs = serde_attrs(&field.attrs);
+        if attrs.flatten {
+            continue;
+        }
+        let raw = ident.to_string().trim_start_matches("r#").to_string();
+        let name = attrs
+            .rename
+            .clone()
+            .unwrap_or_else(|| rename(&raw, container.rename_all.as_deref()));
+        if attrs.skip {
+            continue;
+        }
+        if attrs.skip_deserializing {
+            shape.omit.push(name);
+        } else if attrs.default
+            || container.default
+            || (is_option(&field.ty) && !attrs.deserialize_with)
+        {
+            shape.optional.push(name);
+        }
+    }
+    shape
+}
+
+#[derive(Default)]
+struct SerdeAttrs {
+    rename: Option<String>,
+    rename_all: Option<String>,
+    default: bool,
+    skip: bool,
+    skip_deserializing: bool,
+    flatten: bool,
+    deserialize_with: bool,
+}
+
+/// The serde attributes that shape what a client may send. `rename(deserialize = "..")` and
+/// `rename_all(deserialize = "..")` win over the plain forms, as in serde.
+fn serde_attrs(attrs: &[syn::Attribute]) -> SerdeAttrs {
+    let mut out = SerdeAttrs::default();
+    for attr in attrs.iter().filter(|a| a.path().is_ident("serde")) {
+        let _ = attr.parse_nested_meta(|meta| {
+            let key = meta
+                .path
+                .get_ident()
+                .map(|i| i.to_string())
+                .unwrap_or_default();
+            let value = if meta.input.peek(syn::Token![=]) {
+                let lit: syn::Lit = meta.value()?.parse()?;
+                match lit {
+                    syn::Lit::Str(s) => Some(s.value()),
+                    _ => None,
+                }
+            } else if meta.input.peek(syn::token::Paren) {
+                let mut de = None;
+                meta.parse_nested_meta(|inner| {
+                    let lit: syn::LitStr = inner.value()?.parse()?;
+                    if inner.path.is_ident("deserialize") {
+                        de = Some(lit.value());
+                    }
+                    Ok(())
+                })?;
+                if de.is_none() {
+                    return Ok(());
+                }
+                de
+            } else {
+                None
+            };
+            match key.as_str() {
+                "rename" => out.rename = value,
+                "rename_all" => out.rename_all = value,
+                "default" => out.default = true,
+                "skip" => out.skip = true,
+                "skip_deserializing" => out.skip_deserializing = true,
+                "flatten" => out.flatten = true,
+                "deserialize_with" | "with" => out.deserialize_with = true,
+                _ => {}
+            }
+            Ok(())
+        });
+    }
+    out
+}
+
+fn is_option(ty: &Type) -> bool {
+    match ty {
+        Type::Path(p) => {
+            p.qself.is_none() && p.path.segments.last().is_some_and(|s| s.ident == "Option")
+        }
+        _ => false,
+    }
+}
+
+/// serde's `rename_all` for a snake_case field name.
+fn rename(field: &str, rule: Option<&str>) -> String {
+    let words: Vec<&str> = field.split('_').filter(|w| !w.is_empty()).collect();
+    let cap = |w: &str| {
+        let mut c = w.chars();
+        c.next()
+            .map(|f| f.to_uppercase().collect::<String>() + c.as_str())
+            .unwrap_or_default()
+    };
+    match rule {
+        Some("lowercase") => field.to_lowercase(),
+        Some("UPPERCASE") => field.to_uppercase(),
+        Some("PascalCase") => words.iter().map(|w| cap(w)).collect(),
+        Some("camelCase") => words
+            .iter()
+            .enumerate()
+            .map(|(i, w)| if i == 0 { w.to_string() } else { cap(w) })
+            .collect(),
+        Some("SCREAMING_SNAKE_CASE") => field.to_uppercase(),
+        Some("kebab-case") => field.replace('_', "-"),
+        Some("SCREAMING-KEBAB-CASE") => field.to_uppercase().replace('_', "-"),
+        _ => field.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rename_rules_match_serde() {
+        assert_eq!(rename("is_error", Some("camelCase")), "isError");
+        assert_eq!(rename("is_error", Some("PascalCase")), "IsError");
+        assert_eq!(rename("is_error", Some("kebab-case")), "is-error");
+        assert_eq!(rename("is_error", Some("SCREAMING-KEBAB-CASE")), "IS-ERROR");
+        assert_eq!(rename("is_error", None), "is_error");
+    }
+
+    #[test]
+    fn input_shape_reads_defaults_options_and_skips() {
+        let item: syn::DeriveInput = syn::parse_quote! {
+            #[serde(rename_all = "camelCase")]
+            struct S {
+                id: u64,
+                #[serde(default)] is_error: bool,
+                when: Option<String>,
+                #[serde(rename = "x")] renamed: Option<u8>,
+                #[serde(skip_deserializing)] server_only: u8,
+                #[serde(skip)] hidden: u8,
+            }
+        };
+        let shape = input_shape(&item);
+        assert_eq!(shape.optional, ["isError", "when", "x"]);
+        assert_eq!(shape.omit, ["serverOnly"]);
+    }
+}

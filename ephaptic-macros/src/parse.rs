@@ -130,6 +130,21 @@ pub fn strings(cx: &mut Ctxt, meta: &Meta) -> Option<Vec<syn::LitStr>> {
         }
         return Some(out);
     }
+    if let Meta::NameValue(nv) = meta
+        && let Expr::Lit(syn::ExprLit {
+            lit: Lit::Str(s), ..
+        }) = &nv.value
+    {
+        cx.error(
+            s,
+            format_args!(
+                "write a list, even for one channel: `{} = [{}]`",
+                key(meta),
+                quote::quote!(#s)
+            ),
+        );
+        return None;
+    }
     cx.error(
         meta,
         format_args!(
@@ -147,6 +162,22 @@ pub fn path(cx: &mut Ctxt, meta: &Meta) -> Option<syn::Path> {
         && p.qself.is_none()
     {
         return Some(p.path.clone());
+    }
+    if let Meta::NameValue(nv) = meta
+        && let Expr::Lit(syn::ExprLit {
+            lit: Lit::Str(s), ..
+        }) = &nv.value
+        && let Ok(path) = s.parse::<syn::Path>()
+    {
+        cx.error(
+            s,
+            format_args!(
+                "name the function without quotes: `{} = {}`",
+                key(meta),
+                quote::quote!(#path).to_string().replace(' ', "")
+            ),
+        );
+        return None;
     }
     cx.error(
         meta,

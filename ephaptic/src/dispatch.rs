@@ -320,10 +320,7 @@ impl<F: Future + Unpin> Future for CatchUnwind<F> {
 }
 
 impl<S: Stream + Unpin> CatchUnwind<S> {
-    fn poll_next_caught(
-        &mut self,
-        cx: &mut Context<'_>,
-    ) -> Poll<Result<Option<S::Item>, Panic>> {
+    fn poll_next_caught(&mut self, cx: &mut Context<'_>) -> Poll<Result<Option<S::Item>, Panic>> {
         match catch_unwind(AssertUnwindSafe(|| Pin::new(&mut self.0).poll_next(cx))) {
             Ok(Poll::Ready(v)) => Poll::Ready(Ok(v)),
             Ok(Poll::Pending) => Poll::Pending,

@@ -144,3 +144,18 @@ impl From<&Identity> for Identity {
         v.clone()
     }
 }
+
+/// In TypeScript an identity is whatever the loader returned: a string, number or boolean
+/// (UUIDs travel as strings).
+impl ts_rs::TS for Identity {
+    type WithoutGenerics = Self;
+    type OptionInnerType = Self;
+
+    fn name(_: &ts_rs::Config) -> String {
+        "string | number | boolean".into()
+    }
+
+    fn inline(cfg: &ts_rs::Config) -> String {
+        Self::name(cfg)
+    }
+}

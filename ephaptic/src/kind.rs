@@ -285,13 +285,20 @@ impl<E: Into<Error>> ReturnErr for E {}
 // ---------------------------------------------------------------------------------------------
 // Channels: after a function returns, announce its `Ok` value (or its plain value) on each
 // channel named in `#[expose(broadcast = [..])]`, to the audience `broadcast_to` picks.
-
-#[doc(hidden)]
-#[derive(Debug)]
-pub struct AnnounceResult;
-#[doc(hidden)]
-#[derive(Debug)]
-pub struct AnnounceValue;
+//
+// The same method-resolution trick as above, on `(&&&&&tag(&out)).__ephaptic_announce_kind()`:
+//
+// | returns | announces |
+// |---|---|
+// | `Result<T, E>`, `T: Serialize` | the `Ok` value; nothing on `Err` |
+// | `Result<S, E>`, `S` a stream | compile error: a stream cannot be announced |
+// | any other `Result<T, E>` | compile error: `T` cannot be announced |
+// | `T: Serialize` | the value |
+// | a stream | compile error: a stream cannot be announced |
+// | anything else | compile error: `T` cannot be announced |
+//
+// The error rows exist so that a mistake is reported at the return type in words, rather than
+// as "no method named `__ephaptic_announce_kind`". Valid code never reaches them.
 
 #[doc(hidden)]
 pub trait AnnounceResultKind {
@@ -299,15 +306,78 @@ pub trait AnnounceResultKind {
         AnnounceResult
     }
 }
+impl<T: Serialize, E> AnnounceResultKind for &&&&Tag<Result<T, E>> {}
+
+#[doc(hidden)]
+pub trait AnnounceResultStreamKind<S> {
+    fn __ephaptic_announce_kind(&self) -> StreamNotAnnounced<S> {
+        StreamNotAnnounced(PhantomData)
+    }
+}
+impl<S: Stream, E> AnnounceResultStreamKind<S> for &&&Tag<Result<S, E>> {}
+
+#[doc(hidden)]
+pub trait AnnounceResultAnyKind<T> {
+    fn __ephaptic_announce_kind(&self) -> NotAnnounced<T> {
+        NotAnnounced(PhantomData)
+    }
+}
+impl<T, E> AnnounceResultAnyKind<T> for &&Tag<Result<T, E>> {}
+
 #[doc(hidden)]
 pub trait AnnounceValueKind {
     fn __ephaptic_announce_kind(&self) -> AnnounceValue {
         AnnounceValue
     }
 }
+impl<T: Serialize> AnnounceValueKind for &Tag<T> {}
 
-impl<T: Serialize, E> AnnounceResultKind for &Tag<Result<T, E>> {}
-impl<T: Serialize> AnnounceValueKind for Tag<T> {}
+#[doc(hidden)]
+pub trait AnnounceStreamKind<S> {
+    fn __ephaptic_announce_kind(&self) -> StreamNotAnnounced<S> {
+        StreamNotAnnounced(PhantomData)
+    }
+}
+impl<S: Stream> AnnounceStreamKind<S> for Tag<S> {}
+
+/// The last step, by value after every `&Tag` step: a return value that is neither
+/// `Serialize` nor a stream.
+#[doc(hidden)]
+pub trait AnnounceAnyKind<T>: Sized {
+    fn __ephaptic_announce_kind(self) -> NotAnnounced<T> {
+        NotAnnounced(PhantomData)
+    }
+}
+impl<T> AnnounceAnyKind<T> for Tag<T> {}
+
+#[doc(hidden)]
+#[derive(Debug)]
+pub struct AnnounceResult;
+#[doc(hidden)]
+#[derive(Debug)]
+pub struct AnnounceValue;
+/// A function whose return value (or `Ok` value) `T` is not `Serialize`.
+#[doc(hidden)]
+#[derive(Debug)]
+pub struct NotAnnounced<T>(PhantomData<T>);
+/// A function that returns a stream `S` (possibly inside a `Result`).
+#[doc(hidden)]
+#[derive(Debug)]
+pub struct StreamNotAnnounced<S>(PhantomData<S>);
+
+/// Picks who hears a function's channels: the function named in `broadcast_to`.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot pick the audience of a channel that carries `{T}`",
+    label = "expected a function `fn(&ephaptic::Caller, &{T}) -> ephaptic::Audience`",
+    note = "write `fn audience(caller: &ephaptic::Caller, value: &{T}) -> ephaptic::Audience {{ .. }}` and name it: `broadcast_to = audience`"
+)]
+pub trait AudienceFn<T>: FnOnce(&Caller, &T) -> Audience {}
+impl<T, F: FnOnce(&Caller, &T) -> Audience> AudienceFn<T> for F {}
+
+/// The audience when `broadcast_to` is not given.
+pub fn everyone<T>(_: &Caller, _: &T) -> Audience {
+    Audience::Everyone
+}
 
 impl AnnounceResult {
     pub async fn announce<T: Serialize, E>(
@@ -315,7 +385,7 @@ impl AnnounceResult {
         out: &Result<T, E>,
         call: &Call,
         channels: &[&str],
-        audience: impl FnOnce(&Caller, &T) -> Audience,
+        audience: impl AudienceFn<T>,
     ) {
         // Nothing is announced when the function failed.
         if let Ok(value) = out {
@@ -330,7 +400,7 @@ impl AnnounceValue {
         out: &T,
         call: &Call,
         channels: &[&str],
-        audience: impl FnOnce(&Caller, &T) -> Audience,
+        audience: impl AudienceFn<T>,
     ) {
         announce(out, call, channels, audience).await;
     }
@@ -340,10 +410,42 @@ async fn announce<T: Serialize>(
     value: &T,
     call: &Call,
     channels: &[&str],
-    audience: impl FnOnce(&Caller, &T) -> Audience,
+    audience: impl AudienceFn<T>,
 ) {
     let audience = audience(&call.caller(), value);
     for channel in channels {
         audience.emit_named(channel, value).await;
+    }
+}
+
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be announced on a channel",
+    label = "`broadcast` sends this function's return value, and listeners cannot receive this type",
+    note = "`broadcast` announces the function's return value (the `Ok` value of a `Result`): derive `serde::Serialize` for it, or remove `broadcast`"
+)]
+pub trait Announceable: Serialize {}
+impl<T: Serialize> Announceable for T {}
+
+impl<T> NotAnnounced<T> {
+    pub async fn announce<X, A>(self, _: &X, _: &Call, _: &[&str], _: A)
+    where
+        T: Announceable,
+    {
+    }
+}
+
+/// Never implemented: its only use is the error below.
+#[diagnostic::on_unimplemented(
+    message = "a stream cannot be announced on a channel",
+    label = "this function returns a stream, and `broadcast` announces one value when the function returns",
+    note = "remove `broadcast`, and emit each item as the stream produces it (`ephaptic::emit(item)`, the item an `#[ephaptic::event]` type); or return the items collected, e.g. `Vec<T>`"
+)]
+pub trait AnnouncedStream {}
+
+impl<S> StreamNotAnnounced<S> {
+    pub async fn announce<X, A>(self, _: &X, _: &Call, _: &[&str], _: A)
+    where
+        S: AnnouncedStream,
+    {
     }
 }

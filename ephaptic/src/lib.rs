@@ -209,6 +209,7 @@ mod identity;
 mod kind;
 mod protocol;
 mod registry;
+pub mod schema;
 mod server;
 mod transport;
 
@@ -217,14 +218,22 @@ pub use caller::Caller;
 pub use emit::{Audience, Event, IntoTargets, Metrics, emit, group, metrics, to};
 pub use error::{Error, Result, ServiceError};
 pub use identity::Identity;
-pub use registry::{ErrorDef, EventDef, Exposed, FunctionDef, RegistryError, Site};
+pub use registry::{
+    ErrorDef, EventDef, Exposed, FunctionDef, Introspection, RegistryError, Site, introspect,
+};
+pub use schema::Model;
 pub use server::{LoaderOutput, Server, SlowClient};
+#[doc(hidden)]
+pub use ts_rs;
+/// Derives the TypeScript description of a type (ts-rs). `#[ephaptic::model]`, `#[event]` and
+/// `#[error]` derive it for you; deriving it by hand needs `#[ts(crate = "ephaptic::ts_rs")]`.
+pub use ts_rs::TS;
 
 /// A dynamic MessagePack value, for parameters and results of any shape (maps, lists, nil,
 /// booleans, numbers, strings, bytes).
 pub use rmpv::Value;
 
-pub use ephaptic_macros::{error, event, expose, identity_loader};
+pub use ephaptic_macros::{error, event, expose, identity_loader, model};
 
 /// Serves every exposed function at `ws://<addr>/_ephaptic` with the default settings.
 /// Same as `Server::new().serve(addr)`.
@@ -247,14 +256,22 @@ pub mod __private {
     pub use crate::bind::Binder;
     pub use crate::dispatch::{Call, Outcome};
     pub use crate::kind::{
-        AnnounceResultKind, AnnounceValueKind, ResultAnyKind, ResultStreamKind,
+        AnnounceAnyKind, AnnounceResultAnyKind, AnnounceResultKind, AnnounceResultStreamKind,
+        AnnounceStreamKind, AnnounceValueKind, ResultAnyKind, ResultStreamKind,
         ResultTryStreamKind, ResultValueKind, StreamKind, Tag, TryStreamKind, UnreturnableKind,
-        UnreturnableResult, UnreturnableStream, UnreturnableValue, ValueKind, tag,
+        UnreturnableResult, UnreturnableStream, UnreturnableValue, ValueKind, everyone, tag,
     };
     pub use crate::registry::{
         BoxFuture, ErrorDef, EventDef, Exposed, FunctionDef, LoaderDef, Registration, Site,
     };
     pub use crate::server::run_loader;
+    pub use ts_rs;
+
+    /// The TypeScript-export side of generated code.
+    pub mod ts {
+        pub use crate::schema::kinds;
+        pub use crate::schema::{Shape, Signature, TsTag, TypeInfo, output_tag, sync_output_tag};
+    }
 
     /// What a generated identity-loader shim returns.
     pub type LoaderFuture = BoxFuture<Result<Option<crate::Identity>, String>>;

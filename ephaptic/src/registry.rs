@@ -57,6 +57,8 @@ pub struct FunctionDef {
     pub doc: &'static str,
     /// Channels announced with the function's `Ok` value (`#[expose(broadcast = [..])]`).
     pub channels: &'static [&'static str],
+    /// Describes parameters and answer for the TypeScript export.
+    pub signature: fn() -> crate::schema::Signature,
     /// The generated entry point.
     pub handler: Handler,
 }
@@ -71,6 +73,7 @@ impl FunctionDef {
             requires_login: false,
             doc: "",
             channels: &[],
+            signature: crate::schema::Signature::new,
             handler,
         }
     }
@@ -93,6 +96,12 @@ impl FunctionDef {
         self
     }
 
+    /// Sets the signature description used by the TypeScript export.
+    pub const fn signature(mut self, signature: fn() -> crate::schema::Signature) -> Self {
+        self.signature = signature;
+        self
+    }
+
     /// Sets the documentation carried over from the Rust doc comments.
     pub const fn doc(mut self, doc: &'static str) -> Self {
         self.doc = doc;
@@ -109,6 +118,10 @@ pub struct ErrorDef {
     pub message: &'static str,
     /// Where the type is defined.
     pub site: Site,
+    /// The Rust doc comment.
+    pub doc: &'static str,
+    /// Describes the error's `data` for the TypeScript export (`null` for unit structs).
+    pub data: fn() -> crate::schema::TypeInfo,
 }
 
 /// An event type declared with `#[ephaptic::event]`.
@@ -120,6 +133,8 @@ pub struct EventDef {
     pub site: Site,
     /// The Rust doc comment.
     pub doc: &'static str,
+    /// Describes the event's payload for the TypeScript export.
+    pub ty: fn() -> crate::schema::TypeInfo,
 }
 
 /// The generated entry point of an identity loader: takes the encoded `auth` value (absent when
@@ -246,4 +261,51 @@ impl Registry {
             Err(RegistryError(problems))
         }
     }
+}
+
+/// Everything a build declares, for tools such as the TypeScript exporter: read from the same
+/// registrations a server serves, sorted by name.
+#[derive(Debug)]
+pub struct Introspection {
+    /// Exposed functions, by wire name.
+    pub functions: Vec<&'static FunctionDef>,
+    /// Events, by name.
+    pub events: Vec<&'static EventDef>,
+    /// Declared error types, by code.
+    pub errors: Vec<&'static ErrorDef>,
+    /// Channels, by name, with the functions that announce on each.
+    pub channels: Vec<(&'static str, Vec<&'static FunctionDef>)>,
+}
+
+impl Registry {
+    pub(crate) fn introspect(&self) -> Introspection {
+        let mut functions: Vec<_> = self.functions.values().copied().collect();
+        functions.sort_by_key(|f| f.name);
+        let mut events: Vec<_> = self.events.values().copied().collect();
+        events.sort_by_key(|e| e.name);
+        let mut errors: Vec<_> = self.errors.values().copied().collect();
+        errors.sort_by_key(|e| e.code);
+        let mut channels: Vec<_> = self
+            .channels
+            .iter()
+            .map(|(name, fns)| {
+                let mut fns = fns.clone();
+                fns.sort_by_key(|f| f.name);
+                (*name, fns)
+            })
+            .collect();
+        channels.sort_by_key(|(name, _)| *name);
+        Introspection {
+            functions,
+            events,
+            errors,
+            channels,
+        }
+    }
+}
+
+/// What this build declares (link-time registrations), or the conflicts that would stop a
+/// server from starting.
+pub fn introspect() -> Result<Introspection, RegistryError> {
+    Ok(Registry::build(&[])?.introspect())
 }

@@ -252,6 +252,11 @@ impl Server {
         self
     }
 
+    /// What this server would serve: its registrations, explicit ones included.
+    pub fn introspect(&self) -> Result<crate::registry::Introspection, RegistryError> {
+        Ok(Registry::build(&self.explicit)?.introspect())
+    }
+
     /// Builds the shared state: the registry (failing on duplicate names) and the loader.
     fn build(self) -> Result<Arc<Shared>, RegistryError> {
         let registry = Registry::build(&self.explicit)?;

@@ -1,0 +1,208 @@
+//! The parity fixture's functions and events (`shared/parity-fixture.md`): the one server every
+//! ephaptic client and benchmark is tested against. They live in the library target so that
+//! the TypeScript export test (`tests/schema.rs`) can link them; `src/main.rs` serves them.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use ephaptic::{Caller, Identity, Value, event, expose};
+use futures_util::stream::{self, Stream, StreamExt};
+use serde::Deserialize;
+
+/// The loader accepts a string token or `{"token": "..."}`; the identity is that string.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Auth {
+    Token(String),
+    Map { token: String },
+}
+
+#[ephaptic::identity_loader]
+async fn load(auth: Option<Auth>) -> Option<String> {
+    let token = match auth? {
+        Auth::Token(t) | Auth::Map { token: t } => t,
+    };
+    (!token.is_empty()).then_some(token)
+}
+
+/// Returns `a + b`.
+#[expose]
+async fn add(a: i64, b: i64) -> i64 {
+    a + b
+}
+
+/// Returns its argument unchanged, whatever its shape.
+#[expose]
+async fn echo(value: Value) -> Value {
+    value
+}
+
+/// The caller's identity; nil when anonymous.
+#[expose]
+async fn whoami(caller: Caller) -> Option<Identity> {
+    caller.identity().cloned()
+}
+
+#[expose]
+async fn returns_null() {}
+
+/// Tests keyword binding: `"<first>|<second>"`.
+#[expose]
+async fn named(first: String, second: String) -> String {
+    format!("{first}|{second}")
+}
+
+#[derive(Debug)]
+#[ephaptic::error(code = "INSUFFICIENT_FUNDS", message = "Not enough funds.")]
+pub struct InsufficientFunds {
+    pub available: u32,
+}
+
+/// Always fails with a typed error.
+#[expose]
+async fn boom() -> Result<(), InsufficientFunds> {
+    Err(InsufficientFunds { available: 3 })
+}
+
+/// Fails with an undeclared error: clients must see `INTERNAL`, never its text.
+#[expose]
+async fn kaboom() -> ephaptic::Result<()> {
+    Err(std::io::Error::other(
+        "secret-detail: the database password is hunter2",
+    ))?;
+    Ok(())
+}
+
+/// Panics: clients see `INTERNAL`, and the connection lives on.
+#[expose]
+#[allow(clippy::unused_async)]
+async fn panics() -> u32 {
+    panic!("secret-detail: this handler panics on purpose")
+}
+
+/// Requires login.
+#[expose(requires_login)]
+async fn secret() -> &'static str {
+    "s3cret"
+}
+
+/// Streams `n, n-1, ..., 1`.
+#[expose]
+async fn countdown(n: u32) -> impl Stream<Item = u32> {
+    stream::iter((1..=n).rev())
+}
+
+/// Streams falsy values: `0, nil, false, ""`.
+#[expose]
+async fn falsy_stream() -> impl Stream<Item = Value> {
+    stream::iter([
+        Value::from(0),
+        Value::Nil,
+        Value::from(false),
+        Value::from(""),
+    ])
+}
+
+#[derive(Debug)]
+#[ephaptic::error(code = "STREAM_FAILED", message = "The stream failed.")]
+pub struct StreamFailed {
+    pub after: u32,
+}
+
+/// Streams `1`, then fails with `STREAM_FAILED`.
+#[expose]
+async fn badstream() -> impl Stream<Item = Result<u32, StreamFailed>> {
+    stream::iter([Ok(1), Err(StreamFailed { after: 1 })])
+}
+
+/// Streams an increasing counter every `ms` milliseconds, forever.
+#[expose]
+async fn ticker(ms: u64) -> impl Stream<Item = u64> {
+    let every = Duration::from_millis(ms.max(1));
+    stream::unfold(0u64, move |n| async move {
+        tokio::time::sleep(every).await;
+        Some((n, n + 1))
+    })
+    .boxed()
+}
+
+/// Sleeps `ms` milliseconds, then returns `ms`.
+#[expose]
+async fn sleepy(ms: u64) -> u64 {
+    tokio::time::sleep(Duration::from_millis(ms)).await;
+    ms
+}
+
+/// An item, for argument validation with nested paths and defaults.
+#[ephaptic::model]
+#[derive(Debug)]
+pub struct Item {
+    pub id: u64,
+    pub name: String,
+    #[serde(default)]
+    pub tags: Vec<String>,
+    #[serde(default)]
+    pub when: Option<String>,
+}
+
+/// Returns the item it was given.
+#[expose]
+async fn make_item(item: Item) -> Item {
+    item
+}
+
+/// Sent to the caller by `ping`.
+#[event]
+#[derive(Debug, Clone)]
+pub struct Pong {
+    pub ok: bool,
+}
+
+/// Sent by `notify` (level 1, to one user) and `shout` (level 2, to everyone).
+#[event]
+#[derive(Debug, Clone)]
+pub struct Notice {
+    pub message: String,
+    pub level: u8,
+}
+
+/// Emits `Pong {ok: true}` to the caller only, then returns `"pong"`.
+#[expose]
+async fn ping(caller: Caller) -> &'static str {
+    caller.emit(Pong { ok: true }).await;
+    "pong"
+}
+
+/// Emits `Notice {message, level: 1}` to every connection of identity `user`; returns how many
+/// connections it reached on this server.
+#[expose]
+async fn notify(user: String, message: String) -> usize {
+    ephaptic::to(user).emit(Notice { message, level: 1 }).await
+}
+
+/// Emits `Notice {message, level: 2}` to every connection.
+#[expose]
+async fn shout(message: String) -> usize {
+    ephaptic::emit(Notice { message, level: 2 }).await
+}
+
+/// A todo item.
+#[ephaptic::model]
+#[derive(Debug, Clone)]
+pub struct Todo {
+    pub id: u64,
+    pub title: String,
+    pub done: bool,
+}
+
+static NEXT_TODO: AtomicU64 = AtomicU64::new(1);
+
+/// Creates a todo and announces it on the `todoCreated` channel.
+#[expose(broadcast = ["todoCreated"])]
+async fn create_todo(title: String) -> Todo {
+    Todo {
+        id: NEXT_TODO.fetch_add(1, Ordering::Relaxed),
+        title,
+        done: false,
+    }
+}
