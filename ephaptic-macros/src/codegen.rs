@@ -74,6 +74,7 @@ pub fn expose(args: TokenStream2, item: TokenStream2) -> syn::Result<TokenStream
         .map(|n| n.value())
         .unwrap_or_else(|| rust_name.trim_start_matches("r#").to_string());
     let requires_login = opts.requires_login;
+    let explicit_name = opts.name.is_some();
     let doc = &f.doc;
     let site = site(&rust_name);
     let call = syn::Ident::new("__ephaptic_call", Span::call_site());
@@ -257,6 +258,7 @@ pub fn expose(args: TokenStream2, item: TokenStream2) -> syn::Result<TokenStream
 
             static __EPHAPTIC_DEF: ::ephaptic::__private::FunctionDef =
                 ::ephaptic::__private::FunctionDef::new(#wire_name, #site, __ephaptic_shim)
+                    .explicit_name(#explicit_name)
                     .params(&[#(#names),*])
                     .requires_login(#requires_login)
                     .channels(&[#(#channels),*])

@@ -14,6 +14,7 @@ use crate::Error;
 #[derive(Debug, Clone)]
 pub struct Exporter {
     large_int: String,
+    naming: ephaptic::Naming,
 }
 
 impl Default for Exporter {
@@ -33,6 +34,7 @@ impl Exporter {
     pub fn new() -> Self {
         Exporter {
             large_int: "number".into(),
+            naming: ephaptic::Naming::AsWritten,
         }
     }
 
@@ -43,13 +45,26 @@ impl Exporter {
         self
     }
 
+    /// The naming rule the server uses (`Server::rename_all`); both must agree.
+    pub fn rename_all(mut self, naming: ephaptic::Naming) -> Self {
+        self.naming = naming;
+        self
+    }
+
+    fn introspect(&self) -> Result<Introspection, Error> {
+        ephaptic::Server::new()
+            .rename_all(self.naming)
+            .introspect()
+            .map_err(Error::Registry)
+    }
+
     fn config(&self) -> Config {
         Config::new().with_large_int(self.large_int.clone())
     }
 
     /// The schema of this build's registrations.
     pub fn render(&self) -> Result<String, Error> {
-        let intro = ephaptic::introspect().map_err(Error::Registry)?;
+        let intro = self.introspect()?;
         Ok(self.render_for(&intro))
     }
 
@@ -83,7 +98,7 @@ impl Exporter {
 
     /// The JSON document the existing ephaptic generator reads (see the crate docs).
     pub fn json_schema(&self) -> Result<String, Error> {
-        let intro = ephaptic::introspect().map_err(Error::Registry)?;
+        let intro = self.introspect()?;
         Ok(crate::json::schema(&self.config(), &intro))
     }
 

@@ -306,3 +306,20 @@ fn a_bigint_client_gets_wide_integers_as_number_or_bigint() {
         "32-bit integers stay number: {ts}"
     );
 }
+
+#[test]
+fn camel_case_naming_matches_the_server() {
+    let ts = ephaptic_ts::Exporter::new()
+        .rename_all(ephaptic::Naming::CamelCase)
+        .render()
+        .unwrap();
+    assert!(
+        ts.contains("createTodo(title: string): Promise<Todo>;"),
+        "{ts}"
+    );
+    assert!(
+        ts.contains("broadcastEvent(event: SomethingHappenedInput)"),
+        "explicit names stay: {ts}"
+    );
+    assert!(ts.contains("announced by `createTodo`"), "{ts}");
+}

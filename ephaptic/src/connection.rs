@@ -88,6 +88,15 @@ impl Connection {
         self.out.send(frame).await.is_ok()
     }
 
+    /// Queues a frame if there is room; gives it back when the queue is full. A closed
+    /// connection takes (and drops) it.
+    pub fn try_queue(&self, frame: Bytes) -> Result<(), Bytes> {
+        match self.out.try_send(frame) {
+            Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => Ok(()),
+            Err(mpsc::error::TrySendError::Full(frame)) => Err(frame),
+        }
+    }
+
     /// Queues a frame without waiting; on a full queue, applies the slow-client policy.
     /// `true` when the frame was queued.
     pub fn offer(&self, frame: Bytes) -> bool {

@@ -205,6 +205,11 @@ pub(crate) async fn start(conn: &Arc<Connection>, frame: Bytes, raw: RawFrame) {
     }
 
     let key = frame.slice(id.clone());
+    let id_bytes = if id.is_empty() {
+        Bytes::from_static(protocol::NIL)
+    } else {
+        key.clone()
+    };
     let call = Call {
         frame,
         raw,
@@ -212,31 +217,80 @@ pub(crate) async fn start(conn: &Arc<Connection>, frame: Bytes, raw: RawFrame) {
         def,
         conn: conn.clone(),
     };
+    let mut handler = (def.handler)(call);
+
+    // Fast path: poll the handler once, right here. Most functions (`add`) finish on their
+    // first poll; their reply is queued at once, without a task, a call-table entry or a
+    // cross-thread wake-up. A handler that is not ready yet moves into a task of its own,
+    // exactly as if it had been spawned at first: it is re-polled there (with that task's
+    // waker), stays concurrent with the connection's other calls, and can be cancelled.
+    let shared = conn.shared().clone();
+    let first = std::future::poll_fn(|cx| {
+        Poll::Ready(crate::emit::sync_in_scope(shared.clone(), || {
+            Pin::new(&mut CatchUnwind(&mut handler)).poll(cx)
+        }))
+    })
+    .await;
+    let pending = match first {
+        Poll::Ready(result) => {
+            let outcome = result.unwrap_or_else(|panic| Outcome::Error(panicked(panic)));
+            let frame = match outcome {
+                Outcome::Reply(frame) => frame,
+                Outcome::Error(e) => {
+                    log_internal(def, &e);
+                    e.to_frame(&id_bytes, shared.config.debug)
+                }
+                stream @ Outcome::Stream(_) => {
+                    spawn_call(
+                        conn,
+                        key,
+                        shared,
+                        deliver(conn.clone(), def, id_bytes, stream),
+                    );
+                    return;
+                }
+            };
+            match conn.try_queue(frame) {
+                Ok(()) => return,
+                // The queue is full: wait for room in a task, so that only this call waits.
+                Err(frame) => Box::pin(deliver(conn.clone(), def, id_bytes, Outcome::Reply(frame)))
+                    as Pin<Box<dyn Future<Output = ()> + Send>>,
+            }
+        }
+        Poll::Pending => {
+            let conn = conn.clone();
+            Box::pin(async move {
+                let outcome = match CatchUnwind(handler).await {
+                    Ok(outcome) => outcome,
+                    Err(panic) => Outcome::Error(panicked(panic)),
+                };
+                deliver(conn, def, id_bytes, outcome).await;
+            })
+        }
+    };
+    spawn_call(conn, key, shared, pending);
+}
+
+/// Runs the rest of a call in a task of its own that the connection can cancel (by `key`).
+fn spawn_call<F>(conn: &Arc<Connection>, key: Bytes, shared: Arc<crate::server::Shared>, rest: F)
+where
+    F: Future<Output = ()> + Send + 'static,
+{
     let seq = conn.next_call_seq();
     let task_conn = conn.clone();
     let task_key = key.clone();
     conn.spawn_call(key, seq, move || {
-        let shared = task_conn.shared().clone();
         tokio::spawn(crate::emit::in_scope(shared, async move {
-            run(call).await;
+            rest.await;
             task_conn.finish_call(&task_key, seq);
         }))
         .abort_handle()
     });
 }
 
-/// Runs a call to completion and sends every frame it answers with.
-async fn run(call: Call) {
-    let conn = call.conn.clone();
-    let def = call.def;
-    let id = call.id_bytes();
+/// Sends every frame a call's outcome answers with.
+async fn deliver(conn: Arc<Connection>, def: &'static FunctionDef, id: Bytes, outcome: Outcome) {
     let debug = conn.shared().config.debug;
-
-    let outcome = match CatchUnwind((def.handler)(call)).await {
-        Ok(outcome) => outcome,
-        Err(panic) => Outcome::Error(panicked(panic)),
-    };
-
     match outcome {
         Outcome::Reply(frame) => {
             conn.send(frame).await;

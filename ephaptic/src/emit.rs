@@ -44,6 +44,12 @@ pub(crate) async fn in_scope<F: Future>(shared: Arc<Shared>, fut: F) -> F::Outpu
     CURRENT.scope(shared, fut).await
 }
 
+/// Runs `f` (one poll of a handler, inline on the connection's task) with `shared` as the
+/// current server.
+pub(crate) fn sync_in_scope<R>(shared: Arc<Shared>, f: impl FnOnce() -> R) -> R {
+    CURRENT.sync_scope(shared, f)
+}
+
 fn current() -> Option<Arc<Shared>> {
     CURRENT
         .try_with(|s| s.clone())

@@ -219,7 +219,8 @@ pub use emit::{Audience, Event, IntoTargets, Metrics, emit, group, metrics, to};
 pub use error::{Error, Result, ServiceError};
 pub use identity::Identity;
 pub use registry::{
-    ErrorDef, EventDef, Exposed, FunctionDef, Introspection, RegistryError, Site, introspect,
+    ErrorDef, EventDef, Exposed, FunctionDef, Introspection, Naming, RegistryError, Site,
+    introspect,
 };
 pub use schema::Model;
 pub use server::{LoaderOutput, Server, SlowClient};

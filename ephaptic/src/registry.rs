@@ -43,12 +43,14 @@ impl fmt::Display for Site {
 pub type Handler = fn(Call) -> BoxFuture<Outcome>;
 
 /// An exposed function, as `#[ephaptic::expose]` records it.
-#[derive(Debug)]
+#[derive(Debug, Clone, Copy)]
 pub struct FunctionDef {
     /// The wire name clients call.
     pub name: &'static str,
     /// Where the function is defined.
     pub site: Site,
+    /// Whether the name was given with `name = "..."` (then no renaming rule applies).
+    pub explicit_name: bool,
     /// The names of the parameters that come from the wire, in order.
     pub params: &'static [&'static str],
     /// Whether anonymous callers are refused with `UNAUTHORIZED`.
@@ -69,6 +71,7 @@ impl FunctionDef {
         FunctionDef {
             name,
             site,
+            explicit_name: false,
             params: &[],
             requires_login: false,
             doc: "",
@@ -76,6 +79,12 @@ impl FunctionDef {
             signature: crate::schema::Signature::new,
             handler,
         }
+    }
+
+    /// Marks the name as given explicitly.
+    pub const fn explicit_name(mut self, yes: bool) -> Self {
+        self.explicit_name = yes;
+        self
     }
 
     /// Sets the wire parameter names.
@@ -196,19 +205,21 @@ impl std::error::Error for RegistryError {}
 impl Registry {
     /// Reads every link-time registration plus the explicit ones. Duplicates are collected,
     /// not stopped at, so one start-up names every conflict.
-    pub fn build(explicit: &[&'static FunctionDef]) -> Result<Self, RegistryError> {
+    pub fn build(explicit: &[&'static FunctionDef], naming: Naming) -> Result<Self, RegistryError> {
         let mut reg = Registry::default();
         let mut problems = Vec::new();
         let submitted = inventory::iter::<Registration>.into_iter().copied();
         for item in submitted.chain(explicit.iter().map(|f| Registration::Function(f))) {
             match item {
-                Registration::Function(f) => match reg.functions.get(f.name) {
-                    Some(prev) if std::ptr::eq(*prev, f) => {}
+                Registration::Function(f) => match reg.functions.get(naming.apply(f).as_ref()) {
+                    // The same definition met twice (linked, and registered explicitly).
+                    Some(prev) if prev.site == f.site => {}
                     Some(prev) => problems.push(format!(
                         "two exposed functions are named '{}': {} and {}; rename one with #[expose(name = \"...\")]",
                         f.name, prev.site, f.site
                     )),
                     None => {
+                        let f = naming.rename(f);
                         reg.functions.insert(f.name, f);
                     }
                 },
@@ -307,5 +318,64 @@ impl Registry {
 /// What this build declares (link-time registrations), or the conflicts that would stop a
 /// server from starting.
 pub fn introspect() -> Result<Introspection, RegistryError> {
-    Ok(Registry::build(&[])?.introspect())
+    Ok(Registry::build(&[], Naming::AsWritten)?.introspect())
+}
+
+/// How functions without an explicit `name = "..."` are named on the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Naming {
+    /// The Rust name (`create_todo`). The default.
+    #[default]
+    AsWritten,
+    /// camelCase (`create_todo` is called as `createTodo`), which reads naturally in
+    /// TypeScript. Set it on the [`Server`](crate::Server) and on the TypeScript exporter alike.
+    CamelCase,
+}
+
+impl Naming {
+    /// The wire name of `f` under this rule.
+    pub fn apply(self, f: &FunctionDef) -> std::borrow::Cow<'static, str> {
+        match self {
+            Naming::CamelCase if !f.explicit_name => camel_case(f.name).into(),
+            _ => f.name.into(),
+        }
+    }
+
+    /// `f` under its wire name; a renamed record is created once per server build.
+    fn rename(self, f: &'static FunctionDef) -> &'static FunctionDef {
+        match self.apply(f) {
+            std::borrow::Cow::Borrowed(_) => f,
+            std::borrow::Cow::Owned(name) => Box::leak(Box::new(FunctionDef {
+                name: Box::leak(name.into_boxed_str()),
+                ..*f
+            })),
+        }
+    }
+}
+
+fn camel_case(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    let mut upper = false;
+    for (i, c) in name.trim_start_matches('_').chars().enumerate() {
+        if c == '_' {
+            upper = i > 0;
+        } else if upper {
+            out.extend(c.to_uppercase());
+            upper = false;
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn camel_case_joins_snake_words() {
+        assert_eq!(super::camel_case("create_todo"), "createTodo");
+        assert_eq!(super::camel_case("add"), "add");
+        assert_eq!(super::camel_case("get_user_by_id"), "getUserById");
+    }
 }

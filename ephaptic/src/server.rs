@@ -13,7 +13,7 @@ use tokio::net::{TcpListener, ToSocketAddrs};
 
 use crate::hub::Hub;
 use crate::identity::Identity;
-use crate::registry::{BoxFuture, Exposed, FunctionDef, Registry, RegistryError};
+use crate::registry::{BoxFuture, Exposed, FunctionDef, Naming, Registry, RegistryError};
 
 /// An identity loader, type-erased: the encoded `auth` in, the identity (or anonymous, or an
 /// error text) out.
@@ -116,6 +116,7 @@ pub struct Server {
     config: Config,
     loader: Option<DynLoader>,
     explicit: Vec<&'static FunctionDef>,
+    naming: Naming,
 }
 
 impl fmt::Debug for Server {
@@ -144,6 +145,7 @@ impl Server {
             config: Config::default(),
             loader: None,
             explicit: Vec::new(),
+            naming: Naming::AsWritten,
         }
     }
 
@@ -237,6 +239,14 @@ impl Server {
         self
     }
 
+    /// How functions without an explicit `name = "..."` are named on the wire, for the whole
+    /// server at once: `Naming::CamelCase` serves `create_todo` as `createTodo`. Give the
+    /// TypeScript exporter the same setting.
+    pub fn rename_all(mut self, naming: Naming) -> Self {
+        self.naming = naming;
+        self
+    }
+
     /// Registers a function explicitly, for targets where link-time registration does not run
     /// (some WebAssembly and static-linking setups). `F` is the hidden handle `#[expose]`
     /// generates with the function's own name:
@@ -254,12 +264,12 @@ impl Server {
 
     /// What this server would serve: its registrations, explicit ones included.
     pub fn introspect(&self) -> Result<crate::registry::Introspection, RegistryError> {
-        Ok(Registry::build(&self.explicit)?.introspect())
+        Ok(Registry::build(&self.explicit, self.naming)?.introspect())
     }
 
     /// Builds the shared state: the registry (failing on duplicate names) and the loader.
     fn build(self) -> Result<Arc<Shared>, RegistryError> {
-        let registry = Registry::build(&self.explicit)?;
+        let registry = Registry::build(&self.explicit, self.naming)?;
         let loader = self.loader.or_else(|| {
             registry.loader.map(|def| {
                 let load = def.load;
@@ -320,6 +330,10 @@ impl Server {
     /// port).
     pub async fn serve_listener(self, listener: TcpListener) -> std::io::Result<()> {
         let router = self.try_router().map_err(std::io::Error::other)?;
+        // Replies and events are small frames that must leave at once: no Nagle delay.
+        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
         axum::serve(
             listener,
             router.into_make_service_with_connect_info::<SocketAddr>(),

@@ -22,6 +22,11 @@ const CLOSE_TOO_BIG: u16 = 1009;
 /// How many frames the writer sends before it flushes even if more are waiting, so one busy
 /// connection cannot starve its own socket of flushes.
 const MAX_BATCH: usize = 64;
+/// How much the socket's write buffer may hold before a `feed` writes on its own. The writer
+/// flushes after every batch anyway; this only has to exceed a batch, so that a batch really is
+/// one write. (Zero would make every frame its own syscall.) Frames larger than this are
+/// written as they are fed.
+const WRITE_BUFFER: usize = 64 * 1024;
 
 pub(crate) fn router(shared: Arc<Shared>) -> axum::Router {
     let path = shared.config.path.clone();
@@ -67,7 +72,7 @@ async fn upgrade(
     let cfg = &shared.config;
     let hard_limit = cfg.max_frame_size.saturating_mul(16);
     ws.read_buffer_size(cfg.read_buffer_size)
-        .write_buffer_size(0)
+        .write_buffer_size(WRITE_BUFFER)
         .max_message_size(hard_limit)
         .max_frame_size(hard_limit)
         .on_upgrade(move |socket| run(shared, socket, peer))

@@ -940,3 +940,26 @@ async fn the_router_mounts_beside_an_apps_own_routes() {
     // Without connect info the peer is unknown, not wrong.
     assert!(get(&c.ok("who", vec![]).await, "peer_ip").is_nil());
 }
+
+#[tokio::test]
+async fn camel_case_naming_renames_every_function_without_an_explicit_name() {
+    let url = start(ephaptic::Server::new().rename_all(ephaptic::Naming::CamelCase)).await;
+    let mut c = Client::connect(&url).await;
+    assert!(c.ok("returnsNull", vec![]).await.is_nil());
+    assert_eq!(
+        c.ok(
+            "makeItem",
+            vec![map(vec![("id", int(1)), ("name", v("n"))])]
+        )
+        .await
+        .as_map()
+        .map(|m| m.len()),
+        Some(3)
+    );
+    assert_eq!(
+        get(&c.err("returns_null", vec![]).await, "code"),
+        &v("NOT_FOUND")
+    );
+    // An explicit `name = "..."` is kept as written.
+    assert_eq!(c.ok("renamedFn", vec![]).await, v("renamed"));
+}

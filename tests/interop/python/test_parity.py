@@ -488,3 +488,31 @@ class TestEvents(ParityCase):
         self.assertEqual((todo["title"], todo["done"]), ("buy milk", False))
         await self.wait_for(arrived, "todoCreated")
         self.assertEqual(got, [([], todo)], "the channel carries the created todo as keyword arguments")
+
+
+class TestSchemaJson(unittest.TestCase):
+    """The JSON schema exported from the Rust types feeds the reference generator (`ephaptic generate`)."""
+
+    def generate(self, out_name):
+        cli = pathlib.Path(sys.executable).parent / "ephaptic"
+        schema = REPO_ROOT / "examples" / "parity" / "schema.json"
+        with tempfile.TemporaryDirectory() as tmp:
+            out = pathlib.Path(tmp) / out_name
+            proc = subprocess.run(
+                [str(cli), "generate", str(schema), "-o", str(out)],
+                capture_output=True, text=True, timeout=60, cwd=tmp,
+            )
+            self.assertEqual(proc.returncode, 0, proc.stdout + proc.stderr)
+            return out.read_text()
+
+    def test_typescript_bindings(self):
+        ts = self.generate("ephaptic.d.ts")
+        self.assertIn("add(a: number, b: number): Promise<number>;", ts)
+        self.assertIn("countdown(n: number): Promise<AsyncIterableIterator<number>>;", ts)
+        self.assertIn("todoCreated: Todo;", ts)
+        self.assertIn("INSUFFICIENT_FUNDS: InsufficientFunds;", ts)
+
+    def test_kotlin_bindings(self):
+        kt = self.generate("Ephaptic.kt")
+        self.assertIn("suspend fun add(a: Long, b: Long): Long", kt)
+        self.assertIn("data class Todo(", kt)
