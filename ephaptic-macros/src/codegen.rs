@@ -148,11 +148,15 @@ pub fn expose(args: TokenStream2, item: TokenStream2) -> syn::Result<TokenStream
     let announce = if channels.is_empty() {
         quote!()
     } else {
-        // The user's path is passed as it is, so a function with the wrong signature is
-        // reported at the path with the signature rustc expected.
-        let audience = match &opts.broadcast_to {
-            Some((_, path)) => quote!(#path),
-            None => quote!(::ephaptic::__private::everyone),
+        // The user's function is passed as it is (not wrapped in a closure), so a wrong
+        // signature is reported once, at the path, with the signature rustc expected.
+        let prepare = match &opts.broadcast_to {
+            Some((_, path)) => quote_spanned! {at(ret_span)=>
+                prepare(&__ephaptic_out, &#call, #path)
+            },
+            None => quote_spanned! {at(ret_span)=>
+                prepare_everyone(&__ephaptic_out, &#call)
+            },
         };
         quote_spanned! {at(ret_span)=>
             {
@@ -162,10 +166,18 @@ pub fn expose(args: TokenStream2, item: TokenStream2) -> syn::Result<TokenStream
                     AnnounceResultStreamKind as _, AnnounceStreamKind as _, AnnounceValueKind as _,
                 };
                 let __ephaptic_tag = ::ephaptic::__private::tag(&__ephaptic_out);
-                (&&&&&__ephaptic_tag)
-                    .__ephaptic_announce_kind()
-                    .announce(&__ephaptic_out, &#call, &[#(#channels),*], #audience)
+                // Bound first, so that only the value is held across the `.await`.
+                let __ephaptic_announced = (&&&&&__ephaptic_tag).__ephaptic_announce_kind().#prepare;
+                if let ::ephaptic::__private::Some((__ephaptic_value, __ephaptic_audience)) =
+                    __ephaptic_announced
+                {
+                    ::ephaptic::__private::announce(
+                        __ephaptic_value,
+                        &__ephaptic_audience,
+                        &[#(#channels),*],
+                    )
                     .await;
+                }
             }
         }
     };
@@ -437,9 +449,22 @@ pub fn event(args: TokenStream2, item: TokenStream2) -> syn::Result<TokenStream2
     if let Some(name) = &opts.name
         && name.value().is_empty()
     {
-        cx.error(name, "the event name must not be empty");
+        cx.error(
+            name,
+            "the event name must not be empty: write e.g. `name = \"todoCreated\"`, or leave `name` out to use the type's name",
+        );
     }
-    cx.check()?;
+    let derive = data_derives(&item.attrs, &["Serialize", "Deserialize", "TS"]);
+    if let Err(e) = cx.check() {
+        // The item keeps its derives (a union gets none), so its `#[serde(..)]` and `#[ts(..)]`
+        // attributes still resolve and the mistakes above are the only errors.
+        let errors = e.to_compile_error();
+        let derive = match item.data {
+            syn::Data::Union(_) => quote!(),
+            _ => derive,
+        };
+        return Ok(quote!(#errors #derive #item));
+    }
 
     let ident = &item.ident;
     let name = opts
@@ -448,7 +473,6 @@ pub fn event(args: TokenStream2, item: TokenStream2) -> syn::Result<TokenStream2
         .unwrap_or_else(|| ident.to_string());
     let site = site(&ident.to_string());
     let doc = doc_of(&item.attrs);
-    let derive = data_derives(&item.attrs, &["Serialize", "Deserialize", "TS"]);
     let model = model_impl(&item);
 
     Ok(quote! {

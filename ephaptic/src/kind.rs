@@ -365,54 +365,54 @@ pub struct NotAnnounced<T>(PhantomData<T>);
 #[derive(Debug)]
 pub struct StreamNotAnnounced<S>(PhantomData<S>);
 
-/// Picks who hears a function's channels: the function named in `broadcast_to`.
-#[diagnostic::on_unimplemented(
-    message = "`{Self}` cannot pick the audience of a channel that carries `{T}`",
-    label = "expected a function `fn(&ephaptic::Caller, &{T}) -> ephaptic::Audience`",
-    note = "write `fn audience(caller: &ephaptic::Caller, value: &{T}) -> ephaptic::Audience {{ .. }}` and name it: `broadcast_to = audience`"
-)]
-pub trait AudienceFn<T>: FnOnce(&Caller, &T) -> Audience {}
-impl<T, F: FnOnce(&Caller, &T) -> Audience> AudienceFn<T> for F {}
-
-/// The audience when `broadcast_to` is not given.
-pub fn everyone<T>(_: &Caller, _: &T) -> Audience {
-    Audience::Everyone
-}
+// `prepare` is synchronous and takes the `broadcast_to` function as a fn pointer of the exact
+// type, so a function with the wrong signature is reported once, at its path, as "expected fn
+// pointer `fn(&Caller, &T) -> Audience`, found fn item ..."; `announce` has no bound that can
+// fail, so nothing is reported again at the `.await`.
 
 impl AnnounceResult {
-    pub async fn announce<T: Serialize, E>(
+    /// The `Ok` value and who hears it; `None` (and the audience function is not called) when
+    /// the function failed.
+    pub fn prepare<'a, T: Serialize, E>(
         self,
-        out: &Result<T, E>,
+        out: &'a Result<T, E>,
         call: &Call,
-        channels: &[&str],
-        audience: impl AudienceFn<T>,
-    ) {
-        // Nothing is announced when the function failed.
-        if let Ok(value) = out {
-            announce(value, call, channels, audience).await;
-        }
+        audience: fn(&Caller, &T) -> Audience,
+    ) -> Option<(&'a T, Audience)> {
+        let value = out.as_ref().ok()?;
+        Some((value, audience(&call.caller(), value)))
+    }
+
+    pub fn prepare_everyone<'a, T: Serialize, E>(
+        self,
+        out: &'a Result<T, E>,
+        _: &Call,
+    ) -> Option<(&'a T, Audience)> {
+        Some((out.as_ref().ok()?, Audience::Everyone))
     }
 }
 
 impl AnnounceValue {
-    pub async fn announce<T: Serialize>(
+    pub fn prepare<'a, T: Serialize>(
         self,
-        out: &T,
+        out: &'a T,
         call: &Call,
-        channels: &[&str],
-        audience: impl AudienceFn<T>,
-    ) {
-        announce(out, call, channels, audience).await;
+        audience: fn(&Caller, &T) -> Audience,
+    ) -> Option<(&'a T, Audience)> {
+        Some((out, audience(&call.caller(), out)))
+    }
+
+    pub fn prepare_everyone<'a, T: Serialize>(
+        self,
+        out: &'a T,
+        _: &Call,
+    ) -> Option<(&'a T, Audience)> {
+        Some((out, Audience::Everyone))
     }
 }
 
-async fn announce<T: Serialize>(
-    value: &T,
-    call: &Call,
-    channels: &[&str],
-    audience: impl AudienceFn<T>,
-) {
-    let audience = audience(&call.caller(), value);
+/// Sends the value on each channel to the audience.
+pub async fn announce<T: Serialize + ?Sized>(value: &T, audience: &Audience, channels: &[&str]) {
     for channel in channels {
         audience.emit_named(channel, value).await;
     }
@@ -427,10 +427,23 @@ pub trait Announceable: Serialize {}
 impl<T: Serialize> Announceable for T {}
 
 impl<T> NotAnnounced<T> {
-    pub async fn announce<X, A>(self, _: &X, _: &Call, _: &[&str], _: A)
+    pub fn prepare<X>(
+        self,
+        _: &X,
+        _: &Call,
+        _: fn(&Caller, &T) -> Audience,
+    ) -> Option<(&'static (), Audience)>
     where
         T: Announceable,
     {
+        None
+    }
+
+    pub fn prepare_everyone<X>(self, _: &X, _: &Call) -> Option<(&'static (), Audience)>
+    where
+        T: Announceable,
+    {
+        None
     }
 }
 
@@ -443,9 +456,17 @@ impl<T> NotAnnounced<T> {
 pub trait AnnouncedStream {}
 
 impl<S> StreamNotAnnounced<S> {
-    pub async fn announce<X, A>(self, _: &X, _: &Call, _: &[&str], _: A)
+    pub fn prepare<X, A>(self, _: &X, _: &Call, _: A) -> Option<(&'static (), Audience)>
     where
         S: AnnouncedStream,
     {
+        None
+    }
+
+    pub fn prepare_everyone<X>(self, _: &X, _: &Call) -> Option<(&'static (), Audience)>
+    where
+        S: AnnouncedStream,
+    {
+        None
     }
 }

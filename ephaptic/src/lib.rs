@@ -260,7 +260,7 @@ pub mod __private {
         AnnounceAnyKind, AnnounceResultAnyKind, AnnounceResultKind, AnnounceResultStreamKind,
         AnnounceStreamKind, AnnounceValueKind, ResultAnyKind, ResultStreamKind,
         ResultTryStreamKind, ResultValueKind, StreamKind, Tag, TryStreamKind, UnreturnableKind,
-        UnreturnableResult, UnreturnableStream, UnreturnableValue, ValueKind, everyone, tag,
+        UnreturnableResult, UnreturnableStream, UnreturnableValue, ValueKind, announce, tag,
     };
     pub use crate::registry::{
         BoxFuture, ErrorDef, EventDef, Exposed, FunctionDef, LoaderDef, Registration, Site,

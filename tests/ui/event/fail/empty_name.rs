@@ -1,0 +1,6 @@
+#[ephaptic::event(name = "")]
+pub struct Pong {
+    pub ok: bool,
+}
+
+fn main() {}

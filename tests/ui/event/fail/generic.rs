@@ -1,0 +1,6 @@
+#[ephaptic::event]
+pub struct Changed<T> {
+    pub value: T,
+}
+
+fn main() {}

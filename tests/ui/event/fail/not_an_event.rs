@@ -1,0 +1,12 @@
+#[derive(serde::Serialize)]
+pub struct Pong {
+    pub ok: bool,
+}
+
+async fn ping() -> usize {
+    ephaptic::emit(Pong { ok: true }).await
+}
+
+fn main() {
+    let _ = ping();
+}

@@ -1,0 +1,4 @@
+#[ephaptic::event]
+fn pong() {}
+
+fn main() {}

@@ -1,0 +1,4 @@
+#[ephaptic::event]
+pub struct Pong(pub bool);
+
+fn main() {}

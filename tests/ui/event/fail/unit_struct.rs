@@ -1,0 +1,4 @@
+#[ephaptic::event]
+pub struct Ping;
+
+fn main() {}

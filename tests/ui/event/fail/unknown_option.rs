@@ -1,0 +1,6 @@
+#[ephaptic::event(nmae = "pong")]
+pub struct Pong {
+    pub ok: bool,
+}
+
+fn main() {}
