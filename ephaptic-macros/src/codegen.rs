@@ -75,6 +75,10 @@ pub fn expose(args: TokenStream2, item: TokenStream2) -> syn::Result<TokenStream
         .unwrap_or_else(|| rust_name.trim_start_matches("r#").to_string());
     let requires_login = opts.requires_login;
     let explicit_name = opts.name.is_some();
+    let rate_limit = match opts.rate_limit {
+        Some((calls, seconds)) => quote!(.rate_limit(#calls, #seconds)),
+        None => quote!(),
+    };
     let doc = &f.doc;
     let site = site(&rust_name);
     let call = syn::Ident::new("__ephaptic_call", Span::call_site());
@@ -271,6 +275,7 @@ pub fn expose(args: TokenStream2, item: TokenStream2) -> syn::Result<TokenStream
             static __EPHAPTIC_DEF: ::ephaptic::__private::FunctionDef =
                 ::ephaptic::__private::FunctionDef::new(#wire_name, #site, __ephaptic_shim)
                     .explicit_name(#explicit_name)
+                    #rate_limit
                     .params(&[#(#names),*])
                     .requires_login(#requires_login)
                     .channels(&[#(#channels),*])

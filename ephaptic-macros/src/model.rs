@@ -12,11 +12,14 @@ pub struct ExposeArgs {
     /// Channels announced with the `Ok` value, and where the option was written.
     pub broadcast: Option<(syn::Meta, Vec<syn::LitStr>)>,
     pub broadcast_to: Option<(syn::Meta, syn::Path)>,
+    /// `(calls, seconds)`.
+    pub rate_limit: Option<(u32, u32)>,
 }
 
 pub const EXPOSE_KEYS: &[&str] = &[
     "name = \"...\"",
     "requires_login",
+    "rate_limit = \"10/m\"",
     "broadcast = [\"channel\", ...]",
     "broadcast_to = audience_fn",
 ];
@@ -27,6 +30,7 @@ impl ExposeArgs {
         let mut requires_login = Once::new("requires_login");
         let mut broadcast = Once::new("broadcast");
         let mut broadcast_to = Once::new("broadcast_to");
+        let mut rate_limit = Once::new("rate_limit");
         for meta in metas {
             match parse::key(meta).as_str() {
                 "name" => {
@@ -37,6 +41,17 @@ impl ExposeArgs {
                 "requires_login" => {
                     if let Some(v) = parse::flag(cx, meta) {
                         requires_login.set(cx, meta, v);
+                    }
+                }
+                "rate_limit" => {
+                    if let Some(v) = parse::string(cx, meta) {
+                        match parse_rate(&v.value()) {
+                            Some(rate) => rate_limit.set(cx, meta, rate),
+                            None => cx.error(
+                                &v,
+                                "write the limit as calls per unit: \"10/s\", \"100/m\", \"1000/h\" or \"5000/d\" (calls at least 1)",
+                            ),
+                        }
                     }
                 }
                 "broadcast" => {
@@ -57,8 +72,23 @@ impl ExposeArgs {
             requires_login: requires_login.get().unwrap_or(false),
             broadcast: broadcast.get(),
             broadcast_to: broadcast_to.get(),
+            rate_limit: rate_limit.get(),
         }
     }
+}
+
+/// `"2/m"` -> `(2, 60)`.
+fn parse_rate(text: &str) -> Option<(u32, u32)> {
+    let (calls, unit) = text.split_once('/')?;
+    let calls: u32 = calls.trim().parse().ok().filter(|n| *n > 0)?;
+    let seconds = match unit.trim() {
+        "s" | "sec" | "second" => 1,
+        "m" | "min" | "minute" => 60,
+        "h" | "hour" => 3600,
+        "d" | "day" => 86_400,
+        _ => return None,
+    };
+    Some((calls, seconds))
 }
 
 /// `#[error(...)]` options.

@@ -36,6 +36,9 @@
 //! |---|---|
 //! | `name = "camelName"` | the wire name clients call (default: the Rust name) |
 //! | `requires_login` | anonymous callers get `UNAUTHORIZED` |
+//! | `rate_limit = "10/m"` | at most 10 calls a minute per caller (its identity, or its IP when anonymous); more get `RATELIMIT` with `data.retry_after` seconds. Units: `s`, `m`, `h`, `d` |
+//! | `broadcast = ["todoCreated"]` | announce the `Ok` value on these channels (see Events) |
+//! | `broadcast_to = audience_fn` | who hears the channels: `fn(&Caller, &T) -> Audience` |
 //!
 //! **Parameters** are any `serde::Deserialize` type, bound from the call's positional `args`
 //! and named `kwargs` in any mix. An `Option<T>` parameter may be left out. Wrong, missing,
@@ -208,6 +211,7 @@ mod hub;
 mod identity;
 mod kind;
 mod protocol;
+mod ratelimit;
 mod registry;
 pub mod schema;
 mod server;

@@ -55,6 +55,8 @@ pub struct FunctionDef {
     pub params: &'static [&'static str],
     /// Whether anonymous callers are refused with `UNAUTHORIZED`.
     pub requires_login: bool,
+    /// At most this many calls per this many seconds, per caller (`rate_limit = "2/m"`).
+    pub rate_limit: Option<(u32, u32)>,
     /// The Rust doc comment, carried into generated TypeScript.
     pub doc: &'static str,
     /// Channels announced with the function's `Ok` value (`#[expose(broadcast = [..])]`).
@@ -74,6 +76,7 @@ impl FunctionDef {
             explicit_name: false,
             params: &[],
             requires_login: false,
+            rate_limit: None,
             doc: "",
             channels: &[],
             signature: crate::schema::Signature::new,
@@ -108,6 +111,12 @@ impl FunctionDef {
     /// Sets the signature description used by the TypeScript export.
     pub const fn signature(mut self, signature: fn() -> crate::schema::Signature) -> Self {
         self.signature = signature;
+        self
+    }
+
+    /// Limits calls to `calls` per `seconds`, per caller.
+    pub const fn rate_limit(mut self, calls: u32, seconds: u32) -> Self {
+        self.rate_limit = Some((calls, seconds));
         self
     }
 

@@ -76,6 +76,7 @@ pub(crate) struct Shared {
     pub hub: Hub,
     pub loader: Option<DynLoader>,
     pub metrics: Counters,
+    pub limiter: crate::ratelimit::Limiter,
     next_connection: AtomicU64,
 }
 
@@ -298,6 +299,7 @@ impl Server {
             hub: Hub::default(),
             loader,
             metrics: Counters::default(),
+            limiter: Default::default(),
             next_connection: AtomicU64::new(0),
         }))
     }

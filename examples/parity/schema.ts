@@ -61,6 +61,7 @@ export interface EphapticQueries {
   echo(value: unknown): { queryKey: readonly ["echo", unknown]; queryFn: () => Promise<unknown> };
   falsy_stream(): { queryKey: readonly ["falsy_stream"]; queryFn: () => Promise<Array<unknown>> };
   kaboom(): { queryKey: readonly ["kaboom"]; queryFn: () => Promise<null> };
+  limited(): { queryKey: readonly ["limited"]; queryFn: () => Promise<string> };
   make_item(item: ItemInput): { queryKey: readonly ["make_item", ItemInput]; queryFn: () => Promise<Item> };
   named(first: string, second: string): { queryKey: readonly ["named", string, string]; queryFn: () => Promise<string> };
   notify(user: string, message: string): { queryKey: readonly ["notify", string, string]; queryFn: () => Promise<number> };
@@ -92,6 +93,8 @@ export interface EphapticService {
   falsy_stream(): Promise<AsyncIterableIterator<unknown>>;
   /** Fails with an undeclared error: clients must see `INTERNAL`, never its text. */
   kaboom(): Promise<null>;
+  /** Rate limited to 2 calls a minute per identity (per peer address when anonymous). */
+  limited(): Promise<string>;
   /** Returns the item it was given. */
   make_item(item: ItemInput): Promise<Item>;
   /** Tests keyword binding: `"<first>|<second>"`. */

@@ -963,3 +963,38 @@ async fn camel_case_naming_renames_every_function_without_an_explicit_name() {
     // An explicit `name = "..."` is kept as written.
     assert_eq!(c.ok("renamedFn", vec![]).await, v("renamed"));
 }
+
+#[expose(rate_limit = "2/m")]
+async fn limited() -> &'static str {
+    "ok"
+}
+
+#[tokio::test]
+async fn a_rate_limited_function_refuses_the_third_call_in_its_window() {
+    let url = server().await;
+    // Per identity: alice's limit is hers alone.
+    let mut alice = Client::connect_as(&url, v("alice-rl")).await;
+    let mut alice2 = Client::connect_as(&url, v("alice-rl")).await;
+    let mut bob = Client::connect_as(&url, v("bob-rl")).await;
+    assert_eq!(alice.ok("limited", vec![]).await, v("ok"));
+    assert_eq!(
+        alice2.ok("limited", vec![]).await,
+        v("ok"),
+        "the limit is per identity, across connections"
+    );
+    let e = alice.err("limited", vec![]).await;
+    assert_eq!(get(&e, "code"), &v("RATELIMIT"));
+    let retry = get(get(&e, "data"), "retry_after").as_u64().unwrap();
+    assert!((1..=60).contains(&retry), "retry_after {retry}");
+    assert_eq!(
+        get(&e, "message"),
+        &v(&format!(
+            "Rate Limit exceeded. Try again in {retry} seconds."
+        ))
+    );
+    assert_eq!(
+        bob.ok("limited", vec![]).await,
+        v("ok"),
+        "another identity has its own window"
+    );
+}

@@ -86,6 +86,12 @@ async fn secret() -> &'static str {
     "s3cret"
 }
 
+/// Rate limited to 2 calls a minute per identity (per peer address when anonymous).
+#[expose(rate_limit = "2/m")]
+async fn limited() -> &'static str {
+    "ok"
+}
+
 /// Streams `n, n-1, ..., 1`.
 #[expose]
 async fn countdown(n: u32) -> impl Stream<Item = u32> {

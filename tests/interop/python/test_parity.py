@@ -422,6 +422,17 @@ if __name__ == "__main__":
     unittest.main(verbosity=2)
 
 
+class TestRateLimit(ParityCase):
+    async def test_third_call_in_a_minute_is_refused_with_retry_after(self):
+        client = await self.client(auth="rate-limited-user")
+        self.assertEqual(await client.limited(), "ok")
+        self.assertEqual(await client.limited(), "ok")
+        err = await self.expect_error(client.limited(), "RATELIMIT")
+        self.assertIsInstance(err.data, dict)
+        self.assertGreaterEqual(err.data["retry_after"], 1)
+        self.assertEqual(err.message, f"Rate Limit exceeded. Try again in {err.data['retry_after']} seconds.")
+
+
 class TestEvents(ParityCase):
     """Events pushed by the server reach the Python client's `on` handlers as keyword arguments."""
 
