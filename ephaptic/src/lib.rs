@@ -60,6 +60,29 @@
 //! }
 //! ```
 //!
+//! ## Data types and TypeScript
+//!
+//! Give the structs and enums your functions take and return `#[ephaptic::model]`: it derives
+//! serde's `Serialize`/`Deserialize` and ts-rs's `TS` (through ephaptic, so you need neither as a
+//! dependency), and records which fields a client may leave out (serde `default`, `Option`). The
+//! `ephaptic-ts` crate then writes the `schema.ts` your frontend imports, with arguments typed so
+//! that those fields are optional and results typed with every field present. Your own
+//! `#[serde(...)]` attributes apply as usual.
+//!
+//! ```
+//! #[ephaptic::model]
+//! #[serde(rename_all = "camelCase")]
+//! pub struct NewTodo {
+//!     pub title: String,
+//!     #[serde(default)]
+//!     pub is_urgent: bool,     // optional for callers: `{ title: "milk" }` is enough
+//! }
+//! ```
+//!
+//! Functions are called by their Rust name unless `name = "..."` says otherwise;
+//! [`Server::rename_all`]`(`[`Naming::CamelCase`]`)` serves every other function camelCase
+//! (`create_todo` as `createTodo`) at once.
+//!
 //! ## Errors
 //!
 //! Return your own codes with [`Error::new`], or declare an error type once with
