@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # Runs every ephaptic test, installing what the tests need on a fresh machine first.
 #
-#   ./test.sh            everything: format, lints, Rust tests, doc tests, Python interop
-#   ./test.sh --quick    Rust tests only (no lints, no interop)
+#   ./test.sh            everything: format, lints, Rust tests, doc tests, the TypeScript client
+#                        (unit, integration, types, browser), generated-schema type checks, and
+#                        the Python interop suite
+#   ./test.sh --quick    Rust tests only (no lints, no TypeScript, no interop)
 #
 # Needs: the Rust toolchain pinned in rust-toolchain.toml (with cargo-nextest if present,
-# plain `cargo test` otherwise) and python3. Installs: a Python venv with the PyPI client
-# ephaptic==0.5.0 (target/interop-venv).
+# plain `cargo test` otherwise), Node.js 20+ with npm, and python3. Installs what is missing:
+# Debian's chromium (browser smoke test), the client's npm packages (npm ci), and a Python venv
+# with the PyPI client ephaptic==0.5.0 (target/interop-venv).
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -54,6 +57,8 @@ fi
 step "Rust tests" rust_tests
 if ! $quick; then
     step "doc tests" cargo test --workspace --doc
+    step "TypeScript client (@ephaptic/client)" ephaptic-ts/client/run-tests.sh
+    step "generated schemas type-check (tsc --strict)" ephaptic-ts/client/node_modules/.bin/tsc -p ephaptic-ts/tests/ts
     step "Python interop (PyPI ephaptic 0.5.0 vs examples/parity)" tests/interop/python/run.sh
 fi
 printf '\nall tests passed\n' >&2

@@ -1,0 +1,200 @@
+import type { BackoffOptions } from "./backoff.js";
+import type { EphapticError, ErrorData, BuiltinErrors } from "./errors.js";
+import type { EphapticStream } from "./stream.js";
+
+export type ConnectionState = "disconnected" | "connecting" | "connected" | "reconnecting" | "closed";
+
+/** What a state listener learns besides the new state. */
+export interface StateChange {
+  /** The state before this change. */
+  previous: ConnectionState;
+  /** For a change caused by the socket closing: its close code (1008: the server found this client too slow). */
+  code?: number;
+  /** The close reason, when the server gave one. */
+  reason?: string;
+  /** For a failed connection attempt: why. */
+  error?: EphapticError;
+}
+
+/**
+ * The part of a WebSocket the client uses: the browser's `WebSocket` and the `ws` package's both
+ * fit. Event parameters are `any` so either's event types are accepted.
+ */
+export interface WebSocketLike {
+  binaryType: string;
+  readonly readyState: number;
+  onopen: ((event: any) => unknown) | null;
+  onmessage: ((event: any) => unknown) | null;
+  onclose: ((event: any) => unknown) | null;
+  onerror: ((event: any) => unknown) | null;
+  send(data: Uint8Array): void;
+  close(code?: number, reason?: string): void;
+}
+
+export type WebSocketConstructorLike = new (url: string) => WebSocketLike;
+
+/** Where the client reports what it skips (undecodable frames, dropped events). */
+export interface Logger {
+  warn(...args: unknown[]): void;
+  error(...args: unknown[]): void;
+}
+
+/** Where a failure inside application code (a listener) happened. */
+export type ErrorContext =
+  | { kind: "event-listener"; event: string }
+  | { kind: "state-listener"; state: ConnectionState }
+  | { kind: "invalidation"; event: string };
+
+export interface ConnectOptions {
+  /**
+   * The server's WebSocket URL: absolute (`ws:`/`wss:`, or `http:`/`https:` rewritten to them),
+   * relative (resolved against the page's location), or absent (the page's host at `/_ephaptic`).
+   */
+  url?: string | { readonly href: string };
+  /**
+   * Sent as `init.auth`, the identity loader's input. A function (sync or async) is called before
+   * every connection and reconnection, so a refreshed token is used. `undefined` sends no `auth`.
+   */
+  auth?: unknown;
+  /**
+   * Per-call timeout in ms, counted from the call (time spent waiting for a connection included)
+   * until its reply or, for a stream, until the stream opens. Default 30 000. `0`, `null` or
+   * `Infinity` disable it. A call that times out rejects with `TIMEOUT` and the server is sent
+   * `cancel` for it.
+   */
+  timeout?: number | null;
+  /** The WebSocket implementation; default `globalThis.WebSocket`. In Node 20: `import { WebSocket } from "ws"`. */
+  WebSocket?: WebSocketConstructorLike;
+  /**
+   * How integers outside `Number.MIN_SAFE_INTEGER..MAX_SAFE_INTEGER` are received. `false`
+   * (default): a reply containing one fails with `PROTOCOL_ERROR` and an event containing one is
+   * dropped with a warning, never rounded. `true`: they arrive as `bigint` (safe ones are always
+   * numbers).
+   */
+  bigint?: boolean;
+  /** Reconnect after a drop (default `true`), optionally with other backoff numbers. */
+  reconnect?: boolean | Partial<BackoffOptions>;
+  /** How long a connection attempt may take before it counts as failed, in ms. Default 10 000. */
+  connectTimeout?: number;
+  /** Called when a listener throws; default `console.error`. */
+  onError?: (error: unknown, context: ErrorContext) => void;
+  /** Receives warnings about skipped frames and dropped events; default `console`. */
+  logger?: Logger;
+  /** Debug hook: every decoded incoming frame (`"in"`) and every frame sent (`"out"`). */
+  trace?: (direction: "in" | "out", frame: Record<string, unknown>) => void;
+}
+
+/** Options of one call, for `client.withOptions(...)`. */
+export interface CallOptions {
+  /** Overrides the client's `timeout` for these calls (same meaning). */
+  timeout?: number | null;
+  /** Aborting it rejects the call with the signal's reason and cancels it on the server. */
+  signal?: AbortSignalLike;
+}
+
+export interface AbortSignalLike {
+  readonly aborted: boolean;
+  readonly reason?: unknown;
+  addEventListener(type: "abort", listener: () => void, options?: { once?: boolean }): void;
+  removeEventListener(type: "abort", listener: () => void): void;
+}
+
+/** The part of TanStack Query's `QueryClient` the invalidation helper uses. */
+export interface QueryClientLike {
+  invalidateQueries(filters: { queryKey: readonly unknown[] }): unknown;
+}
+
+export type QueryKey = readonly unknown[];
+
+/** What `client.queries.fn(...args)` returns: options for `useQuery` / `createQuery`. */
+export interface QueryOptions<T = unknown, K extends QueryKey = QueryKey> {
+  queryKey: K;
+  queryFn: (context?: { signal?: AbortSignalLike }) => Promise<T>;
+}
+
+/** The type a client has when no schema is given. */
+export interface Untyped {
+  readonly __ephapticUntyped: unique symbol;
+}
+
+/** Without a schema, any name is a call returning `Promise<any>`. */
+export type UntypedCalls = { readonly [name: string]: (...args: any[]) => Promise<any> };
+export type UntypedQueries = { readonly [name: string]: (...args: any[]) => QueryOptions<any> };
+
+type EventMethods = "on" | "off" | "once" | "queries";
+
+/** The names of a schema's functions. */
+export type MethodName<S> = {
+  [K in keyof S]: K extends EventMethods ? never : S[K] extends (...args: any[]) => Promise<any> ? K : never;
+}[keyof S] &
+  string;
+
+/** The event names a schema's typed `on` accepts; `string` without one. */
+export type EventName<S> = S extends { on: (...args: any[]) => any } ? Parameters<S["on"]>[0] : string;
+
+/** Error codes `isError` accepts: any string without a schema, else the schema's and the built-in ones. */
+export type ErrorCode<Errs> = [keyof Errs] extends [never] ? string : (keyof Errs | keyof BuiltinErrors) & string;
+
+export type CallView<S> = [S] extends [Untyped]
+  ? UntypedCalls & { call(name: string, ...args: unknown[]): Promise<unknown> }
+  : { [K in MethodName<S>]: S[K] } & {
+      call<K extends MethodName<S>>(
+        name: K,
+        ...args: S[K] extends (...a: infer A) => any ? A : never
+      ): S[K] extends (...a: any[]) => infer R ? R : never;
+      call(name: string, ...args: unknown[]): Promise<unknown>;
+    };
+
+/** The client's own members, beside the schema's functions. */
+export interface ClientBase<S = Untyped, Errs = {}> {
+  /** The current connection state. */
+  readonly state: ConnectionState;
+  /** The resolved WebSocket URL. */
+  readonly url: string;
+  /**
+   * Calls `name` with positional arguments; for functions whose names clash with the client's own
+   * members (`on`, `call`, `then`, ...).
+   */
+  call<K extends MethodName<S>>(
+    name: K,
+    ...args: S[K] extends (...a: infer A) => any ? A : never
+  ): S[K] extends (...a: any[]) => infer R ? R : never;
+  call(name: string, ...args: unknown[]): Promise<unknown>;
+  /** A view of the client whose calls use these options: `client.withOptions({ timeout: 100 }).sleepy(2000)`. */
+  withOptions(options: CallOptions): CallView<S>;
+  on(event: string, callback: (data: unknown) => void): void;
+  /** Removes `callback` (added by `on` or `once`), or every listener of `event` when none is given. */
+  off(event: string, callback?: (data: unknown) => void): void;
+  once(event: string, callback: (data: unknown) => void): void;
+  /** Observes connection state changes; returns a function that stops observing. */
+  onStateChange(callback: (state: ConnectionState, change: StateChange) => void): () => void;
+  /**
+   * Resolves once connected. Rejects with `CONNECT_FAILED` if the attempt under way fails, with
+   * `DISCONNECTED` once `disconnect()` was called.
+   */
+  ready(): Promise<void>;
+  /** Closes the connection for good: state `closed`, pending calls reject with `DISCONNECTED`. */
+  disconnect(): void;
+  /** Whether `e` is an EphapticError with `code`; narrows `data` to the schema's type for it. */
+  isError<C extends ErrorCode<Errs>>(e: unknown, code: C): e is EphapticError<C, ErrorData<Errs, C>>;
+  /** TanStack Query options: `useQuery(client.queries.add(1, 2))`. A stream's queryFn collects it into an array. */
+  readonly queries: S extends { queries: infer Q } ? Q : UntypedQueries;
+  /**
+   * Invalidates `queryKeys` whenever `event` arrives, and after every reconnection (events sent
+   * while disconnected are lost). Returns a function that stops it.
+   */
+  invalidateOn(event: EventName<S>, queryClient: QueryClientLike, queryKeys: readonly QueryKey[]): () => void;
+  /** Never a remote call: keeps `await client` from treating the client as a promise. */
+  readonly then?: undefined;
+}
+
+/**
+ * The client: the schema's typed functions, events and queries, plus the client's own members.
+ * Where the schema and the client both name a member (`on`, `off`, `once`, `queries`), the
+ * schema's typed one wins.
+ */
+export type Client<S = Untyped, Errs = {}> = [S] extends [Untyped]
+  ? ClientBase<S, Errs> & UntypedCalls
+  : S & Omit<ClientBase<S, Errs>, keyof S>;
+
+export type { EphapticStream };

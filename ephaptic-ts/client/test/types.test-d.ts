@@ -1,0 +1,175 @@
+// Type tests: compiled with `tsc --noEmit --strict` (tsconfig.types.json), never run. Lines marked
+// `@ts-expect-error` must fail to type-check; if one stops failing, tsc reports the unused directive.
+import { connect, EphapticError, EphapticStream, isEphapticError } from "@ephaptic/client";
+import type { Client, ConnectionState, QueryClientLike } from "@ephaptic/client";
+import type {
+  EphapticErrors,
+  EphapticEvents,
+  EphapticService,
+  Item,
+  Notice,
+  Todo,
+} from "../../../examples/parity/schema.js";
+
+type Equal<A, B> = (<T>() => T extends A ? 1 : 2) extends <T>() => T extends B ? 1 : 2 ? true : false;
+function assertType<T extends true>(): T | undefined {
+  return undefined;
+}
+
+declare const queryClient: QueryClientLike;
+// TanStack's QueryClient, as far as the helper needs it, fits structurally.
+declare const tanstackLike: { invalidateQueries(filters?: { queryKey?: readonly unknown[] }, options?: object): Promise<void> };
+
+export async function typedClient(): Promise<void> {
+  const client = await connect<EphapticService, EphapticErrors>({ url: "ws://127.0.0.1:1/_ephaptic" });
+
+  // --- typed calls -------------------------------------------------------------------------
+  const sum: number = await client.add(1, 2);
+  assertType<Equal<typeof sum, number>>();
+  const joined: string = await client.named("a", "b");
+  const item: Item = await client.make_item({ id: 1, name: "x" }); // tags, when optional as input
+  await client.make_item({ id: 1, name: "x", tags: ["a"], when: null });
+  const who = await client.whoami();
+  assertType<Equal<typeof who, string | number | boolean | null>>();
+  const todo: Todo = await client.create_todo("t");
+  void [joined, item, todo];
+
+  // @ts-expect-error misspelt function
+  await client.ad(1, 2);
+  // @ts-expect-error wrong argument type
+  await client.add("1", 2);
+  // @ts-expect-error missing required argument
+  await client.add(1);
+  // @ts-expect-error too many arguments
+  await client.add(1, 2, 3);
+  // @ts-expect-error missing required field of a struct argument
+  await client.make_item({ id: 1 });
+  // @ts-expect-error wrong field type in a struct argument
+  await client.make_item({ id: 1, name: 2 });
+
+  // call(): typed return for a known name, anything for other names.
+  const viaCall = await client.call("add", 1, 2);
+  assertType<Equal<typeof viaCall, number>>();
+  const unknownViaCall = await client.call("not_in_schema", 1);
+  assertType<Equal<typeof unknownViaCall, unknown>>();
+
+  // --- streams -----------------------------------------------------------------------------
+  for await (const n of await client.countdown(3)) {
+    assertType<Equal<typeof n, number>>();
+  }
+  const stream = await client.ticker(10);
+  await stream.return?.();
+
+  // --- typed events ------------------------------------------------------------------------
+  client.on("Notice", (notice) => {
+    const m: string = notice.message;
+    const l: number = notice.level;
+    void [m, l];
+  });
+  client.on("todoCreated", (t) => assertType<Equal<typeof t, Todo>>());
+  const onPong = (p: EphapticEvents["Pong"]): void => void p.ok;
+  client.on("Pong", onPong);
+  client.once("Pong", onPong);
+  client.off("Pong", onPong);
+  // @ts-expect-error misspelt event name
+  client.on("Pongg", () => {});
+  // @ts-expect-error wrong payload field
+  client.on("Pong", (p) => p.okk);
+  // @ts-expect-error payload of another event
+  client.on("Notice", (p: Todo) => void p);
+  // @ts-expect-error misspelt event name in once
+  client.once("Notise", (_: Notice) => {});
+
+  // --- typed errors ------------------------------------------------------------------------
+  try {
+    await client.boom();
+  } catch (e) {
+    if (client.isError(e, "INSUFFICIENT_FUNDS")) {
+      const available: number = e.data.available;
+      assertType<Equal<typeof e.code, "INSUFFICIENT_FUNDS">>();
+      void available;
+      // @ts-expect-error wrong data field
+      void e.data.balance;
+    }
+    if (client.isError(e, "STREAM_FAILED")) {
+      const after: number = e.data.after;
+      void after;
+    }
+    if (client.isError(e, "RATELIMIT")) {
+      const retry: number = e.data.retry_after;
+      void retry;
+    }
+    if (client.isError(e, "VALIDATION_ERROR") && e.data) {
+      const loc: Array<string | number> = e.data[0]!.loc;
+      void loc;
+    }
+    // @ts-expect-error misspelt error code
+    client.isError(e, "INSUFICIENT_FUNDS");
+    if (isEphapticError<EphapticErrors, "INSUFFICIENT_FUNDS">(e, "INSUFFICIENT_FUNDS")) {
+      const available: number = e.data.available;
+      void available;
+    }
+    if (isEphapticError(e)) {
+      const code: string = e.code;
+      const msg: string = e.message;
+      void [code, msg];
+    }
+    if (e instanceof EphapticError) void e.data;
+  }
+
+  // --- queries -----------------------------------------------------------------------------
+  const q = client.queries.add(1, 2);
+  assertType<Equal<typeof q.queryKey, readonly ["add", number, number]>>();
+  const qv: number = await q.queryFn();
+  const countdownAll: number[] = await client.queries.countdown(3).queryFn();
+  void [qv, countdownAll];
+  // @ts-expect-error misspelt query
+  client.queries.addd(1, 2);
+  // @ts-expect-error wrong query argument type
+  client.queries.add(1, "2");
+
+  const stop: () => void = client.invalidateOn("todoCreated", queryClient, [["listTodos"]]);
+  client.invalidateOn("Notice", tanstackLike, [["a", 1], ["b"]]);
+  // @ts-expect-error misspelt channel in invalidateOn
+  client.invalidateOn("todoCreatd", queryClient, [["listTodos"]]);
+  stop();
+
+  // --- the client's own members ------------------------------------------------------------
+  const state: ConnectionState = client.state;
+  const unsubscribe: () => void = client.onStateChange((s, change) => void [s, change.previous, change.code]);
+  unsubscribe();
+  await client.ready();
+  const slow = client.withOptions({ timeout: 100 });
+  const slept: number = await slow.sleepy(2000);
+  // @ts-expect-error misspelt function on an options view
+  await slow.sleepyy(2000);
+  client.disconnect();
+  void [state, slept];
+
+  // `await connect()` and `connect() as EphapticService` both give the service.
+  const asService = connect({ url: "ws://127.0.0.1:1" }) as EphapticService;
+  const n2: number = await asService.add(1, 2);
+  void n2;
+  const typed: Client<EphapticService, EphapticErrors> = connect<EphapticService, EphapticErrors>({});
+  void typed;
+}
+
+export async function untypedClient(): Promise<void> {
+  const client = await connect({ url: "ws://127.0.0.1:1/_ephaptic", bigint: true, timeout: null });
+  const anything = await client.add(1, 2); // no schema: any name is a call
+  void anything;
+  client.on("whatever", (data: unknown) => void data);
+  client.off("whatever");
+  client.once("x", (data) => assertType<Equal<typeof data, unknown>>());
+  const r: unknown = await client.call("add", 1, 2);
+  const s: ConnectionState = client.state;
+  const st = (await client.countdown(3)) as EphapticStream<number>;
+  for await (const n of st) void n;
+  if (client.isError(r, "ANY_CODE")) void r.data;
+  const q = client.queries.anything(1);
+  const key: readonly unknown[] = q.queryKey;
+  void [s, key];
+  client.disconnect();
+  // @ts-expect-error the client is not a promise
+  client.then(() => {});
+}
