@@ -271,6 +271,15 @@ impl Exporter {
         out.push_str("/** The server's functions, events and queries, as `@ephaptic/client` exposes them. */\n");
         out.push_str("export interface EphapticService {\n");
         for f in &functions {
+            if CLIENT_MEMBERS.contains(&f.def.name) {
+                // The client's own member wins at run time; typing it as the function would lie.
+                let _ = writeln!(
+                    out,
+                    "  // `{}` clashes with a client member: call it as `client.call(\"{}\", ...)`.",
+                    f.def.name, f.def.name
+                );
+                continue;
+            }
             let params = params(cfg, &f.sig, &inputs);
             let output = f.sig.output.ts_name(cfg);
             let ret = match f.sig.shape {
@@ -445,6 +454,25 @@ fn method_name(name: &str) -> String {
         json_string(name)
     }
 }
+
+/// Members of `@ephaptic/client`'s client object: a function with one of these names is only
+/// reachable through `client.call(name, ...)`.
+const CLIENT_MEMBERS: &[&str] = &[
+    "call",
+    "disconnect",
+    "invalidateOn",
+    "isError",
+    "off",
+    "on",
+    "onStateChange",
+    "once",
+    "queries",
+    "ready",
+    "state",
+    "then",
+    "url",
+    "withOptions",
+];
 
 /// Words TypeScript does not allow as parameter names.
 const RESERVED: &[&str] = &[

@@ -211,6 +211,12 @@ async fn echo_any(value: ephaptic::Value) -> ephaptic::Value {
     value
 }
 
+/// Named like a client member: only reachable through `client.call("ready")`.
+#[expose]
+async fn ready() -> bool {
+    true
+}
+
 /// A unit-only channel payload from a function returning a list.
 #[expose(broadcast = ["levelsChanged"])]
 async fn set_levels(levels: Vec<Level>) -> Vec<Level> {

@@ -98,6 +98,7 @@ export interface EphapticQueries {
   echo_any(value: unknown): { queryKey: readonly ["echo_any", unknown]; queryFn: () => Promise<unknown> };
   greet(to: number): { queryKey: readonly ["greet", number]; queryFn: () => Promise<string> };
   list_todos(cursor?: string | null): { queryKey: readonly ["list_todos", (string | null)?]; queryFn: () => Promise<Page<Todo>> };
+  ready(): { queryKey: readonly ["ready"]; queryFn: () => Promise<boolean> };
   save_profile(profile: ProfileInput, dry_run?: boolean | null): { queryKey: readonly ["save_profile", ProfileInput, (boolean | null)?]; queryFn: () => Promise<Profile> };
   send(envelope: Envelope, loose: Loose): { queryKey: readonly ["send", Envelope, Loose]; queryFn: () => Promise<Array<Envelope>> };
   set_levels(levels: Array<Level>): { queryKey: readonly ["set_levels", Array<Level>]; queryFn: () => Promise<Array<Level>> };
@@ -119,6 +120,7 @@ export interface EphapticService {
   echo_any(value: unknown): Promise<unknown>;
   greet(to: number): Promise<string>;
   list_todos(cursor?: string | null): Promise<Page<Todo>>;
+  // `ready` clashes with a client member: call it as `client.call("ready", ...)`.
   save_profile(profile: ProfileInput, dry_run?: boolean | null): Promise<Profile>;
   send(envelope: Envelope, loose: Loose): Promise<Array<Envelope>>;
   /** A unit-only channel payload from a function returning a list. */
