@@ -59,6 +59,7 @@ if ! $quick; then
     step "doc tests" cargo test --workspace --doc
     step "TypeScript client (@ephaptic/client)" ephaptic-ts/client/run-tests.sh
     step "generated schemas type-check (tsc --strict)" ephaptic-ts/client/node_modules/.bin/tsc -p ephaptic-ts/tests/ts
+    step "demo in a browser (chromium)" examples/demo/test/run.sh
     step "Python interop (PyPI ephaptic 0.5.0 vs examples/parity)" tests/interop/python/run.sh
 fi
 printf '\nall tests passed\n' >&2

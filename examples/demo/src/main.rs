@@ -1,0 +1,153 @@
+//! Serves the demo: the ephaptic endpoint (`/_ephaptic`) and the page that uses it, on one port.
+//!
+//! ```text
+//! examples/demo/run.sh                      # builds the client and the page, then runs this
+//! cargo run -p demo -- --addr 127.0.0.1:0   # port 0 picks a free port
+//! ```
+//! The first line of stdout is `demo on http://HOST:PORT/`.
+//!
+//! | path | what |
+//! |---|---|
+//! | `/_ephaptic` | the WebSocket endpoint: `demo::server().router()` merged into this app |
+//! | `/` | `frontend/index.html` |
+//! | `/app.js` | `frontend/dist/app.js`, compiled from `frontend/app.ts` by `run.sh` |
+//! | `/vendor/client/*` | `@ephaptic/client`'s build (`ephaptic-ts/client/dist/`) |
+//! | `/vendor/msgpack/*` | `@msgpack/msgpack`'s ESM build, which the client imports |
+//!
+//! Files are read from the source tree at request time (the paths are fixed at compile time), so
+//! rebuilding the frontend needs no server restart.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::{Component, Path, PathBuf};
+
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::serve::ListenerExt;
+
+// The functions live in the library target; linking it registers them.
+use demo as _;
+
+const FRONTEND: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/frontend");
+const FRONTEND_DIST: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/frontend/dist");
+const CLIENT_DIST: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../ephaptic-ts/client/dist");
+const MSGPACK_ESM: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../ephaptic-ts/client/node_modules/@msgpack/msgpack/dist.esm"
+);
+
+const USAGE: &str =
+    "usage: demo [--addr HOST:PORT]   (default 127.0.0.1:8000; port 0 picks a free port)";
+
+fn parse_addr() -> String {
+    let mut args = std::env::args().skip(1);
+    let mut addr = "127.0.0.1:8000".to_string();
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "--addr" => addr = args.next().expect("--addr needs a value, e.g. 127.0.0.1:0"),
+            "--help" | "-h" => {
+                println!("{USAGE}");
+                std::process::exit(0);
+            }
+            other => {
+                eprintln!("unknown argument {other:?}; {USAGE}");
+                std::process::exit(2);
+            }
+        }
+    }
+    addr
+}
+
+/// Answers with `dir/rel`, read now. `rel` must be a plain relative path (no `..`, no root).
+async fn send_file(dir: &'static str, rel: String) -> Response {
+    let rel_path = PathBuf::from(&rel);
+    let plain = !rel.is_empty()
+        && rel_path
+            .components()
+            .all(|c| matches!(c, Component::Normal(_)));
+    if !plain {
+        return (StatusCode::NOT_FOUND, "not found").into_response();
+    }
+    let path = Path::new(dir).join(rel_path);
+    let content_type = content_type(&path);
+    match tokio::task::spawn_blocking(move || std::fs::read(path)).await {
+        Ok(Ok(body)) => (
+            [
+                (header::CONTENT_TYPE, content_type),
+                (header::CACHE_CONTROL, "no-cache"),
+            ],
+            body,
+        )
+            .into_response(),
+        _ => (
+            StatusCode::NOT_FOUND,
+            format!("{rel} not found under {dir}: build the frontend with examples/demo/run.sh"),
+        )
+            .into_response(),
+    }
+}
+
+fn content_type(path: &Path) -> &'static str {
+    match path.extension().and_then(|e| e.to_str()) {
+        Some("html") => "text/html; charset=utf-8",
+        Some("js" | "mjs") => "text/javascript; charset=utf-8",
+        Some("css") => "text/css; charset=utf-8",
+        Some("map" | "json") => "application/json",
+        _ => "application/octet-stream",
+    }
+}
+
+/// The page's routes; the ephaptic endpoint is merged in by `main`.
+fn pages() -> axum::Router {
+    use axum::extract::Path as Rest;
+    axum::Router::new()
+        .route("/", get(|| send_file(FRONTEND, "index.html".into())))
+        .route("/app.js", get(|| send_file(FRONTEND_DIST, "app.js".into())))
+        .route(
+            "/vendor/client/{*path}",
+            get(|Rest(path): Rest<String>| send_file(CLIENT_DIST, path)),
+        )
+        .route(
+            "/vendor/msgpack/{*path}",
+            get(|Rest(path): Rest<String>| send_file(MSGPACK_ESM, path)),
+        )
+}
+
+#[tokio::main]
+async fn main() -> std::io::Result<()> {
+    let level = match std::env::var("EPHAPTIC_LOG").as_deref() {
+        Ok("debug") => tracing::Level::DEBUG,
+        Ok("warn") => tracing::Level::WARN,
+        _ => tracing::Level::INFO,
+    };
+    tracing_subscriber::fmt()
+        .with_max_level(level)
+        .with_writer(std::io::stderr)
+        .init();
+
+    let listener = tokio::net::TcpListener::bind(parse_addr()).await?;
+    let addr = listener.local_addr()?;
+
+    // Only this page may open the WebSocket: another site open in the same browser cannot
+    // connect to it and act under a name.
+    let mut origins = vec![format!("http://{addr}")];
+    if addr.ip().is_loopback() {
+        origins.push(format!("http://localhost:{}", addr.port()));
+    }
+    let app = pages().merge(demo::server().allowed_origins(origins).router());
+
+    println!("demo on http://{addr}/");
+    std::io::stdout().flush()?;
+
+    // Replies and events are small frames that should leave at once: no Nagle delay (what
+    // `Server::serve` does for itself).
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .await
+}
