@@ -376,11 +376,47 @@ pub fn error(args: TokenStream2, item: TokenStream2) -> syn::Result<TokenStream2
 
     let ident = &item.ident;
     let code = opts.code.expect("checked above").value();
+    let opts_message_span = opts.message.clone();
     let message = opts
         .message
         .map(|m| m.value())
         .unwrap_or_else(|| "An error occurred.".to_string());
     let has_data = !matches!(item.fields, syn::Fields::Unit);
+    // `message = "at most {max} characters"` fills `{field}` from the value's fields.
+    let placeholders = message_fields(&message);
+    let message_fn = if placeholders.is_empty() {
+        quote!()
+    } else {
+        let mut cx = Ctxt::default();
+        let fields: Vec<String> = item
+            .fields
+            .iter()
+            .filter_map(|f| f.ident.as_ref().map(|i| i.to_string()))
+            .collect();
+        for p in &placeholders {
+            if !fields.contains(p) {
+                cx.error(
+                    opts_message_span
+                        .as_ref()
+                        .expect("a message with placeholders was written"),
+                    format_args!(
+                        "`{{{p}}}` in the message names no field of `{ident}`; the fields are: {}",
+                        fields.join(", ")
+                    ),
+                );
+            }
+        }
+        cx.check()?;
+        let idents: Vec<syn::Ident> = placeholders
+            .iter()
+            .map(|p| syn::Ident::new(p, Span::call_site()))
+            .collect();
+        quote! {
+            fn message(&self) -> ::std::borrow::Cow<'static, str> {
+                ::std::borrow::Cow::Owned(::std::format!(#message, #(#idents = &self.#idents),*))
+            }
+        }
+    };
     let site = site(&ident.to_string());
     let doc = doc_of(&item.attrs);
     let derive = data_derives(&item.attrs, &["Serialize", "TS"]);
@@ -393,6 +429,7 @@ pub fn error(args: TokenStream2, item: TokenStream2) -> syn::Result<TokenStream2
                 const CODE: &'static str = #code;
                 const MESSAGE: &'static str = #message;
                 const HAS_DATA: bool = #has_data;
+                #message_fn
             }
 
             impl ::std::convert::From<#ident> for ::ephaptic::Error {
@@ -583,4 +620,31 @@ pub fn model(args: TokenStream2, item: TokenStream2) -> syn::Result<TokenStream2
 
         #model
     })
+}
+
+/// The `{name}` placeholders of a message template (`{{` escapes a brace, as in `format!`).
+fn message_fields(template: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut chars = template.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '{' if chars.peek() == Some(&'{') => {
+                chars.next();
+            }
+            '{' => {
+                let name: String = chars.by_ref().take_while(|c| *c != '}').collect();
+                let name = name
+                    .split(':')
+                    .next()
+                    .unwrap_or_default()
+                    .trim()
+                    .to_string();
+                if !name.is_empty() && !out.contains(&name) {
+                    out.push(name);
+                }
+            }
+            _ => {}
+        }
+    }
+    out
 }

@@ -998,3 +998,35 @@ async fn a_rate_limited_function_refuses_the_third_call_in_its_window() {
         "another identity has its own window"
     );
 }
+
+#[derive(Debug)]
+#[ephaptic::error(
+    code = "TOO_LONG",
+    message = "At most {max} characters; yours has {length}."
+)]
+pub struct TooLong {
+    pub max: usize,
+    pub length: usize,
+}
+
+#[expose]
+async fn check_title(title: String) -> Result<String, TooLong> {
+    let length = title.chars().count();
+    if length > 5 {
+        Err(TooLong { max: 5, length })
+    } else {
+        Ok(title)
+    }
+}
+
+#[tokio::test]
+async fn an_error_message_can_name_the_errors_fields() {
+    let url = server().await;
+    let mut c = Client::connect(&url).await;
+    let e = c.err("check_title", vec![v("abcdefg")]).await;
+    assert_eq!(get(&e, "message"), &v("At most 5 characters; yours has 7."));
+    assert_eq!(
+        get(&e, "data"),
+        &map(vec![("max", int(5)), ("length", int(7))])
+    );
+}
