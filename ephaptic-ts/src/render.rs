@@ -15,6 +15,7 @@ use crate::Error;
 pub struct Exporter {
     large_int: String,
     naming: ephaptic::Naming,
+    server: Option<std::sync::Arc<ephaptic::Server>>,
 }
 
 impl Default for Exporter {
@@ -35,7 +36,23 @@ impl Exporter {
         Exporter {
             large_int: "number".into(),
             naming: ephaptic::Naming::AsWritten,
+            server: None,
         }
+    }
+
+    /// Exports exactly what `server` serves: its naming rule and its explicitly registered
+    /// functions, so the schema cannot disagree with the server.
+    ///
+    /// ```
+    /// fn server() -> ephaptic::Server {
+    ///     ephaptic::Server::new().rename_all(ephaptic::Naming::CamelCase)
+    /// }
+    /// // main: server().serve(addr); the schema test:
+    /// let ts = ephaptic_ts::Exporter::new().server(server()).render().unwrap();
+    /// ```
+    pub fn server(mut self, server: ephaptic::Server) -> Self {
+        self.server = Some(std::sync::Arc::new(server));
+        self
     }
 
     /// The TypeScript type for 64- and 128-bit integers: `"number"` (default) or
@@ -45,17 +62,19 @@ impl Exporter {
         self
     }
 
-    /// The naming rule the server uses (`Server::rename_all`); both must agree.
+    /// The naming rule the server uses (`Server::rename_all`); both must agree, so prefer
+    /// [`server`](Self::server), which takes it from the server itself.
     pub fn rename_all(mut self, naming: ephaptic::Naming) -> Self {
         self.naming = naming;
         self
     }
 
     fn introspect(&self) -> Result<Introspection, Error> {
-        ephaptic::Server::new()
-            .rename_all(self.naming)
-            .introspect()
-            .map_err(Error::Registry)
+        let intro = match &self.server {
+            Some(server) => server.introspect(),
+            None => ephaptic::Server::new().rename_all(self.naming).introspect(),
+        };
+        intro.map_err(Error::Registry)
     }
 
     fn config(&self) -> Config {
@@ -169,11 +188,11 @@ impl Exporter {
         for decl in decls.items.values() {
             if let Some(docs) = &decl.docs {
                 // ts-rs hands docs over already as a JSDoc block.
-                let docs = docs.trim();
+                let docs = unlink(docs.trim());
                 if docs.starts_with("/**") {
                     let _ = writeln!(out, "{docs}");
                 } else {
-                    out.push_str(&jsdoc(docs, ""));
+                    out.push_str(&jsdoc(&docs, ""));
                 }
             }
             let _ = writeln!(out, "export {}\n", decl.decl.trim_end());
@@ -402,7 +421,7 @@ fn input_shape(cfg: &Config, ty: &TypeInfo, decls: &Declarations) -> Option<(Str
 }
 
 fn jsdoc(text: &str, indent: &str) -> String {
-    let text = text.trim().replace("*/", "*\\/");
+    let text = unlink(text.trim()).replace("*/", "*\\/");
     if !text.contains('\n') {
         return format!("{indent}/** {text} */\n");
     }
@@ -536,4 +555,42 @@ fn param_name(name: &str) -> String {
 
 pub(crate) fn json_string_pub(s: &str) -> String {
     json_string(s)
+}
+
+/// Rustdoc's intra-doc links mean nothing in TypeScript: `[`Presence`]` becomes `` `Presence` ``
+/// and `[Presence]` becomes `Presence`; links with a target (`[text](url)`) are kept.
+fn unlink(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(start) = rest.find('[') {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 1..];
+        match after.find(']') {
+            Some(end) if !after[end + 1..].starts_with('(') && !after[..end].contains('[') => {
+                out.push_str(&after[..end]);
+                rest = &after[end + 1..];
+            }
+            _ => {
+                out.push('[');
+                rest = after;
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn intra_doc_links_become_plain_code() {
+        assert_eq!(
+            super::unlink("Sends [`Presence`] to [Everyone]."),
+            "Sends `Presence` to Everyone."
+        );
+        assert_eq!(
+            super::unlink("See [the docs](https://x.test)."),
+            "See [the docs](https://x.test)."
+        );
+    }
 }

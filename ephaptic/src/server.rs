@@ -72,6 +72,8 @@ impl Default for Config {
 /// What every connection of one server shares.
 pub(crate) struct Shared {
     pub registry: Registry,
+    /// `registry.functions`, indexed for the lookup of every call.
+    pub functions: crate::dispatch::FunctionIndex,
     pub config: Config,
     pub hub: Hub,
     pub loader: Option<DynLoader>,
@@ -269,7 +271,7 @@ impl Server {
     }
 
     /// Builds the shared state: the registry (failing on duplicate names) and the loader.
-    fn build(self) -> Result<Arc<Shared>, RegistryError> {
+    pub(crate) fn build(self) -> Result<Arc<Shared>, RegistryError> {
         let registry = Registry::build(&self.explicit, self.naming)?;
         let loader = self.loader.or_else(|| {
             registry.loader.map(|def| {
@@ -294,6 +296,7 @@ impl Server {
             );
         }
         Ok(Arc::new(Shared {
+            functions: crate::dispatch::FunctionIndex::new(&registry.functions),
             registry,
             config: self.config,
             hub: Hub::default(),
@@ -306,6 +309,12 @@ impl Server {
 
     /// The WebSocket endpoint as an axum [`Router`](axum::Router), to merge into an existing
     /// app beside its own routes.
+    ///
+    /// Serve the app with `into_make_service_with_connect_info::<SocketAddr>()` so that
+    /// [`Caller::peer_addr`](crate::Caller::peer_addr) and per-IP rate limits work, and turn off
+    /// Nagle's algorithm on accepted sockets (`axum::serve(listener.tap_io(|s| {
+    /// let _ = s.set_nodelay(true); }), ..)`), as [`serve`](Self::serve) does: small replies
+    /// otherwise wait for the peer's delayed ACK.
     ///
     /// # Panics
     /// When two exposed functions share a wire name (the message names both); use

@@ -9,7 +9,7 @@ fn schema_ts_is_current() {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/frontend/schema.ts");
     // The same naming rule as the server (`demo::server()`), so `createTodo` is typed as such.
     if let Err(e) = ephaptic_ts::Exporter::new()
-        .rename_all(demo::NAMING)
+        .server(demo::server())
         .check(path)
     {
         panic!("{e}");
