@@ -7,7 +7,7 @@ use serde::Serialize;
 use serde::de::{self, DeserializeOwned, Deserializer, Visitor};
 
 use crate::error::Error;
-use crate::protocol::RawFrame;
+use crate::protocol::{RawFrame, SmallList};
 use crate::registry::FunctionDef;
 
 /// A type that can be a parameter of an exposed function: anything `Deserialize` that owns its
@@ -55,14 +55,14 @@ pub struct Issue {
 pub struct Binder<'a> {
     def: &'static FunctionDef,
     frame: &'a [u8],
-    slots: Vec<Option<Range<usize>>>,
+    slots: SmallList<Option<Range<usize>>, 6>,
     issues: Vec<Issue>,
 }
 
 impl<'a> Binder<'a> {
     pub(crate) fn new(def: &'static FunctionDef, frame: &'a [u8], raw: &RawFrame) -> Self {
         let params = def.params;
-        let mut slots = vec![None; params.len()];
+        let mut slots = SmallList::filled(params.len());
         let mut issues = Vec::new();
         if raw.args_not_array {
             issues.push(Issue::plain(
@@ -95,7 +95,7 @@ impl<'a> Binder<'a> {
                 }),
             }
         }
-        for (key, value) in &raw.kwargs {
+        for (key, value) in raw.kwargs.iter() {
             let key = std::str::from_utf8(&frame[key.clone()]).unwrap_or_default();
             match params.iter().position(|p| *p == key) {
                 Some(i) if slots[i].is_some() => issues.push(Issue {
@@ -128,6 +128,12 @@ impl<'a> Binder<'a> {
         match self.slots[index].clone() {
             Some(range) => {
                 let bytes = &self.frame[range];
+                // Valid arguments decode without tracking where the decoder is; only a failure
+                // is decoded again, with the path, to say where it went wrong.
+                let mut de = rmp_serde::Deserializer::from_read_ref(bytes).with_human_readable();
+                if let Ok(v) = T::deserialize(&mut de) {
+                    return Some(v);
+                }
                 let mut de = rmp_serde::Deserializer::from_read_ref(bytes).with_human_readable();
                 match serde_path_to_error::deserialize::<_, T>(&mut de) {
                     Ok(v) => Some(v),

@@ -1,14 +1,16 @@
 //! One client connection: its identity, its outbound queue, its calls in flight, and how each
 //! frame it sends is handled. Transport-agnostic: frames come in as bytes and go out through a
-//! bounded queue that the transport's writer drains.
+//! bounded queue that the transport's connection task drains.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
+use std::task::Poll;
 
 use bytes::Bytes;
-use tokio::sync::{Notify, mpsc};
+use futures_util::task::AtomicWaker;
+use tokio::sync::mpsc;
 use tokio::task::AbortHandle;
 
 use crate::dispatch;
@@ -94,6 +96,20 @@ impl Connection {
         match self.out.try_send(frame) {
             Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => Ok(()),
             Err(mpsc::error::TrySendError::Full(frame)) => Err(frame),
+        }
+    }
+
+    /// Answers a call that finished on its first poll, inside [`on_frame`](Self::on_frame):
+    /// into `out` (written as soon as `on_frame` returns, skipping the queue) when nothing of
+    /// this connection is queued, so nothing the handler queued itself (an event it emitted to
+    /// its caller) can be overtaken; otherwise behind it in the queue. A full queue gives the
+    /// frame back.
+    pub fn answer(&self, frame: Bytes, out: &mut Outbox) -> Result<(), Bytes> {
+        if self.queued() == 0 {
+            out.push(frame);
+            Ok(())
+        } else {
+            self.try_queue(frame)
         }
     }
 
@@ -216,9 +232,12 @@ impl Connection {
         }
     }
 
-    /// Handles one binary frame from the client. `first` is true for the connection's first
-    /// frame, the only one that may be `init`.
-    pub async fn on_frame(self: &Arc<Self>, frame: Bytes, first: bool) {
+    /// Handles one binary frame from the client, without waiting: a call's first poll runs
+    /// here, anything longer in a task of its own. Immediate answers go into `out`, which the
+    /// caller writes right after. `first` is true for the connection's first
+    /// frame, the only one that may be `init`; for it, the result is the `auth` to run the
+    /// identity loader on ([`authenticate`](Self::authenticate)) before the next frame is read.
+    pub fn on_frame(self: &Arc<Self>, frame: Bytes, first: bool, out: &mut Outbox) -> Option<Init> {
         let limit = self.shared.config.max_frame_size;
         if frame.len() > limit {
             tracing::warn!(
@@ -239,9 +258,9 @@ impl Connection {
                     size: frame.len(),
                     limit,
                 });
-                self.send(e.to_frame(&frame[id], false)).await;
+                out.push(e.to_frame(&frame[id], false));
             }
-            return;
+            return None;
         }
         let raw = match protocol::parse(&frame) {
             Ok(raw) => raw,
@@ -249,16 +268,15 @@ impl Connection {
                 tracing::warn!(connection = self.id, "skipping a bad frame: {why}");
                 if let Some(id) = protocol::salvage_id(&frame) {
                     let e = Error::new("BAD_FRAME", format!("The frame could not be read: {why}."));
-                    self.send(e.to_frame(&frame[id], false)).await;
+                    out.push(e.to_frame(&frame[id], false));
                 }
-                return;
+                return None;
             }
         };
         match raw.kind(&frame) {
-            FrameKind::Rpc => dispatch::start(self, frame, raw).await,
+            FrameKind::Rpc => dispatch::start(self, frame, raw, out),
             FrameKind::Init if first => {
-                let auth = raw.auth.map(|r| frame.slice(r));
-                self.authenticate(auth).await;
+                return Some(Init(raw.auth.map(|r| frame.slice(r))));
             }
             FrameKind::Cancel => {
                 if let Some(id) = raw.id {
@@ -269,10 +287,11 @@ impl Connection {
             // add frame types safely.
             FrameKind::Init | FrameKind::Other => {}
         }
+        None
     }
 
     /// Runs the identity loader on `init.auth`; its failure leaves the connection anonymous.
-    async fn authenticate(self: &Arc<Self>, auth: Option<Bytes>) {
+    pub async fn authenticate(self: &Arc<Self>, Init(auth): Init) {
         let Some(loader) = self.shared.loader.clone() else {
             return;
         };
@@ -297,24 +316,34 @@ impl Connection {
     }
 }
 
+/// Frames answered by the connection's own task while it handles what it read; written
+/// before the next read, ahead of the queue.
+pub(crate) type Outbox = Vec<Bytes>;
+
+/// An `init` frame's `auth` (absent when the client sent none), for the identity loader.
+#[derive(Debug)]
+pub(crate) struct Init(Option<Bytes>);
+
 #[derive(serde::Serialize)]
 struct FrameSize {
     size: usize,
     limit: usize,
 }
 
-/// A one-shot "close this connection" with its code and reason, shared with the writer (which
-/// must not hold the connection itself, or its queue would never close).
+/// A one-shot "close this connection" with its code and reason, shared with the connection's
+/// task (which must not hold the connection itself, or its queue would never close). One task
+/// waits on it, so an `AtomicWaker` does: re-polling it is lock-free, which matters because
+/// the connection's task polls it before everything else it does.
 #[derive(Debug, Default)]
 pub(crate) struct CloseSignal {
-    notify: Notify,
+    waker: AtomicWaker,
     reason: OnceLock<(u16, String)>,
 }
 
 impl CloseSignal {
     pub fn set(&self, code: u16, reason: &str) {
         if self.reason.set((code, reason.to_owned())).is_ok() {
-            self.notify.notify_one();
+            self.waker.wake();
         }
     }
 
@@ -322,13 +351,18 @@ impl CloseSignal {
         self.reason.get().is_some()
     }
 
-    /// Resolves once the signal is set; yields the code and reason.
+    /// Resolves once the signal is set; yields the code and reason. One waiter at a time.
     pub async fn wait(&self) -> (u16, String) {
-        loop {
+        std::future::poll_fn(|cx| {
             if let Some(reason) = self.reason.get() {
-                return reason.clone();
+                return Poll::Ready(reason.clone());
             }
-            self.notify.notified().await;
-        }
+            self.waker.register(cx.waker());
+            match self.reason.get() {
+                Some(reason) => Poll::Ready(reason.clone()),
+                None => Poll::Pending,
+            }
+        })
+        .await
     }
 }

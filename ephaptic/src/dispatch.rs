@@ -2,7 +2,9 @@
 //! answers (a result, an error, or a stream of chunks).
 
 use std::any::Any;
+use std::collections::HashMap;
 use std::future::Future;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::ops::Range;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::Pin;
@@ -14,7 +16,7 @@ use futures_core::Stream;
 
 use crate::bind::Binder;
 use crate::caller::Caller;
-use crate::connection::Connection;
+use crate::connection::{Connection, Outbox};
 use crate::error::Error;
 use crate::protocol::{self, RawFrame};
 use crate::registry::FunctionDef;
@@ -152,9 +154,56 @@ where
     }
 }
 
-/// Starts a call read from `frame`: answers at once when it cannot run, otherwise runs it in a
-/// task of its own that the connection can cancel.
-pub(crate) async fn start(conn: &Arc<Connection>, frame: Bytes, raw: RawFrame) {
+/// The functions a server serves, by wire name, for the lookup every call makes: keyed by the
+/// name's bytes as they arrive (no UTF-8 conversion) with a cheap FNV-1a hash instead of the
+/// default DoS-resistant SipHash, which is not needed for a fixed set of keys chosen by the
+/// application. Built once from the registry.
+#[derive(Debug, Default)]
+pub(crate) struct FunctionIndex(
+    HashMap<&'static [u8], &'static FunctionDef, BuildHasherDefault<Fnv>>,
+);
+
+impl FunctionIndex {
+    pub fn new(functions: &HashMap<&'static str, &'static FunctionDef>) -> Self {
+        FunctionIndex(
+            functions
+                .iter()
+                .map(|(name, def)| (name.as_bytes(), *def))
+                .collect(),
+        )
+    }
+
+    pub fn get(&self, name: &[u8]) -> Option<&'static FunctionDef> {
+        self.0.get(name).copied()
+    }
+}
+
+/// FNV-1a, 64 bits.
+#[derive(Debug)]
+pub(crate) struct Fnv(u64);
+
+impl Default for Fnv {
+    fn default() -> Self {
+        Fnv(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl Hasher for Fnv {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0 ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+}
+
+/// Starts a call read from `frame`, without waiting: answers at once when it cannot run or
+/// finishes on its first poll, otherwise runs it on in a task of its own that the connection
+/// can cancel.
+pub(crate) fn start(conn: &Arc<Connection>, frame: Bytes, raw: RawFrame, out: &mut Outbox) {
     let id = raw.id.clone().unwrap_or(0..0);
     let id_bytes: &[u8] = if id.is_empty() {
         protocol::NIL
@@ -164,7 +213,7 @@ pub(crate) async fn start(conn: &Arc<Connection>, frame: Bytes, raw: RawFrame) {
     let shared = conn.shared();
 
     let name = match &raw.name {
-        Some(r) => std::str::from_utf8(&frame[r.clone()]).unwrap_or_default(),
+        Some(r) => &frame[r.clone()],
         None => {
             let why = if raw.name_not_string {
                 "'name' must be a string"
@@ -172,12 +221,14 @@ pub(crate) async fn start(conn: &Arc<Connection>, frame: Bytes, raw: RawFrame) {
                 "the frame has no 'name'"
             };
             let e = Error::new("VALIDATION_ERROR", format!("Invalid call: {why}."));
-            conn.send(e.to_frame(id_bytes, false)).await;
+            out.push(e.to_frame(id_bytes, false));
             return;
         }
     };
 
-    let Some(def) = shared.registry.functions.get(name).copied() else {
+    let Some(def) = shared.functions.get(name) else {
+        // `parse` checked that the name is UTF-8.
+        let name = std::str::from_utf8(name).unwrap_or_default();
         tracing::warn!(
             function = name,
             "call to unknown function '{name}'; the server serves {} function(s). If it is defined with \
@@ -194,13 +245,16 @@ pub(crate) async fn start(conn: &Arc<Connection>, frame: Bytes, raw: RawFrame) {
                 ),
             );
         }
-        conn.send(e.to_frame(id_bytes, false)).await;
+        out.push(e.to_frame(id_bytes, false));
         return;
     };
 
     if def.requires_login && conn.identity().is_none() {
-        conn.send(Error::unauthorized().to_frame(id_bytes, false))
-            .await;
+        out.push(Error::unauthorized().to_frame(id_bytes, false));
+        return;
+    }
+    if let Err(e) = shared.limiter.check(def, conn) {
+        out.push(e.to_frame(id_bytes, false));
         return;
     }
 
@@ -220,17 +274,16 @@ pub(crate) async fn start(conn: &Arc<Connection>, frame: Bytes, raw: RawFrame) {
     let mut handler = (def.handler)(call);
 
     // Fast path: poll the handler once, right here. Most functions (`add`) finish on their
-    // first poll; their reply is queued at once, without a task, a call-table entry or a
-    // cross-thread wake-up. A handler that is not ready yet moves into a task of its own,
-    // exactly as if it had been spawned at first: it is re-polled there (with that task's
-    // waker), stays concurrent with the connection's other calls, and can be cancelled.
+    // first poll; their reply is written with the other answers to this read, without a
+    // task, a call-table entry, a trip through the queue or a cross-thread wake-up. A handler that is not ready yet moves into a task of its own,
+    // exactly as if it had been spawned at first: the task polls it again at once, with the
+    // task's own waker (so the no-op waker of this first poll is never relied on), it stays
+    // concurrent with the connection's other calls, and it can be cancelled.
     let shared = conn.shared().clone();
-    let first = std::future::poll_fn(|cx| {
-        Poll::Ready(crate::emit::sync_in_scope(shared.clone(), || {
-            Pin::new(&mut CatchUnwind(&mut handler)).poll(cx)
-        }))
-    })
-    .await;
+    let mut cx = Context::from_waker(std::task::Waker::noop());
+    let first = crate::emit::sync_in_scope(shared.clone(), || {
+        Pin::new(&mut CatchUnwind(&mut handler)).poll(&mut cx)
+    });
     let pending = match first {
         Poll::Ready(result) => {
             let outcome = result.unwrap_or_else(|panic| Outcome::Error(panicked(panic)));
@@ -250,7 +303,7 @@ pub(crate) async fn start(conn: &Arc<Connection>, frame: Bytes, raw: RawFrame) {
                     return;
                 }
             };
-            match conn.try_queue(frame) {
+            match conn.answer(frame, out) {
                 Ok(()) => return,
                 // The queue is full: wait for room in a task, so that only this call waits.
                 Err(frame) => Box::pin(deliver(conn.clone(), def, id_bytes, Outcome::Reply(frame)))

@@ -278,6 +278,58 @@ pub fn router() -> axum::Router {
     Server::new().router()
 }
 
+/// What `benches/call.rs` measures: one call through the real frame path, with no socket.
+/// Not a public API: it changes without notice.
+#[doc(hidden)]
+pub mod __bench {
+    use std::sync::Arc;
+
+    use bytes::Bytes;
+    use tokio::sync::mpsc;
+
+    use crate::connection::{Connection, Outbox};
+
+    /// A server's state and one connection of it, without a socket.
+    #[derive(Debug)]
+    pub struct Bench {
+        conn: Arc<Connection>,
+        out: Outbox,
+        rx: mpsc::Receiver<Bytes>,
+        rt: tokio::runtime::Runtime,
+    }
+
+    impl Bench {
+        /// # Panics
+        /// When the server's registry has conflicts.
+        pub fn new(server: crate::Server) -> Self {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a current-thread runtime");
+            let shared = server.build().expect("a valid registry");
+            let (tx, rx) = mpsc::channel(shared.config.outbound_capacity);
+            let conn = Connection::new(shared, None, tx);
+            Bench {
+                conn,
+                out: Outbox::new(),
+                rx,
+                rt,
+            }
+        }
+
+        /// Handles one client frame as a connection's task does (parse, function lookup,
+        /// argument binding, the handler's first poll, encoding) and returns the first frame
+        /// it answered at once, if any.
+        pub fn call(&mut self, frame: Bytes) -> Option<Bytes> {
+            let _runtime = self.rt.enter();
+            self.out.clear();
+            let _ = self.conn.on_frame(frame, false, &mut self.out);
+            while self.rx.try_recv().is_ok() {}
+            self.out.pop()
+        }
+    }
+}
+
 /// What generated code uses. Not a public API: it changes without notice.
 #[doc(hidden)]
 pub mod __private {

@@ -52,15 +52,86 @@ pub(crate) struct RawFrame {
     /// `name` was present but not a string.
     pub name_not_string: bool,
     /// Each element of `args`, encoded.
-    pub args: Vec<Range<usize>>,
+    pub args: SmallList<Range<usize>, 4>,
     /// `args` was present but neither an array nor nil.
     pub args_not_array: bool,
     /// Each `kwargs` entry: the key (a string) and the encoded value.
-    pub kwargs: Vec<(Range<usize>, Range<usize>)>,
+    pub kwargs: SmallList<(Range<usize>, Range<usize>), 4>,
     /// `kwargs` was present but neither a map with string keys nor nil.
     pub kwargs_not_map: bool,
     /// `auth`, the whole encoded value.
     pub auth: Option<Range<usize>>,
+}
+
+/// A list that keeps its first `N` items inline and moves to the heap only beyond them: the
+/// arguments of a call are almost always few, and reading a frame should not allocate.
+#[derive(Debug, Clone)]
+pub(crate) enum SmallList<T, const N: usize> {
+    Inline([T; N], usize),
+    Heap(Vec<T>),
+}
+
+impl<T: Default, const N: usize> Default for SmallList<T, N> {
+    fn default() -> Self {
+        SmallList::Inline(std::array::from_fn(|_| T::default()), 0)
+    }
+}
+
+impl<T: Default, const N: usize> SmallList<T, N> {
+    /// `n` default items.
+    pub fn filled(n: usize) -> Self
+    where
+        T: Clone,
+    {
+        if n <= N {
+            SmallList::Inline(std::array::from_fn(|_| T::default()), n)
+        } else {
+            SmallList::Heap(vec![T::default(); n])
+        }
+    }
+
+    pub fn push(&mut self, item: T) {
+        match self {
+            SmallList::Inline(items, len) if *len < N => {
+                items[*len] = item;
+                *len += 1;
+            }
+            SmallList::Inline(items, len) => {
+                let mut v: Vec<T> = Vec::with_capacity(2 * N);
+                v.extend(items.iter_mut().take(*len).map(std::mem::take));
+                v.push(item);
+                *self = SmallList::Heap(v);
+            }
+            SmallList::Heap(v) => v.push(item),
+        }
+    }
+
+    pub fn clear(&mut self) {
+        match self {
+            SmallList::Inline(_, len) => *len = 0,
+            SmallList::Heap(v) => v.clear(),
+        }
+    }
+}
+
+impl<T, const N: usize> std::ops::Deref for SmallList<T, N> {
+    type Target = [T];
+
+    fn deref(&self) -> &[T] {
+        match self {
+            SmallList::Inline(items, len) => &items[..*len],
+            SmallList::Heap(v) => v,
+        }
+    }
+}
+
+impl<T, const N: usize> std::ops::DerefMut for SmallList<T, N> {
+    fn deref_mut(&mut self) -> &mut [T] {
+        match self {
+            SmallList::Inline(items, len) => &mut items[..*len],
+            SmallList::Heap(v) => v,
+        }
+    }
 }
 
 /// What a client frame asks for.
@@ -295,7 +366,9 @@ impl Reader<'_> {
         };
         let start = self.pos;
         self.advance(len)?;
-        if std::str::from_utf8(&self.buf[start..self.pos]).is_err() {
+        // Keys and names are ASCII: check that first, cheaply, before full UTF-8 validation.
+        let bytes = &self.buf[start..self.pos];
+        if !bytes.is_ascii() && std::str::from_utf8(bytes).is_err() {
             return Err(FrameError::Malformed("a string is not valid UTF-8"));
         }
         Ok(Some(start..self.pos))

@@ -11,16 +11,17 @@ use axum::http::{HeaderMap, StatusCode, header, request::Parts};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use bytes::Bytes;
-use futures_util::{SinkExt, StreamExt};
+use futures_util::{FutureExt, SinkExt, StreamExt};
 use tokio::sync::mpsc;
+use tokio::time::Instant;
 
-use crate::connection::{CloseSignal, Connection};
+use crate::connection::{CloseSignal, Connection, Outbox};
 use crate::server::Shared;
 
 /// Close code for a message too large to buffer (RFC 6455).
 const CLOSE_TOO_BIG: u16 = 1009;
-/// How many frames the writer sends before it flushes even if more are waiting, so one busy
-/// connection cannot starve its own socket of flushes.
+/// How many frames are written before a flush even if more are waiting, so one busy connection
+/// cannot starve its own socket of flushes.
 const MAX_BATCH: usize = 64;
 /// How much the socket's write buffer may hold before a `feed` writes on its own. The writer
 /// flushes after every batch anyway; this only has to exceed a batch, so that a batch really is
@@ -79,151 +80,246 @@ async fn upgrade(
 }
 
 /// Serves one WebSocket until either side closes it.
-async fn run(shared: Arc<Shared>, socket: WebSocket, peer: Option<SocketAddr>) {
-    let (sink, mut stream) = socket.split();
-    let (tx, rx) = mpsc::channel(shared.config.outbound_capacity);
+///
+/// One task does everything for a connection: it reads frames (running each call's first poll
+/// inline, see `dispatch::start`), drains the outbound queue into the socket and flushes when
+/// it has nothing else to do, sends pings and watches for idleness. Replies to the frames of
+/// one read therefore leave in one write, and a call that finishes at once costs no task and
+/// no wake-up of another thread. The queue still carries every frame (so events, streams and
+/// calls running in their own tasks are ordered and bounded exactly as before); only its
+/// consumer moved into this task. A close request wins over everything, even a write stuck on
+/// a client that stopped reading.
+async fn run(shared: Arc<Shared>, mut ws: WebSocket, peer: Option<SocketAddr>) {
+    let (tx, mut rx) = mpsc::channel(shared.config.outbound_capacity);
     let conn = Connection::new(shared.clone(), peer, tx);
     shared.hub.add(&conn);
     tracing::debug!(connection = conn.id(), ?peer, "connected");
 
+    let close = conn.close_signal();
+    // Pinned once: waiting on it registers with the signal once, not once per frame.
+    let mut closing = std::pin::pin!(close.wait());
     let ping = shared.config.ping_interval;
-    let mut writer = tokio::spawn(write(sink, rx, conn.close_signal(), ping));
+    let mut ticker = ping.map(|every| tokio::time::interval_at(Instant::now() + every, every));
+    // Idleness is checked at each ping: no timer of its own, and a read just notes the time.
     let idle_limit = ping.map(|p| p * 3);
+    let mut last_seen = Instant::now();
     let mut first = true;
-    let mut writer_done = false;
-    loop {
-        let next = async {
-            match idle_limit {
-                Some(limit) => tokio::time::timeout(limit, stream.next()).await.ok(),
-                None => Some(stream.next().await),
+    // Frames written into the socket's buffer since the last flush.
+    let mut unflushed = 0usize;
+
+    // Runs one write, unless a close request comes first.
+    macro_rules! guarded {
+        ($op:expr) => {
+            tokio::select! {
+                biased;
+                why = &mut closing => Err(why),
+                r = $op => Ok(r.is_ok()),
             }
         };
-        let msg = tokio::select! {
-            biased;
-            // The writer stops when it closed the socket on purpose or the socket failed.
-            _ = &mut writer => {
-                writer_done = true;
-                break;
-            }
-            msg = next => match msg {
-                Some(msg) => msg,
-                None => {
-                    tracing::debug!(connection = conn.id(), "no traffic for {idle_limit:?}; closing");
-                    break;
-                }
-            },
-        };
-        match msg {
-            Some(Ok(Message::Binary(frame))) => {
-                conn.on_frame(frame, first).await;
-                first = false;
-            }
-            Some(Ok(Message::Text(_))) => {
-                tracing::warn!(
-                    connection = conn.id(),
-                    "skipping a text frame; ephaptic frames are binary MessagePack"
-                );
-                first = false;
-            }
-            Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
-            Some(Ok(Message::Close(_))) | None => break,
-            Some(Err(e)) => {
-                tracing::debug!(connection = conn.id(), "socket error: {e}");
-                if e.to_string().to_ascii_lowercase().contains("too long") {
-                    conn.close(CLOSE_TOO_BIG, "message too big");
-                }
-                break;
-            }
-        }
     }
+
+    let mut outbox = Outbox::new();
+    let end = 'conn: loop {
+        let event = tokio::select! {
+            biased;
+            why = &mut closing => Event::Close(why),
+            frame = rx.recv() => Event::Out(frame),
+            msg = ws.next() => Event::In(msg),
+            _ = tick(&mut ticker) => Event::Ping,
+            () = std::future::ready(()), if unflushed > 0 => Event::Flush,
+        };
+        let written = match event {
+            Event::Close(why) => break End::Close(why),
+            Event::Out(None) => break End::Read,
+            Event::Out(Some(frame)) => {
+                // Everything queued goes into the socket's buffer; the flush comes when
+                // there is nothing else to do, or after MAX_BATCH frames.
+                let mut next = Some(frame);
+                let mut result = Ok(true);
+                while let Some(frame) = next.take() {
+                    result = guarded!(ws.feed(Message::Binary(frame)));
+                    if !matches!(result, Ok(true)) {
+                        break;
+                    }
+                    unflushed += 1;
+                    if unflushed >= MAX_BATCH {
+                        result = guarded!(ws.flush());
+                        unflushed = 0;
+                        break;
+                    }
+                    next = rx.try_recv().ok();
+                }
+                result
+            }
+            Event::In(msg) => {
+                if idle_limit.is_some() {
+                    last_seen = Instant::now();
+                }
+                // Every frame already read is handled before anything is written, so the
+                // answers to one read leave together.
+                let mut msg = msg;
+                let mut handled = 0;
+                loop {
+                    match msg {
+                        Some(Ok(Message::Binary(frame))) => {
+                            if let Some(init) = conn.on_frame(frame, first, &mut outbox) {
+                                // Boxed: it happens once, and unboxed it would grow every
+                                // connection's task by the loader's future.
+                                Box::pin(conn.authenticate(init)).await;
+                            }
+                            first = false;
+                        }
+                        Some(Ok(Message::Text(_))) => {
+                            tracing::warn!(
+                                connection = conn.id(),
+                                "skipping a text frame; ephaptic frames are binary MessagePack"
+                            );
+                            first = false;
+                        }
+                        Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+                        Some(Ok(Message::Close(_))) | None => break 'conn End::Read,
+                        Some(Err(e)) => {
+                            tracing::debug!(connection = conn.id(), "socket error: {e}");
+                            if e.to_string().to_ascii_lowercase().contains("too long") {
+                                conn.close(CLOSE_TOO_BIG, "message too big");
+                            }
+                            break 'conn End::Read;
+                        }
+                    }
+                    handled += 1;
+                    if handled >= MAX_BATCH {
+                        break;
+                    }
+                    match ws.next().now_or_never() {
+                        Some(next) => msg = next,
+                        None => break,
+                    }
+                }
+                let mut result = Ok(true);
+                // Taken, not drained: an idle connection keeps no buffer.
+                for frame in std::mem::take(&mut outbox) {
+                    if matches!(result, Ok(true)) {
+                        result = guarded!(ws.feed(Message::Binary(frame)));
+                        unflushed += 1;
+                    }
+                }
+                if matches!(result, Ok(true)) && unflushed >= MAX_BATCH {
+                    unflushed = 0;
+                    result = guarded!(ws.flush());
+                }
+                result
+            }
+            Event::Ping => {
+                // A client that sent nothing, not even a pong, for three intervals is gone.
+                if let Some(limit) = idle_limit
+                    && last_seen.elapsed() >= limit
+                {
+                    tracing::debug!(connection = conn.id(), "no traffic for {limit:?}; closing");
+                    break End::Read;
+                }
+                unflushed = 0;
+                guarded!(ws.send(Message::Ping(Bytes::new())))
+            }
+            Event::Flush => {
+                unflushed = 0;
+                guarded!(ws.flush())
+            }
+        };
+        match written {
+            Ok(true) => {}
+            // The socket failed: nothing more can be sent.
+            Ok(false) => break End::Failed,
+            Err(why) => break End::Close(why),
+        }
+    };
 
     shared.hub.remove(&conn);
     conn.abort_all();
-    // Give the writer a moment to flush what is queued (a close frame, the last replies).
     drop(conn);
-    if !writer_done
-        && tokio::time::timeout(Duration::from_secs(1), &mut writer)
-            .await
-            .is_err()
-    {
-        writer.abort();
-    }
+    // Boxed: it runs once, and inline it would grow every connection's task.
+    Box::pin(finish(ws, rx, outbox, &close, end)).await;
     tracing::debug!("disconnected");
 }
 
-/// Drains the outbound queue into the socket: every frame that is ready is written, then one
-/// flush, so a burst of replies costs one syscall instead of one each. A close request wins
-/// over everything, even a write stuck on a client that stopped reading.
-async fn write(
-    mut sink: futures_util::stream::SplitSink<WebSocket, Message>,
+/// Ends a connection: sends the close frame the server asked for, or gives what is queued
+/// (the last replies, a close frame) a moment to leave. The queue ends when the connection and
+/// the tasks of its calls are gone.
+async fn finish(
+    mut ws: WebSocket,
     mut rx: mpsc::Receiver<Bytes>,
-    close: Arc<CloseSignal>,
-    ping: Option<Duration>,
+    mut outbox: Outbox,
+    close: &CloseSignal,
+    end: End,
 ) {
-    let mut ticker =
-        ping.map(|every| tokio::time::interval_at(tokio::time::Instant::now() + every, every));
-    let tick = async |t: &mut Option<tokio::time::Interval>| match t {
+    match end {
+        End::Close(why) => send_close(&mut ws, why).await,
+        End::Failed => {}
+        End::Read => {
+            let drain = async {
+                for frame in outbox.drain(..) {
+                    if ws.feed(Message::Binary(frame)).await.is_err() {
+                        return;
+                    }
+                }
+                loop {
+                    let next = tokio::select! {
+                        biased;
+                        why = close.wait() => {
+                            send_close(&mut ws, why).await;
+                            return;
+                        }
+                        frame = rx.recv() => frame,
+                    };
+                    match next {
+                        Some(frame) => {
+                            if ws.feed(Message::Binary(frame)).await.is_err() {
+                                return;
+                            }
+                        }
+                        None => {
+                            let _ = ws.close().await;
+                            return;
+                        }
+                    }
+                }
+            };
+            let _ = tokio::time::timeout(Duration::from_secs(1), drain).await;
+        }
+    }
+}
+
+enum Event {
+    Close((u16, String)),
+    Out(Option<Bytes>),
+    In(Option<Result<Message, axum::Error>>),
+    Ping,
+    Flush,
+}
+
+/// Why a connection's loop ended.
+enum End {
+    /// The server closes it with this code and reason.
+    Close((u16, String)),
+    /// The client closed it, went idle, or sent something unreadable.
+    Read,
+    /// A write failed.
+    Failed,
+}
+
+async fn tick(ticker: &mut Option<tokio::time::Interval>) {
+    match ticker {
         Some(t) => {
             t.tick().await;
         }
         None => std::future::pending().await,
+    }
+}
+
+async fn send_close(ws: &mut WebSocket, (code, reason): (u16, String)) {
+    let frame = CloseFrame {
+        code,
+        reason: reason.into(),
     };
-    loop {
-        let step = tokio::select! {
-            biased;
-            (code, reason) = close.wait() => {
-                let frame = CloseFrame { code, reason: reason.into() };
-                let _ = tokio::time::timeout(Duration::from_secs(1), sink.send(Message::Close(Some(frame)))).await;
-                return;
-            }
-            _ = tick(&mut ticker) => Step::Ping,
-            first = rx.recv() => match first {
-                Some(frame) => Step::Frames(frame),
-                None => Step::End,
-            },
-        };
-        let ok = match step {
-            Step::End => {
-                let _ = sink.close().await;
-                return;
-            }
-            Step::Ping => sink.send(Message::Ping(Bytes::new())).await.is_ok(),
-            Step::Frames(first) => tokio::select! {
-                biased;
-                (code, reason) = close.wait() => {
-                    // The batch was cut short; the socket is being closed anyway.
-                    let frame = CloseFrame { code, reason: reason.into() };
-                    let _ = tokio::time::timeout(Duration::from_secs(1), sink.send(Message::Close(Some(frame)))).await;
-                    return;
-                }
-                ok = write_batch(&mut sink, &mut rx, first) => ok,
-            },
-        };
-        if !ok {
-            return;
-        }
-    }
-}
-
-enum Step {
-    Frames(Bytes),
-    Ping,
-    End,
-}
-
-async fn write_batch(
-    sink: &mut futures_util::stream::SplitSink<WebSocket, Message>,
-    rx: &mut mpsc::Receiver<Bytes>,
-    first: Bytes,
-) -> bool {
-    if sink.feed(Message::Binary(first)).await.is_err() {
-        return false;
-    }
-    for _ in 1..MAX_BATCH {
-        let Ok(next) = rx.try_recv() else { break };
-        if sink.feed(Message::Binary(next)).await.is_err() {
-            return false;
-        }
-    }
-    sink.flush().await.is_ok()
+    let _ =
+        tokio::time::timeout(Duration::from_secs(1), ws.send(Message::Close(Some(frame)))).await;
 }

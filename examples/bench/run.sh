@@ -1,0 +1,196 @@
+#!/usr/bin/env bash
+# The benchmark suite: ephaptic (examples/parity, release) against the floor (examples/floor: a
+# bare axum WebSocket with hand-written MessagePack) and the reference implementation (PyPI
+# ephaptic==0.5.0, examples/bench/reference_server.py), side by side in one run on one machine.
+# Writes BENCHMARKS.md at the repository root.
+#
+#   examples/bench/run.sh                full run: 3 runs of 5 s per configuration (~15 min)
+#   examples/bench/run.sh --quick        smoke run: 1 short run per configuration (~3 min)
+#   options: --runs N  --duration S  --wait-idle (first wait, polling every 30 s, for a 1-minute
+#            load below 0.7; at most --wait-idle-max S, default 1200)  --no-python
+#            --out FILE (default BENCHMARKS.md)
+#
+# Everything runs on 127.0.0.1. Every bench process is bounded in time (and killed by `timeout`
+# if it is not). Needs: cargo, python3 (with venv), taskset (util-linux), jq is not needed.
+set -euo pipefail
+
+HERE="$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd)"
+ROOT="$(cd -- "$HERE/../.." && pwd)"
+cd "$ROOT"
+
+RUNS=3
+DURATION=5
+PY_DURATION=3
+WARMUP=1
+QUICK=false
+WAIT_IDLE=false
+WAIT_MAX=1200
+PYTHON=true
+OUT="$ROOT/BENCHMARKS.md"
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --quick) QUICK=true ;;
+        --runs) RUNS="$2"; shift ;;
+        --duration) DURATION="$2"; shift ;;
+        --wait-idle) WAIT_IDLE=true ;;
+        --wait-idle-max) WAIT_MAX="$2"; shift ;;
+        --no-python) PYTHON=false ;;
+        --out) OUT="$2"; shift ;;
+        *) echo "unknown option $1" >&2; exit 2 ;;
+    esac
+    shift
+done
+if $QUICK; then
+    RUNS=1
+    DURATION=2
+    PY_DURATION=2
+    WARMUP=0.5
+fi
+
+log() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+
+# ---------------------------------------------------------------------------------------------
+# Build, venv, limits
+
+log "building release binaries (parity, floor, bench)"
+cargo build --release --quiet -p parity -p floor -p bench
+BIN="$ROOT/target/release"
+
+VENV="$ROOT/target/bench-venv"
+if $PYTHON; then
+    if ! "$VENV/bin/python" -c "import importlib.metadata as m, sys; sys.exit(m.version('ephaptic') != '0.5.0')" 2>/dev/null; then
+        log "setting up $VENV with ephaptic==0.5.0"
+        python3 -m venv "$VENV"
+        "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check "ephaptic==0.5.0"
+    fi
+fi
+
+# 10,000 connections need 10,000 descriptors on each side.
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+if [ "$(ulimit -n)" != unlimited ] && [ "$(ulimit -n)" -lt 10100 ]; then
+    log "warning: the open-file limit is $(ulimit -n); the 10,000-connection cases need more (raise the hard limit)"
+fi
+
+if $WAIT_IDLE; then
+    waited=0
+    while :; do
+        load=$(cut -d' ' -f1 /proc/loadavg)
+        if awk -v l="$load" 'BEGIN { exit !(l < 0.7) }'; then break; fi
+        if [ "$waited" -ge "$WAIT_MAX" ]; then
+            log "the machine did not settle in ${WAIT_MAX}s (1-minute load $load); measuring anyway"
+            break
+        fi
+        log "waiting for the machine to settle (1-minute load $load)"
+        sleep 30
+        waited=$((waited + 30))
+    done
+fi
+
+RESULTS_DIR="$ROOT/target/bench-results"
+mkdir -p "$RESULTS_DIR"
+STAMP="$(date +%Y%m%d-%H%M%S)"
+RESULTS="$RESULTS_DIR/$STAMP.jsonl"
+: >"$RESULTS"
+
+# The machine, for the report.
+{
+    printf '{"kind":"machine","date":"%s","nproc":%s,' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$(nproc)"
+    printf '"cpu":"%s",' "$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//; s/"/\\"/g')"
+    printf '"kernel":"%s","rustc":"%s",' "$(uname -sr)" "$(rustc -V)"
+    printf '"python":"%s","loadavg_start":"%s",' "$(python3 -V 2>&1)" "$(cut -d' ' -f1-3 /proc/loadavg)"
+    printf '"mem_total_kib":%s,"runs":%s,"duration_s":%s,"py_duration_s":%s,"warmup_s":%s,"quick":%s}\n' \
+        "$(awk '/MemTotal/ {print $2}' /proc/meminfo)" "$RUNS" "$DURATION" "$PY_DURATION" "$WARMUP" "$QUICK"
+} >>"$RESULTS"
+
+# ---------------------------------------------------------------------------------------------
+# Servers
+
+SPID=""
+SURL=""
+# start_server NAME [CPU]: starts a server (pinned to CPU when given), sets SPID and SURL.
+start_server() {
+    local name="$1" cpu="${2:-}" pin=() out
+    [ -n "$cpu" ] && pin=(taskset -c "$cpu")
+    out="$(mktemp)"
+    case "$name" in
+        ephaptic) EPHAPTIC_LOG=warn "${pin[@]}" "$BIN/parity" --addr 127.0.0.1:0 >"$out" 2>/dev/null & ;;
+        floor) "${pin[@]}" "$BIN/floor" --addr 127.0.0.1:0 >"$out" 2>/dev/null & ;;
+        python) "${pin[@]}" "$VENV/bin/python" "$HERE/reference_server.py" --addr 127.0.0.1:0 >"$out" 2>/dev/null & ;;
+    esac
+    SPID=$!
+    SURL=""
+    for _ in $(seq 1 150); do
+        SURL="$(sed -n '1s/^listening on //p' "$out")"
+        [ -n "$SURL" ] && break
+        sleep 0.1
+    done
+    rm -f "$out"
+    if [ -z "$SURL" ]; then
+        log "$name did not start"
+        kill "$SPID" 2>/dev/null || true
+        return 1
+    fi
+    # Python binds after printing; give it a moment to listen.
+    [ "$name" = python ] && sleep 1
+    return 0
+}
+
+stop_server() {
+    kill "$SPID" 2>/dev/null || true
+    wait "$SPID" 2>/dev/null || true
+    SPID=""
+}
+trap 'stop_server' EXIT
+
+# case NAME SERVER LIMIT_S BENCH_CPU SERVER_CPU MODE ARGS...: RUNS runs, each against a fresh
+# server; one JSON line per run in $RESULTS (with the exact bench command).
+run_case() {
+    local name="$1" server="$2" limit="$3" bcpu="$4" scpu="$5" mode="$6"
+    shift 6
+    local runs="$RUNS" pin=()
+    [ "$server" = python ] && [ "$mode" = idle ] && runs=1
+    [ -n "$bcpu" ] && pin=(taskset -c "$bcpu")
+    for r in $(seq 1 "$runs"); do
+        start_server "$server" "$scpu" || continue
+        local cmd=("${pin[@]}" "$BIN/bench" "$mode" "$SURL" "$@" --server-pid "$SPID" --label "$server/$name/$r")
+        log "$server $name run $r/$runs: ${cmd[*]}"
+        local line
+        line="$(timeout "$limit" "${cmd[@]}" 2>/dev/null || true)"
+        [ -z "$line" ] && line="{\"mode\":\"$mode\",\"error\":\"no result within ${limit}s\"}"
+        printf '%s\n' "$line" | python3 -c '
+import json, sys
+r = json.loads(sys.stdin.read())
+r.update(kind="result", server=sys.argv[1], case=sys.argv[2], run=int(sys.argv[3]), cmd=sys.argv[4])
+print(json.dumps(r))' "$server" "$name" "$r" "$(printf '%q ' "${cmd[@]}" | sed "s#$SURL#\$URL#; s#--server-pid $SPID#--server-pid \$PID#; s#$BIN/#target/release/#g")" >>"$RESULTS"
+        stop_server
+    done
+}
+
+SERVERS=(ephaptic floor)
+$PYTHON && SERVERS+=(python)
+
+for s in "${SERVERS[@]}"; do
+    d="$DURATION"
+    [ "$s" = python ] && d="$PY_DURATION"
+    common=(--duration "$d" --warmup "$WARMUP")
+    run_case calls_1x64 "$s" 120 "" "" calls --conns 1 --inflight 64 "${common[@]}"
+    run_case calls_100x8 "$s" 120 "" "" calls --conns 100 --inflight 8 "${common[@]}"
+    run_case latency_1x1_same_cpu "$s" 120 0 0 calls --conns 1 --inflight 1 "${common[@]}"
+    run_case latency_1x1_other_cpu "$s" 120 1 0 calls --conns 1 --inflight 1 "${common[@]}"
+    run_case fanout_1000 "$s" 180 "" "" fanout --conns 1000 "${common[@]}"
+    if [ "$s" = python ]; then
+        # The reference takes seconds per 10,000-connection event; one bounded attempt.
+        RUNS_SAVED="$RUNS"
+        RUNS=1
+        run_case fanout_10000 "$s" 240 "" "" fanout --conns 10000 "${common[@]}"
+        RUNS="$RUNS_SAVED"
+    else
+        run_case fanout_10000 "$s" 240 "" "" fanout --conns 10000 "${common[@]}"
+    fi
+    run_case idle_10000 "$s" 300 "" "" idle --conns 10000 --hold 3
+done
+
+printf '{"kind":"end","loadavg_end":"%s"}\n' "$(cut -d' ' -f1-3 /proc/loadavg)" >>"$RESULTS"
+log "results: $RESULTS"
+python3 "$HERE/report.py" "$RESULTS" "$HERE/NOTES.md" >"$OUT"
+log "wrote $OUT"
