@@ -8,9 +8,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::task::Poll;
 
+use crate::queue::{self, TrySendError};
 use bytes::Bytes;
 use futures_util::task::AtomicWaker;
-use tokio::sync::mpsc;
 use tokio::task::AbortHandle;
 
 use crate::dispatch;
@@ -26,7 +26,7 @@ pub(crate) struct Connection {
     id: u64,
     peer: Option<SocketAddr>,
     identity: OnceLock<Identity>,
-    out: mpsc::Sender<Bytes>,
+    out: queue::Sender,
     /// Set once when the server decides to close the connection; the writer watches it, so a
     /// close gets through even when the outbound queue is full.
     close: Arc<CloseSignal>,
@@ -50,11 +50,7 @@ impl std::fmt::Debug for Connection {
 }
 
 impl Connection {
-    pub fn new(
-        shared: Arc<Shared>,
-        peer: Option<SocketAddr>,
-        out: mpsc::Sender<Bytes>,
-    ) -> Arc<Self> {
+    pub fn new(shared: Arc<Shared>, peer: Option<SocketAddr>, out: queue::Sender) -> Arc<Self> {
         let id = shared.next_connection_id();
         Arc::new(Connection {
             id,
@@ -87,15 +83,15 @@ impl Connection {
 
     /// Queues a frame, waiting for room. `false` when the connection is gone.
     pub async fn send(&self, frame: Bytes) -> bool {
-        self.out.send(frame).await.is_ok()
+        self.out.send(frame).await
     }
 
     /// Queues a frame if there is room; gives it back when the queue is full. A closed
     /// connection takes (and drops) it.
     pub fn try_queue(&self, frame: Bytes) -> Result<(), Bytes> {
         match self.out.try_send(frame) {
-            Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => Ok(()),
-            Err(mpsc::error::TrySendError::Full(frame)) => Err(frame),
+            Ok(()) | Err(TrySendError::Closed) => Ok(()),
+            Err(TrySendError::Full(frame)) => Err(frame),
         }
     }
 
@@ -118,8 +114,8 @@ impl Connection {
     pub fn offer(&self, frame: Bytes) -> bool {
         match self.out.try_send(frame) {
             Ok(()) => true,
-            Err(mpsc::error::TrySendError::Closed(_)) => false,
-            Err(mpsc::error::TrySendError::Full(_)) => {
+            Err(TrySendError::Closed) => false,
+            Err(TrySendError::Full(_)) => {
                 let shared = &self.shared;
                 match shared.config.slow_client {
                     SlowClient::Disconnect => {
@@ -153,7 +149,7 @@ impl Connection {
 
     /// How many frames wait in the outbound queue.
     pub fn queued(&self) -> usize {
-        self.out.max_capacity() - self.out.capacity()
+        self.out.len()
     }
 
     /// Closes the connection with a WebSocket close code and reason; the first call wins.

@@ -234,6 +234,7 @@ mod hub;
 mod identity;
 mod kind;
 mod protocol;
+mod queue;
 mod ratelimit;
 mod registry;
 pub mod schema;
@@ -285,7 +286,6 @@ pub mod __bench {
     use std::sync::Arc;
 
     use bytes::Bytes;
-    use tokio::sync::mpsc;
 
     use crate::connection::{Connection, Outbox};
 
@@ -294,7 +294,7 @@ pub mod __bench {
     pub struct Bench {
         conn: Arc<Connection>,
         out: Outbox,
-        rx: mpsc::Receiver<Bytes>,
+        rx: crate::queue::Receiver,
         rt: tokio::runtime::Runtime,
     }
 
@@ -307,7 +307,7 @@ pub mod __bench {
                 .build()
                 .expect("a current-thread runtime");
             let shared = server.build().expect("a valid registry");
-            let (tx, rx) = mpsc::channel(shared.config.outbound_capacity);
+            let (tx, rx) = crate::queue::channel(shared.config.outbound_capacity);
             let conn = Connection::new(shared, None, tx);
             Bench {
                 conn,
@@ -324,7 +324,7 @@ pub mod __bench {
             let _runtime = self.rt.enter();
             self.out.clear();
             let _ = self.conn.on_frame(frame, false, &mut self.out);
-            while self.rx.try_recv().is_ok() {}
+            while self.rx.try_recv().is_some() {}
             self.out.pop()
         }
     }

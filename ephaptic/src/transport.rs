@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::queue;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, FromRequestParts, State};
 use axum::http::{HeaderMap, StatusCode, header, request::Parts};
@@ -12,7 +13,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use bytes::Bytes;
 use futures_util::{FutureExt, SinkExt, StreamExt};
-use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use crate::connection::{CloseSignal, Connection, Outbox};
@@ -90,7 +90,7 @@ async fn upgrade(
 /// consumer moved into this task. A close request wins over everything, even a write stuck on
 /// a client that stopped reading.
 async fn run(shared: Arc<Shared>, mut ws: WebSocket, peer: Option<SocketAddr>) {
-    let (tx, mut rx) = mpsc::channel(shared.config.outbound_capacity);
+    let (tx, mut rx) = queue::channel(shared.config.outbound_capacity);
     let conn = Connection::new(shared.clone(), peer, tx);
     shared.hub.add(&conn);
     tracing::debug!(connection = conn.id(), ?peer, "connected");
@@ -147,7 +147,7 @@ async fn run(shared: Arc<Shared>, mut ws: WebSocket, peer: Option<SocketAddr>) {
                         unflushed = 0;
                         break;
                     }
-                    next = rx.try_recv().ok();
+                    next = rx.try_recv();
                 }
                 result
             }
@@ -246,7 +246,7 @@ async fn run(shared: Arc<Shared>, mut ws: WebSocket, peer: Option<SocketAddr>) {
 /// the tasks of its calls are gone.
 async fn finish(
     mut ws: WebSocket,
-    mut rx: mpsc::Receiver<Bytes>,
+    mut rx: queue::Receiver,
     mut outbox: Outbox,
     close: &CloseSignal,
     end: End,
