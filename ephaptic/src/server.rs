@@ -211,7 +211,7 @@ impl Server {
     }
 
     /// How often to ping each client (default 20 s); `None` turns pings off. A client that
-    /// sends nothing (not even a pong) for three intervals is disconnected.
+    /// sends nothing (not even a pong) for three intervals is disconnected at the next ping.
     pub fn ping_interval(mut self, every: Option<Duration>) -> Self {
         self.config.ping_interval = every;
         self
