@@ -17,6 +17,9 @@ use crate::registry::{BoxFuture, Exposed, FunctionDef, Naming, Registry, Registr
 
 /// An identity loader, type-erased: the encoded `auth` in, the identity (or anonymous, or an
 /// error text) out.
+/// A connection hook, type-erased.
+pub(crate) type Hook = Arc<dyn Fn(crate::Caller) -> BoxFuture<()> + Send + Sync>;
+
 pub(crate) type DynLoader =
     Arc<dyn Fn(Option<Bytes>) -> BoxFuture<Result<Option<Identity>, String>> + Send + Sync>;
 
@@ -77,6 +80,8 @@ pub(crate) struct Shared {
     pub config: Config,
     pub hub: Hub,
     pub loader: Option<DynLoader>,
+    pub on_connect: Option<Hook>,
+    pub on_disconnect: Option<Hook>,
     pub metrics: Counters,
     pub limiter: crate::ratelimit::Limiter,
     next_connection: AtomicU64,
@@ -120,6 +125,8 @@ pub struct Server {
     loader: Option<DynLoader>,
     explicit: Vec<&'static FunctionDef>,
     naming: Naming,
+    on_connect: Option<Hook>,
+    on_disconnect: Option<Hook>,
 }
 
 impl fmt::Debug for Server {
@@ -149,6 +156,8 @@ impl Server {
             loader: None,
             explicit: Vec::new(),
             naming: Naming::AsWritten,
+            on_connect: None,
+            on_disconnect: None,
         }
     }
 
@@ -250,6 +259,47 @@ impl Server {
         self
     }
 
+    /// Runs `hook` for each new connection once its identity is settled (after its first
+    /// frame: `init` and the identity loader, or a first call), in a task of its own and
+    /// concurrently with the connection's calls. For presence, welcome events, joining groups:
+    ///
+    /// ```
+    /// # #[ephaptic::event] pub struct Online { count: usize }
+    /// let server = ephaptic::Server::new()
+    ///     .on_connect(|caller: ephaptic::Caller| async move {
+    ///         if let Some(id) = caller.identity() {
+    ///             caller.join(&format!("user:{id}"));
+    ///         }
+    ///         let count = ephaptic::metrics().map_or(0, |m| m.connections);
+    ///         ephaptic::emit(Online { count }).await;
+    ///     })
+    ///     .on_disconnect(|_caller| async move {
+    ///         // the connection is already gone from the counts and groups here
+    ///         let count = ephaptic::metrics().map_or(0, |m| m.connections);
+    ///         ephaptic::emit(Online { count }).await;
+    ///     });
+    /// ```
+    pub fn on_connect<F, Fut>(mut self, hook: F) -> Self
+    where
+        F: Fn(crate::Caller) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        self.on_connect = Some(Arc::new(move |caller| Box::pin(hook(caller))));
+        self
+    }
+
+    /// Runs `hook` when a connection whose [`on_connect`](Self::on_connect) stage was reached
+    /// closes, after it has left the server's counts, identities and groups (so
+    /// `ephaptic::emit` no longer reaches it). Runs in a task of its own.
+    pub fn on_disconnect<F, Fut>(mut self, hook: F) -> Self
+    where
+        F: Fn(crate::Caller) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        self.on_disconnect = Some(Arc::new(move |caller| Box::pin(hook(caller))));
+        self
+    }
+
     /// Registers a function explicitly, for targets where link-time registration does not run
     /// (some WebAssembly and static-linking setups). `F` is the hidden handle `#[expose]`
     /// generates with the function's own name:
@@ -301,6 +351,8 @@ impl Server {
             config: self.config,
             hub: Hub::default(),
             loader,
+            on_connect: self.on_connect,
+            on_disconnect: self.on_disconnect,
             metrics: Counters::default(),
             limiter: Default::default(),
             next_connection: AtomicU64::new(0),

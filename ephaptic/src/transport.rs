@@ -167,6 +167,9 @@ async fn run(shared: Arc<Shared>, mut ws: WebSocket, peer: Option<SocketAddr>) {
                                 // connection's task by the loader's future.
                                 Box::pin(conn.authenticate(init)).await;
                             }
+                            if first {
+                                hook(&conn, shared.on_connect.as_ref());
+                            }
                             first = false;
                         }
                         Some(Ok(Message::Text(_))) => {
@@ -174,6 +177,9 @@ async fn run(shared: Arc<Shared>, mut ws: WebSocket, peer: Option<SocketAddr>) {
                                 connection = conn.id(),
                                 "skipping a text frame; ephaptic frames are binary MessagePack"
                             );
+                            if first {
+                                hook(&conn, shared.on_connect.as_ref());
+                            }
                             first = false;
                         }
                         Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
@@ -235,6 +241,9 @@ async fn run(shared: Arc<Shared>, mut ws: WebSocket, peer: Option<SocketAddr>) {
 
     shared.hub.remove(&conn);
     conn.abort_all();
+    if !first {
+        hook(&conn, shared.on_disconnect.as_ref());
+    }
     drop(conn);
     // Boxed: it runs once, and inline it would grow every connection's task.
     Box::pin(finish(ws, rx, outbox, &close, end)).await;
@@ -322,4 +331,13 @@ async fn send_close(ws: &mut WebSocket, (code, reason): (u16, String)) {
     };
     let _ =
         tokio::time::timeout(Duration::from_secs(1), ws.send(Message::Close(Some(frame)))).await;
+}
+
+/// Runs a connection hook in a task of its own, with the connection's server current (so
+/// `ephaptic::emit` inside it reaches that server).
+fn hook(conn: &Arc<Connection>, hook: Option<&crate::server::Hook>) {
+    if let Some(hook) = hook {
+        let run = hook(crate::Caller::new(conn.clone()));
+        tokio::spawn(crate::emit::in_scope(conn.shared().clone(), run));
+    }
 }

@@ -613,3 +613,56 @@ async fn the_drop_policy_keeps_the_connection() {
     {}
     assert!(stalled.ok("metrics", vec![]).await.is_map());
 }
+
+#[event]
+#[derive(Debug)]
+pub struct Online {
+    pub count: usize,
+    pub who: Option<String>,
+}
+
+#[tokio::test]
+async fn connect_and_disconnect_hooks_see_the_settled_identity() {
+    let server = ephaptic::Server::new()
+        .on_connect(|caller: Caller| async move {
+            let count = ephaptic::metrics().unwrap().connections;
+            let who = caller.identity().map(|i| i.to_string());
+            ephaptic::emit(Online { count, who }).await;
+        })
+        .on_disconnect(|caller: Caller| async move {
+            let count = ephaptic::metrics().unwrap().connections;
+            let who = caller.identity().map(|i| i.to_string());
+            ephaptic::emit(Online { count, who }).await;
+        });
+    let url = start(server).await;
+
+    let mut ann = Client::connect_as(&url, v("ann")).await;
+    let e = next_event(&mut ann).await;
+    assert_eq!(
+        kwargs(&e),
+        &map(vec![("count", int(1)), ("who", v("ann"))]),
+        "the hook ran after init"
+    );
+
+    let mut bob = Client::connect_as(&url, v("bob")).await;
+    for c in [&mut ann, &mut bob] {
+        assert_eq!(
+            kwargs(&next_event(c).await),
+            &map(vec![("count", int(2)), ("who", v("bob"))])
+        );
+    }
+
+    bob.ws.close(None).await.unwrap();
+    drop(bob);
+    let e = next_event(&mut ann).await;
+    assert_eq!(
+        kwargs(&e),
+        &map(vec![("count", int(1)), ("who", v("bob"))]),
+        "the goodbye names who left"
+    );
+
+    // A connection that never sends a frame triggers neither hook.
+    let silent = Client::connect(&url).await;
+    drop(silent);
+    ann.expect_silence(Duration::from_millis(300)).await;
+}
