@@ -21,7 +21,7 @@ length: number, };
 export type NotFound = { id: number, };
 
 /**
- * How many connections the server has; sent to everyone by `hello`.
+ * How many connections the server has; sent to everyone when a page connects or leaves.
  */
 export type Presence = { online: number, };
 
@@ -36,7 +36,7 @@ author: string, };
 
 /** Every event and channel clients can listen for, with its payload type. */
 export interface EphapticEvents {
-  /** How many connections the server has; sent to everyone by `hello`. */
+  /** How many connections the server has; sent to everyone when a page connects or leaves. */
   "Presence": Presence;
   /** Channel: announced by `createTodo` after it succeeds. */
   "todoCreated": Todo;
@@ -83,8 +83,8 @@ export interface EphapticService {
    */
   createTodo(title: string): Promise<Todo>;
   /**
-   * Call once connected: tells everyone how many connections are open now (the `Presence`
-   * event), and returns the name this connection is known by (null when the name was refused).
+   * Call once connected: tells the page the current count (the `Presence` event, to everyone)
+   * and returns the name this connection is known by (null when the name was refused).
    */
   hello(): Promise<string | null>;
   /** Every todo, oldest first. */

@@ -12,8 +12,8 @@
 //! - **Typed errors.** A bad title answers `INVALID_TITLE` with typed data ([`InvalidTitle`]);
 //!   the page narrows it with `client.isError(e, "INVALID_TITLE")` and shows its message.
 //! - **Live updates.** `broadcast = ["todoCreated"]` / `["todoUpdated"]` announce every new or
-//!   toggled todo to every open page, which updates without reloading; `hello` emits the
-//!   [`Presence`] event to everyone.
+//!   toggled todo to every open page, which updates without reloading; the connect and
+//!   disconnect hooks (see [`server`]) send the [`Presence`] count to everyone.
 //! - **Streams.** `clock` streams the server's time once a second for as long as the page reads.
 //!
 //! The functions live in this library target so that `tests/schema.rs` can link them;
@@ -39,7 +39,16 @@ pub const MAX_TITLE_CHARS: usize = 100;
 /// The demo's ephaptic server settings (everything but the allowed origins, which `main` sets
 /// once it knows its address).
 pub fn server() -> ephaptic::Server {
-    ephaptic::Server::new().rename_all(NAMING)
+    ephaptic::Server::new()
+        .rename_all(NAMING)
+        // Presence: everyone hears the count when a page arrives and when one leaves.
+        .on_connect(|_caller| announce_presence())
+        .on_disconnect(|_caller| announce_presence())
+}
+
+async fn announce_presence() {
+    let online = ephaptic::metrics().map_or(0, |m| m.connections);
+    ephaptic::emit(Presence { online }).await;
 }
 
 /// A todo item, as every page sees it.
@@ -53,7 +62,7 @@ pub struct Todo {
     pub author: String,
 }
 
-/// How many connections the server has; sent to everyone by `hello`.
+/// How many connections the server has; sent to everyone when a page connects or leaves.
 #[event]
 #[derive(Debug, Clone)]
 pub struct Presence {
@@ -163,14 +172,11 @@ async fn toggle_todo(id: u64) -> Result<Todo, NotFound> {
     Ok(todo.clone())
 }
 
-/// Call once connected: tells everyone how many connections are open now (the `Presence`
-/// event), and returns the name this connection is known by (null when the name was refused).
-// ephaptic has no connect/disconnect hooks, so the count goes out when a page says hello, not
-// when a page leaves.
+/// Call once connected: tells the page the current count (the `Presence` event, to everyone)
+/// and returns the name this connection is known by (null when the name was refused).
 #[expose]
 async fn hello(caller: Caller) -> Option<String> {
-    let online = ephaptic::metrics().map_or(1, |m| m.connections);
-    ephaptic::emit(Presence { online }).await;
+    announce_presence().await;
     caller.identity().map(ToString::to_string)
 }
 

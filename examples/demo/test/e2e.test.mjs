@@ -103,7 +103,7 @@ test("two users see each other's todos live, with typed errors and presence", { 
     const ann = await openAs(browser, demo.url, "Ann");
     const bob = await openAs(browser, demo.url, "Bob");
 
-    // Both pages said hello; the last Presence event counts both connections.
+    // The connect hook announced each arrival; the last Presence event counts both.
     await see(ann, "#presence", "2 online");
     await see(bob, "#presence", "2 online");
     await see(ann, "#summary", "Nothing to do yet");
@@ -140,6 +140,10 @@ test("two users see each other's todos live, with typed errors and presence", { 
     await ann.page.screenshot({ path: SCREENSHOT });
 
     assert.deepEqual([...ann.problems, ...bob.problems], [], "no errors in the pages' consoles");
+
+    // Bob leaves; the disconnect hook tells Ann.
+    await bob.page.close();
+    await see(ann, "#presence", "1 online");
   } catch (e) {
     e.message += `\n--- demo stderr ---\n${demo.stderr()}`;
     throw e;
