@@ -7,7 +7,6 @@ use std::sync::Arc;
 use crate::connection::Connection;
 use crate::emit::Event;
 use crate::identity::Identity;
-use crate::protocol;
 
 /// Who is calling. Add a parameter of this type to an exposed function to get it; it is filled
 /// in by the server, never sent by the client, and may stand anywhere in the parameter list.
@@ -56,15 +55,9 @@ impl Caller {
     /// replies, so an event emitted before a handler returns arrives before its result.
     /// Returns whether the connection was still open.
     pub async fn emit<E: Event>(&self, event: E) -> bool {
-        match protocol::event_frame(E::NAME, &event) {
-            Ok(frame) => self.conn.send(frame).await,
-            Err(e) => {
-                tracing::error!(
-                    event = E::NAME,
-                    "the event could not be encoded, so it was not sent: {e}"
-                );
-                false
-            }
+        match crate::emit::encode(E::NAME, &event) {
+            Some(frame) => self.conn.send(frame).await,
+            None => false,
         }
     }
 

@@ -57,6 +57,19 @@ fn current() -> Option<Arc<Shared>> {
         .or_else(|| DEFAULT.lock().unwrap_or_else(|e| e.into_inner()).upgrade())
 }
 
+/// Encodes an event once for all its targets; a payload that cannot be encoded is logged and
+/// not sent (the one policy for `emit`, `to`, groups, channels and `Caller::emit`).
+pub(crate) fn encode<T: Serialize + ?Sized>(name: &str, payload: &T) -> Option<Bytes> {
+    protocol::event_frame(name, payload)
+        .map_err(|e| {
+            tracing::error!(
+                event = name,
+                "the event could not be encoded, so it was not sent: {e}"
+            )
+        })
+        .ok()
+}
+
 /// Who an event goes to. Built by [`to`], [`group`] and the constructors below; also what a
 /// `broadcast_to` function returns for a channel.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -109,15 +122,8 @@ impl Audience {
             );
             return 0;
         };
-        let frame = match protocol::event_frame(name, payload) {
-            Ok(frame) => frame,
-            Err(e) => {
-                tracing::error!(
-                    event = name,
-                    "the event could not be encoded, so it was not sent: {e}"
-                );
-                return 0;
-            }
+        let Some(frame) = encode(name, payload) else {
+            return 0;
         };
         let reached = self.deliver(&shared, &frame);
         // Give the writers a turn, so a task emitting in a tight loop cannot outrun healthy

@@ -23,6 +23,20 @@ fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
     lock.read().unwrap_or_else(|e| e.into_inner())
 }
 
+/// Drops a connection from one index entry, and the entry itself once it is empty.
+fn unindex<K, Q>(index: &mut HashMap<K, Vec<Arc<Connection>>>, key: &Q, conn_id: u64)
+where
+    K: std::borrow::Borrow<Q> + std::hash::Hash + Eq,
+    Q: std::hash::Hash + Eq + ?Sized,
+{
+    if let Some(list) = index.get_mut(key) {
+        list.retain(|c| c.id() != conn_id);
+        if list.is_empty() {
+            index.remove(key);
+        }
+    }
+}
+
 impl Hub {
     pub fn add(&self, conn: &Arc<Connection>) {
         write(&self.conns).insert(conn.id(), conn.clone());
@@ -44,25 +58,13 @@ impl Hub {
     }
 
     pub fn leave(&self, conn_id: u64, group: &str) {
-        let mut groups = write(&self.groups);
-        if let Some(list) = groups.get_mut(group) {
-            list.retain(|c| c.id() != conn_id);
-            if list.is_empty() {
-                groups.remove(group);
-            }
-        }
+        unindex(&mut write(&self.groups), group, conn_id);
     }
 
     pub fn remove(&self, conn: &Arc<Connection>) {
         write(&self.conns).remove(&conn.id());
         if let Some(identity) = conn.identity() {
-            let mut users = write(&self.users);
-            if let Some(list) = users.get_mut(identity) {
-                list.retain(|c| c.id() != conn.id());
-                if list.is_empty() {
-                    users.remove(identity);
-                }
-            }
+            unindex(&mut write(&self.users), identity, conn.id());
         }
         for group in conn.groups() {
             self.leave(conn.id(), &group);

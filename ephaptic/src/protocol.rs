@@ -477,10 +477,7 @@ pub(crate) fn result_frame<T: Serialize + ?Sized>(
     id: &[u8],
     value: &T,
 ) -> Result<Bytes, rmp_serde::encode::Error> {
-    let mut buf = BytesMut::with_capacity(32 + id.len());
-    reply_head(&mut buf, id, "result");
-    encode_value(&mut buf, value)?;
-    Ok(buf.freeze())
+    value_frame(id, "result", value)
 }
 
 /// `{id, chunk}`.
@@ -488,24 +485,35 @@ pub(crate) fn chunk_frame<T: Serialize + ?Sized>(
     id: &[u8],
     value: &T,
 ) -> Result<Bytes, rmp_serde::encode::Error> {
-    let mut buf = BytesMut::with_capacity(32 + id.len());
-    reply_head(&mut buf, id, "chunk");
-    encode_value(&mut buf, value)?;
-    Ok(buf.freeze())
+    value_frame(id, "chunk", value)
 }
 
 /// `{id, stream: true}`.
 pub(crate) fn stream_open_frame(id: &[u8]) -> Bytes {
-    let mut buf = BytesMut::with_capacity(16 + id.len());
-    reply_head(&mut buf, id, "stream");
-    buf.put_u8(0xc3);
-    buf.freeze()
+    true_frame(id, "stream")
 }
 
 /// `{id, done: true}`.
 pub(crate) fn stream_done_frame(id: &[u8]) -> Bytes {
+    true_frame(id, "done")
+}
+
+/// `{id, <key>: value}`.
+fn value_frame<T: Serialize + ?Sized>(
+    id: &[u8],
+    key: &str,
+    value: &T,
+) -> Result<Bytes, rmp_serde::encode::Error> {
+    let mut buf = BytesMut::with_capacity(32 + id.len());
+    reply_head(&mut buf, id, key);
+    encode_value(&mut buf, value)?;
+    Ok(buf.freeze())
+}
+
+/// `{id, <key>: true}`.
+fn true_frame(id: &[u8], key: &str) -> Bytes {
     let mut buf = BytesMut::with_capacity(16 + id.len());
-    reply_head(&mut buf, id, "done");
+    reply_head(&mut buf, id, key);
     buf.put_u8(0xc3);
     buf.freeze()
 }

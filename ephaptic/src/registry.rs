@@ -327,7 +327,7 @@ impl Registry {
 /// What this build declares (link-time registrations), or the conflicts that would stop a
 /// server from starting.
 pub fn introspect() -> Result<Introspection, RegistryError> {
-    Ok(Registry::build(&[], Naming::AsWritten)?.introspect())
+    crate::Server::new().introspect()
 }
 
 /// How functions without an explicit `name = "..."` are named on the wire.
