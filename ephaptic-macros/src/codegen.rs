@@ -82,6 +82,7 @@ pub fn expose(args: TokenStream2, item: TokenStream2) -> syn::Result<TokenStream
     let doc = &f.doc;
     let site = site(&rust_name);
     let call = syn::Ident::new("__ephaptic_call", Span::call_site());
+    let req = syn::Ident::new("__ephaptic_req", Span::call_site());
 
     // Bind each wire parameter, then check them all at once so every problem is reported.
     let mut takes = Vec::new();
@@ -115,7 +116,7 @@ pub fn expose(args: TokenStream2, item: TokenStream2) -> syn::Result<TokenStream
                 // with "expected `Caller`, found `ephaptic::Caller`".
                 let val = format_ident!("__ephaptic_ctx{}", i);
                 contexts.push(quote_spanned! {at(ty.span())=>
-                    let #val: #ty = #call.caller();
+                    let #val: #ty = #req.caller();
                 });
                 args.push(quote!(#val));
             }
@@ -156,10 +157,10 @@ pub fn expose(args: TokenStream2, item: TokenStream2) -> syn::Result<TokenStream
         // signature is reported once, at the path, with the signature rustc expected.
         let prepare = match &opts.broadcast_to {
             Some((_, path)) => quote_spanned! {at(ret_span)=>
-                prepare(&__ephaptic_out, &#call, #path)
+                prepare(&__ephaptic_out, &__ephaptic_caller, #path)
             },
             None => quote_spanned! {at(ret_span)=>
-                prepare_everyone(&__ephaptic_out, &#call)
+                prepare_everyone(&__ephaptic_out)
             },
         };
         quote_spanned! {at(ret_span)=>
@@ -186,27 +187,40 @@ pub fn expose(args: TokenStream2, item: TokenStream2) -> syn::Result<TokenStream
         }
     };
 
+    // `broadcast_to` picks its audience from the caller's context.
+    let announce_caller = if opts.broadcast_to.is_some() && !channels.is_empty() {
+        quote!(let __ephaptic_caller = #req.caller();)
+    } else {
+        quote!()
+    };
+
+    // The arguments are bound before the function's future is made, so the future holds only
+    // the bound values and a small `Call` (the id and the function), not the frame.
     let shim = quote! {
         #[allow(clippy::all, non_snake_case, unused_variables, unused_mut)]
-        fn __ephaptic_shim(#call: ::ephaptic::__private::Call)
-            -> ::ephaptic::__private::BoxFuture<::ephaptic::__private::Outcome>
+        fn __ephaptic_shim(#req: &::ephaptic::__private::Request<'_>)
+            -> ::ephaptic::__private::Started
         {
-            ::ephaptic::__private::Box::pin(async move {
-                let (#(#values,)*) = {
-                    // In the same body as the `take`s, so that rustc reports only this
-                    // check's readable error at each bad parameter.
-                    #(#checks)*
-                    let mut __ephaptic_binder = #call.bind();
-                    #(#takes)*
-                    match (__ephaptic_binder.finish(), #(#temps,)*) {
-                        (::ephaptic::__private::Ok(()), #(::ephaptic::__private::Some(#values),)*) => (#(#values,)*),
-                        (::ephaptic::__private::Err(__ephaptic_e), ..) => {
-                            return ::ephaptic::__private::Outcome::Error(__ephaptic_e);
-                        }
-                        _ => ::std::unreachable!("every unbound parameter records an issue"),
+            let (#(#values,)*) = {
+                // In the same body as the `take`s, so that rustc reports only this
+                // check's readable error at each bad parameter.
+                #(#checks)*
+                let mut __ephaptic_binder = #req.bind();
+                #(#takes)*
+                match (__ephaptic_binder.finish(), #(#temps,)*) {
+                    (::ephaptic::__private::Ok(()), #(::ephaptic::__private::Some(#values),)*) => (#(#values,)*),
+                    (::ephaptic::__private::Err(__ephaptic_e), ..) => {
+                        return ::ephaptic::__private::Started::Done(
+                            ::ephaptic::__private::Outcome::Error(__ephaptic_e),
+                        );
                     }
-                };
-                #(#contexts)*
+                    _ => ::std::unreachable!("every unbound parameter records an issue"),
+                }
+            };
+            #(#contexts)*
+            #announce_caller
+            let #call = #req.call();
+            ::ephaptic::__private::Started::Running(::ephaptic::__private::Box::pin(async move {
                 #invoke
                 #announce
                 #[allow(unused_imports)]
@@ -218,7 +232,7 @@ pub fn expose(args: TokenStream2, item: TokenStream2) -> syn::Result<TokenStream
                 };
                 let __ephaptic_tag = ::ephaptic::__private::tag(&__ephaptic_out);
                 #dispatch
-            })
+            }))
         }
     };
 

@@ -1,13 +1,11 @@
 //! Binding a call's `args` (by position) and `kwargs` (by name) to a function's parameters, and
 //! the `VALIDATION_ERROR` that says exactly what was wrong and where.
 
-use std::ops::Range;
-
 use serde::Serialize;
 use serde::de::{self, DeserializeOwned, Deserializer, Visitor};
 
 use crate::error::Error;
-use crate::protocol::{RawFrame, SmallList};
+use crate::protocol::{RawFrame, SmallList, Span};
 use crate::registry::FunctionDef;
 
 /// A type that can be a parameter of an exposed function: anything `Deserialize` that owns its
@@ -55,12 +53,35 @@ pub struct Issue {
 pub struct Binder<'a> {
     def: &'static FunctionDef,
     frame: &'a [u8],
-    slots: SmallList<Option<Range<usize>>, 6>,
+    /// Where each parameter's value is; `None` in the common case of positional arguments
+    /// only, no more than the parameters, where `positional` says it directly.
+    slots: Option<SmallList<Option<Span>, 6>>,
+    positional: &'a [Span],
     issues: Vec<Issue>,
 }
 
 impl<'a> Binder<'a> {
-    pub(crate) fn new(def: &'static FunctionDef, frame: &'a [u8], raw: &RawFrame) -> Self {
+    #[inline]
+    pub(crate) fn new(def: &'static FunctionDef, frame: &'a [u8], raw: &'a RawFrame) -> Self {
+        if !raw.args_not_array
+            && !raw.kwargs_not_map
+            && raw.kwargs.is_empty()
+            && raw.args.len() <= def.params.len()
+        {
+            return Binder {
+                def,
+                frame,
+                slots: None,
+                positional: &raw.args,
+                issues: Vec::new(),
+            };
+        }
+        Self::by_name(def, frame, raw)
+    }
+
+    /// The general case: keyword arguments, too many arguments, or malformed lists.
+    #[cold]
+    fn by_name(def: &'static FunctionDef, frame: &'a [u8], raw: &'a RawFrame) -> Self {
         let params = def.params;
         let mut slots = SmallList::filled(params.len());
         let mut issues = Vec::new();
@@ -80,7 +101,7 @@ impl<'a> Binder<'a> {
         }
         for (i, arg) in raw.args.iter().enumerate() {
             match slots.get_mut(i) {
-                Some(slot) => *slot = Some(arg.clone()),
+                Some(slot) => *slot = Some(*arg),
                 None => issues.push(Issue {
                     kind: "unexpected_argument",
                     loc: vec![Loc::Index(i)],
@@ -91,49 +112,68 @@ impl<'a> Binder<'a> {
                         if params.len() == 1 { "" } else { "s" },
                         raw.args.len()
                     ),
-                    input: decode(&frame[arg.clone()]),
+                    input: decode(arg.of(frame)),
                 }),
             }
         }
         for (key, value) in raw.kwargs.iter() {
-            let key = std::str::from_utf8(&frame[key.clone()]).unwrap_or_default();
+            let key = std::str::from_utf8(key.of(frame)).unwrap_or_default();
+            let value = *value;
             match params.iter().position(|p| *p == key) {
                 Some(i) if slots[i].is_some() => issues.push(Issue {
                     kind: "multiple_values",
                     loc: vec![Loc::Key(key.into())],
                     msg: format!("multiple values for argument '{key}'"),
-                    input: decode(&frame[value.clone()]),
+                    input: decode(value.of(frame)),
                 }),
-                Some(i) => slots[i] = Some(value.clone()),
+                Some(i) => slots[i] = Some(value),
                 None => issues.push(Issue {
                     kind: "unexpected_keyword_argument",
                     loc: vec![Loc::Key(key.into())],
                     msg: format!("got an unexpected keyword argument '{key}'"),
-                    input: decode(&frame[value.clone()]),
+                    input: decode(value.of(frame)),
                 }),
             }
         }
         Binder {
             def,
             frame,
-            slots,
+            slots: Some(slots),
+            positional: &[],
             issues,
         }
     }
 
     /// Deserialises parameter `index`. `None` means it was missing or invalid; the reason is
     /// kept for [`finish`](Self::finish). An absent `Option<T>` parameter binds to `None`.
+    #[inline]
     pub fn take<T: DeserializeOwned>(&mut self, index: usize) -> Option<T> {
+        let slot = match &self.slots {
+            None => self.positional.get(index).copied(),
+            Some(slots) => slots[index],
+        };
+        if let Some(span) = slot {
+            // Valid arguments decode on the fast path (`unpack`); anything it leaves is
+            // decoded again by `rmp_serde`, to bind it or to say where it went wrong.
+            if let Ok(v) = crate::unpack::unpack::<T>(span.of(self.frame)) {
+                return Some(v);
+            }
+        }
+        self.take_thoroughly(index, slot)
+    }
+
+    /// [`take`](Self::take) off the fast path: with `rmp_serde` and the path to what is wrong,
+    /// or for a missing parameter.
+    #[cold]
+    fn take_thoroughly<T: DeserializeOwned>(
+        &mut self,
+        index: usize,
+        slot: Option<Span>,
+    ) -> Option<T> {
         let name = self.def.params[index];
-        match self.slots[index].clone() {
-            Some(range) => {
-                let bytes = &self.frame[range];
-                // Valid arguments decode without tracking where the decoder is; only a failure
-                // is decoded again, with the path, to say where it went wrong.
-                let mut de = rmp_serde::Deserializer::from_read_ref(bytes).with_human_readable();
-                if let Ok(v) = T::deserialize(&mut de) {
-                    return Some(v);
-                }
+        match slot {
+            Some(span) => {
+                let bytes = span.of(self.frame);
                 let mut de = rmp_serde::Deserializer::from_read_ref(bytes).with_human_readable();
                 match serde_path_to_error::deserialize::<_, T>(&mut de) {
                     Ok(v) => Some(v),
@@ -158,10 +198,16 @@ impl<'a> Binder<'a> {
     }
 
     /// `Ok` when every parameter bound; otherwise the `VALIDATION_ERROR` listing every issue.
+    #[inline]
     pub fn finish(self) -> Result<(), Error> {
         if self.issues.is_empty() {
             return Ok(());
         }
+        self.fail()
+    }
+
+    #[cold]
+    fn fail(self) -> Result<(), Error> {
         let message = self
             .issues
             .iter()

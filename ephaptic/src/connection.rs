@@ -258,25 +258,24 @@ impl Connection {
             }
             return None;
         }
-        let raw = match protocol::parse(&frame) {
-            Ok(raw) => raw,
-            Err(why) => {
-                tracing::warn!(connection = self.id, "skipping a bad frame: {why}");
-                if let Some(id) = protocol::salvage_id(&frame) {
-                    let e = Error::new("BAD_FRAME", format!("The frame could not be read: {why}."));
-                    out.push(e.to_frame(&frame[id], false));
-                }
-                return None;
+        let mut raw = protocol::RawFrame::default();
+        if let Err(why) = protocol::parse(&frame, &mut raw) {
+            tracing::warn!(connection = self.id, "skipping a bad frame: {why}");
+            if let Some(id) = protocol::salvage_id(&frame) {
+                let e = Error::new("BAD_FRAME", format!("The frame could not be read: {why}."));
+                out.push(e.to_frame(&frame[id], false));
             }
-        };
-        match raw.kind(&frame) {
-            FrameKind::Rpc => dispatch::start(self, frame, raw, out),
+            return None;
+        }
+        match raw.kind {
+            FrameKind::Rpc => dispatch::start(self, &frame, &raw, out),
             FrameKind::Init if first => {
-                return Some(Init(raw.auth.map(|r| frame.slice(r))));
+                let auth = (!raw.auth.is_empty()).then(|| frame.slice(raw.auth.range()));
+                return Some(Init(auth));
             }
             FrameKind::Cancel => {
-                if let Some(id) = raw.id {
-                    self.cancel_call(&frame[id]);
+                if !raw.id.is_empty() {
+                    self.cancel_call(raw.id.of(&frame));
                 }
             }
             // A later `init` and unknown frame types are ignored, which is what lets clients

@@ -5,7 +5,6 @@ use std::any::Any;
 use std::collections::HashMap;
 use std::future::Future;
 use std::hash::{BuildHasherDefault, Hasher};
-use std::ops::Range;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::Pin;
 use std::sync::Arc;
@@ -45,15 +44,52 @@ impl std::fmt::Debug for Outcome {
     }
 }
 
-/// One call as the generated shim sees it: the frame it came in, where its arguments are, and
-/// who made it.
+/// A call as the generated shim first sees it, borrowed from the frame it came in: what it
+/// needs to bind the arguments. The shim binds them at once, then keeps only a [`Call`] (and
+/// the bound values) in the function's future, so that future stays small.
+#[doc(hidden)]
+pub struct Request<'a> {
+    frame: &'a [u8],
+    raw: &'a RawFrame,
+    def: &'static FunctionDef,
+    conn: &'a Arc<Connection>,
+}
+
+impl std::fmt::Debug for Request<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Request")
+            .field("function", &self.def.name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'a> Request<'a> {
+    /// Starts binding the call's arguments to the function's parameters.
+    #[inline]
+    pub fn bind(&self) -> Binder<'a> {
+        Binder::new(self.def, self.frame, self.raw)
+    }
+
+    /// The caller's context.
+    pub fn caller(&self) -> Caller {
+        Caller::new(self.conn.clone())
+    }
+
+    /// What the rest of the call needs: the id to answer with and the function's name.
+    #[inline]
+    pub fn call(&self) -> Call {
+        Call {
+            id: CallId::new(self.raw.id(self.frame)),
+            def: self.def,
+        }
+    }
+}
+
+/// What a running call keeps: the id its answers echo, and which function it is.
 #[doc(hidden)]
 pub struct Call {
-    frame: Bytes,
-    raw: RawFrame,
-    id: Range<usize>,
+    id: CallId,
     def: &'static FunctionDef,
-    conn: Arc<Connection>,
 }
 
 impl std::fmt::Debug for Call {
@@ -64,33 +100,42 @@ impl std::fmt::Debug for Call {
     }
 }
 
+/// An encoded call id, kept inline when it is short (ids are almost always small integers or
+/// short strings), so keeping it costs neither an allocation nor a shared reference count.
+enum CallId {
+    Inline { len: u8, bytes: [u8; 22] },
+    Long(Bytes),
+}
+
+impl CallId {
+    #[inline]
+    fn new(id: &[u8]) -> Self {
+        if id.len() <= 22 {
+            let mut bytes = [0; 22];
+            bytes[..id.len()].copy_from_slice(id);
+            CallId::Inline {
+                len: id.len() as u8,
+                bytes,
+            }
+        } else {
+            CallId::Long(Bytes::copy_from_slice(id))
+        }
+    }
+
+    #[inline]
+    fn as_slice(&self) -> &[u8] {
+        match self {
+            CallId::Inline { len, bytes } => &bytes[..*len as usize],
+            CallId::Long(b) => b,
+        }
+    }
+}
+
 impl Call {
     /// The encoded `id`, echoed in every reply.
+    #[inline]
     pub fn id(&self) -> &[u8] {
-        if self.id.is_empty() {
-            protocol::NIL
-        } else {
-            &self.frame[self.id.clone()]
-        }
-    }
-
-    /// The id as a cheap shared handle, for streams that outlive the borrow.
-    fn id_bytes(&self) -> Bytes {
-        if self.id.is_empty() {
-            Bytes::from_static(protocol::NIL)
-        } else {
-            self.frame.slice(self.id.clone())
-        }
-    }
-
-    /// Starts binding the call's arguments to the function's parameters.
-    pub fn bind(&self) -> Binder<'_> {
-        Binder::new(self.def, &self.frame, &self.raw)
-    }
-
-    /// The caller's context.
-    pub fn caller(&self) -> Caller {
-        Caller::new(self.conn.clone())
+        self.id.as_slice()
     }
 
     /// Encodes a successful result.
@@ -111,13 +156,31 @@ impl Call {
         T: serde::Serialize,
         E: Into<Error>,
     {
-        let id = self.id_bytes();
+        let id = Bytes::copy_from_slice(self.id());
         let name = self.def.name;
         Outcome::Stream(Box::pin(Chunks {
             inner: Box::pin(stream),
             id,
             name,
         }))
+    }
+}
+
+/// How a call started: answered already (its arguments did not bind), or running.
+#[doc(hidden)]
+pub enum Started {
+    /// The outcome, without running the function.
+    Done(Outcome),
+    /// The function's future, not polled yet.
+    Running(crate::registry::BoxFuture<Outcome>),
+}
+
+impl std::fmt::Debug for Started {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Started::Done(o) => f.debug_tuple("Done").field(o).finish(),
+            Started::Running(_) => f.write_str("Running(..)"),
+        }
     }
 }
 
@@ -198,22 +261,22 @@ impl Hasher for Fnv {
             self.0 = (self.0 ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3);
         }
     }
+
+    // A slice hashes its length first; one step for it instead of eight.
+    fn write_usize(&mut self, n: usize) {
+        self.0 = (self.0 ^ n as u64).wrapping_mul(0x0100_0000_01b3);
+    }
 }
 
 /// Starts a call read from `frame`, without waiting: answers at once when it cannot run or
 /// finishes on its first poll, otherwise runs it on in a task of its own that the connection
-/// can cancel.
-pub(crate) fn start(conn: &Arc<Connection>, frame: Bytes, raw: RawFrame, out: &mut Outbox) {
-    let id = raw.id.clone().unwrap_or(0..0);
-    let id_bytes: &[u8] = if id.is_empty() {
-        protocol::NIL
-    } else {
-        &frame[id.clone()]
-    };
+/// can cancel. Runs inside the server's task-local scope (the connection's task sets it).
+pub(crate) fn start(conn: &Arc<Connection>, frame: &Bytes, raw: &RawFrame, out: &mut Outbox) {
+    let id_bytes = raw.id(frame);
     let shared = conn.shared();
 
-    let name = match &raw.name {
-        Some(r) => &frame[r.clone()],
+    let name = match raw.name {
+        Some(r) => r.of(frame),
         None => {
             let why = if raw.name_not_string {
                 "'name' must be a string"
@@ -258,77 +321,87 @@ pub(crate) fn start(conn: &Arc<Connection>, frame: Bytes, raw: RawFrame, out: &m
         return;
     }
 
-    let key = frame.slice(id.clone());
-    let id_bytes = if id.is_empty() {
+    // Fast path: bind the arguments and poll the function once, right here. Most functions
+    // (`add`) finish on their first poll; their reply is written with the other answers to
+    // this read, without a task, a call-table entry, a trip through the queue or a
+    // cross-thread wake-up. A function that is not ready yet moves into a task of its own,
+    // exactly as if it had been spawned at first: the task polls it again at once, with the
+    // task's own waker (so the no-op waker of this first poll is never relied on), it stays
+    // concurrent with the connection's other calls, and it can be cancelled.
+    let request = Request {
+        frame,
+        raw,
+        def,
+        conn,
+    };
+    let first = catch_unwind(AssertUnwindSafe(|| match (def.handler)(&request) {
+        Started::Done(outcome) => Ok(outcome),
+        Started::Running(mut fut) => {
+            let mut cx = Context::from_waker(std::task::Waker::noop());
+            match fut.as_mut().poll(&mut cx) {
+                Poll::Ready(outcome) => Ok(outcome),
+                Poll::Pending => Err(fut),
+            }
+        }
+    }));
+    let debug = shared.config.debug;
+    let outcome = match first {
+        Ok(Ok(outcome)) => outcome,
+        Ok(Err(running)) => {
+            let (key, id) = keys(frame, raw);
+            let task_conn = conn.clone();
+            spawn_call(conn, key, async move {
+                let outcome = match CatchUnwind(running).await {
+                    Ok(outcome) => outcome,
+                    Err(panic) => Outcome::Error(panicked(panic)),
+                };
+                deliver(task_conn, def, id, outcome).await;
+            });
+            return;
+        }
+        Err(panic) => Outcome::Error(panicked(panic)),
+    };
+    let reply = match outcome {
+        Outcome::Reply(reply) => reply,
+        Outcome::Error(e) => {
+            log_internal(def, &e);
+            e.to_frame(id_bytes, debug)
+        }
+        stream @ Outcome::Stream(_) => {
+            let (key, id) = keys(frame, raw);
+            spawn_call(conn, key, deliver(conn.clone(), def, id, stream));
+            return;
+        }
+    };
+    if let Err(reply) = conn.answer(reply, out) {
+        // The queue is full: wait for room in a task, so that only this call waits.
+        let (key, id) = keys(frame, raw);
+        spawn_call(
+            conn,
+            key,
+            deliver(conn.clone(), def, id, Outcome::Reply(reply)),
+        );
+    }
+}
+
+/// A running call's key in the connection's call table (the encoded id, empty without one)
+/// and the id its later answers echo.
+fn keys(frame: &Bytes, raw: &RawFrame) -> (Bytes, Bytes) {
+    let key = frame.slice(raw.id.range());
+    let id = if key.is_empty() {
         Bytes::from_static(protocol::NIL)
     } else {
         key.clone()
     };
-    let call = Call {
-        frame,
-        raw,
-        id,
-        def,
-        conn: conn.clone(),
-    };
-    let mut handler = (def.handler)(call);
-
-    // Fast path: poll the handler once, right here. Most functions (`add`) finish on their
-    // first poll; their reply is written with the other answers to this read, without a
-    // task, a call-table entry, a trip through the queue or a cross-thread wake-up. A handler that is not ready yet moves into a task of its own,
-    // exactly as if it had been spawned at first: the task polls it again at once, with the
-    // task's own waker (so the no-op waker of this first poll is never relied on), it stays
-    // concurrent with the connection's other calls, and it can be cancelled.
-    let shared = conn.shared().clone();
-    let mut cx = Context::from_waker(std::task::Waker::noop());
-    let first = crate::emit::sync_in_scope(shared.clone(), || {
-        Pin::new(&mut CatchUnwind(&mut handler)).poll(&mut cx)
-    });
-    let pending = match first {
-        Poll::Ready(result) => {
-            let outcome = result.unwrap_or_else(|panic| Outcome::Error(panicked(panic)));
-            let frame = match outcome {
-                Outcome::Reply(frame) => frame,
-                Outcome::Error(e) => {
-                    log_internal(def, &e);
-                    e.to_frame(&id_bytes, shared.config.debug)
-                }
-                stream @ Outcome::Stream(_) => {
-                    spawn_call(
-                        conn,
-                        key,
-                        shared,
-                        deliver(conn.clone(), def, id_bytes, stream),
-                    );
-                    return;
-                }
-            };
-            match conn.answer(frame, out) {
-                Ok(()) => return,
-                // The queue is full: wait for room in a task, so that only this call waits.
-                Err(frame) => Box::pin(deliver(conn.clone(), def, id_bytes, Outcome::Reply(frame)))
-                    as Pin<Box<dyn Future<Output = ()> + Send>>,
-            }
-        }
-        Poll::Pending => {
-            let conn = conn.clone();
-            Box::pin(async move {
-                let outcome = match CatchUnwind(handler).await {
-                    Ok(outcome) => outcome,
-                    Err(panic) => Outcome::Error(panicked(panic)),
-                };
-                deliver(conn, def, id_bytes, outcome).await;
-            })
-        }
-    };
-    spawn_call(conn, key, shared, pending);
+    (key, id)
 }
 
 /// Runs the rest of a call in a task of its own that the connection can cancel (by `key`).
-fn spawn_call<F>(conn: &Arc<Connection>, key: Bytes, shared: Arc<crate::server::Shared>, rest: F)
+fn spawn_call<F>(conn: &Arc<Connection>, key: Bytes, rest: F)
 where
     F: Future<Output = ()> + Send + 'static,
 {
+    let shared = conn.shared().clone();
     let seq = conn.next_call_seq();
     let task_conn = conn.clone();
     let task_key = key.clone();

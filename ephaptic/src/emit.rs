@@ -40,12 +40,13 @@ pub(crate) fn set_default(shared: &Arc<Shared>) {
     *DEFAULT.lock().unwrap_or_else(|e| e.into_inner()) = Arc::downgrade(shared);
 }
 
-pub(crate) async fn in_scope<F: Future>(shared: Arc<Shared>, fut: F) -> F::Output {
-    CURRENT.scope(shared, fut).await
+/// Runs `fut` with `shared` as the current server: a call's own task, or a whole connection's
+/// task (whose frames run their handlers' first polls inline).
+pub(crate) fn in_scope<F: Future>(shared: Arc<Shared>, fut: F) -> impl Future<Output = F::Output> {
+    CURRENT.scope(shared, fut)
 }
 
-/// Runs `f` (one poll of a handler, inline on the connection's task) with `shared` as the
-/// current server.
+/// Runs `f` with `shared` as the current server.
 pub(crate) fn sync_in_scope<R>(shared: Arc<Shared>, f: impl FnOnce() -> R) -> R {
     CURRENT.sync_scope(shared, f)
 }

@@ -376,18 +376,14 @@ impl AnnounceResult {
     pub fn prepare<'a, T: Serialize, E>(
         self,
         out: &'a Result<T, E>,
-        call: &Call,
+        caller: &Caller,
         audience: fn(&Caller, &T) -> Audience,
     ) -> Option<(&'a T, Audience)> {
         let value = out.as_ref().ok()?;
-        Some((value, audience(&call.caller(), value)))
+        Some((value, audience(caller, value)))
     }
 
-    pub fn prepare_everyone<'a, T: Serialize, E>(
-        self,
-        out: &'a Result<T, E>,
-        _: &Call,
-    ) -> Option<(&'a T, Audience)> {
+    pub fn prepare_everyone<T: Serialize, E>(self, out: &Result<T, E>) -> Option<(&T, Audience)> {
         Some((out.as_ref().ok()?, Audience::Everyone))
     }
 }
@@ -396,17 +392,13 @@ impl AnnounceValue {
     pub fn prepare<'a, T: Serialize>(
         self,
         out: &'a T,
-        call: &Call,
+        caller: &Caller,
         audience: fn(&Caller, &T) -> Audience,
     ) -> Option<(&'a T, Audience)> {
-        Some((out, audience(&call.caller(), out)))
+        Some((out, audience(caller, out)))
     }
 
-    pub fn prepare_everyone<'a, T: Serialize>(
-        self,
-        out: &'a T,
-        _: &Call,
-    ) -> Option<(&'a T, Audience)> {
+    pub fn prepare_everyone<T: Serialize>(self, out: &T) -> Option<(&T, Audience)> {
         Some((out, Audience::Everyone))
     }
 }
@@ -430,7 +422,7 @@ impl<T> NotAnnounced<T> {
     pub fn prepare<X>(
         self,
         _: &X,
-        _: &Call,
+        _: &Caller,
         _: fn(&Caller, &T) -> Audience,
     ) -> Option<(&'static (), Audience)>
     where
@@ -439,7 +431,7 @@ impl<T> NotAnnounced<T> {
         None
     }
 
-    pub fn prepare_everyone<X>(self, _: &X, _: &Call) -> Option<(&'static (), Audience)>
+    pub fn prepare_everyone<X>(self, _: &X) -> Option<(&'static (), Audience)>
     where
         T: Announceable,
     {
@@ -456,14 +448,14 @@ impl<T> NotAnnounced<T> {
 pub trait AnnouncedStream {}
 
 impl<S> StreamNotAnnounced<S> {
-    pub fn prepare<X, A>(self, _: &X, _: &Call, _: A) -> Option<(&'static (), Audience)>
+    pub fn prepare<X, A>(self, _: &X, _: &Caller, _: A) -> Option<(&'static (), Audience)>
     where
         S: AnnouncedStream,
     {
         None
     }
 
-    pub fn prepare_everyone<X>(self, _: &X, _: &Call) -> Option<(&'static (), Audience)>
+    pub fn prepare_everyone<X>(self, _: &X) -> Option<(&'static (), Audience)>
     where
         S: AnnouncedStream,
     {

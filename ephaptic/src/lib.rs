@@ -240,6 +240,7 @@ mod registry;
 pub mod schema;
 mod server;
 mod transport;
+mod unpack;
 
 pub use bind::{Issue, Loc};
 pub use caller::Caller;
@@ -323,7 +324,10 @@ pub mod __bench {
         pub fn call(&mut self, frame: Bytes) -> Option<Bytes> {
             let _runtime = self.rt.enter();
             self.out.clear();
-            let _ = self.conn.on_frame(frame, false, &mut self.out);
+            let shared = self.conn.shared().clone();
+            let _ = crate::emit::sync_in_scope(shared, || {
+                self.conn.on_frame(frame, false, &mut self.out)
+            });
             while self.rx.try_recv().is_some() {}
             self.out.pop()
         }
@@ -334,7 +338,7 @@ pub mod __bench {
 #[doc(hidden)]
 pub mod __private {
     pub use crate::bind::Binder;
-    pub use crate::dispatch::{Call, Outcome};
+    pub use crate::dispatch::{Call, Outcome, Request, Started};
     pub use crate::kind::{
         AnnounceAnyKind, AnnounceResultAnyKind, AnnounceResultKind, AnnounceResultStreamKind,
         AnnounceStreamKind, AnnounceValueKind, ResultAnyKind, ResultStreamKind,

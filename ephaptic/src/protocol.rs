@@ -18,7 +18,7 @@ pub(crate) const NIL: &[u8] = &[0xc0];
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum FrameError {
     /// The bytes are not one complete MessagePack value.
-    Malformed(&'static str),
+    Malformed(Malformed),
     /// The value is not a map.
     NotAMap,
     /// A key of the top-level map is not a string.
@@ -27,10 +27,31 @@ pub(crate) enum FrameError {
     TrailingBytes,
 }
 
+/// What makes bytes undecodable. A one-byte code (not a string) so that the reader's results
+/// fit in registers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Malformed {
+    Truncated,
+    ReservedByte,
+    NotUtf8,
+    TooLarge,
+}
+
+impl Malformed {
+    fn text(self) -> &'static str {
+        match self {
+            Malformed::Truncated => "truncated value",
+            Malformed::ReservedByte => "reserved byte 0xc1",
+            Malformed::NotUtf8 => "a string is not valid UTF-8",
+            Malformed::TooLarge => "the frame is larger than 4 GiB",
+        }
+    }
+}
+
 impl std::fmt::Display for FrameError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            FrameError::Malformed(why) => write!(f, "undecodable MessagePack ({why})"),
+            FrameError::Malformed(why) => write!(f, "undecodable MessagePack ({})", why.text()),
             FrameError::NotAMap => f.write_str("the frame is not a MessagePack map"),
             FrameError::NonStringKey => {
                 f.write_str("the frame's map has a key that is not a string")
@@ -40,122 +61,214 @@ impl std::fmt::Display for FrameError {
     }
 }
 
-/// The parts of a client frame the server uses, as byte ranges into the frame.
+/// Where a value lies in a frame: a byte range kept in 32 bits a side, so that a parsed frame
+/// is small and cheap to keep on the stack. Frames are far below 4 GiB (the WebSocket layer and
+/// `max_frame_size` refuse larger ones long before; [`parse`] refuses them too).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Span {
+    start: u32,
+    end: u32,
+}
+
+impl Span {
+    fn new(start: usize, end: usize) -> Self {
+        // `parse` refuses frames whose positions would not fit.
+        Span {
+            start: start as u32,
+            end: end as u32,
+        }
+    }
+
+    #[inline]
+    pub fn range(self) -> Range<usize> {
+        self.start as usize..self.end as usize
+    }
+
+    /// The bytes this span covers in `frame`.
+    #[inline]
+    pub fn of(self, frame: &[u8]) -> &[u8] {
+        &frame[self.range()]
+    }
+
+    #[inline]
+    pub fn is_empty(self) -> bool {
+        self.start == self.end
+    }
+}
+
+/// What a client frame asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) enum FrameKind {
+    Init,
+    Rpc,
+    Cancel,
+    #[default]
+    Other,
+}
+
+/// The parts of a client frame the server uses, as spans of the frame. Filled in place by
+/// [`parse`], so the connection's task keeps one on its stack and nothing is moved per frame.
 #[derive(Debug, Default, Clone)]
 pub(crate) struct RawFrame {
-    /// `type`, when it is a string.
-    pub kind: Option<Range<usize>>,
-    /// `id`, the whole encoded value.
-    pub id: Option<Range<usize>>,
+    /// What `type` asks for (`Other` when it is absent, unknown or not a string).
+    pub kind: FrameKind,
+    /// `id`, the whole encoded value; empty when absent (an encoded value is never empty).
+    pub id: Span,
     /// `name`, when it is a string.
-    pub name: Option<Range<usize>>,
+    pub name: Option<Span>,
     /// `name` was present but not a string.
     pub name_not_string: bool,
-    /// Each element of `args`, encoded.
-    pub args: SmallList<Range<usize>, 4>,
     /// `args` was present but neither an array nor nil.
     pub args_not_array: bool,
-    /// Each `kwargs` entry: the key (a string) and the encoded value.
-    pub kwargs: SmallList<(Range<usize>, Range<usize>), 4>,
     /// `kwargs` was present but neither a map with string keys nor nil.
     pub kwargs_not_map: bool,
-    /// `auth`, the whole encoded value.
-    pub auth: Option<Range<usize>>,
+    /// `auth`, the whole encoded value; empty when absent.
+    pub auth: Span,
+    /// Each element of `args`, encoded.
+    pub args: SmallList<Span, 4>,
+    /// Each `kwargs` entry: the key (a string) and the encoded value.
+    pub kwargs: SmallList<(Span, Span), 4>,
+}
+
+impl RawFrame {
+    fn reset(&mut self) {
+        self.kind = FrameKind::Other;
+        self.id = Span::default();
+        self.name = None;
+        self.name_not_string = false;
+        self.args_not_array = false;
+        self.kwargs_not_map = false;
+        self.auth = Span::default();
+        self.args.clear();
+        self.kwargs.clear();
+    }
+
+    /// The encoded `id`, or nil when the frame has none.
+    #[inline]
+    pub fn id<'f>(&self, frame: &'f [u8]) -> &'f [u8] {
+        if self.id.is_empty() {
+            NIL
+        } else {
+            self.id.of(frame)
+        }
+    }
 }
 
 /// A list that keeps its first `N` items inline and moves to the heap only beyond them: the
 /// arguments of a call are almost always few, and reading a frame should not allocate.
 #[derive(Debug, Clone)]
-pub(crate) enum SmallList<T, const N: usize> {
-    Inline([T; N], usize),
-    Heap(Vec<T>),
+pub(crate) struct SmallList<T, const N: usize> {
+    inline: [T; N],
+    len: usize,
+    /// Every item, once there are more than `N` (then `inline` is unused).
+    spill: Vec<T>,
 }
 
 impl<T: Default, const N: usize> Default for SmallList<T, N> {
     fn default() -> Self {
-        SmallList::Inline(std::array::from_fn(|_| T::default()), 0)
+        SmallList {
+            inline: std::array::from_fn(|_| T::default()),
+            len: 0,
+            spill: Vec::new(),
+        }
     }
 }
 
-impl<T: Default, const N: usize> SmallList<T, N> {
+impl<T: Default + Clone, const N: usize> SmallList<T, N> {
     /// `n` default items.
-    pub fn filled(n: usize) -> Self
-    where
-        T: Clone,
-    {
+    pub fn filled(n: usize) -> Self {
+        let mut list = Self::default();
         if n <= N {
-            SmallList::Inline(std::array::from_fn(|_| T::default()), n)
+            list.len = n;
         } else {
-            SmallList::Heap(vec![T::default(); n])
+            list.spill = vec![T::default(); n];
+            list.len = n;
         }
+        list
     }
 
     pub fn push(&mut self, item: T) {
-        match self {
-            SmallList::Inline(items, len) if *len < N => {
-                items[*len] = item;
-                *len += 1;
+        if self.len < N {
+            self.inline[self.len] = item;
+        } else {
+            if self.len == N {
+                self.spill.clear();
+                self.spill.extend(self.inline.iter().cloned());
             }
-            SmallList::Inline(items, len) => {
-                let mut v: Vec<T> = Vec::with_capacity(2 * N);
-                v.extend(items.iter_mut().take(*len).map(std::mem::take));
-                v.push(item);
-                *self = SmallList::Heap(v);
-            }
-            SmallList::Heap(v) => v.push(item),
+            self.spill.push(item);
         }
+        self.len += 1;
     }
 
+    /// Empties the list, keeping a spilled buffer for the next frame.
     pub fn clear(&mut self) {
-        match self {
-            SmallList::Inline(_, len) => *len = 0,
-            SmallList::Heap(v) => v.clear(),
-        }
+        self.len = 0;
     }
 }
 
 impl<T, const N: usize> std::ops::Deref for SmallList<T, N> {
     type Target = [T];
 
+    #[inline]
     fn deref(&self) -> &[T] {
-        match self {
-            SmallList::Inline(items, len) => &items[..*len],
-            SmallList::Heap(v) => v,
+        if self.len <= N {
+            &self.inline[..self.len]
+        } else {
+            &self.spill
         }
     }
 }
 
 impl<T, const N: usize> std::ops::DerefMut for SmallList<T, N> {
     fn deref_mut(&mut self) -> &mut [T] {
-        match self {
-            SmallList::Inline(items, len) => &mut items[..*len],
-            SmallList::Heap(v) => v,
+        if self.len <= N {
+            &mut self.inline[..self.len]
+        } else {
+            &mut self.spill
         }
     }
 }
 
-/// What a client frame asks for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum FrameKind {
-    Init,
-    Rpc,
-    Cancel,
+/// The top-level keys a client frame may carry, told apart by length and content.
+#[derive(Clone, Copy)]
+enum Key {
+    Type,
+    Id,
+    Name,
+    Args,
+    Kwargs,
+    Auth,
     Other,
 }
 
-impl RawFrame {
-    pub fn kind(&self, frame: &[u8]) -> FrameKind {
-        match self.kind.clone().map(|r| &frame[r]) {
-            Some(b"init") => FrameKind::Init,
-            Some(b"rpc") => FrameKind::Rpc,
-            Some(b"cancel") => FrameKind::Cancel,
-            _ => FrameKind::Other,
-        }
+fn which_key(bytes: &[u8]) -> Key {
+    match bytes {
+        b"id" => Key::Id,
+        b"type" => Key::Type,
+        b"name" => Key::Name,
+        b"args" => Key::Args,
+        b"auth" => Key::Auth,
+        b"kwargs" => Key::Kwargs,
+        _ => Key::Other,
     }
 }
 
-/// Reads a client frame. Nothing is decoded beyond what is needed to find its parts.
-pub(crate) fn parse(frame: &[u8]) -> Result<RawFrame, FrameError> {
+fn frame_kind(bytes: &[u8]) -> FrameKind {
+    match bytes {
+        b"rpc" => FrameKind::Rpc,
+        b"init" => FrameKind::Init,
+        b"cancel" => FrameKind::Cancel,
+        _ => FrameKind::Other,
+    }
+}
+
+/// Reads a client frame into `out` (whatever it held before is replaced). Nothing is decoded
+/// beyond what is needed to find its parts.
+pub(crate) fn parse(frame: &[u8], out: &mut RawFrame) -> Result<(), FrameError> {
+    out.reset();
+    if frame.len() > u32::MAX as usize {
+        return Err(FrameError::Malformed(Malformed::TooLarge));
+    }
     let mut r = Reader { buf: frame, pos: 0 };
     let entries = match r.map_len()? {
         Some(n) => n,
@@ -169,34 +282,43 @@ pub(crate) fn parse(frame: &[u8]) -> Result<RawFrame, FrameError> {
             });
         }
     };
-    let mut out = RawFrame::default();
     for _ in 0..entries {
-        let Some(key) = r.str()? else {
+        let Some(k) = r.key()? else {
             return Err(FrameError::NonStringKey);
         };
-        let key = &frame[key];
         let start = r.pos;
-        match key {
-            b"type" => out.kind = r.str_or_skip()?,
-            b"name" => {
-                out.name = r.str_or_skip()?;
+        match which_key(k.of(frame)) {
+            Key::Type => {
+                out.kind = match r.str()? {
+                    Some(s) => frame_kind(s.of(frame)),
+                    None => {
+                        r.skip()?;
+                        FrameKind::Other
+                    }
+                }
+            }
+            Key::Name => {
+                out.name = r.str()?;
                 out.name_not_string = out.name.is_none();
+                if out.name_not_string {
+                    r.skip()?;
+                }
             }
-            b"id" => {
+            Key::Id => {
                 r.skip()?;
-                out.id = Some(start..r.pos);
+                out.id = Span::new(start, r.pos);
             }
-            b"auth" => {
+            Key::Auth => {
                 r.skip()?;
-                out.auth = Some(start..r.pos);
+                out.auth = Span::new(start, r.pos);
             }
-            b"args" => match r.array_len()? {
+            Key::Args => match r.array_len()? {
                 Some(n) => {
                     out.args.clear();
                     for _ in 0..n {
                         let s = r.pos;
                         r.skip()?;
-                        out.args.push(s..r.pos);
+                        out.args.push(Span::new(s, r.pos));
                     }
                 }
                 None => {
@@ -206,7 +328,7 @@ pub(crate) fn parse(frame: &[u8]) -> Result<RawFrame, FrameError> {
                     }
                 }
             },
-            b"kwargs" => match r.map_len()? {
+            Key::Kwargs => match r.map_len()? {
                 Some(n) => {
                     out.kwargs.clear();
                     for _ in 0..n {
@@ -214,7 +336,7 @@ pub(crate) fn parse(frame: &[u8]) -> Result<RawFrame, FrameError> {
                             Some(k) => {
                                 let s = r.pos;
                                 r.skip()?;
-                                out.kwargs.push((k, s..r.pos));
+                                out.kwargs.push((k, Span::new(s, r.pos)));
                             }
                             None => {
                                 out.kwargs_not_map = true;
@@ -231,13 +353,20 @@ pub(crate) fn parse(frame: &[u8]) -> Result<RawFrame, FrameError> {
                     }
                 }
             },
-            _ => r.skip()?,
+            Key::Other => {
+                // The keys above are ASCII; any other is checked here, and skipped.
+                let k = k.of(frame);
+                if !k.is_ascii() && std::str::from_utf8(k).is_err() {
+                    return Err(FrameError::Malformed(Malformed::NotUtf8));
+                }
+                r.skip()?
+            }
         }
     }
     if r.pos != frame.len() {
         return Err(FrameError::TrailingBytes);
     }
-    Ok(out)
+    Ok(())
 }
 
 /// Finds the `id` of a frame that [`parse`] rejected, where the frame is a map whose `id` can
@@ -256,19 +385,38 @@ pub(crate) fn salvage_id(frame: &[u8]) -> Option<Range<usize>> {
         };
         let start = r.pos;
         r.skip().ok()?;
-        if key.is_some_and(|k| &frame[k] == b"id") {
+        if key.is_some_and(|k| k.of(frame) == b"id") {
             return Some(start..r.pos);
         }
     }
     None
 }
 
+/// The whole encoded size of a value that begins with each marker byte, where the marker alone
+/// tells it (integers, floats, nil, booleans); 0 for the rest (strings, containers, ...).
+const SCALAR_SIZE: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut b = 0;
+    while b < 256 {
+        t[b] = match b as u8 {
+            0x00..=0x7f | 0xe0..=0xff | 0xc0 | 0xc2 | 0xc3 => 1,
+            0xcc | 0xd0 => 2,
+            0xcd | 0xd1 => 3,
+            0xca | 0xce | 0xd2 => 5,
+            0xcb | 0xcf | 0xd3 => 9,
+            _ => 0,
+        };
+        b += 1;
+    }
+    t
+};
+
 struct Reader<'a> {
     buf: &'a [u8],
     pos: usize,
 }
 
-const TRUNCATED: FrameError = FrameError::Malformed("truncated value");
+const TRUNCATED: FrameError = FrameError::Malformed(Malformed::Truncated);
 
 impl Reader<'_> {
     fn byte(&mut self) -> Result<u8, FrameError> {
@@ -343,10 +491,29 @@ impl Reader<'_> {
         Ok(false)
     }
 
-    /// A string at the cursor (its content range), or `None` (consuming nothing).
-    fn str(&mut self) -> Result<Option<Range<usize>>, FrameError> {
-        let len = match self.peek()? {
-            b @ 0xa0..=0xbf => {
+    /// A top-level key at the cursor, like [`str`](Self::str) but without the UTF-8 check,
+    /// which `parse` makes only for keys it does not know (the ones it knows are ASCII).
+    /// Keys are short: the one-byte header is read inline.
+    #[inline(always)]
+    fn key(&mut self) -> Result<Option<Span>, FrameError> {
+        let b = self.peek()?;
+        if b & 0xe0 != 0xa0 {
+            return self.str();
+        }
+        let start = self.pos + 1;
+        let end = start + (b & 0x1f) as usize;
+        if end > self.buf.len() {
+            return Err(TRUNCATED);
+        }
+        self.pos = end;
+        Ok(Some(Span::new(start, end)))
+    }
+
+    /// A string at the cursor (its content span), or `None` (consuming nothing).
+    fn str(&mut self) -> Result<Option<Span>, FrameError> {
+        let b = self.peek()?;
+        let len = match b {
+            0xa0..=0xbf => {
                 self.pos += 1;
                 (b & 0x1f) as usize
             }
@@ -365,28 +532,29 @@ impl Reader<'_> {
             _ => return Ok(None),
         };
         let start = self.pos;
-        self.advance(len)?;
+        let bytes = self.buf.get(start..start + len).ok_or(TRUNCATED)?;
         // Keys and names are ASCII: check that first, cheaply, before full UTF-8 validation.
-        let bytes = &self.buf[start..self.pos];
         if !bytes.is_ascii() && std::str::from_utf8(bytes).is_err() {
-            return Err(FrameError::Malformed("a string is not valid UTF-8"));
+            return Err(FrameError::Malformed(Malformed::NotUtf8));
         }
-        Ok(Some(start..self.pos))
+        self.pos = start + len;
+        Ok(Some(Span::new(start, self.pos)))
     }
 
-    fn str_or_skip(&mut self) -> Result<Option<Range<usize>>, FrameError> {
-        match self.str()? {
-            Some(r) => Ok(Some(r)),
-            None => {
-                self.skip()?;
-                Ok(None)
-            }
-        }
-    }
-
-    /// Moves past one whole value. Nesting is walked with a counter, not recursion, so a
-    /// deeply nested frame cannot exhaust the stack.
+    /// Moves past one whole value. Most values in a call are small integers, read inline.
+    #[inline(always)]
     fn skip(&mut self) -> Result<(), FrameError> {
+        let size = SCALAR_SIZE[self.peek()? as usize] as usize;
+        if size == 0 {
+            return self.skip_nested();
+        }
+        self.advance(size)
+    }
+
+    /// Moves past one whole value of any kind. Nesting is walked with a counter, not
+    /// recursion, so a deeply nested frame cannot exhaust the stack.
+    #[inline(never)]
+    fn skip_nested(&mut self) -> Result<(), FrameError> {
         let mut pending: usize = 1;
         while pending > 0 {
             pending -= 1;
@@ -396,7 +564,7 @@ impl Reader<'_> {
                 0x80..=0x8f => (0, 2 * (b & 0x0f) as usize),
                 0x90..=0x9f => (0, (b & 0x0f) as usize),
                 0xa0..=0xbf => ((b & 0x1f) as usize, 0),
-                0xc1 => return Err(FrameError::Malformed("reserved byte 0xc1")),
+                0xc1 => return Err(FrameError::Malformed(Malformed::ReservedByte)),
                 0xc4 | 0xd9 => (self.be(1)?, 0),
                 0xc5 | 0xda => (self.be(2)?, 0),
                 0xc6 | 0xdb => (self.be(4)?, 0),
@@ -498,16 +666,66 @@ pub(crate) fn stream_done_frame(id: &[u8]) -> Bytes {
     true_frame(id, "done")
 }
 
-/// `{id, <key>: value}`.
+/// `{id, <key>: value}`. Encoded into a reusable per-thread buffer, then copied into an
+/// allocation of exactly its size: a frame frozen from a growable buffer with spare capacity
+/// costs `bytes` a second allocation (its shared header) and a second free.
 fn value_frame<T: Serialize + ?Sized>(
     id: &[u8],
     key: &str,
     value: &T,
 ) -> Result<Bytes, rmp_serde::encode::Error> {
-    let mut buf = BytesMut::with_capacity(32 + id.len());
-    reply_head(&mut buf, id, key);
-    encode_value(&mut buf, value)?;
-    Ok(buf.freeze())
+    thread_local! {
+        static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    SCRATCH.with(|scratch| {
+        // A serializer may re-enter (a `Serialize` impl that encodes a frame itself): then
+        // this call uses a buffer of its own.
+        let mut own = Vec::new();
+        let mut guard = scratch.try_borrow_mut();
+        let buf = match &mut guard {
+            Ok(b) => &mut **b,
+            Err(_) => &mut own,
+        };
+        buf.clear();
+        buf.push(0x82);
+        buf.extend_from_slice(b"\xa2id");
+        buf.extend_from_slice(id);
+        put_str_vec(buf, key);
+        let result = encode_into(buf, value);
+        let frame = result.map(|()| Bytes::copy_from_slice(buf));
+        // A huge result should not pin its buffer to the thread for ever.
+        if buf.capacity() > 64 * 1024 {
+            *buf = Vec::new();
+        }
+        frame
+    })
+}
+
+fn put_str_vec(buf: &mut Vec<u8>, s: &str) {
+    let len = s.len();
+    if len < 32 {
+        buf.push(0xa0 | len as u8);
+    } else if len < 256 {
+        buf.extend_from_slice(&[0xd9, len as u8]);
+    } else if len <= u16::MAX as usize {
+        buf.push(0xda);
+        buf.extend_from_slice(&(len as u16).to_be_bytes());
+    } else {
+        buf.push(0xdb);
+        buf.extend_from_slice(&(len as u32).to_be_bytes());
+    }
+    buf.extend_from_slice(s.as_bytes());
+}
+
+/// [`encode_value`] into a `Vec`.
+fn encode_into<T: Serialize + ?Sized>(
+    buf: &mut Vec<u8>,
+    value: &T,
+) -> Result<(), rmp_serde::encode::Error> {
+    let mut ser = rmp_serde::Serializer::new(buf)
+        .with_struct_map()
+        .with_human_readable();
+    value.serialize(&mut ser)
 }
 
 /// `{id, <key>: true}`.
@@ -579,6 +797,11 @@ mod tests {
         rmpv::Value::from(x)
     }
 
+    fn parsed(frame: &[u8]) -> Result<RawFrame, FrameError> {
+        let mut raw = RawFrame::default();
+        parse(frame, &mut raw).map(|()| raw)
+    }
+
     #[test]
     fn finds_every_part_of_an_rpc_frame() {
         let frame = enc(&rmpv::Value::Map(vec![
@@ -591,33 +814,36 @@ mod tests {
             ),
             (s("kwargs"), rmpv::Value::Map(vec![(s("b"), 5.into())])),
         ]));
-        let raw = parse(&frame).unwrap();
-        assert_eq!(raw.kind(&frame), FrameKind::Rpc);
-        assert_eq!(&frame[raw.id.clone().unwrap()], &[7]);
-        assert_eq!(&frame[raw.name.clone().unwrap()], b"add");
+        let raw = parsed(&frame).unwrap();
+        assert_eq!(raw.kind, FrameKind::Rpc);
+        assert_eq!(raw.id(&frame), &[7]);
+        assert_eq!(raw.name.unwrap().of(&frame), b"add");
         assert_eq!(raw.args.len(), 2);
-        assert_eq!(&frame[raw.args[1].clone()], &[0x91, 1]);
-        assert_eq!(&frame[raw.kwargs[0].0.clone()], b"b");
-        assert_eq!(&frame[raw.kwargs[0].1.clone()], &[5]);
+        assert_eq!(raw.args[1].of(&frame), &[0x91, 1]);
+        assert_eq!(raw.kwargs[0].0.of(&frame), b"b");
+        assert_eq!(raw.kwargs[0].1.of(&frame), &[5]);
     }
 
     #[test]
     fn rejects_what_is_not_a_string_keyed_map() {
         assert_eq!(
-            parse(&enc(&rmpv::Value::from(3))).unwrap_err(),
+            parsed(&enc(&rmpv::Value::from(3))).unwrap_err(),
             FrameError::NotAMap
         );
         let bad_key = enc(&rmpv::Value::Map(vec![(1.into(), 2.into())]));
-        assert_eq!(parse(&bad_key).unwrap_err(), FrameError::NonStringKey);
+        assert_eq!(parsed(&bad_key).unwrap_err(), FrameError::NonStringKey);
         assert!(matches!(
-            parse(&[0x82, 0xa1]).unwrap_err(),
+            parsed(&[0x82, 0xa1]).unwrap_err(),
             FrameError::Malformed(_)
         ));
         assert!(matches!(
-            parse(&[0xc1]).unwrap_err(),
+            parsed(&[0xc1]).unwrap_err(),
             FrameError::Malformed(_)
         ));
-        assert_eq!(parse(&[0x80, 0x01]).unwrap_err(), FrameError::TrailingBytes);
+        assert_eq!(
+            parsed(&[0x80, 0x01]).unwrap_err(),
+            FrameError::TrailingBytes
+        );
     }
 
     #[test]
@@ -625,7 +851,7 @@ mod tests {
         // An array that claims 4 billion elements in a five-byte frame.
         let frame = [0x81, 0xa1, b'x', 0xdd, 0xff, 0xff, 0xff, 0xff];
         assert!(matches!(
-            parse(&frame).unwrap_err(),
+            parsed(&frame).unwrap_err(),
             FrameError::Malformed(_)
         ));
     }
@@ -636,7 +862,7 @@ mod tests {
         frame.extend_from_slice(b"args");
         frame.extend(std::iter::repeat_n(0x91, 100_000));
         frame.push(0xc0);
-        let raw = parse(&frame).unwrap();
+        let raw = parsed(&frame).unwrap();
         assert_eq!(raw.args.len(), 1);
     }
 
@@ -646,7 +872,7 @@ mod tests {
             (s("id"), s("x")),
             (1.into(), 2.into()),
         ]));
-        assert!(parse(&frame).is_err());
+        assert!(parsed(&frame).is_err());
         assert_eq!(&frame[salvage_id(&frame).unwrap()], &enc(&s("x"))[..]);
     }
 

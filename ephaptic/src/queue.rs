@@ -5,17 +5,17 @@
 //! is most of what an idle connection costs beyond its read buffer.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll};
 
 use bytes::Bytes;
+use futures_util::task::AtomicWaker;
 use tokio::sync::Notify;
 
 #[derive(Debug)]
 struct State {
     frames: VecDeque<Bytes>,
-    /// The sender is gone (the connection dropped): the consumer drains what is left, then
-    /// sees the end.
-    sender_gone: bool,
     /// The consumer is gone: senders fail instead of waiting.
     receiver_gone: bool,
 }
@@ -24,8 +24,15 @@ struct State {
 struct Shared {
     state: Mutex<State>,
     capacity: usize,
-    /// Wakes the consumer when a frame arrives (or the sender leaves).
-    readable: Notify,
+    /// How many frames wait, written under the lock and read without it: the consumer looks
+    /// at it every time it would go to sleep, and a reply checks it to keep its place behind
+    /// what its handler queued.
+    len: AtomicUsize,
+    /// The sender is gone (the connection dropped): the consumer drains what is left, then
+    /// sees the end.
+    sender_gone: AtomicBool,
+    /// Wakes the one consumer when a frame arrives (or the sender leaves).
+    readable: AtomicWaker,
     /// Wakes producers waiting for room (or the consumer leaving).
     writable: Notify,
 }
@@ -57,11 +64,12 @@ pub(crate) fn channel(capacity: usize) -> (Sender, Receiver) {
     let shared = Arc::new(Shared {
         state: Mutex::new(State {
             frames: VecDeque::new(),
-            sender_gone: false,
             receiver_gone: false,
         }),
         capacity: capacity.max(1),
-        readable: Notify::new(),
+        len: AtomicUsize::new(0),
+        sender_gone: AtomicBool::new(false),
+        readable: AtomicWaker::new(),
         writable: Notify::new(),
     });
     (Sender(shared.clone()), Receiver(shared))
@@ -77,8 +85,9 @@ impl Sender {
             return Err(TrySendError::Full(frame));
         }
         state.frames.push_back(frame);
+        self.0.len.store(state.frames.len(), Ordering::Release);
         drop(state);
-        self.0.readable.notify_one();
+        self.0.readable.wake();
         Ok(())
     }
 
@@ -99,34 +108,65 @@ impl Sender {
 
     /// How many frames wait.
     pub fn len(&self) -> usize {
-        self.0.lock().frames.len()
+        self.0.len.load(Ordering::Acquire)
     }
 }
 
 impl Drop for Sender {
     fn drop(&mut self) {
-        self.0.lock().sender_gone = true;
-        self.0.readable.notify_one();
+        self.0.sender_gone.store(true, Ordering::Release);
+        self.0.readable.wake();
     }
 }
 
 impl Receiver {
     /// The next frame; `None` once the sender is gone and the queue is empty. Cancel-safe.
     pub async fn recv(&mut self) -> Option<Bytes> {
-        loop {
-            if let Some(frame) = self.try_recv() {
-                return Some(frame);
-            }
-            if self.0.lock().sender_gone {
-                return self.try_recv();
-            }
-            self.0.readable.notified().await;
+        std::future::poll_fn(|cx| match self.poll_ready(cx) {
+            Poll::Ready(true) => match self.try_recv() {
+                Some(frame) => Poll::Ready(Some(frame)),
+                // Only this consumer takes frames, so a ready queue has one; but be safe.
+                None => {
+                    cx.waker().wake_by_ref();
+                    Poll::Pending
+                }
+            },
+            Poll::Ready(false) => Poll::Ready(None),
+            Poll::Pending => Poll::Pending,
+        })
+        .await
+    }
+
+    /// Whether a frame waits (`true`), or never will because the sender is gone and the queue
+    /// is empty (`false`); otherwise registers to be woken when either happens. Lock-free.
+    pub fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<bool> {
+        if self.0.len.load(Ordering::Acquire) > 0 {
+            return Poll::Ready(true);
         }
+        self.0.readable.register(cx.waker());
+        // Checked again after registering: a frame queued in between has woken nobody.
+        if self.0.len.load(Ordering::Acquire) > 0 {
+            return Poll::Ready(true);
+        }
+        if self.0.sender_gone.load(Ordering::Acquire) {
+            // The sender's last frames were counted before it left.
+            return Poll::Ready(self.0.len.load(Ordering::Acquire) > 0);
+        }
+        Poll::Pending
+    }
+
+    /// Whether a frame waits, without registering anything.
+    pub fn has_frames(&self) -> bool {
+        self.0.len.load(Ordering::Acquire) > 0
     }
 
     pub fn try_recv(&mut self) -> Option<Bytes> {
+        if self.0.len.load(Ordering::Acquire) == 0 {
+            return None;
+        }
         let mut state = self.0.lock();
         let frame = state.frames.pop_front();
+        self.0.len.store(state.frames.len(), Ordering::Release);
         if frame.is_some() {
             // An empty queue keeps no buffer: an idle connection costs nothing here.
             if state.frames.is_empty() && state.frames.capacity() > 16 {
@@ -144,6 +184,7 @@ impl Drop for Receiver {
         let mut state = self.0.lock();
         state.receiver_gone = true;
         state.frames.clear();
+        self.0.len.store(0, Ordering::Release);
         drop(state);
         self.0.writable.notify_waiters();
         // A sender that checked just before may wait on a stored permit: give it one too.

@@ -9,7 +9,7 @@ use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 
-use crate::dispatch::{Call, Outcome};
+use crate::dispatch::{Request, Started};
 use crate::identity::Identity;
 
 /// A boxed, sendable future; what generated shims return.
@@ -40,7 +40,7 @@ impl fmt::Display for Site {
 
 /// The generated entry point of an exposed function: binds the arguments of a call, runs the
 /// function and encodes its outcome.
-pub type Handler = fn(Call) -> BoxFuture<Outcome>;
+pub type Handler = fn(&Request<'_>) -> Started;
 
 /// An exposed function, as `#[ephaptic::expose]` records it.
 #[derive(Debug, Clone, Copy)]

@@ -11,11 +11,15 @@ use axum::extract::{ConnectInfo, FromRequestParts, State};
 use axum::http::{HeaderMap, StatusCode, header, request::Parts};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
 use bytes::Bytes;
-use futures_util::{FutureExt, SinkExt, StreamExt};
+use futures_util::{Sink, SinkExt, Stream};
 use tokio::time::Instant;
 
-use crate::connection::{CloseSignal, Connection, Outbox};
+use crate::connection::{CloseSignal, Connection, Init, Outbox};
 use crate::server::Shared;
 
 /// Close code for a message too large to buffer (RFC 6455).
@@ -28,6 +32,8 @@ const MAX_BATCH: usize = 64;
 /// one write. (Zero would make every frame its own syscall.) Frames larger than this are
 /// written as they are fed.
 const WRITE_BUFFER: usize = 64 * 1024;
+/// The most answers' room an idle connection keeps in its outbox (32 bytes each).
+const OUTBOX_KEPT: usize = 8;
 
 pub(crate) fn router(shared: Arc<Shared>) -> axum::Router {
     let path = shared.config.path.clone();
@@ -76,7 +82,11 @@ async fn upgrade(
         .write_buffer_size(WRITE_BUFFER)
         .max_message_size(hard_limit)
         .max_frame_size(hard_limit)
-        .on_upgrade(move |socket| run(shared, socket, peer))
+        .on_upgrade(move |socket| {
+            // The server is the task-local "current server" for the connection's whole task,
+            // so the handlers it polls inline can `emit` without a scope per call.
+            crate::emit::in_scope(shared.clone(), run(shared, socket, peer))
+        })
 }
 
 /// Serves one WebSocket until either side closes it.
@@ -89,165 +99,273 @@ async fn upgrade(
 /// calls running in their own tasks are ordered and bounded exactly as before); only its
 /// consumer moved into this task. A close request wins over everything, even a write stuck on
 /// a client that stopped reading.
-async fn run(shared: Arc<Shared>, mut ws: WebSocket, peer: Option<SocketAddr>) {
-    let (tx, mut rx) = queue::channel(shared.config.outbound_capacity);
+async fn run(shared: Arc<Shared>, ws: WebSocket, peer: Option<SocketAddr>) {
+    let (tx, rx) = queue::channel(shared.config.outbound_capacity);
     let conn = Connection::new(shared.clone(), peer, tx);
     shared.hub.add(&conn);
     tracing::debug!(connection = conn.id(), ?peer, "connected");
 
     let close = conn.close_signal();
     // Pinned once: waiting on it registers with the signal once, not once per frame.
-    let mut closing = std::pin::pin!(close.wait());
-    let ping = shared.config.ping_interval;
-    let mut ticker = ping.map(|every| tokio::time::interval_at(Instant::now() + every, every));
-    // Idleness is checked at each ping: no timer of its own, and a read just notes the time.
-    let idle_limit = ping.map(|p| p * 3);
-    let mut last_seen = Instant::now();
-    let mut first = true;
-    // Frames written into the socket's buffer since the last flush.
-    let mut unflushed = 0usize;
+    let closing = std::pin::pin!(close.wait());
+    let ticker = shared
+        .config
+        .ping_interval
+        .map(|every| tokio::time::interval_at(Instant::now() + every, every));
+    let mut pump = Pump {
+        ws,
+        rx,
+        closing,
+        ticker,
+        first: true,
+        unflushed: 0,
+        outbox: Outbox::new(),
+        sent: 0,
+        read_since_tick: false,
+        silent_ticks: 0,
+    };
 
-    // Runs one write, unless a close request comes first.
-    macro_rules! guarded {
-        ($op:expr) => {
-            tokio::select! {
-                biased;
-                why = &mut closing => Err(why),
-                r = $op => Ok(r.is_ok()),
+    let end = loop {
+        match std::future::poll_fn(|cx| pump.poll(cx, &conn)).await {
+            Step::Init(init) => {
+                // Boxed: it happens once, and unboxed it would grow every connection's task
+                // by the loader's future.
+                Box::pin(conn.authenticate(init)).await;
+                hook(&conn, shared.on_connect.as_ref());
             }
-        };
-    }
-
-    let mut outbox = Outbox::new();
-    let end = 'conn: loop {
-        let event = tokio::select! {
-            biased;
-            why = &mut closing => Event::Close(why),
-            frame = rx.recv() => Event::Out(frame),
-            msg = ws.next() => Event::In(msg),
-            _ = tick(&mut ticker) => Event::Ping,
-            () = std::future::ready(()), if unflushed > 0 => Event::Flush,
-        };
-        let written = match event {
-            Event::Close(why) => break End::Close(why),
-            Event::Out(None) => break End::Read,
-            Event::Out(Some(frame)) => {
-                // Everything queued goes into the socket's buffer; the flush comes when
-                // there is nothing else to do, or after MAX_BATCH frames.
-                let mut next = Some(frame);
-                let mut result = Ok(true);
-                while let Some(frame) = next.take() {
-                    result = guarded!(ws.feed(Message::Binary(frame)));
-                    if !matches!(result, Ok(true)) {
-                        break;
-                    }
-                    unflushed += 1;
-                    if unflushed >= MAX_BATCH {
-                        result = guarded!(ws.flush());
-                        unflushed = 0;
-                        break;
-                    }
-                    next = rx.try_recv();
-                }
-                result
-            }
-            Event::In(msg) => {
-                if idle_limit.is_some() {
-                    last_seen = Instant::now();
-                }
-                // Every frame already read is handled before anything is written, so the
-                // answers to one read leave together.
-                let mut msg = msg;
-                let mut handled = 0;
-                loop {
-                    match msg {
-                        Some(Ok(Message::Binary(frame))) => {
-                            if let Some(init) = conn.on_frame(frame, first, &mut outbox) {
-                                // Boxed: it happens once, and unboxed it would grow every
-                                // connection's task by the loader's future.
-                                Box::pin(conn.authenticate(init)).await;
-                            }
-                            if first {
-                                hook(&conn, shared.on_connect.as_ref());
-                            }
-                            first = false;
-                        }
-                        Some(Ok(Message::Text(_))) => {
-                            tracing::warn!(
-                                connection = conn.id(),
-                                "skipping a text frame; ephaptic frames are binary MessagePack"
-                            );
-                            if first {
-                                hook(&conn, shared.on_connect.as_ref());
-                            }
-                            first = false;
-                        }
-                        Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
-                        Some(Ok(Message::Close(_))) | None => break 'conn End::Read,
-                        Some(Err(e)) => {
-                            tracing::debug!(connection = conn.id(), "socket error: {e}");
-                            if e.to_string().to_ascii_lowercase().contains("too long") {
-                                conn.close(CLOSE_TOO_BIG, "message too big");
-                            }
-                            break 'conn End::Read;
-                        }
-                    }
-                    handled += 1;
-                    if handled >= MAX_BATCH {
-                        break;
-                    }
-                    match ws.next().now_or_never() {
-                        Some(next) => msg = next,
-                        None => break,
-                    }
-                }
-                let mut result = Ok(true);
-                // Taken, not drained: an idle connection keeps no buffer.
-                for frame in std::mem::take(&mut outbox) {
-                    if matches!(result, Ok(true)) {
-                        result = guarded!(ws.feed(Message::Binary(frame)));
-                        unflushed += 1;
-                    }
-                }
-                if matches!(result, Ok(true)) && unflushed >= MAX_BATCH {
-                    unflushed = 0;
-                    result = guarded!(ws.flush());
-                }
-                result
-            }
-            Event::Ping => {
-                // A client that sent nothing, not even a pong, for three intervals is gone.
-                if let Some(limit) = idle_limit
-                    && last_seen.elapsed() >= limit
-                {
-                    tracing::debug!(connection = conn.id(), "no traffic for {limit:?}; closing");
-                    break End::Read;
-                }
-                unflushed = 0;
-                guarded!(ws.send(Message::Ping(Bytes::new())))
-            }
-            Event::Flush => {
-                unflushed = 0;
-                guarded!(ws.flush())
-            }
-        };
-        match written {
-            Ok(true) => {}
-            // The socket failed: nothing more can be sent.
-            Ok(false) => break End::Failed,
-            Err(why) => break End::Close(why),
+            Step::End(end) => break end,
         }
     };
 
     shared.hub.remove(&conn);
     conn.abort_all();
-    if !first {
+    if !pump.first {
         hook(&conn, shared.on_disconnect.as_ref());
     }
     drop(conn);
+    let Pump {
+        ws,
+        rx,
+        mut outbox,
+        sent,
+        ..
+    } = pump;
+    outbox.drain(..sent);
     // Boxed: it runs once, and inline it would grow every connection's task.
     Box::pin(finish(ws, rx, outbox, &close, end)).await;
     tracing::debug!("disconnected");
+}
+
+/// The state of a connection's task between wake-ups. Its [`poll`](Pump::poll) does all the
+/// work there is (writes, reads, a flush, a ping) and returns only when the connection ends,
+/// when an `init` needs the identity loader, or when there is nothing to do. Written as a poll
+/// function rather than a `select!` loop so that each source is polled once per wake-up: a
+/// socket read that found nothing is not retried until the socket is readable again (each
+/// attempt costs the WebSocket layer a 4 KiB buffer clear), and the queue, the close signal and
+/// the ping timer are not re-registered per frame.
+struct Pump<C> {
+    ws: WebSocket,
+    rx: queue::Receiver,
+    closing: C,
+    ticker: Option<tokio::time::Interval>,
+    /// No frame has been read yet: the first may be `init`.
+    first: bool,
+    /// Frames written into the socket's buffer since the last flush.
+    unflushed: usize,
+    /// Immediate answers to what was read; `sent` of them are written.
+    outbox: Outbox,
+    sent: usize,
+    /// Idleness, checked at each ping: whether anything was read since the last one, and for
+    /// how many pings in a row nothing was.
+    read_since_tick: bool,
+    silent_ticks: u32,
+}
+
+/// Why a connection's task stopped pumping.
+enum Step {
+    /// The first frame was `init`: run the identity loader, then go on.
+    Init(Init),
+    End(End),
+}
+
+impl<C: Future<Output = (u16, String)> + Unpin> Pump<C> {
+    fn poll(&mut self, cx: &mut Context<'_>, conn: &Arc<Connection>) -> Poll<Step> {
+        loop {
+            if let Poll::Ready(why) = Pin::new(&mut self.closing).poll(cx) {
+                return Poll::Ready(Step::End(End::Close(why)));
+            }
+
+            // 1. Write what waits: the answers to the last read, then the queue.
+            let blocked = match self.write(cx) {
+                Ok(blocked) => blocked,
+                Err(end) => return Poll::Ready(Step::End(end)),
+            };
+
+            // 2. Read, unless the socket will not take more: a client that does not read its
+            // answers is not read from (its own backpressure), and nothing else waits on it.
+            if !blocked {
+                let mut handled = 0;
+                while handled < MAX_BATCH {
+                    match Pin::new(&mut self.ws).poll_next(cx) {
+                        Poll::Ready(msg) => {
+                            handled += 1;
+                            if let Some(step) = self.on_message(msg, conn) {
+                                return Poll::Ready(step);
+                            }
+                        }
+                        Poll::Pending => break,
+                    }
+                }
+                if handled > 0 {
+                    self.read_since_tick = true;
+                    // Write the answers, then read again.
+                    continue;
+                }
+            }
+
+            // 3. Nothing more to read or write now: flush.
+            if self.unflushed > 0 {
+                match Pin::new(&mut self.ws).poll_flush(cx) {
+                    Poll::Ready(Ok(())) => self.unflushed = 0,
+                    Poll::Ready(Err(_)) => return Poll::Ready(Step::End(End::Failed)),
+                    Poll::Pending => {}
+                }
+            }
+
+            // 4. The ping timer.
+            if let Some(ticker) = &mut self.ticker
+                && ticker.poll_tick(cx).is_ready()
+            {
+                // A client that sent nothing, not even a pong, for three intervals is gone.
+                if self.read_since_tick {
+                    self.silent_ticks = 0;
+                } else {
+                    self.silent_ticks += 1;
+                }
+                self.read_since_tick = false;
+                if self.silent_ticks >= 3 {
+                    tracing::debug!(
+                        connection = conn.id(),
+                        "no traffic for three pings; closing"
+                    );
+                    return Poll::Ready(Step::End(End::Read));
+                }
+                match Pin::new(&mut self.ws).poll_ready(cx) {
+                    Poll::Ready(Ok(())) => {
+                        if Pin::new(&mut self.ws)
+                            .start_send(Message::Ping(Bytes::new()))
+                            .is_err()
+                        {
+                            return Poll::Ready(Step::End(End::Failed));
+                        }
+                        self.unflushed += 1;
+                    }
+                    Poll::Ready(Err(_)) => return Poll::Ready(Step::End(End::Failed)),
+                    // A socket that takes nothing gets no ping; the close path handles it.
+                    Poll::Pending => {}
+                }
+                continue;
+            }
+
+            // 5. Sleep until a frame is queued (or the socket, the timer or a close wakes us).
+            match self.rx.poll_ready(cx) {
+                Poll::Ready(true) if !blocked => continue,
+                // Frames wait but the socket is full: its readiness wakes us.
+                Poll::Ready(true) => {}
+                // The connection's last handle is gone (it closed).
+                Poll::Ready(false) => return Poll::Ready(Step::End(End::Read)),
+                Poll::Pending => {}
+            }
+            if self.sent == self.outbox.len() && self.outbox.capacity() > OUTBOX_KEPT {
+                // An idle connection keeps a small outbox buffer at most (a busy one reuses
+                // it from wake-up to wake-up instead of allocating it each time).
+                self.outbox = Outbox::new();
+                self.sent = 0;
+            }
+            return Poll::Pending;
+        }
+    }
+
+    /// Writes the outbox, then the queue, into the socket's buffer while it takes them,
+    /// flushing every `MAX_BATCH` frames. `Ok(true)` when the socket stopped taking them.
+    fn write(&mut self, cx: &mut Context<'_>) -> Result<bool, End> {
+        loop {
+            let from_outbox = self.sent < self.outbox.len();
+            if !from_outbox && !self.rx.has_frames() {
+                if self.sent > 0 {
+                    self.outbox.clear();
+                    self.sent = 0;
+                }
+                return Ok(false);
+            }
+            if self.unflushed >= MAX_BATCH {
+                match Pin::new(&mut self.ws).poll_flush(cx) {
+                    Poll::Ready(Ok(())) => self.unflushed = 0,
+                    Poll::Ready(Err(_)) => return Err(End::Failed),
+                    Poll::Pending => return Ok(true),
+                }
+            }
+            match Pin::new(&mut self.ws).poll_ready(cx) {
+                Poll::Ready(Ok(())) => {}
+                Poll::Ready(Err(_)) => return Err(End::Failed),
+                Poll::Pending => return Ok(true),
+            }
+            let frame = if from_outbox {
+                self.sent += 1;
+                std::mem::take(&mut self.outbox[self.sent - 1])
+            } else {
+                match self.rx.try_recv() {
+                    Some(frame) => frame,
+                    None => continue,
+                }
+            };
+            if Pin::new(&mut self.ws)
+                .start_send(Message::Binary(frame))
+                .is_err()
+            {
+                return Err(End::Failed);
+            }
+            self.unflushed += 1;
+        }
+    }
+
+    /// Handles one message read from the socket; `Some` when the pump must stop.
+    fn on_message(
+        &mut self,
+        msg: Option<Result<Message, axum::Error>>,
+        conn: &Arc<Connection>,
+    ) -> Option<Step> {
+        match msg {
+            Some(Ok(Message::Binary(frame))) => {
+                let init = conn.on_frame(frame, self.first, &mut self.outbox);
+                let first = std::mem::replace(&mut self.first, false);
+                match init {
+                    Some(init) => return Some(Step::Init(init)),
+                    None if first => hook(conn, conn.shared().on_connect.as_ref()),
+                    None => {}
+                }
+            }
+            Some(Ok(Message::Text(_))) => {
+                tracing::warn!(
+                    connection = conn.id(),
+                    "skipping a text frame; ephaptic frames are binary MessagePack"
+                );
+                if std::mem::replace(&mut self.first, false) {
+                    hook(conn, conn.shared().on_connect.as_ref());
+                }
+            }
+            Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+            Some(Ok(Message::Close(_))) | None => return Some(Step::End(End::Read)),
+            Some(Err(e)) => {
+                tracing::debug!(connection = conn.id(), "socket error: {e}");
+                if e.to_string().to_ascii_lowercase().contains("too long") {
+                    conn.close(CLOSE_TOO_BIG, "message too big");
+                }
+                return Some(Step::End(End::Read));
+            }
+        }
+        None
+    }
 }
 
 /// Ends a connection: sends the close frame the server asked for, or gives what is queued
@@ -297,14 +415,6 @@ async fn finish(
     }
 }
 
-enum Event {
-    Close((u16, String)),
-    Out(Option<Bytes>),
-    In(Option<Result<Message, axum::Error>>),
-    Ping,
-    Flush,
-}
-
 /// Why a connection's loop ended.
 enum End {
     /// The server closes it with this code and reason.
@@ -313,15 +423,6 @@ enum End {
     Read,
     /// A write failed.
     Failed,
-}
-
-async fn tick(ticker: &mut Option<tokio::time::Interval>) {
-    match ticker {
-        Some(t) => {
-            t.tick().await;
-        }
-        None => std::future::pending().await,
-    }
 }
 
 async fn send_close(ws: &mut WebSocket, (code, reason): (u16, String)) {
