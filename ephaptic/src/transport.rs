@@ -13,9 +13,11 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use std::future::Future;
 use std::pin::Pin;
-use std::task::{Context, Poll};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll, Wake, Waker};
 
 use bytes::Bytes;
+use futures_util::task::AtomicWaker;
 use futures_util::{Sink, SinkExt, Stream};
 use tokio::time::Instant;
 
@@ -112,7 +114,13 @@ async fn run(shared: Arc<Shared>, ws: WebSocket, peer: Option<SocketAddr>) {
         .config
         .ping_interval
         .map(|every| tokio::time::interval_at(Instant::now() + every, every));
+    let read_wake = Arc::new(ReadWake {
+        ready: AtomicBool::new(true),
+        task: AtomicWaker::new(),
+    });
     let mut pump = Pump {
+        read_waker: Waker::from(read_wake.clone()),
+        read_wake,
         ws,
         rx,
         closing,
@@ -165,6 +173,9 @@ async fn run(shared: Arc<Shared>, ws: WebSocket, peer: Option<SocketAddr>) {
 /// the ping timer are not re-registered per frame.
 struct Pump<C> {
     ws: WebSocket,
+    /// Whether the socket may have something to read, and the waker its reads register.
+    read_wake: Arc<ReadWake>,
+    read_waker: Waker,
     rx: queue::Receiver,
     closing: C,
     ticker: Option<tokio::time::Interval>,
@@ -179,6 +190,24 @@ struct Pump<C> {
     /// how many pings in a row nothing was.
     read_since_tick: bool,
     silent_ticks: u32,
+}
+
+/// The waker a connection's socket reads register: it notes that the socket may be readable,
+/// then wakes the connection's task.
+struct ReadWake {
+    ready: AtomicBool,
+    task: AtomicWaker,
+}
+
+impl Wake for ReadWake {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.ready.store(true, Ordering::Release);
+        self.task.wake();
+    }
 }
 
 /// Why a connection's task stopped pumping.
@@ -203,13 +232,26 @@ impl<C: Future<Output = (u16, String)> + Unpin> Pump<C> {
 
             // 2. Read, unless the socket will not take more: a client that does not read its
             // answers is not read from (its own backpressure), and nothing else waits on it.
-            if !blocked {
+            // Only when the socket may have something: a wake-up for a queued event does not
+            // try a read that would find nothing (and cost the WebSocket layer a 4 KiB buffer
+            // clear per attempt).
+            self.read_wake.task.register(cx.waker());
+            if !blocked && self.read_wake.ready.swap(false, Ordering::AcqRel) {
                 let mut handled = 0;
-                while handled < MAX_BATCH {
-                    match Pin::new(&mut self.ws).poll_next(cx) {
+                let mut read_cx = Context::from_waker(&self.read_waker);
+                loop {
+                    if handled == MAX_BATCH {
+                        // More may be buffered: look again after writing the answers.
+                        self.read_wake.ready.store(true, Ordering::Release);
+                        break;
+                    }
+                    match Pin::new(&mut self.ws).poll_next(&mut read_cx) {
                         Poll::Ready(msg) => {
                             handled += 1;
-                            if let Some(step) = self.on_message(msg, conn) {
+                            let step = on_message(msg, conn, &mut self.first, &mut self.outbox);
+                            if let Some(step) = step {
+                                // Whatever follows is read when the pump resumes.
+                                self.read_wake.ready.store(true, Ordering::Release);
                                 return Poll::Ready(step);
                             }
                         }
@@ -328,44 +370,45 @@ impl<C: Future<Output = (u16, String)> + Unpin> Pump<C> {
             self.unflushed += 1;
         }
     }
+}
 
-    /// Handles one message read from the socket; `Some` when the pump must stop.
-    fn on_message(
-        &mut self,
-        msg: Option<Result<Message, axum::Error>>,
-        conn: &Arc<Connection>,
-    ) -> Option<Step> {
-        match msg {
-            Some(Ok(Message::Binary(frame))) => {
-                let init = conn.on_frame(frame, self.first, &mut self.outbox);
-                let first = std::mem::replace(&mut self.first, false);
-                match init {
-                    Some(init) => return Some(Step::Init(init)),
-                    None if first => hook(conn, conn.shared().on_connect.as_ref()),
-                    None => {}
-                }
-            }
-            Some(Ok(Message::Text(_))) => {
-                tracing::warn!(
-                    connection = conn.id(),
-                    "skipping a text frame; ephaptic frames are binary MessagePack"
-                );
-                if std::mem::replace(&mut self.first, false) {
-                    hook(conn, conn.shared().on_connect.as_ref());
-                }
-            }
-            Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
-            Some(Ok(Message::Close(_))) | None => return Some(Step::End(End::Read)),
-            Some(Err(e)) => {
-                tracing::debug!(connection = conn.id(), "socket error: {e}");
-                if e.to_string().to_ascii_lowercase().contains("too long") {
-                    conn.close(CLOSE_TOO_BIG, "message too big");
-                }
-                return Some(Step::End(End::Read));
+/// Handles one message read from the socket; `Some` when the pump must stop.
+fn on_message(
+    msg: Option<Result<Message, axum::Error>>,
+    conn: &Arc<Connection>,
+    first: &mut bool,
+    outbox: &mut Outbox,
+) -> Option<Step> {
+    match msg {
+        Some(Ok(Message::Binary(frame))) => {
+            let init = conn.on_frame(frame, *first, outbox);
+            let first = std::mem::replace(first, false);
+            match init {
+                Some(init) => return Some(Step::Init(init)),
+                None if first => hook(conn, conn.shared().on_connect.as_ref()),
+                None => {}
             }
         }
-        None
+        Some(Ok(Message::Text(_))) => {
+            tracing::warn!(
+                connection = conn.id(),
+                "skipping a text frame; ephaptic frames are binary MessagePack"
+            );
+            if std::mem::replace(first, false) {
+                hook(conn, conn.shared().on_connect.as_ref());
+            }
+        }
+        Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+        Some(Ok(Message::Close(_))) | None => return Some(Step::End(End::Read)),
+        Some(Err(e)) => {
+            tracing::debug!(connection = conn.id(), "socket error: {e}");
+            if e.to_string().to_ascii_lowercase().contains("too long") {
+                conn.close(CLOSE_TOO_BIG, "message too big");
+            }
+            return Some(Step::End(End::Read));
+        }
     }
+    None
 }
 
 /// Ends a connection: sends the close frame the server asked for, or gives what is queued

@@ -1030,3 +1030,61 @@ async fn an_error_message_can_name_the_errors_fields() {
         &map(vec![("max", int(5)), ("length", int(7))])
     );
 }
+
+#[tokio::test]
+async fn pings_keep_a_reading_client_and_a_silent_one_is_closed() {
+    use tokio_tungstenite::tungstenite::Message;
+    let every = Duration::from_millis(100);
+    let url = start(ephaptic::Server::new().ping_interval(Some(every))).await;
+    // A client that reads answers each ping (tungstenite pongs while it reads); one that never
+    // reads sends nothing at all, so to the server it is silent.
+    let mut live = Client::connect(&url).await;
+    let mut silent = Client::connect(&url).await;
+
+    let mut pings = 0;
+    let until = tokio::time::Instant::now() + every * 7;
+    while let Ok(Some(msg)) = tokio::time::timeout_at(until, live.ws.next()).await {
+        if let Message::Ping(_) = msg.unwrap() {
+            pings += 1;
+        }
+    }
+    assert!(pings >= 4, "{pings} pings in seven intervals");
+    assert_eq!(live.ok("add", vec![int(1), int(1)]).await, int(2));
+
+    // The silent one was closed after three to four intervals: what it can read now are the
+    // pings it never answered, then the end.
+    let mut ended = false;
+    let until = tokio::time::Instant::now() + Duration::from_secs(2);
+    while let Ok(msg) = tokio::time::timeout_at(until, silent.ws.next()).await {
+        match msg {
+            Some(Ok(Message::Ping(_))) => {}
+            Some(Ok(Message::Close(_))) | Some(Err(_)) | None => {
+                ended = true;
+                break;
+            }
+            Some(Ok(other)) => panic!("unexpected {other:?}"),
+        }
+    }
+    assert!(ended, "the silent client's connection is still open");
+}
+
+#[tokio::test]
+async fn a_message_past_the_hard_limit_closes_with_1009() {
+    use tokio_tungstenite::tungstenite::Message;
+    // The WebSocket layer refuses messages past sixteen times `max_frame_size`.
+    let url = start(ephaptic::Server::new().max_frame_size(1024)).await;
+    let mut c = Client::connect(&url).await;
+    let other = Client::connect(&url).await;
+    c.send_raw(vec![0x90; 20 * 1024]).await;
+    let mut code = None;
+    let until = tokio::time::Instant::now() + Duration::from_secs(2);
+    while let Ok(Some(msg)) = tokio::time::timeout_at(until, c.ws.next()).await {
+        if let Ok(Message::Close(frame)) = msg {
+            code = frame.map(|f| u16::from(f.code));
+            break;
+        }
+    }
+    assert_eq!(code, Some(1009));
+    let mut other = other;
+    assert_eq!(other.ok("add", vec![int(2), int(2)]).await, int(4));
+}
