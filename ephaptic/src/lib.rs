@@ -233,6 +233,7 @@ mod error;
 mod hub;
 mod identity;
 mod kind;
+mod pack;
 mod protocol;
 mod queue;
 mod ratelimit;

@@ -691,7 +691,12 @@ fn value_frame<T: Serialize + ?Sized>(
         buf.extend_from_slice(b"\xa2id");
         buf.extend_from_slice(id);
         put_str_vec(buf, key);
-        let result = encode_into(buf, value);
+        // The fast writer, or `rmp_serde` over again where it gives up.
+        let start = buf.len();
+        let result = crate::pack::pack(buf, value).or_else(|_| {
+            buf.truncate(start);
+            encode_into(buf, value)
+        });
         let frame = result.map(|()| Bytes::copy_from_slice(buf));
         // A huge result should not pin its buffer to the thread for ever.
         if buf.capacity() > 64 * 1024 {
