@@ -9,19 +9,26 @@
 
 use serde::ser::{self, Serialize};
 
-/// "Not on the fast path": the caller encodes the value again the thorough way.
+/// "Not on the fast path": the caller encodes (or, for [`unpack`](crate::unpack), decodes)
+/// the value again with `rmp_serde`.
 #[derive(Debug)]
 pub(crate) struct Bail;
 
 impl std::fmt::Display for Bail {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("not encodable on the fast path")
+        f.write_str("left to rmp_serde")
     }
 }
 
 impl std::error::Error for Bail {}
 
 impl ser::Error for Bail {
+    fn custom<T: std::fmt::Display>(_: T) -> Self {
+        Bail
+    }
+}
+
+impl serde::de::Error for Bail {
     fn custom<T: std::fmt::Display>(_: T) -> Self {
         Bail
     }
@@ -119,6 +126,12 @@ impl Pack<'_> {
         Ok(())
     }
 
+    /// The head of an enum variant with data: `{variant: ...}`, as `rmp_serde` writes it.
+    fn variant(&mut self, variant: &str) -> Result<(), Bail> {
+        self.out.push(0x81);
+        self.str(variant)
+    }
+
     fn bin(&mut self, b: &[u8]) -> Result<(), Bail> {
         let len = b.len();
         if len < 256 {
@@ -129,6 +142,16 @@ impl Pack<'_> {
         self.out.extend_from_slice(b);
         Ok(())
     }
+}
+
+// Every integer is written in its smallest form, as `rmp_serde` does.
+macro_rules! ints {
+    ($($method:ident($ty:ty) => $write:ident),*) => {$(
+        fn $method(self, v: $ty) -> Result<(), Bail> {
+            self.$write(v.into());
+            Ok(())
+        }
+    )*};
 }
 
 impl<'a, 'b> ser::Serializer for &'a mut Pack<'b> {
@@ -151,48 +174,19 @@ impl<'a, 'b> ser::Serializer for &'a mut Pack<'b> {
         Ok(())
     }
 
-    fn serialize_i8(self, v: i8) -> Result<(), Bail> {
-        self.sint(v.into());
-        Ok(())
-    }
-
-    fn serialize_i16(self, v: i16) -> Result<(), Bail> {
-        self.sint(v.into());
-        Ok(())
-    }
-
-    fn serialize_i32(self, v: i32) -> Result<(), Bail> {
-        self.sint(v.into());
-        Ok(())
-    }
-
-    fn serialize_i64(self, v: i64) -> Result<(), Bail> {
-        self.sint(v);
-        Ok(())
+    ints! {
+        serialize_i8(i8) => sint,
+        serialize_i16(i16) => sint,
+        serialize_i32(i32) => sint,
+        serialize_i64(i64) => sint,
+        serialize_u8(u8) => uint,
+        serialize_u16(u16) => uint,
+        serialize_u32(u32) => uint,
+        serialize_u64(u64) => uint
     }
 
     fn serialize_i128(self, v: i128) -> Result<(), Bail> {
         self.bin(&v.to_be_bytes())
-    }
-
-    fn serialize_u8(self, v: u8) -> Result<(), Bail> {
-        self.uint(v.into());
-        Ok(())
-    }
-
-    fn serialize_u16(self, v: u16) -> Result<(), Bail> {
-        self.uint(v.into());
-        Ok(())
-    }
-
-    fn serialize_u32(self, v: u32) -> Result<(), Bail> {
-        self.uint(v.into());
-        Ok(())
-    }
-
-    fn serialize_u64(self, v: u64) -> Result<(), Bail> {
-        self.uint(v);
-        Ok(())
     }
 
     fn serialize_u128(self, v: u128) -> Result<(), Bail> {
@@ -271,8 +265,7 @@ impl<'a, 'b> ser::Serializer for &'a mut Pack<'b> {
         variant: &'static str,
         value: &T,
     ) -> Result<(), Bail> {
-        self.out.push(0x81);
-        self.str(variant)?;
+        self.variant(variant)?;
         value.serialize(self)
     }
 
@@ -298,8 +291,7 @@ impl<'a, 'b> ser::Serializer for &'a mut Pack<'b> {
         variant: &'static str,
         len: usize,
     ) -> Result<Self, Bail> {
-        self.out.push(0x81);
-        self.str(variant)?;
+        self.variant(variant)?;
         self.array(len)?;
         Ok(self)
     }
@@ -321,64 +313,59 @@ impl<'a, 'b> ser::Serializer for &'a mut Pack<'b> {
         variant: &'static str,
         len: usize,
     ) -> Result<Self, Bail> {
-        self.out.push(0x81);
-        self.str(variant)?;
+        self.variant(variant)?;
         self.map(len)?;
         Ok(self)
     }
 }
 
-impl ser::SerializeSeq for &mut Pack<'_> {
-    type Ok = ();
-    type Error = Bail;
+// The parts of lists, tuples and structs, each written as it comes after the header.
+macro_rules! parts {
+    ($($trait:ident :: $method:ident),*) => {$(
+        impl ser::$trait for &mut Pack<'_> {
+            type Ok = ();
+            type Error = Bail;
 
-    fn serialize_element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Bail> {
-        value.serialize(&mut **self)
-    }
+            fn $method<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Bail> {
+                value.serialize(&mut **self)
+            }
 
-    fn end(self) -> Result<(), Bail> {
-        Ok(())
-    }
+            fn end(self) -> Result<(), Bail> {
+                Ok(())
+            }
+        }
+    )*};
 }
 
-impl ser::SerializeTuple for &mut Pack<'_> {
-    type Ok = ();
-    type Error = Bail;
+macro_rules! fields {
+    ($($trait:ident),*) => {$(
+        impl ser::$trait for &mut Pack<'_> {
+            type Ok = ();
+            type Error = Bail;
 
-    fn serialize_element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Bail> {
-        value.serialize(&mut **self)
-    }
+            fn serialize_field<T: Serialize + ?Sized>(
+                &mut self,
+                key: &'static str,
+                value: &T,
+            ) -> Result<(), Bail> {
+                self.str(key)?;
+                value.serialize(&mut **self)
+            }
 
-    fn end(self) -> Result<(), Bail> {
-        Ok(())
-    }
+            fn end(self) -> Result<(), Bail> {
+                Ok(())
+            }
+        }
+    )*};
 }
 
-impl ser::SerializeTupleStruct for &mut Pack<'_> {
-    type Ok = ();
-    type Error = Bail;
-
-    fn serialize_field<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Bail> {
-        value.serialize(&mut **self)
-    }
-
-    fn end(self) -> Result<(), Bail> {
-        Ok(())
-    }
-}
-
-impl ser::SerializeTupleVariant for &mut Pack<'_> {
-    type Ok = ();
-    type Error = Bail;
-
-    fn serialize_field<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Bail> {
-        value.serialize(&mut **self)
-    }
-
-    fn end(self) -> Result<(), Bail> {
-        Ok(())
-    }
-}
+parts!(
+    SerializeSeq::serialize_element,
+    SerializeTuple::serialize_element,
+    SerializeTupleStruct::serialize_field,
+    SerializeTupleVariant::serialize_field
+);
+fields!(SerializeStruct, SerializeStructVariant);
 
 impl ser::SerializeMap for &mut Pack<'_> {
     type Ok = ();
@@ -389,42 +376,6 @@ impl ser::SerializeMap for &mut Pack<'_> {
     }
 
     fn serialize_value<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Bail> {
-        value.serialize(&mut **self)
-    }
-
-    fn end(self) -> Result<(), Bail> {
-        Ok(())
-    }
-}
-
-impl ser::SerializeStruct for &mut Pack<'_> {
-    type Ok = ();
-    type Error = Bail;
-
-    fn serialize_field<T: Serialize + ?Sized>(
-        &mut self,
-        key: &'static str,
-        value: &T,
-    ) -> Result<(), Bail> {
-        self.str(key)?;
-        value.serialize(&mut **self)
-    }
-
-    fn end(self) -> Result<(), Bail> {
-        Ok(())
-    }
-}
-
-impl ser::SerializeStructVariant for &mut Pack<'_> {
-    type Ok = ();
-    type Error = Bail;
-
-    fn serialize_field<T: Serialize + ?Sized>(
-        &mut self,
-        key: &'static str,
-        value: &T,
-    ) -> Result<(), Bail> {
-        self.str(key)?;
         value.serialize(&mut **self)
     }
 

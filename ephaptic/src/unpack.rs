@@ -11,26 +11,10 @@
 
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 
+use crate::pack::Bail;
+
 /// Nesting deeper than this is left to `rmp_serde` (which has its own limit).
 const MAX_DEPTH: u16 = 64;
-
-/// "Not on the fast path": the caller decodes the value again the thorough way.
-#[derive(Debug)]
-pub(crate) struct Bail;
-
-impl std::fmt::Display for Bail {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("not decodable on the fast path")
-    }
-}
-
-impl std::error::Error for Bail {}
-
-impl de::Error for Bail {
-    fn custom<T: std::fmt::Display>(_: T) -> Self {
-        Bail
-    }
-}
 
 /// Decodes one whole value of type `T` from `bytes`, or gives up.
 #[inline]
