@@ -107,7 +107,9 @@ w(
     f"- runs per configuration: {machine.get('runs')} (medians below), {machine.get('duration_s')} s "
     f"each after {machine.get('warmup_s')} s of warm-up; the reference {machine.get('py_duration_s')} s "
     "(it is two orders of magnitude slower; one run of its idle and 10,000-connection cases). "
-    "Every run starts a fresh server."
+    "Every run starts a fresh server. ephaptic's and the floor's runs of each configuration "
+    "alternate (ephaptic, floor, floor, ephaptic, ...), so a drifting load weighs on both alike; "
+    "the reference runs after them."
 )
 w("")
 

@@ -4,7 +4,7 @@
 # ephaptic==0.5.0, examples/bench/reference_server.py), side by side in one run on one machine.
 # Writes BENCHMARKS.md at the repository root.
 #
-#   examples/bench/run.sh                full run: 3 runs of 5 s per configuration (~15 min)
+#   examples/bench/run.sh                full run: 3 runs of 5 s per configuration (~8 min)
 #   examples/bench/run.sh --quick        smoke run: 1 short run per configuration (~3 min)
 #   options: --runs N  --duration S  --wait-idle (first wait, polling every 30 s, for a 1-minute
 #            load below 0.7; at most --wait-idle-max S, default 1200)  --no-python
@@ -142,53 +142,65 @@ stop_server() {
 }
 trap 'stop_server' EXIT
 
-# case NAME SERVER LIMIT_S BENCH_CPU SERVER_CPU MODE ARGS...: RUNS runs, each against a fresh
-# server; one JSON line per run in $RESULTS (with the exact bench command).
-run_case() {
-    local name="$1" server="$2" limit="$3" bcpu="$4" scpu="$5" mode="$6"
-    shift 6
-    local runs="$RUNS" pin=()
-    [ "$server" = python ] && [ "$mode" = idle ] && runs=1
+# run_one NAME SERVER RUN LIMIT_S BENCH_CPU SERVER_CPU MODE ARGS...: one run against a fresh
+# server; one JSON line in $RESULTS (with the exact bench command).
+run_one() {
+    local name="$1" server="$2" r="$3" limit="$4" bcpu="$5" scpu="$6" mode="$7"
+    shift 7
+    local pin=()
     [ -n "$bcpu" ] && pin=(taskset -c "$bcpu")
-    for r in $(seq 1 "$runs"); do
-        start_server "$server" "$scpu" || continue
-        local cmd=("${pin[@]}" "$BIN/bench" "$mode" "$SURL" "$@" --server-pid "$SPID" --label "$server/$name/$r")
-        log "$server $name run $r/$runs: ${cmd[*]}"
-        local line
-        line="$(timeout "$limit" "${cmd[@]}" 2>/dev/null || true)"
-        [ -z "$line" ] && line="{\"mode\":\"$mode\",\"error\":\"no result within ${limit}s\"}"
-        printf '%s\n' "$line" | python3 -c '
+    start_server "$server" "$scpu" || return 0
+    local cmd=("${pin[@]}" "$BIN/bench" "$mode" "$SURL" "$@" --server-pid "$SPID" --label "$server/$name/$r")
+    log "$server $name run $r/$RUNS: ${cmd[*]}"
+    local line
+    line="$(timeout "$limit" "${cmd[@]}" 2>/dev/null || true)"
+    [ -z "$line" ] && line="{\"mode\":\"$mode\",\"error\":\"no result within ${limit}s\"}"
+    printf '%s\n' "$line" | python3 -c '
 import json, sys
 r = json.loads(sys.stdin.read())
 r.update(kind="result", server=sys.argv[1], case=sys.argv[2], run=int(sys.argv[3]), cmd=sys.argv[4])
 print(json.dumps(r))' "$server" "$name" "$r" "$(printf '%q ' "${cmd[@]}" | sed "s#$SURL#\$URL#; s#--server-pid $SPID#--server-pid \$PID#; s#$BIN/#target/release/#g")" >>"$RESULTS"
-        stop_server
+    stop_server
+}
+
+# rust_case NAME LIMIT_S BENCH_CPU SERVER_CPU MODE ARGS...: RUNS runs of ephaptic and of the
+# floor, interleaved (ephaptic, floor, floor, ephaptic, ...), so that a machine whose load
+# drifts during the suite weighs on both alike.
+rust_case() {
+    local name="$1"
+    shift
+    for r in $(seq 1 "$RUNS"); do
+        local order=(ephaptic floor)
+        [ $((r % 2)) -eq 0 ] && order=(floor ephaptic)
+        for s in "${order[@]}"; do
+            run_one "$name" "$s" "$r" "$@"
+        done
     done
 }
 
-SERVERS=(ephaptic floor)
-$PYTHON && SERVERS+=(python)
+common=(--duration "$DURATION" --warmup "$WARMUP")
+rust_case calls_1x64 120 "" "" calls --conns 1 --inflight 64 "${common[@]}"
+rust_case calls_100x8 120 "" "" calls --conns 100 --inflight 8 "${common[@]}"
+rust_case latency_1x1_same_cpu 120 0 0 calls --conns 1 --inflight 1 "${common[@]}"
+rust_case latency_1x1_other_cpu 120 1 0 calls --conns 1 --inflight 1 "${common[@]}"
+rust_case fanout_1000 180 "" "" fanout --conns 1000 "${common[@]}"
+rust_case fanout_10000 240 "" "" fanout --conns 10000 "${common[@]}"
+rust_case idle_10000 300 "" "" idle --conns 10000 --hold 3
 
-for s in "${SERVERS[@]}"; do
-    d="$DURATION"
-    [ "$s" = python ] && d="$PY_DURATION"
-    common=(--duration "$d" --warmup "$WARMUP")
-    run_case calls_1x64 "$s" 120 "" "" calls --conns 1 --inflight 64 "${common[@]}"
-    run_case calls_100x8 "$s" 120 "" "" calls --conns 100 --inflight 8 "${common[@]}"
-    run_case latency_1x1_same_cpu "$s" 120 0 0 calls --conns 1 --inflight 1 "${common[@]}"
-    run_case latency_1x1_other_cpu "$s" 120 1 0 calls --conns 1 --inflight 1 "${common[@]}"
-    run_case fanout_1000 "$s" 180 "" "" fanout --conns 1000 "${common[@]}"
-    if [ "$s" = python ]; then
-        # The reference takes seconds per 10,000-connection event; one bounded attempt.
-        RUNS_SAVED="$RUNS"
-        RUNS=1
-        run_case fanout_10000 "$s" 240 "" "" fanout --conns 10000 "${common[@]}"
-        RUNS="$RUNS_SAVED"
-    else
-        run_case fanout_10000 "$s" 240 "" "" fanout --conns 10000 "${common[@]}"
-    fi
-    run_case idle_10000 "$s" 300 "" "" idle --conns 10000 --hold 3
-done
+# The reference, two orders of magnitude slower: shorter runs, and one bounded attempt at its
+# idle and 10,000-connection cases.
+if $PYTHON; then
+    common=(--duration "$PY_DURATION" --warmup "$WARMUP")
+    for r in $(seq 1 "$RUNS"); do
+        run_one calls_1x64 python "$r" 120 "" "" calls --conns 1 --inflight 64 "${common[@]}"
+        run_one calls_100x8 python "$r" 120 "" "" calls --conns 100 --inflight 8 "${common[@]}"
+        run_one latency_1x1_same_cpu python "$r" 120 0 0 calls --conns 1 --inflight 1 "${common[@]}"
+        run_one latency_1x1_other_cpu python "$r" 120 1 0 calls --conns 1 --inflight 1 "${common[@]}"
+        run_one fanout_1000 python "$r" 180 "" "" fanout --conns 1000 "${common[@]}"
+    done
+    run_one fanout_10000 python 1 240 "" "" fanout --conns 10000 "${common[@]}"
+    run_one idle_10000 python 1 300 "" "" idle --conns 10000 --hold 3
+fi
 
 printf '{"kind":"end","loadavg_end":"%s"}\n' "$(cut -d' ' -f1-3 /proc/loadavg)" >>"$RESULTS"
 log "results: $RESULTS"
