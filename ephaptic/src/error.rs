@@ -34,6 +34,12 @@ use crate::protocol;
 /// assert_eq!(internal.message(), "Internal server error.");
 /// ```
 pub struct Error {
+    /// Boxed, so that an `Error` is one pointer wide and a `Result<T, Error>` stays small on
+    /// the success path (every call's outcome is moved through one).
+    inner: Box<Inner>,
+}
+
+struct Inner {
     code: Cow<'static, str>,
     message: Cow<'static, str>,
     /// `data`, already encoded as MessagePack.
@@ -54,10 +60,12 @@ impl Error {
     /// `UNAUTHORIZED`, `RATELIMIT`, `INTERNAL`).
     pub fn new(code: impl Into<Cow<'static, str>>, message: impl Into<Cow<'static, str>>) -> Self {
         Error {
-            code: code.into(),
-            message: message.into(),
-            data: None,
-            detail: None,
+            inner: Box::new(Inner {
+                code: code.into(),
+                message: message.into(),
+                data: None,
+                detail: None,
+            }),
         }
     }
 
@@ -66,11 +74,11 @@ impl Error {
     pub fn with_data<T: Serialize + ?Sized>(mut self, data: &T) -> Self {
         let mut buf = BytesMut::new();
         match protocol::encode_value(&mut buf, data) {
-            Ok(()) => self.data = Some(buf.freeze()),
+            Ok(()) => self.inner.data = Some(buf.freeze()),
             Err(e) => {
                 return Error::internal(format!(
                     "the data of error {} could not be encoded: {e}",
-                    self.code
+                    self.inner.code
                 ));
             }
         }
@@ -81,10 +89,12 @@ impl Error {
     /// goes to the server log (and to the client in debug mode only).
     pub fn internal(detail: impl fmt::Display) -> Self {
         Error {
-            code: Cow::Borrowed(INTERNAL),
-            message: Cow::Borrowed(INTERNAL_MESSAGE),
-            data: None,
-            detail: Some(detail.to_string()),
+            inner: Box::new(Inner {
+                code: Cow::Borrowed(INTERNAL),
+                message: Cow::Borrowed(INTERNAL_MESSAGE),
+                data: None,
+                detail: Some(detail.to_string()),
+            }),
         }
     }
 
@@ -100,22 +110,23 @@ impl Error {
 
     /// The error's code.
     pub fn code(&self) -> &str {
-        &self.code
+        &self.inner.code
     }
 
     /// The message the client sees.
     pub fn message(&self) -> &str {
-        &self.message
+        &self.inner.message
     }
 
     /// The encoded MessagePack of `data`, if any.
     pub fn data_bytes(&self) -> Option<&[u8]> {
-        self.data.as_deref()
+        self.inner.data.as_deref()
     }
 
     /// `data` decoded into a dynamic value (nil when absent).
     pub fn data(&self) -> crate::Value {
-        self.data
+        self.inner
+            .data
             .as_deref()
             .and_then(|mut b| rmpv::decode::read_value(&mut b).ok())
             .unwrap_or(crate::Value::Nil)
@@ -123,32 +134,33 @@ impl Error {
 
     /// The server-side detail of an internal error.
     pub fn detail(&self) -> Option<&str> {
-        self.detail.as_deref()
+        self.inner.detail.as_deref()
     }
 
     pub(crate) fn is_internal(&self) -> bool {
-        self.code == INTERNAL
+        self.inner.code == INTERNAL
     }
 
     /// The `{id, error}` frame for this error. In debug mode an internal error carries its
     /// detail in the message.
     pub(crate) fn to_frame(&self, id: &[u8], debug: bool) -> Bytes {
-        let message: Cow<'_, str> = match (&self.detail, debug) {
-            (Some(detail), true) => Cow::Owned(format!("{} ({detail})", self.message)),
-            _ => Cow::Borrowed(&self.message),
+        let message: Cow<'_, str> = match (&self.inner.detail, debug) {
+            (Some(detail), true) => Cow::Owned(format!("{} ({detail})", self.inner.message)),
+            _ => Cow::Borrowed(&self.inner.message),
         };
-        protocol::error_frame(id, &self.code, &message, self.data.as_deref())
+        protocol::error_frame(id, &self.inner.code, &message, self.inner.data.as_deref())
     }
 }
 
 impl fmt::Debug for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut d = f.debug_struct("Error");
-        d.field("code", &self.code).field("message", &self.message);
-        if self.data.is_some() {
+        d.field("code", &self.inner.code)
+            .field("message", &self.inner.message);
+        if self.inner.data.is_some() {
             d.field("data", &self.data());
         }
-        if let Some(detail) = &self.detail {
+        if let Some(detail) = &self.inner.detail {
             d.field("detail", detail);
         }
         d.finish()
@@ -157,8 +169,8 @@ impl fmt::Debug for Error {
 
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.code, self.message)?;
-        if let Some(detail) = &self.detail {
+        write!(f, "{}: {}", self.inner.code, self.inner.message)?;
+        if let Some(detail) = &self.inner.detail {
             write!(f, " ({detail})")?;
         }
         Ok(())
