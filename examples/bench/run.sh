@@ -4,7 +4,7 @@
 # ephaptic==0.5.0, examples/bench/reference_server.py), side by side in one run on one machine.
 # Writes BENCHMARKS.md at the repository root.
 #
-#   examples/bench/run.sh                full run: 3 runs of 5 s per configuration (~8 min)
+#   examples/bench/run.sh                full run: 3 runs of 5 s per configuration (~8 min; --runs 5: ~12)
 #   examples/bench/run.sh --quick        smoke run: 1 short run per configuration (~3 min)
 #   options: --runs N  --duration S  --wait-idle (first wait, polling every 30 s, for a 1-minute
 #            load below 0.7; at most --wait-idle-max S, default 1200)  --no-python
