@@ -82,18 +82,9 @@ impl Pack<'_> {
         }
     }
 
-    /// A header with a 4-bit, 16-bit or 32-bit length (`fix` holds the marker of the first).
-    fn header(
-        &mut self,
-        len: usize,
-        fix: u8,
-        fix_max: usize,
-        m16: u8,
-        m32: u8,
-    ) -> Result<(), Bail> {
-        if len <= fix_max {
-            self.out.push(fix | len as u8);
-        } else if len < 65536 {
+    /// A 16-bit or 32-bit length after its marker; longer is left to `rmp_serde`.
+    fn wide_len(&mut self, len: usize, m16: u8, m32: u8) -> Result<(), Bail> {
+        if len < 65536 {
             self.out.push(m16);
             self.out.extend_from_slice(&(len as u16).to_be_bytes());
         } else if len <= u32::MAX as usize {
@@ -106,23 +97,26 @@ impl Pack<'_> {
     }
 
     fn array(&mut self, len: usize) -> Result<(), Bail> {
-        self.header(len, 0x90, 15, 0xdc, 0xdd)
+        if len < 16 {
+            self.out.push(0x90 | len as u8);
+            return Ok(());
+        }
+        self.wide_len(len, 0xdc, 0xdd)
     }
 
     fn map(&mut self, len: usize) -> Result<(), Bail> {
-        self.header(len, 0x80, 15, 0xde, 0xdf)
+        if len < 16 {
+            self.out.push(0x80 | len as u8);
+            return Ok(());
+        }
+        self.wide_len(len, 0xde, 0xdf)
     }
 
     fn str(&mut self, s: &str) -> Result<(), Bail> {
-        let len = s.len();
-        if len < 32 {
-            self.out.push(0xa0 | len as u8);
-        } else if len < 256 {
-            self.out.extend_from_slice(&[0xd9, len as u8]);
-        } else {
-            self.header(len, 0, 0, 0xda, 0xdb)?;
+        if s.len() > u32::MAX as usize {
+            return Err(Bail);
         }
-        self.out.extend_from_slice(s.as_bytes());
+        crate::protocol::put_str(self.out, s);
         Ok(())
     }
 
@@ -137,7 +131,7 @@ impl Pack<'_> {
         if len < 256 {
             self.out.extend_from_slice(&[0xc4, len as u8]);
         } else {
-            self.header(len, 0, 0, 0xc5, 0xc6)?;
+            self.wide_len(len, 0xc5, 0xc6)?;
         }
         self.out.extend_from_slice(b);
         Ok(())

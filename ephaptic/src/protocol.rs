@@ -107,7 +107,7 @@ pub(crate) enum FrameKind {
 }
 
 /// The parts of a client frame the server uses, as spans of the frame. Filled in place by
-/// [`parse`], so the connection's task keeps one on its stack and nothing is moved per frame.
+/// [`parse`], on the caller's stack, so a parsed frame is never moved.
 #[derive(Debug, Default, Clone)]
 pub(crate) struct RawFrame {
     /// What `type` asks for (`Other` when it is absent, unknown or not a string).
@@ -393,7 +393,8 @@ pub(crate) fn salvage_id(frame: &[u8]) -> Option<Range<usize>> {
 }
 
 /// The whole encoded size of a value that begins with each marker byte, where the marker alone
-/// tells it (integers, floats, nil, booleans); 0 for the rest (strings, containers, ...).
+/// tells it (integers, floats, nil, booleans, fixed-size extensions); 0 for the rest (strings,
+/// binaries, containers, sized extensions, the reserved byte).
 const SCALAR_SIZE: [u8; 256] = {
     let mut t = [0u8; 256];
     let mut b = 0;
@@ -404,6 +405,12 @@ const SCALAR_SIZE: [u8; 256] = {
             0xcd | 0xd1 => 3,
             0xca | 0xce | 0xd2 => 5,
             0xcb | 0xcf | 0xd3 => 9,
+            // fixext 1, 2, 4, 8, 16: marker, type, data.
+            0xd4 => 3,
+            0xd5 => 4,
+            0xd6 => 6,
+            0xd7 => 10,
+            0xd8 => 18,
             _ => 0,
         };
         b += 1;
@@ -562,7 +569,6 @@ impl Reader<'_> {
             pending -= 1;
             let b = self.byte()?;
             let (skip, children) = match b {
-                0x00..=0x7f | 0xe0..=0xff | 0xc0 | 0xc2 | 0xc3 => (0, 0),
                 0x80..=0x8f => (0, 2 * (b & 0x0f) as usize),
                 0x90..=0x9f => (0, (b & 0x0f) as usize),
                 0xa0..=0xbf => ((b & 0x1f) as usize, 0),
@@ -573,21 +579,12 @@ impl Reader<'_> {
                 0xc7 => (self.be(1)? + 1, 0),
                 0xc8 => (self.be(2)? + 1, 0),
                 0xc9 => (self.be(4)? + 1, 0),
-                0xca => (4, 0),
-                0xcb => (8, 0),
-                0xcc | 0xd0 => (1, 0),
-                0xcd | 0xd1 => (2, 0),
-                0xce | 0xd2 => (4, 0),
-                0xcf | 0xd3 => (8, 0),
-                0xd4 => (2, 0),
-                0xd5 => (3, 0),
-                0xd6 => (5, 0),
-                0xd7 => (9, 0),
-                0xd8 => (17, 0),
                 0xdc => (0, self.be(2)?),
                 0xdd => (0, self.be(4)?),
                 0xde => (0, 2 * self.be(2)?),
                 0xdf => (0, 2 * self.be(4)?),
+                // Every other marker is fixed-size: the table has its whole size.
+                _ => (SCALAR_SIZE[b as usize] as usize - 1, 0),
             };
             self.advance(skip)?;
             // Every child needs at least one byte: a count larger than what is left is a lie,
@@ -604,7 +601,8 @@ impl Reader<'_> {
 // ---------------------------------------------------------------------------------------------
 // Writing server frames. Keys are written in the order docs/PROTOCOL.md gives.
 
-fn put_str(buf: &mut BytesMut, s: &str) {
+/// A MessagePack string (its smallest header, then the bytes), into a `BytesMut` or a `Vec`.
+pub(crate) fn put_str(buf: &mut impl BufMut, s: &str) {
     let len = s.len();
     if len < 32 {
         buf.put_u8(0xa0 | len as u8);
@@ -622,7 +620,7 @@ fn put_str(buf: &mut BytesMut, s: &str) {
 }
 
 /// Writes `{id, <key>` leaving the value of `key` to the caller.
-fn reply_head(buf: &mut BytesMut, id: &[u8], key: &str) {
+fn reply_head(buf: &mut impl BufMut, id: &[u8], key: &str) {
     buf.put_u8(0x82);
     buf.put_slice(b"\xa2id");
     buf.put_slice(id);
@@ -633,7 +631,7 @@ fn reply_head(buf: &mut BytesMut, id: &[u8], key: &str) {
 /// enums in serde's external representation, and types that ask (UUIDs, datetimes) in their
 /// human-readable string form.
 pub(crate) fn encode_value<T: Serialize + ?Sized>(
-    buf: &mut BytesMut,
+    buf: &mut impl BufMut,
     value: &T,
 ) -> Result<(), rmp_serde::encode::Error> {
     let mut ser = rmp_serde::Serializer::new((&mut *buf).writer())
@@ -689,15 +687,12 @@ fn value_frame<T: Serialize + ?Sized>(
             Err(_) => &mut own,
         };
         buf.clear();
-        buf.push(0x82);
-        buf.extend_from_slice(b"\xa2id");
-        buf.extend_from_slice(id);
-        put_str_vec(buf, key);
+        reply_head(buf, id, key);
         // The fast writer, or `rmp_serde` over again where it gives up.
         let start = buf.len();
         let result = crate::pack::pack(buf, value).or_else(|_| {
             buf.truncate(start);
-            encode_into(buf, value)
+            encode_value(buf, value)
         });
         let frame = result.map(|()| Bytes::copy_from_slice(buf));
         // A huge result should not pin its buffer to the thread for ever.
@@ -706,33 +701,6 @@ fn value_frame<T: Serialize + ?Sized>(
         }
         frame
     })
-}
-
-fn put_str_vec(buf: &mut Vec<u8>, s: &str) {
-    let len = s.len();
-    if len < 32 {
-        buf.push(0xa0 | len as u8);
-    } else if len < 256 {
-        buf.extend_from_slice(&[0xd9, len as u8]);
-    } else if len <= u16::MAX as usize {
-        buf.push(0xda);
-        buf.extend_from_slice(&(len as u16).to_be_bytes());
-    } else {
-        buf.push(0xdb);
-        buf.extend_from_slice(&(len as u32).to_be_bytes());
-    }
-    buf.extend_from_slice(s.as_bytes());
-}
-
-/// [`encode_value`] into a `Vec`.
-fn encode_into<T: Serialize + ?Sized>(
-    buf: &mut Vec<u8>,
-    value: &T,
-) -> Result<(), rmp_serde::encode::Error> {
-    let mut ser = rmp_serde::Serializer::new(buf)
-        .with_struct_map()
-        .with_human_readable();
-    value.serialize(&mut ser)
 }
 
 /// `{id, <key>: true}`.
@@ -851,6 +819,32 @@ mod tests {
             parsed(&[0x80, 0x01]).unwrap_err(),
             FrameError::TrailingBytes
         );
+    }
+
+    #[test]
+    fn every_kind_of_value_is_skipped_whole() {
+        // `{args: [fixext1, fixext16, u64, f32, [str8, bin8, ext8], -1]}`, as raw bytes.
+        let mut frame = vec![0x81, 0xa4];
+        frame.extend_from_slice(b"args");
+        frame.push(0x96);
+        let values: [&[u8]; 6] = [
+            &[0xd4, 0x01, 0xaa],
+            &[&[0xd8, 0x02][..], &[0x55; 16]].concat(),
+            &[0xcf, 1, 2, 3, 4, 5, 6, 7, 8],
+            &[0xca, 0x3f, 0x80, 0, 0],
+            &[
+                0x93, 0xd9, 0x01, b'x', 0xc4, 0x02, 9, 9, 0xc7, 0x01, 0x05, 0xee,
+            ],
+            &[0xff],
+        ];
+        for v in values {
+            frame.extend_from_slice(v);
+        }
+        let raw = parsed(&frame).unwrap();
+        assert_eq!(raw.args.len(), values.len());
+        for (span, v) in raw.args.iter().zip(values) {
+            assert_eq!(span.of(&frame), v);
+        }
     }
 
     #[test]

@@ -219,6 +219,9 @@ enum Step {
 
 impl<C: Future<Output = (u16, String)> + Unpin> Pump<C> {
     fn poll(&mut self, cx: &mut Context<'_>, conn: &Arc<Connection>) -> Poll<Step> {
+        // The socket's read waker wakes this task through `read_wake`: registered once per
+        // poll, before the readable flag is first looked at.
+        self.read_wake.task.register(cx.waker());
         loop {
             if let Poll::Ready(why) = Pin::new(&mut self.closing).poll(cx) {
                 return Poll::Ready(Step::End(End::Close(why)));
@@ -235,7 +238,6 @@ impl<C: Future<Output = (u16, String)> + Unpin> Pump<C> {
             // Only when the socket may have something: a wake-up for a queued event does not
             // try a read that would find nothing (and cost the WebSocket layer a 4 KiB buffer
             // clear per attempt).
-            self.read_wake.task.register(cx.waker());
             if !blocked && self.read_wake.ready.swap(false, Ordering::AcqRel) {
                 let mut handled = 0;
                 let mut read_cx = Context::from_waker(&self.read_waker);
