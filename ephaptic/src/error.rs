@@ -3,10 +3,10 @@
 use std::borrow::Cow;
 use std::fmt;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use serde::Serialize;
 
-use crate::protocol;
+use crate::wire::reply;
 
 /// The error a call answers with: a `code` clients can branch on, a human `message`, and
 /// optional structured `data`.
@@ -72,9 +72,8 @@ impl Error {
     /// Attaches structured data, sent as the error's `data` field. A struct is sent as a map of
     /// its fields. A value that cannot be encoded turns the error into `INTERNAL`.
     pub fn with_data<T: Serialize + ?Sized>(mut self, data: &T) -> Self {
-        let mut buf = BytesMut::new();
-        match protocol::encode_value(&mut buf, data) {
-            Ok(()) => self.inner.data = Some(buf.freeze()),
+        match reply::encoded(data) {
+            Ok(bytes) => self.inner.data = Some(bytes),
             Err(e) => {
                 return Error::internal(format!(
                     "the data of error {} could not be encoded: {e}",
@@ -148,7 +147,7 @@ impl Error {
             (Some(detail), true) => Cow::Owned(format!("{} ({detail})", self.inner.message)),
             _ => Cow::Borrowed(&self.inner.message),
         };
-        protocol::error_frame(id, &self.inner.code, &message, self.inner.data.as_deref())
+        reply::error_frame(id, &self.inner.code, &message, self.inner.data.as_deref())
     }
 }
 

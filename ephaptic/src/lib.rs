@@ -224,36 +224,38 @@
 //! Cancelling a call is `{"type": "cancel", "id": <id>}`: the call's task is dropped and nothing
 //! more is answered for it. Closing the connection stops all of its calls and streams.
 
-mod bind;
-mod caller;
-mod connection;
-mod dispatch;
-mod emit;
+// The crate's own unit tests use its macros, whose code names `::ephaptic`.
+#[cfg(test)]
+extern crate self as ephaptic;
+
+// Layers, bottom to top; each imports only from the layers below it (ARCHITECTURE.md).
 mod error;
-mod hub;
+mod handler;
 mod identity;
-mod kind;
-mod pack;
-mod protocol;
-mod queue;
-mod ratelimit;
 mod registry;
+mod runtime;
 pub mod schema;
 mod server;
+mod session;
 mod transport;
-mod unpack;
+mod wire;
 
-pub use bind::{Issue, Loc};
-pub use caller::Caller;
-pub use emit::{Audience, Event, IntoTargets, Metrics, emit, group, metrics, to};
+#[doc(hidden)]
+#[path = "bench.rs"]
+pub mod __bench;
+#[doc(hidden)]
+#[path = "private.rs"]
+pub mod __private;
+
 pub use error::{Error, Result, ServiceError};
+pub use handler::defs::{ErrorDef, EventDef, Exposed, FunctionDef, Site};
+pub use handler::{Audience, Caller, Event, IntoTargets, Issue, LoaderOutput, Loc, group, to};
 pub use identity::Identity;
-pub use registry::{
-    ErrorDef, EventDef, Exposed, FunctionDef, Introspection, Naming, RegistryError, Site,
-    introspect,
-};
+pub use registry::{Introspection, Naming, RegistryError};
+pub use runtime::{Metrics, emit, metrics};
 pub use schema::Model;
-pub use server::{LoaderOutput, Server, SlowClient};
+pub use server::Server;
+pub use session::SlowClient;
 #[doc(hidden)]
 pub use ts_rs;
 /// Derives the TypeScript description of a type (ts-rs). `#[ephaptic::model]`, `#[event]` and
@@ -281,107 +283,8 @@ pub fn router() -> axum::Router {
     Server::new().router()
 }
 
-/// What `benches/call.rs` measures: one call through the real frame path, with no socket.
-/// Not a public API: it changes without notice.
-#[doc(hidden)]
-pub mod __bench {
-    use std::sync::Arc;
-
-    use bytes::Bytes;
-
-    use crate::connection::{Connection, Outbox};
-
-    /// A server's state and one connection of it, without a socket.
-    #[derive(Debug)]
-    pub struct Bench {
-        conn: Arc<Connection>,
-        out: Outbox,
-        rx: crate::queue::Receiver,
-        rt: tokio::runtime::Runtime,
-    }
-
-    impl Bench {
-        /// # Panics
-        /// When the server's registry has conflicts.
-        pub fn new(server: crate::Server) -> Self {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("a current-thread runtime");
-            let shared = server.build().expect("a valid registry");
-            let (tx, rx) = crate::queue::channel(shared.config.outbound_capacity);
-            let conn = Connection::new(shared, None, tx);
-            Bench {
-                conn,
-                out: Outbox::new(),
-                rx,
-                rt,
-            }
-        }
-
-        /// Handles one client frame as a connection's task does (parse, function lookup,
-        /// argument binding, the handler's first poll, encoding) and returns the first frame
-        /// it answered at once, if any.
-        pub fn call(&mut self, frame: Bytes) -> Option<Bytes> {
-            let _runtime = self.rt.enter();
-            self.out.clear();
-            let shared = self.conn.shared().clone();
-            let _ = crate::emit::sync_in_scope(shared, || {
-                self.conn.on_frame(frame, false, &mut self.out)
-            });
-            while self.rx.try_recv().is_some() {}
-            self.out.pop()
-        }
-    }
-}
-
-/// What generated code uses. Not a public API: it changes without notice.
-#[doc(hidden)]
-pub mod __private {
-    pub use crate::bind::Binder;
-    pub use crate::dispatch::{Call, Outcome, Request, Started};
-    pub use crate::kind::{
-        AnnounceAnyKind, AnnounceResultAnyKind, AnnounceResultKind, AnnounceResultStreamKind,
-        AnnounceStreamKind, AnnounceValueKind, ResultAnyKind, ResultStreamKind,
-        ResultTryStreamKind, ResultValueKind, StreamKind, Tag, TryStreamKind, UnreturnableKind,
-        UnreturnableResult, UnreturnableStream, UnreturnableValue, ValueKind, announce, tag,
-    };
-    pub use crate::registry::{
-        BoxFuture, ErrorDef, EventDef, Exposed, FunctionDef, LoaderDef, Registration, Site,
-    };
-    pub use crate::server::run_loader;
-    pub use ts_rs;
-
-    /// The TypeScript-export side of generated code.
-    pub mod ts {
-        pub use crate::schema::kinds;
-        pub use crate::schema::{Shape, Signature, TsTag, TypeInfo, output_tag, sync_output_tag};
-    }
-
-    /// What a generated identity-loader shim returns.
-    pub type LoaderFuture = BoxFuture<Result<Option<crate::Identity>, String>>;
-    pub use bytes::Bytes;
-    pub use inventory;
-    pub use serde;
-    pub use std::boxed::Box;
-    pub use std::option::Option::{self, None, Some};
-    pub use std::result::Result::{self, Err, Ok};
-
-    /// Runs a plain (non-async) exposed function on the blocking pool so it cannot stall the
-    /// runtime's workers; a panic inside is re-raised here, where the call's panic guard
-    /// turns it into `INTERNAL`.
-    pub async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
-        match tokio::task::spawn_blocking(f).await {
-            Ok(v) => v,
-            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-            Err(e) => panic!("blocking task failed: {e}"),
-        }
-    }
-
-    /// Checks, at the parameter's span, that an argument type can come off the wire.
-    pub fn assert_argument<T: crate::bind::Argument>() {}
-    /// Checks, at the parameter's span, that a context parameter is `ephaptic::Caller`.
-    pub fn assert_caller(_: &crate::Caller) {}
-    /// Checks, at the function's name, that the handler's future can move between threads.
-    pub fn assert_send<T: Send>(_: &T) {}
+/// What this build declares (link-time registrations), or the conflicts that would stop a
+/// server from starting.
+pub fn introspect() -> Result<Introspection, RegistryError> {
+    Server::new().introspect()
 }

@@ -3,7 +3,7 @@
 //!
 //! The macros write, next to each item, a function that builds these descriptions on demand, so
 //! nothing here costs anything unless an exporter runs. Types are classified at compile time by
-//! the same "autoref" method-resolution trick as [`kind`](crate::kind): a type with a `TS` impl
+//! the same "autoref" method-resolution trick as [`returns`](crate::handler::returns): a type with a `TS` impl
 //! is described by ts-rs; one without (such as [`Value`](crate::Value)) becomes `unknown`, and
 //! the exporter says so.
 
@@ -265,6 +265,36 @@ where
 }
 
 /// The traits generated code brings into scope (`use kinds::*`).
+/// The description ladder: `describe!(TsTag::<T>::new())` (or any `TsTag` value) gives `T`'s
+/// [`TypeInfo`]: through `Model` when it is one, ts-rs when it has a `TS` impl, `unknown`
+/// otherwise. One `&` per rung of [`kinds`] above the last.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __ephaptic_describe {
+    ($tag:expr) => {{
+        #[allow(unused_imports)]
+        use $crate::__private::ts::kinds::{
+            DescribeModel as _, DescribeTs as _, DescribeUnknown as _,
+        };
+        (&&&$tag).__ephaptic_ts()
+    }};
+}
+
+/// The answer ladder: `answer!(output_tag)` tells a function's answer shape (value, stream,
+/// their `Result` forms) and the item type it describes.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __ephaptic_answer {
+    ($tag:expr) => {{
+        #[allow(unused_imports)]
+        use $crate::__private::ts::kinds::{
+            AnswerResult as _, AnswerResultStream as _, AnswerResultTryStream as _,
+            AnswerStream as _, AnswerTryStream as _, AnswerValue as _,
+        };
+        (&&&&&&$tag).__ephaptic_answer()
+    }};
+}
+
 pub mod kinds {
     use super::*;
 

@@ -1,107 +1,20 @@
-//! Building and running a server: configuration, the registry it serves, the identity loader.
+//! The builder: a server's settings, the registry it serves, its identity loader and hooks.
+//! It builds the runtime's [`State`] once and hands it to the transport; nothing below imports
+//! from here.
 
 use std::fmt;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use bytes::Bytes;
 use serde::de::DeserializeOwned;
 use tokio::net::{TcpListener, ToSocketAddrs};
 
-use crate::hub::Hub;
-use crate::identity::Identity;
-use crate::registry::{BoxFuture, Exposed, FunctionDef, Naming, Registry, RegistryError};
-
-/// An identity loader, type-erased: the encoded `auth` in, the identity (or anonymous, or an
-/// error text) out.
-/// A connection hook, type-erased.
-pub(crate) type Hook = Arc<dyn Fn(crate::Caller) -> BoxFuture<()> + Send + Sync>;
-
-pub(crate) type DynLoader =
-    Arc<dyn Fn(Option<Bytes>) -> BoxFuture<Result<Option<Identity>, String>> + Send + Sync>;
-
-#[derive(Debug, Clone)]
-pub(crate) struct Config {
-    pub path: String,
-    pub allowed_origins: Option<Vec<String>>,
-    pub max_frame_size: usize,
-    pub debug: bool,
-    pub outbound_capacity: usize,
-    pub read_buffer_size: usize,
-    pub ping_interval: Option<Duration>,
-    pub slow_client: SlowClient,
-}
-
-/// What happens to a client whose outbound queue is full when an event is emitted to it
-/// (it reads more slowly than events arrive). Replies and stream chunks never trigger this:
-/// they wait for room, which slows only the call that produces them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-#[non_exhaustive]
-pub enum SlowClient {
-    /// Close the connection with close code 1008 and the reason "outbound queue full". The
-    /// client reconnects and refetches, so it never silently misses an event. The default.
-    #[default]
-    Disconnect,
-    /// Drop the event for that client and keep the connection: for lossy data such as cursor
-    /// positions. Counted in [`Metrics::events_dropped`](crate::Metrics).
-    DropEvents,
-}
-
-/// Counters a server keeps about itself.
-#[derive(Debug, Default)]
-pub(crate) struct Counters {
-    pub slow_client_closes: AtomicU64,
-    pub events_dropped: AtomicU64,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            path: "/_ephaptic".into(),
-            allowed_origins: None,
-            max_frame_size: 1 << 20,
-            debug: false,
-            outbound_capacity: 1024,
-            read_buffer_size: 4 * 1024,
-            ping_interval: Some(Duration::from_secs(20)),
-            slow_client: SlowClient::Disconnect,
-        }
-    }
-}
-
-/// What every connection of one server shares.
-pub(crate) struct Shared {
-    pub registry: Registry,
-    /// `registry.functions`, indexed for the lookup of every call.
-    pub functions: crate::dispatch::FunctionIndex,
-    pub config: Config,
-    pub hub: Hub,
-    pub loader: Option<DynLoader>,
-    pub on_connect: Option<Hook>,
-    pub on_disconnect: Option<Hook>,
-    pub metrics: Counters,
-    pub limiter: crate::ratelimit::Limiter,
-    next_connection: AtomicU64,
-}
-
-impl fmt::Debug for Shared {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Shared")
-            .field("config", &self.config)
-            .field("connections", &self.hub.len())
-            .field("metrics", &self.metrics)
-            .finish()
-    }
-}
-
-impl Shared {
-    pub fn next_connection_id(&self) -> u64 {
-        self.next_connection.fetch_add(1, Ordering::Relaxed) + 1
-    }
-}
+use crate::handler::{DynLoader, Exposed, FunctionDef, LoaderOutput, run_loader};
+use crate::registry::{Introspection, Naming, Registry, RegistryError};
+use crate::runtime::{Config, Hook, Parts, State};
+use crate::session::SlowClient;
 
 /// A configurable ephaptic server. [`serve`](crate::serve) and [`router`](crate::router) are
 /// `Server::new().serve(..)` and `Server::new().router()`.
@@ -316,12 +229,12 @@ impl Server {
     }
 
     /// What this server would serve: its registrations, explicit ones included.
-    pub fn introspect(&self) -> Result<crate::registry::Introspection, RegistryError> {
+    pub fn introspect(&self) -> Result<Introspection, RegistryError> {
         Ok(Registry::build(&self.explicit, self.naming)?.introspect())
     }
 
-    /// Builds the shared state: the registry (failing on duplicate names) and the loader.
-    pub(crate) fn build(self) -> Result<Arc<Shared>, RegistryError> {
+    /// Builds the runtime state: the registry (failing on duplicate names) and the loader.
+    pub(crate) fn build(self) -> Result<Arc<State>, RegistryError> {
         let registry = Registry::build(&self.explicit, self.naming)?;
         let loader = self.loader.or_else(|| {
             registry.loader.map(|def| {
@@ -345,17 +258,12 @@ impl Server {
                  Server::register::<function_name>()"
             );
         }
-        Ok(Arc::new(Shared {
-            functions: crate::dispatch::FunctionIndex::new(&registry.functions),
+        Ok(State::new(Parts {
             registry,
             config: self.config,
-            hub: Hub::default(),
             loader,
             on_connect: self.on_connect,
             on_disconnect: self.on_disconnect,
-            metrics: Counters::default(),
-            limiter: Default::default(),
-            next_connection: AtomicU64::new(0),
         }))
     }
 
@@ -378,9 +286,9 @@ impl Server {
 
     /// [`router`](Self::router), returning registry conflicts as an error.
     pub fn try_router(self) -> Result<axum::Router, RegistryError> {
-        let shared = self.build()?;
-        crate::emit::set_default(&shared);
-        Ok(crate::transport::router(shared))
+        let state = self.build()?;
+        crate::runtime::set_default(&state);
+        Ok(crate::transport::router(state))
     }
 
     /// Binds `addr` and serves until the process ends.
@@ -403,64 +311,4 @@ impl Server {
         )
         .await
     }
-}
-
-/// What an identity loader may return: `Option<I>` or `Result<Option<I>, E>`, where `I` is
-/// anything that converts into an [`Identity`] (strings, integers, `bool`, `Uuid`).
-#[diagnostic::on_unimplemented(
-    message = "an identity loader must return `Option<I>` or `Result<Option<I>, E>`, not `{Self}`",
-    note = "`I` is a string, an integer, a bool, a Uuid or an `ephaptic::Identity`; `None` means anonymous"
-)]
-pub trait LoaderOutput {
-    /// The identity, `None` for anonymous, or the error text to log.
-    fn into_identity(self) -> Result<Option<Identity>, String>;
-}
-
-impl<I: Into<Identity>> LoaderOutput for Option<I> {
-    fn into_identity(self) -> Result<Option<Identity>, String> {
-        Ok(self.map(Into::into))
-    }
-}
-
-impl<I: Into<Identity>, E: fmt::Display> LoaderOutput for Result<Option<I>, E> {
-    fn into_identity(self) -> Result<Option<Identity>, String> {
-        self.map(|o| o.map(Into::into)).map_err(|e| e.to_string())
-    }
-}
-
-/// Decodes `auth` as the loader's argument type and runs the loader. Used by the generated
-/// loader shim and by [`Server::identity_loader`].
-#[doc(hidden)]
-pub fn run_loader<A, F, Fut>(
-    auth: Option<Bytes>,
-    loader: F,
-) -> BoxFuture<Result<Option<Identity>, String>>
-where
-    A: DeserializeOwned + Send + 'static,
-    F: FnOnce(A) -> Fut + Send + 'static,
-    Fut: Future + Send + 'static,
-    Fut::Output: LoaderOutput,
-{
-    Box::pin(async move {
-        let arg = match &auth {
-            Some(bytes) => {
-                let mut de =
-                    rmp_serde::Deserializer::from_read_ref(&bytes[..]).with_human_readable();
-                match A::deserialize(&mut de) {
-                    Ok(a) => a,
-                    Err(e) => {
-                        return Err(format!(
-                            "`auth` does not match the loader's parameter type: {e}"
-                        ));
-                    }
-                }
-            }
-            None => match A::deserialize(crate::bind::Missing) {
-                Ok(a) => a,
-                // The client sent no auth and the loader needs one: anonymous, not an error.
-                Err(_) => return Ok(None),
-            },
-        };
-        loader(arg).await.into_identity()
-    })
 }

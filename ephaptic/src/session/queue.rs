@@ -14,15 +14,15 @@ use futures_util::task::AtomicWaker;
 use tokio::sync::Notify;
 
 #[derive(Debug)]
-struct State {
+struct Frames {
     frames: VecDeque<Bytes>,
     /// The consumer is gone: senders fail instead of waiting.
     receiver_gone: bool,
 }
 
 #[derive(Debug)]
-struct Shared {
-    state: Mutex<State>,
+struct Inner {
+    state: Mutex<Frames>,
     capacity: usize,
     /// How many frames wait, written under the lock and read without it: the consumer looks
     /// at it every time it would go to sleep, and a reply checks it to keep its place behind
@@ -37,8 +37,8 @@ struct Shared {
     writable: Notify,
 }
 
-impl Shared {
-    fn lock(&self) -> MutexGuard<'_, State> {
+impl Inner {
+    fn lock(&self) -> MutexGuard<'_, Frames> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
@@ -54,15 +54,15 @@ pub(crate) enum TrySendError {
 
 /// The producing side; one per connection (clones of the connection share it).
 #[derive(Debug)]
-pub(crate) struct Sender(Arc<Shared>);
+pub(crate) struct Sender(Arc<Inner>);
 
 /// The consuming side, owned by the connection's task.
 #[derive(Debug)]
-pub(crate) struct Receiver(Arc<Shared>);
+pub(crate) struct Receiver(Arc<Inner>);
 
 pub(crate) fn channel(capacity: usize) -> (Sender, Receiver) {
-    let shared = Arc::new(Shared {
-        state: Mutex::new(State {
+    let inner = Arc::new(Inner {
+        state: Mutex::new(Frames {
             frames: VecDeque::new(),
             receiver_gone: false,
         }),
@@ -72,7 +72,7 @@ pub(crate) fn channel(capacity: usize) -> (Sender, Receiver) {
         readable: AtomicWaker::new(),
         writable: Notify::new(),
     });
-    (Sender(shared.clone()), Receiver(shared))
+    (Sender(inner.clone()), Receiver(inner))
 }
 
 impl Sender {

@@ -4,9 +4,9 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use crate::connection::Connection;
-use crate::emit::Event;
+use super::event::{Event, encode};
 use crate::identity::Identity;
+use crate::session::{Connection, Hub};
 
 /// Who is calling. Add a parameter of this type to an exposed function to get it; it is filled
 /// in by the server, never sent by the client, and may stand anywhere in the parameter list.
@@ -22,11 +22,13 @@ use crate::identity::Identity;
 #[derive(Clone)]
 pub struct Caller {
     conn: Arc<Connection>,
+    /// The index of the server the connection belongs to, for joining and leaving groups.
+    hub: Arc<Hub>,
 }
 
 impl Caller {
-    pub(crate) fn new(conn: Arc<Connection>) -> Self {
-        Caller { conn }
+    pub(crate) fn new(conn: Arc<Connection>, hub: Arc<Hub>) -> Self {
+        Caller { conn, hub }
     }
 
     /// The identity the identity loader gave this connection; `None` when anonymous.
@@ -55,7 +57,7 @@ impl Caller {
     /// replies, so an event emitted before a handler returns arrives before its result.
     /// Returns whether the connection was still open.
     pub async fn emit<E: Event>(&self, event: E) -> bool {
-        match crate::emit::encode(E::NAME, &event) {
+        match encode(E::NAME, &event) {
             Some(frame) => self.conn.send(frame).await,
             None => false,
         }
@@ -66,12 +68,12 @@ impl Caller {
     /// closes. Authorise before joining: a group is only as private as the code that joins it.
     /// Returns `false` when it was already a member.
     pub fn join(&self, group: &str) -> bool {
-        self.conn.join(group)
+        self.hub.join(&self.conn, group)
     }
 
     /// Removes this connection from a group; `false` when it was not a member.
     pub fn leave(&self, group: &str) -> bool {
-        self.conn.leave(group)
+        self.hub.leave(&self.conn, group)
     }
 
     /// The groups this connection has joined.

@@ -4,9 +4,9 @@
 use serde::Serialize;
 use serde::de::{self, DeserializeOwned, Deserializer, Visitor};
 
+use super::defs::FunctionDef;
 use crate::error::Error;
-use crate::protocol::{RawFrame, SmallList, Span};
-use crate::registry::FunctionDef;
+use crate::wire::{RawFrame, SmallList, Span};
 
 /// A type that can be a parameter of an exposed function: anything `Deserialize` that owns its
 /// data.
@@ -155,7 +155,7 @@ impl<'a> Binder<'a> {
         if let Some(span) = slot {
             // Valid arguments decode on the fast path (`unpack`); anything it leaves is
             // decoded again by `rmp_serde`, to bind it or to say where it went wrong.
-            if let Ok(v) = crate::unpack::unpack::<T>(span.of(self.frame)) {
+            if let Ok(v) = crate::wire::unpack::<T>(span.of(self.frame)) {
                 return Some(v);
             }
         }

@@ -14,6 +14,8 @@
 //! where `T: Serialize` and `E, E2: Into<ephaptic::Error>`. The generated code calls
 //! `(&&&&&&&tag(&out)).__ephaptic_kind().outcome(out, &call)`: the first trait whose impl applies,
 //! in the order of the table, wins. Functions are never generic, so the type is always known.
+//! Generated code does not write the ladder itself: it calls `outcome!` (and `announce_kind!` for
+//! channels), defined below beside the impls whose rungs they count.
 
 use std::convert::Infallible;
 use std::marker::PhantomData;
@@ -22,9 +24,9 @@ use futures_core::Stream;
 use futures_util::StreamExt;
 use serde::Serialize;
 
-use crate::caller::Caller;
-use crate::dispatch::{Call, Outcome};
-use crate::emit::Audience;
+use super::audience::Audience;
+use super::caller::Caller;
+use super::request::{Call, Outcome};
 use crate::error::Error;
 
 /// Carries a type for method resolution; holds no value.
@@ -34,6 +36,41 @@ pub struct Tag<T>(PhantomData<T>);
 /// The tag of a value's type.
 pub fn tag<T>(_: &T) -> Tag<T> {
     Tag(PhantomData)
+}
+
+/// The return-shape ladder: `outcome!(out => outcome(out, &call))` turns a function's return
+/// value into its [`Outcome`]. The method call is the caller's tokens, so that a type no rung
+/// takes is reported at the user's return type, once. One `&` per rung of the table above the
+/// last (`Unreturnable*`), so the depth is counted here, next to the impls, and nowhere else.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __ephaptic_outcome {
+    ($out:ident => $($call:tt)+) => {{
+        #[allow(unused_imports)]
+        use $crate::__private::{
+            ResultAnyKind as _, ResultStreamKind as _, ResultTryStreamKind as _,
+            ResultValueKind as _, StreamKind as _, TryStreamKind as _, UnreturnableKind as _,
+            UnreturnableResult as _, UnreturnableStream as _, UnreturnableValue as _,
+            ValueKind as _,
+        };
+        (&&&&&&&$crate::__private::tag(&$out)).__ephaptic_kind().$($call)+
+    }};
+}
+
+/// The channel ladder: `announce_kind!(out)` picks how a return value is announced (see the
+/// table before `AnnounceResultKind`); the caller then calls `prepare` or `prepare_everyone`
+/// on what it gives.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __ephaptic_announce_kind {
+    ($out:ident) => {{
+        #[allow(unused_imports)]
+        use $crate::__private::{
+            AnnounceAnyKind as _, AnnounceResultAnyKind as _, AnnounceResultKind as _,
+            AnnounceResultStreamKind as _, AnnounceStreamKind as _, AnnounceValueKind as _,
+        };
+        (&&&&&$crate::__private::tag(&$out)).__ephaptic_announce_kind()
+    }};
 }
 
 macro_rules! kinds {
@@ -400,13 +437,6 @@ impl AnnounceValue {
 
     pub fn prepare_everyone<T: Serialize>(self, out: &T) -> Option<(&T, Audience)> {
         Some((out, Audience::Everyone))
-    }
-}
-
-/// Sends the value on each channel to the audience.
-pub async fn announce<T: Serialize + ?Sized>(value: &T, audience: &Audience, channels: &[&str]) {
-    for channel in channels {
-        audience.emit_named(channel, value).await;
     }
 }
 

@@ -2,7 +2,7 @@
 //! for the values calls almost always carry (numbers, strings, booleans, nil, lists, maps and
 //! the structs made of them), without `rmp_serde`'s per-value reader set-up.
 //!
-//! It gives up (with [`Bail`]) on anything it does not handle exactly as `rmp_serde` does:
+//! It gives up (with [`Fallback`]) on anything it does not handle exactly as `rmp_serde` does:
 //! extension types, enums, strings that are not UTF-8, deep nesting, a value a visitor leaves
 //! half read, or any error at all. The binder then decodes the value again with `rmp_serde`,
 //! which either succeeds the same way or produces the `VALIDATION_ERROR` with its path; so this
@@ -11,14 +11,14 @@
 
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 
-use crate::pack::Bail;
+use super::msgpack::Fallback;
 
 /// Nesting deeper than this is left to `rmp_serde` (which has its own limit).
 const MAX_DEPTH: u16 = 64;
 
 /// Decodes one whole value of type `T` from `bytes`, or gives up.
 #[inline]
-pub(crate) fn unpack<'de, T: de::Deserialize<'de>>(bytes: &'de [u8]) -> Result<T, Bail> {
+pub(crate) fn unpack<'de, T: de::Deserialize<'de>>(bytes: &'de [u8]) -> Result<T, Fallback> {
     let mut de = Unpack {
         buf: bytes,
         pos: 0,
@@ -28,7 +28,7 @@ pub(crate) fn unpack<'de, T: de::Deserialize<'de>>(bytes: &'de [u8]) -> Result<T
     if de.pos == bytes.len() {
         Ok(value)
     } else {
-        Err(Bail)
+        Err(Fallback)
     }
 }
 
@@ -40,29 +40,29 @@ struct Unpack<'de> {
 
 impl<'de> Unpack<'de> {
     #[inline]
-    fn byte(&mut self) -> Result<u8, Bail> {
-        let b = *self.buf.get(self.pos).ok_or(Bail)?;
+    fn byte(&mut self) -> Result<u8, Fallback> {
+        let b = *self.buf.get(self.pos).ok_or(Fallback)?;
         self.pos += 1;
         Ok(b)
     }
 
     #[inline]
-    fn bytes(&mut self, n: usize) -> Result<&'de [u8], Bail> {
-        let end = self.pos.checked_add(n).ok_or(Bail)?;
-        let out = self.buf.get(self.pos..end).ok_or(Bail)?;
+    fn bytes(&mut self, n: usize) -> Result<&'de [u8], Fallback> {
+        let end = self.pos.checked_add(n).ok_or(Fallback)?;
+        let out = self.buf.get(self.pos..end).ok_or(Fallback)?;
         self.pos = end;
         Ok(out)
     }
 
     #[inline]
-    fn array<const N: usize>(&mut self) -> Result<[u8; N], Bail> {
+    fn array<const N: usize>(&mut self) -> Result<[u8; N], Fallback> {
         let b = self.bytes(N)?;
         let mut out = [0; N];
         out.copy_from_slice(b);
         Ok(out)
     }
 
-    fn len(&mut self, n: usize) -> Result<usize, Bail> {
+    fn len(&mut self, n: usize) -> Result<usize, Fallback> {
         Ok(match n {
             1 => self.byte()? as usize,
             2 => u16::from_be_bytes(self.array()?) as usize,
@@ -70,19 +70,19 @@ impl<'de> Unpack<'de> {
         })
     }
 
-    fn str<V: Visitor<'de>>(&mut self, len: usize, visitor: V) -> Result<V::Value, Bail> {
+    fn str<V: Visitor<'de>>(&mut self, len: usize, visitor: V) -> Result<V::Value, Fallback> {
         let bytes = self.bytes(len)?;
         match std::str::from_utf8(bytes) {
             Ok(s) => visitor.visit_borrowed_str(s),
             // `rmp_serde` has its own way with such strings: leave them to it.
-            Err(_) => Err(Bail),
+            Err(_) => Err(Fallback),
         }
     }
 
-    fn seq<V: Visitor<'de>>(&mut self, len: usize, visitor: V) -> Result<V::Value, Bail> {
+    fn seq<V: Visitor<'de>>(&mut self, len: usize, visitor: V) -> Result<V::Value, Fallback> {
         // Every element takes at least one byte: a longer count is a lie.
         if len > self.buf.len() - self.pos {
-            return Err(Bail);
+            return Err(Fallback);
         }
         self.nest(|de| {
             let mut access = Elements { de, left: len };
@@ -90,14 +90,14 @@ impl<'de> Unpack<'de> {
             if access.left == 0 {
                 Ok(value)
             } else {
-                Err(Bail)
+                Err(Fallback)
             }
         })
     }
 
-    fn map<V: Visitor<'de>>(&mut self, len: usize, visitor: V) -> Result<V::Value, Bail> {
+    fn map<V: Visitor<'de>>(&mut self, len: usize, visitor: V) -> Result<V::Value, Fallback> {
         if len > (self.buf.len() - self.pos) / 2 {
-            return Err(Bail);
+            return Err(Fallback);
         }
         self.nest(|de| {
             let mut access = Entries { de, left: len };
@@ -105,14 +105,14 @@ impl<'de> Unpack<'de> {
             if access.left == 0 {
                 Ok(value)
             } else {
-                Err(Bail)
+                Err(Fallback)
             }
         })
     }
 
-    fn nest<R>(&mut self, f: impl FnOnce(&mut Self) -> Result<R, Bail>) -> Result<R, Bail> {
+    fn nest<R>(&mut self, f: impl FnOnce(&mut Self) -> Result<R, Fallback>) -> Result<R, Fallback> {
         if self.depth >= MAX_DEPTH {
-            return Err(Bail);
+            return Err(Fallback);
         }
         self.depth += 1;
         let out = f(self);
@@ -122,10 +122,10 @@ impl<'de> Unpack<'de> {
 }
 
 impl<'de> Deserializer<'de> for &mut Unpack<'de> {
-    type Error = Bail;
+    type Error = Fallback;
 
     // The visit each marker gets is the one `rmp_serde` makes for it.
-    fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Bail> {
+    fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Fallback> {
         let m = self.byte()?;
         match m {
             0x00..=0x7f => visitor.visit_u8(m),
@@ -180,11 +180,11 @@ impl<'de> Deserializer<'de> for &mut Unpack<'de> {
                 self.map(n, visitor)
             }
             // Extension types and the reserved byte.
-            _ => Err(Bail),
+            _ => Err(Fallback),
         }
     }
 
-    fn deserialize_option<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Bail> {
+    fn deserialize_option<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Fallback> {
         if self.buf.get(self.pos) == Some(&0xc0) {
             self.pos += 1;
             visitor.visit_none()
@@ -197,10 +197,10 @@ impl<'de> Deserializer<'de> for &mut Unpack<'de> {
         self,
         name: &'static str,
         visitor: V,
-    ) -> Result<V::Value, Bail> {
+    ) -> Result<V::Value, Fallback> {
         // `rmp_serde` reads its extension wrapper specially.
         if name == "_ExtStruct" {
-            return Err(Bail);
+            return Err(Fallback);
         }
         visitor.visit_newtype_struct(self)
     }
@@ -210,8 +210,8 @@ impl<'de> Deserializer<'de> for &mut Unpack<'de> {
         _: &'static str,
         _: &'static [&'static str],
         _: V,
-    ) -> Result<V::Value, Bail> {
-        Err(Bail)
+    ) -> Result<V::Value, Fallback> {
+        Err(Fallback)
     }
 
     fn is_human_readable(&self) -> bool {
@@ -230,12 +230,12 @@ struct Elements<'a, 'de> {
 }
 
 impl<'de> SeqAccess<'de> for Elements<'_, 'de> {
-    type Error = Bail;
+    type Error = Fallback;
 
     fn next_element_seed<T: DeserializeSeed<'de>>(
         &mut self,
         seed: T,
-    ) -> Result<Option<T::Value>, Bail> {
+    ) -> Result<Option<T::Value>, Fallback> {
         if self.left == 0 {
             return Ok(None);
         }
@@ -254,12 +254,12 @@ struct Entries<'a, 'de> {
 }
 
 impl<'de> MapAccess<'de> for Entries<'_, 'de> {
-    type Error = Bail;
+    type Error = Fallback;
 
     fn next_key_seed<K: DeserializeSeed<'de>>(
         &mut self,
         seed: K,
-    ) -> Result<Option<K::Value>, Bail> {
+    ) -> Result<Option<K::Value>, Fallback> {
         if self.left == 0 {
             return Ok(None);
         }
@@ -267,7 +267,7 @@ impl<'de> MapAccess<'de> for Entries<'_, 'de> {
         seed.deserialize(&mut *self.de).map(Some)
     }
 
-    fn next_value_seed<V: DeserializeSeed<'de>>(&mut self, seed: V) -> Result<V::Value, Bail> {
+    fn next_value_seed<V: DeserializeSeed<'de>>(&mut self, seed: V) -> Result<V::Value, Fallback> {
         seed.deserialize(&mut *self.de)
     }
 

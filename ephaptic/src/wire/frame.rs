@@ -1,18 +1,15 @@
-//! The wire format: reading client frames and writing server frames (docs/PROTOCOL.md).
+//! Reading client frames (docs/PROTOCOL.md section 3) without copying.
 //!
-//! A client frame is read once, without copying: [`parse`] walks the MessagePack map and records
-//! where each interesting value lies in the frame. Argument values stay encoded until the
-//! function's own parameter types deserialise them. The call `id` is never decoded at all: its
-//! bytes are copied verbatim into every reply, which is what "echoed whatever its msgpack type"
-//! means on the wire.
+//! A client frame is read once: [`parse`] walks the MessagePack map and records where each
+//! interesting value lies in the frame. Argument values stay encoded until the function's own
+//! parameter types deserialise them. The call `id` is never decoded at all: its bytes are copied
+//! verbatim into every reply, which is what "echoed whatever its msgpack type" means on the
+//! wire.
 
 use std::ops::Range;
 
-use bytes::{BufMut, Bytes, BytesMut};
-use serde::Serialize;
-
-/// The encoded MessagePack `nil`, used where a frame has no `id`.
-pub(crate) const NIL: &[u8] = &[0xc0];
+use super::msgpack::NIL;
+use super::small_list::SmallList;
 
 /// Why a frame could not be read.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -150,81 +147,6 @@ impl RawFrame {
             NIL
         } else {
             self.id.of(frame)
-        }
-    }
-}
-
-/// A list that keeps its first `N` items inline and moves to the heap only beyond them: the
-/// arguments of a call are almost always few, and reading a frame should not allocate.
-#[derive(Debug, Clone)]
-pub(crate) struct SmallList<T, const N: usize> {
-    inline: [T; N],
-    len: usize,
-    /// Every item, once there are more than `N` (then `inline` is unused).
-    spill: Vec<T>,
-}
-
-impl<T: Default, const N: usize> Default for SmallList<T, N> {
-    fn default() -> Self {
-        SmallList {
-            inline: std::array::from_fn(|_| T::default()),
-            len: 0,
-            spill: Vec::new(),
-        }
-    }
-}
-
-impl<T: Default + Clone, const N: usize> SmallList<T, N> {
-    /// `n` default items.
-    pub fn filled(n: usize) -> Self {
-        let mut list = Self::default();
-        if n <= N {
-            list.len = n;
-        } else {
-            list.spill = vec![T::default(); n];
-            list.len = n;
-        }
-        list
-    }
-
-    pub fn push(&mut self, item: T) {
-        if self.len < N {
-            self.inline[self.len] = item;
-        } else {
-            if self.len == N {
-                self.spill.clear();
-                self.spill.extend(self.inline.iter().cloned());
-            }
-            self.spill.push(item);
-        }
-        self.len += 1;
-    }
-
-    /// Empties the list, keeping a spilled buffer for the next frame.
-    pub fn clear(&mut self) {
-        self.len = 0;
-    }
-}
-
-impl<T, const N: usize> std::ops::Deref for SmallList<T, N> {
-    type Target = [T];
-
-    #[inline]
-    fn deref(&self) -> &[T] {
-        if self.len <= N {
-            &self.inline[..self.len]
-        } else {
-            &self.spill
-        }
-    }
-}
-
-impl<T, const N: usize> std::ops::DerefMut for SmallList<T, N> {
-    fn deref_mut(&mut self) -> &mut [T] {
-        if self.len <= N {
-            &mut self.inline[..self.len]
-        } else {
-            &mut self.spill
         }
     }
 }
@@ -598,166 +520,6 @@ impl Reader<'_> {
     }
 }
 
-// ---------------------------------------------------------------------------------------------
-// Writing server frames. Keys are written in the order docs/PROTOCOL.md gives.
-
-/// A MessagePack string (its smallest header, then the bytes), into a `BytesMut` or a `Vec`.
-pub(crate) fn put_str(buf: &mut impl BufMut, s: &str) {
-    let len = s.len();
-    if len < 32 {
-        buf.put_u8(0xa0 | len as u8);
-    } else if len < 256 {
-        buf.put_u8(0xd9);
-        buf.put_u8(len as u8);
-    } else if len <= u16::MAX as usize {
-        buf.put_u8(0xda);
-        buf.put_u16(len as u16);
-    } else {
-        buf.put_u8(0xdb);
-        buf.put_u32(len as u32);
-    }
-    buf.put_slice(s.as_bytes());
-}
-
-/// Writes `{id, <key>` leaving the value of `key` to the caller.
-fn reply_head(buf: &mut impl BufMut, id: &[u8], key: &str) {
-    buf.put_u8(0x82);
-    buf.put_slice(b"\xa2id");
-    buf.put_slice(id);
-    put_str(buf, key);
-}
-
-/// Encodes a value the way every frame carries values: structs as maps with named fields,
-/// enums in serde's external representation, and types that ask (UUIDs, datetimes) in their
-/// human-readable string form.
-pub(crate) fn encode_value<T: Serialize + ?Sized>(
-    buf: &mut impl BufMut,
-    value: &T,
-) -> Result<(), rmp_serde::encode::Error> {
-    let mut ser = rmp_serde::Serializer::new((&mut *buf).writer())
-        .with_struct_map()
-        .with_human_readable();
-    value.serialize(&mut ser)
-}
-
-/// `{id, result}`.
-pub(crate) fn result_frame<T: Serialize + ?Sized>(
-    id: &[u8],
-    value: &T,
-) -> Result<Bytes, rmp_serde::encode::Error> {
-    value_frame(id, "result", value)
-}
-
-/// `{id, chunk}`.
-pub(crate) fn chunk_frame<T: Serialize + ?Sized>(
-    id: &[u8],
-    value: &T,
-) -> Result<Bytes, rmp_serde::encode::Error> {
-    value_frame(id, "chunk", value)
-}
-
-/// `{id, stream: true}`.
-pub(crate) fn stream_open_frame(id: &[u8]) -> Bytes {
-    true_frame(id, "stream")
-}
-
-/// `{id, done: true}`.
-pub(crate) fn stream_done_frame(id: &[u8]) -> Bytes {
-    true_frame(id, "done")
-}
-
-/// `{id, <key>: value}`. Encoded into a reusable per-thread buffer, then copied into an
-/// allocation of exactly its size: a frame frozen from a growable buffer with spare capacity
-/// costs `bytes` a second allocation (its shared header) and a second free.
-fn value_frame<T: Serialize + ?Sized>(
-    id: &[u8],
-    key: &str,
-    value: &T,
-) -> Result<Bytes, rmp_serde::encode::Error> {
-    thread_local! {
-        static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
-    }
-    SCRATCH.with(|scratch| {
-        // A serializer may re-enter (a `Serialize` impl that encodes a frame itself): then
-        // this call uses a buffer of its own.
-        let mut own = Vec::new();
-        let mut guard = scratch.try_borrow_mut();
-        let buf = match &mut guard {
-            Ok(b) => &mut **b,
-            Err(_) => &mut own,
-        };
-        buf.clear();
-        reply_head(buf, id, key);
-        // The fast writer, or `rmp_serde` over again where it gives up.
-        let start = buf.len();
-        let result = crate::pack::pack(buf, value).or_else(|_| {
-            buf.truncate(start);
-            encode_value(buf, value)
-        });
-        let frame = result.map(|()| Bytes::copy_from_slice(buf));
-        // A huge result should not pin its buffer to the thread for ever.
-        if buf.capacity() > 64 * 1024 {
-            *buf = Vec::new();
-        }
-        frame
-    })
-}
-
-/// `{id, <key>: true}`.
-fn true_frame(id: &[u8], key: &str) -> Bytes {
-    let mut buf = BytesMut::with_capacity(16 + id.len());
-    reply_head(&mut buf, id, key);
-    buf.put_u8(0xc3);
-    buf.freeze()
-}
-
-/// `{id, error: {code, message, data}}`; `data` is already encoded (or absent: nil).
-pub(crate) fn error_frame(id: &[u8], code: &str, message: &str, data: Option<&[u8]>) -> Bytes {
-    let data = data.unwrap_or(NIL);
-    let mut buf = BytesMut::with_capacity(48 + id.len() + code.len() + message.len() + data.len());
-    reply_head(&mut buf, id, "error");
-    buf.put_u8(0x83);
-    put_str(&mut buf, "code");
-    put_str(&mut buf, code);
-    put_str(&mut buf, "message");
-    put_str(&mut buf, message);
-    put_str(&mut buf, "data");
-    buf.put_slice(data);
-    buf.freeze()
-}
-
-/// `{type: "event", name, payload: {args: [], kwargs: <payload>}}` when the payload encodes as a
-/// map (a struct: clients hand its fields to the callback); otherwise
-/// `{..., payload: {args: [<payload>], kwargs: {}}}`.
-pub(crate) fn event_frame<T: Serialize + ?Sized>(
-    name: &str,
-    payload: &T,
-) -> Result<Bytes, rmp_serde::encode::Error> {
-    let mut value = BytesMut::with_capacity(64);
-    encode_value(&mut value, payload)?;
-    let is_map = matches!(value.first(), Some(0x80..=0x8f | 0xde | 0xdf));
-    let mut buf = BytesMut::with_capacity(48 + name.len() + value.len());
-    buf.put_u8(0x83);
-    put_str(&mut buf, "type");
-    put_str(&mut buf, "event");
-    put_str(&mut buf, "name");
-    put_str(&mut buf, name);
-    put_str(&mut buf, "payload");
-    buf.put_u8(0x82);
-    put_str(&mut buf, "args");
-    if is_map {
-        buf.put_u8(0x90);
-        put_str(&mut buf, "kwargs");
-        buf.put_slice(&value);
-    } else {
-        buf.put_u8(0x91);
-        buf.put_slice(&value);
-        put_str(&mut buf, "kwargs");
-        buf.put_u8(0x80);
-    }
-    Ok(buf.freeze())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -875,36 +637,5 @@ mod tests {
         ]));
         assert!(parsed(&frame).is_err());
         assert_eq!(&frame[salvage_id(&frame).unwrap()], &enc(&s("x"))[..]);
-    }
-
-    #[test]
-    fn reply_frames_have_the_documented_key_order() {
-        let f = result_frame(&[0x01], &5u8).unwrap();
-        assert_eq!(&f[..], b"\x82\xa2id\x01\xa6result\x05");
-        let e = error_frame(&[0x07], "NOT_FOUND", "x", None);
-        assert_eq!(
-            &e[..],
-            b"\x82\xa2id\x07\xa5error\x83\xa4code\xa9NOT_FOUND\xa7message\xa1x\xa4data\xc0"
-        );
-        assert_eq!(
-            &stream_open_frame(&[1])[..],
-            b"\x82\xa2id\x01\xa6stream\xc3"
-        );
-        assert_eq!(&stream_done_frame(&[1])[..], b"\x82\xa2id\x01\xa4done\xc3");
-    }
-
-    #[test]
-    fn event_frames_put_struct_fields_in_kwargs_and_other_values_in_args() {
-        #[derive(serde::Serialize)]
-        struct Pong {
-            ok: bool,
-        }
-        let f = event_frame("Pong", &Pong { ok: true }).unwrap();
-        assert_eq!(&f[..], b"\x83\xa4type\xa5event\xa4name\xa4Pong\xa7payload\x82\xa4args\x90\xa6kwargs\x81\xa2ok\xc3");
-        let f = event_frame("n", &7u8).unwrap();
-        assert_eq!(
-            &f[..],
-            b"\x83\xa4type\xa5event\xa4name\xa1n\xa7payload\x82\xa4args\x91\x07\xa6kwargs\x80"
-        );
     }
 }

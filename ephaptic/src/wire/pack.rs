@@ -2,42 +2,19 @@
 //! writes exactly the bytes `rmp_serde` writes with the settings every frame uses (structs as
 //! maps with named fields, human-readable), without its writer and configuration layers.
 //!
-//! It gives up (with [`Bail`]) where `rmp_serde` does something of its own: sequences and maps
+//! It gives up (with [`Fallback`]) where `rmp_serde` does something of its own: sequences and maps
 //! of unknown length (which it buffers), its extension-type wrapper, and any error a value
 //! reports. The caller then truncates what was written and encodes the value again with
 //! `rmp_serde`, so this writer only changes how fast a reply is encoded, never its bytes.
 
 use serde::ser::{self, Serialize};
 
-/// "Not on the fast path": the caller encodes (or, for [`unpack`](crate::unpack), decodes)
-/// the value again with `rmp_serde`.
-#[derive(Debug)]
-pub(crate) struct Bail;
-
-impl std::fmt::Display for Bail {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("left to rmp_serde")
-    }
-}
-
-impl std::error::Error for Bail {}
-
-impl ser::Error for Bail {
-    fn custom<T: std::fmt::Display>(_: T) -> Self {
-        Bail
-    }
-}
-
-impl serde::de::Error for Bail {
-    fn custom<T: std::fmt::Display>(_: T) -> Self {
-        Bail
-    }
-}
+use super::msgpack::Fallback;
 
 /// Appends `value` to `out`, or gives up (leaving a partial value in `out` for the caller to
 /// cut off).
 #[inline]
-pub(crate) fn pack<T: Serialize + ?Sized>(out: &mut Vec<u8>, value: &T) -> Result<(), Bail> {
+pub(crate) fn pack<T: Serialize + ?Sized>(out: &mut Vec<u8>, value: &T) -> Result<(), Fallback> {
     value.serialize(&mut Pack { out })
 }
 
@@ -83,7 +60,7 @@ impl Pack<'_> {
     }
 
     /// A 16-bit or 32-bit length after its marker; longer is left to `rmp_serde`.
-    fn wide_len(&mut self, len: usize, m16: u8, m32: u8) -> Result<(), Bail> {
+    fn wide_len(&mut self, len: usize, m16: u8, m32: u8) -> Result<(), Fallback> {
         if len < 65536 {
             self.out.push(m16);
             self.out.extend_from_slice(&(len as u16).to_be_bytes());
@@ -91,12 +68,12 @@ impl Pack<'_> {
             self.out.push(m32);
             self.out.extend_from_slice(&(len as u32).to_be_bytes());
         } else {
-            return Err(Bail);
+            return Err(Fallback);
         }
         Ok(())
     }
 
-    fn array(&mut self, len: usize) -> Result<(), Bail> {
+    fn array(&mut self, len: usize) -> Result<(), Fallback> {
         if len < 16 {
             self.out.push(0x90 | len as u8);
             return Ok(());
@@ -104,7 +81,7 @@ impl Pack<'_> {
         self.wide_len(len, 0xdc, 0xdd)
     }
 
-    fn map(&mut self, len: usize) -> Result<(), Bail> {
+    fn map(&mut self, len: usize) -> Result<(), Fallback> {
         if len < 16 {
             self.out.push(0x80 | len as u8);
             return Ok(());
@@ -112,21 +89,21 @@ impl Pack<'_> {
         self.wide_len(len, 0xde, 0xdf)
     }
 
-    fn str(&mut self, s: &str) -> Result<(), Bail> {
+    fn str(&mut self, s: &str) -> Result<(), Fallback> {
         if s.len() > u32::MAX as usize {
-            return Err(Bail);
+            return Err(Fallback);
         }
-        crate::protocol::put_str(self.out, s);
+        super::msgpack::put_str(self.out, s);
         Ok(())
     }
 
     /// The head of an enum variant with data: `{variant: ...}`, as `rmp_serde` writes it.
-    fn variant(&mut self, variant: &str) -> Result<(), Bail> {
+    fn variant(&mut self, variant: &str) -> Result<(), Fallback> {
         self.out.push(0x81);
         self.str(variant)
     }
 
-    fn bin(&mut self, b: &[u8]) -> Result<(), Bail> {
+    fn bin(&mut self, b: &[u8]) -> Result<(), Fallback> {
         let len = b.len();
         if len < 256 {
             self.out.extend_from_slice(&[0xc4, len as u8]);
@@ -141,7 +118,7 @@ impl Pack<'_> {
 // Every integer is written in its smallest form, as `rmp_serde` does.
 macro_rules! ints {
     ($($method:ident($ty:ty) => $write:ident),*) => {$(
-        fn $method(self, v: $ty) -> Result<(), Bail> {
+        fn $method(self, v: $ty) -> Result<(), Fallback> {
             self.$write(v.into());
             Ok(())
         }
@@ -150,7 +127,7 @@ macro_rules! ints {
 
 impl<'a, 'b> ser::Serializer for &'a mut Pack<'b> {
     type Ok = ();
-    type Error = Bail;
+    type Error = Fallback;
     type SerializeSeq = Self;
     type SerializeTuple = Self;
     type SerializeTupleStruct = Self;
@@ -163,7 +140,7 @@ impl<'a, 'b> ser::Serializer for &'a mut Pack<'b> {
         true
     }
 
-    fn serialize_bool(self, v: bool) -> Result<(), Bail> {
+    fn serialize_bool(self, v: bool) -> Result<(), Fallback> {
         self.out.push(if v { 0xc3 } else { 0xc2 });
         Ok(())
     }
@@ -179,53 +156,53 @@ impl<'a, 'b> ser::Serializer for &'a mut Pack<'b> {
         serialize_u64(u64) => uint
     }
 
-    fn serialize_i128(self, v: i128) -> Result<(), Bail> {
+    fn serialize_i128(self, v: i128) -> Result<(), Fallback> {
         self.bin(&v.to_be_bytes())
     }
 
-    fn serialize_u128(self, v: u128) -> Result<(), Bail> {
+    fn serialize_u128(self, v: u128) -> Result<(), Fallback> {
         self.bin(&v.to_be_bytes())
     }
 
-    fn serialize_f32(self, v: f32) -> Result<(), Bail> {
+    fn serialize_f32(self, v: f32) -> Result<(), Fallback> {
         self.out.push(0xca);
         self.out.extend_from_slice(&v.to_be_bytes());
         Ok(())
     }
 
-    fn serialize_f64(self, v: f64) -> Result<(), Bail> {
+    fn serialize_f64(self, v: f64) -> Result<(), Fallback> {
         self.out.push(0xcb);
         self.out.extend_from_slice(&v.to_be_bytes());
         Ok(())
     }
 
-    fn serialize_char(self, v: char) -> Result<(), Bail> {
+    fn serialize_char(self, v: char) -> Result<(), Fallback> {
         self.str(v.encode_utf8(&mut [0; 4]))
     }
 
-    fn serialize_str(self, v: &str) -> Result<(), Bail> {
+    fn serialize_str(self, v: &str) -> Result<(), Fallback> {
         self.str(v)
     }
 
-    fn serialize_bytes(self, v: &[u8]) -> Result<(), Bail> {
+    fn serialize_bytes(self, v: &[u8]) -> Result<(), Fallback> {
         self.bin(v)
     }
 
-    fn serialize_none(self) -> Result<(), Bail> {
+    fn serialize_none(self) -> Result<(), Fallback> {
         self.out.push(0xc0);
         Ok(())
     }
 
-    fn serialize_some<T: Serialize + ?Sized>(self, value: &T) -> Result<(), Bail> {
+    fn serialize_some<T: Serialize + ?Sized>(self, value: &T) -> Result<(), Fallback> {
         value.serialize(self)
     }
 
-    fn serialize_unit(self) -> Result<(), Bail> {
+    fn serialize_unit(self) -> Result<(), Fallback> {
         self.out.push(0xc0);
         Ok(())
     }
 
-    fn serialize_unit_struct(self, _: &'static str) -> Result<(), Bail> {
+    fn serialize_unit_struct(self, _: &'static str) -> Result<(), Fallback> {
         // `rmp_serde` writes a unit struct as an empty array.
         self.out.push(0x90);
         Ok(())
@@ -236,7 +213,7 @@ impl<'a, 'b> ser::Serializer for &'a mut Pack<'b> {
         _: &'static str,
         _: u32,
         variant: &'static str,
-    ) -> Result<(), Bail> {
+    ) -> Result<(), Fallback> {
         self.str(variant)
     }
 
@@ -244,10 +221,10 @@ impl<'a, 'b> ser::Serializer for &'a mut Pack<'b> {
         self,
         name: &'static str,
         value: &T,
-    ) -> Result<(), Bail> {
+    ) -> Result<(), Fallback> {
         // `rmp_serde`'s extension-type wrapper.
         if name == "_ExtStruct" {
-            return Err(Bail);
+            return Err(Fallback);
         }
         value.serialize(self)
     }
@@ -258,22 +235,22 @@ impl<'a, 'b> ser::Serializer for &'a mut Pack<'b> {
         _: u32,
         variant: &'static str,
         value: &T,
-    ) -> Result<(), Bail> {
+    ) -> Result<(), Fallback> {
         self.variant(variant)?;
         value.serialize(self)
     }
 
-    fn serialize_seq(self, len: Option<usize>) -> Result<Self, Bail> {
-        self.array(len.ok_or(Bail)?)?;
+    fn serialize_seq(self, len: Option<usize>) -> Result<Self, Fallback> {
+        self.array(len.ok_or(Fallback)?)?;
         Ok(self)
     }
 
-    fn serialize_tuple(self, len: usize) -> Result<Self, Bail> {
+    fn serialize_tuple(self, len: usize) -> Result<Self, Fallback> {
         self.array(len)?;
         Ok(self)
     }
 
-    fn serialize_tuple_struct(self, _: &'static str, len: usize) -> Result<Self, Bail> {
+    fn serialize_tuple_struct(self, _: &'static str, len: usize) -> Result<Self, Fallback> {
         self.array(len)?;
         Ok(self)
     }
@@ -284,18 +261,18 @@ impl<'a, 'b> ser::Serializer for &'a mut Pack<'b> {
         _: u32,
         variant: &'static str,
         len: usize,
-    ) -> Result<Self, Bail> {
+    ) -> Result<Self, Fallback> {
         self.variant(variant)?;
         self.array(len)?;
         Ok(self)
     }
 
-    fn serialize_map(self, len: Option<usize>) -> Result<Self, Bail> {
-        self.map(len.ok_or(Bail)?)?;
+    fn serialize_map(self, len: Option<usize>) -> Result<Self, Fallback> {
+        self.map(len.ok_or(Fallback)?)?;
         Ok(self)
     }
 
-    fn serialize_struct(self, _: &'static str, len: usize) -> Result<Self, Bail> {
+    fn serialize_struct(self, _: &'static str, len: usize) -> Result<Self, Fallback> {
         self.map(len)?;
         Ok(self)
     }
@@ -306,7 +283,7 @@ impl<'a, 'b> ser::Serializer for &'a mut Pack<'b> {
         _: u32,
         variant: &'static str,
         len: usize,
-    ) -> Result<Self, Bail> {
+    ) -> Result<Self, Fallback> {
         self.variant(variant)?;
         self.map(len)?;
         Ok(self)
@@ -318,13 +295,13 @@ macro_rules! parts {
     ($($trait:ident :: $method:ident),*) => {$(
         impl ser::$trait for &mut Pack<'_> {
             type Ok = ();
-            type Error = Bail;
+            type Error = Fallback;
 
-            fn $method<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Bail> {
+            fn $method<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Fallback> {
                 value.serialize(&mut **self)
             }
 
-            fn end(self) -> Result<(), Bail> {
+            fn end(self) -> Result<(), Fallback> {
                 Ok(())
             }
         }
@@ -335,18 +312,18 @@ macro_rules! fields {
     ($($trait:ident),*) => {$(
         impl ser::$trait for &mut Pack<'_> {
             type Ok = ();
-            type Error = Bail;
+            type Error = Fallback;
 
             fn serialize_field<T: Serialize + ?Sized>(
                 &mut self,
                 key: &'static str,
                 value: &T,
-            ) -> Result<(), Bail> {
+            ) -> Result<(), Fallback> {
                 self.str(key)?;
                 value.serialize(&mut **self)
             }
 
-            fn end(self) -> Result<(), Bail> {
+            fn end(self) -> Result<(), Fallback> {
                 Ok(())
             }
         }
@@ -363,17 +340,17 @@ fields!(SerializeStruct, SerializeStructVariant);
 
 impl ser::SerializeMap for &mut Pack<'_> {
     type Ok = ();
-    type Error = Bail;
+    type Error = Fallback;
 
-    fn serialize_key<T: Serialize + ?Sized>(&mut self, key: &T) -> Result<(), Bail> {
+    fn serialize_key<T: Serialize + ?Sized>(&mut self, key: &T) -> Result<(), Fallback> {
         key.serialize(&mut **self)
     }
 
-    fn serialize_value<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Bail> {
+    fn serialize_value<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Fallback> {
         value.serialize(&mut **self)
     }
 
-    fn end(self) -> Result<(), Bail> {
+    fn end(self) -> Result<(), Fallback> {
         Ok(())
     }
 }
@@ -401,7 +378,7 @@ mod tests {
                 assert_eq!(fast[1..], reference(value)[..]);
                 true
             }
-            Err(Bail) => false,
+            Err(Fallback) => false,
         }
     }
 

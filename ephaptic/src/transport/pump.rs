@@ -1,119 +1,61 @@
-//! The WebSocket transport (axum): upgrades requests, then pumps frames between the socket and
-//! a [`Connection`]. The only module that knows about WebSockets.
+//! The task that serves one connection: it reads frames and hands them to the runtime's
+//! [`Session`] (running each call's first poll inline, see `runtime::dispatch`), drains the
+//! outbound queue into the socket and flushes when it has nothing else to do, sends pings and
+//! watches for idleness. Replies to the frames of one read therefore leave in one write, and
+//! a call that finishes at once costs no task and no wake-up of another thread. The queue
+//! still carries every frame (so events, streams and calls running in tasks of their own are
+//! ordered and bounded); only its consumer is this task. A close request wins over
+//! everything, even a write stuck on a client that stopped reading.
+//!
+//! Generic over the socket (any `Stream` + `Sink` of axum WebSocket messages), so that the
+//! unit tests below drive it over an in-memory socket.
 
-use std::net::SocketAddr;
-use std::sync::Arc;
-use std::time::Duration;
-
-use crate::queue;
-use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
-use axum::extract::{ConnectInfo, FromRequestParts, State};
-use axum::http::{HeaderMap, StatusCode, header, request::Parts};
-use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll, Wake, Waker};
+use std::time::Duration;
 
+use axum::extract::ws::{CloseFrame, Message};
 use bytes::Bytes;
 use futures_util::task::AtomicWaker;
 use futures_util::{Sink, SinkExt, Stream};
 use tokio::time::Instant;
 
-use crate::connection::{CloseSignal, Connection, Init, Outbox};
-use crate::server::Shared;
+use crate::runtime::Session;
+use crate::session::{CloseSignal, Outbox, Receiver};
 
 /// Close code for a message too large to buffer (RFC 6455).
 const CLOSE_TOO_BIG: u16 = 1009;
 /// How many frames are written before a flush even if more are waiting, so one busy connection
 /// cannot starve its own socket of flushes.
 const MAX_BATCH: usize = 64;
-/// How much the socket's write buffer may hold before a `feed` writes on its own. The writer
-/// flushes after every batch anyway; this only has to exceed a batch, so that a batch really is
-/// one write. (Zero would make every frame its own syscall.) Frames larger than this are
-/// written as they are fed.
-const WRITE_BUFFER: usize = 64 * 1024;
 /// The most answers' room an idle connection keeps in its outbox (32 bytes each).
 const OUTBOX_KEPT: usize = 8;
 
-pub(crate) fn router(shared: Arc<Shared>) -> axum::Router {
-    let path = shared.config.path.clone();
-    axum::Router::new()
-        .route(&path, get(upgrade))
-        .with_state(shared)
+/// What the pump needs of a socket: WebSocket messages in and out.
+pub(crate) trait Socket:
+    Stream<Item = Result<Message, axum::Error>> + Sink<Message, Error = axum::Error> + Unpin
+{
 }
 
-/// The peer address, when the app was served with connect info.
-struct Peer(Option<SocketAddr>);
-
-impl<S: Send + Sync> FromRequestParts<S> for Peer {
-    type Rejection = std::convert::Infallible;
-
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        Ok(Peer(
-            parts
-                .extensions
-                .get::<ConnectInfo<SocketAddr>>()
-                .map(|c| c.0),
-        ))
-    }
+impl<T> Socket for T where
+    T: Stream<Item = Result<Message, axum::Error>> + Sink<Message, Error = axum::Error> + Unpin
+{
 }
 
-async fn upgrade(
-    State(shared): State<Arc<Shared>>,
-    Peer(peer): Peer,
-    headers: HeaderMap,
-    ws: WebSocketUpgrade,
-) -> Response {
-    if let (Some(allowed), Some(origin)) =
-        (&shared.config.allowed_origins, headers.get(header::ORIGIN))
-    {
-        let origin = origin.to_str().unwrap_or_default();
-        if !allowed.iter().any(|a| a == origin) {
-            tracing::warn!(
-                origin,
-                "refused a WebSocket upgrade from an origin that is not allowed"
-            );
-            return (StatusCode::FORBIDDEN, "origin not allowed").into_response();
-        }
-    }
-    let cfg = &shared.config;
-    let hard_limit = cfg.max_frame_size.saturating_mul(16);
-    ws.read_buffer_size(cfg.read_buffer_size)
-        .write_buffer_size(WRITE_BUFFER)
-        .max_message_size(hard_limit)
-        .max_frame_size(hard_limit)
-        .on_upgrade(move |socket| {
-            // The server is the task-local "current server" for the connection's whole task,
-            // so the handlers it polls inline can `emit` without a scope per call.
-            crate::emit::in_scope(shared.clone(), run(shared, socket, peer))
-        })
-}
-
-/// Serves one WebSocket until either side closes it.
-///
-/// One task does everything for a connection: it reads frames (running each call's first poll
-/// inline, see `dispatch::start`), drains the outbound queue into the socket and flushes when
-/// it has nothing else to do, sends pings and watches for idleness. Replies to the frames of
-/// one read therefore leave in one write, and a call that finishes at once costs no task and
-/// no wake-up of another thread. The queue still carries every frame (so events, streams and
-/// calls running in their own tasks are ordered and bounded exactly as before); only its
-/// consumer moved into this task. A close request wins over everything, even a write stuck on
-/// a client that stopped reading.
-async fn run(shared: Arc<Shared>, ws: WebSocket, peer: Option<SocketAddr>) {
-    let (tx, rx) = queue::channel(shared.config.outbound_capacity);
-    let conn = Connection::new(shared.clone(), peer, tx);
-    shared.hub.add(&conn);
-    tracing::debug!(connection = conn.id(), ?peer, "connected");
-
-    let close = conn.close_signal();
+/// Serves one connection over `ws` until either side closes it, then ends its session.
+pub(crate) async fn run<W: Socket>(
+    mut session: Session,
+    ws: W,
+    rx: Receiver,
+    ping: Option<Duration>,
+) {
+    let close = session.close_signal();
     // Pinned once: waiting on it registers with the signal once, not once per frame.
     let closing = std::pin::pin!(close.wait());
-    let ticker = shared
-        .config
-        .ping_interval
-        .map(|every| tokio::time::interval_at(Instant::now() + every, every));
+    let ticker = ping.map(|every| tokio::time::interval_at(Instant::now() + every, every));
     let read_wake = Arc::new(ReadWake {
         ready: AtomicBool::new(true),
         task: AtomicWaker::new(),
@@ -125,7 +67,6 @@ async fn run(shared: Arc<Shared>, ws: WebSocket, peer: Option<SocketAddr>) {
         rx,
         closing,
         ticker,
-        first: true,
         unflushed: 0,
         outbox: Outbox::new(),
         sent: 0,
@@ -134,23 +75,15 @@ async fn run(shared: Arc<Shared>, ws: WebSocket, peer: Option<SocketAddr>) {
     };
 
     let end = loop {
-        match std::future::poll_fn(|cx| pump.poll(cx, &conn)).await {
-            Step::Init(init) => {
-                // Boxed: it happens once, and unboxed it would grow every connection's task
-                // by the loader's future.
-                Box::pin(conn.authenticate(init)).await;
-                hook(&conn, shared.on_connect.as_ref());
-            }
+        match std::future::poll_fn(|cx| pump.poll(cx, &mut session)).await {
+            // Boxed: it happens once, and unboxed it would grow every connection's task by
+            // the identity loader's future.
+            Step::Init(init) => Box::pin(session.authenticate(init)).await,
             Step::End(end) => break end,
         }
     };
 
-    shared.hub.remove(&conn);
-    conn.abort_all();
-    if !pump.first {
-        hook(&conn, shared.on_disconnect.as_ref());
-    }
-    drop(conn);
+    session.end();
     let Pump {
         ws,
         rx,
@@ -161,7 +94,6 @@ async fn run(shared: Arc<Shared>, ws: WebSocket, peer: Option<SocketAddr>) {
     outbox.drain(..sent);
     // Boxed: it runs once, and inline it would grow every connection's task.
     Box::pin(finish(ws, rx, outbox, &close, end)).await;
-    tracing::debug!("disconnected");
 }
 
 /// The state of a connection's task between wake-ups. Its [`poll`](Pump::poll) does all the
@@ -171,16 +103,14 @@ async fn run(shared: Arc<Shared>, ws: WebSocket, peer: Option<SocketAddr>) {
 /// socket read that found nothing is not retried until the socket is readable again (each
 /// attempt costs the WebSocket layer a 4 KiB buffer clear), and the queue, the close signal and
 /// the ping timer are not re-registered per frame.
-struct Pump<C> {
-    ws: WebSocket,
+struct Pump<W, C> {
+    ws: W,
     /// Whether the socket may have something to read, and the waker its reads register.
     read_wake: Arc<ReadWake>,
     read_waker: Waker,
-    rx: queue::Receiver,
+    rx: Receiver,
     closing: C,
     ticker: Option<tokio::time::Interval>,
-    /// No frame has been read yet: the first may be `init`.
-    first: bool,
     /// Frames written into the socket's buffer since the last flush.
     unflushed: usize,
     /// Immediate answers to what was read; `sent` of them are written.
@@ -213,12 +143,12 @@ impl Wake for ReadWake {
 /// Why a connection's task stopped pumping.
 enum Step {
     /// The first frame was `init`: run the identity loader, then go on.
-    Init(Init),
+    Init(crate::runtime::Init),
     End(End),
 }
 
-impl<C: Future<Output = (u16, String)> + Unpin> Pump<C> {
-    fn poll(&mut self, cx: &mut Context<'_>, conn: &Arc<Connection>) -> Poll<Step> {
+impl<W: Socket, C: Future<Output = (u16, String)> + Unpin> Pump<W, C> {
+    fn poll(&mut self, cx: &mut Context<'_>, session: &mut Session) -> Poll<Step> {
         // The socket's read waker wakes this task through `read_wake`: registered once per
         // poll, before the readable flag is first looked at.
         self.read_wake.task.register(cx.waker());
@@ -250,7 +180,7 @@ impl<C: Future<Output = (u16, String)> + Unpin> Pump<C> {
                     match Pin::new(&mut self.ws).poll_next(&mut read_cx) {
                         Poll::Ready(msg) => {
                             handled += 1;
-                            let step = on_message(msg, conn, &mut self.first, &mut self.outbox);
+                            let step = on_message(msg, session, &mut self.outbox);
                             if let Some(step) = step {
                                 // Whatever follows is read when the pump resumes.
                                 self.read_wake.ready.store(true, Ordering::Release);
@@ -289,7 +219,7 @@ impl<C: Future<Output = (u16, String)> + Unpin> Pump<C> {
                 self.read_since_tick = false;
                 if self.silent_ticks >= 3 {
                     tracing::debug!(
-                        connection = conn.id(),
+                        connection = session.id(),
                         "no traffic for three pings; closing"
                     );
                     return Poll::Ready(Step::End(End::Read));
@@ -377,35 +307,22 @@ impl<C: Future<Output = (u16, String)> + Unpin> Pump<C> {
 /// Handles one message read from the socket; `Some` when the pump must stop.
 fn on_message(
     msg: Option<Result<Message, axum::Error>>,
-    conn: &Arc<Connection>,
-    first: &mut bool,
+    session: &mut Session,
     outbox: &mut Outbox,
 ) -> Option<Step> {
     match msg {
         Some(Ok(Message::Binary(frame))) => {
-            let init = conn.on_frame(frame, *first, outbox);
-            let first = std::mem::replace(first, false);
-            match init {
-                Some(init) => return Some(Step::Init(init)),
-                None if first => hook(conn, conn.shared().on_connect.as_ref()),
-                None => {}
+            if let Some(init) = session.on_binary(frame, outbox) {
+                return Some(Step::Init(init));
             }
         }
-        Some(Ok(Message::Text(_))) => {
-            tracing::warn!(
-                connection = conn.id(),
-                "skipping a text frame; ephaptic frames are binary MessagePack"
-            );
-            if std::mem::replace(first, false) {
-                hook(conn, conn.shared().on_connect.as_ref());
-            }
-        }
+        Some(Ok(Message::Text(_))) => session.on_text(),
         Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
         Some(Ok(Message::Close(_))) | None => return Some(Step::End(End::Read)),
         Some(Err(e)) => {
-            tracing::debug!(connection = conn.id(), "socket error: {e}");
-            if e.to_string().to_ascii_lowercase().contains("too long") {
-                conn.close(CLOSE_TOO_BIG, "message too big");
+            tracing::debug!(connection = session.id(), "socket error: {e}");
+            if too_big(&e) {
+                session.close(CLOSE_TOO_BIG, "message too big");
             }
             return Some(Step::End(End::Read));
         }
@@ -413,12 +330,25 @@ fn on_message(
     None
 }
 
+/// Whether the WebSocket layer refused a message for its size (larger than 16 times
+/// `max_frame_size`, which must not be buffered at all).
+fn too_big(e: &axum::Error) -> bool {
+    use std::error::Error as _;
+    matches!(
+        e.source()
+            .and_then(|inner| inner.downcast_ref::<tungstenite::Error>()),
+        Some(tungstenite::Error::Capacity(
+            tungstenite::error::CapacityError::MessageTooLong { .. }
+        ))
+    )
+}
+
 /// Ends a connection: sends the close frame the server asked for, or gives what is queued
 /// (the last replies, a close frame) a moment to leave. The queue ends when the connection and
 /// the tasks of its calls are gone.
-async fn finish(
-    mut ws: WebSocket,
-    mut rx: queue::Receiver,
+async fn finish<W: Socket>(
+    mut ws: W,
+    mut rx: Receiver,
     mut outbox: Outbox,
     close: &CloseSignal,
     end: End,
@@ -470,20 +400,11 @@ enum End {
     Failed,
 }
 
-async fn send_close(ws: &mut WebSocket, (code, reason): (u16, String)) {
+async fn send_close<W: Socket>(ws: &mut W, (code, reason): (u16, String)) {
     let frame = CloseFrame {
         code,
         reason: reason.into(),
     };
     let _ =
         tokio::time::timeout(Duration::from_secs(1), ws.send(Message::Close(Some(frame)))).await;
-}
-
-/// Runs a connection hook in a task of its own, with the connection's server current (so
-/// `ephaptic::emit` inside it reaches that server).
-fn hook(conn: &Arc<Connection>, hook: Option<&crate::server::Hook>) {
-    if let Some(hook) = hook {
-        let run = hook(crate::Caller::new(conn.clone()));
-        tokio::spawn(crate::emit::in_scope(conn.shared().clone(), run));
-    }
 }

@@ -1,0 +1,69 @@
+//! `#[identity_loader]`: the shim that decodes `init.auth` for the loader, and its
+//! registration.
+
+use proc_macro2::TokenStream as TokenStream2;
+use quote::{quote, quote_spanned};
+use syn::spanned::Spanned;
+use syn::{ItemFn, ReturnType};
+
+use super::{at, site};
+use crate::check;
+use crate::ctxt::Ctxt;
+use crate::model::Function;
+
+pub fn identity_loader(args: TokenStream2, item: TokenStream2) -> syn::Result<TokenStream2> {
+    let mut cx = Ctxt::default();
+    if !args.is_empty() {
+        cx.error(
+            &args,
+            "#[ephaptic::identity_loader] takes no options; write `#[ephaptic::identity_loader]`",
+        );
+    }
+    let item: ItemFn = syn::parse2(item).map_err(|e| {
+        syn::Error::new(e.span(), "#[ephaptic::identity_loader] goes on a function: `async fn load(auth: Option<Token>) -> Option<UserId>`")
+    })?;
+    let f = Function::from_item(&mut cx, &item);
+    check::loader(&mut cx, &f);
+    cx.check()?;
+
+    let ident = f.ident;
+    let site = site(&ident.to_string());
+    // Naming the parameter type lets rustc report a non-`Deserialize` one there; the call
+    // itself is spanned at the return type, where an unusable output is reported.
+    let auth_ty = f
+        .wire_params()
+        .next()
+        .map(|(_, ty)| ty)
+        .expect("checked above");
+    let ret_span = match &item.sig.output {
+        ReturnType::Type(_, ty) => ty.span(),
+        ReturnType::Default => ident.span(),
+    };
+    let run = if f.is_async {
+        quote_spanned! {at(ret_span)=>
+            ::ephaptic::__private::run_loader::<#auth_ty, _, _>(auth, #ident)
+        }
+    } else {
+        quote_spanned! {at(ret_span)=>
+            ::ephaptic::__private::run_loader::<#auth_ty, _, _>(auth, |a| ::std::future::ready(#ident(a)))
+        }
+    };
+    Ok(quote! {
+        #item
+
+        const _: () = {
+            fn __ephaptic_loader(
+                auth: ::ephaptic::__private::Option<::ephaptic::__private::Bytes>,
+            ) -> ::ephaptic::__private::LoaderFuture {
+                #run
+            }
+
+            static __EPHAPTIC_LOADER: ::ephaptic::__private::LoaderDef =
+                ::ephaptic::__private::LoaderDef { site: #site, load: __ephaptic_loader };
+
+            ::ephaptic::__private::inventory::submit! {
+                ::ephaptic::__private::Registration::Loader(&__EPHAPTIC_LOADER)
+            }
+        };
+    })
+}

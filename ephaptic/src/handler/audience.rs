@@ -1,0 +1,126 @@
+//! Who an event goes to: everyone, the connections of some identities, a group. Data only;
+//! sending is the runtime's (`Audience::emit`, in `runtime/emit.rs`).
+
+use crate::identity::Identity;
+
+/// Who an event goes to. Built by [`to`], [`group`] and the constructors below; also what a
+/// `broadcast_to` function returns for a channel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Audience {
+    /// Every connected client.
+    Everyone,
+    /// Every connection of each of these identities (all their tabs and devices).
+    Users(Vec<Identity>),
+    /// Every connection that joined this group (see [`Caller::join`](crate::Caller::join)).
+    Group(String),
+    /// Nobody: the event is not sent.
+    Nobody,
+}
+
+impl Audience {
+    /// Every connected client.
+    pub fn everyone() -> Self {
+        Audience::Everyone
+    }
+
+    /// The connections of these identities.
+    pub fn users(ids: impl IntoTargets) -> Self {
+        Audience::Users(ids.into_targets())
+    }
+
+    /// The connections in a group.
+    pub fn group(name: impl Into<String>) -> Self {
+        Audience::Group(name.into())
+    }
+
+    /// Nobody.
+    pub fn nobody() -> Self {
+        Audience::Nobody
+    }
+}
+
+/// Addresses every connection of one or more identities: `to(7)`, `to("alice")`,
+/// `to([1, 2, 3])`, `to(vec_of_ids)`, `to(&ids[..])`. Integer and string identities never
+/// match each other: `to(7)` does not reach `"7"`.
+///
+/// ```no_run
+/// # #[ephaptic::event] pub struct Notice { message: String }
+/// # async fn run() {
+/// ephaptic::to([1, 2, 3]).emit(Notice { message: "your order shipped".into() }).await;
+/// # }
+/// ```
+pub fn to(ids: impl IntoTargets) -> Audience {
+    Audience::Users(ids.into_targets())
+}
+
+/// Addresses every connection in a group (see [`Caller::join`](crate::Caller::join)).
+pub fn group(name: impl Into<String>) -> Audience {
+    Audience::Group(name.into())
+}
+
+/// One identity or a collection of them, for [`to`].
+pub trait IntoTargets {
+    /// The identities.
+    fn into_targets(self) -> Vec<Identity>;
+}
+
+macro_rules! targets {
+    ($($t:ty),*) => {$(
+        impl IntoTargets for $t {
+            fn into_targets(self) -> Vec<Identity> {
+                vec![Identity::from(self)]
+            }
+        }
+        impl<const N: usize> IntoTargets for [$t; N] {
+            fn into_targets(self) -> Vec<Identity> {
+                self.into_iter().map(Identity::from).collect()
+            }
+        }
+        impl IntoTargets for Vec<$t> {
+            fn into_targets(self) -> Vec<Identity> {
+                self.into_iter().map(Identity::from).collect()
+            }
+        }
+        impl IntoTargets for &[$t] {
+            fn into_targets(self) -> Vec<Identity> {
+                self.iter().cloned().map(Identity::from).collect()
+            }
+        }
+        impl IntoTargets for &Vec<$t> {
+            fn into_targets(self) -> Vec<Identity> {
+                self.iter().cloned().map(Identity::from).collect()
+            }
+        }
+    )*};
+}
+
+targets!(
+    i8,
+    i16,
+    i32,
+    i64,
+    u8,
+    u16,
+    u32,
+    u64,
+    isize,
+    usize,
+    bool,
+    String,
+    &str,
+    uuid::Uuid,
+    Identity
+);
+
+impl IntoTargets for &String {
+    fn into_targets(self) -> Vec<Identity> {
+        vec![Identity::from(self)]
+    }
+}
+
+impl IntoTargets for &Identity {
+    fn into_targets(self) -> Vec<Identity> {
+        vec![self.clone()]
+    }
+}

@@ -1,0 +1,28 @@
+//! The contract generated code compiles against: the records `#[expose]`, `#[event]`,
+//! `#[error]` and `#[identity_loader]` write ([`defs`]), a call as a shim sees it
+//! ([`request`]), argument binding ([`bind`]), the return shapes a function may have
+//! ([`returns`]), and the user-facing handles a function can take or build: [`Caller`],
+//! [`Audience`], [`Event`]. Knows connections (to queue a caller's own events, to join
+//! groups) but not how calls are dispatched or how events are delivered: the runtime above
+//! does that.
+
+pub(crate) mod audience;
+pub(crate) mod bind;
+pub(crate) mod caller;
+pub(crate) mod defs;
+pub(crate) mod event;
+pub(crate) mod loader;
+pub(crate) mod request;
+pub mod returns;
+
+pub use audience::{Audience, IntoTargets, group, to};
+pub use bind::{Issue, Loc};
+pub use caller::Caller;
+pub(crate) use defs::{
+    BoxFuture, ErrorDef, EventDef, Exposed, FunctionDef, LoaderDef, Registration,
+};
+pub use event::Event;
+pub(crate) use event::encode;
+pub(crate) use loader::DynLoader;
+pub use loader::{LoaderOutput, run_loader};
+pub(crate) use request::{Outcome, Request, Started};

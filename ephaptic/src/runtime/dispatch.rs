@@ -1,0 +1,453 @@
+//! Running one call: find the function, check access, bind and poll it once inline, and
+//! answer at once or move it into a task of its own; then send what it answers (a result, an
+//! error, or a stream of chunks).
+//!
+//! The fast path (the first poll inline, with a no-op waker) lives here and only here: most
+//! functions finish on their first poll, and their reply then goes out with the other answers
+//! to the same read, with no task, no call-table entry, no trip through the queue and no
+//! cross-thread wake-up (`examples/bench/NOTES.md`, step 3: 306k -> 522k calls/s).
+
+use std::future::Future;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+
+use super::panic::{CatchUnwind, panicked};
+use super::scope::in_scope;
+use super::state::State;
+use crate::error::Error;
+use crate::handler::{FunctionDef, Outcome, Request, Started};
+use crate::session::{Connection, Outbox};
+use crate::wire::{NIL, RawFrame, reply};
+
+/// Starts a call read from `frame`, without waiting: answers at once when it cannot run or
+/// finishes on its first poll, otherwise runs it on in a task of its own that the connection
+/// can cancel. Runs inside the server's task-local scope (the connection's task sets it).
+pub(crate) fn start(
+    state: &Arc<State>,
+    conn: &Arc<Connection>,
+    frame: &Bytes,
+    raw: &RawFrame,
+    out: &mut Outbox,
+) {
+    let id_bytes = raw.id(frame);
+
+    let name = match raw.name {
+        Some(r) => r.of(frame),
+        None => {
+            let why = if raw.name_not_string {
+                "'name' must be a string"
+            } else {
+                "the frame has no 'name'"
+            };
+            let e = Error::new("VALIDATION_ERROR", format!("Invalid call: {why}."));
+            out.push(e.to_frame(id_bytes, false));
+            return;
+        }
+    };
+
+    let Some(def) = state.functions.get(name) else {
+        // `parse` checked that the name is UTF-8.
+        let name = std::str::from_utf8(name).unwrap_or_default();
+        tracing::warn!(
+            function = name,
+            "call to unknown function '{name}'; the server serves {} function(s). If it is defined with \
+             #[ephaptic::expose], make sure its crate or module is linked (`use my_handlers as _;`) or \
+             register it explicitly with `Server::new().register::<{name}>()`",
+            state.registry.functions.len()
+        );
+        let mut e = Error::not_found(name);
+        if state.config.debug {
+            e = Error::new(
+                "NOT_FOUND",
+                format!(
+                    "Function '{name}' not found. Is the module that defines it linked, or registered with Server::register?"
+                ),
+            );
+        }
+        out.push(e.to_frame(id_bytes, false));
+        return;
+    };
+
+    if def.requires_login && conn.identity().is_none() {
+        out.push(Error::unauthorized().to_frame(id_bytes, false));
+        return;
+    }
+    if let Err(e) = state.limiter.check(def, conn) {
+        out.push(e.to_frame(id_bytes, false));
+        return;
+    }
+
+    // Fast path: bind the arguments and poll the function once, right here. Most functions
+    // (`add`) finish on their first poll; their reply is written with the other answers to
+    // this read, without a task, a call-table entry, a trip through the queue or a
+    // cross-thread wake-up. A function that is not ready yet moves into a task of its own,
+    // exactly as if it had been spawned at first: the task polls it again at once, with the
+    // task's own waker (so the no-op waker of this first poll is never relied on), it stays
+    // concurrent with the connection's other calls, and it can be cancelled.
+    let request = Request::new(frame, raw, def, conn, &state.hub);
+    let first = catch_unwind(AssertUnwindSafe(|| match (def.handler)(&request) {
+        Started::Done(outcome) => Ok(outcome),
+        Started::Running(mut fut) => {
+            let mut cx = Context::from_waker(std::task::Waker::noop());
+            match fut.as_mut().poll(&mut cx) {
+                Poll::Ready(outcome) => Ok(outcome),
+                Poll::Pending => Err(fut),
+            }
+        }
+    }));
+    let debug = state.config.debug;
+    let outcome = match first {
+        Ok(Ok(outcome)) => outcome,
+        Ok(Err(running)) => {
+            let (key, id) = keys(frame, raw);
+            let task_conn = conn.clone();
+            spawn_call(state, conn, key, async move {
+                let outcome = match CatchUnwind(running).await {
+                    Ok(outcome) => outcome,
+                    Err(panic) => Outcome::Error(panicked(panic)),
+                };
+                send_outcome(task_conn, debug, def, id, outcome).await;
+            });
+            return;
+        }
+        Err(panic) => Outcome::Error(panicked(panic)),
+    };
+    let reply = match outcome {
+        Outcome::Reply(reply) => reply,
+        Outcome::Error(e) => {
+            log_internal(def, &e);
+            e.to_frame(id_bytes, debug)
+        }
+        stream @ Outcome::Stream(_) => {
+            let (key, id) = keys(frame, raw);
+            spawn_call(
+                state,
+                conn,
+                key,
+                send_outcome(conn.clone(), debug, def, id, stream),
+            );
+            return;
+        }
+    };
+    if let Err(reply) = conn.answer_now(reply, out) {
+        // The queue is full: wait for room in a task, so that only this call waits.
+        let (key, id) = keys(frame, raw);
+        spawn_call(
+            state,
+            conn,
+            key,
+            send_outcome(conn.clone(), debug, def, id, Outcome::Reply(reply)),
+        );
+    }
+}
+
+/// A running call's key in the connection's call table (the encoded id, empty without one)
+/// and the id its later answers echo.
+fn keys(frame: &Bytes, raw: &RawFrame) -> (Bytes, Bytes) {
+    let key = frame.slice(raw.id.range());
+    let id = if key.is_empty() {
+        Bytes::from_static(NIL)
+    } else {
+        key.clone()
+    };
+    (key, id)
+}
+
+/// Runs the rest of a call in a task of its own that the connection can cancel (by `key`).
+fn spawn_call<F>(state: &Arc<State>, conn: &Arc<Connection>, key: Bytes, rest: F)
+where
+    F: Future<Output = ()> + Send + 'static,
+{
+    let state = state.clone();
+    let seq = conn.next_call_seq();
+    let task_conn = conn.clone();
+    let task_key = key.clone();
+    conn.spawn_call(key, seq, move || {
+        tokio::spawn(in_scope(state, async move {
+            rest.await;
+            task_conn.finish_call(&task_key, seq);
+        }))
+        .abort_handle()
+    });
+}
+
+/// Sends every frame a call's outcome answers with.
+async fn send_outcome(
+    conn: Arc<Connection>,
+    debug: bool,
+    def: &'static FunctionDef,
+    id: Bytes,
+    outcome: Outcome,
+) {
+    match outcome {
+        Outcome::Reply(frame) => {
+            conn.send(frame).await;
+        }
+        Outcome::Error(e) => {
+            log_internal(def, &e);
+            conn.send(e.to_frame(&id, debug)).await;
+        }
+        Outcome::Stream(stream) => {
+            if !conn.send(reply::stream_open_frame(&id)).await {
+                return;
+            }
+            let mut stream = CatchUnwind(stream);
+            loop {
+                match std::future::poll_fn(|cx| stream.poll_next_caught(cx)).await {
+                    Ok(Some(Ok(frame))) => {
+                        // Awaiting room in the connection's queue is the stream's backpressure:
+                        // a client that reads slowly slows its own stream, nothing else.
+                        if !conn.send(frame).await {
+                            return;
+                        }
+                    }
+                    Ok(Some(Err(e))) => {
+                        log_internal(def, &e);
+                        conn.send(e.to_frame(&id, debug)).await;
+                        return;
+                    }
+                    Ok(None) => {
+                        conn.send(reply::stream_done_frame(&id)).await;
+                        return;
+                    }
+                    Err(panic) => {
+                        let e = panicked(panic);
+                        log_internal(def, &e);
+                        conn.send(e.to_frame(&id, debug)).await;
+                        return;
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn log_internal(def: &FunctionDef, e: &Error) {
+    if e.is_internal() {
+        tracing::error!(
+            function = def.name,
+            "'{}' failed: {}",
+            def.name,
+            e.detail().unwrap_or("no detail")
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::time::Duration;
+
+    use rmpv::Value;
+
+    use super::*;
+    use crate::runtime::inbound;
+    use crate::runtime::state::{Config, Parts};
+    use crate::session::{Receiver, outbound};
+
+    static DROPPED: AtomicBool = AtomicBool::new(false);
+
+    #[crate::expose]
+    async fn dispatch_test_add(a: i64, b: i64) -> i64 {
+        a + b
+    }
+
+    #[crate::expose]
+    async fn dispatch_test_sleep(ms: u64) -> bool {
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+        true
+    }
+
+    /// Pending for ever; notes when its future is dropped (cancelled).
+    #[crate::expose]
+    async fn dispatch_test_forever() -> bool {
+        struct Mark;
+        impl Drop for Mark {
+            fn drop(&mut self) {
+                DROPPED.store(true, Ordering::SeqCst);
+            }
+        }
+        let _mark = Mark;
+        std::future::pending::<()>().await;
+        true
+    }
+
+    #[crate::expose]
+    async fn dispatch_test_panic(later: bool) -> i64 {
+        if later {
+            tokio::task::yield_now().await;
+        }
+        panic!("boom")
+    }
+
+    fn harness() -> (Arc<State>, Arc<Connection>, Receiver) {
+        let state = State::new(Parts {
+            registry: crate::registry::Registry::build(&[], crate::Naming::AsWritten).unwrap(),
+            config: Config::default(),
+            loader: None,
+            on_connect: None,
+            on_disconnect: None,
+        });
+        let (out, rx) = outbound::channel(state.outbound.clone());
+        let conn = Connection::new(state.next_connection_id(), None, out);
+        state.hub.add(&conn);
+        (state, conn, rx)
+    }
+
+    fn encode(frame: Value) -> Bytes {
+        let mut out = Vec::new();
+        rmpv::encode::write_value(&mut out, &frame).unwrap();
+        Bytes::from(out)
+    }
+
+    fn call(id: i64, name: &str, args: Vec<Value>) -> Bytes {
+        encode(Value::Map(vec![
+            ("type".into(), "rpc".into()),
+            ("id".into(), id.into()),
+            ("name".into(), name.into()),
+            ("args".into(), Value::Array(args)),
+        ]))
+    }
+
+    fn decode(frame: &[u8]) -> Value {
+        rmpv::decode::read_value(&mut &frame[..]).unwrap()
+    }
+
+    fn field<'v>(v: &'v Value, key: &str) -> &'v Value {
+        v.as_map()
+            .and_then(|m| m.iter().find(|(k, _)| k.as_str() == Some(key)))
+            .map(|(_, v)| v)
+            .unwrap_or(&Value::Nil)
+    }
+
+    fn on_frame(state: &Arc<State>, conn: &Arc<Connection>, frame: Bytes) -> Outbox {
+        let mut out = Outbox::new();
+        crate::runtime::sync_in_scope(state.clone(), || {
+            inbound::on_frame(state, conn, frame, false, &mut out)
+        });
+        out
+    }
+
+    #[tokio::test]
+    async fn a_call_that_finishes_on_its_first_poll_is_answered_inline() {
+        let (state, conn, mut rx) = harness();
+        let out = on_frame(
+            &state,
+            &conn,
+            call(1, "dispatch_test_add", vec![2.into(), 3.into()]),
+        );
+        assert_eq!(
+            out.len(),
+            1,
+            "answered with the read, not through the queue"
+        );
+        assert_eq!(field(&decode(&out[0]), "result"), &Value::from(5));
+        assert_eq!(conn.calls_running(), 0, "no task was spawned");
+        assert_eq!(rx.try_recv(), None);
+    }
+
+    #[tokio::test]
+    async fn a_pending_call_moves_into_a_task_and_answers_through_the_queue() {
+        let (state, conn, mut rx) = harness();
+        let out = on_frame(
+            &state,
+            &conn,
+            call(2, "dispatch_test_sleep", vec![30.into()]),
+        );
+        assert!(out.is_empty());
+        assert_eq!(conn.calls_running(), 1);
+        // The task polls the function again with its own waker, which the timer wakes.
+        let reply = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+            .await
+            .unwrap();
+        let reply = decode(&reply.unwrap());
+        assert_eq!(field(&reply, "id"), &Value::from(2));
+        assert_eq!(field(&reply, "result"), &Value::from(true));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert_eq!(conn.calls_running(), 0, "a finished call leaves the table");
+    }
+
+    #[tokio::test]
+    async fn cancel_stops_a_running_call_and_nothing_answers_it() {
+        let (state, conn, mut rx) = harness();
+        DROPPED.store(false, Ordering::SeqCst);
+        assert!(on_frame(&state, &conn, call(3, "dispatch_test_forever", vec![])).is_empty());
+        assert_eq!(conn.calls_running(), 1);
+        let cancel = encode(Value::Map(vec![
+            ("type".into(), "cancel".into()),
+            ("id".into(), 3.into()),
+        ]));
+        assert!(on_frame(&state, &conn, cancel).is_empty());
+        assert_eq!(conn.calls_running(), 0);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(
+            DROPPED.load(Ordering::SeqCst),
+            "the function's future was dropped"
+        );
+        assert_eq!(rx.try_recv(), None, "a cancelled call sends nothing");
+    }
+
+    #[tokio::test]
+    async fn a_panic_costs_its_own_call_only() {
+        let (state, conn, mut rx) = harness();
+        let out = on_frame(
+            &state,
+            &conn,
+            call(4, "dispatch_test_panic", vec![false.into()]),
+        );
+        let error = field(&decode(&out[0]), "error").clone();
+        assert_eq!(field(&error, "code"), &Value::from("INTERNAL"));
+        assert_eq!(
+            field(&error, "message"),
+            &Value::from("Internal server error.")
+        );
+
+        // A panic after the first poll, in the call's own task.
+        assert!(
+            on_frame(
+                &state,
+                &conn,
+                call(5, "dispatch_test_panic", vec![true.into()])
+            )
+            .is_empty()
+        );
+        let reply = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+            .await
+            .unwrap();
+        let reply = decode(&reply.unwrap());
+        assert_eq!(field(&reply, "id"), &Value::from(5));
+        assert_eq!(
+            field(field(&reply, "error"), "code"),
+            &Value::from("INTERNAL")
+        );
+
+        // The connection goes on.
+        let out = on_frame(
+            &state,
+            &conn,
+            call(6, "dispatch_test_add", vec![1.into(), 1.into()]),
+        );
+        assert_eq!(field(&decode(&out[0]), "result"), &Value::from(2));
+    }
+
+    #[tokio::test]
+    async fn unknown_functions_and_bad_arguments_are_answered_at_once() {
+        let (state, conn, _rx) = harness();
+        let out = on_frame(&state, &conn, call(7, "no_such_function", vec![]));
+        assert_eq!(
+            field(field(&decode(&out[0]), "error"), "code"),
+            &Value::from("NOT_FOUND")
+        );
+        let out = on_frame(
+            &state,
+            &conn,
+            call(8, "dispatch_test_add", vec!["x".into()]),
+        );
+        let error = field(&decode(&out[0]), "error").clone();
+        assert_eq!(field(&error, "code"), &Value::from("VALIDATION_ERROR"));
+        assert_eq!(conn.calls_running(), 0);
+    }
+}

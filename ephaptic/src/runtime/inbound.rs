@@ -1,0 +1,84 @@
+//! What a client frame asks for: the size check, the parse, and the switch on its type.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use super::dispatch;
+use super::state::State;
+use crate::error::Error;
+use crate::session::{Connection, Outbox};
+use crate::wire::{self, FrameKind, RawFrame};
+
+/// An `init` frame's `auth` (absent when the client sent none), for the identity loader.
+#[derive(Debug)]
+pub(crate) struct Init(pub Option<Bytes>);
+
+/// Handles one binary frame from the client, without waiting: a call's first poll runs
+/// here, anything longer in a task of its own. Immediate answers go into `out`, which the
+/// connection's task writes right after. `first` is true for the connection's first frame,
+/// the only one that may be `init`; for it, the result is the `auth` the identity loader
+/// must see before the next frame is read.
+pub(crate) fn on_frame(
+    state: &Arc<State>,
+    conn: &Arc<Connection>,
+    frame: Bytes,
+    first: bool,
+    out: &mut Outbox,
+) -> Option<Init> {
+    let limit = state.config.max_frame_size;
+    if frame.len() > limit {
+        tracing::warn!(
+            connection = conn.id(),
+            size = frame.len(),
+            limit,
+            "skipping a frame larger than the limit"
+        );
+        if let Some(id) = wire::salvage_id(&frame) {
+            let e = Error::new(
+                "FRAME_TOO_LARGE",
+                format!(
+                    "The frame is {} bytes; this server accepts at most {limit}.",
+                    frame.len()
+                ),
+            )
+            .with_data(&FrameSize {
+                size: frame.len(),
+                limit,
+            });
+            out.push(e.to_frame(&frame[id], false));
+        }
+        return None;
+    }
+    let mut raw = RawFrame::default();
+    if let Err(why) = wire::parse(&frame, &mut raw) {
+        tracing::warn!(connection = conn.id(), "skipping a bad frame: {why}");
+        if let Some(id) = wire::salvage_id(&frame) {
+            let e = Error::new("BAD_FRAME", format!("The frame could not be read: {why}."));
+            out.push(e.to_frame(&frame[id], false));
+        }
+        return None;
+    }
+    match raw.kind {
+        FrameKind::Rpc => dispatch::start(state, conn, &frame, &raw, out),
+        FrameKind::Init if first => {
+            let auth = (!raw.auth.is_empty()).then(|| frame.slice(raw.auth.range()));
+            return Some(Init(auth));
+        }
+        FrameKind::Cancel => {
+            if !raw.id.is_empty() {
+                conn.cancel_call(raw.id.of(&frame));
+            }
+        }
+        // A later `init` and unknown frame types are ignored, which is what lets clients
+        // add frame types safely.
+        FrameKind::Init | FrameKind::Other => {}
+    }
+    None
+}
+
+#[derive(serde::Serialize)]
+struct FrameSize {
+    size: usize,
+    limit: usize,
+}

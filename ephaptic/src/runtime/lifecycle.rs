@@ -1,0 +1,135 @@
+//! A connection's life on the runtime side, whatever carries its bytes: opened (an id, a
+//! queue, a place in the hub), settled (its first frame: `init` and the identity loader, or
+//! a first call; then `on_connect`), and ended (out of the hub, its calls stopped, then
+//! `on_disconnect`). The rule "only the first frame may be `init`" lives here and nowhere
+//! else; the transport only moves frames.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use super::inbound::{self, Init};
+use super::panic::CatchUnwind;
+use super::scope::in_scope;
+use super::state::State;
+use crate::handler::{BoxFuture, Caller};
+use crate::session::{CloseSignal, Connection, Outbox, Receiver, outbound};
+
+/// A connection hook, type-erased.
+pub(crate) type Hook = Arc<dyn Fn(Caller) -> BoxFuture<()> + Send + Sync>;
+
+/// One connection of one server, as its task drives it.
+#[derive(Debug)]
+pub(crate) struct Session {
+    state: Arc<State>,
+    conn: Arc<Connection>,
+    /// Whether its identity is settled: a first frame was read (and, if it was `init`, the
+    /// identity loader ran).
+    settled: bool,
+}
+
+impl Session {
+    /// Opens a connection of `state`'s server: the session, and the receiving side of its
+    /// outbound queue for the task that writes to the client.
+    pub fn open(state: &Arc<State>, peer: Option<SocketAddr>) -> (Session, Receiver) {
+        let (out, rx) = outbound::channel(state.outbound.clone());
+        let conn = Connection::new(state.next_connection_id(), peer, out);
+        state.hub.add(&conn);
+        tracing::debug!(connection = conn.id(), ?peer, "connected");
+        let session = Session {
+            state: state.clone(),
+            conn,
+            settled: false,
+        };
+        (session, rx)
+    }
+
+    pub fn id(&self) -> u64 {
+        self.conn.id()
+    }
+
+    /// The signal a close request (slow client, shutdown, a message too big) sets.
+    pub fn close_signal(&self) -> Arc<CloseSignal> {
+        self.conn.close_signal()
+    }
+
+    /// Asks for the connection to be closed with this code and reason.
+    pub fn close(&self, code: u16, reason: &str) {
+        self.conn.close(code, reason);
+    }
+
+    /// Handles one binary frame; answers that are ready go into `out`. `Some` when the frame
+    /// was the first and an `init`: [`authenticate`](Self::authenticate) must run before the
+    /// next frame is read.
+    pub fn on_binary(&mut self, frame: Bytes, out: &mut Outbox) -> Option<Init> {
+        let first = !self.settled;
+        let init = inbound::on_frame(&self.state, &self.conn, frame, first, out);
+        if first && init.is_none() {
+            self.settle();
+        }
+        init
+    }
+
+    /// A text frame: not ephaptic's, skipped (it still settles a fresh connection).
+    pub fn on_text(&mut self) {
+        tracing::warn!(
+            connection = self.conn.id(),
+            "skipping a text frame; ephaptic frames are binary MessagePack"
+        );
+        if !self.settled {
+            self.settle();
+        }
+    }
+
+    /// Runs the identity loader on `init.auth` (its failure leaves the connection anonymous),
+    /// then settles the connection.
+    pub async fn authenticate(&mut self, Init(auth): Init) {
+        if let Some(loader) = self.state.loader.clone() {
+            let result = CatchUnwind(loader(auth)).await;
+            let id = self.conn.id();
+            match result {
+                Ok(Ok(Some(identity))) => {
+                    if let Some(identity) = self.conn.set_identity(identity) {
+                        self.state.hub.identify(&self.conn, identity);
+                    }
+                }
+                Ok(Ok(None)) => {}
+                Ok(Err(e)) => tracing::warn!(
+                    connection = id,
+                    "the identity loader failed; the connection is anonymous: {e}"
+                ),
+                Err(_) => tracing::error!(
+                    connection = id,
+                    "the identity loader panicked; the connection is anonymous"
+                ),
+            }
+        }
+        self.settle();
+    }
+
+    fn settle(&mut self) {
+        self.settled = true;
+        self.hook(self.state.on_connect.as_ref());
+    }
+
+    /// Ends the connection: out of the hub (so events no longer reach it), every call and
+    /// stream stopped, then `on_disconnect` if `on_connect` ran.
+    pub fn end(self) {
+        self.state.hub.remove(&self.conn);
+        self.conn.abort_all();
+        if self.settled {
+            self.hook(self.state.on_disconnect.as_ref());
+        }
+        tracing::debug!(connection = self.conn.id(), "disconnected");
+    }
+
+    /// Runs a connection hook in a task of its own, with the connection's server current (so
+    /// `ephaptic::emit` inside it reaches that server).
+    fn hook(&self, hook: Option<&Hook>) {
+        if let Some(hook) = hook {
+            let run = hook(Caller::new(self.conn.clone(), self.state.hub.clone()));
+            tokio::spawn(in_scope(self.state.clone(), run));
+        }
+    }
+}

@@ -1,0 +1,36 @@
+//! The numbers a server reports about itself.
+
+use super::scope::current;
+
+/// Numbers a server reports about itself; see [`metrics`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Metrics {
+    /// Open connections.
+    pub connections: usize,
+    /// Distinct identities connected.
+    pub identities: usize,
+    /// The longest outbound queue of any connection right now, in frames.
+    pub max_queued: usize,
+    /// The outbound queue capacity per connection.
+    pub queue_capacity: usize,
+    /// Connections closed because they could not keep up with events.
+    pub slow_client_closes: u64,
+    /// Events dropped for slow clients under [`SlowClient::DropEvents`](crate::SlowClient).
+    pub events_dropped: u64,
+}
+
+/// The current server's numbers (inside a handler, its server; elsewhere the one started most
+/// recently); `None` when no server runs.
+pub fn metrics() -> Option<Metrics> {
+    use std::sync::atomic::Ordering::Relaxed;
+    let s = current()?;
+    Some(Metrics {
+        connections: s.hub.len(),
+        identities: s.hub.identities(),
+        max_queued: s.hub.max_queued(),
+        queue_capacity: s.outbound.capacity,
+        slow_client_closes: s.outbound.counters.slow_client_closes.load(Relaxed),
+        events_dropped: s.outbound.counters.events_dropped.load(Relaxed),
+    })
+}

@@ -1,0 +1,23 @@
+//! The runtime: one server's state, handed down to each connection ([`state`]); what a frame
+//! asks for ([`inbound`]) and running calls ([`dispatch`]); a connection's life
+//! ([`lifecycle`]); sending events ([`emit`]) through the one seam where they leave
+//! ([`delivery`]); rate limits and metrics. Knows nothing of WebSockets: the transport above
+//! hands it frames and drains what it queues.
+
+pub(crate) mod delivery;
+pub(crate) mod dispatch;
+pub(crate) mod emit;
+pub(crate) mod inbound;
+pub(crate) mod lifecycle;
+pub(crate) mod metrics;
+pub(crate) mod panic;
+pub(crate) mod ratelimit;
+pub(crate) mod scope;
+pub(crate) mod state;
+
+pub use emit::{announce, emit};
+pub(crate) use inbound::Init;
+pub(crate) use lifecycle::{Hook, Session};
+pub use metrics::{Metrics, metrics};
+pub(crate) use scope::{in_scope, set_default, sync_in_scope};
+pub(crate) use state::{Config, Parts, State};

@@ -1,0 +1,111 @@
+//! What every connection of one server shares: built once by [`Server`](crate::Server) and
+//! handed down to each connection's task, never reached for from below.
+
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use super::delivery::Delivery;
+use super::lifecycle::Hook;
+use super::ratelimit::Limiter;
+use crate::handler::DynLoader;
+use crate::registry::{FunctionIndex, Registry};
+use crate::session::{Hub, Policy, SlowClient};
+
+/// A server's settings, as the builder collected them.
+#[derive(Debug, Clone)]
+pub(crate) struct Config {
+    pub path: String,
+    pub allowed_origins: Option<Vec<String>>,
+    pub max_frame_size: usize,
+    pub debug: bool,
+    pub outbound_capacity: usize,
+    pub read_buffer_size: usize,
+    pub ping_interval: Option<Duration>,
+    pub slow_client: SlowClient,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            path: "/_ephaptic".into(),
+            allowed_origins: None,
+            max_frame_size: 1 << 20,
+            debug: false,
+            outbound_capacity: 1024,
+            read_buffer_size: 4 * 1024,
+            ping_interval: Some(Duration::from_secs(20)),
+            slow_client: SlowClient::Disconnect,
+        }
+    }
+}
+
+/// One server's runtime state.
+pub(crate) struct State {
+    pub registry: Registry,
+    /// `registry.functions`, indexed for the lookup of every call.
+    pub functions: FunctionIndex,
+    pub config: Config,
+    /// This server's connections, by id, identity and group.
+    pub hub: Arc<Hub>,
+    /// Where events leave (see [`delivery`](super::delivery)).
+    pub delivery: Box<dyn Delivery>,
+    /// The outbound queue's bound and slow-client policy, shared by every connection.
+    pub outbound: Arc<Policy>,
+    pub loader: Option<DynLoader>,
+    pub on_connect: Option<Hook>,
+    pub on_disconnect: Option<Hook>,
+    pub limiter: Limiter,
+    next_connection: AtomicU64,
+}
+
+/// The parts of a [`State`] the builder decides.
+pub(crate) struct Parts {
+    pub registry: Registry,
+    pub config: Config,
+    pub loader: Option<DynLoader>,
+    pub on_connect: Option<Hook>,
+    pub on_disconnect: Option<Hook>,
+}
+
+impl State {
+    /// A server's state, delivering events to its own connections.
+    pub fn new(parts: Parts) -> Arc<Self> {
+        let hub = Arc::new(Hub::default());
+        let Parts {
+            registry,
+            config,
+            loader,
+            on_connect,
+            on_disconnect,
+        } = parts;
+        Arc::new(State {
+            functions: FunctionIndex::new(&registry.functions),
+            registry,
+            outbound: Arc::new(Policy::new(config.outbound_capacity, config.slow_client)),
+            config,
+            delivery: Box::new(super::delivery::Local::new(hub.clone())),
+            hub,
+            loader,
+            on_connect,
+            on_disconnect,
+            limiter: Limiter::default(),
+            next_connection: AtomicU64::new(0),
+        })
+    }
+
+    pub fn next_connection_id(&self) -> u64 {
+        self.next_connection.fetch_add(1, Ordering::Relaxed) + 1
+    }
+}
+
+impl fmt::Debug for State {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("State")
+            .field("config", &self.config)
+            .field("connections", &self.hub.len())
+            .field("counters", &self.outbound.counters)
+            .finish_non_exhaustive()
+    }
+}

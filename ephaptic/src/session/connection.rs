@@ -1,0 +1,175 @@
+//! One client connection as the runtime sees it: who it is, where from, which groups it is
+//! in, its calls in flight, and its [`Outbound`] side. Passive on purpose: it holds no server
+//! state and calls nothing above it. The runtime decides what its frames mean; the hub indexes
+//! it; the transport's task drains its queue.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+
+use bytes::Bytes;
+use tokio::task::AbortHandle;
+
+use super::outbound::{CloseSignal, Outbound, Outbox};
+use crate::identity::Identity;
+
+pub(crate) struct Connection {
+    id: u64,
+    peer: Option<SocketAddr>,
+    identity: OnceLock<Identity>,
+    out: Outbound,
+    /// Groups (rooms) this connection has joined; the hub keeps the index the other way.
+    groups: Mutex<Vec<Arc<str>>>,
+    /// Calls in flight, by the encoded id the client chose, so `cancel` and disconnect can
+    /// stop them. The sequence number tells a finished call from a newer one that reused its id.
+    calls: Mutex<HashMap<Bytes, (u64, AbortHandle)>>,
+    call_seq: AtomicU64,
+}
+
+impl std::fmt::Debug for Connection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connection")
+            .field("id", &self.id)
+            .field("peer", &self.peer)
+            .field("identity", &self.identity.get())
+            .finish_non_exhaustive()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Connection {
+    pub fn new(id: u64, peer: Option<SocketAddr>, out: Outbound) -> Arc<Self> {
+        Arc::new(Connection {
+            id,
+            peer,
+            identity: OnceLock::new(),
+            out,
+            groups: Mutex::new(Vec::new()),
+            calls: Mutex::new(HashMap::new()),
+            call_seq: AtomicU64::new(0),
+        })
+    }
+
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    pub fn peer(&self) -> Option<SocketAddr> {
+        self.peer
+    }
+
+    pub fn identity(&self) -> Option<&Identity> {
+        self.identity.get()
+    }
+
+    /// Gives the connection its identity; once only (`None` when it already had one).
+    pub fn set_identity(&self, identity: Identity) -> Option<&Identity> {
+        self.identity.set(identity).ok()?;
+        self.identity.get()
+    }
+
+    /// Queues a frame, waiting for room (replies, chunks, the caller's own events). `false`
+    /// when the connection is gone.
+    pub async fn send(&self, frame: Bytes) -> bool {
+        self.out.send(frame).await
+    }
+
+    /// Queues an event without waiting; see [`Outbound::push_event`].
+    pub fn push_event(&self, frame: Bytes) -> bool {
+        self.out.push_event(frame, self.id)
+    }
+
+    /// Answers a call that finished on its first poll; see [`Outbound::answer_now`].
+    pub fn answer_now(&self, frame: Bytes, out: &mut Outbox) -> Result<(), Bytes> {
+        self.out.answer_now(frame, out)
+    }
+
+    /// How many frames wait in the outbound queue.
+    pub fn queued(&self) -> usize {
+        self.out.queued()
+    }
+
+    /// Closes the connection with a WebSocket close code and reason; the first call wins.
+    pub fn close(&self, code: u16, reason: &str) {
+        self.out.close(code, reason);
+    }
+
+    /// The signal the connection's task watches.
+    pub fn close_signal(&self) -> Arc<CloseSignal> {
+        self.out.close_signal()
+    }
+
+    /// Records membership of `group` and runs `index` (the hub's side) under the same lock,
+    /// so a concurrent close sees both or neither. `false` when already a member.
+    pub(super) fn add_group(&self, group: &str, index: impl FnOnce(Arc<str>)) -> bool {
+        let mut groups = lock(&self.groups);
+        if groups.iter().any(|g| &**g == group) {
+            return false;
+        }
+        let name: Arc<str> = Arc::from(group);
+        groups.push(name.clone());
+        index(name);
+        true
+    }
+
+    /// Drops membership of `group`, running `unindex` under the same lock. `false` when not a
+    /// member.
+    pub(super) fn remove_group(&self, group: &str, unindex: impl FnOnce()) -> bool {
+        let mut groups = lock(&self.groups);
+        let Some(at) = groups.iter().position(|g| &**g == group) else {
+            return false;
+        };
+        groups.swap_remove(at);
+        unindex();
+        true
+    }
+
+    pub fn groups(&self) -> Vec<Arc<str>> {
+        lock(&self.groups).clone()
+    }
+
+    pub fn next_call_seq(&self) -> u64 {
+        self.call_seq.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Runs `spawn` while holding the call table, so the task cannot finish (and try to remove
+    /// itself) before it has been recorded.
+    pub fn spawn_call(&self, key: Bytes, seq: u64, spawn: impl FnOnce() -> AbortHandle) {
+        let mut calls = lock(&self.calls);
+        let handle = spawn();
+        calls.insert(key, (seq, handle));
+    }
+
+    pub fn finish_call(&self, key: &Bytes, seq: u64) {
+        let mut calls = lock(&self.calls);
+        if calls.get(key).is_some_and(|(s, _)| *s == seq) {
+            calls.remove(key);
+        }
+    }
+
+    /// Stops the call the client started with this encoded id, if it still runs.
+    pub fn cancel_call(&self, key: &[u8]) {
+        let entry = lock(&self.calls).remove(key);
+        if let Some((_, handle)) = entry {
+            handle.abort();
+        }
+    }
+
+    /// How many calls run in tasks of their own.
+    #[cfg(test)]
+    pub fn calls_running(&self) -> usize {
+        lock(&self.calls).len()
+    }
+
+    /// Stops every call and stream of the connection; called when it closes.
+    pub fn abort_all(&self) {
+        let calls = std::mem::take(&mut *lock(&self.calls));
+        for (_, (_, handle)) in calls {
+            handle.abort();
+        }
+    }
+}

@@ -1,0 +1,235 @@
+//! Every open connection of one server: by connection id, by identity, and by group. The local
+//! index that delivery reads. Joining and leaving groups happens here, so that a connection's
+//! own list of groups and the index agree.
+//!
+//! Each change reports whether it changed what this server holds an interest in (the first
+//! connection of an identity or a group arrived, or the last one left): what a backplane to
+//! other servers subscribes to and unsubscribes from.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use bytes::Bytes;
+
+use super::connection::Connection;
+use crate::identity::Identity;
+
+#[derive(Debug, Default)]
+pub(crate) struct Hub {
+    conns: RwLock<HashMap<u64, Arc<Connection>>>,
+    users: RwLock<HashMap<Identity, Vec<Arc<Connection>>>>,
+    groups: RwLock<HashMap<Arc<str>, Vec<Arc<Connection>>>>,
+}
+
+fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    lock.write().unwrap_or_else(|e| e.into_inner())
+}
+
+fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    lock.read().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Drops a connection from one index entry, and the entry itself once it is empty; `true`
+/// when the entry went away.
+fn unindex<K, Q>(index: &mut HashMap<K, Vec<Arc<Connection>>>, key: &Q, conn_id: u64) -> bool
+where
+    K: std::borrow::Borrow<Q> + std::hash::Hash + Eq,
+    Q: std::hash::Hash + Eq + ?Sized,
+{
+    if let Some(list) = index.get_mut(key) {
+        list.retain(|c| c.id() != conn_id);
+        if list.is_empty() {
+            index.remove(key);
+            return true;
+        }
+    }
+    false
+}
+
+/// Adds a connection to one index entry; `true` when the entry is new.
+fn index<K: std::hash::Hash + Eq>(
+    index: &mut HashMap<K, Vec<Arc<Connection>>>,
+    key: K,
+    conn: &Arc<Connection>,
+) -> bool {
+    let list = index.entry(key).or_default();
+    list.push(conn.clone());
+    list.len() == 1
+}
+
+impl Hub {
+    pub fn add(&self, conn: &Arc<Connection>) {
+        write(&self.conns).insert(conn.id(), conn.clone());
+    }
+
+    /// Indexes a connection under the identity it was just given; `true` when it is the
+    /// identity's first connection here.
+    pub fn identify(&self, conn: &Arc<Connection>, identity: &Identity) -> bool {
+        index(&mut write(&self.users), identity.clone(), conn)
+    }
+
+    /// Adds `conn` to `group`; `false` when it was already a member.
+    pub fn join(&self, conn: &Arc<Connection>, group: &str) -> bool {
+        conn.add_group(group, |name| {
+            index(&mut write(&self.groups), name, conn);
+        })
+    }
+
+    /// Removes `conn` from `group`; `false` when it was not a member.
+    pub fn leave(&self, conn: &Arc<Connection>, group: &str) -> bool {
+        conn.remove_group(group, || {
+            unindex(&mut write(&self.groups), group, conn.id());
+        })
+    }
+
+    /// Forgets a connection that closed: its id, its identity and its groups.
+    pub fn remove(&self, conn: &Arc<Connection>) {
+        write(&self.conns).remove(&conn.id());
+        if let Some(identity) = conn.identity() {
+            unindex(&mut write(&self.users), identity, conn.id());
+        }
+        for group in conn.groups() {
+            self.leave(conn, &group);
+        }
+    }
+
+    /// How many connections are open.
+    pub fn len(&self) -> usize {
+        read(&self.conns).len()
+    }
+
+    /// How many distinct identities are connected.
+    pub fn identities(&self) -> usize {
+        read(&self.users).len()
+    }
+
+    /// How many connections are in `group`.
+    #[cfg(test)]
+    pub fn group_len(&self, group: &str) -> usize {
+        read(&self.groups).get(group).map_or(0, Vec::len)
+    }
+
+    /// The longest outbound queue of any connection, in frames.
+    pub fn max_queued(&self) -> usize {
+        read(&self.conns)
+            .values()
+            .map(|c| c.queued())
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// Offers `frame` to every connection; returns how many queued it.
+    pub fn offer_all(&self, frame: &Bytes) -> usize {
+        read(&self.conns)
+            .values()
+            .filter(|c| c.push_event(frame.clone()))
+            .count()
+    }
+
+    /// Offers `frame` to every connection of each identity, once per connection.
+    pub fn offer_users(&self, identities: &[Identity], frame: &Bytes) -> usize {
+        let users = read(&self.users);
+        let mut reached = 0;
+        let mut seen: Vec<u64> = Vec::new();
+        for identity in identities {
+            for conn in users.get(identity).map(Vec::as_slice).unwrap_or_default() {
+                // Listing one identity twice must not deliver twice.
+                if identities.len() > 1 {
+                    if seen.contains(&conn.id()) {
+                        continue;
+                    }
+                    seen.push(conn.id());
+                }
+                reached += usize::from(conn.push_event(frame.clone()));
+            }
+        }
+        reached
+    }
+
+    /// Offers `frame` to every connection in `group`.
+    pub fn offer_group(&self, group: &str, frame: &Bytes) -> usize {
+        read(&self.groups)
+            .get(group)
+            .map(|conns| conns.iter().filter(|c| c.push_event(frame.clone())).count())
+            .unwrap_or(0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::session::outbound::{self, Policy, Receiver, SlowClient};
+
+    fn conn(id: u64) -> (Arc<Connection>, Receiver) {
+        let (out, rx) = outbound::channel(Arc::new(Policy::new(8, SlowClient::Disconnect)));
+        (Connection::new(id, None, out), rx)
+    }
+
+    fn drain(rx: &mut Receiver) -> usize {
+        std::iter::from_fn(|| rx.try_recv()).count()
+    }
+
+    #[test]
+    fn join_and_leave_keep_the_index_and_the_connection_in_step() {
+        let hub = Hub::default();
+        let (a, mut ra) = conn(1);
+        let (b, mut rb) = conn(2);
+        hub.add(&a);
+        hub.add(&b);
+        assert!(hub.join(&a, "room"));
+        assert!(!hub.join(&a, "room"), "joining twice is one membership");
+        assert!(hub.join(&b, "room"));
+        assert_eq!(hub.group_len("room"), 2);
+        assert_eq!(hub.offer_group("room", &Bytes::from_static(b"x")), 2);
+        assert!(hub.leave(&a, "room"));
+        assert!(!hub.leave(&a, "room"));
+        assert_eq!(a.groups(), Vec::<Arc<str>>::new());
+        assert_eq!(hub.offer_group("room", &Bytes::from_static(b"y")), 1);
+        assert_eq!((drain(&mut ra), drain(&mut rb)), (1, 2));
+        assert!(hub.leave(&b, "room"));
+        assert_eq!(hub.group_len("room"), 0);
+        assert_eq!(hub.offer_group("room", &Bytes::from_static(b"z")), 0);
+    }
+
+    #[test]
+    fn identities_reach_every_connection_once_and_only_until_removal() {
+        let hub = Hub::default();
+        let alice = Identity::from("alice");
+        let (a1, mut r1) = conn(1);
+        let (a2, mut r2) = conn(2);
+        let (other, mut r3) = conn(3);
+        for c in [&a1, &a2, &other] {
+            hub.add(c);
+        }
+        assert!(hub.identify(&a1, a1.set_identity(alice.clone()).unwrap()));
+        assert!(!hub.identify(&a2, a2.set_identity(alice.clone()).unwrap()));
+        assert_eq!(hub.identities(), 1);
+        let twice = [alice.clone(), alice.clone()];
+        assert_eq!(hub.offer_users(&twice, &Bytes::from_static(b"x")), 2);
+        assert_eq!(hub.offer_users(&[Identity::from(7)], &Bytes::new()), 0);
+        hub.remove(&a1);
+        assert_eq!(hub.len(), 2);
+        assert_eq!(
+            hub.offer_users(std::slice::from_ref(&alice), &Bytes::from_static(b"y")),
+            1
+        );
+        assert_eq!(hub.offer_all(&Bytes::from_static(b"z")), 2);
+        assert_eq!((drain(&mut r1), drain(&mut r2), drain(&mut r3)), (1, 3, 1));
+        hub.remove(&a2);
+        assert_eq!(hub.identities(), 0);
+    }
+
+    #[test]
+    fn removal_takes_a_connection_out_of_all_its_groups() {
+        let hub = Hub::default();
+        let (a, _ra) = conn(1);
+        hub.add(&a);
+        hub.join(&a, "one");
+        hub.join(&a, "two");
+        hub.remove(&a);
+        assert_eq!(
+            (hub.group_len("one"), hub.group_len("two"), hub.len()),
+            (0, 0, 0)
+        );
+    }
+}

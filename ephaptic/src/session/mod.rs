@@ -1,0 +1,13 @@
+//! One connection and the local index of all of them. Knows frames only as bytes to queue,
+//! and nothing of calls' meaning, dispatch or the server: the runtime above hands it what it
+//! needs (an id, an outbound policy) and reads it back.
+
+pub(crate) mod connection;
+pub(crate) mod hub;
+pub(crate) mod outbound;
+mod queue;
+
+pub(crate) use connection::Connection;
+pub(crate) use hub::Hub;
+pub use outbound::SlowClient;
+pub(crate) use outbound::{CloseSignal, Outbox, Policy, Receiver};

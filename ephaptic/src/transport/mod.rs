@@ -1,0 +1,84 @@
+//! The WebSocket transport (axum): the route, the upgrade with its origin check, and the task
+//! that pumps frames between the socket and a runtime [`Session`]. The only layer that knows
+//! about WebSockets; it moves frames and knows nothing of what they mean.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::extract::ws::{WebSocket, WebSocketUpgrade};
+use axum::extract::{ConnectInfo, FromRequestParts, State as AxumState};
+use axum::http::{HeaderMap, StatusCode, header, request::Parts};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+
+use crate::runtime::{Session, State, in_scope};
+
+mod pump;
+
+/// How much the socket's write buffer may hold before a `feed` writes on its own. The pump
+/// flushes after every batch anyway; this only has to exceed a batch, so that a batch really
+/// is one write. (Zero would make every frame its own syscall.) Frames larger than this are
+/// written as they are fed.
+const WRITE_BUFFER: usize = 64 * 1024;
+
+pub(crate) fn router(state: Arc<State>) -> axum::Router {
+    let path = state.config.path.clone();
+    axum::Router::new()
+        .route(&path, get(upgrade))
+        .with_state(state)
+}
+
+/// The peer address, when the app was served with connect info.
+struct Peer(Option<SocketAddr>);
+
+impl<S: Send + Sync> FromRequestParts<S> for Peer {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(Peer(
+            parts
+                .extensions
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|c| c.0),
+        ))
+    }
+}
+
+async fn upgrade(
+    AxumState(state): AxumState<Arc<State>>,
+    Peer(peer): Peer,
+    headers: HeaderMap,
+    ws: WebSocketUpgrade,
+) -> Response {
+    if let (Some(allowed), Some(origin)) =
+        (&state.config.allowed_origins, headers.get(header::ORIGIN))
+    {
+        let origin = origin.to_str().unwrap_or_default();
+        if !allowed.iter().any(|a| a == origin) {
+            tracing::warn!(
+                origin,
+                "refused a WebSocket upgrade from an origin that is not allowed"
+            );
+            return (StatusCode::FORBIDDEN, "origin not allowed").into_response();
+        }
+    }
+    let cfg = &state.config;
+    let hard_limit = cfg.max_frame_size.saturating_mul(16);
+    ws.read_buffer_size(cfg.read_buffer_size)
+        .write_buffer_size(WRITE_BUFFER)
+        .max_message_size(hard_limit)
+        .max_frame_size(hard_limit)
+        .on_upgrade(move |socket| {
+            // The server is the task-local "current server" for the connection's whole task,
+            // so the handlers it polls inline can `emit` without a scope per call.
+            in_scope(state.clone(), run(state, socket, peer))
+        })
+}
+
+/// Serves one WebSocket until either side closes it.
+async fn run(state: Arc<State>, ws: WebSocket, peer: Option<SocketAddr>) {
+    let (session, rx) = Session::open(&state, peer);
+    let ping = state.config.ping_interval;
+    drop(state);
+    pump::run(session, ws, rx, ping).await;
+}

@@ -1,0 +1,55 @@
+//! MessagePack pieces every reader and writer of the wire shares: the `nil` byte, the string
+//! writer, and the "not on the fast path" signal of the fast reader and writer.
+
+use bytes::BufMut;
+
+/// The encoded MessagePack `nil`, used where a frame has no `id`.
+pub(crate) const NIL: &[u8] = &[0xc0];
+
+/// A MessagePack string (its smallest header, then the bytes), into a `BytesMut` or a `Vec`.
+pub(crate) fn put_str(buf: &mut impl BufMut, s: &str) {
+    let len = s.len();
+    if len < 32 {
+        buf.put_u8(0xa0 | len as u8);
+    } else if len < 256 {
+        buf.put_u8(0xd9);
+        buf.put_u8(len as u8);
+    } else if len <= u16::MAX as usize {
+        buf.put_u8(0xda);
+        buf.put_u16(len as u16);
+    } else {
+        buf.put_u8(0xdb);
+        buf.put_u32(len as u32);
+    }
+    buf.put_slice(s.as_bytes());
+}
+
+/// Whether an encoded value is a map (its first byte is a map header).
+pub(crate) fn is_map(encoded: &[u8]) -> bool {
+    matches!(encoded.first(), Some(0x80..=0x8f | 0xde | 0xdf))
+}
+
+/// "Not on the fast path": the caller encodes (or, for [`unpack`](super::unpack), decodes)
+/// the value again with `rmp_serde`.
+#[derive(Debug)]
+pub(crate) struct Fallback;
+
+impl std::fmt::Display for Fallback {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("left to rmp_serde")
+    }
+}
+
+impl std::error::Error for Fallback {}
+
+impl serde::ser::Error for Fallback {
+    fn custom<T: std::fmt::Display>(_: T) -> Self {
+        Fallback
+    }
+}
+
+impl serde::de::Error for Fallback {
+    fn custom<T: std::fmt::Display>(_: T) -> Self {
+        Fallback
+    }
+}
