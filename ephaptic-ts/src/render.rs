@@ -9,6 +9,7 @@ use ephaptic::ts_rs::Config;
 use ephaptic::{FunctionDef, Introspection};
 
 use crate::Error;
+use crate::text::json_string;
 
 /// Configures and runs the export.
 #[derive(Debug, Clone)]
@@ -437,21 +438,6 @@ fn jsdoc(text: &str, indent: &str) -> String {
     out
 }
 
-fn json_string(s: &str) -> String {
-    let mut out = String::from('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
-}
-
 fn is_identifier(s: &str) -> bool {
     let mut chars = s.chars();
     chars
@@ -460,7 +446,8 @@ fn is_identifier(s: &str) -> bool {
         && chars.all(|c| c.is_alphanumeric() || c == '_' || c == '$')
 }
 
-/// A property key: bare when it is an identifier, quoted otherwise.
+/// A property key (an event name, an error code), always quoted as a JSON string, identifier or
+/// not: TypeScript accepts any string literal as a key.
 fn quote(name: &str) -> String {
     json_string(name)
 }
@@ -551,10 +538,6 @@ fn param_name(name: &str) -> String {
     } else {
         name.to_string()
     }
-}
-
-pub(crate) fn json_string_pub(s: &str) -> String {
-    json_string(s)
 }
 
 /// Rustdoc's intra-doc links mean nothing in TypeScript: `[`Presence`]` becomes `` `Presence` ``
