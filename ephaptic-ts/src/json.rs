@@ -9,6 +9,8 @@ use ephaptic::Introspection;
 use ephaptic::schema::{Declarations, Shape, TypeInfo};
 use ephaptic::ts_rs::Config;
 
+use crate::text::json_string;
+
 /// A JSON value, written with sorted-insertion maps so output is stable.
 #[derive(Debug, Clone, PartialEq)]
 enum Json {
@@ -41,7 +43,7 @@ impl Json {
             Json::Null => out.push_str("null"),
             Json::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
             Json::Num(n) => out.push_str(&n.to_string()),
-            Json::Str(s) => out.push_str(&super::render::json_string_pub(s)),
+            Json::Str(s) => out.push_str(&json_string(s)),
             Json::Arr(items) if items.is_empty() => out.push_str("[]"),
             Json::Arr(items) => {
                 out.push_str("[\n");
@@ -58,7 +60,7 @@ impl Json {
                 out.push_str("{\n");
                 for (i, (k, v)) in entries.iter().enumerate() {
                     out.push_str(&pad);
-                    out.push_str(&super::render::json_string_pub(k));
+                    out.push_str(&json_string(k));
                     out.push_str(": ");
                     v.write(out, indent + 1);
                     out.push_str(if i + 1 < entries.len() { ",\n" } else { "\n" });

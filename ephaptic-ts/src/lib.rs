@@ -64,6 +64,7 @@
 
 mod json;
 mod render;
+mod text;
 
 use std::fmt;
 use std::path::{Path, PathBuf};

@@ -9,6 +9,7 @@ use ephaptic::ts_rs::Config;
 use ephaptic::{FunctionDef, Introspection};
 
 use crate::Error;
+use crate::text::json_string;
 
 /// Configures and runs the export.
 #[derive(Debug, Clone)]
@@ -437,21 +438,6 @@ fn jsdoc(text: &str, indent: &str) -> String {
     out
 }
 
-fn json_string(s: &str) -> String {
-    let mut out = String::from('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
-}
-
 fn is_identifier(s: &str) -> bool {
     let mut chars = s.chars();
     chars
@@ -460,7 +446,8 @@ fn is_identifier(s: &str) -> bool {
         && chars.all(|c| c.is_alphanumeric() || c == '_' || c == '$')
 }
 
-/// A property key: bare when it is an identifier, quoted otherwise.
+/// A property key (an event name, an error code), always quoted as a JSON string, identifier or
+/// not: TypeScript accepts any string literal as a key.
 fn quote(name: &str) -> String {
     json_string(name)
 }
@@ -475,7 +462,8 @@ fn method_name(name: &str) -> String {
 }
 
 /// Members of `@ephaptic/client`'s client object: a function with one of these names is only
-/// reachable through `client.call(name, ...)`.
+/// reachable through `client.call(name, ...)`. A test checks this is exactly the members of
+/// `ClientBase` in `client/src/types.ts`.
 const CLIENT_MEMBERS: &[&str] = &[
     "call",
     "disconnect",
@@ -553,10 +541,6 @@ fn param_name(name: &str) -> String {
     }
 }
 
-pub(crate) fn json_string_pub(s: &str) -> String {
-    json_string(s)
-}
-
 /// Rustdoc's intra-doc links mean nothing in TypeScript: `[`Presence`]` becomes `` `Presence` ``
 /// and `[Presence]` becomes `Presence`; links with a target (`[text](url)`) are kept.
 fn unlink(text: &str) -> String {
@@ -582,6 +566,176 @@ fn unlink(text: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    use super::CLIENT_MEMBERS;
+
+    fn is_word(c: char) -> bool {
+        c.is_alphanumeric() || c == '_' || c == '$'
+    }
+
+    /// `source` without comments and with the insides of string literals dropped, so that neither
+    /// can hold a bracket or a `;` that counts.
+    fn code_only(source: &str) -> String {
+        let mut out = String::with_capacity(source.len());
+        let mut chars = source.chars().peekable();
+        while let Some(c) = chars.next() {
+            match c {
+                '/' if chars.peek() == Some(&'/') => {
+                    chars.by_ref().find(|&c| c == '\n');
+                    out.push('\n');
+                }
+                '/' if chars.peek() == Some(&'*') => {
+                    chars.next();
+                    let mut prev = ' ';
+                    for c in chars.by_ref() {
+                        if prev == '*' && c == '/' {
+                            break;
+                        }
+                        prev = c;
+                    }
+                    out.push(' ');
+                }
+                '"' | '\'' | '`' => {
+                    let mut escaped = false;
+                    for d in chars.by_ref() {
+                        if escaped {
+                            escaped = false;
+                        } else if d == '\\' {
+                            escaped = true;
+                        } else if d == c {
+                            break;
+                        }
+                    }
+                    out.push(c);
+                    out.push(c);
+                }
+                c => out.push(c),
+            }
+        }
+        out
+    }
+
+    /// The member names of `interface <name>` in TypeScript source, in order, each once (an
+    /// overload repeats a name). Just enough TypeScript for a hand-written interface: comments and
+    /// strings are skipped, a member ends at a `;` outside brackets, and its name is its first word
+    /// after an optional `readonly`.
+    fn interface_members(source: &str, name: &str) -> Result<Vec<String>, String> {
+        let code = code_only(source);
+        let head = format!("interface {name}");
+        let after_name = code
+            .match_indices(&head)
+            .map(|(i, _)| i + head.len())
+            .find(|&i| !code[i..].starts_with(is_word))
+            .ok_or_else(|| format!("found no `interface {name}`"))?;
+        // The body opens at the first `{` outside the type parameters (`<S = Untyped, Errs = {}>`).
+        let mut depth = 0usize;
+        let mut prev = ' ';
+        let mut body = None;
+        for (i, c) in code[after_name..].char_indices() {
+            match c {
+                '{' if depth == 0 => {
+                    body = Some(after_name + i + 1);
+                    break;
+                }
+                '<' | '(' | '[' | '{' => depth += 1,
+                '>' if prev == '=' => {} // an arrow, `=>`
+                '>' | ')' | ']' | '}' => depth = depth.saturating_sub(1),
+                _ => {}
+            }
+            prev = c;
+        }
+        let body = body.ok_or_else(|| format!("`interface {name}` has no body"))?;
+
+        let mut members: Vec<String> = Vec::new();
+        let mut add = |member: &str| -> Result<(), String> {
+            let member = member.trim();
+            if member.is_empty() {
+                return Ok(());
+            }
+            let rest = member
+                .strip_prefix("readonly ")
+                .map_or(member, str::trim_start);
+            let word: String = rest.chars().take_while(|&c| is_word(c)).collect();
+            if word.is_empty() {
+                return Err(format!(
+                    "cannot read the name of the member `{member}` of `{name}`"
+                ));
+            }
+            if !members.contains(&word) {
+                members.push(word);
+            }
+            Ok(())
+        };
+        let mut depth = 0usize;
+        let mut member = String::new();
+        for c in code[body..].chars() {
+            match c {
+                '}' if depth == 0 => {
+                    add(&member)?;
+                    return Ok(members);
+                }
+                ';' if depth == 0 => {
+                    add(&member)?;
+                    member.clear();
+                    continue;
+                }
+                '(' | '[' | '{' => depth += 1,
+                ')' | ']' | '}' => depth = depth.saturating_sub(1),
+                _ => {}
+            }
+            member.push(c);
+        }
+        Err(format!("`interface {name}` is not closed"))
+    }
+
+    #[test]
+    fn client_members_are_the_ts_clients_own_members() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/client/src/types.ts");
+        let source = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path}: {e}"));
+        let declared =
+            interface_members(&source, "ClientBase").unwrap_or_else(|e| panic!("{path}: {e}"));
+        let missing: Vec<&str> = declared
+            .iter()
+            .map(String::as_str)
+            .filter(|m| !CLIENT_MEMBERS.contains(m))
+            .collect();
+        let extra: Vec<&str> = CLIENT_MEMBERS
+            .iter()
+            .copied()
+            .filter(|m| !declared.iter().any(|d| d == m))
+            .collect();
+        assert!(
+            missing.is_empty() && extra.is_empty(),
+            "CLIENT_MEMBERS (ephaptic-ts/src/render.rs) must list exactly the members of \
+             `ClientBase` in {path}.\n  missing from CLIENT_MEMBERS: {missing:?}\n  \
+             in CLIENT_MEMBERS but not in ClientBase: {extra:?}"
+        );
+    }
+
+    #[test]
+    fn interface_members_sees_past_comments_strings_generics_and_overloads() {
+        let ts = r#"
+            /** Not this one: interface ClientBase { inComment: 1 } */
+            export interface ClientBaseX { wrong: number }
+            // interface ClientBase { commented: 1 }
+            export interface ClientBase<S = {}, F = () => void> extends Other<S> {
+              /** A doc with a ; and a { brace. */
+              readonly state: "a;b" | '}' | `{`;
+              call<K extends keyof S>(name: K, ...args: unknown[]): Promise<{ a: 1; b: 2 }>;
+              call(name: string): Promise<unknown>; // an overload
+              on(event: string, callback: (data: unknown) => void): void;
+              readonly then?: undefined;
+              last: number
+            }
+            interface After { after: 1 }
+        "#;
+        assert_eq!(
+            interface_members(ts, "ClientBase").unwrap(),
+            ["state", "call", "on", "then", "last"]
+        );
+        assert!(interface_members(ts, "Missing").is_err());
+        assert!(interface_members("interface ClientBase { (): void; }", "ClientBase").is_err());
+    }
+
     #[test]
     fn intra_doc_links_become_plain_code() {
         assert_eq!(

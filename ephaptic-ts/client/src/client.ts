@@ -31,6 +31,9 @@ const OPEN = 1;
  */
 const NOT_PROXIED = new Set(["then", "toJSON", "$$typeof", "asymmetricMatch", "nodeType", "tagName"]);
 
+/** What a step of a connection attempt gives back when it threw (see `Connection.attemptStep`). */
+const FAILED: unique symbol = Symbol("FAILED");
+
 /** `0`, `null`, `Infinity` (and anything past setTimeout's range) mean no timeout. */
 export function normalizeTimeout(value: number | null | undefined, fallback: number | undefined): number | undefined {
   if (value === undefined) return fallback;
@@ -208,16 +211,7 @@ class Connection {
     this.connectTimer = setTimeout(() => {
       if (generation !== this.generation || this.opened) return;
       this.generation++; // an auth function still running belongs to a dead attempt now
-      const ws = this.socket;
-      this.socket = undefined;
-      if (ws) {
-        this.detach(ws);
-        try {
-          ws.close();
-        } catch {
-          // closing a socket that never opened may throw in some implementations
-        }
-      }
+      this.dropSocket();
       this.attemptFailed(
         new EphapticError(
           "CONNECT_FAILED",
@@ -229,69 +223,35 @@ class Connection {
 
     let auth = this.options.auth;
     if (typeof auth === "function") {
-      try {
-        // Called from a promise so that even a synchronous throw fails the attempt asynchronously,
-        // after connect() returned and its caller could call ready().
-        const fn = auth as () => unknown;
-        auth = await Promise.resolve().then(fn);
-      } catch (error) {
-        if (generation !== this.generation) return;
-        this.attemptFailed(
-          new EphapticError("CONNECT_FAILED", `The auth function failed: ${describe(error)}`, null, { cause: error }),
-        );
-        return;
-      }
-      if (generation !== this.generation) return;
+      // Called from a promise so that even a synchronous throw fails the attempt asynchronously,
+      // after connect() returned and its caller could call ready().
+      const fn = auth as () => unknown;
+      auth = await Promise.resolve()
+        .then(fn)
+        .catch((error: unknown) => this.stepFailed(generation, "The auth function failed", error));
+      if (auth === FAILED || generation !== this.generation) return;
     }
 
     const init: Record<string, unknown> = { type: "init" };
     if (auth !== undefined) init.auth = auth;
-    let initBytes: Uint8Array;
-    try {
-      initBytes = encodeValue(prepareForWire(init));
-    } catch (error) {
-      this.attemptFailed(
-        new EphapticError("CONNECT_FAILED", `Could not encode the auth value: ${describe(error)}`, null, {
-          cause: error,
-        }),
-      );
-      return;
-    }
+    const initBytes = this.attemptStep(generation, "Could not encode the auth value", () =>
+      encodeValue(prepareForWire(init)),
+    );
+    if (initBytes === FAILED) return;
 
-    let ws: WebSocketLike;
-    try {
-      ws = new this.WS(this.url);
-      ws.binaryType = "arraybuffer";
-    } catch (error) {
-      this.attemptFailed(
-        new EphapticError("CONNECT_FAILED", `Could not connect to ${this.url}: ${describe(error)}`, null, {
-          cause: error,
-        }),
-      );
-      return;
-    }
+    const ws = this.attemptStep(generation, `Could not connect to ${this.url}`, () => {
+      const socket = new this.WS(this.url);
+      socket.binaryType = "arraybuffer";
+      return socket;
+    });
+    if (ws === FAILED) return;
     this.socket = ws;
 
     ws.onopen = () => {
       if (this.socket !== ws) return;
       clearTimeout(this.connectTimer);
-      try {
-        ws.send(initBytes);
-      } catch (error) {
-        this.detach(ws);
-        this.socket = undefined;
-        try {
-          ws.close();
-        } catch {
-          // already closing
-        }
-        this.attemptFailed(
-          new EphapticError("CONNECT_FAILED", `Could not send init to ${this.url}: ${describe(error)}`, null, {
-            cause: error,
-          }),
-        );
-        return;
-      }
+      const sent = this.attemptStep(generation, `Could not send init to ${this.url}`, () => ws.send(initBytes));
+      if (sent === FAILED) return;
       this.trace("out", init);
       this.attempting = false;
       this.opened = true;
@@ -310,6 +270,43 @@ class Connection {
     ws.onclose = (event: { code?: number; reason?: string }) => this.socketClosed(ws, event);
     // An error is always followed by a close event, which is where it is handled.
     ws.onerror = () => {};
+  }
+
+  /**
+   * Runs `step`, one step of connection attempt `generation`. If it throws, the attempt fails (see
+   * `stepFailed`) and the result is FAILED: the caller stops there.
+   */
+  private attemptStep<T>(generation: number, failure: string, step: () => T): T | typeof FAILED {
+    try {
+      return step();
+    } catch (error) {
+      return this.stepFailed(generation, failure, error);
+    }
+  }
+
+  /**
+   * A step of connection attempt `generation` threw `error`. Unless that attempt is already over
+   * (timed out, or `disconnect()` was called), its socket, if it has one, is closed and it fails
+   * with CONNECT_FAILED, "`failure`: <the error's message>", with `error` as the cause.
+   */
+  private stepFailed(generation: number, failure: string, error: unknown): typeof FAILED {
+    if (generation !== this.generation) return FAILED;
+    this.dropSocket();
+    this.attemptFailed(new EphapticError("CONNECT_FAILED", `${failure}: ${describe(error)}`, null, { cause: error }));
+    return FAILED;
+  }
+
+  /** Lets go of the socket of an attempt that failed, closing it. */
+  private dropSocket(): void {
+    const ws = this.socket;
+    this.socket = undefined;
+    if (!ws) return;
+    this.detach(ws);
+    try {
+      ws.close();
+    } catch {
+      // closing a socket that never opened (or is already closing) may throw in some implementations
+    }
   }
 
   private detach(ws: WebSocketLike): void {

@@ -1,10 +1,10 @@
-export { connect, normalizeTimeout, DEFAULT_TIMEOUT_MS, DEFAULT_CONNECT_TIMEOUT_MS } from "./client.js";
+export { connect, DEFAULT_TIMEOUT_MS, DEFAULT_CONNECT_TIMEOUT_MS } from "./client.js";
 export { EphapticError, isEphapticError } from "./errors.js";
 export type { BuiltinErrors, ClientErrorCode, ErrorData, ValidationIssue } from "./errors.js";
 export { EphapticStream } from "./stream.js";
 export { resolveUrl, DEFAULT_PATH } from "./url.js";
 export type { LocationLike } from "./url.js";
-export { backoffDelay, nextAttemptDelay, DEFAULT_BACKOFF, WINDOW_MS } from "./backoff.js";
+export { DEFAULT_BACKOFF } from "./backoff.js";
 export type { BackoffOptions } from "./backoff.js";
 export type {
   AbortSignalLike,

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { DEFAULT_BACKOFF, WINDOW_MS, backoffDelay, nextAttemptDelay } from "../../dist/index.js";
+import { DEFAULT_BACKOFF, WINDOW_MS, backoffDelay, nextAttemptDelay } from "../../dist/backoff.js";
 
 const lowest = () => 0;
 const highest = () => 0.999999;

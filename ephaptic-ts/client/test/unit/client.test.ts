@@ -388,6 +388,52 @@ test("an auth function that throws fails the attempt and is retried", async () =
   client.disconnect();
 });
 
+test("a step of a connection attempt that throws fails it with CONNECT_FAILED, naming the step", async () => {
+  const boom = new Error("boom");
+  const failedWith = (message: string | ((cause: unknown) => string)) => (e: unknown) => {
+    assert.ok(e instanceof EphapticError, `expected an EphapticError, got ${String(e)}`);
+    assert.equal(e.code, "CONNECT_FAILED");
+    assert.ok(e.cause !== undefined, "the error is kept as the cause");
+    assert.equal(e.message, typeof message === "string" ? message : message(e.cause));
+    assert.equal(e.data, null);
+    return true;
+  };
+
+  const auth = setup({ auth: () => Promise.reject(boom) });
+  await assert.rejects(auth.client.ready(), failedWith("The auth function failed: boom"));
+  auth.client.disconnect();
+
+  const encode = setup({ auth: { token: Symbol("t") } });
+  await assert.rejects(
+    encode.client.ready(),
+    failedWith((cause) => `Could not encode the auth value: ${(cause as Error).message}`),
+  );
+  assert.equal(encode.fake.sockets.length, 0, "no socket is opened for an init that cannot be sent");
+  encode.client.disconnect();
+
+  const refusing = fakeWebSocket();
+  class Refused extends refusing.WebSocket {
+    constructor(url: string) {
+      super(url);
+      throw boom;
+    }
+  }
+  const construct = setup({ WebSocket: Refused });
+  await assert.rejects(construct.client.ready(), failedWith("Could not connect to ws://test/_ephaptic: boom"));
+  construct.client.disconnect();
+
+  const send = setup();
+  const socket = send.fake.last();
+  socket.send = () => {
+    throw boom;
+  };
+  const ready = send.client.ready();
+  socket.open();
+  await assert.rejects(ready, failedWith("Could not send init to ws://test/_ephaptic: boom"));
+  assert.ok(socket.closedByClient, "the socket that could not take init is closed");
+  send.client.disconnect();
+});
+
 test("an attempt that does not connect within connectTimeout fails, auth function included", async () => {
   // A socket that never opens:
   const a = setup({ connectTimeout: 30 });
