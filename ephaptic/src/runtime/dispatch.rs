@@ -245,7 +245,7 @@ mod tests {
 
     use super::*;
     use crate::runtime::inbound;
-    use crate::runtime::state::{Config, Parts};
+    use crate::runtime::state::Config;
     use crate::session::{Receiver, outbound};
 
     static DROPPED: AtomicBool = AtomicBool::new(false);
@@ -284,13 +284,7 @@ mod tests {
     }
 
     fn harness() -> (Arc<State>, Arc<Connection>, Receiver) {
-        let state = State::new(Parts {
-            registry: crate::registry::Registry::build(&[], crate::Naming::AsWritten).unwrap(),
-            config: Config::default(),
-            loader: None,
-            on_connect: None,
-            on_disconnect: None,
-        });
+        let state = State::for_tests(Config::default());
         let (out, rx) = outbound::channel(state.outbound.clone());
         let conn = Connection::new(state.next_connection_id(), None, out);
         state.hub.add(&conn);

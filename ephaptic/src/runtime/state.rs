@@ -95,6 +95,18 @@ impl State {
         })
     }
 
+    /// A server with `config`, serving every function linked into the test binary.
+    #[cfg(test)]
+    pub fn for_tests(config: Config) -> Arc<Self> {
+        State::new(Parts {
+            registry: Registry::build(&[], crate::Naming::AsWritten).expect("no conflicts"),
+            config,
+            loader: None,
+            on_connect: None,
+            on_disconnect: None,
+        })
+    }
+
     pub fn next_connection_id(&self) -> u64 {
         self.next_connection.fetch_add(1, Ordering::Relaxed) + 1
     }

@@ -408,3 +408,336 @@ async fn send_close<W: Socket>(ws: &mut W, (code, reason): (u16, String)) {
     let _ =
         tokio::time::timeout(Duration::from_secs(1), ws.send(Message::Close(Some(frame)))).await;
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::VecDeque;
+    use std::sync::Mutex;
+
+    use rmpv::Value;
+
+    use super::*;
+    use crate::runtime::{Config, State, in_scope};
+
+    #[crate::expose]
+    async fn pump_test_echo(n: i64) -> i64 {
+        n
+    }
+
+    /// What the in-memory socket saw and holds.
+    #[derive(Default)]
+    struct Wire {
+        /// Messages the client sends; `None` is its end of the stream.
+        incoming: VecDeque<Option<Result<Message, axum::Error>>>,
+        read_waker: Option<Waker>,
+        /// Fed but not flushed, then flushed.
+        buffered: Vec<Message>,
+        flushed: Vec<Message>,
+        /// How many flushes wrote something.
+        flushes: usize,
+        /// How many more messages the socket takes before it blocks; `None`: unlimited.
+        room: Option<usize>,
+        write_waker: Option<Waker>,
+        closed: bool,
+    }
+
+    #[derive(Clone, Default)]
+    struct FakeSocket(Arc<Mutex<Wire>>);
+
+    impl FakeSocket {
+        fn wire(&self) -> std::sync::MutexGuard<'_, Wire> {
+            self.0.lock().unwrap()
+        }
+
+        fn send(&self, msg: Message) {
+            let mut w = self.wire();
+            w.incoming.push_back(Some(Ok(msg)));
+            if let Some(waker) = w.read_waker.take() {
+                waker.wake();
+            }
+        }
+
+        fn fail(&self, e: axum::Error) {
+            let mut w = self.wire();
+            w.incoming.push_back(Some(Err(e)));
+            if let Some(waker) = w.read_waker.take() {
+                waker.wake();
+            }
+        }
+
+        fn set_room(&self, room: Option<usize>) {
+            let mut w = self.wire();
+            w.room = room;
+            if let Some(waker) = w.write_waker.take() {
+                waker.wake();
+            }
+        }
+
+        /// The binary frames flushed to the client, decoded.
+        fn replies(&self) -> Vec<Value> {
+            self.wire()
+                .flushed
+                .iter()
+                .filter_map(|m| match m {
+                    Message::Binary(b) => Some(rmpv::decode::read_value(&mut &b[..]).unwrap()),
+                    _ => None,
+                })
+                .collect()
+        }
+    }
+
+    impl Stream for FakeSocket {
+        type Item = Result<Message, axum::Error>;
+
+        fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+            let mut w = self.wire();
+            match w.incoming.pop_front() {
+                Some(next) => Poll::Ready(next),
+                None => {
+                    w.read_waker = Some(cx.waker().clone());
+                    Poll::Pending
+                }
+            }
+        }
+    }
+
+    impl Sink<Message> for FakeSocket {
+        type Error = axum::Error;
+
+        fn poll_ready(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), axum::Error>> {
+            let mut w = self.wire();
+            if w.room == Some(0) {
+                w.write_waker = Some(cx.waker().clone());
+                return Poll::Pending;
+            }
+            Poll::Ready(Ok(()))
+        }
+
+        fn start_send(self: Pin<&mut Self>, msg: Message) -> Result<(), axum::Error> {
+            let mut w = self.wire();
+            if let Some(room) = &mut w.room {
+                *room -= 1;
+            }
+            w.buffered.push(msg);
+            Ok(())
+        }
+
+        fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Result<(), axum::Error>> {
+            let mut w = self.wire();
+            if !w.buffered.is_empty() {
+                w.flushes += 1;
+                let batch = std::mem::take(&mut w.buffered);
+                w.flushed.extend(batch);
+            }
+            Poll::Ready(Ok(()))
+        }
+
+        fn poll_close(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+        ) -> Poll<Result<(), axum::Error>> {
+            let _ = self.as_mut().poll_flush(cx);
+            self.wire().closed = true;
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    fn call(id: i64, n: i64) -> Message {
+        let frame = Value::Map(vec![
+            ("type".into(), "rpc".into()),
+            ("id".into(), id.into()),
+            ("name".into(), "pump_test_echo".into()),
+            ("args".into(), Value::Array(vec![n.into()])),
+        ]);
+        let mut out = Vec::new();
+        rmpv::encode::write_value(&mut out, &frame).unwrap();
+        Message::Binary(Bytes::from(out))
+    }
+
+    fn result_of(reply: &Value) -> (i64, i64) {
+        let get = |key: &str| {
+            reply
+                .as_map()
+                .unwrap()
+                .iter()
+                .find(|(k, _)| k.as_str() == Some(key))
+                .and_then(|(_, v)| v.as_i64())
+                .unwrap()
+        };
+        (get("id"), get("result"))
+    }
+
+    /// Starts a connection of `state` over a fresh in-memory socket.
+    fn serve(
+        state: &Arc<State>,
+        ping: Option<Duration>,
+    ) -> (FakeSocket, tokio::task::JoinHandle<()>) {
+        let socket = FakeSocket::default();
+        let (session, rx) = Session::open(state, None);
+        let task = tokio::spawn(in_scope(
+            state.clone(),
+            run(session, socket.clone(), rx, ping),
+        ));
+        (socket, task)
+    }
+
+    async fn settle() {
+        for _ in 0..20 {
+            tokio::task::yield_now().await;
+        }
+    }
+
+    #[tokio::test]
+    async fn the_answers_to_one_read_leave_in_one_flush() {
+        let state = State::for_tests(Config::default());
+        let (socket, task) = serve(&state, None);
+        {
+            let mut w = socket.wire();
+            for id in 1..=3 {
+                w.incoming.push_back(Some(Ok(call(id, id * 10))));
+            }
+            if let Some(waker) = w.read_waker.take() {
+                waker.wake();
+            }
+        }
+        settle().await;
+        let results: Vec<_> = socket.replies().iter().map(result_of).collect();
+        assert_eq!(results, vec![(1, 10), (2, 20), (3, 30)]);
+        assert_eq!(socket.wire().flushes, 1, "three answers, one write");
+        socket.wire().incoming.push_back(None);
+        socket.send(Message::Close(None));
+        tokio::time::timeout(Duration::from_secs(5), task)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(state.hub.len(), 0, "the session ended");
+    }
+
+    #[tokio::test]
+    async fn a_socket_that_takes_nothing_is_not_read_from_until_it_takes_again() {
+        let state = State::for_tests(Config::default());
+        let (socket, _task) = serve(&state, None);
+        socket.send(call(1, 1));
+        settle().await;
+        assert_eq!(socket.replies().len(), 1);
+        socket.set_room(Some(0));
+        socket.send(call(2, 2));
+        settle().await;
+        // The answer to call 2 waits in the outbox; call 3 is not read while it does.
+        socket.send(call(3, 3));
+        settle().await;
+        assert_eq!(
+            socket.wire().incoming.len(),
+            1,
+            "nothing more is read from a blocked socket"
+        );
+        assert_eq!(socket.replies().len(), 1);
+        socket.set_room(None);
+        settle().await;
+        let results: Vec<_> = socket.replies().iter().map(result_of).collect();
+        assert_eq!(results, vec![(1, 1), (2, 2), (3, 3)]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_close_request_wins_over_a_write_that_never_finishes() {
+        let config = Config {
+            outbound_capacity: 1,
+            ..Config::default()
+        };
+        let state = State::for_tests(config);
+        let (socket, task) = serve(&state, None);
+        socket.set_room(Some(0));
+        settle().await;
+        // One event waits for a socket that takes nothing; the next finds the queue full,
+        // and the slow-client policy asks for a close.
+        assert_eq!(state.hub.offer_all(&Bytes::from_static(b"\x80")), 1);
+        settle().await;
+        assert_eq!(state.hub.offer_all(&Bytes::from_static(b"\x80")), 0);
+        tokio::time::timeout(Duration::from_secs(5), task)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(state.hub.len(), 0, "the session ended");
+        let closes = state
+            .outbound
+            .counters
+            .slow_client_closes
+            .load(Ordering::Relaxed);
+        assert_eq!(closes, 1);
+        assert!(socket.replies().is_empty(), "the stuck event never got out");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_silent_client_is_pinged_then_closed_after_three_intervals() {
+        let state = State::for_tests(Config::default());
+        let every = Duration::from_secs(10);
+        let (socket, task) = serve(&state, Some(every));
+        tokio::time::timeout(Duration::from_secs(60), task)
+            .await
+            .unwrap()
+            .unwrap();
+        let w = socket.wire();
+        let pings = w
+            .flushed
+            .iter()
+            .filter(|m| matches!(m, Message::Ping(_)))
+            .count();
+        assert_eq!(pings, 2, "pinged at 10 s and 20 s, closed at 30 s");
+        assert!(w.closed);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_client_that_answers_pings_stays() {
+        let state = State::for_tests(Config::default());
+        let every = Duration::from_secs(10);
+        let (socket, task) = serve(&state, Some(every));
+        for _ in 0..6 {
+            tokio::time::sleep(every).await;
+            socket.send(Message::Pong(Bytes::new()));
+        }
+        assert!(
+            !task.is_finished(),
+            "a minute of pongs keeps the connection"
+        );
+        assert_eq!(state.hub.len(), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_message_too_big_for_the_socket_closes_with_1009() {
+        let state = State::for_tests(Config::default());
+        let (socket, task) = serve(&state, None);
+        socket.fail(axum::Error::new(tungstenite::Error::Capacity(
+            tungstenite::error::CapacityError::MessageTooLong {
+                size: 1 << 30,
+                max_size: 1 << 24,
+            },
+        )));
+        tokio::time::timeout(Duration::from_secs(5), task)
+            .await
+            .unwrap()
+            .unwrap();
+        let w = socket.wire();
+        let close = w.flushed.iter().find_map(|m| match m {
+            Message::Close(Some(frame)) => Some(frame.code),
+            _ => None,
+        });
+        assert_eq!(close, Some(CLOSE_TOO_BIG));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn other_socket_errors_end_the_connection_without_a_close_code() {
+        let state = State::for_tests(Config::default());
+        let (socket, task) = serve(&state, None);
+        socket.fail(axum::Error::new(std::io::Error::other("connection reset")));
+        tokio::time::timeout(Duration::from_secs(5), task)
+            .await
+            .unwrap()
+            .unwrap();
+        let w = socket.wire();
+        assert!(
+            !w.flushed
+                .iter()
+                .any(|m| matches!(m, Message::Close(Some(_))))
+        );
+    }
+}
