@@ -1,5 +1,5 @@
 //! Wire conformance: every row of docs/PROTOCOL.md sections 2-4, over a real loopback WebSocket,
-//! against functions exposed in this test binary.
+//! against the parity fixture's functions plus a few this binary exposes to observe the server.
 
 mod common;
 
@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use common::*;
-use ephaptic::{Caller, Identity, Value, expose};
+use ephaptic::{Caller, Value, expose};
 use futures_util::stream::{self, Stream, StreamExt};
 use serde::{Deserialize, Serialize};
 
@@ -21,7 +21,8 @@ enum Auth {
     Map { token: String },
 }
 
-#[ephaptic::identity_loader]
+/// The loader these tests serve with (set on the builder, replacing parity's): it also fails
+/// and panics on request.
 async fn load(auth: Option<Auth>) -> Result<Option<String>, String> {
     let token = match auth {
         None => return Ok(None),
@@ -33,21 +34,6 @@ async fn load(auth: Option<Auth>) -> Result<Option<String>, String> {
         "panic" => panic!("loader panics on purpose"),
         _ => Ok(Some(token)),
     }
-}
-
-#[expose]
-async fn add(a: i64, b: i64) -> i64 {
-    a + b
-}
-
-#[expose]
-async fn echo(value: Value) -> Value {
-    value
-}
-
-#[expose]
-async fn whoami(caller: Caller) -> Option<Identity> {
-    caller.identity().cloned()
 }
 
 #[derive(Serialize)]
@@ -65,69 +51,8 @@ async fn who(caller: Caller) -> Who {
 }
 
 #[expose]
-async fn named(first: String, second: String) -> String {
-    format!("{first}|{second}")
-}
-
-#[expose]
 async fn maybe(x: i64, label: Option<String>) -> String {
     format!("{x}:{}", label.unwrap_or_else(|| "none".into()))
-}
-
-#[expose]
-async fn returns_null() {}
-
-#[derive(Debug)]
-#[ephaptic::error(code = "INSUFFICIENT_FUNDS", message = "Not enough funds.")]
-pub struct InsufficientFunds {
-    pub available: u32,
-}
-
-#[expose]
-async fn boom() -> Result<(), InsufficientFunds> {
-    Err(InsufficientFunds { available: 3 })
-}
-
-#[expose]
-async fn kaboom() -> ephaptic::Result<()> {
-    Err(std::io::Error::other("secret-detail"))?;
-    Ok(())
-}
-
-#[expose]
-async fn panics() -> u32 {
-    panic!("secret-detail")
-}
-
-#[expose(requires_login)]
-async fn secret() -> String {
-    "s3cret".into()
-}
-
-#[expose]
-async fn countdown(n: u32) -> impl Stream<Item = u32> {
-    stream::iter((1..=n).rev())
-}
-
-#[expose]
-async fn falsy_stream() -> impl Stream<Item = Value> {
-    stream::iter([
-        Value::from(0),
-        Value::Nil,
-        Value::from(false),
-        Value::from(""),
-    ])
-}
-
-#[derive(Debug)]
-#[ephaptic::error(code = "STREAM_FAILED", message = "The stream failed.")]
-pub struct StreamFailed {
-    pub after: u32,
-}
-
-#[expose]
-async fn badstream() -> impl Stream<Item = Result<u32, StreamFailed>> {
-    stream::iter([Ok(1), Err(StreamFailed { after: 1 })])
 }
 
 #[expose]
@@ -148,7 +73,7 @@ async fn maybe_stream(open: bool) -> Result<impl Stream<Item = u32>, NoStream> {
     }
 }
 
-/// How many `ticker` streams are alive, to see that cancel and disconnect really stop them.
+/// How many `counted_ticker` streams are alive, to see that cancel and disconnect really stop them.
 static TICKERS: AtomicUsize = AtomicUsize::new(0);
 
 struct Alive;
@@ -165,7 +90,7 @@ impl Drop for Alive {
 }
 
 #[expose]
-async fn ticker(ms: u64) -> impl Stream<Item = u64> {
+async fn counted_ticker(ms: u64) -> impl Stream<Item = u64> {
     let alive = Alive::new();
     stream::unfold((0u64, alive), move |(n, alive)| async move {
         tokio::time::sleep(Duration::from_millis(ms)).await;
@@ -178,7 +103,7 @@ async fn tickers_alive() -> usize {
     TICKERS.load(Ordering::SeqCst)
 }
 
-/// How many `sleepy` calls were dropped before finishing.
+/// How many `counted_sleepy` calls were dropped before finishing.
 static SLEEPY_CANCELLED: AtomicUsize = AtomicUsize::new(0);
 
 struct CountIfDropped(bool);
@@ -191,7 +116,7 @@ impl Drop for CountIfDropped {
 }
 
 #[expose]
-async fn sleepy(ms: u64) -> u64 {
+async fn counted_sleepy(ms: u64) -> u64 {
     let mut guard = CountIfDropped(false);
     tokio::time::sleep(Duration::from_millis(ms)).await;
     guard.0 = true;
@@ -208,19 +133,6 @@ async fn sleepy_cancelled() -> usize {
 fn blocking_sleep(ms: u64) -> u64 {
     std::thread::sleep(Duration::from_millis(ms));
     ms
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-pub struct Item {
-    pub id: u64,
-    pub name: String,
-    #[serde(default)]
-    pub tags: Vec<String>,
-}
-
-#[expose]
-async fn make_item(item: Item) -> Item {
-    item
 }
 
 #[derive(Debug, Serialize, Deserialize, PartialEq)]
@@ -242,9 +154,18 @@ async fn renamed_fn() -> &'static str {
 
 // ----------------------------------------------------------------------------------------------
 
-async fn server() -> String {
-    start(ephaptic::Server::new()).await
+/// A server of this binary's functions, with its identity loader.
+fn base() -> ephaptic::Server {
+    ephaptic::Server::new().identity_loader(load)
 }
+
+async fn server() -> String {
+    start(base()).await
+}
+
+/// The functions shared with every client's tests are parity's own (`examples/parity`),
+/// linked here; this binary adds only what its tests need to observe.
+use parity as _;
 
 fn int(n: i64) -> Value {
     Value::from(n)
@@ -549,7 +470,7 @@ async fn undeclared_errors_and_panics_are_masked_and_cost_only_their_call() {
 
 #[tokio::test]
 async fn debug_mode_shows_internal_details() {
-    let url = start(ephaptic::Server::new().debug(true)).await;
+    let url = start(base().debug(true)).await;
     let mut c = Client::connect(&url).await;
     let e = c.err("kaboom", vec![]).await;
     assert_eq!(get(&e, "code"), &v("INTERNAL"));
@@ -686,7 +607,7 @@ async fn cancel_stops_a_stream_and_answers_nothing_more() {
     let url = server().await;
     let mut c = Client::connect(&url).await;
     let mut observer = Client::connect(&url).await;
-    c.send(&rpc("t", "ticker", vec![int(5)])).await;
+    c.send(&rpc("t", "counted_ticker", vec![int(5)])).await;
     assert!(has(&c.recv().await, "stream"));
     assert!(has(&c.recv().await, "chunk"));
     c.send(&map(vec![("type", v("cancel")), ("id", v("t"))]))
@@ -709,7 +630,7 @@ async fn cancel_stops_a_pending_call() {
     let url = server().await;
     let mut c = Client::connect(&url).await;
     let before = c.ok("sleepy_cancelled", vec![]).await.as_u64().unwrap();
-    c.send(&rpc(5, "sleepy", vec![int(400)])).await;
+    c.send(&rpc(5, "counted_sleepy", vec![int(400)])).await;
     tokio::time::sleep(Duration::from_millis(50)).await;
     c.send(&map(vec![("type", v("cancel")), ("id", int(5))]))
         .await;
@@ -727,8 +648,8 @@ async fn closing_the_connection_stops_its_streams() {
     let url = server().await;
     let mut observer = Client::connect(&url).await;
     let mut c = Client::connect(&url).await;
-    c.send(&rpc(1, "ticker", vec![int(5)])).await;
-    c.send(&rpc(2, "ticker", vec![int(5)])).await;
+    c.send(&rpc(1, "counted_ticker", vec![int(5)])).await;
+    c.send(&rpc(2, "counted_ticker", vec![int(5)])).await;
     assert!(has(&c.recv().await, "stream"));
     c.ws.close(None).await.unwrap();
     drop(c);
@@ -865,7 +786,7 @@ async fn bad_frames_cost_only_themselves() {
 
 #[tokio::test]
 async fn an_oversized_frame_is_refused_and_the_connection_lives() {
-    let url = start(ephaptic::Server::new().max_frame_size(1024)).await;
+    let url = start(base().max_frame_size(1024)).await;
     let mut c = Client::connect(&url).await;
     let big = rpc(1, "echo", vec![Value::Binary(vec![7; 4096])]);
     c.send(&big).await;
@@ -902,7 +823,7 @@ async fn caller_context_knows_connection_and_peer() {
 #[tokio::test]
 async fn origins_outside_the_allowed_list_are_refused() {
     use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-    let url = start(ephaptic::Server::new().allowed_origins(["http://good.test"])).await;
+    let url = start(base().allowed_origins(["http://good.test"])).await;
     let mut req = url.as_str().into_client_request().unwrap();
     req.headers_mut()
         .insert("Origin", "http://evil.test".parse().unwrap());
@@ -943,7 +864,7 @@ async fn the_router_mounts_beside_an_apps_own_routes() {
 
 #[tokio::test]
 async fn camel_case_naming_renames_every_function_without_an_explicit_name() {
-    let url = start(ephaptic::Server::new().rename_all(ephaptic::Naming::CamelCase)).await;
+    let url = start(base().rename_all(ephaptic::Naming::CamelCase)).await;
     let mut c = Client::connect(&url).await;
     assert!(c.ok("returnsNull", vec![]).await.is_nil());
     assert_eq!(
@@ -954,7 +875,8 @@ async fn camel_case_naming_renames_every_function_without_an_explicit_name() {
         .await
         .as_map()
         .map(|m| m.len()),
-        Some(3)
+        // parity's `Item`: id, name, and the defaulted tags and when
+        Some(4)
     );
     assert_eq!(
         get(&c.err("returns_null", vec![]).await, "code"),
@@ -962,11 +884,6 @@ async fn camel_case_naming_renames_every_function_without_an_explicit_name() {
     );
     // An explicit `name = "..."` is kept as written.
     assert_eq!(c.ok("renamedFn", vec![]).await, v("renamed"));
-}
-
-#[expose(rate_limit = "2/m")]
-async fn limited() -> &'static str {
-    "ok"
 }
 
 #[tokio::test]
@@ -1035,7 +952,7 @@ async fn an_error_message_can_name_the_errors_fields() {
 async fn pings_keep_a_reading_client_and_a_silent_one_is_closed() {
     use tokio_tungstenite::tungstenite::Message;
     let every = Duration::from_millis(100);
-    let url = start(ephaptic::Server::new().ping_interval(Some(every))).await;
+    let url = start(base().ping_interval(Some(every))).await;
     // A client that reads answers each ping (tungstenite pongs while it reads); one that never
     // reads sends nothing at all, so to the server it is silent.
     let mut live = Client::connect(&url).await;
@@ -1072,7 +989,7 @@ async fn pings_keep_a_reading_client_and_a_silent_one_is_closed() {
 async fn a_message_past_the_hard_limit_closes_with_1009() {
     use tokio_tungstenite::tungstenite::Message;
     // The WebSocket layer refuses messages past sixteen times `max_frame_size`.
-    let url = start(ephaptic::Server::new().max_frame_size(1024)).await;
+    let url = start(base().max_frame_size(1024)).await;
     let mut c = Client::connect(&url).await;
     let other = Client::connect(&url).await;
     c.send_raw(vec![0x90; 20 * 1024]).await;
