@@ -265,32 +265,40 @@ where
 }
 
 /// The traits generated code brings into scope (`use kinds::*`).
+/// Brings every rung of [`kinds`] into scope, for the two ladders below.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __ephaptic_ts_kinds {
+    () => {
+        #[allow(unused_imports)]
+        use $crate::__private::ts::kinds::{
+            AnswerResult as _, AnswerResultStream as _, AnswerResultTryStream as _,
+            AnswerStream as _, AnswerTryStream as _, AnswerValue as _, DescribeModel as _,
+            DescribeTs as _, DescribeUnknown as _,
+        };
+    };
+}
+
 /// The description ladder: `describe!(TsTag::<T>::new())` (or any `TsTag` value) gives `T`'s
 /// [`TypeInfo`]: through `Model` when it is one, ts-rs when it has a `TS` impl, `unknown`
-/// otherwise. One `&` per rung of [`kinds`] above the last.
+/// otherwise. One `&` per `Describe*` rung of [`kinds`] above the last.
 #[doc(hidden)]
 #[macro_export]
 macro_rules! __ephaptic_describe {
     ($tag:expr) => {{
-        #[allow(unused_imports)]
-        use $crate::__private::ts::kinds::{
-            DescribeModel as _, DescribeTs as _, DescribeUnknown as _,
-        };
+        $crate::__ephaptic_ts_kinds!();
         (&&&$tag).__ephaptic_ts()
     }};
 }
 
 /// The answer ladder: `answer!(output_tag)` tells a function's answer shape (value, stream,
-/// their `Result` forms) and the item type it describes.
+/// their `Result` forms) and the item type it describes. One `&` per `Answer*` rung above the
+/// last.
 #[doc(hidden)]
 #[macro_export]
 macro_rules! __ephaptic_answer {
     ($tag:expr) => {{
-        #[allow(unused_imports)]
-        use $crate::__private::ts::kinds::{
-            AnswerResult as _, AnswerResultStream as _, AnswerResultTryStream as _,
-            AnswerStream as _, AnswerTryStream as _, AnswerValue as _,
-        };
+        $crate::__ephaptic_ts_kinds!();
         (&&&&&&$tag).__ephaptic_answer()
     }};
 }

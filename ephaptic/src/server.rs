@@ -197,7 +197,7 @@ impl Server {
         F: Fn(crate::Caller) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = ()> + Send + 'static,
     {
-        self.on_connect = Some(Arc::new(move |caller| Box::pin(hook(caller))));
+        self.on_connect = Some(erase_hook(hook));
         self
     }
 
@@ -209,7 +209,7 @@ impl Server {
         F: Fn(crate::Caller) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = ()> + Send + 'static,
     {
-        self.on_disconnect = Some(Arc::new(move |caller| Box::pin(hook(caller))));
+        self.on_disconnect = Some(erase_hook(hook));
         self
     }
 
@@ -311,4 +311,13 @@ impl Server {
         )
         .await
     }
+}
+
+/// A connection hook, type-erased.
+fn erase_hook<F, Fut>(hook: F) -> Hook
+where
+    F: Fn(crate::Caller) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    Arc::new(move |caller| Box::pin(hook(caller)))
 }

@@ -51,12 +51,12 @@ impl Audience {
 /// # }
 /// ```
 pub fn to(ids: impl IntoTargets) -> Audience {
-    Audience::Users(ids.into_targets())
+    Audience::users(ids)
 }
 
 /// Addresses every connection in a group (see [`Caller::join`](crate::Caller::join)).
 pub fn group(name: impl Into<String>) -> Audience {
-    Audience::Group(name.into())
+    Audience::group(name)
 }
 
 /// One identity or a collection of them, for [`to`].

@@ -325,20 +325,26 @@ mod tests {
         out
     }
 
-    #[tokio::test]
-    async fn a_call_that_finishes_on_its_first_poll_is_answered_inline() {
-        let (state, conn, mut rx) = harness();
-        let out = on_frame(
-            &state,
-            &conn,
-            call(1, "dispatch_test_add", vec![2.into(), 3.into()]),
-        );
+    /// The one frame answered at once to a call.
+    fn answered(state: &Arc<State>, conn: &Arc<Connection>, frame: Bytes) -> Value {
+        let out = on_frame(state, conn, frame);
         assert_eq!(
             out.len(),
             1,
             "answered with the read, not through the queue"
         );
-        assert_eq!(field(&decode(&out[0]), "result"), &Value::from(5));
+        decode(&out[0])
+    }
+
+    #[tokio::test]
+    async fn a_call_that_finishes_on_its_first_poll_is_answered_inline() {
+        let (state, conn, mut rx) = harness();
+        let reply = answered(
+            &state,
+            &conn,
+            call(1, "dispatch_test_add", vec![2.into(), 3.into()]),
+        );
+        assert_eq!(field(&reply, "result"), &Value::from(5));
         assert_eq!(conn.calls_running(), 0, "no task was spawned");
         assert_eq!(rx.try_recv(), None);
     }
@@ -387,12 +393,12 @@ mod tests {
     #[tokio::test]
     async fn a_panic_costs_its_own_call_only() {
         let (state, conn, mut rx) = harness();
-        let out = on_frame(
+        let reply = answered(
             &state,
             &conn,
             call(4, "dispatch_test_panic", vec![false.into()]),
         );
-        let error = field(&decode(&out[0]), "error").clone();
+        let error = field(&reply, "error").clone();
         assert_eq!(field(&error, "code"), &Value::from("INTERNAL"));
         assert_eq!(
             field(&error, "message"),
@@ -419,29 +425,26 @@ mod tests {
         );
 
         // The connection goes on.
-        let out = on_frame(
+        let reply = answered(
             &state,
             &conn,
             call(6, "dispatch_test_add", vec![1.into(), 1.into()]),
         );
-        assert_eq!(field(&decode(&out[0]), "result"), &Value::from(2));
+        assert_eq!(field(&reply, "result"), &Value::from(2));
     }
 
     #[tokio::test]
     async fn unknown_functions_and_bad_arguments_are_answered_at_once() {
         let (state, conn, _rx) = harness();
-        let out = on_frame(&state, &conn, call(7, "no_such_function", vec![]));
-        assert_eq!(
-            field(field(&decode(&out[0]), "error"), "code"),
-            &Value::from("NOT_FOUND")
-        );
-        let out = on_frame(
+        let code = |reply: Value| field(field(&reply, "error"), "code").clone();
+        let reply = answered(&state, &conn, call(7, "no_such_function", vec![]));
+        assert_eq!(code(reply), Value::from("NOT_FOUND"));
+        let reply = answered(
             &state,
             &conn,
             call(8, "dispatch_test_add", vec!["x".into()]),
         );
-        let error = field(&decode(&out[0]), "error").clone();
-        assert_eq!(field(&error, "code"), &Value::from("VALIDATION_ERROR"));
+        assert_eq!(code(reply), Value::from("VALIDATION_ERROR"));
         assert_eq!(conn.calls_running(), 0);
     }
 }
