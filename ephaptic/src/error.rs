@@ -15,7 +15,7 @@ use crate::wire::reply;
 ///
 /// * **Application errors** you return on purpose, with your own code:
 ///   `Error::new("OUT_OF_STOCK", "That item is sold out.")`, optionally `.with_data(...)`, or a
-///   type declared with [`#[ephaptic::error]`](crate::error) that converts into one.
+///   type declared with [`#[ephaptic::error]`](macro@crate::error) that converts into one.
 /// * **Protocol errors** the runtime answers with (`NOT_FOUND`, `VALIDATION_ERROR`,
 ///   `UNAUTHORIZED`).
 /// * **Internal errors**: anything else. Every `std::error::Error` converts into an `Error`

@@ -129,7 +129,7 @@
 //!
 //! `#[event]` makes a struct (or an enum serde writes as a map) something clients listen for:
 //! `client.on("Notice", data => ...)`. Its fields are the data; your `#[serde(...)]` attributes
-//! apply. Send it to everyone with [`emit`], to every connection of some identities with
+//! apply. Send it to everyone with [`emit`](fn@emit), to every connection of some identities with
 //! [`to`], to a group with [`group`], or to the caller with [`Caller::emit`]. Each returns how
 //! many connections on this server it reached, and each event is encoded once for all of them.
 //!
@@ -193,7 +193,7 @@
 //! ([`Server::outbound_capacity`], default 1024 frames). An event that finds it full closes
 //! that connection with close code 1008 (the client reconnects and refetches, so it never
 //! silently misses an event), or, with [`SlowClient::DropEvents`], drops the event for that
-//! client. Either way no memory grows and no other client waits. [`metrics`] reports queue
+//! client. Either way no memory grows and no other client waits. [`metrics`](fn@metrics) reports queue
 //! lengths and how often the policy fired.
 //!
 //! ## Serving

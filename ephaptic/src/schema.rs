@@ -3,7 +3,7 @@
 //!
 //! The macros write, next to each item, a function that builds these descriptions on demand, so
 //! nothing here costs anything unless an exporter runs. Types are classified at compile time by
-//! the same "autoref" method-resolution trick as [`returns`](crate::handler::returns): a type with a `TS` impl
+//! the same "autoref" method-resolution trick as the return shapes (`handler/returns.rs`): a type with a `TS` impl
 //! is described by ts-rs; one without (such as [`Value`](crate::Value)) becomes `unknown`, and
 //! the exporter says so.
 

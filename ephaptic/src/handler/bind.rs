@@ -4,9 +4,16 @@
 use serde::Serialize;
 use serde::de::{self, DeserializeOwned, Deserializer, Visitor};
 
-use super::defs::FunctionDef;
 use crate::error::Error;
 use crate::wire::{RawFrame, SmallList, Span};
+
+/// What binding and answering a call need to know of its function: the wire name and the
+/// parameters that come from the wire, in order (copied from its `FunctionDef`).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct CallSig {
+    pub name: &'static str,
+    pub params: &'static [&'static str],
+}
 
 /// A type that can be a parameter of an exposed function: anything `Deserialize` that owns its
 /// data.
@@ -51,7 +58,7 @@ pub struct Issue {
 #[doc(hidden)]
 #[derive(Debug)]
 pub struct Binder<'a> {
-    def: &'static FunctionDef,
+    sig: CallSig,
     frame: &'a [u8],
     /// Where each parameter's value is; `None` in the common case of positional arguments
     /// only, no more than the parameters, where `positional` says it directly.
@@ -62,27 +69,27 @@ pub struct Binder<'a> {
 
 impl<'a> Binder<'a> {
     #[inline]
-    pub(crate) fn new(def: &'static FunctionDef, frame: &'a [u8], raw: &'a RawFrame) -> Self {
+    pub(crate) fn new(sig: CallSig, frame: &'a [u8], raw: &'a RawFrame) -> Self {
         if !raw.args_not_array
             && !raw.kwargs_not_map
             && raw.kwargs.is_empty()
-            && raw.args.len() <= def.params.len()
+            && raw.args.len() <= sig.params.len()
         {
             return Binder {
-                def,
+                sig,
                 frame,
                 slots: None,
                 positional: &raw.args,
                 issues: Vec::new(),
             };
         }
-        Self::by_name(def, frame, raw)
+        Self::by_name(sig, frame, raw)
     }
 
     /// The general case: keyword arguments, too many arguments, or malformed lists.
     #[cold]
-    fn by_name(def: &'static FunctionDef, frame: &'a [u8], raw: &'a RawFrame) -> Self {
-        let params = def.params;
+    fn by_name(sig: CallSig, frame: &'a [u8], raw: &'a RawFrame) -> Self {
+        let params = sig.params;
         let mut slots = SmallList::filled(params.len());
         let mut issues = Vec::new();
         if raw.args_not_array {
@@ -107,7 +114,7 @@ impl<'a> Binder<'a> {
                     loc: vec![Loc::Index(i)],
                     msg: format!(
                         "'{}' takes {} positional argument{} but {} were given",
-                        def.name,
+                        sig.name,
                         params.len(),
                         if params.len() == 1 { "" } else { "s" },
                         raw.args.len()
@@ -136,7 +143,7 @@ impl<'a> Binder<'a> {
             }
         }
         Binder {
-            def,
+            sig,
             frame,
             slots: Some(slots),
             positional: &[],
@@ -170,7 +177,7 @@ impl<'a> Binder<'a> {
         index: usize,
         slot: Option<Span>,
     ) -> Option<T> {
-        let name = self.def.params[index];
+        let name = self.sig.params[index];
         match slot {
             Some(span) => {
                 let bytes = span.of(self.frame);

@@ -3,14 +3,11 @@
 //! wherever they are defined, with no list to maintain.
 
 use std::fmt;
-use std::future::Future;
-use std::pin::Pin;
 
+use super::bind::CallSig;
+pub use super::request::BoxFuture;
 use super::request::{Request, Started};
 use crate::identity::Identity;
-
-/// A boxed, sendable future; what generated shims return.
-pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
 
 /// Where an item was declared, for start-up errors and logs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,6 +75,15 @@ impl FunctionDef {
             channels: &[],
             signature: crate::schema::Signature::new,
             handler,
+        }
+    }
+
+    /// What binding a call of it needs.
+    #[inline]
+    pub(crate) fn call_sig(&self) -> CallSig {
+        CallSig {
+            name: self.name,
+            params: self.params,
         }
     }
 

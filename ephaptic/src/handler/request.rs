@@ -1,6 +1,7 @@
 //! The call contract generated code compiles against: a [`Request`] to bind, the [`Call`] a
 //! running function keeps, and the [`Outcome`] it answers with.
 
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -8,12 +9,14 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use futures_core::Stream;
 
-use super::bind::Binder;
+use super::bind::{Binder, CallSig};
 use super::caller::Caller;
-use super::defs::{BoxFuture, FunctionDef};
 use crate::error::Error;
 use crate::session::{Connection, Hub};
 use crate::wire::{RawFrame, reply};
+
+/// A boxed, sendable future; what generated shims return.
+pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
 
 /// A boxed stream of encoded chunk frames, as a streaming function's outcome.
 pub type ChunkStream = Pin<Box<dyn Stream<Item = Result<Bytes, Error>> + Send + 'static>>;
@@ -46,7 +49,7 @@ impl std::fmt::Debug for Outcome {
 pub struct Request<'a> {
     frame: &'a [u8],
     raw: &'a RawFrame,
-    def: &'static FunctionDef,
+    sig: CallSig,
     conn: &'a Arc<Connection>,
     hub: &'a Arc<Hub>,
 }
@@ -54,26 +57,26 @@ pub struct Request<'a> {
 impl std::fmt::Debug for Request<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Request")
-            .field("function", &self.def.name)
+            .field("function", &self.sig.name)
             .finish_non_exhaustive()
     }
 }
 
 impl<'a> Request<'a> {
-    /// A call of `def` read from `frame` (parsed into `raw`) on `conn`, a connection of the
+    /// A call of the function `sig` describes, read from `frame` (parsed into `raw`) on `conn`, a connection of the
     /// server whose connections `hub` indexes.
     #[inline]
     pub(crate) fn new(
         frame: &'a [u8],
         raw: &'a RawFrame,
-        def: &'static FunctionDef,
+        sig: CallSig,
         conn: &'a Arc<Connection>,
         hub: &'a Arc<Hub>,
     ) -> Self {
         Request {
             frame,
             raw,
-            def,
+            sig,
             conn,
             hub,
         }
@@ -82,7 +85,7 @@ impl<'a> Request<'a> {
     /// Starts binding the call's arguments to the function's parameters.
     #[inline]
     pub fn bind(&self) -> Binder<'a> {
-        Binder::new(self.def, self.frame, self.raw)
+        Binder::new(self.sig, self.frame, self.raw)
     }
 
     /// The caller's context.
@@ -95,7 +98,7 @@ impl<'a> Request<'a> {
     pub fn call(&self) -> Call {
         Call {
             id: CallId::new(self.raw.id(self.frame)),
-            def: self.def,
+            name: self.sig.name,
         }
     }
 }
@@ -104,13 +107,14 @@ impl<'a> Request<'a> {
 #[doc(hidden)]
 pub struct Call {
     id: CallId,
-    def: &'static FunctionDef,
+    /// The function's wire name, for error details.
+    name: &'static str,
 }
 
 impl std::fmt::Debug for Call {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Call")
-            .field("function", &self.def.name)
+            .field("function", &self.name)
             .finish_non_exhaustive()
     }
 }
@@ -159,7 +163,7 @@ impl Call {
             Ok(frame) => Outcome::Reply(frame),
             Err(e) => Outcome::Error(Error::internal(format_args!(
                 "the result of '{}' could not be encoded: {e}",
-                self.def.name
+                self.name
             ))),
         }
     }
@@ -172,7 +176,7 @@ impl Call {
         E: Into<Error>,
     {
         let id = Bytes::copy_from_slice(self.id());
-        let name = self.def.name;
+        let name = self.name;
         Outcome::Stream(Box::pin(Chunks {
             inner: Box::pin(stream),
             id,

@@ -87,7 +87,7 @@ pub(crate) fn start(
     // exactly as if it had been spawned at first: the task polls it again at once, with the
     // task's own waker (so the no-op waker of this first poll is never relied on), it stays
     // concurrent with the connection's other calls, and it can be cancelled.
-    let request = Request::new(frame, raw, def, conn, &state.hub);
+    let request = Request::new(frame, raw, def.call_sig(), conn, &state.hub);
     let first = catch_unwind(AssertUnwindSafe(|| match (def.handler)(&request) {
         Started::Done(outcome) => Ok(outcome),
         Started::Running(mut fut) => {

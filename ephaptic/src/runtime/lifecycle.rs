@@ -12,12 +12,9 @@ use bytes::Bytes;
 use super::inbound::{self, Init};
 use super::panic::CatchUnwind;
 use super::scope::in_scope;
-use super::state::State;
-use crate::handler::{BoxFuture, Caller};
+use super::state::{Hook, State};
+use crate::handler::Caller;
 use crate::session::{CloseSignal, Connection, Outbox, Receiver, outbound};
-
-/// A connection hook, type-erased.
-pub(crate) type Hook = Arc<dyn Fn(Caller) -> BoxFuture<()> + Send + Sync>;
 
 /// One connection of one server, as its task drives it.
 #[derive(Debug)]

@@ -1,6 +1,6 @@
 //! The runtime: one server's state, handed down to each connection ([`state`]); what a frame
 //! asks for ([`inbound`]) and running calls ([`dispatch`]); a connection's life
-//! ([`lifecycle`]); sending events ([`emit`]) through the one seam where they leave
+//! ([`lifecycle`]); sending events ([`emit`](mod@emit)) through the one seam where they leave
 //! ([`delivery`]); rate limits and metrics. Knows nothing of WebSockets: the transport above
 //! hands it frames and drains what it queues.
 
@@ -17,7 +17,7 @@ pub(crate) mod state;
 
 pub use emit::{announce, emit};
 pub(crate) use inbound::Init;
-pub(crate) use lifecycle::{Hook, Session};
+pub(crate) use lifecycle::Session;
 pub use metrics::{Metrics, metrics};
 pub(crate) use scope::{in_scope, set_default, sync_in_scope};
-pub(crate) use state::{Config, Parts, State};
+pub(crate) use state::{Config, Hook, Parts, State};

@@ -7,11 +7,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use super::delivery::Delivery;
-use super::lifecycle::Hook;
 use super::ratelimit::Limiter;
-use crate::handler::DynLoader;
+use crate::handler::{BoxFuture, Caller, DynLoader};
 use crate::registry::{FunctionIndex, Registry};
 use crate::session::{Hub, Policy, SlowClient};
+
+/// A connection hook (`Server::on_connect` / `on_disconnect`), type-erased.
+pub(crate) type Hook = Arc<dyn Fn(Caller) -> BoxFuture<()> + Send + Sync>;
 
 /// A server's settings, as the builder collected them.
 #[derive(Debug, Clone)]

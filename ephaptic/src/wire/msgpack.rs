@@ -29,7 +29,7 @@ pub(crate) fn is_map(encoded: &[u8]) -> bool {
     matches!(encoded.first(), Some(0x80..=0x8f | 0xde | 0xdf))
 }
 
-/// "Not on the fast path": the caller encodes (or, for [`unpack`](super::unpack), decodes)
+/// "Not on the fast path": the caller encodes (or, for [`unpack`](fn@super::unpack), decodes)
 /// the value again with `rmp_serde`.
 #[derive(Debug)]
 pub(crate) struct Fallback;
