@@ -2,9 +2,8 @@
 //! index that delivery reads. Joining and leaving groups happens here, so that a connection's
 //! own list of groups and the index agree.
 //!
-//! Each change reports whether it changed what this server holds an interest in (the first
-//! connection of an identity or a group arrived, or the last one left): what a backplane to
-//! other servers subscribes to and unsubscribes from.
+//! `identify` reports whether a connection is its identity's first on this server: what a
+//! backplane to other servers subscribes by.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
