@@ -59,6 +59,7 @@ impl Session {
     /// Handles one binary frame; answers that are ready go into `out`. `Some` when the frame
     /// was the first and an `init`: [`authenticate`](Self::authenticate) must run before the
     /// next frame is read.
+    #[inline]
     pub fn on_binary(&mut self, frame: Bytes, out: &mut Outbox) -> Option<Init> {
         let first = !self.settled;
         let init = inbound::on_frame(&self.state, &self.conn, frame, first, out);

@@ -31,6 +31,9 @@ impl<T: Default + Clone, const N: usize> SmallList<T, N> {
         list
     }
 
+    // Inline: the frame reader pushes each argument, and out of line the call costs more
+    // than the push (it stayed inline while the reader and the list shared a file).
+    #[inline]
     pub fn push(&mut self, item: T) {
         if self.len < N {
             self.inline[self.len] = item;
