@@ -8,8 +8,8 @@
 #
 # Needs: the Rust toolchain pinned in rust-toolchain.toml (with cargo-nextest if present,
 # plain `cargo test` otherwise), Node.js 20+ with npm, and python3. Installs what is missing:
-# Debian's chromium (browser smoke test), the client's npm packages (npm ci), and a Python venv
-# with the PyPI client ephaptic==0.5.0 (target/interop-venv).
+# Debian's chromium (browser smoke test) and redis-server (scale-out tests), the client's npm
+# packages (npm ci), and a Python venv with the PyPI client ephaptic==0.5.0 (target/interop-venv).
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -41,6 +41,10 @@ need_apt() {
 if ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then
     step "install python3-venv" need_apt python3-venv
 fi
+# The scale-out tests start their own redis-server on free loopback ports.
+if ! command -v redis-server >/dev/null 2>&1; then
+    step "install redis-server" need_apt redis-server
+fi
 
 rust_tests() {
     if cargo nextest --version >/dev/null 2>&1; then
@@ -53,6 +57,8 @@ rust_tests() {
 if ! $quick; then
     step "format" cargo fmt --all --check
     step "lint" cargo clippy --workspace --all-targets -- -D warnings
+    # The workspace turns on `redis`; the runtime must build and lint without it too.
+    step "lint without optional features" cargo clippy -p ephaptic --all-targets -- -D warnings
 fi
 step "Rust tests" rust_tests
 if ! $quick; then

@@ -43,6 +43,32 @@ impl Identity {
         }
     }
 
+    /// The identity a [`key`](Self::key) names; also reads `n:<integer>`, the integer prefix
+    /// the TypeScript reference server writes. `None` for anything else.
+    ///
+    /// ```
+    /// use ephaptic::Identity;
+    ///
+    /// assert_eq!(Identity::from_key("i:7"), Some(Identity::from(7)));
+    /// assert_eq!(Identity::from_key("n:7"), Some(Identity::from(7)));
+    /// assert_eq!(Identity::from_key("s:7"), Some(Identity::from("7")));
+    /// assert_eq!(Identity::from_key("x:7"), None);
+    /// ```
+    pub fn from_key(key: &str) -> Option<Identity> {
+        let (kind, rest) = key.split_once(':')?;
+        match kind {
+            "s" => Some(Identity::Str(rest.to_owned())),
+            "i" | "n" => rest.parse().ok().map(Identity::Int),
+            "b" => match rest {
+                "1" => Some(Identity::Bool(true)),
+                "0" => Some(Identity::Bool(false)),
+                _ => None,
+            },
+            "u" => rest.parse().ok().map(Identity::Uuid),
+            _ => None,
+        }
+    }
+
     /// The string, if this is a string identity.
     pub fn as_str(&self) -> Option<&str> {
         match self {

@@ -229,16 +229,26 @@
 extern crate self as ephaptic;
 
 // Layers, bottom to top; each imports only from the layers below it (ARCHITECTURE.md).
-mod error;
-mod handler;
-mod identity;
-mod registry;
-mod runtime;
-pub mod schema;
-mod server;
-mod session;
-mod transport;
 mod wire;
+
+mod error;
+mod identity;
+pub mod schema;
+
+mod session;
+
+mod handler;
+
+mod registry;
+
+mod runtime;
+
+mod transport;
+
+#[cfg(feature = "redis")]
+mod backplane;
+
+mod server;
 
 #[doc(hidden)]
 #[path = "bench.rs"]

@@ -40,6 +40,17 @@ pub struct Server {
     naming: Naming,
     on_connect: Option<Hook>,
     on_disconnect: Option<Hook>,
+    #[cfg(feature = "redis")]
+    redis: RedisConfig,
+}
+
+/// The Redis settings the builder collects.
+#[cfg(feature = "redis")]
+#[derive(Debug, Default)]
+struct RedisConfig {
+    url: Option<String>,
+    compat: bool,
+    probe_every: Option<Duration>,
 }
 
 impl fmt::Debug for Server {
@@ -71,6 +82,8 @@ impl Server {
             naming: Naming::AsWritten,
             on_connect: None,
             on_disconnect: None,
+            #[cfg(feature = "redis")]
+            redis: RedisConfig::default(),
         }
     }
 
@@ -164,6 +177,81 @@ impl Server {
         self
     }
 
+    /// Delivers events across every server on this Redis (or Valkey, 6 or later): `to(user)`
+    /// reaches that user's connections on any server, `emit` and channels reach every
+    /// listener of every server, and rate limits are counted across all of them. Without this
+    /// (and without `EPHAPTIC_REDIS_URL`, which it overrides), events stay on this server.
+    ///
+    /// The server starts even when Redis cannot be reached, and serves calls and its own
+    /// events throughout an outage; events for other servers are dropped and counted in
+    /// [`metrics`](crate::metrics) meanwhile, and delivery resumes by itself. See the "Scaling
+    /// out" guide (`docs/SCALING.md`) for what is guaranteed across servers.
+    ///
+    /// ```no_run
+    /// # async fn run() -> std::io::Result<()> {
+    /// ephaptic::Server::new()
+    ///     .redis("redis://127.0.0.1:6379")
+    ///     .serve("0.0.0.0:8000")
+    ///     .await
+    /// # }
+    /// ```
+    #[cfg(feature = "redis")]
+    pub fn redis(mut self, url: impl Into<String>) -> Self {
+        self.redis.url = Some(url.into());
+        self
+    }
+
+    /// Compatibility with Python ephaptic servers on the same Redis (default off): `to(user)`
+    /// events travel through the reference's channel `ephaptic:broadcast` in its envelope, so a
+    /// Python server's `to("alice").emit(..)` reaches alice here and this server's reaches her
+    /// there. The cost: every server then receives every `to(user)` event of the cluster and
+    /// keeps those for its own users, instead of subscribing to the users it holds.
+    #[cfg(feature = "redis")]
+    pub fn redis_compat(mut self, on: bool) -> Self {
+        self.redis.compat = on;
+        self
+    }
+
+    /// How often the server checks that its Redis subscription still receives (default 5 s):
+    /// it publishes a probe to itself, and replaces the connection when two in a row do not
+    /// come back. It also re-subscribes whatever an outage left out at each check.
+    #[cfg(feature = "redis")]
+    pub fn redis_probe_interval(mut self, every: Duration) -> Self {
+        self.redis.probe_every = Some(every.max(Duration::from_millis(100)));
+        self
+    }
+
+    /// The backplane the settings ask for.
+    #[cfg(feature = "redis")]
+    fn backplane(&self) -> Result<Option<Box<dyn crate::runtime::delivery::Backplane>>, String> {
+        let url = self.redis.url.clone().or_else(|| {
+            std::env::var("EPHAPTIC_REDIS_URL")
+                .ok()
+                .filter(|u| !u.is_empty())
+        });
+        let Some(url) = url else {
+            return Ok(None);
+        };
+        let mut settings = crate::backplane::Settings::new(url);
+        settings.compat = self.redis.compat;
+        if let Some(every) = self.redis.probe_every {
+            settings.probe_every = every;
+        }
+        let redis = crate::backplane::Redis::new(settings)?;
+        Ok(Some(Box::new(redis)))
+    }
+
+    #[cfg(not(feature = "redis"))]
+    fn backplane(&self) -> Result<Option<Box<dyn crate::runtime::delivery::Backplane>>, String> {
+        if std::env::var_os("EPHAPTIC_REDIS_URL").is_some_and(|u| !u.is_empty()) {
+            tracing::warn!(
+                "EPHAPTIC_REDIS_URL is set, but ephaptic was built without its `redis` feature, so \
+                 events stay on this server: add `features = [\"redis\"]` to the ephaptic dependency"
+            );
+        }
+        Ok(None)
+    }
+
     /// How functions without an explicit `name = "..."` are named on the wire, for the whole
     /// server at once: `Naming::CamelCase` serves `create_todo` as `createTodo`. Give the
     /// TypeScript exporter the same setting.
@@ -236,6 +324,7 @@ impl Server {
     /// Builds the runtime state: the registry (failing on duplicate names) and the loader.
     pub(crate) fn build(self) -> Result<Arc<State>, RegistryError> {
         let registry = Registry::build(&self.explicit, self.naming)?;
+        let backplane = self.backplane().map_err(|e| RegistryError(vec![e]))?;
         let loader = self.loader.or_else(|| {
             registry.loader.map(|def| {
                 let load = def.load;
@@ -264,6 +353,7 @@ impl Server {
             loader,
             on_connect: self.on_connect,
             on_disconnect: self.on_disconnect,
+            backplane,
         }))
     }
 

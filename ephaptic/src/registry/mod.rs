@@ -26,7 +26,8 @@ pub(crate) struct Registry {
     pub loader: Option<&'static LoaderDef>,
 }
 
-/// Why the declared items cannot be served together.
+/// Why a server cannot start: declared items that cannot be served together (every conflict
+/// is listed), or a setting that cannot be used (a Redis URL that cannot be read).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RegistryError(pub(crate) Vec<String>);
 

@@ -16,8 +16,10 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use crate::handler::Audience;
-use crate::session::Hub;
+use crate::handler::{Audience, BoxFuture};
+use crate::session::{Hub, Interest, Topic};
+
+use super::ratelimit::Remote;
 
 /// An event on its way out: for whom, under which name, and its frame as every target
 /// receives it.
@@ -33,6 +35,42 @@ pub(crate) struct Outgoing<'a> {
 pub(crate) trait Delivery: Send + Sync + fmt::Debug {
     /// Sends `event` to its audience; returns how many connections of this server queued it.
     fn deliver(&self, event: Outgoing<'_>) -> usize;
+
+    /// Resolves once events for `topic` from other servers reach this one (a backplane's
+    /// subscription is confirmed), or when waiting longer would not help; `None` when there is
+    /// nothing to wait for. A connection awaits it for its identity before it is settled, so a
+    /// `to(user)` sent anywhere right after a connect reaches it.
+    fn ready(&self, _topic: Topic<'_>) -> Option<BoxFuture<()>> {
+        None
+    }
+
+    /// Called as each connection opens: a backplane starts its tasks at the first (a server
+    /// may be built before a runtime runs).
+    fn opened(&self) {}
+
+    /// What crossed to other servers, for [`Metrics`](crate::Metrics).
+    fn stats(&self) -> DeliveryStats {
+        DeliveryStats::default()
+    }
+}
+
+/// Counts a backplane keeps (all zero, and `connected: None`, without one).
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct DeliveryStats {
+    pub published: u64,
+    pub received: u64,
+    pub dropped: u64,
+    pub outages: u64,
+    pub connected: Option<bool>,
+}
+
+/// A way for events to reach other servers, chosen by the server's settings (Redis). It
+/// watches what this server holds ([`Interest`]), may share rate limits ([`Remote`]), and
+/// becomes the server's [`Delivery`] once the hub exists.
+pub(crate) trait Backplane: Send {
+    fn interest(&self) -> Option<Arc<dyn Interest>>;
+    fn limiter(&self) -> Option<Arc<dyn Remote>>;
+    fn into_delivery(self: Box<Self>, hub: Arc<Hub>) -> Box<dyn Delivery>;
 }
 
 /// Delivery to this server's own connections, through its hub.

@@ -15,6 +15,7 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 
 use super::panic::{CatchUnwind, panicked};
+use super::ratelimit::Check;
 use super::scope::in_scope;
 use super::state::State;
 use crate::error::Error;
@@ -75,9 +76,16 @@ pub(crate) fn start(
         out.push(Error::unauthorized().to_frame(id_bytes, false));
         return;
     }
-    if let Err(e) = state.limiter.check(def, conn) {
-        out.push(e.to_frame(id_bytes, false));
-        return;
+    match state.limiter.check(def, conn) {
+        Check::Allowed => {}
+        Check::Refused(e) => {
+            out.push(e.to_frame(id_bytes, false));
+            return;
+        }
+        Check::Shared(decision) => {
+            start_after(state, conn, frame, raw, def, decision);
+            return;
+        }
     }
 
     // Fast path: bind the arguments and poll the function once, right here. Most functions
@@ -142,6 +150,43 @@ pub(crate) fn start(
             send_outcome(conn.clone(), debug, def, id, Outcome::Reply(reply)),
         );
     }
+}
+
+/// Starts a call whose rate limit is decided by a limiter shared with other servers: in a
+/// task of its own (cancellable like any running call), which awaits the decision, then binds
+/// and runs the function there.
+#[cold]
+fn start_after(
+    state: &Arc<State>,
+    conn: &Arc<Connection>,
+    frame: &Bytes,
+    raw: &RawFrame,
+    def: &'static FunctionDef,
+    decision: crate::handler::BoxFuture<Result<(), Error>>,
+) {
+    let (key, id) = keys(frame, raw);
+    let (frame, raw) = (frame.clone(), raw.clone());
+    let (task_conn, task_state) = (conn.clone(), state.clone());
+    let debug = state.config.debug;
+    spawn_call(state, conn, key, async move {
+        if let Err(e) = decision.await {
+            task_conn.send(e.to_frame(&id, false)).await;
+            return;
+        }
+        let started = catch_unwind(AssertUnwindSafe(|| {
+            let request = Request::new(&frame, &raw, def.call_sig(), &task_conn, &task_state.hub);
+            (def.handler)(&request)
+        }));
+        let outcome = match started {
+            Ok(Started::Done(outcome)) => outcome,
+            Ok(Started::Running(running)) => match CatchUnwind(running).await {
+                Ok(outcome) => outcome,
+                Err(panic) => Outcome::Error(panicked(panic)),
+            },
+            Err(panic) => Outcome::Error(panicked(panic)),
+        };
+        send_outcome(task_conn, debug, def, id, outcome).await;
+    });
 }
 
 /// A running call's key in the connection's call table (the encoded id, empty without one)

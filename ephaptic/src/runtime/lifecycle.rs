@@ -14,7 +14,7 @@ use super::panic::CatchUnwind;
 use super::scope::in_scope;
 use super::state::{Hook, State};
 use crate::handler::Caller;
-use crate::session::{CloseSignal, Connection, Outbox, Receiver, outbound};
+use crate::session::{CloseSignal, Connection, Outbox, Receiver, Topic, outbound};
 
 /// One connection of one server, as its task drives it.
 #[derive(Debug)]
@@ -30,6 +30,7 @@ impl Session {
     /// Opens a connection of `state`'s server: the session, and the receiving side of its
     /// outbound queue for the task that writes to the client.
     pub fn open(state: &Arc<State>, peer: Option<SocketAddr>) -> (Session, Receiver) {
+        state.delivery.opened();
         let (out, rx) = outbound::channel(state.outbound.clone());
         let conn = Connection::new(state.next_connection_id(), peer, out);
         state.hub.add(&conn);
@@ -90,6 +91,11 @@ impl Session {
                 Ok(Ok(Some(identity))) => {
                     if let Some(identity) = self.conn.set_identity(identity) {
                         self.state.hub.identify(&self.conn, identity);
+                        // Events for this identity from other servers must reach it before its
+                        // client hears that it is connected (its next frame is read).
+                        if let Some(ready) = self.state.delivery.ready(Topic::Identity(identity)) {
+                            ready.await;
+                        }
                     }
                 }
                 Ok(Ok(None)) => {}

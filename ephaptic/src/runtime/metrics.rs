@@ -18,6 +18,17 @@ pub struct Metrics {
     pub slow_client_closes: u64,
     /// Events dropped for slow clients under [`SlowClient::DropEvents`](crate::SlowClient).
     pub events_dropped: u64,
+    /// With Redis: whether it answers now (`None` without Redis).
+    pub redis_connected: Option<bool>,
+    /// With Redis: messages published for other servers.
+    pub redis_published: u64,
+    /// With Redis: messages received from other servers and delivered here.
+    pub redis_received: u64,
+    /// With Redis: events for other servers (or from them) dropped because Redis could not be
+    /// reached or kept up. Never silent: each outage is also logged.
+    pub redis_dropped: u64,
+    /// With Redis: how many times it became unreachable.
+    pub redis_outages: u64,
 }
 
 /// The current server's numbers (inside a handler, its server; elsewhere the one started most
@@ -25,7 +36,13 @@ pub struct Metrics {
 pub fn metrics() -> Option<Metrics> {
     use std::sync::atomic::Ordering::Relaxed;
     let s = current()?;
+    let d = s.delivery.stats();
     Some(Metrics {
+        redis_connected: d.connected,
+        redis_published: d.published,
+        redis_received: d.received,
+        redis_dropped: d.dropped,
+        redis_outages: d.outages,
         connections: s.hub.len(),
         identities: s.hub.identities(),
         max_queued: s.hub.max_queued(),

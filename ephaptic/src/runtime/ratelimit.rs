@@ -1,16 +1,22 @@
-//! Per-function rate limits (`#[expose(rate_limit = "2/m")]`): fixed windows per caller, the
-//! caller being the identity when authenticated and the peer address otherwise.
+//! Per-function rate limits (`#[expose(rate_limit = "2/m")]`), per caller: the identity when
+//! authenticated, the peer address otherwise.
+//!
+//! The rule is GCRA (the generic cell rate algorithm): `N` calls per `T` allow a burst of `N`,
+//! then one call every `T / N`. Unlike a fixed window, it never lets a caller make `N` calls at
+//! the end of one window and `N` more at the start of the next. The state per caller is one
+//! instant (the "theoretical arrival time"), here or, with Redis, in one key that every server
+//! updates with one atomic script ([`Remote`]).
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::error::Error;
-use crate::handler::FunctionDef;
+use crate::handler::{BoxFuture, FunctionDef};
 use crate::identity::Identity;
 use crate::session::Connection;
 
-/// Windows kept before a sweep drops the expired ones.
+/// State kept before a sweep drops what has expired.
 const SWEEP_AT: usize = 10_000;
 
 #[derive(Debug, Hash, PartialEq, Eq)]
@@ -20,66 +26,137 @@ enum Who {
     Connection(u64),
 }
 
-#[derive(Debug)]
-struct Window {
-    started: Instant,
-    calls: u32,
+impl Who {
+    /// The caller's part of a shared key: `u:<identity key>`, `ip:<address>` or `c:<id>`.
+    fn key(&self) -> String {
+        match self {
+            Who::Identity(id) => format!("u:{}", id.key()),
+            Who::Peer(ip) => format!("ip:{ip}"),
+            Who::Connection(id) => format!("c:{id}"),
+        }
+    }
 }
+
+/// A limiter shared by several servers (Redis): decides one call of `key` against `limit`
+/// calls per `period`. Resolves to `Ok(None)` when allowed, `Ok(Some(wait))` when refused, and
+/// `Err(())` when the shared store cannot be reached (the local limiter decides then).
+pub(crate) trait Remote: Send + Sync + std::fmt::Debug {
+    fn check(
+        &self,
+        key: String,
+        limit: u32,
+        period: Duration,
+    ) -> BoxFuture<Result<Option<Duration>, ()>>;
+}
+
+/// How a call's rate limit was decided.
+pub(crate) enum Check {
+    Allowed,
+    Refused(Error),
+    /// Decided by the shared limiter: await it (in the call's own task).
+    Shared(BoxFuture<Result<(), Error>>),
+}
+
+/// Per function and caller, the theoretical arrival time of the next call.
+type Local = Arc<Mutex<HashMap<(&'static str, Who), Instant>>>;
 
 #[derive(Debug, Default)]
 pub(crate) struct Limiter {
-    windows: Mutex<HashMap<(&'static str, Who), Window>>,
+    local: Local,
+    remote: Option<Arc<dyn Remote>>,
 }
 
 impl Limiter {
-    /// Counts a call; `Err(RATELIMIT)` when the caller has used up the function's window.
-    pub fn check(&self, def: &FunctionDef, conn: &Connection) -> Result<(), Error> {
-        if def.rate_limit.is_none() {
-            return Ok(());
+    /// A limiter whose decisions are shared through `remote`.
+    pub fn shared(remote: Arc<dyn Remote>) -> Self {
+        Limiter {
+            local: Local::default(),
+            remote: Some(remote),
         }
+    }
+
+    /// Counts a call against the function's limit.
+    #[inline]
+    pub fn check(&self, def: &'static FunctionDef, conn: &Connection) -> Check {
+        if def.rate_limit.is_none() {
+            return Check::Allowed;
+        }
+        self.check_slow(def, conn)
+    }
+
+    #[cold]
+    fn check_slow(&self, def: &'static FunctionDef, conn: &Connection) -> Check {
         let who = match (conn.identity(), conn.peer()) {
             (Some(id), _) => Who::Identity(id.clone()),
             (None, Some(peer)) => Who::Peer(peer.ip()),
             (None, None) => Who::Connection(conn.id()),
         };
-        self.check_at(def, who, Instant::now())
+        let Some(remote) = self.remote.clone() else {
+            return match decide(&self.local, def, who, Instant::now()) {
+                Ok(()) => Check::Allowed,
+                Err(e) => Check::Refused(e),
+            };
+        };
+        let (limit, period) = limits(def);
+        let key = format!("{}:{}", def.name, who.key());
+        let local = self.local.clone();
+        Check::Shared(Box::pin(async move {
+            match remote.check(key, limit, period).await {
+                Ok(None) => Ok(()),
+                Ok(Some(wait)) => Err(refusal(wait)),
+                // The shared store is unreachable: this server decides alone.
+                Err(()) => decide(&local, def, who, Instant::now()),
+            }
+        }))
     }
 
-    /// [`check`](Self::check) for `who` at the instant `now` (tests drive the clock).
-    fn check_at(&self, def: &FunctionDef, who: Who, now: Instant) -> Result<(), Error> {
-        let Some((limit, period)) = def.rate_limit else {
-            return Ok(());
-        };
-        let period = Duration::from_secs(u64::from(period));
-        let mut windows = self.windows.lock().unwrap_or_else(|e| e.into_inner());
-        if windows.len() >= SWEEP_AT {
-            windows.retain(|_, w| {
-                now.duration_since(w.started) < period.max(Duration::from_secs(3600))
-            });
-        }
-        let window = windows.entry((def.name, who)).or_insert(Window {
-            started: now,
-            calls: 0,
-        });
-        if now.duration_since(window.started) >= period {
-            *window = Window {
-                started: now,
-                calls: 0,
-            };
-        }
-        if window.calls < limit {
-            window.calls += 1;
-            return Ok(());
-        }
-        let left = period.saturating_sub(now.duration_since(window.started));
-        let retry_after = left.as_secs() + u64::from(left.subsec_nanos() > 0);
-        let retry_after = retry_after.max(1);
-        Err(Error::new(
-            "RATELIMIT",
-            format!("Rate Limit exceeded. Try again in {retry_after} seconds."),
-        )
-        .with_data(&RetryAfter { retry_after }))
+    /// Decides one call of `who` at the instant `now` on this server (tests drive the clock).
+    #[cfg(test)]
+    fn check_at(&self, def: &'static FunctionDef, who: Who, now: Instant) -> Result<(), Error> {
+        decide(&self.local, def, who, now)
     }
+}
+
+/// Decides one call of `who` at `now` against this server's own state.
+fn decide(local: &Local, def: &'static FunctionDef, who: Who, now: Instant) -> Result<(), Error> {
+    let (limit, period) = limits(def);
+    let decided = {
+        let mut local = local.lock().unwrap_or_else(|e| e.into_inner());
+        if local.len() >= SWEEP_AT {
+            // A theoretical arrival time in the past is the same as no state at all.
+            local.retain(|_, tat| *tat > now);
+        }
+        let tat = local.entry((def.name, who)).or_insert(now);
+        gcra(*tat, now, limit, period).map(|next| *tat = next)
+    };
+    decided.map_err(refusal)
+}
+
+fn limits(def: &FunctionDef) -> (u32, Duration) {
+    let (limit, seconds) = def.rate_limit.unwrap_or((1, 1));
+    (limit.max(1), Duration::from_secs(u64::from(seconds.max(1))))
+}
+
+/// One GCRA step: the new theoretical arrival time when the call is allowed, or how long to
+/// wait.
+fn gcra(tat: Instant, now: Instant, limit: u32, period: Duration) -> Result<Instant, Duration> {
+    let interval = period / limit;
+    let next = tat.max(now) + interval;
+    // Allowed unless `next` lies more than a whole period ahead.
+    match (next - now).checked_sub(period) {
+        Some(wait) if !wait.is_zero() => Err(wait),
+        _ => Ok(next),
+    }
+}
+
+/// `RATELIMIT`, with `retry_after` in whole seconds (at least 1), as the reference sends it.
+fn refusal(wait: Duration) -> Error {
+    let retry_after = (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1);
+    Error::new(
+        "RATELIMIT",
+        format!("Rate Limit exceeded. Try again in {retry_after} seconds."),
+    )
+    .with_data(&RetryAfter { retry_after })
 }
 
 #[derive(serde::Serialize)]
@@ -109,27 +186,45 @@ mod tests {
         e.data()["retry_after"].as_u64().unwrap()
     }
 
+    fn alice() -> Who {
+        Who::Identity(Identity::from("alice"))
+    }
+
     #[test]
-    fn a_window_allows_its_calls_then_says_when_to_retry() {
+    fn a_burst_of_the_limit_then_one_call_per_share_of_the_period() {
         let limiter = Limiter::default();
         let t0 = Instant::now();
-        let alice = || Who::Identity(Identity::from("alice"));
+        let at = |s: f64| t0 + Duration::from_secs_f64(s);
         assert!(limiter.check_at(&LIMITED, alice(), t0).is_ok());
         assert!(limiter.check_at(&LIMITED, alice(), t0).is_ok());
-        let e = limiter
-            .check_at(&LIMITED, alice(), t0 + Duration::from_millis(500))
-            .unwrap_err();
-        assert_eq!(retry_after(&e), 60, "59.5 s left rounds up");
-        assert!(e.message().contains("60 seconds"), "{}", e.message());
-        let e = limiter
-            .check_at(&LIMITED, alice(), t0 + Duration::from_secs(59))
-            .unwrap_err();
-        assert_eq!(retry_after(&e), 1);
-        assert!(
-            limiter
-                .check_at(&LIMITED, alice(), t0 + Duration::from_secs(60))
-                .is_ok()
+        let e = limiter.check_at(&LIMITED, alice(), at(0.5)).unwrap_err();
+        assert_eq!(
+            retry_after(&e),
+            30,
+            "29.5 s until the next share of the minute"
         );
+        assert!(e.message().contains("30 seconds"), "{}", e.message());
+        let e = limiter.check_at(&LIMITED, alice(), at(29.0)).unwrap_err();
+        assert_eq!(retry_after(&e), 1);
+        assert!(limiter.check_at(&LIMITED, alice(), at(30.0)).is_ok());
+        assert!(limiter.check_at(&LIMITED, alice(), at(30.0)).is_err());
+    }
+
+    #[test]
+    fn no_double_burst_at_a_window_edge() {
+        // A fixed window allows 2 at 59 s and 2 more at 61 s; GCRA allows the burst once.
+        let limiter = Limiter::default();
+        let t0 = Instant::now();
+        let at = |s: u64| t0 + Duration::from_secs(s);
+        assert!(limiter.check_at(&LIMITED, alice(), at(59)).is_ok());
+        assert!(limiter.check_at(&LIMITED, alice(), at(59)).is_ok());
+        assert!(limiter.check_at(&LIMITED, alice(), at(61)).is_err());
+        assert!(limiter.check_at(&LIMITED, alice(), at(89)).is_ok());
+        assert!(limiter.check_at(&LIMITED, alice(), at(89)).is_err());
+        // Idle for a whole period: the full burst is back.
+        assert!(limiter.check_at(&LIMITED, alice(), at(200)).is_ok());
+        assert!(limiter.check_at(&LIMITED, alice(), at(200)).is_ok());
+        assert!(limiter.check_at(&LIMITED, alice(), at(200)).is_err());
     }
 
     #[test]

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use super::delivery::Delivery;
+use super::delivery::{Backplane, Delivery, Local};
 use super::ratelimit::Limiter;
 use crate::handler::{BoxFuture, Caller, DynLoader};
 use crate::registry::{FunctionIndex, Registry};
@@ -69,30 +69,42 @@ pub(crate) struct Parts {
     pub loader: Option<DynLoader>,
     pub on_connect: Option<Hook>,
     pub on_disconnect: Option<Hook>,
+    /// How events reach other servers; `None`: this server alone.
+    pub backplane: Option<Box<dyn Backplane>>,
 }
 
 impl State {
-    /// A server's state, delivering events to its own connections.
+    /// A server's state; its events go through the backplane when there is one, to its own
+    /// connections only otherwise.
     pub fn new(parts: Parts) -> Arc<Self> {
-        let hub = Arc::new(Hub::default());
         let Parts {
             registry,
             config,
             loader,
             on_connect,
             on_disconnect,
+            backplane,
         } = parts;
+        let hub = Arc::new(Hub::new(backplane.as_ref().and_then(|b| b.interest())));
+        let limiter = match backplane.as_ref().and_then(|b| b.limiter()) {
+            Some(remote) => Limiter::shared(remote),
+            None => Limiter::default(),
+        };
+        let delivery: Box<dyn Delivery> = match backplane {
+            Some(backplane) => backplane.into_delivery(hub.clone()),
+            None => Box::new(Local::new(hub.clone())),
+        };
         Arc::new(State {
             functions: FunctionIndex::new(&registry.functions),
             registry,
             outbound: Arc::new(Policy::new(config.outbound_capacity, config.slow_client)),
             config,
-            delivery: Box::new(super::delivery::Local::new(hub.clone())),
+            delivery,
             hub,
             loader,
             on_connect,
             on_disconnect,
-            limiter: Limiter::default(),
+            limiter,
             next_connection: AtomicU64::new(0),
         })
     }
@@ -106,6 +118,7 @@ impl State {
             loader: None,
             on_connect: None,
             on_disconnect: None,
+            backplane: None,
         })
     }
 

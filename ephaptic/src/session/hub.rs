@@ -2,10 +2,11 @@
 //! index that delivery reads. Joining and leaving groups happens here, so that a connection's
 //! own list of groups and the index agree.
 //!
-//! `identify` reports whether a connection is its identity's first on this server: what a
-//! backplane to other servers subscribes by.
+//! The hub also knows when this server starts or stops holding connections of an identity or
+//! a group: it tells an [`Interest`] (the backplane to other servers subscribes by it).
 
 use std::collections::HashMap;
+use std::fmt;
 use std::sync::{Arc, RwLock};
 
 use bytes::Bytes;
@@ -13,11 +14,25 @@ use bytes::Bytes;
 use super::connection::Connection;
 use crate::identity::Identity;
 
+/// What this server holds connections of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Topic<'a> {
+    Identity(&'a Identity),
+    Group(&'a str),
+}
+
+/// Told when this server's first connection of an identity or a group arrives (`held`), and
+/// when its last one leaves. Called under the hub's lock: it must not block.
+pub(crate) trait Interest: Send + Sync + fmt::Debug {
+    fn changed(&self, topic: Topic<'_>, held: bool);
+}
+
 #[derive(Debug, Default)]
 pub(crate) struct Hub {
     conns: RwLock<HashMap<u64, Arc<Connection>>>,
     users: RwLock<HashMap<Identity, Vec<Arc<Connection>>>>,
     groups: RwLock<HashMap<Arc<str>, Vec<Arc<Connection>>>>,
+    interest: Option<Arc<dyn Interest>>,
 }
 
 fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
@@ -57,6 +72,20 @@ fn index<K: std::hash::Hash + Eq>(
 }
 
 impl Hub {
+    /// A hub that tells `interest` what this server holds.
+    pub fn new(interest: Option<Arc<dyn Interest>>) -> Self {
+        Hub {
+            interest,
+            ..Hub::default()
+        }
+    }
+
+    fn tell(&self, topic: Topic<'_>, held: bool) {
+        if let Some(interest) = &self.interest {
+            interest.changed(topic, held);
+        }
+    }
+
     pub fn add(&self, conn: &Arc<Connection>) {
         write(&self.conns).insert(conn.id(), conn.clone());
     }
@@ -64,28 +93,39 @@ impl Hub {
     /// Indexes a connection under the identity it was just given; `true` when it is the
     /// identity's first connection here.
     pub fn identify(&self, conn: &Arc<Connection>, identity: &Identity) -> bool {
-        index(&mut write(&self.users), identity.clone(), conn)
+        let mut users = write(&self.users);
+        let first = index(&mut users, identity.clone(), conn);
+        if first {
+            self.tell(Topic::Identity(identity), true);
+        }
+        first
     }
 
     /// Adds `conn` to `group`; `false` when it was already a member.
     pub fn join(&self, conn: &Arc<Connection>, group: &str) -> bool {
         conn.add_group(group, |name| {
-            index(&mut write(&self.groups), name, conn);
+            if index(&mut write(&self.groups), name, conn) {
+                self.tell(Topic::Group(group), true);
+            }
         })
     }
 
     /// Removes `conn` from `group`; `false` when it was not a member.
     pub fn leave(&self, conn: &Arc<Connection>, group: &str) -> bool {
         conn.remove_group(group, || {
-            unindex(&mut write(&self.groups), group, conn.id());
+            if unindex(&mut write(&self.groups), group, conn.id()) {
+                self.tell(Topic::Group(group), false);
+            }
         })
     }
 
     /// Forgets a connection that closed: its id, its identity and its groups.
     pub fn remove(&self, conn: &Arc<Connection>) {
         write(&self.conns).remove(&conn.id());
-        if let Some(identity) = conn.identity() {
-            unindex(&mut write(&self.users), identity, conn.id());
+        if let Some(identity) = conn.identity()
+            && unindex(&mut write(&self.users), identity, conn.id())
+        {
+            self.tell(Topic::Identity(identity), false);
         }
         for group in conn.groups() {
             self.leave(conn, &group);
@@ -216,6 +256,40 @@ mod tests {
         assert_eq!((drain(&mut r1), drain(&mut r2), drain(&mut r3)), (1, 3, 1));
         hub.remove(&a2);
         assert_eq!(hub.identities(), 0);
+    }
+
+    #[derive(Debug, Default)]
+    struct Log(std::sync::Mutex<Vec<String>>);
+
+    impl Interest for Log {
+        fn changed(&self, topic: Topic<'_>, held: bool) {
+            let what = match topic {
+                Topic::Identity(id) => id.key(),
+                Topic::Group(g) => format!("g:{g}"),
+            };
+            self.0
+                .lock()
+                .unwrap()
+                .push(format!("{}{what}", if held { "+" } else { "-" }));
+        }
+    }
+
+    #[test]
+    fn interest_follows_the_first_and_the_last_connection_of_each_topic() {
+        let log = Arc::new(Log::default());
+        let hub = Hub::new(Some(log.clone()));
+        let (a, _ra) = conn(1);
+        let (b, _rb) = conn(2);
+        for c in [&a, &b] {
+            hub.add(c);
+            hub.identify(c, c.set_identity(Identity::from("alice")).unwrap());
+            hub.join(c, "room");
+        }
+        hub.leave(&a, "room");
+        hub.remove(&a);
+        hub.remove(&b);
+        let got = log.0.lock().unwrap().clone();
+        assert_eq!(got, ["+s:alice", "+g:room", "-s:alice", "-g:room"]);
     }
 
     #[test]

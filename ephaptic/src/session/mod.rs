@@ -8,6 +8,6 @@ pub(crate) mod outbound;
 mod queue;
 
 pub(crate) use connection::Connection;
-pub(crate) use hub::Hub;
+pub(crate) use hub::{Hub, Interest, Topic};
 pub use outbound::SlowClient;
 pub(crate) use outbound::{CloseSignal, Outbox, Policy, Receiver};

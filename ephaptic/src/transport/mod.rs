@@ -68,17 +68,13 @@ async fn upgrade(
         .write_buffer_size(WRITE_BUFFER)
         .max_message_size(hard_limit)
         .max_frame_size(hard_limit)
-        .on_upgrade(move |socket| {
+        .on_upgrade(move |socket: WebSocket| {
+            // Opened here rather than in an `async fn` around the pump: a wrapper future would
+            // keep a second slot for the socket in every connection's task.
+            let (session, rx) = Session::open(&state, peer);
+            let ping = state.config.ping_interval;
             // The server is the task-local "current server" for the connection's whole task,
             // so the handlers it polls inline can `emit` without a scope per call.
-            in_scope(state.clone(), run(state, socket, peer))
+            in_scope(state, pump::run(session, socket, rx, ping))
         })
-}
-
-/// Serves one WebSocket until either side closes it.
-async fn run(state: Arc<State>, ws: WebSocket, peer: Option<SocketAddr>) {
-    let (session, rx) = Session::open(&state, peer);
-    let ping = state.config.ping_interval;
-    drop(state);
-    pump::run(session, ws, rx, ping).await;
 }

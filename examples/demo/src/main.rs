@@ -37,15 +37,22 @@ const MSGPACK_ESM: &str = concat!(
     "/../../ephaptic-ts/client/node_modules/@msgpack/msgpack/dist.esm"
 );
 
-const USAGE: &str =
-    "usage: demo [--addr HOST:PORT]   (default 127.0.0.1:8000; port 0 picks a free port)";
+const USAGE: &str = "usage: demo [--addr HOST:PORT] [--redis URL]   (default 127.0.0.1:8000; port 0 picks a free port; \
+     --redis shares events with every demo on that Redis)";
 
-fn parse_addr() -> String {
+fn parse_args() -> (String, Option<String>) {
     let mut args = std::env::args().skip(1);
     let mut addr = "127.0.0.1:8000".to_string();
+    let mut redis = None;
     while let Some(a) = args.next() {
         match a.as_str() {
             "--addr" => addr = args.next().expect("--addr needs a value, e.g. 127.0.0.1:0"),
+            "--redis" => {
+                redis = Some(
+                    args.next()
+                        .expect("--redis needs a URL, e.g. redis://127.0.0.1:6379"),
+                )
+            }
             "--help" | "-h" => {
                 println!("{USAGE}");
                 std::process::exit(0);
@@ -56,7 +63,7 @@ fn parse_addr() -> String {
             }
         }
     }
-    addr
+    (addr, redis)
 }
 
 /// Answers with `dir/rel`, read now. `rel` must be a plain relative path (no `..`, no root).
@@ -126,7 +133,8 @@ async fn main() -> std::io::Result<()> {
         .with_writer(std::io::stderr)
         .init();
 
-    let listener = tokio::net::TcpListener::bind(parse_addr()).await?;
+    let (addr, redis) = parse_args();
+    let listener = tokio::net::TcpListener::bind(addr).await?;
     let addr = listener.local_addr()?;
 
     // Only this page may open the WebSocket: another site open in the same browser cannot
@@ -135,7 +143,11 @@ async fn main() -> std::io::Result<()> {
     if addr.ip().is_loopback() {
         origins.push(format!("http://localhost:{}", addr.port()));
     }
-    let app = pages().merge(demo::server().allowed_origins(origins).router());
+    let mut server = demo::server().allowed_origins(origins);
+    if let Some(url) = redis {
+        server = server.redis(url);
+    }
+    let app = pages().merge(server.router());
 
     println!("demo on http://{addr}/");
     std::io::stdout().flush()?;

@@ -4,29 +4,52 @@
 //! cargo run -p parity -- --addr 127.0.0.1:0
 //! ```
 //! prints `listening on ws://127.0.0.1:N/_ephaptic` as its first line of stdout.
+//!
+//! `--redis URL` delivers events across every parity on that Redis; `--redis-compat` also
+//! interoperates with Python ephaptic servers there (docs/PROTOCOL.md section 6).
 
 use std::io::Write;
 
 // The functions live in the library target; linking it registers them.
 use parity as _;
 
-fn parse_addr() -> String {
+const USAGE: &str =
+    "usage: parity [--addr HOST:PORT] [--redis URL [--redis-compat]]   (port 0 picks a free port)";
+
+struct Args {
+    addr: String,
+    redis: Option<String>,
+    compat: bool,
+}
+
+fn parse_args() -> Args {
     let mut args = std::env::args().skip(1);
-    let mut addr = "127.0.0.1:8000".to_string();
+    let mut parsed = Args {
+        addr: "127.0.0.1:8000".to_string(),
+        redis: None,
+        compat: false,
+    };
     while let Some(a) = args.next() {
         match a.as_str() {
-            "--addr" => addr = args.next().expect("--addr needs a value, e.g. 127.0.0.1:0"),
+            "--addr" => parsed.addr = args.next().expect("--addr needs a value, e.g. 127.0.0.1:0"),
+            "--redis" => {
+                parsed.redis = Some(
+                    args.next()
+                        .expect("--redis needs a URL, e.g. redis://127.0.0.1:6379"),
+                )
+            }
+            "--redis-compat" => parsed.compat = true,
             "--help" | "-h" => {
-                println!("usage: parity [--addr HOST:PORT]   (port 0 picks a free port)");
+                println!("{USAGE}");
                 std::process::exit(0);
             }
             other => {
-                eprintln!("unknown argument {other:?}; usage: parity [--addr HOST:PORT]");
+                eprintln!("unknown argument {other:?}; {USAGE}");
                 std::process::exit(2);
             }
         }
     }
-    addr
+    parsed
 }
 
 #[tokio::main]
@@ -40,9 +63,14 @@ async fn main() -> std::io::Result<()> {
         .with_max_level(level)
         .with_writer(std::io::stderr)
         .init();
-    let listener = tokio::net::TcpListener::bind(parse_addr()).await?;
+    let args = parse_args();
+    let listener = tokio::net::TcpListener::bind(&args.addr).await?;
     let addr = listener.local_addr()?;
+    let mut server = ephaptic::Server::new().redis_compat(args.compat);
+    if let Some(url) = args.redis {
+        server = server.redis(url);
+    }
     println!("listening on ws://{addr}/_ephaptic");
     std::io::stdout().flush()?;
-    ephaptic::Server::new().serve_listener(listener).await
+    server.serve_listener(listener).await
 }

@@ -1,0 +1,190 @@
+//! What travels through Redis: channel names and message bodies (docs/PROTOCOL.md section 6).
+//!
+//! Our channels, one per audience, so that a server receives only what it has listeners for:
+//!
+//! | channel | carries | a server subscribes |
+//! |---|---|---|
+//! | `ephaptic:all` | events to everyone | always |
+//! | `ephaptic:u:<identity key>` | `to(identity)` events | while it holds a connection of that identity |
+//! | `ephaptic:g:<group>` | `group(name)` events and channels sent to a group | while it holds a member |
+//! | `ephaptic:probe:<node>` | its own liveness probes | always |
+//! | `ephaptic:broadcast` | the reference's envelope, in compatibility mode | always, in that mode |
+//!
+//! Our message body is `E`, a version byte (1), the length of the sender's node id (one byte),
+//! the node id, then the event frame exactly as clients receive it. A server skips what it sent
+//! itself (it delivered that locally already), and what it cannot read.
+
+use bytes::Bytes;
+
+use crate::identity::Identity;
+
+pub(crate) const ALL: &str = "ephaptic:all";
+pub(crate) const LEGACY: &str = "ephaptic:broadcast";
+const USER: &str = "ephaptic:u:";
+const GROUP: &str = "ephaptic:g:";
+const PROBE: &str = "ephaptic:probe:";
+
+const MAGIC: u8 = b'E';
+const VERSION: u8 = 1;
+
+pub(crate) fn user(identity: &Identity) -> String {
+    format!("{USER}{}", identity.key())
+}
+
+pub(crate) fn group(name: &str) -> String {
+    format!("{GROUP}{name}")
+}
+
+pub(crate) fn probe(node: &str) -> String {
+    format!("{PROBE}{node}")
+}
+
+/// Who a message received on `channel` is for.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Target {
+    Everyone,
+    User(Identity),
+    Group(String),
+    Probe,
+    Legacy,
+}
+
+pub(crate) fn target(channel: &[u8]) -> Option<Target> {
+    let channel = std::str::from_utf8(channel).ok()?;
+    if channel == ALL {
+        Some(Target::Everyone)
+    } else if channel == LEGACY {
+        Some(Target::Legacy)
+    } else if let Some(key) = channel.strip_prefix(USER) {
+        Identity::from_key(key).map(Target::User)
+    } else if let Some(name) = channel.strip_prefix(GROUP) {
+        Some(Target::Group(name.to_owned()))
+    } else if channel.starts_with(PROBE) {
+        Some(Target::Probe)
+    } else {
+        None
+    }
+}
+
+/// Our message body: the sender's node id, then the frame.
+pub(crate) fn wrap(node: &str, frame: &[u8]) -> Vec<u8> {
+    let mut body = Vec::with_capacity(3 + node.len() + frame.len());
+    body.extend_from_slice(&[MAGIC, VERSION, node.len() as u8]);
+    body.extend_from_slice(node.as_bytes());
+    body.extend_from_slice(frame);
+    body
+}
+
+/// The frame of a message `node` did not send itself; `None` for its own and for what is not
+/// ours (another version, garbage).
+pub(crate) fn unwrap(node: &str, body: Bytes) -> Option<Bytes> {
+    let [MAGIC, VERSION, len, ..] = body[..] else {
+        return None;
+    };
+    let start = 3 + len as usize;
+    let origin = body.get(3..start)?;
+    (origin != node.as_bytes() && body.len() > start).then(|| body.slice(start..))
+}
+
+/// The reference's envelope: `{target_users: [keys], message: <bin frame>, origin}`. The
+/// reference ignores `origin`; servers that write it (ours, the TypeScript one) skip their own.
+pub(crate) fn legacy_envelope(node: &str, identities: &[Identity], frame: &[u8]) -> Vec<u8> {
+    use rmpv::Value;
+    let envelope = Value::Map(vec![
+        (
+            Value::from("target_users"),
+            Value::Array(identities.iter().map(|i| Value::from(i.key())).collect()),
+        ),
+        (Value::from("message"), Value::Binary(frame.to_vec())),
+        (Value::from("origin"), Value::from(node)),
+    ]);
+    let mut out = Vec::with_capacity(frame.len() + 64);
+    rmpv::encode::write_value(&mut out, &envelope).expect("writing to a Vec cannot fail");
+    out
+}
+
+/// A reference envelope from another server: its target identities and the frame. `None` for
+/// our own (by `origin`) and for what does not read as one.
+pub(crate) fn read_legacy(node: &str, body: &[u8]) -> Option<(Vec<Identity>, Bytes)> {
+    use rmpv::Value;
+    let value = rmpv::decode::read_value(&mut &body[..]).ok()?;
+    let entries = value.as_map()?;
+    let field = |name: &str| {
+        entries
+            .iter()
+            .find(|(k, _)| k.as_str() == Some(name))
+            .map(|(_, v)| v)
+    };
+    if field("origin").and_then(Value::as_str) == Some(node) {
+        return None;
+    }
+    let users = field("target_users")?
+        .as_array()?
+        .iter()
+        .filter_map(|k| k.as_str().and_then(Identity::from_key))
+        .collect();
+    let frame = match field("message")? {
+        Value::Binary(b) => Bytes::from(b.clone()),
+        // The reference's encoder writes bytes as bin; be lenient with a str of the same bytes.
+        Value::String(s) => Bytes::copy_from_slice(s.as_bytes()),
+        _ => return None,
+    };
+    Some((users, frame))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_server_skips_its_own_messages_and_reads_the_others() {
+        let body = Bytes::from(wrap("node-a", b"\x83frame"));
+        assert_eq!(
+            unwrap("node-b", body.clone()).as_deref(),
+            Some(&b"\x83frame"[..])
+        );
+        assert_eq!(unwrap("node-a", body), None);
+        assert_eq!(unwrap("node-b", Bytes::from_static(b"junk")), None);
+        assert_eq!(unwrap("node-b", Bytes::from_static(b"E\x02\x00x")), None);
+    }
+
+    #[test]
+    fn channels_name_their_audience() {
+        assert_eq!(
+            target(user(&Identity::from(7)).as_bytes()),
+            Some(Target::User(Identity::from(7)))
+        );
+        assert_eq!(
+            target(user(&Identity::from("7")).as_bytes()),
+            Some(Target::User(Identity::from("7")))
+        );
+        assert_eq!(
+            target(group("room:1").as_bytes()),
+            Some(Target::Group("room:1".into()))
+        );
+        assert_eq!(target(ALL.as_bytes()), Some(Target::Everyone));
+        assert_eq!(target(b"other"), None);
+    }
+
+    #[test]
+    fn the_reference_envelope_round_trips_and_skips_its_origin() {
+        let ids = [Identity::from("alice"), Identity::from(7)];
+        let body = legacy_envelope("rs-1", &ids, b"\x83frame");
+        let (users, frame) = read_legacy("rs-2", &body).unwrap();
+        assert_eq!(users, ids);
+        assert_eq!(&frame[..], b"\x83frame");
+        assert!(read_legacy("rs-1", &body).is_none());
+        // What the reference writes: no origin, integer keys as `i:`.
+        let reference = rmpv::Value::Map(vec![
+            (
+                "target_users".into(),
+                rmpv::Value::Array(vec!["i:7".into()]),
+            ),
+            ("message".into(), rmpv::Value::Binary(b"f".to_vec())),
+        ]);
+        let mut body = Vec::new();
+        rmpv::encode::write_value(&mut body, &reference).unwrap();
+        let (users, _) = read_legacy("rs-1", &body).unwrap();
+        assert_eq!(users, [Identity::from(7)]);
+    }
+}

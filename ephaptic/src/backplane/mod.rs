@@ -1,0 +1,630 @@
+//! Many servers, one app: events across servers through Redis (or Valkey), behind the runtime's
+//! delivery seam. Compiled with the `redis` feature; turned on by [`Server::redis`] or
+//! `EPHAPTIC_REDIS_URL`.
+//!
+//! Each event is delivered to this server's own connections at once, as without Redis, and
+//! published once per audience on a channel of its own (see [`channel`]): every other server
+//! holding listeners for it delivers it to its connections, and the sender skips its own
+//! message, so each connection gets each event once. Publishing goes through one bounded queue
+//! and one connection, so the events one task emits arrive in emit order everywhere. A server
+//! subscribes to a user's or a group's channel only while it holds such a connection, so it
+//! receives the traffic of its own listeners and the broadcasts, not every event of the cluster.
+//!
+//! **Why redis-rs (the `redis` crate) and not fred.** Its `ConnectionManager` reconnects by
+//! itself with backoff and jitter, carries pub/sub as RESP3 push messages on the same
+//! multiplexed connection as commands (one socket per server), re-subscribes by itself after a
+//! reconnect, and reports each lost connection as a push, which is the signal a backplane
+//! needs. It is the client socketioxide uses and is released often; fred's resubscription is
+//! opt-in and it has not been released since early 2025. RESP3 needs Redis 6 or later.
+//!
+//! **Faults.** Nothing waits on Redis: calls and local events go on during an outage. Events
+//! for other servers that cannot be published are dropped and counted (the publish queue is
+//! bounded), each outage is logged once with what to do, and reconnecting and re-subscribing
+//! happen by themselves. A subscription that stops receiving without any error (a known failure
+//! of Redis-based systems) is caught by a probe this server publishes to itself every few
+//! seconds; when the probe does not come back, the connection is replaced.
+//!
+//! [`Server::redis`]: crate::Server::redis
+
+mod channel;
+mod limit;
+
+use std::collections::HashSet;
+use std::fmt;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::{Duration, Instant};
+
+use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use ::redis::{Client, IntoConnectionInfo, ProtocolVersion, PushInfo, PushKind, Value};
+use bytes::Bytes;
+use tokio::sync::{Notify, mpsc};
+
+use self::channel::Target;
+use crate::handler::{Audience, BoxFuture};
+use crate::runtime::delivery::{Backplane, Delivery, DeliveryStats, Local, Outgoing};
+use crate::runtime::ratelimit::Remote;
+use crate::session::{Hub, Interest, Topic};
+
+/// Events that may wait to be published before new ones are dropped (and counted).
+const PUBLISH_QUEUE: usize = 16 * 1024;
+/// Messages from Redis that may wait to be delivered before new ones are dropped.
+const RECEIVE_QUEUE: usize = 16 * 1024;
+/// Publishes sent to Redis in one round trip at most.
+const BATCH: usize = 256;
+/// How long a new connection waits at most for the subscription to its identity's channel.
+const READY_WAIT: Duration = Duration::from_secs(2);
+
+/// The Redis settings of a server.
+#[derive(Debug, Clone)]
+pub(crate) struct Settings {
+    pub url: String,
+    /// Deliver `to(user)` events through the reference's channel, so that Python ephaptic
+    /// servers on the same Redis send to and receive from this one.
+    pub compat: bool,
+    /// How often the liveness probe runs.
+    pub probe_every: Duration,
+}
+
+impl Settings {
+    pub fn new(url: String) -> Self {
+        Settings {
+            url,
+            compat: false,
+            probe_every: Duration::from_secs(5),
+        }
+    }
+}
+
+/// A change of what this server holds, for the subscription task.
+#[derive(Debug)]
+enum Change {
+    Subscribe(String),
+    Unsubscribe(String),
+}
+
+/// The backplane before its server's hub exists.
+pub(crate) struct Redis {
+    link: Arc<Link>,
+}
+
+impl Redis {
+    /// A backplane on `settings.url`. Fails only when the URL cannot be read; an unreachable
+    /// Redis is retried in the background.
+    pub fn new(settings: Settings) -> Result<Self, String> {
+        let info = settings
+            .url
+            .as_str()
+            .into_connection_info()
+            .map_err(|e| format!("the Redis URL {:?} cannot be read: {e}", settings.url))?;
+        let resp3 = info
+            .redis_settings()
+            .clone()
+            .set_protocol(ProtocolVersion::RESP3);
+        let client = Client::open(info.set_redis_settings(resp3))
+            .map_err(|e| format!("the Redis URL {:?} cannot be used: {e}", settings.url))?;
+        let (changes_tx, changes_rx) = mpsc::unbounded_channel();
+        let (publish_tx, publish_rx) = mpsc::channel(PUBLISH_QUEUE);
+        let (push_tx, push_rx) = mpsc::channel(RECEIVE_QUEUE);
+        let node = node_id();
+        let link = Arc::new(Link {
+            permanent: permanent_channels(&node, settings.compat),
+            node,
+            settings,
+            client,
+            manager: Mutex::new(None),
+            push_tx,
+            publish_tx,
+            tasks: Mutex::new(Some(Tasks {
+                publish_rx,
+                push_rx,
+                changes_rx,
+                hub: Weak::new(),
+            })),
+            changes_tx,
+            counters: Counters::default(),
+            desired: Mutex::new(HashSet::new()),
+            confirmed: Mutex::new(HashSet::new()),
+            confirmed_changed: Notify::new(),
+            outage: Mutex::new(None),
+            probe_seen: AtomicU64::new(0),
+            started: AtomicBool::new(false),
+            connected: AtomicBool::new(false),
+        });
+        Ok(Redis { link })
+    }
+}
+
+impl Backplane for Redis {
+    fn interest(&self) -> Option<Arc<dyn Interest>> {
+        Some(self.link.clone())
+    }
+
+    fn limiter(&self) -> Option<Arc<dyn Remote>> {
+        Some(Arc::new(limit::Shared::new(self.link.clone())))
+    }
+
+    fn into_delivery(self: Box<Self>, hub: Arc<Hub>) -> Box<dyn Delivery> {
+        let link = self.link;
+        if let Some(tasks) = lock(&link.tasks).as_mut() {
+            tasks.hub = Arc::downgrade(&hub);
+        }
+        // With a runtime at hand, connect now; otherwise at the first connection.
+        if tokio::runtime::Handle::try_current().is_ok() {
+            link.start();
+        }
+        Box::new(RedisDelivery {
+            local: Local::new(hub),
+            link,
+        })
+    }
+}
+
+/// Delivery to this server's connections and, through Redis, to every other server's.
+#[derive(Debug)]
+struct RedisDelivery {
+    local: Local,
+    link: Arc<Link>,
+}
+
+impl Delivery for RedisDelivery {
+    fn deliver(&self, event: Outgoing<'_>) -> usize {
+        let link = &self.link;
+        match event.audience {
+            Audience::Everyone => link.publish(channel::ALL, &event.frame),
+            Audience::Users(ids) if link.settings.compat => {
+                let body = channel::legacy_envelope(&link.node, ids, &event.frame);
+                link.enqueue(channel::LEGACY.to_owned(), body);
+            }
+            Audience::Users(ids) => {
+                let mut seen = HashSet::new();
+                for id in ids.iter().filter(|id| seen.insert(*id)) {
+                    link.publish(&channel::user(id), &event.frame);
+                }
+            }
+            Audience::Group(name) => link.publish(&channel::group(name), &event.frame),
+            Audience::Nobody => {}
+        }
+        self.local.deliver(event)
+    }
+
+    fn ready(&self, topic: Topic<'_>) -> Option<BoxFuture<()>> {
+        let Topic::Identity(id) = topic else {
+            return None;
+        };
+        if self.link.settings.compat || self.link.is_down() {
+            // Identity events come through the compatibility channel; or Redis is away, and
+            // waiting would not help.
+            return None;
+        }
+        let channel = channel::user(id);
+        if lock(&self.link.confirmed).contains(&channel) {
+            return None;
+        }
+        let link = self.link.clone();
+        Some(Box::pin(async move {
+            let confirmed = async {
+                loop {
+                    let changed = link.confirmed_changed.notified();
+                    if lock(&link.confirmed).contains(&channel) || link.is_down() {
+                        return;
+                    }
+                    changed.await;
+                }
+            };
+            let _ = tokio::time::timeout(READY_WAIT, confirmed).await;
+        }))
+    }
+
+    fn opened(&self) {
+        self.link.start();
+    }
+
+    fn stats(&self) -> DeliveryStats {
+        let c = &self.link.counters;
+        DeliveryStats {
+            published: c.published.load(Relaxed),
+            received: c.received.load(Relaxed),
+            dropped: c.dropped.load(Relaxed),
+            outages: c.outages.load(Relaxed),
+            connected: Some(self.link.connected.load(Relaxed)),
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    published: AtomicU64,
+    received: AtomicU64,
+    dropped: AtomicU64,
+    outages: AtomicU64,
+}
+
+/// What the background tasks take when they start.
+struct Tasks {
+    publish_rx: mpsc::Receiver<(String, Vec<u8>)>,
+    push_rx: mpsc::Receiver<PushInfo>,
+    changes_rx: mpsc::UnboundedReceiver<Change>,
+    /// Weakly: the tasks end with their server.
+    hub: Weak<Hub>,
+}
+
+/// One server's link to Redis, shared by its delivery and its background tasks.
+struct Link {
+    node: String,
+    settings: Settings,
+    client: Client,
+    /// The connection in use; replaced when the liveness probe finds it deaf.
+    manager: Mutex<Option<ConnectionManager>>,
+    push_tx: mpsc::Sender<PushInfo>,
+    publish_tx: mpsc::Sender<(String, Vec<u8>)>,
+    tasks: Mutex<Option<Tasks>>,
+    changes_tx: mpsc::UnboundedSender<Change>,
+    counters: Counters,
+    /// Channels this server subscribes to whatever it holds.
+    permanent: Vec<String>,
+    /// Channels it should be subscribed to for what it holds, and those Redis confirmed.
+    desired: Mutex<HashSet<String>>,
+    confirmed: Mutex<HashSet<String>>,
+    confirmed_changed: Notify,
+    /// Since when Redis has been unreachable, and the drop count then.
+    outage: Mutex<Option<(Instant, u64)>>,
+    /// The last probe number that came back.
+    probe_seen: AtomicU64,
+    started: AtomicBool,
+    /// Whether Redis answered the last command (false until it first does).
+    connected: AtomicBool,
+}
+
+impl fmt::Debug for Link {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Link")
+            .field("node", &self.node)
+            .field("settings", &self.settings)
+            .field("counters", &self.counters)
+            .finish_non_exhaustive()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A name for this server in messages, unique enough for a cluster's lifetime.
+fn node_id() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    static SEQ: AtomicU64 = AtomicU64::new(0);
+    format!(
+        "rs-{:x}-{:x}-{:x}",
+        std::process::id(),
+        nanos & 0xffff_ffff_ffff,
+        SEQ.fetch_add(1, Relaxed)
+    )
+}
+
+fn permanent_channels(node: &str, compat: bool) -> Vec<String> {
+    let mut channels = vec![channel::ALL.to_owned(), channel::probe(node)];
+    if compat {
+        channels.push(channel::LEGACY.to_owned());
+    }
+    channels
+}
+
+impl Interest for Link {
+    fn changed(&self, topic: Topic<'_>, held: bool) {
+        let channel = match topic {
+            // In compatibility mode identity events come through the reference's channel.
+            Topic::Identity(_) if self.settings.compat => return,
+            Topic::Identity(id) => channel::user(id),
+            Topic::Group(name) => channel::group(name),
+        };
+        let change = if held {
+            Change::Subscribe(channel)
+        } else {
+            Change::Unsubscribe(channel)
+        };
+        let _ = self.changes_tx.send(change);
+    }
+}
+
+impl Link {
+    /// Starts the background tasks, once (there must be a runtime).
+    fn start(self: &Arc<Self>) {
+        if self.started.swap(true, Relaxed) {
+            return;
+        }
+        let Some(tasks) = lock(&self.tasks).take() else {
+            return;
+        };
+        let Tasks {
+            publish_rx,
+            push_rx,
+            changes_rx,
+            hub,
+        } = tasks;
+        tracing::info!(
+            node = %self.node,
+            compat = self.settings.compat,
+            "ephaptic delivers events across servers through Redis at {}",
+            self.settings.url
+        );
+        tokio::spawn(publisher(self.clone(), publish_rx));
+        tokio::spawn(receiver(self.clone(), hub.clone(), push_rx));
+        tokio::spawn(subscriptions(self.clone(), hub, changes_rx));
+    }
+
+    /// The connection in use (made, lazily, when there is none).
+    fn manager(&self) -> ConnectionManager {
+        let mut current = lock(&self.manager);
+        if let Some(manager) = &*current {
+            return manager.clone();
+        }
+        let manager = self.connect();
+        *current = Some(manager.clone());
+        manager
+    }
+
+    /// A new connection: lazy (an unreachable Redis is not an error here), RESP3 with its push
+    /// messages fed into our bounded receive queue, re-subscribing by itself.
+    fn connect(&self) -> ConnectionManager {
+        let push = self.push_tx.clone();
+        let dropped = Arc::new(AtomicU64::new(0));
+        let config = ConnectionManagerConfig::new()
+            .set_push_sender(move |info: PushInfo| {
+                if push.try_send(info).is_err() {
+                    dropped.fetch_add(1, Relaxed);
+                }
+                Ok::<(), ()>(())
+            })
+            .set_automatic_resubscription()
+            .set_connection_timeout(Some(Duration::from_secs(2)))
+            .set_response_timeout(Some(Duration::from_secs(2)))
+            .set_number_of_retries(1)
+            .set_min_delay(Duration::from_millis(100))
+            .set_max_delay(Duration::from_secs(1));
+        ConnectionManager::new_lazy_with_config(self.client.clone(), config)
+            .expect("a RESP3 client with a push sender")
+    }
+
+    /// Publishes `frame` on `channel` (our body), without waiting.
+    fn publish(&self, channel: &str, frame: &[u8]) {
+        self.enqueue(channel.to_owned(), channel::wrap(&self.node, frame));
+    }
+
+    /// Queues a publish; while Redis is known to be away, or when the queue is full (Redis
+    /// slow), it is dropped and counted instead: nothing is kept to be sent late.
+    fn enqueue(&self, channel: String, body: Vec<u8>) {
+        if self.is_down() || self.publish_tx.try_send((channel, body)).is_err() {
+            self.counters.dropped.fetch_add(1, Relaxed);
+        }
+    }
+
+    fn is_down(&self) -> bool {
+        lock(&self.outage).is_some()
+    }
+
+    /// Notes that Redis cannot be reached; logged once per outage.
+    fn down(&self, why: &::redis::RedisError) {
+        self.connected.store(false, Relaxed);
+        let mut outage = lock(&self.outage);
+        if outage.is_none() {
+            *outage = Some((Instant::now(), self.counters.dropped.load(Relaxed)));
+            self.counters.outages.fetch_add(1, Relaxed);
+            tracing::warn!(
+                node = %self.node,
+                "Redis at {} cannot be reached ({why}). Calls and this server's own events go on; \
+                 events for other servers are dropped and counted (ephaptic::metrics()) until it is \
+                 back. Reconnecting by itself; check that Redis runs and that the URL is right",
+                self.settings.url
+            );
+        }
+        drop(outage);
+        lock(&self.confirmed).clear();
+        self.confirmed_changed.notify_waiters();
+    }
+
+    /// Notes that Redis answered; logs the end of an outage.
+    fn up(&self) {
+        self.connected.store(true, Relaxed);
+        let mut outage = lock(&self.outage);
+        if let Some((since, dropped_before)) = outage.take() {
+            let dropped = self.counters.dropped.load(Relaxed) - dropped_before;
+            tracing::info!(
+                node = %self.node,
+                "Redis is back after {:.1} s; {dropped} event(s) for other servers were dropped meanwhile",
+                since.elapsed().as_secs_f64()
+            );
+        }
+    }
+
+    /// Subscribes to every channel not confirmed yet (after a start, a reconnect, an outage).
+    async fn reconcile(&self) {
+        let missing: Vec<String> = {
+            let desired = lock(&self.desired);
+            let confirmed = lock(&self.confirmed);
+            self.permanent
+                .iter()
+                .chain(desired.iter())
+                .filter(|c| !confirmed.contains(*c))
+                .cloned()
+                .collect()
+        };
+        if !missing.is_empty() {
+            self.subscribe(missing).await;
+        }
+    }
+
+    async fn subscribe(&self, channels: Vec<String>) {
+        match self.manager().subscribe(&channels).await {
+            Ok(()) => {
+                self.up();
+                lock(&self.confirmed).extend(channels);
+                self.confirmed_changed.notify_waiters();
+            }
+            Err(e) => self.down(&e),
+        }
+    }
+
+    async fn unsubscribe(&self, channel: String) {
+        lock(&self.confirmed).remove(&channel);
+        if let Err(e) = self.manager().unsubscribe(&channel).await {
+            self.down(&e);
+        }
+    }
+
+    /// Replaces a connection that stopped receiving.
+    fn reconnect(&self) {
+        *lock(&self.manager) = Some(self.connect());
+        lock(&self.confirmed).clear();
+    }
+}
+
+/// Sends queued publishes in order, in batches of one round trip each.
+async fn publisher(link: Arc<Link>, mut rx: mpsc::Receiver<(String, Vec<u8>)>) {
+    let mut batch = Vec::with_capacity(BATCH);
+    while rx.recv_many(&mut batch, BATCH).await > 0 {
+        let mut pipe = ::redis::pipe();
+        for (channel, body) in &batch {
+            pipe.cmd("PUBLISH")
+                .arg(channel)
+                .arg(body.as_slice())
+                .ignore();
+        }
+        let n = batch.len() as u64;
+        match pipe.query_async::<()>(&mut link.manager()).await {
+            Ok(()) => {
+                link.up();
+                link.counters.published.fetch_add(n, Relaxed);
+            }
+            Err(e) => {
+                link.down(&e);
+                // What was queued while this batch failed would go out late: drop it too.
+                let mut lost = n;
+                while rx.try_recv().is_ok() {
+                    lost += 1;
+                }
+                link.counters.dropped.fetch_add(lost, Relaxed);
+            }
+        }
+        batch.clear();
+    }
+}
+
+/// Delivers what Redis pushes to this server's connections.
+async fn receiver(link: Arc<Link>, hub: Weak<Hub>, mut rx: mpsc::Receiver<PushInfo>) {
+    while let Some(push) = rx.recv().await {
+        let Some(hub) = hub.upgrade() else {
+            return;
+        };
+        match push.kind {
+            PushKind::Message => {
+                if let [Value::BulkString(channel), Value::BulkString(body)] = &push.data[..] {
+                    on_message(&link, &hub, channel, body);
+                }
+            }
+            PushKind::Disconnection => {
+                // The connection manager reconnects and re-subscribes by itself; until it has,
+                // this server hears nothing from the others.
+                link.down(&::redis::RedisError::from((
+                    ::redis::ErrorKind::Io,
+                    "the connection to Redis was lost",
+                )));
+            }
+            _ => {}
+        }
+    }
+}
+
+fn on_message(link: &Link, hub: &Hub, channel: &[u8], body: &[u8]) {
+    let Some(target) = channel::target(channel) else {
+        return;
+    };
+    let delivered = match target {
+        Target::Probe => {
+            if let Some(n) = std::str::from_utf8(body).ok().and_then(|s| s.parse().ok()) {
+                link.probe_seen.fetch_max(n, Relaxed);
+            }
+            return;
+        }
+        Target::Legacy => channel::read_legacy(&link.node, body)
+            .map(|(users, frame)| hub.offer_users(&users, &frame)),
+        other => {
+            channel::unwrap(&link.node, Bytes::copy_from_slice(body)).map(|frame| match other {
+                Target::Everyone => hub.offer_all(&frame),
+                Target::User(id) => hub.offer_users(std::slice::from_ref(&id), &frame),
+                Target::Group(name) => hub.offer_group(&name, &frame),
+                Target::Probe | Target::Legacy => 0,
+            })
+        }
+    };
+    if delivered.is_some() {
+        link.counters.received.fetch_add(1, Relaxed);
+    }
+}
+
+/// Follows what this server holds, keeps its subscriptions complete after outages, and runs
+/// the liveness probe.
+async fn subscriptions(
+    link: Arc<Link>,
+    hub: Weak<Hub>,
+    mut changes: mpsc::UnboundedReceiver<Change>,
+) {
+    link.reconcile().await;
+    let mut tick = tokio::time::interval(link.settings.probe_every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut probe_sent = 0u64;
+    let mut deaf = 0u32;
+    loop {
+        tokio::select! {
+            change = changes.recv() => {
+                let Some(change) = change else { return };
+                match change {
+                    Change::Subscribe(channel) => {
+                        if lock(&link.desired).insert(channel.clone()) {
+                            link.subscribe(vec![channel]).await;
+                        }
+                    }
+                    Change::Unsubscribe(channel) => {
+                        if lock(&link.desired).remove(&channel) {
+                            link.unsubscribe(channel).await;
+                        }
+                    }
+                }
+            }
+            _ = tick.tick() => {
+                if hub.strong_count() == 0 {
+                    // The server is gone: stop probing.
+                    return;
+                }
+                // The previous probe should be back by now; twice missing while Redis answers
+                // means the subscription went deaf.
+                if probe_sent > 0 && link.probe_seen.load(Relaxed) < probe_sent && !link.is_down() {
+                    deaf += 1;
+                    if deaf >= 2 {
+                        tracing::warn!(
+                            node = %link.node,
+                            "the Redis subscription stopped receiving (its probe did not come back); reconnecting"
+                        );
+                        link.reconnect();
+                        deaf = 0;
+                    }
+                } else {
+                    deaf = 0;
+                }
+                link.reconcile().await;
+                probe_sent += 1;
+                let probe = ::redis::cmd("PUBLISH")
+                    .arg(channel::probe(&link.node))
+                    .arg(probe_sent.to_string())
+                    .query_async::<i64>(&mut link.manager())
+                    .await;
+                match probe {
+                    Ok(_) => link.up(),
+                    Err(e) => link.down(&e),
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,550 @@
+//! Many servers on one Redis: every test starts its own `redis-server` on a free loopback port
+//! and two or three ephaptic servers (parity's functions plus a few of this binary's) in this
+//! process, each with its own Redis backplane, and drives them over real WebSockets.
+
+mod common;
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use ephaptic::{Audience, Caller, Value, event, expose};
+
+// The functions every test here serves: parity's (notify, shout, create_todo, limited, ...).
+use parity as _;
+
+/// One numbered event of a burst.
+#[event]
+#[derive(Debug)]
+pub struct Tick {
+    pub i: u32,
+}
+
+/// A message to a room.
+#[event]
+#[derive(Debug)]
+pub struct RoomNote {
+    pub text: String,
+}
+
+#[expose]
+async fn join_room(caller: Caller, room: String) -> bool {
+    caller.join(&room)
+}
+
+#[expose]
+async fn tell_room(room: String, text: String) -> usize {
+    ephaptic::group(room).emit(RoomNote { text }).await
+}
+
+/// Emits `n` numbered events to everyone, in order.
+#[expose]
+async fn burst(n: u32) -> u32 {
+    for i in 0..n {
+        ephaptic::emit(Tick { i }).await;
+    }
+    n
+}
+
+fn room_of(_caller: &Caller, note: &RoomNote) -> Audience {
+    Audience::group(note.text.split(':').next().unwrap_or_default().to_owned())
+}
+
+/// Announces `room:text` on the `roomNoted` channel, to that room only.
+#[expose(broadcast = ["roomNoted"], broadcast_to = room_of)]
+async fn note_room(text: String) -> RoomNote {
+    RoomNote { text }
+}
+
+/// This server's Redis figures.
+#[expose]
+async fn redis_figures() -> Value {
+    let m = ephaptic::metrics().expect("a server runs");
+    map(vec![
+        ("connected", Value::from(m.redis_connected.unwrap_or(false))),
+        ("published", Value::from(m.redis_published)),
+        ("received", Value::from(m.redis_received)),
+        ("dropped", Value::from(m.redis_dropped)),
+        ("outages", Value::from(m.redis_outages)),
+    ])
+}
+
+// ----------------------------------------------------------------------------------------------
+// A real redis-server, started by the test on a free loopback port and killed at the end.
+
+struct RedisServer {
+    port: u16,
+    child: Option<Child>,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl RedisServer {
+    fn start() -> RedisServer {
+        RedisServer::start_on(free_port())
+    }
+
+    fn start_on(port: u16) -> RedisServer {
+        let child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no", "--protected-mode", "no"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!(
+                    "cannot start redis-server ({e}): run ./test.sh, which installs it, or \
+                     `apt-get install redis-server`"
+                )
+            });
+        let server = RedisServer {
+            port,
+            child: Some(child),
+        };
+        server.wait_until_up();
+        server
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    fn wait_until_up(&self) {
+        use std::io::{Read, Write};
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", self.port)) {
+                let mut pong = [0u8; 7];
+                if s.write_all(b"PING\r\n").is_ok()
+                    && s.read_exact(&mut pong).is_ok()
+                    && &pong == b"+PONG\r\n"
+                {
+                    return;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "redis-server did not come up on {}",
+                self.port
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// `kill -9`: no shutdown, no goodbye to its clients.
+    fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// How many subscribers `channel` has.
+    async fn subscribers(&self, channel: &str) -> i64 {
+        let client = redis::Client::open(self.url()).unwrap();
+        let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+        let (_, n): (String, i64) = redis::cmd("PUBSUB")
+            .arg("NUMSUB")
+            .arg(channel)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        n
+    }
+
+    /// Waits until `channel` has `n` subscribers.
+    async fn wait_subscribers(&self, channel: &str, n: i64) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.subscribers(channel).await < n {
+            assert!(
+                Instant::now() < deadline,
+                "{channel} never had {n} subscribers"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+async fn node(redis: &str) -> String {
+    start(
+        ephaptic::Server::new()
+            .redis(redis)
+            .redis_probe_interval(Duration::from_millis(300)),
+    )
+    .await
+}
+
+/// A client whose calls keep the events that arrive before their replies, for later.
+struct Peer {
+    c: Client,
+    events: std::collections::VecDeque<Value>,
+}
+
+impl Peer {
+    async fn connect(url: &str) -> Peer {
+        Peer {
+            c: Client::connect(url).await,
+            events: Default::default(),
+        }
+    }
+
+    /// Connects as `name` and waits for the round trip that says the identity is settled.
+    async fn user(url: &str, name: &str) -> Peer {
+        let mut p = Peer {
+            c: Client::connect_as(url, v(name)).await,
+            events: Default::default(),
+        };
+        assert_eq!(p.ok("whoami", vec![]).await, v(name));
+        p
+    }
+
+    /// A call's reply, the events before it kept.
+    async fn reply(&mut self, name: &str, args: Vec<Value>) -> Value {
+        self.c.send(&rpc(1, name, args)).await;
+        loop {
+            let frame = self.c.recv().await;
+            if get(&frame, "type") == &v("event") {
+                self.events.push_back(frame);
+            } else {
+                return frame;
+            }
+        }
+    }
+
+    async fn ok(&mut self, name: &str, args: Vec<Value>) -> Value {
+        let reply = self.reply(name, args).await;
+        assert!(
+            has(&reply, "result"),
+            "{name}: expected a result, got {reply}"
+        );
+        get(&reply, "result").clone()
+    }
+
+    async fn err(&mut self, name: &str, args: Vec<Value>) -> Value {
+        let reply = self.reply(name, args).await;
+        assert!(
+            has(&reply, "error"),
+            "{name}: expected an error, got {reply}"
+        );
+        get(&reply, "error").clone()
+    }
+
+    /// The next frame within `limit`: a kept event first.
+    async fn next_within(&mut self, limit: Duration) -> Option<Value> {
+        if let Some(e) = self.events.pop_front() {
+            return Some(e);
+        }
+        self.c.recv_raw_within(limit).await.map(|raw| decode(&raw))
+    }
+
+    /// The next event named `name` (other frames are skipped), within a few seconds.
+    async fn event(&mut self, name: &str) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let frame = self
+                .next_within(left)
+                .await
+                .unwrap_or_else(|| panic!("no {name} event arrived"));
+            if is_event(&frame, name) {
+                return frame;
+            }
+        }
+    }
+
+    /// Asserts that no event named `name` arrives for a while.
+    async fn no_event(&mut self, name: &str) {
+        let until = Instant::now() + Duration::from_millis(400);
+        while let Some(frame) = self
+            .next_within(until.saturating_duration_since(Instant::now()))
+            .await
+        {
+            assert!(!is_event(&frame, name), "unexpected {name}: {frame}");
+        }
+    }
+}
+
+fn is_event(frame: &Value, name: &str) -> bool {
+    get(frame, "type") == &v("event") && get(frame, "name") == &v(name)
+}
+
+fn kwargs(frame: &Value) -> &Value {
+    get(get(frame, "payload"), "kwargs")
+}
+
+// ----------------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn to_user_reaches_every_connection_of_that_user_on_every_server_once() {
+    let redis = RedisServer::start();
+    let (a, b, c) = (
+        node(&redis.url()).await,
+        node(&redis.url()).await,
+        node(&redis.url()).await,
+    );
+    let mut tabs = vec![
+        Peer::user(&b, "alice").await,
+        Peer::user(&b, "alice").await,
+        Peer::user(&c, "alice").await,
+    ];
+    let mut bob = Peer::user(&c, "bob").await;
+    let mut sender = Peer::connect(&a).await;
+    // Reached here: none of alice's connections is on A.
+    assert_eq!(
+        sender.ok("notify", vec![v("alice"), v("hi")]).await,
+        Value::from(0)
+    );
+    for tab in &mut tabs {
+        let e = tab.event("Notice").await;
+        assert_eq!(get(kwargs(&e), "message"), &v("hi"));
+        tab.no_event("Notice").await;
+    }
+    bob.no_event("Notice").await;
+}
+
+#[tokio::test]
+async fn shout_reaches_every_connection_of_every_server_once() {
+    let redis = RedisServer::start();
+    let (a, b, c) = (
+        node(&redis.url()).await,
+        node(&redis.url()).await,
+        node(&redis.url()).await,
+    );
+    let mut everyone = Vec::new();
+    for url in [&a, &b, &c] {
+        for _ in 0..2 {
+            let mut conn = Peer::connect(url).await;
+            conn.ok("add", vec![Value::from(1), Value::from(1)]).await;
+            everyone.push(conn);
+        }
+    }
+    redis.wait_subscribers("ephaptic:all", 3).await;
+    // The emitting server counts its own two connections.
+    assert_eq!(
+        everyone[0].ok("shout", vec![v("fire drill")]).await,
+        Value::from(2)
+    );
+    for conn in &mut everyone {
+        let e = conn.event("Notice").await;
+        assert_eq!(get(kwargs(&e), "message"), &v("fire drill"));
+        conn.no_event("Notice").await;
+    }
+}
+
+#[tokio::test]
+async fn groups_and_channels_cross_servers_and_reach_members_only() {
+    let redis = RedisServer::start();
+    let (a, b) = (node(&redis.url()).await, node(&redis.url()).await);
+    let mut member_a = Peer::connect(&a).await;
+    let mut member_b = Peer::connect(&b).await;
+    let mut outsider = Peer::connect(&b).await;
+    assert_eq!(
+        member_a.ok("join_room", vec![v("lobby")]).await,
+        Value::from(true)
+    );
+    assert_eq!(
+        member_b.ok("join_room", vec![v("lobby")]).await,
+        Value::from(true)
+    );
+    outsider
+        .ok("add", vec![Value::from(1), Value::from(1)])
+        .await;
+    // B subscribes to the room's channel when its first member joins; A already has one.
+    redis.wait_subscribers("ephaptic:g:lobby", 2).await;
+
+    let mut sender = Peer::connect(&a).await;
+    assert_eq!(
+        sender.ok("tell_room", vec![v("lobby"), v("hello")]).await,
+        Value::from(1)
+    );
+    for m in [&mut member_a, &mut member_b] {
+        assert_eq!(get(kwargs(&m.event("RoomNote").await), "text"), &v("hello"));
+    }
+    outsider.no_event("RoomNote").await;
+
+    // A channel sent to the room by `broadcast_to`.
+    sender.ok("note_room", vec![v("lobby:done")]).await;
+    for m in [&mut member_a, &mut member_b] {
+        assert_eq!(
+            get(kwargs(&m.event("roomNoted").await), "text"),
+            &v("lobby:done")
+        );
+    }
+    outsider.no_event("roomNoted").await;
+
+    // A channel to everyone (parity's `create_todo`).
+    sender.ok("create_todo", vec![v("milk")]).await;
+    for m in [&mut member_a, &mut member_b, &mut outsider] {
+        assert_eq!(
+            get(kwargs(&m.event("todoCreated").await), "title"),
+            &v("milk")
+        );
+    }
+
+    // The last member leaving B unsubscribes B; A's member keeps A subscribed.
+    drop(member_b);
+    redis.wait_subscribers("ephaptic:g:lobby", 1).await;
+}
+
+#[tokio::test]
+async fn a_thousand_events_from_one_emitter_arrive_in_order_everywhere() {
+    let redis = RedisServer::start();
+    let (a, b) = (node(&redis.url()).await, node(&redis.url()).await);
+    let mut listeners = Vec::new();
+    for url in [&a, &b, &b] {
+        let mut conn = Peer::connect(url).await;
+        conn.ok("add", vec![Value::from(1), Value::from(1)]).await;
+        listeners.push(conn);
+    }
+    redis.wait_subscribers("ephaptic:all", 2).await;
+    let mut emitter = Peer::connect(&a).await;
+    assert_eq!(
+        emitter.ok("burst", vec![Value::from(1000)]).await,
+        Value::from(1000)
+    );
+    for conn in &mut listeners {
+        for i in 0..1000u64 {
+            let e = conn.event("Tick").await;
+            assert_eq!(
+                get(kwargs(&e), "i"),
+                &Value::from(i),
+                "out of order or lost"
+            );
+        }
+        conn.no_event("Tick").await;
+    }
+    let figures = emitter.ok("redis_figures", vec![]).await;
+    assert!(
+        get(&figures, "published").as_u64().unwrap() >= 1000,
+        "{figures}"
+    );
+    assert_eq!(get(&figures, "dropped"), &Value::from(0u64));
+}
+
+#[tokio::test]
+async fn rate_limits_are_counted_across_servers() {
+    let redis = RedisServer::start();
+    let (a, b) = (node(&redis.url()).await, node(&redis.url()).await);
+    let mut on_a = Peer::user(&a, "rl-user").await;
+    let mut on_b = Peer::user(&b, "rl-user").await;
+    assert_eq!(on_a.ok("limited", vec![]).await, v("ok"));
+    assert_eq!(on_b.ok("limited", vec![]).await, v("ok"));
+    let e = on_a.err("limited", vec![]).await;
+    assert_eq!(get(&e, "code"), &v("RATELIMIT"));
+    let retry = get(get(&e, "data"), "retry_after").as_u64().unwrap();
+    assert!(
+        (1..=30).contains(&retry),
+        "one call every 30 s after the burst: {retry}"
+    );
+    // Another caller is counted apart.
+    let mut other = Peer::user(&b, "rl-other").await;
+    assert_eq!(other.ok("limited", vec![]).await, v("ok"));
+}
+
+#[tokio::test]
+async fn a_server_starts_without_redis_and_joins_the_others_when_it_comes_up() {
+    let port = free_port();
+    let url = format!("redis://127.0.0.1:{port}");
+    let (a, b) = (node(&url).await, node(&url).await);
+    // No Redis: calls and local events work.
+    let mut local = Peer::connect(&a).await;
+    assert_eq!(
+        local.ok("add", vec![Value::from(2), Value::from(3)]).await,
+        Value::from(5)
+    );
+    assert_eq!(local.ok("shout", vec![v("alone")]).await, Value::from(1));
+    assert_eq!(
+        get(kwargs(&local.event("Notice").await), "message"),
+        &v("alone")
+    );
+    let figures = local.ok("redis_figures", vec![]).await;
+    assert_eq!(get(&figures, "connected"), &Value::from(false), "{figures}");
+
+    let redis = RedisServer::start_on(port);
+    redis.wait_subscribers("ephaptic:all", 2).await;
+    let mut remote = Peer::connect(&b).await;
+    remote.ok("add", vec![Value::from(1), Value::from(1)]).await;
+    local.ok("shout", vec![v("together")]).await;
+    assert_eq!(
+        get(kwargs(&remote.event("Notice").await), "message"),
+        &v("together")
+    );
+}
+
+#[tokio::test]
+async fn a_redis_killed_mid_run_costs_only_remote_events_and_delivery_resumes_by_itself() {
+    let mut redis = RedisServer::start();
+    let port = redis.port;
+    let (a, b) = (node(&redis.url()).await, node(&redis.url()).await);
+    let mut alice = Peer::user(&b, "alice").await;
+    let mut here = Peer::connect(&a).await;
+    here.ok("notify", vec![v("alice"), v("before")]).await;
+    assert_eq!(
+        get(kwargs(&alice.event("Notice").await), "message"),
+        &v("before")
+    );
+
+    redis.kill9();
+    // Calls and this server's own events go on.
+    for n in 0..20 {
+        assert_eq!(
+            here.ok("add", vec![Value::from(n), Value::from(1)]).await,
+            Value::from(n + 1)
+        );
+        assert_eq!(here.ok("shout", vec![v("local")]).await, Value::from(1));
+        assert_eq!(
+            get(kwargs(&here.event("Notice").await), "message"),
+            &v("local")
+        );
+        here.ok("notify", vec![v("alice"), v("lost")]).await;
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let figures = here.ok("redis_figures", vec![]).await;
+    assert!(
+        get(&figures, "dropped").as_u64().unwrap() > 0,
+        "drops are counted: {figures}"
+    );
+    assert!(get(&figures, "outages").as_u64().unwrap() >= 1, "{figures}");
+    assert_eq!(get(&figures, "connected"), &Value::from(false), "{figures}");
+
+    // Back on the same port: delivery resumes without restarting either server.
+    let _redis = RedisServer::start_on(port);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut n = 0;
+    let got = loop {
+        n += 1;
+        here.ok(
+            "notify",
+            vec![v("alice"), Value::from(format!("after {n}"))],
+        )
+        .await;
+        if let Some(frame) = alice.next_within(Duration::from_millis(300)).await
+            && is_event(&frame, "Notice")
+        {
+            break frame;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "cross-server delivery never resumed"
+        );
+    };
+    let text = get(kwargs(&got), "message").as_str().unwrap().to_owned();
+    assert!(
+        text.starts_with("after"),
+        "nothing from the outage is replayed: {text}"
+    );
+    let figures = here.ok("redis_figures", vec![]).await;
+    assert_eq!(get(&figures, "connected"), &Value::from(true), "{figures}");
+}
