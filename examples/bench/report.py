@@ -254,7 +254,7 @@ target(
 w("")
 w(
     f"Server CPU per call: ephaptic {fmt(ec1, 2, ' us')} (1 x 64), floor {fmt(fc1, 2, ' us')}. "
-    "Each event is encoded once per `emit`, whatever the audience (`protocol::event_frame`, then "
+    "Each event is encoded once per `emit`, whatever the audience (`wire::reply::event_frame`, then "
     "the same `Bytes` to every connection)."
 )
 w("")

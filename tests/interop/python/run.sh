@@ -28,4 +28,4 @@ if [ -z "${PARITY_BIN:-}" ]; then
 fi
 
 cd "$HERE"
-exec "$VENV/bin/python" -m unittest -v test_parity
+exec "$VENV/bin/python" -m unittest -v test_parity test_redis
