@@ -211,6 +211,18 @@
 //! # }
 //! ```
 //!
+//! ## Many servers
+//!
+//! With the `redis` feature, servers on one Redis (or Valkey) share their events:
+//! `Server::new().redis("redis://127.0.0.1:6379")`, or the `EPHAPTIC_REDIS_URL` variable.
+//! `to(user)` then reaches that user's connections on every server, `emit` and channels every
+//! listener of every server, and rate limits are counted across all of them. Each connection
+//! still gets each event once and in emit order; delivery across servers is at most once (an
+//! event sent while Redis is away is dropped and counted in [`metrics`](fn@metrics)). Any
+//! server can take any connection, so no sticky sessions are needed. The guide is
+//! `docs/SCALING.md` in the repository; `Server::redis_compat` interoperates with Python
+//! ephaptic servers on the same Redis.
+//!
 //! ## Registration
 //!
 //! Exposed functions register themselves at link time (via `inventory`). The server logs how

@@ -184,7 +184,7 @@ impl Server {
     ///
     /// The server starts even when Redis cannot be reached, and serves calls and its own
     /// events throughout an outage; events for other servers are dropped and counted in
-    /// [`metrics`](crate::metrics) meanwhile, and delivery resumes by itself. See the "Scaling
+    /// [`metrics`](fn@crate::metrics) meanwhile, and delivery resumes by itself. See the "Scaling
     /// out" guide (`docs/SCALING.md`) for what is guaranteed across servers.
     ///
     /// ```no_run

@@ -199,6 +199,56 @@ if runs("python", "fanout_10000") and not ok_runs("python", "fanout_10000"):
     w(f"- The reference at 10,000 subscribers: {note('python', 'fanout_10000')}.")
 w("")
 
+# ---- scale-out
+SCALE = [
+    ("scale_local", "one server, no Redis"),
+    ("scale_redis_1", "one server on Redis"),
+    ("scale_redis_2", "two servers on one Redis, 500 + 500"),
+]
+if any(runs("ephaptic", c) for c, _ in SCALE):
+    w("## Across servers (Redis)")
+    w("")
+    w(
+        "The fan-out to 1,000 subscribers above, through Redis (`parity --redis URL`, a fresh "
+        "`redis-server` per run, on this machine too). With two servers the emitter and half the "
+        "subscribers are on the first, the other half on the second, which gets each event "
+        "through Redis. Server CPU is both servers' together; Redis CPU is `redis-server`'s. The "
+        "three configurations' runs are rotated."
+    )
+    w("")
+    w("| configuration | deliveries/s | events/s | p50 / p99 delivery | server CPU per delivery | server CPU per event | Redis CPU per event |")
+    w("|---|---:|---:|---:|---:|---:|---:|")
+    for c, label in SCALE:
+        if not ok_runs("ephaptic", c):
+            if runs("ephaptic", c):
+                w(f"| {label} | {note('ephaptic', c)} | | | | | |")
+            continue
+        p50, p99 = med("ephaptic", c, "p50_us"), med("ephaptic", c, "p99_us")
+        w(
+            f"| {label} | {fmt(med('ephaptic', c, 'deliveries_per_s'))} | {fmt(med('ephaptic', c, 'events_per_s'), 1)} "
+            f"| {fmt(p50 and p50 / 1000, 1, ' ms')} / {fmt(p99 and p99 / 1000, 1, ' ms')} "
+            f"| {fmt(med('ephaptic', c, 'server_cpu_us_per_delivery'), 2, ' us')} "
+            f"| {fmt(med('ephaptic', c, 'server_cpu_us_per_event'), 0, ' us')} "
+            f"| {fmt(med('ephaptic', c, 'redis_cpu_us_per_event'), 1, ' us')} |"
+        )
+    w("")
+    loc, one, two = (med("ephaptic", c, "deliveries_per_s") for c, _ in SCALE)
+    lp99, tp99 = med("ephaptic", "scale_local", "p99_us"), med("ephaptic", "scale_redis_2", "p99_us")
+    le, oe = med("ephaptic", "scale_local", "server_cpu_us_per_event"), med("ephaptic", "scale_redis_1", "server_cpu_us_per_event")
+    w(
+        f"- Two servers / one server without Redis: **{ratio(two, loc)}** deliveries/s; p99 "
+        f"{fmt(tp99 and lp99 and (tp99 - lp99) / 1000, 1, ' ms')} more. One server on Redis / without: "
+        f"**{ratio(one, loc)}**."
+    )
+    w(
+        f"- The Redis path per event on the emitting server (one `PUBLISH` in a pipelined batch, "
+        f"the frame copied once into the message): {fmt(oe and le and oe - le, 1, ' us')} of server CPU "
+        f"(one server on Redis minus one without), whatever the number of subscribers; a broadcast "
+        f"to everyone is one message per event for Redis, and each other server delivers it to its "
+        f"own connections as a local event."
+    )
+    w("")
+
 # ---- idle
 w("## Idle connections")
 w("")

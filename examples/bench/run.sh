@@ -8,6 +8,7 @@
 #   examples/bench/run.sh --quick        smoke run: 1 short run per configuration (~3 min)
 #   options: --runs N  --duration S  --wait-idle (first wait, polling every 30 s, for a 1-minute
 #            load below 0.7; at most --wait-idle-max S, default 1200)  --no-python
+#            --no-redis (skip the scale-out cases, which need redis-server)
 #            --out FILE (default BENCHMARKS.md)
 #
 # Everything runs on 127.0.0.1. Every bench process is bounded in time (and killed by `timeout`
@@ -26,6 +27,7 @@ QUICK=false
 WAIT_IDLE=false
 WAIT_MAX=1200
 PYTHON=true
+REDIS=true
 OUT="$ROOT/BENCHMARKS.md"
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -35,6 +37,7 @@ while [ $# -gt 0 ]; do
         --wait-idle) WAIT_IDLE=true ;;
         --wait-idle-max) WAIT_MAX="$2"; shift ;;
         --no-python) PYTHON=false ;;
+        --no-redis) REDIS=false ;;
         --out) OUT="$2"; shift ;;
         *) echo "unknown option $1" >&2; exit 2 ;;
     esac
@@ -186,6 +189,91 @@ rust_case latency_1x1_other_cpu 120 1 0 calls --conns 1 --inflight 1 "${common[@
 rust_case fanout_1000 180 "" "" fanout --conns 1000 "${common[@]}"
 rust_case fanout_10000 240 "" "" fanout --conns 10000 "${common[@]}"
 rust_case idle_10000 300 "" "" idle --conns 10000 --hold 3
+
+# Scale-out: fan-out to 1,000 subscribers through Redis. One server without Redis, one server
+# with it (the cost of publishing), and two servers on one Redis with the subscribers split
+# 500/500 (the emitter on the first): deliveries/s, latency, both servers' CPU, Redis's CPU.
+if $REDIS && command -v redis-server >/dev/null 2>&1; then
+    RPID=""
+    PIDS=()
+    URLS=()
+    # start_parity [ARGS...]: one more parity; appends to PIDS and URLS.
+    start_parity() {
+        local out
+        out="$(mktemp)"
+        EPHAPTIC_LOG=warn "$BIN/parity" --addr 127.0.0.1:0 "$@" >"$out" 2>/dev/null &
+        PIDS+=($!)
+        local url=""
+        for _ in $(seq 1 150); do
+            url="$(sed -n '1s/^listening on //p' "$out")"
+            [ -n "$url" ] && break
+            sleep 0.1
+        done
+        rm -f "$out"
+        URLS+=("$url")
+        [ -n "$url" ]
+    }
+    stop_all() {
+        for p in "${PIDS[@]}" $RPID; do kill "$p" 2>/dev/null || true; done
+        for p in "${PIDS[@]}" $RPID; do wait "$p" 2>/dev/null || true; done
+        PIDS=()
+        URLS=()
+        RPID=""
+    }
+    trap 'stop_server; stop_all' EXIT
+    # scale_one CASE RUN SERVERS(0 = no Redis, 1, 2)
+    scale_one() {
+        local name="$1" r="$2" n="$3" rport extra=()
+        if [ "$n" -gt 0 ]; then
+            rport="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
+            redis-server --port "$rport" --bind 127.0.0.1 --save "" --appendonly no >/dev/null 2>&1 &
+            RPID=$!
+            for _ in $(seq 1 100); do
+                (exec 3<>"/dev/tcp/127.0.0.1/$rport") 2>/dev/null && break
+                sleep 0.05
+            done
+            extra=(--redis "redis://127.0.0.1:$rport")
+        fi
+        start_parity "${extra[@]}" || { log "parity did not start"; stop_all; return 0; }
+        local args=(--server-pid "${PIDS[0]}")
+        if [ "$n" -eq 2 ]; then
+            start_parity "${extra[@]}" || { log "parity did not start"; stop_all; return 0; }
+            args+=(--also "${URLS[1]}" --also-pid "${PIDS[1]}")
+        fi
+        [ -n "$RPID" ] && args+=(--redis-pid "$RPID")
+        local cmd=("$BIN/bench" fanout "${URLS[0]}" --conns 1000 "${common[@]}" "${args[@]}" --label "ephaptic/$name/$r")
+        log "ephaptic $name run $r/$RUNS: ${cmd[*]}"
+        local line
+        line="$(timeout 180 "${cmd[@]}" 2>/dev/null || true)"
+        [ -z "$line" ] && line='{"mode":"fanout","error":"no result within 180s"}'
+        local shown
+        shown="$(printf '%q ' "${cmd[@]}" | sed "s#$BIN/#target/release/#g; s#ws://127.0.0.1:[0-9]*/_ephaptic#\$URL#g; s#--server-pid [0-9]*#--server-pid \$PID#; s#--also-pid [0-9]*#--also-pid \$PID2#; s#--redis-pid [0-9]*#--redis-pid \$RPID#")"
+        printf '%s\n' "$line" | python3 -c '
+import json, sys
+r = json.loads(sys.stdin.read())
+r.update(kind="result", server="ephaptic", case=sys.argv[1], run=int(sys.argv[2]), cmd=sys.argv[3])
+print(json.dumps(r))' "$name" "$r" "$shown" >>"$RESULTS"
+        stop_all
+    }
+    common=(--duration "$DURATION" --warmup "$WARMUP")
+    for r in $(seq 1 "$RUNS"); do
+        # Rotated, so a drifting load weighs on all three alike.
+        case $((r % 3)) in
+            1) order=(0 1 2) ;;
+            2) order=(1 2 0) ;;
+            0) order=(2 0 1) ;;
+        esac
+        for n in "${order[@]}"; do
+            case "$n" in
+                0) scale_one scale_local "$r" 0 ;;
+                1) scale_one scale_redis_1 "$r" 1 ;;
+                2) scale_one scale_redis_2 "$r" 2 ;;
+            esac
+        done
+    done
+else
+    log "skipping the scale-out cases (--no-redis, or no redis-server installed)"
+fi
 
 # The reference, two orders of magnitude slower: shorter runs, and one bounded attempt at its
 # idle and 10,000-connection cases.

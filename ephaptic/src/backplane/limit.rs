@@ -12,7 +12,7 @@ use super::Link;
 use crate::handler::BoxFuture;
 use crate::runtime::ratelimit::Remote;
 
-/// KEYS[1]: the caller's key. ARGV[1]: the interval between calls (T / N) and ARGV[2] the
+/// `KEYS[1]`: the caller's key. `ARGV[1]`: the interval between calls (T / N) and `ARGV[2]` the
 /// period T, both in microseconds. Returns 0 when the call is allowed, else the microseconds
 /// to wait. (Microseconds since the epoch fit a Lua number exactly; `%.0f` keeps all their
 /// digits, where Lua's default formatting would round to 14.)

@@ -4,6 +4,8 @@
 //! ```text
 //! bench calls  ws://127.0.0.1:N/_ephaptic --conns 100 --inflight 8 --duration 5 --server-pid PID
 //! bench fanout ws://127.0.0.1:N/_ephaptic --conns 1000 [--rate 0] [--window 4] --duration 5
+//!              [--also ws://127.0.0.1:M/_ephaptic --also-pid PID2] [--redis-pid PID3]
+//!              (--also: half the subscribers on a second server, the emitter stays on the first)
 //! bench idle   ws://127.0.0.1:N/_ephaptic --conns 10000 --server-pid PID
 //! ```
 //!
@@ -61,13 +63,17 @@ struct Opts {
     hold: f64,
     threads: usize,
     label: String,
+    /// A second server for half of the fan-out subscribers, its process, and Redis's.
+    also: Option<String>,
+    also_pid: Option<u32>,
+    redis_pid: Option<u32>,
 }
 
 fn usage() -> ! {
     eprintln!(
         "usage: bench <calls|fanout|idle> <ws-url> [--conns N] [--inflight N] [--duration S] \
          [--warmup S] [--server-pid PID] [--rate EVENTS_PER_S] [--window N] [--hold S] \
-         [--threads N] [--label TEXT]"
+         [--threads N] [--label TEXT] [--also WS_URL] [--also-pid PID] [--redis-pid PID]"
     );
     std::process::exit(2)
 }
@@ -92,6 +98,9 @@ fn parse_opts() -> Opts {
         hold: 3.0,
         threads: 1,
         label: String::new(),
+        also: None,
+        also_pid: None,
+        redis_pid: None,
     };
     while let Some(flag) = args.next() {
         let value = args.next().unwrap_or_else(|| usage());
@@ -107,6 +116,9 @@ fn parse_opts() -> Opts {
             "--hold" => o.hold = num(),
             "--threads" => o.threads = num() as usize,
             "--label" => o.label = value,
+            "--also" => o.also = Some(value),
+            "--also-pid" => o.also_pid = Some(num() as u32),
+            "--redis-pid" => o.redis_pid = Some(num() as u32),
             _ => usage(),
         }
     }
@@ -213,8 +225,17 @@ fn rss_kib(pid: u32) -> Option<u64> {
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
+/// The server's CPU seconds; with `--also`, both servers' together.
 fn server_cpu(o: &Opts) -> Option<f64> {
-    cpu_seconds(&o.server_pid?.to_string())
+    let first = cpu_seconds(&o.server_pid?.to_string())?;
+    match o.also_pid {
+        Some(pid) => Some(first + cpu_seconds(&pid.to_string())?),
+        None => Some(first),
+    }
+}
+
+fn redis_cpu(o: &Opts) -> Option<f64> {
+    cpu_seconds(&o.redis_pid?.to_string())
 }
 
 fn ns(d: Duration) -> u64 {
@@ -422,7 +443,13 @@ async fn fanout(o: &Opts) -> Result<String, String> {
         notify: Notify::new(),
     });
     let started = Instant::now();
-    let subs = connect_many(&o.url, o.conns, 4096).await?;
+    let mut subs = match &o.also {
+        None => connect_many(&o.url, o.conns, 4096).await?,
+        Some(_) => connect_many(&o.url, o.conns - o.conns / 2, 4096).await?,
+    };
+    if let Some(also) = &o.also {
+        subs.extend(connect_many(also, o.conns / 2, 4096).await?);
+    }
     eprintln!(
         "fanout: {} subscribers connected in {:.1}s",
         subs.len(),
@@ -502,6 +529,7 @@ async fn fanout(o: &Opts) -> Result<String, String> {
     let warmup_end = Instant::now() + Duration::from_secs_f64(o.warmup);
     let mut t0 = None;
     let mut cpu0 = None;
+    let mut redis0 = None;
     let mut me0 = None;
     let mut ticker = (o.rate > 0.0).then(|| {
         let mut t = tokio::time::interval(Duration::from_secs_f64(1.0 / o.rate));
@@ -514,6 +542,7 @@ async fn fanout(o: &Opts) -> Result<String, String> {
         let now = Instant::now();
         if t0.is_none() && now >= warmup_end {
             cpu0 = server_cpu(o);
+            redis0 = redis_cpu(o);
             me0 = cpu_seconds("self");
             t0 = Some(now);
             fan.phase.store(MEASURE, Relaxed);
@@ -555,6 +584,7 @@ async fn fanout(o: &Opts) -> Result<String, String> {
     fan.phase.store(STOP, Relaxed);
     let elapsed = t0.map_or(0.0, |t| t.elapsed().as_secs_f64());
     let cpu = server_cpu(o).zip(cpu0).map(|(b, a)| b - a);
+    let redis = redis_cpu(o).zip(redis0).map(|(b, a)| b - a);
     let me = cpu_seconds("self").zip(me0).map(|(b, a)| b - a);
     let _ = stop_tx.send(true);
     let mut total = SubStats::default();
@@ -573,6 +603,9 @@ async fn fanout(o: &Opts) -> Result<String, String> {
     let h = &total.hist;
     let rate = total.deliveries as f64 / elapsed.max(1e-9);
     let per_delivery = cpu.map(|c| c * 1e6 / total.deliveries.max(1) as f64);
+    let events = (total.deliveries as f64 / o.conns as f64).max(1.0);
+    let redis_per_event = redis.map(|c| c * 1e6 / events);
+    let server_per_event = cpu.map(|c| c * 1e6 / events);
     eprintln!(
         "fanout: {:.0} deliveries/s ({:.1} events/s), p50 {:.1} us, p99 {:.1} us, {} subscriber(s) lost",
         rate,
@@ -586,6 +619,7 @@ async fn fanout(o: &Opts) -> Result<String, String> {
          \"events_sent\":{},\"deliveries\":{},\"deliveries_per_s\":{:.1},\"events_per_s\":{:.2},\
          \"p50_us\":{:.2},\"p90_us\":{:.2},\"p99_us\":{:.2},\"max_us\":{:.2},\"lost_subscribers\":{},\
          \"emitter_errors\":{},\"skipped_ticks\":{},\"server_cpu_s\":{},\"server_cpu_us_per_delivery\":{},\
+         \"server_cpu_us_per_event\":{},\"redis_cpu_s\":{},\"redis_cpu_us_per_event\":{},\"servers\":{},\
          \"client_cpu_s\":{}}}",
         esc(&o.label),
         o.conns,
@@ -605,6 +639,10 @@ async fn fanout(o: &Opts) -> Result<String, String> {
         skipped,
         opt(cpu),
         opt(per_delivery),
+        opt(server_per_event),
+        opt(redis),
+        opt(redis_per_event),
+        1 + usize::from(o.also.is_some()),
         opt(me),
     ))
 }
