@@ -548,3 +548,101 @@ async fn a_redis_killed_mid_run_costs_only_remote_events_and_delivery_resumes_by
     let figures = here.ok("redis_figures", vec![]).await;
     assert_eq!(get(&figures, "connected"), &Value::from(true), "{figures}");
 }
+
+/// A TCP proxy in front of Redis that can swap its upstream connection behind a client's back:
+/// the client's connection stays up and its commands keep working, but the new upstream knows
+/// nothing of its subscriptions. What a failover behind a proxy does, and the silent failure
+/// the liveness probe exists for.
+struct SwappingProxy {
+    port: u16,
+    swap: std::sync::Arc<tokio::sync::watch::Sender<u64>>,
+}
+
+impl SwappingProxy {
+    async fn start(upstream: u16) -> SwappingProxy {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (swap, _) = tokio::sync::watch::channel(0u64);
+        let swap = std::sync::Arc::new(swap);
+        let swaps = swap.clone();
+        tokio::spawn(async move {
+            while let Ok((mut down, _)) = listener.accept().await {
+                let mut swapped = swaps.subscribe();
+                tokio::spawn(async move {
+                    let mut up = tokio::net::TcpStream::connect(("127.0.0.1", upstream))
+                        .await
+                        .unwrap();
+                    let (mut a, mut b) = ([0u8; 16384], [0u8; 16384]);
+                    loop {
+                        tokio::select! {
+                            n = down.read(&mut a) => match n {
+                                Ok(0) | Err(_) => return,
+                                Ok(n) => if up.write_all(&a[..n]).await.is_err() { return },
+                            },
+                            n = up.read(&mut b) => match n {
+                                Ok(0) | Err(_) => return,
+                                Ok(n) => if down.write_all(&b[..n]).await.is_err() { return },
+                            },
+                            changed = swapped.changed() => {
+                                if changed.is_err() { return }
+                                // A fresh upstream: same client socket, no subscriptions. (It
+                                // must say HELLO 3 again for RESP3, so send it the way the
+                                // client's first one went; Redis answers with a map the
+                                // client does not expect, so swallow that answer.)
+                                up = tokio::net::TcpStream::connect(("127.0.0.1", upstream)).await.unwrap();
+                                up.write_all(b"*2\r\n$5\r\nHELLO\r\n$1\r\n3\r\n").await.unwrap();
+                                let mut hello = [0u8; 4096];
+                                let _ = tokio::time::timeout(Duration::from_millis(200), up.read(&mut hello)).await;
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        SwappingProxy { port, swap }
+    }
+
+    fn swap(&self) {
+        self.swap.send_modify(|n| *n += 1);
+    }
+}
+
+#[tokio::test]
+async fn a_subscription_that_went_deaf_is_found_by_the_probe_and_replaced() {
+    let redis = RedisServer::start();
+    let proxy = SwappingProxy::start(redis.port).await;
+    let a = node(&redis.url()).await;
+    let b = node(&format!("redis://127.0.0.1:{}", proxy.port)).await;
+    let mut alice = Peer::user(&b, "alice").await;
+    let mut here = Peer::connect(&a).await;
+    here.ok("notify", vec![v("alice"), v("before")]).await;
+    assert_eq!(
+        get(kwargs(&alice.event("Notice").await), "message"),
+        &v("before")
+    );
+
+    proxy.swap();
+    // B's connection still answers, but hears nothing; within a few probe intervals (300 ms
+    // here) B notices, reconnects and subscribes again.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let mut n = 0;
+    loop {
+        n += 1;
+        here.ok("notify", vec![v("alice"), Value::from(format!("try {n}"))])
+            .await;
+        if let Some(frame) = alice.next_within(Duration::from_millis(200)).await
+            && is_event(&frame, "Notice")
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "B never noticed that it went deaf"
+        );
+    }
+    assert!(
+        n > 1,
+        "the swap did silence B for a while (else this test proves nothing)"
+    );
+}
