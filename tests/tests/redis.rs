@@ -276,6 +276,27 @@ impl Peer {
     }
 }
 
+/// Calls `notify(alice, "<label> N")` from `here` until a Notice reaches `alice` (at most
+/// 20 s); returns it and how many tries it took.
+async fn notify_until_it_arrives(here: &mut Peer, alice: &mut Peer, label: &str) -> (Value, u32) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut n = 0;
+    loop {
+        n += 1;
+        let text = Value::from(format!("{label} {n}"));
+        here.ok("notify", vec![v("alice"), text]).await;
+        if let Some(frame) = alice.next_within(Duration::from_millis(250)).await
+            && is_event(&frame, "Notice")
+        {
+            return (frame, n);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no Notice reached alice in 20 s ({label})"
+        );
+    }
+}
+
 fn is_event(frame: &Value, name: &str) -> bool {
     get(frame, "type") == &v("event") && get(frame, "name") == &v(name)
 }
@@ -521,25 +542,7 @@ async fn a_redis_killed_mid_run_costs_only_remote_events_and_delivery_resumes_by
 
     // Back on the same port: delivery resumes without restarting either server.
     let _redis = RedisServer::start_on(port);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let mut n = 0;
-    let got = loop {
-        n += 1;
-        here.ok(
-            "notify",
-            vec![v("alice"), Value::from(format!("after {n}"))],
-        )
-        .await;
-        if let Some(frame) = alice.next_within(Duration::from_millis(300)).await
-            && is_event(&frame, "Notice")
-        {
-            break frame;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "cross-server delivery never resumed"
-        );
-    };
+    let (got, _) = notify_until_it_arrives(&mut here, &mut alice, "after").await;
     let text = get(kwargs(&got), "message").as_str().unwrap().to_owned();
     assert!(
         text.starts_with("after"),
@@ -625,22 +628,7 @@ async fn a_subscription_that_went_deaf_is_found_by_the_probe_and_replaced() {
     proxy.swap();
     // B's connection still answers, but hears nothing; within a few probe intervals (300 ms
     // here) B notices, reconnects and subscribes again.
-    let deadline = Instant::now() + Duration::from_secs(15);
-    let mut n = 0;
-    loop {
-        n += 1;
-        here.ok("notify", vec![v("alice"), Value::from(format!("try {n}"))])
-            .await;
-        if let Some(frame) = alice.next_within(Duration::from_millis(200)).await
-            && is_event(&frame, "Notice")
-        {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "B never noticed that it went deaf"
-        );
-    }
+    let (_, n) = notify_until_it_arrives(&mut here, &mut alice, "try").await;
     assert!(
         n > 1,
         "the swap did silence B for a while (else this test proves nothing)"

@@ -1,5 +1,5 @@
 """Mixed cluster: the reference Python server (PyPI ephaptic==0.5.0, standalone `listen()` with
-its Redis manager) and the Rust parity server (`--redis URL --redis-compat`) on one real
+its Redis manager: examples/bench/reference_server.py --redis URL) and the Rust parity server (`--redis URL --redis-compat`) on one real
 redis-server, driven by the real Python client. `to(user)` crosses in both directions.
 
 Run with tests/interop/python/run.sh (it builds parity and sets PARITY_BIN; redis-server must be
@@ -106,7 +106,7 @@ def setUpModule():
                 time.sleep(0.05)
         url = f"redis://127.0.0.1:{_redis_port}"
         _rust_url = _start("parity", [_parity_bin(), "--addr", "127.0.0.1:0", "--redis", url, "--redis-compat"])
-        _python_url = _start("reference", [sys.executable, str(HERE / "reference_redis_server.py"),
+        _python_url = _start("reference", [sys.executable, str(REPO_ROOT / "examples/bench/reference_server.py"),
                                            "--addr", "127.0.0.1:0", "--redis", url])
         # Both servers listen on the reference's channel before anything is sent.
         deadline = time.monotonic() + 15
@@ -121,8 +121,6 @@ def setUpModule():
 
 def tearDownModule():
     for name, proc, err in reversed(_procs):
-        if proc.stdout is not None:
-            proc.stdout.close()
         if proc.poll() is None:
             proc.terminate()
             try:
@@ -130,6 +128,10 @@ def tearDownModule():
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait(timeout=5)
+        # Closed only once the process is gone (its reader thread then sees the end):
+        # closing a pipe another thread is reading blocks.
+        if proc.stdout is not None:
+            proc.stdout.close()
         if err is not None:
             err.close()
             try:
