@@ -158,6 +158,19 @@ impl RedisServer {
         n
     }
 
+    /// Makes Redis hold every client's commands for `d` (`CLIENT PAUSE`).
+    async fn pause(&self, d: Duration) {
+        let client = redis::Client::open(self.url()).unwrap();
+        let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+        let _: () = redis::cmd("CLIENT")
+            .arg("PAUSE")
+            .arg(d.as_millis() as u64)
+            .arg("ALL")
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+    }
+
     /// Waits until `channel` has `n` subscribers.
     async fn wait_subscribers(&self, channel: &str, n: i64) {
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -540,13 +553,20 @@ async fn a_redis_killed_mid_run_costs_only_remote_events_and_delivery_resumes_by
     assert!(get(&figures, "outages").as_u64().unwrap() >= 1, "{figures}");
     assert_eq!(get(&figures, "connected"), &Value::from(false), "{figures}");
 
-    // Back on the same port: delivery resumes without restarting either server.
+    // Back on the same port: delivery resumes without restarting either server, within a few
+    // probe intervals (300 ms here), not at some later check.
     let _redis = RedisServer::start_on(port);
+    let back = Instant::now();
     let (got, _) = notify_until_it_arrives(&mut here, &mut alice, "after").await;
     let text = get(kwargs(&got), "message").as_str().unwrap().to_owned();
     assert!(
         text.starts_with("after"),
         "nothing from the outage is replayed: {text}"
+    );
+    assert!(
+        back.elapsed() < Duration::from_secs(5),
+        "resumed {:?} after Redis was back",
+        back.elapsed()
     );
     let figures = here.ok("redis_figures", vec![]).await;
     assert_eq!(get(&figures, "connected"), &Value::from(true), "{figures}");
@@ -633,4 +653,49 @@ async fn a_subscription_that_went_deaf_is_found_by_the_probe_and_replaced() {
         n > 1,
         "the swap did silence B for a while (else this test proves nothing)"
     );
+}
+
+#[tokio::test]
+async fn a_user_who_reconnects_at_once_is_reached_by_the_first_event_after() {
+    let redis = RedisServer::start();
+    let (a, b) = (node(&redis.url()).await, node(&redis.url()).await);
+    let mut here = Peer::connect(&a).await;
+    let tab = Peer::user(&b, "alice").await;
+    // Redis holds every command for a moment, so B's unsubscribe (its only alice tab leaves)
+    // is still on its way when a new alice tab arrives: that tab must not be settled before B
+    // has subscribed again, or the event below would be published in between and lost.
+    redis.pause(Duration::from_millis(400)).await;
+    drop(tab);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let mut tab = Peer::user(&b, "alice").await;
+    here.ok("notify", vec![v("alice"), v("welcome back")]).await;
+    assert_eq!(
+        get(kwargs(&tab.event("Notice").await), "message"),
+        &v("welcome back")
+    );
+}
+
+#[tokio::test]
+async fn what_a_server_left_during_an_outage_it_unsubscribes_from_when_redis_is_back() {
+    let mut redis = RedisServer::start();
+    let port = redis.port;
+    let b = node(&redis.url()).await;
+    let mut member = Peer::connect(&b).await;
+    member.ok("join_room", vec![v("attic")]).await;
+    redis.wait_subscribers("ephaptic:g:attic", 1).await;
+    redis.kill9();
+    drop(member);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let redis = RedisServer::start_on(port);
+    // The server re-subscribes what it holds (ephaptic:all) and leaves the room it no longer
+    // has members of, whatever the connection manager re-subscribed by itself.
+    redis.wait_subscribers("ephaptic:all", 1).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while redis.subscribers("ephaptic:g:attic").await > 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the server stayed subscribed to a room it left"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }

@@ -24,7 +24,7 @@ if tat < now then tat = now end
 local next = tat + tonumber(ARGV[1])
 local wait = next - now - tonumber(ARGV[2])
 if wait > 0 then return wait end
-redis.call('SET', KEYS[1], string.format('%.0f', next), 'PX', math.ceil((next - now) / 1000))
+redis.call('SET', KEYS[1], string.format('%.0f', next), 'PX', math.max(1, math.ceil((next - now) / 1000)))
 return 0
 ";
 
@@ -67,10 +67,11 @@ impl Remote for Shared {
                 return Err(());
             }
             let key = if key.len() > KEY_MAX {
-                use std::hash::{Hash, Hasher};
-                let mut h = std::collections::hash_map::DefaultHasher::new();
-                key.hash(&mut h);
-                format!("ephaptic:rl:#{:016x}", h.finish())
+                // FNV-1a: the same digest from every server, whatever its build.
+                let digest = key.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+                    (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+                });
+                format!("ephaptic:rl:#{digest:016x}")
             } else {
                 format!("ephaptic:rl:{key}")
             };
@@ -85,7 +86,7 @@ impl Remote for Shared {
                 Ok(0) => Ok(None),
                 Ok(wait) => Ok(Some(Duration::from_micros(wait))),
                 Err(e) => {
-                    link.down(&e);
+                    link.failed(&e);
                     Err(())
                 }
             }

@@ -107,7 +107,8 @@ impl Redis {
         let (publish_tx, publish_rx) = mpsc::channel(PUBLISH_QUEUE);
         let (push_tx, push_rx) = mpsc::channel(RECEIVE_QUEUE);
         let node = node_id();
-        let link = Arc::new(Link {
+        let link = Arc::new_cyclic(|me| Link {
+            me: me.clone(),
             permanent: permanent_channels(&node, settings.compat),
             node,
             settings,
@@ -125,7 +126,12 @@ impl Redis {
             counters: Counters::default(),
             desired: Mutex::new(HashSet::new()),
             confirmed: Mutex::new(HashSet::new()),
+            stale: Mutex::new(HashSet::new()),
             confirmed_changed: Notify::new(),
+            wake: Notify::new(),
+            pushes_dropped: AtomicU64::new(0),
+            shutdown: AtomicBool::new(false),
+            ended: Notify::new(),
             outage: Mutex::new(None),
             probe_seen: AtomicU64::new(0),
             started: AtomicBool::new(false),
@@ -232,6 +238,16 @@ impl Delivery for RedisDelivery {
     }
 }
 
+impl Drop for RedisDelivery {
+    fn drop(&mut self) {
+        // The server is gone: its tasks end and its connection to Redis closes.
+        self.link.shutdown.store(true, Relaxed);
+        self.link.ended.notify_waiters();
+        self.link.wake.notify_one();
+        lock(&self.link.manager).take();
+    }
+}
+
 #[derive(Debug, Default)]
 struct Counters {
     published: AtomicU64,
@@ -251,6 +267,8 @@ struct Tasks {
 
 /// One server's link to Redis, shared by its delivery and its background tasks.
 struct Link {
+    /// Itself, weakly: for the connection's push handler, which must not keep it alive.
+    me: Weak<Link>,
     node: String,
     settings: Settings,
     client: Client,
@@ -263,10 +281,19 @@ struct Link {
     counters: Counters,
     /// Channels this server subscribes to whatever it holds.
     permanent: Vec<String>,
-    /// Channels it should be subscribed to for what it holds, and those Redis confirmed.
+    /// Channels it should be subscribed to for what it holds, those Redis confirmed, and
+    /// those it left while Redis was away (to unsubscribe from once it is back).
     desired: Mutex<HashSet<String>>,
     confirmed: Mutex<HashSet<String>>,
+    stale: Mutex<HashSet<String>>,
     confirmed_changed: Notify,
+    /// Wakes the subscription task: Redis was lost, or has to be tried again.
+    wake: Notify,
+    /// Pushes dropped because the receive queue was full (since the last probe check).
+    pushes_dropped: AtomicU64,
+    /// The server is gone: the tasks end.
+    shutdown: AtomicBool,
+    ended: Notify,
     /// Since when Redis has been unreachable, and the drop count then.
     outage: Mutex<Option<(Instant, u64)>>,
     /// The last probe number that came back.
@@ -323,11 +350,22 @@ impl Interest for Link {
         let change = if held {
             Change::Subscribe(channel)
         } else {
+            // At once, not when the task gets to it: a connection of the same user arriving
+            // meanwhile must wait for the subscription to be made again.
+            lock(&self.confirmed).remove(&channel);
             Change::Unsubscribe(channel)
         };
         let _ = self.changes_tx.send(change);
     }
 }
+
+/// Whether an error means Redis cannot be reached (rather than refusing one command).
+fn unreachable(e: &::redis::RedisError) -> bool {
+    e.is_io_error() || e.is_timeout() || e.is_connection_dropped() || e.is_connection_refusal()
+}
+
+/// How many channels one `SUBSCRIBE` or `UNSUBSCRIBE` names at most.
+const CHANNELS_PER_COMMAND: usize = 512;
 
 impl Link {
     /// Starts the background tasks, once (there must be a runtime).
@@ -355,6 +393,10 @@ impl Link {
         tokio::spawn(subscriptions(self.clone(), hub, changes_rx));
     }
 
+    fn is_shut_down(&self) -> bool {
+        self.shutdown.load(Relaxed)
+    }
+
     /// The connection in use (made, lazily, when there is none).
     fn manager(&self) -> ConnectionManager {
         let mut current = lock(&self.manager);
@@ -366,17 +408,34 @@ impl Link {
         manager
     }
 
-    /// A new connection: lazy (an unreachable Redis is not an error here), RESP3 with its push
-    /// messages fed into our bounded receive queue, re-subscribing by itself.
+    /// A new connection: lazy (an unreachable Redis is not an error here), RESP3, re-subscribing
+    /// by itself after a reconnect. Only published messages go into the bounded receive queue
+    /// (subscription confirmations are command replies, and a lost connection is a flag), so a
+    /// flood of confirmations cannot push messages or probes out.
     fn connect(&self) -> ConnectionManager {
         let push = self.push_tx.clone();
-        let dropped = Arc::new(AtomicU64::new(0));
+        let link = self.weak();
         let config = ConnectionManagerConfig::new()
             .set_push_sender(move |info: PushInfo| {
-                if push.try_send(info).is_err() {
-                    dropped.fetch_add(1, Relaxed);
+                let Some(link) = link.upgrade() else {
+                    return Ok::<(), ()>(());
+                };
+                match info.kind {
+                    PushKind::Message if push.try_send(info).is_err() => {
+                        link.pushes_dropped.fetch_add(1, Relaxed);
+                        link.counters.dropped.fetch_add(1, Relaxed);
+                    }
+                    PushKind::Disconnection => {
+                        // The connection manager reconnects and re-subscribes by itself; until
+                        // it has, this server hears nothing from the others.
+                        link.down(&::redis::RedisError::from((
+                            ::redis::ErrorKind::Io,
+                            "the connection to Redis was lost",
+                        )));
+                    }
+                    _ => {}
                 }
-                Ok::<(), ()>(())
+                Ok(())
             })
             .set_automatic_resubscription()
             .set_connection_timeout(Some(Duration::from_secs(2)))
@@ -388,21 +447,46 @@ impl Link {
             .expect("a RESP3 client with a push sender")
     }
 
+    fn weak(&self) -> Weak<Link> {
+        self.me.clone()
+    }
+
     /// Publishes `frame` on `channel` (our body), without waiting.
     fn publish(&self, channel: &str, frame: &[u8]) {
         self.enqueue(channel.to_owned(), channel::wrap(&self.node, frame));
     }
 
-    /// Queues a publish; while Redis is known to be away, or when the queue is full (Redis
-    /// slow), it is dropped and counted instead: nothing is kept to be sent late.
+    /// Queues a publish; while Redis is known to be away, before the tasks run, or when the
+    /// queue is full (Redis slow), it is dropped and counted instead: nothing is kept to be
+    /// sent late.
     fn enqueue(&self, channel: String, body: Vec<u8>) {
-        if self.is_down() || self.publish_tx.try_send((channel, body)).is_err() {
+        if self.is_down()
+            || !self.started.load(Relaxed)
+            || self.publish_tx.try_send((channel, body)).is_err()
+        {
             self.counters.dropped.fetch_add(1, Relaxed);
         }
     }
 
     fn is_down(&self) -> bool {
         lock(&self.outage).is_some()
+    }
+
+    /// Notes that a command failed: an outage when Redis cannot be reached (logged once per
+    /// outage), a warning otherwise.
+    fn failed(&self, e: &::redis::RedisError) {
+        if unreachable(e) {
+            self.down(e);
+        } else {
+            static LAST: AtomicU64 = AtomicU64::new(0);
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            // At most one line a minute, whatever the rate of failures.
+            if now.saturating_sub(LAST.swap(now, Relaxed)) >= 60 {
+                tracing::warn!(node = %self.node, "Redis refused a command: {e}");
+            }
+        }
     }
 
     /// Notes that Redis cannot be reached; logged once per outage.
@@ -423,6 +507,8 @@ impl Link {
         drop(outage);
         lock(&self.confirmed).clear();
         self.confirmed_changed.notify_waiters();
+        // Try again soon, not at the next probe.
+        self.wake.notify_one();
     }
 
     /// Notes that Redis answered; logs the end of an outage.
@@ -439,52 +525,99 @@ impl Link {
         }
     }
 
-    /// Subscribes to every channel not confirmed yet (after a start, a reconnect, an outage).
-    async fn reconcile(&self) {
-        let missing: Vec<String> = {
+    /// Makes Redis's subscriptions what this server holds: subscribes to what is not confirmed
+    /// (after a start, a reconnect, an outage) and leaves what was left during an outage.
+    /// `true` when Redis answered.
+    async fn reconcile(&self) -> bool {
+        let (missing, stale): (Vec<String>, Vec<String>) = {
             let desired = lock(&self.desired);
             let confirmed = lock(&self.confirmed);
-            self.permanent
-                .iter()
-                .chain(desired.iter())
-                .filter(|c| !confirmed.contains(*c))
-                .cloned()
-                .collect()
+            let mut stale = lock(&self.stale);
+            stale.retain(|c| !desired.contains(c));
+            (
+                self.permanent
+                    .iter()
+                    .chain(desired.iter())
+                    .filter(|c| !confirmed.contains(*c))
+                    .cloned()
+                    .collect(),
+                stale.iter().cloned().collect(),
+            )
         };
-        if !missing.is_empty() {
-            self.subscribe(missing).await;
+        for chunk in missing.chunks(CHANNELS_PER_COMMAND) {
+            if !self.subscribe(chunk).await {
+                return false;
+            }
         }
+        for chunk in stale.chunks(CHANNELS_PER_COMMAND) {
+            if !self.unsubscribe(chunk).await {
+                return false;
+            }
+        }
+        true
     }
 
-    async fn subscribe(&self, channels: Vec<String>) {
-        match self.manager().subscribe(&channels).await {
+    async fn subscribe(&self, channels: &[String]) -> bool {
+        match self.manager().subscribe(channels).await {
             Ok(()) => {
                 self.up();
-                lock(&self.confirmed).extend(channels);
+                lock(&self.confirmed).extend(channels.iter().cloned());
                 self.confirmed_changed.notify_waiters();
+                true
             }
-            Err(e) => self.down(&e),
+            Err(e) => {
+                self.failed(&e);
+                false
+            }
         }
     }
 
-    async fn unsubscribe(&self, channel: String) {
-        lock(&self.confirmed).remove(&channel);
-        if let Err(e) = self.manager().unsubscribe(&channel).await {
-            self.down(&e);
+    async fn unsubscribe(&self, channels: &[String]) -> bool {
+        match self.manager().unsubscribe(channels).await {
+            Ok(()) => {
+                let mut stale = lock(&self.stale);
+                for c in channels {
+                    stale.remove(c);
+                }
+                true
+            }
+            Err(e) => {
+                // Redis may still hold them (and the manager re-subscribes what it
+                // tracked): leave them once it answers again.
+                lock(&self.stale).extend(channels.iter().cloned());
+                self.failed(&e);
+                false
+            }
         }
     }
 
-    /// Replaces a connection that stopped receiving.
+    /// Replaces a connection that stopped receiving. The old one first leaves everything (in
+    /// the background, best effort), so that a connection that was not deaf after all does not
+    /// deliver twice.
     fn reconnect(&self) {
-        *lock(&self.manager) = Some(self.connect());
+        let old = lock(&self.manager).replace(self.connect());
         lock(&self.confirmed).clear();
+        if let Some(mut old) = old {
+            let mut all: Vec<String> = lock(&self.desired).iter().cloned().collect();
+            all.extend(self.permanent.iter().cloned());
+            tokio::spawn(async move {
+                let _ = tokio::time::timeout(Duration::from_secs(2), old.unsubscribe(&all)).await;
+            });
+        }
     }
 }
 
 /// Sends queued publishes in order, in batches of one round trip each.
 async fn publisher(link: Arc<Link>, mut rx: mpsc::Receiver<(String, Vec<u8>)>) {
     let mut batch = Vec::with_capacity(BATCH);
-    while rx.recv_many(&mut batch, BATCH).await > 0 {
+    loop {
+        let received = tokio::select! {
+            n = rx.recv_many(&mut batch, BATCH) => n,
+            _ = link.ended.notified() => 0,
+        };
+        if received == 0 || link.is_shut_down() {
+            return;
+        }
         let mut pipe = ::redis::pipe();
         for (channel, body) in &batch {
             pipe.cmd("PUBLISH")
@@ -499,7 +632,7 @@ async fn publisher(link: Arc<Link>, mut rx: mpsc::Receiver<(String, Vec<u8>)>) {
                 link.counters.published.fetch_add(n, Relaxed);
             }
             Err(e) => {
-                link.down(&e);
+                link.failed(&e);
                 // What was queued while this batch failed would go out late: drop it too.
                 let mut lost = n;
                 while rx.try_recv().is_ok() {
@@ -514,25 +647,16 @@ async fn publisher(link: Arc<Link>, mut rx: mpsc::Receiver<(String, Vec<u8>)>) {
 
 /// Delivers what Redis pushes to this server's connections.
 async fn receiver(link: Arc<Link>, hub: Weak<Hub>, mut rx: mpsc::Receiver<PushInfo>) {
-    while let Some(push) = rx.recv().await {
-        let Some(hub) = hub.upgrade() else {
+    loop {
+        let push = tokio::select! {
+            push = rx.recv() => push,
+            _ = link.ended.notified() => None,
+        };
+        let (Some(push), Some(hub)) = (push, hub.upgrade()) else {
             return;
         };
-        match push.kind {
-            PushKind::Message => {
-                if let [Value::BulkString(channel), Value::BulkString(body)] = &push.data[..] {
-                    on_message(&link, &hub, channel, body);
-                }
-            }
-            PushKind::Disconnection => {
-                // The connection manager reconnects and re-subscribes by itself; until it has,
-                // this server hears nothing from the others.
-                link.down(&::redis::RedisError::from((
-                    ::redis::ErrorKind::Io,
-                    "the connection to Redis was lost",
-                )));
-            }
-            _ => {}
+        if let [Value::BulkString(channel), Value::BulkString(body)] = &push.data[..] {
+            on_message(&link, &hub, channel, body);
         }
     }
 }
@@ -564,8 +688,8 @@ fn on_message(link: &Link, hub: &Hub, channel: &[u8], body: &[u8]) {
     }
 }
 
-/// Follows what this server holds, keeps its subscriptions complete after outages, and runs
-/// the liveness probe.
+/// Follows what this server holds (in batches), keeps its subscriptions complete after
+/// outages, and runs the liveness probe.
 async fn subscriptions(
     link: Arc<Link>,
     hub: Weak<Hub>,
@@ -576,31 +700,73 @@ async fn subscriptions(
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut probe_sent = 0u64;
     let mut deaf = 0u32;
+    let mut retry = Duration::from_millis(100);
+    let mut pending = Vec::new();
     loop {
         tokio::select! {
-            change = changes.recv() => {
-                let Some(change) = change else { return };
-                match change {
-                    Change::Subscribe(channel) => {
-                        if lock(&link.desired).insert(channel.clone()) {
-                            link.subscribe(vec![channel]).await;
+            n = changes.recv_many(&mut pending, CHANNELS_PER_COMMAND) => {
+                if n == 0 {
+                    return;
+                }
+                // The changes in order: what to join and what to leave, net of each other.
+                let (mut join, mut leave) = (Vec::new(), Vec::new());
+                {
+                    let mut desired = lock(&link.desired);
+                    for change in pending.drain(..) {
+                        match change {
+                            Change::Subscribe(c) => {
+                                if desired.insert(c.clone()) {
+                                    leave.retain(|l| *l != c);
+                                    join.push(c);
+                                }
+                            }
+                            Change::Unsubscribe(c) => {
+                                if desired.remove(&c) {
+                                    join.retain(|j| *j != c);
+                                    leave.push(c);
+                                }
+                            }
                         }
                     }
-                    Change::Unsubscribe(channel) => {
-                        if lock(&link.desired).remove(&channel) {
-                            link.unsubscribe(channel).await;
-                        }
-                    }
+                }
+                if link.is_down() {
+                    // Redis is away: the next reconcile makes its subscriptions right.
+                    lock(&link.stale).extend(leave);
+                    continue;
+                }
+                if !join.is_empty() {
+                    link.subscribe(&join).await;
+                }
+                if !leave.is_empty() {
+                    link.unsubscribe(&leave).await;
+                }
+            }
+            _ = link.wake.notified() => {
+                if link.is_shut_down() {
+                    return;
+                }
+                // Redis was lost: try again at once, then backing off to the probe interval.
+                tokio::time::sleep(retry).await;
+                if link.reconcile().await {
+                    retry = Duration::from_millis(100);
+                } else {
+                    retry = (retry * 2).min(link.settings.probe_every);
+                    link.wake.notify_one();
                 }
             }
             _ = tick.tick() => {
-                if hub.strong_count() == 0 {
-                    // The server is gone: stop probing.
+                if hub.strong_count() == 0 || link.is_shut_down() {
+                    // The server is gone.
                     return;
                 }
                 // The previous probe should be back by now; twice missing while Redis answers
-                // means the subscription went deaf.
-                if probe_sent > 0 && link.probe_seen.load(Relaxed) < probe_sent && !link.is_down() {
+                // (and no push was dropped for a full queue) means the subscription went deaf.
+                let dropped_pushes = link.pushes_dropped.swap(0, Relaxed) > 0;
+                if probe_sent > 0
+                    && link.probe_seen.load(Relaxed) < probe_sent
+                    && !link.is_down()
+                    && !dropped_pushes
+                {
                     deaf += 1;
                     if deaf >= 2 {
                         tracing::warn!(
@@ -622,7 +788,7 @@ async fn subscriptions(
                     .await;
                 match probe {
                     Ok(_) => link.up(),
-                    Err(e) => link.down(&e),
+                    Err(e) => link.failed(&e),
                 }
             }
         }

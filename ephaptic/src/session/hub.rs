@@ -104,7 +104,9 @@ impl Hub {
     /// Adds `conn` to `group`; `false` when it was already a member.
     pub fn join(&self, conn: &Arc<Connection>, group: &str) -> bool {
         conn.add_group(group, |name| {
-            if index(&mut write(&self.groups), name, conn) {
+            // Told under the lock, so that what is told comes in the order the index changed.
+            let mut groups = write(&self.groups);
+            if index(&mut groups, name, conn) {
                 self.tell(Topic::Group(group), true);
             }
         })
@@ -113,7 +115,8 @@ impl Hub {
     /// Removes `conn` from `group`; `false` when it was not a member.
     pub fn leave(&self, conn: &Arc<Connection>, group: &str) -> bool {
         conn.remove_group(group, || {
-            if unindex(&mut write(&self.groups), group, conn.id()) {
+            let mut groups = write(&self.groups);
+            if unindex(&mut groups, group, conn.id()) {
                 self.tell(Topic::Group(group), false);
             }
         })
@@ -122,10 +125,11 @@ impl Hub {
     /// Forgets a connection that closed: its id, its identity and its groups.
     pub fn remove(&self, conn: &Arc<Connection>) {
         write(&self.conns).remove(&conn.id());
-        if let Some(identity) = conn.identity()
-            && unindex(&mut write(&self.users), identity, conn.id())
-        {
-            self.tell(Topic::Identity(identity), false);
+        if let Some(identity) = conn.identity() {
+            let mut users = write(&self.users);
+            if unindex(&mut users, identity, conn.id()) {
+                self.tell(Topic::Identity(identity), false);
+            }
         }
         for group in conn.groups() {
             self.leave(conn, &group);
