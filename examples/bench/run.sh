@@ -221,9 +221,9 @@ if $REDIS && command -v redis-server >/dev/null 2>&1; then
         RPID=""
     }
     trap 'stop_server; stop_all' EXIT
-    # scale_one CASE RUN SERVERS(0 = no Redis, 1, 2)
+    # scale_one CASE RUN SERVERS(0 = no Redis, 1, 2) [SUBSCRIBERS (default 1000)]
     scale_one() {
-        local name="$1" r="$2" n="$3" rport extra=()
+        local name="$1" r="$2" n="$3" subs="${4:-1000}" rport extra=()
         if [ "$n" -gt 0 ]; then
             rport="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
             redis-server --port "$rport" --bind 127.0.0.1 --save "" --appendonly no >/dev/null 2>&1 &
@@ -241,7 +241,7 @@ if $REDIS && command -v redis-server >/dev/null 2>&1; then
             args+=(--also "${URLS[1]}" --also-pid "${PIDS[1]}")
         fi
         [ -n "$RPID" ] && args+=(--redis-pid "$RPID")
-        local cmd=("$BIN/bench" fanout "${URLS[0]}" --conns 1000 "${common[@]}" "${args[@]}" --label "ephaptic/$name/$r")
+        local cmd=("$BIN/bench" fanout "${URLS[0]}" --conns "$subs" "${common[@]}" "${args[@]}" --label "ephaptic/$name/$r")
         log "ephaptic $name run $r/$RUNS: ${cmd[*]}"
         local line
         line="$(timeout 180 "${cmd[@]}" 2>/dev/null || true)"
@@ -270,6 +270,15 @@ print(json.dumps(r))' "$name" "$r" "$shown" >>"$RESULTS"
                 2) scale_one scale_redis_2 "$r" 2 ;;
             esac
         done
+        # One subscriber: what an event costs the emitting server itself, with and without
+        # the Redis path (the delivery is then a small part of it).
+        if [ $((r % 2)) -eq 1 ]; then
+            scale_one path_local "$r" 0 1
+            scale_one path_redis "$r" 1 1
+        else
+            scale_one path_redis "$r" 1 1
+            scale_one path_local "$r" 0 1
+        fi
     done
 else
     log "skipping the scale-out cases (--no-redis, or no redis-server installed)"

@@ -508,6 +508,16 @@ async fn a_server_starts_without_redis_and_joins_the_others_when_it_comes_up() {
 
     let redis = RedisServer::start_on(port);
     redis.wait_subscribers("ephaptic:all", 2).await;
+    // Redis counts a subscription before the server has read its reply: wait for the server
+    // to know it is connected too (until then it drops what it would publish).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while get(&local.ok("redis_figures", vec![]).await, "connected") != &Value::from(true) {
+        assert!(
+            Instant::now() < deadline,
+            "the server never saw Redis come up"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let mut remote = Peer::connect(&b).await;
     remote.ok("add", vec![Value::from(1), Value::from(1)]).await;
     local.ok("shout", vec![v("together")]).await;
