@@ -383,6 +383,52 @@ async fn nested_errors_carry_the_full_path() {
 }
 
 #[tokio::test]
+async fn a_call_with_a_hundred_thousand_bad_arguments_gets_a_reply_of_a_few() {
+    let url = server().await;
+    let mut c = Client::connect(&url).await;
+    // 100,000 surplus positional arguments: one problem, reported once.
+    let surplus: Vec<Value> = (0..100_002).map(int).collect();
+    c.send(&rpc(1, "add", surplus)).await;
+    let reply = c.recv_raw().await;
+    assert!(reply.len() < 1024, "a {} byte reply", reply.len());
+    let e = get(&decode(&reply), "error").clone();
+    let items = issues(&e);
+    assert_eq!(items.len(), 1);
+    assert_eq!(get(&items[0], "type"), &v("unexpected_argument"));
+    assert_eq!(get(&items[0], "loc"), &Value::Array(vec![int(2)]));
+    // 10,000 unknown keyword arguments: the first 16, then one item counting the rest.
+    let unknown = (0..10_000)
+        .map(|i| (format!("k{i}"), int(i)))
+        .collect::<Vec<_>>();
+    let kwargs = Value::Map(
+        unknown
+            .into_iter()
+            .map(|(k, v)| (Value::from(k), v))
+            .collect(),
+    );
+    let frame = Value::Map(vec![
+        (v("type"), v("rpc")),
+        (v("id"), int(2)),
+        (v("name"), v("add")),
+        (v("args"), Value::Array(vec![int(1), int(2)])),
+        (v("kwargs"), kwargs),
+    ]);
+    c.send(&frame).await;
+    let reply = c.recv_raw().await;
+    assert!(reply.len() < 4096, "a {} byte reply", reply.len());
+    let e = get(&decode(&reply), "error").clone();
+    let items = issues(&e);
+    assert_eq!(items.len(), 17);
+    assert_eq!(get(&items[0], "type"), &v("unexpected_keyword_argument"));
+    let last = &items[16];
+    assert_eq!(get(last, "type"), &v("too_many_issues"));
+    assert!(
+        get(last, "msg").as_str().unwrap().contains("9984 more"),
+        "{last}"
+    );
+}
+
+#[tokio::test]
 async fn missing_extra_and_duplicate_arguments_are_all_reported() {
     let url = server().await;
     let mut c = Client::connect(&url).await;

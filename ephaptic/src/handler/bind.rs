@@ -64,7 +64,32 @@ pub struct Binder<'a> {
     /// only, no more than the parameters, where `positional` says it directly.
     slots: Option<SmallList<Option<Span>, 6>>,
     positional: &'a [Span],
-    issues: Vec<Issue>,
+    issues: Issues,
+}
+
+/// The most issues a `VALIDATION_ERROR` lists; the rest are counted in one last item, so that
+/// a call with a million bad arguments gets a reply of the size of a few, not a million.
+const MAX_ISSUES: usize = 16;
+
+/// The issues of one call: the first [`MAX_ISSUES`], and how many more there were.
+#[derive(Debug, Default)]
+struct Issues {
+    listed: Vec<Issue>,
+    more: usize,
+}
+
+impl Issues {
+    fn push(&mut self, issue: Issue) {
+        if self.listed.len() < MAX_ISSUES {
+            self.listed.push(issue);
+        } else {
+            self.more += 1;
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.listed.is_empty()
+    }
 }
 
 impl<'a> Binder<'a> {
@@ -80,7 +105,7 @@ impl<'a> Binder<'a> {
                 frame,
                 slots: None,
                 positional: &raw.args,
-                issues: Vec::new(),
+                issues: Issues::default(),
             };
         }
         Self::by_name(sig, frame, raw)
@@ -91,7 +116,7 @@ impl<'a> Binder<'a> {
     fn by_name(sig: CallSig, frame: &'a [u8], raw: &'a RawFrame) -> Self {
         let params = sig.params;
         let mut slots = SmallList::filled(params.len());
-        let mut issues = Vec::new();
+        let mut issues = Issues::default();
         if raw.args_not_array {
             issues.push(Issue::plain(
                 "invalid_type",
@@ -106,22 +131,23 @@ impl<'a> Binder<'a> {
                 "'kwargs' must be a map with string keys".into(),
             ));
         }
-        for (i, arg) in raw.args.iter().enumerate() {
-            match slots.get_mut(i) {
-                Some(slot) => *slot = Some(*arg),
-                None => issues.push(Issue {
-                    kind: "unexpected_argument",
-                    loc: vec![Loc::Index(i)],
-                    msg: format!(
-                        "'{}' takes {} positional argument{} but {} were given",
-                        sig.name,
-                        params.len(),
-                        if params.len() == 1 { "" } else { "s" },
-                        raw.args.len()
-                    ),
-                    input: decode(arg.of(frame)),
-                }),
-            }
+        for (slot, arg) in slots.iter_mut().zip(raw.args.iter()) {
+            *slot = Some(*arg);
+        }
+        if let Some(first) = raw.args.get(params.len()) {
+            // Surplus arguments are one problem, reported once, at the first of them.
+            issues.push(Issue {
+                kind: "unexpected_argument",
+                loc: vec![Loc::Index(params.len())],
+                msg: format!(
+                    "'{}' takes {} positional argument{} but {} were given",
+                    sig.name,
+                    params.len(),
+                    if params.len() == 1 { "" } else { "s" },
+                    raw.args.len()
+                ),
+                input: decode(first.of(frame)),
+            });
         }
         for (key, value) in raw.kwargs.iter() {
             let key = std::str::from_utf8(key.of(frame)).unwrap_or_default();
@@ -215,13 +241,20 @@ impl<'a> Binder<'a> {
 
     #[cold]
     fn fail(self) -> Result<(), Error> {
-        let message = self
-            .issues
+        let Issues { mut listed, more } = self.issues;
+        if more > 0 {
+            listed.push(Issue::plain(
+                "too_many_issues",
+                Vec::new(),
+                format!("and {more} more problem(s) with the arguments, not listed"),
+            ));
+        }
+        let message = listed
             .iter()
             .map(|i| i.msg.as_str())
             .collect::<Vec<_>>()
             .join("; ");
-        Err(Error::new("VALIDATION_ERROR", message).with_data(&self.issues))
+        Err(Error::new("VALIDATION_ERROR", message).with_data(&listed))
     }
 }
 
