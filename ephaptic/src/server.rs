@@ -137,6 +137,15 @@ impl Server {
         self
     }
 
+    /// How many calls (and streams) one connection may have running at once (default 1024):
+    /// a call beyond it is answered `TOO_MANY_CALLS` (with `data.limit`) without running, and
+    /// the connection goes on. Calls that finish at once do not count. This bounds what one
+    /// client can make the server hold.
+    pub fn max_calls_in_flight(mut self, calls: usize) -> Self {
+        self.config.max_calls_in_flight = calls.max(1);
+        self
+    }
+
     /// What to do with a client too slow to take the events emitted to it (default
     /// [`SlowClient::Disconnect`]). How far behind a client may fall first is
     /// [`outbound_capacity`](Self::outbound_capacity).

@@ -19,6 +19,11 @@ export type Item = { id: number, name: string, tags: Array<string>, when: string
 export type Notice = { message: string, level: number, };
 
 /**
+ * `a + b` does not fit a 64-bit integer.
+ */
+export type Overflow = null;
+
+/**
  * Sent to the caller by `ping`.
  */
 export type Pong = { ok: boolean, };
@@ -47,6 +52,12 @@ export interface EphapticEvents {
 export interface EphapticErrors {
   /** Not enough funds. */
   "INSUFFICIENT_FUNDS": InsufficientFunds;
+  /**
+   * `a + b` does not fit a 64-bit integer.
+   *
+   * Message: The sum does not fit a 64-bit integer.
+   */
+  "OVERFLOW": Overflow;
   /** The stream failed. */
   "STREAM_FAILED": StreamFailed;
 }
@@ -77,7 +88,7 @@ export interface EphapticQueries {
 
 /** The server's functions, events and queries, as `@ephaptic/client` exposes them. */
 export interface EphapticService {
-  /** Returns `a + b`. */
+  /** Returns `a + b`; `OVERFLOW` when it does not fit (never a wrapped sum). */
   add(a: number, b: number): Promise<number>;
   /** Streams `1`, then fails with `STREAM_FAILED`. */
   badstream(): Promise<AsyncIterableIterator<number>>;

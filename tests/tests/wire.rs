@@ -383,6 +383,28 @@ async fn nested_errors_carry_the_full_path() {
 }
 
 #[tokio::test]
+async fn parity_reports_an_overflow_and_treats_binary_auth_as_anonymous() {
+    let url = start(ephaptic::Server::new()).await;
+    let mut c = Client::connect(&url).await;
+    let e = c.err("add", vec![int(i64::MAX), int(1)]).await;
+    assert_eq!(get(&e, "code"), &v("OVERFLOW"), "never a wrapped sum");
+    assert_eq!(c.ok("add", vec![int(-2), int(5)]).await, int(3));
+    // `auth` as MessagePack bin, even of a valid string: anonymous (parity-fixture.md).
+    let mut bin = Client::connect_as(&url, Value::Binary(b"alice".to_vec())).await;
+    assert_eq!(bin.ok("whoami", vec![]).await, Value::Nil);
+    let mut text = Client::connect_as(&url, v("alice")).await;
+    assert_eq!(text.ok("whoami", vec![]).await, v("alice"));
+    // A client cannot choose an identity of any size through a loader that passes its token
+    // through: more than 1 KiB is anonymous.
+    let long = "x".repeat(1025);
+    let mut huge = Client::connect_as(&url, v(&long)).await;
+    assert_eq!(huge.ok("whoami", vec![]).await, Value::Nil);
+    let fits = "y".repeat(1024);
+    let mut ok = Client::connect_as(&url, v(&fits)).await;
+    assert_eq!(ok.ok("whoami", vec![]).await, v(&fits));
+}
+
+#[tokio::test]
 async fn a_call_with_a_hundred_thousand_bad_arguments_gets_a_reply_of_a_few() {
     let url = server().await;
     let mut c = Client::connect(&url).await;
@@ -646,6 +668,49 @@ async fn wait_for(c: &mut Client, name: &str, want: Value) {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     panic!("{name} never became {want}");
+}
+
+#[tokio::test]
+async fn cancel_stops_every_call_that_shares_its_id() {
+    let url = server().await;
+    let mut c = Client::connect(&url).await;
+    let mut observer = Client::connect(&url).await;
+    // Two streams under one id: a cancel must not leave one that nothing can stop.
+    c.send(&rpc("same", "counted_ticker", vec![int(5)])).await;
+    c.send(&rpc("same", "counted_ticker", vec![int(5)])).await;
+    wait_for(&mut observer, "tickers_alive", Value::from(2u64)).await;
+    c.send(&map(vec![("type", v("cancel")), ("id", v("same"))]))
+        .await;
+    wait_for(&mut observer, "tickers_alive", Value::from(0u64)).await;
+}
+
+#[tokio::test]
+async fn a_connection_at_its_bound_of_calls_in_flight_gets_an_error_and_lives_on() {
+    let url = start(base().max_calls_in_flight(4)).await;
+    let mut c = Client::connect(&url).await;
+    for id in 1..=4 {
+        c.send(&rpc(id, "sleepy", vec![int(60_000)])).await;
+    }
+    // The fifth is refused at once, without running.
+    let e = c.err("add", vec![int(1), int(2)]).await;
+    assert_eq!(get(&e, "code"), &v("TOO_MANY_CALLS"));
+    assert_eq!(get(get(&e, "data"), "limit"), &int(4));
+    // Another connection is not affected; one call fewer makes room again.
+    let mut other = Client::connect(&url).await;
+    assert_eq!(other.ok("add", vec![int(1), int(2)]).await, int(3));
+    c.send(&map(vec![("type", v("cancel")), ("id", int(4))]))
+        .await;
+    let mut n = 0;
+    loop {
+        let reply = c.call("add", vec![int(2), int(2)]).await;
+        if has(&reply, "result") {
+            assert_eq!(get(&reply, "result"), &int(4));
+            break;
+        }
+        n += 1;
+        assert!(n < 50, "no room after a cancel: {reply}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 }
 
 #[tokio::test]

@@ -77,6 +77,11 @@ pub(crate) fn start(
         out.push(Error::unauthorized().to_frame(id_bytes, false));
         return;
     }
+    let limit = state.config.max_calls_in_flight;
+    if conn.calls_running() >= limit {
+        out.push(too_many_calls(limit).to_frame(id_bytes, false));
+        return;
+    }
     match state.limiter.check(def, conn) {
         Check::Allowed => {}
         Check::Refused(e) => {
@@ -151,6 +156,22 @@ pub(crate) fn start(
             send_outcome(conn.clone(), debug, def, id, Outcome::Reply(reply)),
         );
     }
+}
+
+/// `TOO_MANY_CALLS`: the connection has `limit` calls running; this one is not started.
+#[cold]
+fn too_many_calls(limit: usize) -> Error {
+    #[derive(serde::Serialize)]
+    struct Limit {
+        limit: usize,
+    }
+    Error::new(
+        "TOO_MANY_CALLS",
+        format!(
+            "This connection has {limit} calls in flight, the most it may; wait for some to finish."
+        ),
+    )
+    .with_data(&Limit { limit })
 }
 
 /// Starts a call whose rate limit is decided by a limiter shared with other servers: in a

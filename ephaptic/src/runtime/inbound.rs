@@ -28,12 +28,14 @@ pub(crate) fn on_frame(
 ) -> Option<Init> {
     let limit = state.config.max_frame_size;
     if frame.len() > limit {
-        tracing::warn!(
-            connection = conn.id(),
-            size = frame.len(),
-            limit,
-            "skipping a frame larger than the limit"
-        );
+        if conn.note_bad_frame() {
+            tracing::warn!(
+                connection = conn.id(),
+                size = frame.len(),
+                limit,
+                "skipping a frame larger than the limit"
+            );
+        }
         if let Some(id) = wire::salvage_id(&frame) {
             let e = Error::new(
                 "FRAME_TOO_LARGE",
@@ -52,7 +54,9 @@ pub(crate) fn on_frame(
     }
     let mut raw = RawFrame::default();
     if let Err(why) = wire::parse(&frame, &mut raw) {
-        tracing::warn!(connection = conn.id(), "skipping a bad frame: {why}");
+        if conn.note_bad_frame() {
+            tracing::warn!(connection = conn.id(), "skipping a bad frame: {why}");
+        }
         if let Some(id) = wire::salvage_id(&frame) {
             let e = Error::new("BAD_FRAME", format!("The frame could not be read: {why}."));
             out.push(e.to_frame(&frame[id], false));

@@ -16,6 +16,15 @@ use super::state::{Hook, State};
 use crate::handler::Caller;
 use crate::session::{CloseSignal, Connection, Outbox, Receiver, Topic, outbound};
 
+/// The longest identity a connection may have, in bytes of its key: an identity is kept per
+/// connection, indexed, and (with Redis) names channels and rate-limit keys, so a loader that
+/// passes a client's token through must not let that client choose its size.
+pub(crate) const MAX_IDENTITY: usize = 1024;
+
+fn identity_too_long(identity: &crate::identity::Identity) -> bool {
+    identity.as_str().is_some_and(|s| s.len() > MAX_IDENTITY)
+}
+
 /// One connection of one server, as its task drives it.
 #[derive(Debug)]
 pub(crate) struct Session {
@@ -72,10 +81,12 @@ impl Session {
 
     /// A text frame: not ephaptic's, skipped (it still settles a fresh connection).
     pub fn on_text(&mut self) {
-        tracing::warn!(
-            connection = self.conn.id(),
-            "skipping a text frame; ephaptic frames are binary MessagePack"
-        );
+        if self.conn.note_bad_frame() {
+            tracing::warn!(
+                connection = self.conn.id(),
+                "skipping a text frame; ephaptic frames are binary MessagePack"
+            );
+        }
         if !self.settled {
             self.settle();
         }
@@ -88,6 +99,11 @@ impl Session {
             let result = CatchUnwind(loader(auth)).await;
             let id = self.conn.id();
             match result {
+                Ok(Ok(Some(identity))) if identity_too_long(&identity) => tracing::warn!(
+                    connection = id,
+                    "the identity loader returned an identity of more than {MAX_IDENTITY} bytes; \
+                     the connection is anonymous"
+                ),
                 Ok(Ok(Some(identity))) => {
                     if let Some(identity) = self.conn.set_identity(identity) {
                         self.state.hub.identify(&self.conn, identity);
@@ -120,6 +136,14 @@ impl Session {
     /// Ends the connection: out of the hub (so events no longer reach it), every call and
     /// stream stopped, then `on_disconnect` if `on_connect` ran.
     pub fn end(self) {
+        let bad = self.conn.bad_frames();
+        if bad > crate::session::connection::BAD_FRAMES_LOGGED {
+            tracing::warn!(
+                connection = self.conn.id(),
+                "the connection sent {bad} unusable frames (the first {} were logged)",
+                crate::session::connection::BAD_FRAMES_LOGGED
+            );
+        }
         self.state.hub.remove(&self.conn);
         self.conn.abort_all();
         if self.settled {

@@ -26,6 +26,8 @@ pub(crate) struct Config {
     pub read_buffer_size: usize,
     pub ping_interval: Option<Duration>,
     pub slow_client: SlowClient,
+    /// Calls (and streams) one connection may have running at once.
+    pub max_calls_in_flight: usize,
 }
 
 impl Default for Config {
@@ -39,6 +41,7 @@ impl Default for Config {
             read_buffer_size: 4 * 1024,
             ping_interval: Some(Duration::from_secs(20)),
             slow_client: SlowClient::Disconnect,
+            max_calls_in_flight: 1024,
         }
     }
 }

@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use bytes::Bytes;
@@ -13,6 +13,9 @@ use tokio::task::AbortHandle;
 
 use super::outbound::{CloseSignal, Outbound, Outbox};
 use crate::identity::Identity;
+
+/// Unusable frames logged per connection; the rest are counted and summed up at its close.
+pub(crate) const BAD_FRAMES_LOGGED: usize = 3;
 
 pub(crate) struct Connection {
     id: u64,
@@ -22,8 +25,14 @@ pub(crate) struct Connection {
     /// Groups (rooms) this connection has joined; the hub keeps the index the other way.
     groups: Mutex<Vec<Arc<str>>>,
     /// Calls in flight, by the encoded id the client chose, so `cancel` and disconnect can
-    /// stop them. The sequence number tells a finished call from a newer one that reused its id.
-    calls: Mutex<HashMap<Bytes, (u64, AbortHandle)>>,
+    /// stop them. A client may reuse an id while a call with it runs: all of them are kept, and
+    /// `cancel` stops all of them (never a call that nothing can stop). The sequence number
+    /// tells which finished.
+    calls: Mutex<HashMap<Bytes, Vec<(u64, AbortHandle)>>>,
+    /// How many calls run in tasks of their own, read without the lock for the bound.
+    running: AtomicUsize,
+    /// How many frames it sent that could not be used (for logs that cannot be flooded).
+    bad_frames: AtomicUsize,
     call_seq: AtomicU64,
 }
 
@@ -50,6 +59,8 @@ impl Connection {
             out,
             groups: Mutex::new(Vec::new()),
             calls: Mutex::new(HashMap::new()),
+            running: AtomicUsize::new(0),
+            bad_frames: AtomicUsize::new(0),
             call_seq: AtomicU64::new(0),
         })
     }
@@ -141,34 +152,53 @@ impl Connection {
     pub fn spawn_call(&self, key: Bytes, seq: u64, spawn: impl FnOnce() -> AbortHandle) {
         let mut calls = lock(&self.calls);
         let handle = spawn();
-        calls.insert(key, (seq, handle));
+        calls.entry(key).or_default().push((seq, handle));
+        self.running.fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn finish_call(&self, key: &Bytes, seq: u64) {
         let mut calls = lock(&self.calls);
-        if calls.get(key).is_some_and(|(s, _)| *s == seq) {
-            calls.remove(key);
+        if let Some(entries) = calls.get_mut(key)
+            && let Some(at) = entries.iter().position(|(s, _)| *s == seq)
+        {
+            entries.swap_remove(at);
+            if entries.is_empty() {
+                calls.remove(key);
+            }
+            self.running.fetch_sub(1, Ordering::Relaxed);
         }
     }
 
-    /// Stops the call the client started with this encoded id, if it still runs.
+    /// Stops every call the client started with this encoded id that still runs.
     pub fn cancel_call(&self, key: &[u8]) {
-        let entry = lock(&self.calls).remove(key);
-        if let Some((_, handle)) = entry {
+        let entries = lock(&self.calls).remove(key);
+        for (_, handle) in entries.into_iter().flatten() {
             handle.abort();
+            self.running.fetch_sub(1, Ordering::Relaxed);
         }
     }
 
-    /// How many calls run in tasks of their own.
-    #[cfg(test)]
+    /// Counts a frame that could not be used; `true` while it should still be logged (the
+    /// first few of each connection: a client sending garbage gets a count, not a line each).
+    pub fn note_bad_frame(&self) -> bool {
+        self.bad_frames.fetch_add(1, Ordering::Relaxed) < BAD_FRAMES_LOGGED
+    }
+
+    /// How many unusable frames the connection sent.
+    pub fn bad_frames(&self) -> usize {
+        self.bad_frames.load(Ordering::Relaxed)
+    }
+
+    /// How many calls run in tasks of their own (streams included).
     pub fn calls_running(&self) -> usize {
-        lock(&self.calls).len()
+        self.running.load(Ordering::Relaxed)
     }
 
     /// Stops every call and stream of the connection; called when it closes.
     pub fn abort_all(&self) {
         let calls = std::mem::take(&mut *lock(&self.calls));
-        for (_, (_, handle)) in calls {
+        self.running.store(0, Ordering::Relaxed);
+        for (_, handle) in calls.into_values().flatten() {
             handle.abort();
         }
     }

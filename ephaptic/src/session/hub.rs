@@ -297,6 +297,14 @@ mod tests {
     }
 
     #[test]
+    fn bad_frames_are_logged_a_few_times_then_only_counted() {
+        let (c, _rx) = conn(1);
+        let logged: Vec<bool> = (0..5).map(|_| c.note_bad_frame()).collect();
+        assert_eq!(logged, [true, true, true, false, false]);
+        assert_eq!(c.bad_frames(), 5);
+    }
+
+    #[test]
     fn removal_takes_a_connection_out_of_all_its_groups() {
         let hub = Hub::default();
         let (a, _ra) = conn(1);

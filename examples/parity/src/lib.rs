@@ -7,28 +7,32 @@ use std::time::Duration;
 
 use ephaptic::{Caller, Identity, Value, event, expose};
 use futures_util::stream::{self, Stream, StreamExt};
-use serde::Deserialize;
 
 /// The loader accepts a string token or `{"token": "..."}`; the identity is that string.
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum Auth {
-    Token(String),
-    Map { token: String },
-}
-
+/// Anything else is anonymous: nil, an empty string, another type (binary data too, although
+/// it would decode as a string).
 #[ephaptic::identity_loader]
-async fn load(auth: Option<Auth>) -> Option<String> {
+async fn load(auth: Option<Value>) -> Option<String> {
     let token = match auth? {
-        Auth::Token(t) | Auth::Map { token: t } => t,
+        Value::String(s) => s.into_str()?,
+        Value::Map(entries) => entries.into_iter().find_map(|(k, v)| match (k, v) {
+            (Value::String(k), Value::String(v)) if k.as_str() == Some("token") => v.into_str(),
+            _ => None,
+        })?,
+        _ => return None,
     };
     (!token.is_empty()).then_some(token)
 }
 
-/// Returns `a + b`.
+/// `a + b` does not fit a 64-bit integer.
+#[derive(Debug)]
+#[ephaptic::error(code = "OVERFLOW", message = "The sum does not fit a 64-bit integer.")]
+pub struct Overflow;
+
+/// Returns `a + b`; `OVERFLOW` when it does not fit (never a wrapped sum).
 #[expose]
-async fn add(a: i64, b: i64) -> i64 {
-    a + b
+async fn add(a: i64, b: i64) -> Result<i64, Overflow> {
+    a.checked_add(b).ok_or(Overflow)
 }
 
 /// Returns its argument unchanged, whatever its shape.
