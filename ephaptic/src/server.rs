@@ -155,7 +155,9 @@ impl Server {
     }
 
     /// How often to ping each client (default 20 s); `None` turns pings off. A client that
-    /// sends nothing (not even a pong) for three intervals is disconnected at the next ping.
+    /// sends nothing (not even a pong) for three intervals is disconnected at the next ping, and
+    /// one whose socket takes nothing for two intervals while frames wait for it (it stopped
+    /// reading) is dropped.
     pub fn ping_interval(mut self, every: Option<Duration>) -> Self {
         self.config.ping_interval = every;
         self

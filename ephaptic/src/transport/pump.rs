@@ -72,6 +72,7 @@ pub(crate) async fn run<W: Socket>(
         sent: 0,
         read_since_tick: false,
         silent_ticks: 0,
+        stuck_ticks: 0,
     };
 
     let end = loop {
@@ -120,6 +121,10 @@ struct Pump<W, C> {
     /// how many pings in a row nothing was.
     read_since_tick: bool,
     silent_ticks: u32,
+    /// For how many pings in a row the socket took nothing while frames waited: a client that
+    /// does not read (or reads too slowly) is disconnected after two, so what waits for it is
+    /// not held for ever.
+    stuck_ticks: u32,
 }
 
 /// The waker a connection's socket reads register: it notes that the socket may be readable,
@@ -223,6 +228,16 @@ impl<W: Socket, C: Future<Output = (u16, String)> + Unpin> Pump<W, C> {
                         "no traffic for three pings; closing"
                     );
                     return Poll::Ready(Step::End(End::Read));
+                }
+                // The write deadline: a socket that took nothing for two intervals while
+                // frames waited.
+                self.stuck_ticks = if blocked { self.stuck_ticks + 1 } else { 0 };
+                if self.stuck_ticks >= 2 {
+                    tracing::warn!(
+                        connection = session.id(),
+                        "closing a client that took nothing for two ping intervals while frames waited for it"
+                    );
+                    return Poll::Ready(Step::End(End::Failed));
                 }
                 match Pin::new(&mut self.ws).poll_ready(cx) {
                     Poll::Ready(Ok(())) => {
@@ -684,6 +699,23 @@ mod tests {
             .count();
         assert_eq!(pings, 2, "pinged at 10 s and 20 s, closed at 30 s");
         assert!(w.closed);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_client_that_reads_nothing_is_dropped_at_the_write_deadline() {
+        let state = State::for_tests(Config::default());
+        let every = Duration::from_secs(10);
+        let (socket, task) = serve(&state, Some(every));
+        socket.send(call(1, 1));
+        settle().await;
+        socket.set_room(Some(0));
+        // The answer to this call never leaves. Two intervals later (not the three that
+        // would close an idle client) the connection is gone.
+        socket.send(call(2, 2));
+        tokio::time::sleep(every * 2 + Duration::from_millis(100)).await;
+        settle().await;
+        assert!(task.is_finished(), "closed at the second ping, not later");
+        assert_eq!(state.hub.len(), 0);
     }
 
     #[tokio::test(start_paused = true)]
