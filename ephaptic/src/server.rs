@@ -130,6 +130,15 @@ impl Server {
         self
     }
 
+    /// How many bytes of events may wait for one client (default 8 MiB) before the
+    /// [slow-client policy](Self::slow_client) applies, whatever the number of frames: a few
+    /// large events to a client that does not read cannot make the server hold more. (A single
+    /// event larger than this still goes to a client whose queue is empty.)
+    pub fn outbound_byte_budget(mut self, bytes: usize) -> Self {
+        self.config.outbound_byte_budget = bytes.max(1024);
+        self
+    }
+
     /// The WebSocket read buffer per connection (default 4 KiB; larger frames still arrive,
     /// in several reads). The main cost of an idle connection.
     pub fn read_buffer_size(mut self, bytes: usize) -> Self {

@@ -23,6 +23,8 @@ pub(crate) struct Config {
     pub max_frame_size: usize,
     pub debug: bool,
     pub outbound_capacity: usize,
+    /// Bytes of events that may wait for one client.
+    pub outbound_byte_budget: usize,
     pub read_buffer_size: usize,
     pub ping_interval: Option<Duration>,
     pub slow_client: SlowClient,
@@ -38,6 +40,7 @@ impl Default for Config {
             max_frame_size: 1 << 20,
             debug: false,
             outbound_capacity: 1024,
+            outbound_byte_budget: 8 << 20,
             read_buffer_size: 4 * 1024,
             ping_interval: Some(Duration::from_secs(20)),
             slow_client: SlowClient::Disconnect,
@@ -100,7 +103,10 @@ impl State {
         Arc::new(State {
             functions: FunctionIndex::new(&registry.functions),
             registry,
-            outbound: Arc::new(Policy::new(config.outbound_capacity, config.slow_client)),
+            outbound: Arc::new(Policy {
+                byte_budget: config.outbound_byte_budget,
+                ..Policy::new(config.outbound_capacity, config.slow_client)
+            }),
             config,
             delivery,
             hub,

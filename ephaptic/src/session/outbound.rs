@@ -41,6 +41,8 @@ pub enum SlowClient {
 pub(crate) struct Policy {
     /// Frames that may wait for one client.
     pub capacity: usize,
+    /// Bytes of events that may wait for one client before the slow-client policy applies.
+    pub byte_budget: usize,
     pub slow_client: SlowClient,
     pub counters: Counters,
 }
@@ -49,6 +51,7 @@ impl Policy {
     pub fn new(capacity: usize, slow_client: SlowClient) -> Self {
         Policy {
             capacity: capacity.max(1),
+            byte_budget: usize::MAX,
             slow_client,
             counters: Counters::default(),
         }
@@ -100,7 +103,7 @@ impl Outbound {
     /// Queues an event without waiting; on a full queue, applies the slow-client policy.
     /// `true` when the frame was queued. `connection` names the connection in the log.
     pub fn push_event(&self, frame: Bytes, connection: u64) -> bool {
-        match self.tx.try_send(frame) {
+        match self.tx.try_send_within(frame, self.policy.byte_budget) {
             Ok(()) => true,
             Err(TrySendError::Closed) => false,
             Err(TrySendError::Full(_)) => {
@@ -111,6 +114,7 @@ impl Outbound {
                             tracing::warn!(
                                 connection,
                                 capacity = self.policy.capacity,
+                                byte_budget = self.policy.byte_budget,
                                 "closing a slow client: its outbound queue is full"
                             );
                             counters.slow_client_closes.fetch_add(1, Ordering::Relaxed);
@@ -260,6 +264,27 @@ mod tests {
         assert!(out.push_event(frame(4), 1));
         assert!(out.push_event(frame(5), 1));
         assert_eq!(out.answer_now(frame(6), &mut outbox), Err(frame(6)));
+    }
+
+    #[tokio::test]
+    async fn events_beyond_the_byte_budget_apply_the_policy_though_frames_are_few() {
+        let mut policy = Policy::new(1024, SlowClient::Disconnect);
+        policy.byte_budget = 1000;
+        let (out, mut rx) = channel(Arc::new(policy));
+        let event = Bytes::from(vec![0u8; 400]);
+        assert!(out.push_event(event.clone(), 1));
+        assert!(out.push_event(event.clone(), 1));
+        assert!(!out.push_event(event.clone(), 1), "1,200 bytes would wait");
+        assert!(out.close_signal().is_set());
+        // A frame larger than the budget still goes to an empty queue.
+        let (out, _rx2) = channel(Arc::new(Policy {
+            byte_budget: 10,
+            ..Policy::new(8, SlowClient::DropEvents)
+        }));
+        assert!(out.push_event(event.clone(), 2));
+        assert!(!out.push_event(Bytes::from_static(b"x"), 2));
+        // Taking frames gives their bytes back.
+        assert_eq!(rx.try_recv().map(|f| f.len()), Some(400));
     }
 
     #[test]

@@ -16,6 +16,8 @@ use tokio::sync::Notify;
 #[derive(Debug)]
 struct Frames {
     frames: VecDeque<Bytes>,
+    /// The bytes of the frames that wait.
+    bytes: usize,
     /// The consumer is gone: senders fail instead of waiting.
     receiver_gone: bool,
 }
@@ -64,6 +66,7 @@ pub(crate) fn channel(capacity: usize) -> (Sender, Receiver) {
     let inner = Arc::new(Inner {
         state: Mutex::new(Frames {
             frames: VecDeque::new(),
+            bytes: 0,
             receiver_gone: false,
         }),
         capacity: capacity.max(1),
@@ -77,13 +80,21 @@ pub(crate) fn channel(capacity: usize) -> (Sender, Receiver) {
 
 impl Sender {
     pub fn try_send(&self, frame: Bytes) -> Result<(), TrySendError> {
+        self.try_send_within(frame, usize::MAX)
+    }
+
+    /// [`try_send`](Self::try_send), also full when the frames waiting would exceed `budget`
+    /// bytes with this one (a frame larger than the budget still fits an empty queue).
+    pub fn try_send_within(&self, frame: Bytes, budget: usize) -> Result<(), TrySendError> {
         let mut state = self.0.lock();
         if state.receiver_gone {
             return Err(TrySendError::Closed);
         }
-        if state.frames.len() >= self.0.capacity {
+        let over_budget = !state.frames.is_empty() && state.bytes + frame.len() > budget;
+        if state.frames.len() >= self.0.capacity || over_budget {
             return Err(TrySendError::Full(frame));
         }
+        state.bytes += frame.len();
         state.frames.push_back(frame);
         self.0.len.store(state.frames.len(), Ordering::Release);
         drop(state);
@@ -167,7 +178,8 @@ impl Receiver {
         let mut state = self.0.lock();
         let frame = state.frames.pop_front();
         self.0.len.store(state.frames.len(), Ordering::Release);
-        if frame.is_some() {
+        if let Some(frame) = &frame {
+            state.bytes -= frame.len();
             // An empty queue keeps no buffer: an idle connection costs nothing here.
             if state.frames.is_empty() && state.frames.capacity() > 16 {
                 state.frames = VecDeque::new();
@@ -184,6 +196,7 @@ impl Drop for Receiver {
         let mut state = self.0.lock();
         state.receiver_gone = true;
         state.frames.clear();
+        state.bytes = 0;
         self.0.len.store(0, Ordering::Release);
         drop(state);
         self.0.writable.notify_waiters();
