@@ -409,7 +409,13 @@ impl Server {
 
     /// Serves on a listener you bound (bind port 0 and read `local_addr()` to pick a free
     /// port).
+    ///
+    /// The process's open-file limit is first raised to what the system allows (each
+    /// connection is a descriptor; a low soft limit would make the server refuse clients long
+    /// before it is busy). When descriptors still run out, accepting waits a second and tries
+    /// again rather than spinning.
     pub async fn serve_listener(self, listener: TcpListener) -> std::io::Result<()> {
+        raise_open_files();
         let router = self.try_router().map_err(std::io::Error::other)?;
         // Replies and events are small frames that must leave at once: no Nagle delay.
         let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
@@ -430,4 +436,17 @@ where
     Fut: Future<Output = ()> + Send + 'static,
 {
     Arc::new(move |caller| Box::pin(hook(caller)))
+}
+
+/// Raises the soft open-file limit to the hard one, once per process; logs where it stays low.
+fn raise_open_files() {
+    static DONE: std::sync::Once = std::sync::Once::new();
+    DONE.call_once(|| match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(n) if n < 4096 => tracing::warn!(
+            "the open-file limit is {n}: at most about {n} connections can be served at once; \
+             raise the hard limit (`ulimit -Hn`, LimitNOFILE= in a systemd unit)"
+        ),
+        Ok(n) => tracing::debug!("open-file limit: {n}"),
+        Err(e) => tracing::warn!("could not raise the open-file limit: {e}"),
+    });
 }

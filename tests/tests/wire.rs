@@ -1116,3 +1116,39 @@ async fn a_message_past_the_hard_limit_closes_with_1009() {
     let mut other = other;
     assert_eq!(other.ok("add", vec![int(2), int(2)]).await, int(4));
 }
+
+#[tokio::test]
+async fn serving_raises_the_open_file_limit_to_what_the_system_allows() {
+    let limits = || {
+        let text = std::fs::read_to_string("/proc/self/limits").unwrap();
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("Max open files"))
+            .unwrap()
+            .to_owned();
+        let cols: Vec<&str> = line.split_whitespace().collect();
+        (cols[3].to_owned(), cols[4].to_owned())
+    };
+    // Below the hard limit first, so that the test shows the raise wherever it runs.
+    let (_, hard) = rlimit::getrlimit(rlimit::Resource::NOFILE).unwrap();
+    rlimit::setrlimit(rlimit::Resource::NOFILE, 256.min(hard), hard).unwrap();
+    assert_ne!(
+        limits().0,
+        limits().1,
+        "the soft limit is below the hard one now"
+    );
+    let _url = server().await;
+    // The server raises it as it starts serving; give its task a moment.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let (soft, hard) = limits();
+        if soft == hard {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "soft {soft}, hard {hard}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
