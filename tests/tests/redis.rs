@@ -277,6 +277,11 @@ impl Peer {
         }
     }
 
+    /// The `key` field of the next event named `name`.
+    async fn kwarg(&mut self, name: &str, key: &str) -> Value {
+        get(kwargs(&self.event(name).await), key).clone()
+    }
+
     /// Asserts that no event named `name` arrives for a while.
     async fn no_event(&mut self, name: &str) {
         let until = Instant::now() + Duration::from_millis(400);
@@ -404,27 +409,21 @@ async fn groups_and_channels_cross_servers_and_reach_members_only() {
         Value::from(1)
     );
     for m in [&mut member_a, &mut member_b] {
-        assert_eq!(get(kwargs(&m.event("RoomNote").await), "text"), &v("hello"));
+        assert_eq!(&m.kwarg("RoomNote", "text").await, &v("hello"));
     }
     outsider.no_event("RoomNote").await;
 
     // A channel sent to the room by `broadcast_to`.
     sender.ok("note_room", vec![v("lobby:done")]).await;
     for m in [&mut member_a, &mut member_b] {
-        assert_eq!(
-            get(kwargs(&m.event("roomNoted").await), "text"),
-            &v("lobby:done")
-        );
+        assert_eq!(&m.kwarg("roomNoted", "text").await, &v("lobby:done"));
     }
     outsider.no_event("roomNoted").await;
 
     // A channel to everyone (parity's `create_todo`).
     sender.ok("create_todo", vec![v("milk")]).await;
     for m in [&mut member_a, &mut member_b, &mut outsider] {
-        assert_eq!(
-            get(kwargs(&m.event("todoCreated").await), "title"),
-            &v("milk")
-        );
+        assert_eq!(&m.kwarg("todoCreated", "title").await, &v("milk"));
     }
 
     // The last member leaving B unsubscribes B; A's member keeps A subscribed.
@@ -499,10 +498,7 @@ async fn a_server_starts_without_redis_and_joins_the_others_when_it_comes_up() {
         Value::from(5)
     );
     assert_eq!(local.ok("shout", vec![v("alone")]).await, Value::from(1));
-    assert_eq!(
-        get(kwargs(&local.event("Notice").await), "message"),
-        &v("alone")
-    );
+    assert_eq!(&local.kwarg("Notice", "message").await, &v("alone"));
     let figures = local.ok("redis_figures", vec![]).await;
     assert_eq!(get(&figures, "connected"), &Value::from(false), "{figures}");
 
@@ -521,10 +517,7 @@ async fn a_server_starts_without_redis_and_joins_the_others_when_it_comes_up() {
     let mut remote = Peer::connect(&b).await;
     remote.ok("add", vec![Value::from(1), Value::from(1)]).await;
     local.ok("shout", vec![v("together")]).await;
-    assert_eq!(
-        get(kwargs(&remote.event("Notice").await), "message"),
-        &v("together")
-    );
+    assert_eq!(&remote.kwarg("Notice", "message").await, &v("together"));
 }
 
 #[tokio::test]
@@ -535,10 +528,7 @@ async fn a_redis_killed_mid_run_costs_only_remote_events_and_delivery_resumes_by
     let mut alice = Peer::user(&b, "alice").await;
     let mut here = Peer::connect(&a).await;
     here.ok("notify", vec![v("alice"), v("before")]).await;
-    assert_eq!(
-        get(kwargs(&alice.event("Notice").await), "message"),
-        &v("before")
-    );
+    assert_eq!(&alice.kwarg("Notice", "message").await, &v("before"));
 
     redis.kill9();
     // Calls and this server's own events go on.
@@ -548,10 +538,7 @@ async fn a_redis_killed_mid_run_costs_only_remote_events_and_delivery_resumes_by
             Value::from(n + 1)
         );
         assert_eq!(here.ok("shout", vec![v("local")]).await, Value::from(1));
-        assert_eq!(
-            get(kwargs(&here.event("Notice").await), "message"),
-            &v("local")
-        );
+        assert_eq!(&here.kwarg("Notice", "message").await, &v("local"));
         here.ok("notify", vec![v("alice"), v("lost")]).await;
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
@@ -650,10 +637,7 @@ async fn a_subscription_that_went_deaf_is_found_by_the_probe_and_replaced() {
     let mut alice = Peer::user(&b, "alice").await;
     let mut here = Peer::connect(&a).await;
     here.ok("notify", vec![v("alice"), v("before")]).await;
-    assert_eq!(
-        get(kwargs(&alice.event("Notice").await), "message"),
-        &v("before")
-    );
+    assert_eq!(&alice.kwarg("Notice", "message").await, &v("before"));
 
     proxy.swap();
     // B's connection still answers, but hears nothing; within a few probe intervals (300 ms
@@ -679,10 +663,7 @@ async fn a_user_who_reconnects_at_once_is_reached_by_the_first_event_after() {
     tokio::time::sleep(Duration::from_millis(50)).await;
     let mut tab = Peer::user(&b, "alice").await;
     here.ok("notify", vec![v("alice"), v("welcome back")]).await;
-    assert_eq!(
-        get(kwargs(&tab.event("Notice").await), "message"),
-        &v("welcome back")
-    );
+    assert_eq!(&tab.kwarg("Notice", "message").await, &v("welcome back"));
 }
 
 #[tokio::test]

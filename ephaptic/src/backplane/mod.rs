@@ -130,8 +130,7 @@ impl Redis {
             confirmed_changed: Notify::new(),
             wake: Notify::new(),
             pushes_dropped: AtomicU64::new(0),
-            shutdown: AtomicBool::new(false),
-            ended: Notify::new(),
+            shutdown: tokio::sync::watch::channel(false).0,
             outage: Mutex::new(None),
             probe_seen: AtomicU64::new(0),
             started: AtomicBool::new(false),
@@ -241,8 +240,7 @@ impl Delivery for RedisDelivery {
 impl Drop for RedisDelivery {
     fn drop(&mut self) {
         // The server is gone: its tasks end and its connection to Redis closes.
-        self.link.shutdown.store(true, Relaxed);
-        self.link.ended.notify_waiters();
+        self.link.shutdown.send_replace(true);
         self.link.wake.notify_one();
         lock(&self.link.manager).take();
     }
@@ -292,8 +290,9 @@ struct Link {
     /// Pushes dropped because the receive queue was full (since the last probe check).
     pushes_dropped: AtomicU64,
     /// The server is gone: the tasks end.
-    shutdown: AtomicBool,
-    ended: Notify,
+    /// Set once when the server is gone; a watch, so a task that looks after it was set still
+    /// sees it (a `Notify` would wake only the tasks waiting at that moment).
+    shutdown: tokio::sync::watch::Sender<bool>,
     /// Since when Redis has been unreachable, and the drop count then.
     outage: Mutex<Option<(Instant, u64)>>,
     /// The last probe number that came back.
@@ -394,7 +393,7 @@ impl Link {
     }
 
     fn is_shut_down(&self) -> bool {
-        self.shutdown.load(Relaxed)
+        *self.shutdown.borrow()
     }
 
     /// The connection in use (made, lazily, when there is none).
@@ -414,7 +413,7 @@ impl Link {
     /// flood of confirmations cannot push messages or probes out.
     fn connect(&self) -> ConnectionManager {
         let push = self.push_tx.clone();
-        let link = self.weak();
+        let link = self.me.clone();
         let config = ConnectionManagerConfig::new()
             .set_push_sender(move |info: PushInfo| {
                 let Some(link) = link.upgrade() else {
@@ -445,10 +444,6 @@ impl Link {
             .set_max_delay(Duration::from_secs(1));
         ConnectionManager::new_lazy_with_config(self.client.clone(), config)
             .expect("a RESP3 client with a push sender")
-    }
-
-    fn weak(&self) -> Weak<Link> {
-        self.me.clone()
     }
 
     /// Publishes `frame` on `channel` (our body), without waiting.
@@ -610,10 +605,11 @@ impl Link {
 /// Sends queued publishes in order, in batches of one round trip each.
 async fn publisher(link: Arc<Link>, mut rx: mpsc::Receiver<(String, Vec<u8>)>) {
     let mut batch = Vec::with_capacity(BATCH);
+    let mut ended = link.shutdown.subscribe();
     loop {
         let received = tokio::select! {
             n = rx.recv_many(&mut batch, BATCH) => n,
-            _ = link.ended.notified() => 0,
+            _ = ended.wait_for(|gone| *gone) => 0,
         };
         if received == 0 || link.is_shut_down() {
             return;
@@ -647,10 +643,11 @@ async fn publisher(link: Arc<Link>, mut rx: mpsc::Receiver<(String, Vec<u8>)>) {
 
 /// Delivers what Redis pushes to this server's connections.
 async fn receiver(link: Arc<Link>, hub: Weak<Hub>, mut rx: mpsc::Receiver<PushInfo>) {
+    let mut ended = link.shutdown.subscribe();
     loop {
         let push = tokio::select! {
             push = rx.recv() => push,
-            _ = link.ended.notified() => None,
+            _ = ended.wait_for(|gone| *gone) => None,
         };
         let (Some(push), Some(hub)) = (push, hub.upgrade()) else {
             return;
