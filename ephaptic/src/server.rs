@@ -4,7 +4,6 @@
 
 use std::fmt;
 use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,7 +12,7 @@ use tokio::net::{TcpListener, ToSocketAddrs};
 
 use crate::handler::{DynLoader, Exposed, FunctionDef, LoaderOutput, run_loader};
 use crate::registry::{Introspection, Naming, Registry, RegistryError};
-use crate::runtime::{Config, Hook, Parts, State};
+use crate::runtime::{Config, Hook, Origins, Parts, State};
 use crate::session::SlowClient;
 
 /// A configurable ephaptic server. [`serve`](crate::serve) and [`router`](crate::router) are
@@ -40,6 +39,9 @@ pub struct Server {
     naming: Naming,
     on_connect: Option<Hook>,
     on_disconnect: Option<Hook>,
+    /// When to shut down gracefully; `None`: at ctrl-c or SIGTERM. (In a mutex only so that
+    /// a `Server` stays `Sync`; it is taken once.)
+    shutdown: Option<std::sync::Mutex<crate::handler::BoxFuture<()>>>,
     #[cfg(feature = "redis")]
     redis: RedisConfig,
 }
@@ -82,6 +84,7 @@ impl Server {
             naming: Naming::AsWritten,
             on_connect: None,
             on_disconnect: None,
+            shutdown: None,
             #[cfg(feature = "redis")]
             redis: RedisConfig::default(),
         }
@@ -93,23 +96,39 @@ impl Server {
         self
     }
 
-    /// Accept WebSocket upgrades only from these `Origin`s (e.g. `https://app.example.com`).
-    /// By default any origin is accepted; browsers always send `Origin`, so set this for a
-    /// server that cookies or ambient credentials could authenticate. Requests without an
-    /// `Origin` header (non-browser clients) are always accepted.
+    /// Also accept WebSocket upgrades from pages of these origins (e.g.
+    /// `https://app.example.com`), beside those accepted by default.
+    ///
+    /// By default a server accepts its own pages (an `Origin` whose host and port are the
+    /// request's `Host`), pages served from this machine (`localhost`, `127.0.0.1`, `[::1]` on
+    /// any port, such as a Vite dev server), and clients that send no `Origin` (the Python and
+    /// Node clients, servers). Any other site's page is refused with 403: browsers send cookies
+    /// with a WebSocket upgrade whatever page opens it, so a server that cookies authenticate
+    /// would otherwise be open to cross-site WebSocket hijacking. See the auth guide
+    /// (`docs/AUTH.md`).
     pub fn allowed_origins<I, S>(mut self, origins: I) -> Self
     where
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
-        self.config.allowed_origins = Some(origins.into_iter().map(Into::into).collect());
+        self.config.origins = Origins::Listed(origins.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// Accept WebSocket upgrades from pages of any origin. Only for a server that nothing
+    /// ambient (cookies, client certificates, a private network) authenticates: its clients
+    /// prove who they are in `init.auth`, which another site's page cannot read.
+    pub fn allow_any_origin(mut self) -> Self {
+        self.config.origins = Origins::Any;
         self
     }
 
     /// The largest frame a client may send, in bytes (default 1 MiB). A larger frame is
-    /// skipped and answered with `FRAME_TOO_LARGE`; the connection lives on. Frames beyond
-    /// 16 times this size close the connection (close code 1009), since they must not be
-    /// buffered at all.
+    /// skipped and answered with `FRAME_TOO_LARGE`; the connection lives on. A message beyond
+    /// twice this size (or this size plus 64 KiB, whichever is more), whether in one frame or
+    /// reassembled from fragments, closes the connection with code 1009 as soon as it is seen:
+    /// everything up to that bound is buffered whole, so it is what one connection's input can
+    /// cost.
     pub fn max_frame_size(mut self, bytes: usize) -> Self {
         self.config.max_frame_size = bytes.max(64);
         self
@@ -152,6 +171,88 @@ impl Server {
     /// client can make the server hold.
     pub fn max_calls_in_flight(mut self, calls: usize) -> Self {
         self.config.max_calls_in_flight = calls.max(1);
+        self
+    }
+
+    /// How many bytes the server may buffer across all connections (default 512 MiB), beyond
+    /// the first 64 KiB of each: events and replies waiting for clients, and messages read from
+    /// clients that are not whole yet. When it is spent, the connection that asks for more is
+    /// refused: an event for it goes to the [slow-client policy](Self::slow_client), and an
+    /// unfinished message closes it. Ordinary connections, which buffer less than 64 KiB, are
+    /// never refused. [`metrics`](fn@crate::metrics) reports `buffered_bytes` and
+    /// `memory_refusals`.
+    pub fn memory_budget(mut self, bytes: usize) -> Self {
+        self.config.memory_budget = bytes.max(1 << 20);
+        self
+    }
+
+    /// How many connections may be open at once (default 100,000); one more is closed at
+    /// accept, before a byte of it is read, and counted in `metrics().connections_refused`.
+    /// Counts TCP connections of [`serve`](Self::serve), upgraded or not.
+    pub fn max_connections(mut self, connections: usize) -> Self {
+        self.config.max_connections = connections.max(1);
+        self
+    }
+
+    /// How many connections one peer IP address may have open at once (default: no cap, as
+    /// many users can share an address behind a NAT or a proxy). Applies under
+    /// [`serve`](Self::serve); behind a reverse proxy every client shares its address, so set
+    /// it only when clients connect directly.
+    pub fn max_connections_per_peer(mut self, connections: usize) -> Self {
+        self.config.max_connections_per_peer = Some(connections.max(1));
+        self
+    }
+
+    /// How many connections one identity may have open on this server at once (default: no
+    /// cap). A connection beyond it is closed with code 1008 and the reason "too many
+    /// connections for this identity" once the identity loader has named it.
+    pub fn max_connections_per_identity(mut self, connections: usize) -> Self {
+        self.config.max_connections_per_identity = Some(connections.max(1));
+        self
+    }
+
+    /// How long a client has, after its TCP connection is accepted, to finish the WebSocket
+    /// upgrade (default 10 s); and then, separately, to send its first message
+    /// ([`first_message_timeout`](Self::first_message_timeout)). A connection that sends a
+    /// request slowly, or nothing, is closed then instead of holding a descriptor. Applies under
+    /// [`serve`](Self::serve).
+    pub fn handshake_timeout(mut self, timeout: Duration) -> Self {
+        self.config.handshake_timeout = timeout;
+        self
+    }
+
+    /// How long a client has, after the WebSocket upgrade, to send its first message (default
+    /// 10 s). Every ephaptic client sends `init` at once. Applies under [`serve`](Self::serve).
+    pub fn first_message_timeout(mut self, timeout: Duration) -> Self {
+        self.config.first_message_timeout = timeout;
+        self
+    }
+
+    /// Shuts down gracefully when `signal` completes, instead of at ctrl-c or SIGTERM (the
+    /// default of [`serve`](Self::serve)). See [`serve`](Self::serve) for what a graceful
+    /// shutdown does.
+    ///
+    /// ```no_run
+    /// # async fn run() -> std::io::Result<()> {
+    /// let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    /// # drop(stop);
+    /// ephaptic::Server::new()
+    ///     .graceful_shutdown(async move {
+    ///         let _ = stopped.await;
+    ///     })
+    ///     .serve("127.0.0.1:8000")
+    ///     .await
+    /// # }
+    /// ```
+    pub fn graceful_shutdown(mut self, signal: impl Future<Output = ()> + Send + 'static) -> Self {
+        self.shutdown = Some(std::sync::Mutex::new(Box::pin(signal)));
+        self
+    }
+
+    /// How long a graceful shutdown lets calls in flight finish (default 10 s) before it stops
+    /// them, answers them `SHUTTING_DOWN` and closes every connection.
+    pub fn drain_timeout(mut self, timeout: Duration) -> Self {
+        self.config.drain_timeout = timeout;
         self
     }
 
@@ -401,32 +502,89 @@ impl Server {
         Ok(crate::transport::router(state))
     }
 
-    /// Binds `addr` and serves until the process ends.
+    /// Binds `addr` and serves until a graceful shutdown ends: at ctrl-c or SIGTERM, or when
+    /// the future given to [`graceful_shutdown`](Self::graceful_shutdown) completes.
+    ///
+    /// A graceful shutdown stops accepting, answers new calls `SHUTTING_DOWN`, lets calls in
+    /// flight finish for up to [`drain_timeout`](Self::drain_timeout) (then stops them and
+    /// answers them `SHUTTING_DOWN`), and closes every connection with code 1001, on which
+    /// clients reconnect (to another server, or to this one when it is back). A second signal
+    /// during the drain ends it at once.
     pub async fn serve(self, addr: impl ToSocketAddrs) -> std::io::Result<()> {
         let listener = TcpListener::bind(addr).await?;
         self.serve_listener(listener).await
     }
 
     /// Serves on a listener you bound (bind port 0 and read `local_addr()` to pick a free
-    /// port).
+    /// port), as [`serve`](Self::serve) does.
     ///
     /// The process's open-file limit is first raised to what the system allows (each
     /// connection is a descriptor; a low soft limit would make the server refuse clients long
     /// before it is busy). When descriptors still run out, accepting waits a second and tries
-    /// again rather than spinning.
-    pub async fn serve_listener(self, listener: TcpListener) -> std::io::Result<()> {
+    /// again rather than spinning. The connection caps, the handshake deadlines and the memory
+    /// budget for unfinished messages apply to what this listener accepts.
+    pub async fn serve_listener(mut self, listener: TcpListener) -> std::io::Result<()> {
+        use crate::transport::listener::{Accepted, Admission, Caps, Listener};
         raise_open_files();
-        let router = self.try_router().map_err(std::io::Error::other)?;
-        // Replies and events are small frames that must leave at once: no Nagle delay.
-        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-            let _ = tcp.set_nodelay(true);
-        });
+        let signals = self.shutdown.is_none();
+        let shutdown = match self.shutdown.take() {
+            Some(signal) => signal.into_inner().unwrap_or_else(|e| e.into_inner()),
+            None => Box::pin(termination()),
+        };
+        let state = self.build().map_err(std::io::Error::other)?;
+        crate::runtime::set_default(&state);
+        let cfg = &state.config;
+        let caps = Caps {
+            total: cfg.max_connections,
+            per_peer: cfg.max_connections_per_peer,
+            handshake: cfg.handshake_timeout,
+            first_message: cfg.first_message_timeout,
+        };
+        let admission = Admission::new(caps, state.outbound.memory.clone(), state.refusals.clone());
+        let router = crate::transport::router(state.clone());
         axum::serve(
-            listener,
-            router.into_make_service_with_connect_info::<SocketAddr>(),
+            Listener::new(listener, admission),
+            router.into_make_service_with_connect_info::<Accepted>(),
         )
-        .await
+        .with_graceful_shutdown(shutdown)
+        .await?;
+        let drain = crate::runtime::drain::drain(&state, state.config.drain_timeout);
+        if signals {
+            tokio::select! {
+                _ = drain => {}
+                () = termination() => tracing::warn!("a second signal: stopping without waiting for calls"),
+            }
+        } else {
+            drain.await;
+        }
+        Ok(())
     }
+}
+
+/// Resolves at ctrl-c or (on Unix) SIGTERM.
+async fn termination() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
+    tracing::info!("termination signal received");
 }
 
 /// A connection hook, type-erased.

@@ -77,6 +77,10 @@ pub(crate) fn start(
         out.push(Error::unauthorized().to_frame(id_bytes, false));
         return;
     }
+    if state.draining() {
+        out.push(super::drain::shutting_down().to_frame(id_bytes, false));
+        return;
+    }
     let limit = state.config.max_calls_in_flight;
     if conn.calls_running() >= limit {
         out.push(too_many_calls(limit).to_frame(id_bytes, false));

@@ -6,6 +6,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
 
 use bytes::Bytes;
 
@@ -20,6 +21,9 @@ use crate::session::{CloseSignal, Connection, Outbox, Receiver, Topic, outbound}
 /// connection, indexed, and (with Redis) names channels and rate-limit keys, so a loader that
 /// passes a client's token through must not let that client choose its size.
 pub(crate) const MAX_IDENTITY: usize = 1024;
+
+/// Close code "policy violation" (RFC 6455).
+const CLOSE_POLICY: u16 = 1008;
 
 fn identity_too_long(identity: &crate::identity::Identity) -> bool {
     identity.as_str().is_some_and(|s| s.len() > MAX_IDENTITY)
@@ -107,6 +111,17 @@ impl Session {
                 Ok(Ok(Some(identity))) => {
                     if let Some(identity) = self.conn.set_identity(identity) {
                         self.state.hub.identify(&self.conn, identity);
+                        if let Some(cap) = self.state.config.max_connections_per_identity
+                            && self.state.hub.identity_len(identity) > cap
+                        {
+                            self.state.refusals.identity.fetch_add(1, Relaxed);
+                            tracing::debug!(
+                                connection = id,
+                                "closing a connection beyond the identity's cap of {cap}"
+                            );
+                            self.conn
+                                .close(CLOSE_POLICY, "too many connections for this identity");
+                        }
                         // Events for this identity from other servers must reach it before its
                         // client hears that it is connected (its next frame is read).
                         if let Some(ready) = self.state.delivery.ready(Topic::Identity(identity)) {

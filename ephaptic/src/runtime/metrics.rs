@@ -1,6 +1,20 @@
 //! The numbers a server reports about itself.
 
+use std::sync::atomic::AtomicU64;
+
 use super::scope::current;
+
+/// What the transport refused, counted for [`Metrics`].
+#[derive(Debug, Default)]
+pub(crate) struct Refusals {
+    /// Connections closed at accept by a connection cap.
+    pub connections: AtomicU64,
+    /// Connections closed for not finishing the upgrade, or not sending a first message, in
+    /// time.
+    pub timeouts: AtomicU64,
+    /// Connections closed for having more connections of their identity than allowed.
+    pub identity: AtomicU64,
+}
 
 /// Numbers a server reports about itself; see [`metrics`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,6 +43,19 @@ pub struct Metrics {
     pub redis_dropped: u64,
     /// With Redis: how many times it became unreachable.
     pub redis_outages: u64,
+    /// Connections refused at a connection cap
+    /// ([`max_connections`](crate::Server::max_connections) and the caps beside it).
+    pub connections_refused: u64,
+    /// Connections closed because they did not finish the WebSocket upgrade, or did not send a
+    /// first message, in time.
+    pub handshake_timeouts: u64,
+    /// Bytes buffered (queued for clients, or read from them before their message was whole)
+    /// beyond each connection's free 64 KiB, counted against
+    /// [`memory_budget`](crate::Server::memory_budget).
+    pub buffered_bytes: usize,
+    /// How many times the memory budget refused a connection more (its events were dropped or
+    /// it was closed).
+    pub memory_refusals: u64,
 }
 
 /// The current server's numbers (inside a handler, its server; elsewhere the one started most
@@ -49,5 +76,10 @@ pub fn metrics() -> Option<Metrics> {
         queue_capacity: s.outbound.capacity,
         slow_client_closes: s.outbound.counters.slow_client_closes.load(Relaxed),
         events_dropped: s.outbound.counters.events_dropped.load(Relaxed),
+        connections_refused: s.refusals.connections.load(Relaxed)
+            + s.refusals.identity.load(Relaxed),
+        handshake_timeouts: s.refusals.timeouts.load(Relaxed),
+        buffered_bytes: s.outbound.memory.used(),
+        memory_refusals: s.outbound.memory.refusals.load(Relaxed),
     })
 }

@@ -6,6 +6,7 @@
 
 pub(crate) mod delivery;
 pub(crate) mod dispatch;
+pub(crate) mod drain;
 pub(crate) mod emit;
 pub(crate) mod inbound;
 pub(crate) mod lifecycle;
@@ -18,6 +19,7 @@ pub(crate) mod state;
 pub use emit::{announce, emit};
 pub(crate) use inbound::Init;
 pub(crate) use lifecycle::Session;
+pub(crate) use metrics::Refusals;
 pub use metrics::{Metrics, metrics};
 pub(crate) use scope::{in_scope, set_default, sync_in_scope};
-pub(crate) use state::{Config, Hook, Parts, State};
+pub(crate) use state::{Config, Hook, Origins, Parts, State};

@@ -3,23 +3,35 @@
 
 use std::fmt;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use super::delivery::{Backplane, Delivery, Local};
+use super::metrics::Refusals;
 use super::ratelimit::Limiter;
 use crate::handler::{BoxFuture, Caller, DynLoader};
 use crate::registry::{FunctionIndex, Registry};
-use crate::session::{Hub, Policy, SlowClient};
+use crate::session::{Hub, MemoryBudget, Policy, SlowClient};
 
 /// A connection hook (`Server::on_connect` / `on_disconnect`), type-erased.
 pub(crate) type Hook = Arc<dyn Fn(Caller) -> BoxFuture<()> + Send + Sync>;
+
+/// Which browser origins may open a WebSocket (see `Server::allowed_origins`).
+#[derive(Debug, Clone, Default)]
+pub(crate) enum Origins {
+    /// The page's own origin (the `Origin`'s host is the request's `Host`), loopback origins,
+    /// and these.
+    #[default]
+    SameOrigin,
+    Listed(Vec<String>),
+    Any,
+}
 
 /// A server's settings, as the builder collected them.
 #[derive(Debug, Clone)]
 pub(crate) struct Config {
     pub path: String,
-    pub allowed_origins: Option<Vec<String>>,
+    pub origins: Origins,
     pub max_frame_size: usize,
     pub debug: bool,
     pub outbound_capacity: usize,
@@ -30,13 +42,24 @@ pub(crate) struct Config {
     pub slow_client: SlowClient,
     /// Calls (and streams) one connection may have running at once.
     pub max_calls_in_flight: usize,
+    /// Bytes buffered across connections beyond each one's free allowance.
+    pub memory_budget: usize,
+    /// Connections open at once, in total, per peer address and per identity.
+    pub max_connections: usize,
+    pub max_connections_per_peer: Option<usize>,
+    pub max_connections_per_identity: Option<usize>,
+    /// Time from accept to a finished WebSocket upgrade, then to the first message.
+    pub handshake_timeout: Duration,
+    pub first_message_timeout: Duration,
+    /// How long a graceful shutdown waits for calls in flight.
+    pub drain_timeout: Duration,
 }
 
 impl Default for Config {
     fn default() -> Self {
         Config {
             path: "/_ephaptic".into(),
-            allowed_origins: None,
+            origins: Origins::SameOrigin,
             max_frame_size: 1 << 20,
             debug: false,
             outbound_capacity: 1024,
@@ -45,6 +68,13 @@ impl Default for Config {
             ping_interval: Some(Duration::from_secs(20)),
             slow_client: SlowClient::Disconnect,
             max_calls_in_flight: 1024,
+            memory_budget: 512 << 20,
+            max_connections: 100_000,
+            max_connections_per_peer: None,
+            max_connections_per_identity: None,
+            handshake_timeout: Duration::from_secs(10),
+            first_message_timeout: Duration::from_secs(10),
+            drain_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -65,6 +95,10 @@ pub(crate) struct State {
     pub on_connect: Option<Hook>,
     pub on_disconnect: Option<Hook>,
     pub limiter: Limiter,
+    /// What the transport refused, for the metrics.
+    pub refusals: Arc<Refusals>,
+    /// Set when a graceful shutdown starts: new calls are refused.
+    draining: AtomicBool,
     next_connection: AtomicU64,
 }
 
@@ -105,8 +139,11 @@ impl State {
             registry,
             outbound: Arc::new(Policy {
                 byte_budget: config.outbound_byte_budget,
+                memory: Arc::new(MemoryBudget::new(config.memory_budget)),
                 ..Policy::new(config.outbound_capacity, config.slow_client)
             }),
+            refusals: Arc::default(),
+            draining: AtomicBool::new(false),
             config,
             delivery,
             hub,
@@ -129,6 +166,16 @@ impl State {
             on_disconnect: None,
             backplane: None,
         })
+    }
+
+    /// Whether a graceful shutdown has started.
+    #[inline]
+    pub fn draining(&self) -> bool {
+        self.draining.load(Ordering::Relaxed)
+    }
+
+    pub fn start_draining(&self) {
+        self.draining.store(true, Ordering::Relaxed);
     }
 
     pub fn next_connection_id(&self) -> u64 {

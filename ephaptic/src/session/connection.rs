@@ -89,6 +89,11 @@ impl Connection {
         self.out.send(frame).await
     }
 
+    /// Queues an answer without waiting; `false` when the queue is full or gone.
+    pub fn try_answer(&self, frame: Bytes) -> bool {
+        self.out.try_answer(frame)
+    }
+
     /// Queues an event without waiting; see [`Outbound::push_event`].
     pub fn push_event(&self, frame: Bytes) -> bool {
         self.out.push_event(frame, self.id)
@@ -192,6 +197,21 @@ impl Connection {
     /// How many calls run in tasks of their own (streams included).
     pub fn calls_running(&self) -> usize {
         self.running.load(Ordering::Relaxed)
+    }
+
+    /// Stops every call and stream still running and returns their encoded ids (a shutdown
+    /// that could not wait for them answers each).
+    pub fn abort_running(&self) -> Vec<Bytes> {
+        let calls = std::mem::take(&mut *lock(&self.calls));
+        self.running.store(0, Ordering::Relaxed);
+        let mut ids = Vec::with_capacity(calls.len());
+        for (key, handles) in calls {
+            for (_, handle) in handles {
+                handle.abort();
+            }
+            ids.push(key);
+        }
+        ids
     }
 
     /// Stops every call and stream of the connection; called when it closes.

@@ -136,6 +136,16 @@ impl Hub {
         }
     }
 
+    /// The connections open now.
+    pub fn connections(&self) -> Vec<Arc<Connection>> {
+        read(&self.conns).values().cloned().collect()
+    }
+
+    /// How many connections of `identity` are open here.
+    pub fn identity_len(&self, identity: &Identity) -> usize {
+        read(&self.users).get(identity).map_or(0, Vec::len)
+    }
+
     /// How many connections are open.
     pub fn len(&self) -> usize {
         read(&self.conns).len()

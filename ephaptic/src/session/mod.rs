@@ -2,11 +2,13 @@
 //! and nothing of calls' meaning, dispatch or the server: the runtime above hands it what it
 //! needs (an id, an outbound policy) and reads it back.
 
+pub(crate) mod budget;
 pub(crate) mod connection;
 pub(crate) mod hub;
 pub(crate) mod outbound;
 mod queue;
 
+pub(crate) use budget::MemoryBudget;
 pub(crate) use connection::Connection;
 pub(crate) use hub::{Hub, Interest, Topic};
 pub use outbound::SlowClient;

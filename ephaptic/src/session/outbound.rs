@@ -15,6 +15,7 @@ use std::task::Poll;
 use bytes::Bytes;
 use futures_util::task::AtomicWaker;
 
+use super::budget::MemoryBudget;
 use super::queue::{self, TrySendError};
 
 /// WebSocket close code 1008, "policy violation": used for slow clients.
@@ -45,6 +46,8 @@ pub(crate) struct Policy {
     pub byte_budget: usize,
     pub slow_client: SlowClient,
     pub counters: Counters,
+    /// The process-wide budget for buffered bytes, shared with the transport's reads.
+    pub memory: Arc<MemoryBudget>,
 }
 
 impl Policy {
@@ -54,6 +57,7 @@ impl Policy {
             byte_budget: usize::MAX,
             slow_client,
             counters: Counters::default(),
+            memory: Arc::new(MemoryBudget::new(usize::MAX)),
         }
     }
 }
@@ -85,7 +89,7 @@ pub(crate) use queue::Receiver;
 /// A connection's outbound queue under `policy`: the sending side, and the receiving side for
 /// the connection's task.
 pub(crate) fn channel(policy: Arc<Policy>) -> (Outbound, Receiver) {
-    let (tx, rx) = queue::channel(policy.capacity);
+    let (tx, rx) = queue::channel(policy.capacity, policy.memory.clone());
     let out = Outbound {
         tx,
         policy,
@@ -100,23 +104,39 @@ impl Outbound {
         self.tx.send(frame).await
     }
 
+    /// Queues an answer without waiting (counted against the memory budget, never refused for
+    /// it); `false` when the queue is full or gone.
+    pub fn try_answer(&self, frame: Bytes) -> bool {
+        self.tx.try_send(frame).is_ok()
+    }
+
     /// Queues an event without waiting; on a full queue, applies the slow-client policy.
     /// `true` when the frame was queued. `connection` names the connection in the log.
     pub fn push_event(&self, frame: Bytes, connection: u64) -> bool {
         match self.tx.try_send_within(frame, self.policy.byte_budget) {
             Ok(()) => true,
             Err(TrySendError::Closed) => false,
-            Err(TrySendError::Full(_)) => {
+            Err(e) => {
                 let counters = &self.policy.counters;
+                let memory = matches!(e, TrySendError::OverMemory(_));
                 match self.policy.slow_client {
                     SlowClient::Disconnect => {
                         if !self.close.is_set() {
-                            tracing::warn!(
-                                connection,
-                                capacity = self.policy.capacity,
-                                byte_budget = self.policy.byte_budget,
-                                "closing a slow client: its outbound queue is full"
-                            );
+                            if memory {
+                                tracing::warn!(
+                                    connection,
+                                    memory_budget = self.policy.memory.limit(),
+                                    "closing a slow client: the server's memory budget for buffered bytes is spent \
+                                     and this client holds more than its share (Server::memory_budget)"
+                                );
+                            } else {
+                                tracing::warn!(
+                                    connection,
+                                    capacity = self.policy.capacity,
+                                    byte_budget = self.policy.byte_budget,
+                                    "closing a slow client: its outbound queue is full"
+                                );
+                            }
                             counters.slow_client_closes.fetch_add(1, Ordering::Relaxed);
                         }
                         self.close(
@@ -145,7 +165,7 @@ impl Outbound {
         match self.tx.try_send(frame) {
             // A closed connection takes (and drops) it.
             Ok(()) | Err(TrySendError::Closed) => Ok(()),
-            Err(TrySendError::Full(frame)) => Err(frame),
+            Err(TrySendError::Full(frame) | TrySendError::OverMemory(frame)) => Err(frame),
         }
     }
 

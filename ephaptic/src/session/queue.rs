@@ -13,11 +13,16 @@ use bytes::Bytes;
 use futures_util::task::AtomicWaker;
 use tokio::sync::Notify;
 
+use super::budget::{MemoryBudget, chargeable};
+
 #[derive(Debug)]
 struct Frames {
     frames: VecDeque<Bytes>,
     /// The bytes of the frames that wait.
     bytes: usize,
+    /// How many of them are charged against the process-wide memory budget (those beyond the
+    /// connection's free allowance).
+    charged: usize,
     /// The consumer is gone: senders fail instead of waiting.
     receiver_gone: bool,
 }
@@ -26,6 +31,7 @@ struct Frames {
 struct Inner {
     state: Mutex<Frames>,
     capacity: usize,
+    memory: Arc<MemoryBudget>,
     /// How many frames wait, written under the lock and read without it: the consumer looks
     /// at it every time it would go to sleep, and a reply checks it to keep its place behind
     /// what its handler queued.
@@ -50,6 +56,8 @@ impl Inner {
 pub(crate) enum TrySendError {
     /// The queue is at capacity; the frame is handed back.
     Full(Bytes),
+    /// The process-wide memory budget has no room for it; the frame is handed back.
+    OverMemory(Bytes),
     /// The connection is gone.
     Closed,
 }
@@ -62,14 +70,16 @@ pub(crate) struct Sender(Arc<Inner>);
 #[derive(Debug)]
 pub(crate) struct Receiver(Arc<Inner>);
 
-pub(crate) fn channel(capacity: usize) -> (Sender, Receiver) {
+pub(crate) fn channel(capacity: usize, memory: Arc<MemoryBudget>) -> (Sender, Receiver) {
     let inner = Arc::new(Inner {
         state: Mutex::new(Frames {
             frames: VecDeque::new(),
             bytes: 0,
+            charged: 0,
             receiver_gone: false,
         }),
         capacity: capacity.max(1),
+        memory,
         len: AtomicUsize::new(0),
         sender_gone: AtomicBool::new(false),
         readable: AtomicWaker::new(),
@@ -79,22 +89,42 @@ pub(crate) fn channel(capacity: usize) -> (Sender, Receiver) {
 }
 
 impl Sender {
+    /// Queues a frame if the queue has room for one more. Its bytes are counted against the
+    /// process-wide memory budget but never refused for it: this is for replies, which their
+    /// calls wait to send anyway.
     pub fn try_send(&self, frame: Bytes) -> Result<(), TrySendError> {
-        self.try_send_within(frame, usize::MAX)
+        self.push(frame, usize::MAX, false)
     }
 
     /// [`try_send`](Self::try_send), also full when the frames waiting would exceed `budget`
-    /// bytes with this one (a frame larger than the budget still fits an empty queue).
+    /// bytes with this one, or when the process-wide memory budget has no room for the bytes
+    /// beyond the connection's free allowance (a frame still fits an empty queue).
     pub fn try_send_within(&self, frame: Bytes, budget: usize) -> Result<(), TrySendError> {
+        self.push(frame, budget, true)
+    }
+
+    fn push(&self, frame: Bytes, budget: usize, bounded: bool) -> Result<(), TrySendError> {
         let mut state = self.0.lock();
         if state.receiver_gone {
             return Err(TrySendError::Closed);
         }
-        let over_budget = !state.frames.is_empty() && state.bytes + frame.len() > budget;
+        let held = state.bytes + frame.len();
+        let over_budget = !state.frames.is_empty() && held > budget;
         if state.frames.len() >= self.0.capacity || over_budget {
             return Err(TrySendError::Full(frame));
         }
-        state.bytes += frame.len();
+        let charge = chargeable(held).saturating_sub(state.charged);
+        if charge > 0 {
+            if bounded && !state.frames.is_empty() {
+                if !self.0.memory.try_charge(charge) {
+                    return Err(TrySendError::OverMemory(frame));
+                }
+            } else {
+                self.0.memory.force_charge(charge);
+            }
+            state.charged += charge;
+        }
+        state.bytes = held;
         state.frames.push_back(frame);
         self.0.len.store(state.frames.len(), Ordering::Release);
         drop(state);
@@ -108,7 +138,7 @@ impl Sender {
             match self.try_send(frame) {
                 Ok(()) => return true,
                 Err(TrySendError::Closed) => return false,
-                Err(TrySendError::Full(back)) => {
+                Err(TrySendError::Full(back) | TrySendError::OverMemory(back)) => {
                     frame = back;
                     // A pop between the check and this wait leaves a permit: no lost wake-up.
                     self.0.writable.notified().await;
@@ -180,6 +210,11 @@ impl Receiver {
         self.0.len.store(state.frames.len(), Ordering::Release);
         if let Some(frame) = &frame {
             state.bytes -= frame.len();
+            let keep = chargeable(state.bytes);
+            if state.charged > keep {
+                self.0.memory.release(state.charged - keep);
+                state.charged = keep;
+            }
             // An empty queue keeps no buffer: an idle connection costs nothing here.
             if state.frames.is_empty() && state.frames.capacity() > 16 {
                 state.frames = VecDeque::new();
@@ -197,6 +232,7 @@ impl Drop for Receiver {
         state.receiver_gone = true;
         state.frames.clear();
         state.bytes = 0;
+        self.0.memory.release(std::mem::take(&mut state.charged));
         self.0.len.store(0, Ordering::Release);
         drop(state);
         self.0.writable.notify_waiters();
@@ -215,7 +251,7 @@ mod tests {
 
     #[tokio::test]
     async fn frames_come_out_in_order_and_the_bound_holds() {
-        let (tx, mut rx) = channel(2);
+        let (tx, mut rx) = channel(2, Arc::new(MemoryBudget::unlimited()));
         tx.try_send(frame(1)).unwrap();
         tx.try_send(frame(2)).unwrap();
         assert!(matches!(tx.try_send(frame(3)), Err(TrySendError::Full(_))));
@@ -228,7 +264,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_waiting_sender_gets_room_when_the_consumer_takes_a_frame() {
-        let (tx, mut rx) = channel(1);
+        let (tx, mut rx) = channel(1, Arc::new(MemoryBudget::unlimited()));
         let tx = Arc::new(tx);
         tx.try_send(frame(1)).unwrap();
         let waiting = tokio::spawn({
@@ -247,13 +283,13 @@ mod tests {
 
     #[tokio::test]
     async fn the_end_is_seen_after_the_last_frame_and_senders_fail_without_a_consumer() {
-        let (tx, mut rx) = channel(4);
+        let (tx, mut rx) = channel(4, Arc::new(MemoryBudget::unlimited()));
         tx.try_send(frame(1)).unwrap();
         drop(tx);
         assert_eq!(rx.recv().await.unwrap(), frame(1));
         assert!(rx.recv().await.is_none());
 
-        let (tx, rx) = channel(1);
+        let (tx, rx) = channel(1, Arc::new(MemoryBudget::unlimited()));
         tx.try_send(frame(1)).unwrap();
         let tx = Arc::new(tx);
         let waiting = tokio::spawn({
@@ -267,5 +303,35 @@ mod tests {
             "a sender waiting on a gone consumer gives up"
         );
         assert!(matches!(tx.try_send(frame(3)), Err(TrySendError::Closed)));
+    }
+
+    #[test]
+    fn bytes_beyond_the_free_allowance_are_charged_and_refused_when_the_budget_is_spent() {
+        use super::super::budget::FREE_PER_CONNECTION;
+        let memory = Arc::new(MemoryBudget::new(100_000));
+        let (a, mut rx_a) = channel(64, memory.clone());
+        let (b, rx_b) = channel(64, memory.clone());
+        let big = Bytes::from(vec![0u8; FREE_PER_CONNECTION]);
+        // Within the allowance: nothing charged.
+        a.try_send_within(big.clone(), usize::MAX).unwrap();
+        assert_eq!(memory.used(), 0);
+        // Beyond it: charged.
+        a.try_send_within(big.clone(), usize::MAX).unwrap();
+        assert_eq!(memory.used(), FREE_PER_CONNECTION);
+        // Another connection's queue cannot take more than what is left of the budget...
+        b.try_send_within(big.clone(), usize::MAX).unwrap();
+        assert!(matches!(
+            b.try_send_within(big.clone(), usize::MAX),
+            Err(TrySendError::OverMemory(_))
+        ));
+        // ...but a reply is counted, not refused.
+        b.try_send(big.clone()).unwrap();
+        assert_eq!(memory.used(), 2 * FREE_PER_CONNECTION);
+        // Taking frames gives the charge back; a closed queue gives back the rest.
+        rx_a.try_recv().unwrap();
+        assert_eq!(memory.used(), FREE_PER_CONNECTION);
+        drop(rx_b);
+        rx_a.try_recv().unwrap();
+        assert_eq!(memory.used(), 0);
     }
 }

@@ -11,9 +11,21 @@ use axum::http::{HeaderMap, StatusCode, header, request::Parts};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
-use crate::runtime::{Session, State, in_scope};
+use crate::runtime::{Origins, Session, State, in_scope};
 
+pub(crate) mod listener;
 mod pump;
+
+use listener::{Accepted, Meter};
+
+/// The largest message a connection may send before it is closed (1009) instead of being
+/// answered `FRAME_TOO_LARGE`: twice `max_frame_size`, or 64 KiB more than it for small limits.
+/// Everything up to it is buffered whole, so it bounds what one connection's input can cost.
+pub(crate) fn hard_limit(max_frame_size: usize) -> usize {
+    max_frame_size
+        .saturating_mul(2)
+        .max(max_frame_size.saturating_add(64 * 1024))
+}
 
 /// How much the socket's write buffer may hold before a `feed` writes on its own. The pump
 /// flushes after every batch anyway; this only has to exceed a batch, so that a batch really
@@ -28,42 +40,53 @@ pub(crate) fn router(state: Arc<State>) -> axum::Router {
         .with_state(state)
 }
 
-/// The peer address, when the app was served with connect info.
-struct Peer(Option<SocketAddr>);
+/// The peer address, when the app was served with connect info, and the socket's meter when
+/// it was accepted by [`serve`](crate::Server::serve)'s own listener.
+struct Peer(Option<SocketAddr>, Option<Arc<Meter>>);
 
 impl<S: Send + Sync> FromRequestParts<S> for Peer {
     type Rejection = std::convert::Infallible;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        if let Some(ConnectInfo(accepted)) = parts.extensions.get::<ConnectInfo<Accepted>>() {
+            return Ok(Peer(Some(accepted.peer), Some(accepted.meter.clone())));
+        }
         Ok(Peer(
             parts
                 .extensions
                 .get::<ConnectInfo<SocketAddr>>()
                 .map(|c| c.0),
+            None,
         ))
     }
 }
 
 async fn upgrade(
     AxumState(state): AxumState<Arc<State>>,
-    Peer(peer): Peer,
+    Peer(peer, meter): Peer,
     headers: HeaderMap,
     ws: WebSocketUpgrade,
 ) -> Response {
-    if let (Some(allowed), Some(origin)) =
-        (&state.config.allowed_origins, headers.get(header::ORIGIN))
-    {
+    if let Some(origin) = headers.get(header::ORIGIN) {
         let origin = origin.to_str().unwrap_or_default();
-        if !allowed.iter().any(|a| a == origin) {
+        let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
+        if !origin_allowed(&state.config.origins, origin, host) {
             tracing::warn!(
-                origin,
-                "refused a WebSocket upgrade from an origin that is not allowed"
+                origin = origin.escape_debug().to_string(),
+                "refused a WebSocket upgrade from another site's page: list its origin with \
+                 Server::allowed_origins([..]) (or Server::allow_any_origin() for a server no \
+                 cookie authenticates)"
             );
-            return (StatusCode::FORBIDDEN, "origin not allowed").into_response();
+            return (
+                StatusCode::FORBIDDEN,
+                "origin not allowed: the server accepts its own origin, loopback origins and \
+                 those listed with Server::allowed_origins",
+            )
+                .into_response();
         }
     }
     let cfg = &state.config;
-    let hard_limit = cfg.max_frame_size.saturating_mul(16);
+    let hard_limit = hard_limit(cfg.max_frame_size);
     ws.read_buffer_size(cfg.read_buffer_size)
         .write_buffer_size(WRITE_BUFFER)
         .max_message_size(hard_limit)
@@ -71,10 +94,83 @@ async fn upgrade(
         .on_upgrade(move |socket: WebSocket| {
             // Opened here rather than in an `async fn` around the pump: a wrapper future would
             // keep a second slot for the socket in every connection's task.
+            if let Some(meter) = &meter {
+                meter.upgraded();
+            }
             let (session, rx) = Session::open(&state, peer);
             let ping = state.config.ping_interval;
             // The server is the task-local "current server" for the connection's whole task,
             // so the handlers it polls inline can `emit` without a scope per call.
-            in_scope(state, pump::run(session, socket, rx, ping))
+            in_scope(state, pump::run(session, socket, rx, ping, meter))
         })
+}
+
+/// Whether a page from `origin` may open a WebSocket: its own server's pages (the origin's host
+/// and port are the request's `Host`), pages served from this machine (loopback hosts, such as
+/// a dev server on another port), those listed, or any under [`Origins::Any`].
+fn origin_allowed(origins: &Origins, origin: &str, host: Option<&str>) -> bool {
+    match origins {
+        Origins::Any => return true,
+        Origins::Listed(list) if list.iter().any(|a| a.eq_ignore_ascii_case(origin)) => {
+            return true;
+        }
+        _ => {}
+    }
+    let Some(authority) = origin
+        .strip_prefix("https://")
+        .or_else(|| origin.strip_prefix("http://"))
+    else {
+        // `null` (sandboxed frames, files) and other schemes.
+        return false;
+    };
+    if host.is_some_and(|h| h.eq_ignore_ascii_case(authority)) {
+        return true;
+    }
+    let name = match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or_default(),
+        None => authority.rsplit_once(':').map_or(authority, |(h, _)| h),
+    };
+    name.eq_ignore_ascii_case("localhost")
+        || name
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_takes_the_same_origin_and_loopback_pages_only() {
+        let same = Origins::SameOrigin;
+        let host = Some("app.example.com");
+        assert!(origin_allowed(&same, "https://app.example.com", host));
+        assert!(origin_allowed(&same, "https://APP.example.com", host));
+        assert!(!origin_allowed(&same, "https://evil.example", host));
+        assert!(!origin_allowed(
+            &same,
+            "https://app.example.com.evil.example",
+            host
+        ));
+        assert!(!origin_allowed(&same, "null", host));
+        assert!(!origin_allowed(&same, "https://app.example.com", None));
+        // Another port of the same host is another origin...
+        assert!(!origin_allowed(&same, "https://app.example.com:8443", host));
+        // ...except on this machine: a dev server (Vite on :5173) talking to the API on :8000.
+        let local = Some("127.0.0.1:8000");
+        assert!(origin_allowed(&same, "http://localhost:5173", local));
+        assert!(origin_allowed(&same, "http://127.0.0.1:5173", local));
+        assert!(origin_allowed(&same, "http://[::1]:5173", local));
+        assert!(!origin_allowed(
+            &same,
+            "http://localhost.evil.example",
+            local
+        ));
+
+        let listed = Origins::Listed(vec!["https://admin.example.com".into()]);
+        assert!(origin_allowed(&listed, "https://admin.example.com", host));
+        assert!(origin_allowed(&listed, "https://app.example.com", host));
+        assert!(!origin_allowed(&listed, "https://evil.example", host));
+        assert!(origin_allowed(&Origins::Any, "https://evil.example", host));
+    }
 }

@@ -23,6 +23,7 @@ use futures_util::task::AtomicWaker;
 use futures_util::{Sink, SinkExt, Stream};
 use tokio::time::Instant;
 
+use super::listener::Meter;
 use crate::runtime::Session;
 use crate::session::{CloseSignal, Outbox, Receiver};
 
@@ -51,6 +52,7 @@ pub(crate) async fn run<W: Socket>(
     ws: W,
     rx: Receiver,
     ping: Option<Duration>,
+    meter: Option<Arc<Meter>>,
 ) {
     let close = session.close_signal();
     // Pinned once: waiting on it registers with the signal once, not once per frame.
@@ -65,6 +67,7 @@ pub(crate) async fn run<W: Socket>(
         read_wake,
         ws,
         rx,
+        meter,
         closing,
         ticker,
         unflushed: 0,
@@ -110,6 +113,9 @@ struct Pump<W, C> {
     read_wake: Arc<ReadWake>,
     read_waker: Waker,
     rx: Receiver,
+    /// What the socket's wrapper counts (with `serve`; `None` under a router served by the
+    /// app): told when a message is whole.
+    meter: Option<Arc<Meter>>,
     closing: C,
     ticker: Option<tokio::time::Interval>,
     /// Frames written into the socket's buffer since the last flush.
@@ -185,7 +191,8 @@ impl<W: Socket, C: Future<Output = (u16, String)> + Unpin> Pump<W, C> {
                     match Pin::new(&mut self.ws).poll_next(&mut read_cx) {
                         Poll::Ready(msg) => {
                             handled += 1;
-                            let step = on_message(msg, session, &mut self.outbox);
+                            let step =
+                                on_message(msg, session, &mut self.outbox, self.meter.as_deref());
                             if let Some(step) = step {
                                 // Whatever follows is read when the pump resumes.
                                 self.read_wake.ready.store(true, Ordering::Release);
@@ -324,15 +331,28 @@ fn on_message(
     msg: Option<Result<Message, axum::Error>>,
     session: &mut Session,
     outbox: &mut Outbox,
+    meter: Option<&Meter>,
 ) -> Option<Step> {
     match msg {
         Some(Ok(Message::Binary(frame))) => {
+            if let Some(meter) = meter {
+                meter.message_read();
+            }
             if let Some(init) = session.on_binary(frame, outbox) {
                 return Some(Step::Init(init));
             }
         }
-        Some(Ok(Message::Text(_))) => session.on_text(),
-        Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+        Some(Ok(Message::Text(_))) => {
+            if let Some(meter) = meter {
+                meter.message_read();
+            }
+            session.on_text();
+        }
+        Some(Ok(Message::Ping(payload) | Message::Pong(payload))) => {
+            if let Some(meter) = meter {
+                meter.control_read(payload.len());
+            }
+        }
         Some(Ok(Message::Close(_))) | None => return Some(Step::End(End::Read)),
         Some(Err(e)) => {
             tracing::debug!(connection = session.id(), "socket error: {e}");
@@ -345,7 +365,7 @@ fn on_message(
     None
 }
 
-/// Whether the WebSocket layer refused a message for its size (larger than 16 times
+/// Whether the WebSocket layer refused a message for its size (larger than twice
 /// `max_frame_size`, which must not be buffered at all).
 fn too_big(e: &axum::Error) -> bool {
     use std::error::Error as _;
@@ -591,7 +611,7 @@ mod tests {
         let (session, rx) = Session::open(state, None);
         let task = tokio::spawn(in_scope(
             state.clone(),
-            run(session, socket.clone(), rx, ping),
+            run(session, socket.clone(), rx, ping, None),
         ));
         (socket, task)
     }
