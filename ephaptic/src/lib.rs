@@ -290,8 +290,9 @@ pub use rmpv::Value;
 
 pub use ephaptic_macros::{error, event, expose, identity_loader, model};
 
-/// Serves every exposed function at `ws://<addr>/_ephaptic` with the default settings.
-/// Same as `Server::new().serve(addr)`.
+/// Serves every exposed function at `ws://<addr>/_ephaptic` with the default settings, until
+/// ctrl-c or SIGTERM ends it gracefully (see [`Server::serve`]). Same as
+/// `Server::new().serve(addr)`.
 pub async fn serve(addr: impl tokio::net::ToSocketAddrs) -> std::io::Result<()> {
     Server::new().serve(addr).await
 }
@@ -303,6 +304,30 @@ pub async fn serve(addr: impl tokio::net::ToSocketAddrs) -> std::io::Result<()> 
 /// When two exposed functions share a wire name; the message names both.
 pub fn router() -> axum::Router {
     Server::new().router()
+}
+
+/// Drains the current server's WebSocket connections, as [`Server::serve`] does at a graceful
+/// shutdown: new calls are answered `SHUTTING_DOWN`, calls in flight get `timeout` to finish,
+/// then every connection is closed with 1001. For an app that serves [`router`] itself: call it
+/// after `axum::serve(..).with_graceful_shutdown(..)` returns (axum does not wait for upgraded
+/// connections). Does nothing when no server runs.
+///
+/// ```no_run
+/// # async fn run(listener: tokio::net::TcpListener) -> std::io::Result<()> {
+/// let app = axum::Router::new().merge(ephaptic::router());
+/// axum::serve(listener, app)
+///     .with_graceful_shutdown(async {
+///         let _ = tokio::signal::ctrl_c().await;
+///     })
+///     .await?;
+/// ephaptic::shutdown(std::time::Duration::from_secs(10)).await;
+/// # Ok(())
+/// # }
+/// ```
+pub async fn shutdown(timeout: std::time::Duration) {
+    if let Some(state) = runtime::scope::current() {
+        runtime::drain::drain(&state, timeout).await;
+    }
 }
 
 /// What this build declares (link-time registrations), or the conflicts that would stop a

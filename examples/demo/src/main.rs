@@ -137,13 +137,10 @@ async fn main() -> std::io::Result<()> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let addr = listener.local_addr()?;
 
-    // Only this page may open the WebSocket: another site open in the same browser cannot
-    // connect to it and act under a name.
-    let mut origins = vec![format!("http://{addr}")];
-    if addr.ip().is_loopback() {
-        origins.push(format!("http://localhost:{}", addr.port()));
-    }
-    let mut server = demo::server().allowed_origins(origins);
+    // Only this page may open the WebSocket (the default: the server's own origin and
+    // loopback pages): another site open in the same browser cannot connect and act under a
+    // name.
+    let mut server = demo::server();
     if let Some(url) = redis {
         server = server.redis(url);
     }
