@@ -36,7 +36,7 @@
 //! |---|---|
 //! | `name = "camelName"` | the wire name clients call (default: the Rust name) |
 //! | `requires_login` | anonymous callers get `UNAUTHORIZED` |
-//! | `rate_limit = "10/m"` | at most 10 calls a minute per caller (its identity, or its IP when anonymous); more get `RATELIMIT` with `data.retry_after` seconds. Units: `s`, `m`, `h`, `d` |
+//! | `rate_limit = "10/m"` | at most 10 calls a minute per caller (its identity, or its IP when anonymous); more get `RATELIMIT` with `data.retry_after` seconds. Units: `s`, `m`, `h`, `d`. A burst of 10, then one call every 6 s (GCRA). The server holds a few dozen bytes per caller, whatever the identity's size, until two periods after its last call (`Metrics::rate_limit_entries`); with Redis the count is shared (`docs/PROTOCOL.md` section 6) |
 //! | `broadcast = ["todoCreated"]` | announce the `Ok` value on these channels (see Events) |
 //! | `broadcast_to = audience_fn` | who hears the channels: `fn(&Caller, &T) -> Audience` |
 //!

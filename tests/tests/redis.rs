@@ -158,6 +158,19 @@ impl RedisServer {
         n
     }
 
+    /// The keys matching `pattern`, sorted.
+    async fn keys(&self, pattern: &str) -> Vec<String> {
+        let client = redis::Client::open(self.url()).unwrap();
+        let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+        let mut keys: Vec<String> = redis::cmd("KEYS")
+            .arg(pattern)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        keys.sort();
+        keys
+    }
+
     /// Makes Redis hold every client's commands for `d` (`CLIENT PAUSE`).
     async fn pause(&self, d: Duration) {
         let client = redis::Client::open(self.url()).unwrap();
@@ -484,6 +497,29 @@ async fn rate_limits_are_counted_across_servers() {
     // Another caller is counted apart.
     let mut other = Peer::user(&b, "rl-other").await;
     assert_eq!(other.ok("limited", vec![]).await, v("ok"));
+    // A long identity (just under the 1 KiB cap) is counted across servers under a digest.
+    let long = format!("rl-{}", "x".repeat(1000));
+    let (mut long_a, mut long_b) = (Peer::user(&a, &long).await, Peer::user(&b, &long).await);
+    assert_eq!(long_a.ok("limited", vec![]).await, v("ok"));
+    assert_eq!(long_b.ok("limited", vec![]).await, v("ok"));
+    let e = long_b.err("limited", vec![]).await;
+    assert_eq!(get(&e, "code"), &v("RATELIMIT"));
+    let keys = redis.keys("ephaptic:rl:*").await;
+    assert_eq!(keys.len(), 3, "{keys:?}");
+    assert_eq!(
+        keys[1..],
+        [
+            "ephaptic:rl:limited:u:s:rl-other",
+            "ephaptic:rl:limited:u:s:rl-user"
+        ]
+    );
+    let digest = keys[0]
+        .strip_prefix("ephaptic:rl:limited:#")
+        .unwrap_or_else(|| panic!("{keys:?}"));
+    assert!(
+        digest.len() == 40 && digest.bytes().all(|b| b.is_ascii_hexdigit()),
+        "{digest}"
+    );
 }
 
 #[tokio::test]

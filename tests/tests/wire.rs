@@ -147,6 +147,19 @@ async fn shape(s: Shape) -> Shape {
     s
 }
 
+/// A limit with a one-second period, so that its callers' state expires within a test.
+#[expose(rate_limit = "5/s")]
+async fn limited_briefly() -> &'static str {
+    "ok"
+}
+
+/// What the server holds for its callers: limiter entries, identities, connections.
+#[expose]
+async fn held() -> [usize; 3] {
+    let m = ephaptic::metrics().unwrap();
+    [m.rate_limit_entries, m.identities, m.connections]
+}
+
 #[expose(name = "renamedFn")]
 async fn renamed_fn() -> &'static str {
     "renamed"
@@ -1025,6 +1038,43 @@ async fn a_rate_limited_function_refuses_the_third_call_in_its_window() {
         v("ok"),
         "another identity has its own window"
     );
+}
+
+#[tokio::test]
+async fn callers_with_long_identities_leave_no_limiter_state_once_their_limit_expires() {
+    // Issue 16: 300 connections with 1 MB identities each called `limited` and closed; the
+    // limiter kept every identity. Identities are capped at 1 KiB now; these are just under.
+    let url = server().await;
+    let mut probe = Client::connect(&url).await;
+    let mut crowd = futures_util::future::join_all(
+        (0..300).map(|i| Client::connect_as(&url, v(&format!("{i:0>1000}")))),
+    )
+    .await;
+    // All well within two periods of the first, so that none is dropped before the peak is read.
+    let replies =
+        futures_util::future::join_all(crowd.iter_mut().map(|c| c.ok("limited_briefly", vec![])))
+            .await;
+    assert!(replies.iter().all(|r| r == &v("ok")));
+    let at_peak = probe.ok("held", vec![]).await;
+    assert_eq!(at_peak, Value::Array(vec![int(300), int(300), int(301)]));
+    for mut c in crowd {
+        c.ws.close(None).await.unwrap();
+    }
+    // Two periods after their last call, the next rate-limited call drops their entries.
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    assert_eq!(probe.ok("limited_briefly", vec![]).await, v("ok"));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let held = probe.ok("held", vec![]).await;
+        if held == Value::Array(vec![int(1), int(0), int(1)]) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "[limiter entries, identities, connections] still {held} (peak {at_peak})"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 #[derive(Debug)]

@@ -28,9 +28,27 @@ redis.call('SET', KEYS[1], string.format('%.0f', next), 'PX', math.max(1, math.c
 return 0
 ";
 
-/// Keys longer than this (a huge identity) are hashed, so that a client cannot make Redis
-/// keep a key of its choosing's size.
+/// A caller part longer than this (with the function name and its colon) is replaced by its
+/// digest, so that no client chooses the size of a key Redis keeps.
 const KEY_MAX: usize = 200;
+
+/// The Redis key of `caller`'s state for `function`: `ephaptic:rl:<function>:<caller>`, as
+/// written when short (readable in `redis-cli`, and what earlier versions wrote), else
+/// `ephaptic:rl:<function>:#<SHA-1 of caller, 40 hex digits>` (the function stays readable;
+/// a caller part never starts with `#`, so the two forms cannot meet).
+///
+/// Every server must compute the same key without sharing a secret, so the digest cannot be
+/// keyed as the local limiter's is; it must instead be one nobody can aim: a client who could
+/// find an identity with the digest of someone else's would spend that caller's limit. (The
+/// FNV-1a that used to be here can be aimed; SHA-1 second preimages are out of reach.)
+fn redis_key(function: &str, caller: &str) -> String {
+    if function.len() + 1 + caller.len() > KEY_MAX {
+        let digest = sha1_smol::Sha1::from(caller).digest();
+        format!("ephaptic:rl:{function}:#{digest}")
+    } else {
+        format!("ephaptic:rl:{function}:{caller}")
+    }
+}
 
 pub(super) struct Shared {
     link: Arc<Link>,
@@ -55,7 +73,8 @@ impl Shared {
 impl Remote for Shared {
     fn check(
         &self,
-        key: String,
+        function: &'static str,
+        caller: String,
         limit: u32,
         period: Duration,
     ) -> BoxFuture<Result<Option<Duration>, ()>> {
@@ -66,15 +85,7 @@ impl Remote for Shared {
                 // Known to be away: decide here at once instead of waiting for a timeout.
                 return Err(());
             }
-            let key = if key.len() > KEY_MAX {
-                // FNV-1a: the same digest from every server, whatever its build.
-                let digest = key.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-                    (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-                });
-                format!("ephaptic:rl:#{digest:016x}")
-            } else {
-                format!("ephaptic:rl:{key}")
-            };
+            let key = redis_key(function, &caller);
             let interval = (period / limit.max(1)).as_micros() as u64;
             let decided = script
                 .key(key)
@@ -91,5 +102,29 @@ impl Remote for Shared {
                 }
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn short_keys_are_readable_and_long_ones_bounded() {
+        assert_eq!(
+            redis_key("limited", "u:s:alice"),
+            "ephaptic:rl:limited:u:s:alice"
+        );
+        assert_eq!(redis_key("f", "ip:127.0.0.1"), "ephaptic:rl:f:ip:127.0.0.1");
+        let long = format!("u:s:{}", "x".repeat(1024));
+        let key = redis_key("limited", &long);
+        assert_eq!(key.len(), "ephaptic:rl:limited:#".len() + 40, "{key}");
+        assert!(key.starts_with("ephaptic:rl:limited:#"), "{key}");
+        assert_ne!(key, redis_key("limited", &format!("{long}y")));
+        assert_eq!(key, redis_key("limited", &long), "the same on every server");
+        // The boundary: 200 bytes with the function kept, one more hashed.
+        let at = "c".repeat(200 - "limited:".len());
+        assert!(!redis_key("limited", &at).contains('#'));
+        assert!(redis_key("limited", &format!("{at}c")).contains('#'));
     }
 }

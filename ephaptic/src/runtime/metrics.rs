@@ -32,6 +32,11 @@ pub struct Metrics {
     pub slow_client_closes: u64,
     /// Events dropped for slow clients under [`SlowClient::DropEvents`](crate::SlowClient).
     pub events_dropped: u64,
+    /// Callers the local rate limiter holds state for, over every rate-limited function. An
+    /// entry is a few dozen bytes whatever the caller's identity, and is dropped at the first
+    /// rate-limited call two periods or more after its caller's last call (with Redis, this
+    /// counts only what the server decided alone while Redis was away).
+    pub rate_limit_entries: usize,
     /// With Redis: whether it answers now (`None` without Redis).
     pub redis_connected: Option<bool>,
     /// With Redis: messages published for other servers.
@@ -81,5 +86,6 @@ pub fn metrics() -> Option<Metrics> {
         handshake_timeouts: s.refusals.timeouts.load(Relaxed),
         buffered_bytes: s.outbound.memory.used(),
         memory_refusals: s.outbound.memory.refusals.load(Relaxed),
+        rate_limit_entries: s.limiter.entries(),
     })
 }

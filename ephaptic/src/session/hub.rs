@@ -43,6 +43,23 @@ fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
     lock.read().unwrap_or_else(|e| e.into_inner())
 }
 
+/// Below this capacity a map or list is left as it is: shrinking it would save nothing.
+const SHRINK_FLOOR: usize = 64;
+
+/// Whether a collection of `len` items in `capacity` slots should give memory back: it keeps
+/// its peak capacity otherwise, and a wave of 100,000 identities would leave a map of 100,000
+/// slots behind. Only when it is an eighth full, and then to twice its size, so that the
+/// rehash is paid for by the removals before it (at least half of the slots' worth).
+fn too_roomy(len: usize, capacity: usize) -> bool {
+    capacity > SHRINK_FLOOR && len * 8 < capacity
+}
+
+fn shrink_map<K: std::hash::Hash + Eq, V>(map: &mut HashMap<K, V>) {
+    if too_roomy(map.len(), map.capacity()) {
+        map.shrink_to(map.len() * 2);
+    }
+}
+
 /// Drops a connection from one index entry, and the entry itself once it is empty; `true`
 /// when the entry went away.
 fn unindex<K, Q>(index: &mut HashMap<K, Vec<Arc<Connection>>>, key: &Q, conn_id: u64) -> bool
@@ -50,14 +67,20 @@ where
     K: std::borrow::Borrow<Q> + std::hash::Hash + Eq,
     Q: std::hash::Hash + Eq + ?Sized,
 {
-    if let Some(list) = index.get_mut(key) {
-        list.retain(|c| c.id() != conn_id);
-        if list.is_empty() {
-            index.remove(key);
-            return true;
+    let Some(list) = index.get_mut(key) else {
+        return false;
+    };
+    list.retain(|c| c.id() != conn_id);
+    if !list.is_empty() {
+        // A crowd of one identity's connections (or of one group's members) that left.
+        if too_roomy(list.len(), list.capacity()) {
+            list.shrink_to(list.len() * 2);
         }
+        return false;
     }
-    false
+    index.remove(key);
+    shrink_map(index);
+    true
 }
 
 /// Adds a connection to one index entry; `true` when the entry is new.
@@ -124,7 +147,11 @@ impl Hub {
 
     /// Forgets a connection that closed: its id, its identity and its groups.
     pub fn remove(&self, conn: &Arc<Connection>) {
-        write(&self.conns).remove(&conn.id());
+        {
+            let mut conns = write(&self.conns);
+            conns.remove(&conn.id());
+            shrink_map(&mut conns);
+        }
         if let Some(identity) = conn.identity() {
             let mut users = write(&self.users);
             if unindex(&mut users, identity, conn.id()) {
@@ -160,6 +187,19 @@ impl Hub {
     #[cfg(test)]
     pub fn group_len(&self, group: &str) -> usize {
         read(&self.groups).get(group).map_or(0, Vec::len)
+    }
+
+    /// The entries and capacities of the three indexes: connections, identities, groups.
+    #[cfg(test)]
+    fn sizes(&self) -> [(usize, usize); 3] {
+        let conns = read(&self.conns);
+        let users = read(&self.users);
+        let groups = read(&self.groups);
+        [
+            (conns.len(), conns.capacity()),
+            (users.len(), users.capacity()),
+            (groups.len(), groups.capacity()),
+        ]
     }
 
     /// The longest outbound queue of any connection, in frames.
@@ -326,5 +366,46 @@ mod tests {
             (hub.group_len("one"), hub.group_len("two"), hub.len()),
             (0, 0, 0)
         );
+    }
+
+    #[test]
+    fn indexes_shrink_when_identities_and_groups_leave() {
+        let hub = Hub::default();
+        let n = 10_000u64;
+        let crowd: Vec<_> = (0..n)
+            .map(|i| {
+                let (c, rx) = conn(i);
+                hub.add(&c);
+                let id = c.set_identity(Identity::from(format!("user-{i}"))).unwrap();
+                hub.identify(&c, id);
+                hub.join(&c, &format!("room-{i}"));
+                hub.join(&c, "lobby");
+                (c, rx)
+            })
+            .collect();
+        let peak = hub.sizes();
+        assert_eq!(peak.map(|(len, _)| len), [10_000, 10_000, 10_001]);
+        let (stay, _rx) = conn(n);
+        hub.add(&stay);
+        hub.identify(&stay, stay.set_identity(Identity::from("stays")).unwrap());
+        hub.join(&stay, "lobby");
+        for (c, _) in &crowd {
+            hub.remove(c);
+        }
+        let after = hub.sizes();
+        assert_eq!(
+            after.map(|(len, _)| len),
+            [1, 1, 1],
+            "only what `stay` holds"
+        );
+        for (i, ((_, cap), (_, peak_cap))) in after.iter().zip(peak).enumerate() {
+            assert!(
+                *cap <= SHRINK_FLOOR,
+                "index {i}: capacity {cap} after the crowd left (peak {peak_cap})"
+            );
+        }
+        let lobby = read(&hub.groups)["lobby"].capacity();
+        assert!(lobby <= SHRINK_FLOOR, "the lobby's list kept {lobby} slots");
+        assert_eq!(hub.offer_group("lobby", &Bytes::from_static(b"x")), 1);
     }
 }
