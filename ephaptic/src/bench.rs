@@ -26,7 +26,7 @@ impl Bench {
             .enable_all()
             .build()
             .expect("a current-thread runtime");
-        let state = server.build().expect("a valid registry");
+        let state = server.build(None).expect("a valid registry");
         let (tx, rx) = outbound::channel(state.outbound.clone());
         let conn = Connection::new(state.next_connection_id(), None, tx);
         Bench {

@@ -158,8 +158,9 @@
 //! ```
 //!
 //! `to` takes one identity or a collection: `to(7)`, `to("alice")`, `to([1, 2, 3])`,
-//! `to(vec_of_ids)`. The integer `7` and the string `"7"` are different users. Events one task
-//! emits reach each connection in the order emitted.
+//! `to(vec_of_ids)`, `to(caller.identity())` (nobody when anonymous); [`to!`](macro@to) takes
+//! several as separate arguments, `to!(1, 2, 3)`. The integer `7` and the string `"7"` are
+//! different users. Events one task emits reach each connection in the order emitted.
 //!
 //! **Channels** announce a data operation so frontends can refresh:
 //! `#[expose(broadcast = ["todoCreated"])]` emits the function's `Ok` value on `todoCreated`
@@ -198,8 +199,14 @@
 //!
 //! ## Serving
 //!
-//! [`serve`] binds an address. [`router`] gives an axum [`Router`](axum::Router) to merge into
-//! an existing app; [`Server`] configures the path, allowed origins, frame size and debug mode.
+//! [`serve`] binds an address and says on stderr (or through `tracing`, once you install a
+//! subscriber) what it serves: `ephaptic: 10 functions and 3 events on
+//! ws://127.0.0.1:8000/_ephaptic`, or that it found nothing to serve, and why. It runs until
+//! ctrl-c or SIGTERM, then shuts down gracefully: calls in flight finish, clients are told to
+//! reconnect. [`router`] gives an axum [`Router`](axum::Router) to merge into an existing app;
+//! [`Server`] configures the path, allowed origins, limits and debug mode. By default only the
+//! server's own pages (and pages on loopback hosts, such as a dev server) may open a WebSocket
+//! from a browser; see [`Server::allowed_origins`] and the auth guide (`docs/AUTH.md`).
 //!
 //! ```no_run
 //! # async fn run() -> std::io::Result<()> {
@@ -229,6 +236,26 @@
 //! many it serves at start, and two functions with one wire name stop it with both locations.
 //! Functions in a crate that nothing else references may be dropped by the linker: reference
 //! it (`use my_handlers as _;`), or register functions explicitly with [`Server::register`].
+//!
+//! ## Coming from Python ephaptic
+//!
+//! The wire is the same (old clients and the Python client work unchanged), and most names are
+//! too; a few things differ on purpose.
+//!
+//! | Python ephaptic | ephaptic for Rust |
+//! |---|---|
+//! | `@ephaptic.expose` on an `async def` | `#[ephaptic::expose]` on an `async fn` |
+//! | `await ephaptic.emit(ev)` inside a call: **the caller only** | `caller.emit(ev)` (take a [`Caller`] parameter); [`emit`](fn@emit) is **everyone** |
+//! | `ephaptic.emit(ev)` outside a call: an error | [`emit`](fn@emit) works anywhere: every connection |
+//! | `to(1, 2, 3).emit(ev)` | [`to!`](macro@to)`(1, 2, 3).emit(ev).await`, or `to([1, 2, 3])` |
+//! | `class E(BaseModel): code: int = 1` | `#[ephaptic::event] struct E { #[serde(default = "one")] code: i64 }` |
+//! | `@ephaptic.identity_loader` | `#[ephaptic::identity_loader]` (or [`Server::identity_loader`]) |
+//! | `ephaptic generate ... --watch` | the exporter in `ephaptic-ts` (see its docs) |
+//! | `ephaptic.to(...)` across workers via Redis | `Server::redis(url)` (feature `redis`), `redis_compat` to share a Redis with Python servers |
+//! | pydantic `ValidationError` | the same `VALIDATION_ERROR` shape, from serde |
+//!
+//! A literal port of a handler that `emit`s to the calling user would broadcast in Rust: write
+//! `caller.emit(..)` there.
 //!
 //! ## The wire
 //!

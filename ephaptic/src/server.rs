@@ -4,6 +4,7 @@
 
 use std::fmt;
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -443,7 +444,8 @@ impl Server {
     }
 
     /// Builds the runtime state: the registry (failing on duplicate names) and the loader.
-    pub(crate) fn build(self) -> Result<Arc<State>, RegistryError> {
+    /// `addr` is where it listens, when it serves itself (for the start line).
+    pub(crate) fn build(self, addr: Option<SocketAddr>) -> Result<Arc<State>, RegistryError> {
         let registry = Registry::build(&self.explicit, self.naming)?;
         let backplane = self.backplane().map_err(|e| RegistryError(vec![e]))?;
         let loader = self.loader.or_else(|| {
@@ -452,22 +454,7 @@ impl Server {
                 Arc::new(load) as DynLoader
             })
         });
-        let mut names: Vec<_> = registry.functions.keys().copied().collect();
-        names.sort_unstable();
-        tracing::info!(
-            path = %self.config.path,
-            "ephaptic serves {} function(s){}: {}",
-            names.len(),
-            if loader.is_some() { " with an identity loader" } else { "" },
-            names.join(", ")
-        );
-        if names.is_empty() {
-            tracing::warn!(
-                "no exposed functions were found. Functions marked #[ephaptic::expose] in a crate that nothing \
-                 references can be dropped by the linker: add `use that_crate as _;`, or register them with \
-                 Server::register::<function_name>()"
-            );
-        }
+        announce(&registry, loader.is_some(), &self.config.path, addr);
         Ok(State::new(Parts {
             registry,
             config: self.config,
@@ -497,7 +484,7 @@ impl Server {
 
     /// [`router`](Self::router), returning registry conflicts as an error.
     pub fn try_router(self) -> Result<axum::Router, RegistryError> {
-        let state = self.build()?;
+        let state = self.build(None)?;
         crate::runtime::set_default(&state);
         Ok(crate::transport::router(state))
     }
@@ -531,7 +518,8 @@ impl Server {
             Some(signal) => signal.into_inner().unwrap_or_else(|e| e.into_inner()),
             None => Box::pin(termination()),
         };
-        let state = self.build().map_err(std::io::Error::other)?;
+        let addr = listener.local_addr()?;
+        let state = self.build(Some(addr)).map_err(std::io::Error::other)?;
         crate::runtime::set_default(&state);
         let cfg = &state.config;
         let caps = Caps {
@@ -585,6 +573,46 @@ async fn termination() {
         () = term => {}
     }
     tracing::info!("termination signal received");
+}
+
+/// Says what the server serves, once at start: through `tracing` when the app installed a
+/// subscriber, on stderr otherwise, so that a first run is never silent, and an empty registry
+/// (a crate the linker dropped) is seen where the user looks.
+fn announce(registry: &Registry, loader: bool, path: &str, addr: Option<SocketAddr>) {
+    let functions = registry.functions.len();
+    let events = registry.events.len() + registry.channels.len();
+    let at = match addr {
+        Some(addr) => format!("ws://{addr}{path}"),
+        None => path.to_owned(),
+    };
+    let line = format!(
+        "ephaptic: {functions} function{} and {events} event{} on {at}{}",
+        if functions == 1 { "" } else { "s" },
+        if events == 1 { "" } else { "s" },
+        if loader {
+            ", with an identity loader"
+        } else {
+            ""
+        },
+    );
+    let empty = (functions == 0).then_some(
+        "ephaptic: no exposed functions were found. Functions marked #[ephaptic::expose] in a crate \
+         that nothing references are dropped by the linker: add `use that_crate as _;` to main.rs, or \
+         register them with Server::register::<function_name>()",
+    );
+    if tracing::dispatcher::has_been_set() {
+        let mut names: Vec<_> = registry.functions.keys().copied().collect();
+        names.sort_unstable();
+        tracing::info!(functions = %names.join(", "), "{line}");
+        if let Some(warning) = empty {
+            tracing::warn!("{warning}");
+        }
+    } else {
+        eprintln!("{line}");
+        if let Some(warning) = empty {
+            eprintln!("{warning}");
+        }
+    }
 }
 
 /// A connection hook, type-erased.

@@ -89,6 +89,22 @@ async fn notify_many(users: Vec<String>) -> usize {
     ephaptic::to(users).emit(Pong { ok: false }).await
 }
 
+/// The Python form `to("alice", 7)`, identities of different kinds listed one by one.
+#[expose]
+async fn notify_listed() -> usize {
+    ephaptic::to!("alice", 7, "alice")
+        .emit(Pong { ok: true })
+        .await
+}
+
+/// Every connection of the caller's own user; nobody for an anonymous caller.
+#[expose]
+async fn notify_me(caller: Caller) -> usize {
+    ephaptic::to(caller.identity())
+        .emit(Pong { ok: true })
+        .await
+}
+
 #[expose]
 async fn shout(message: String) -> usize {
     ephaptic::emit(Notice {
@@ -342,6 +358,44 @@ async fn to_reaches_every_connection_of_a_user_and_no_one_else() {
         assert!(is_event(&next_event(a).await, "Pong"));
         a.expect_silence(Duration::from_millis(50)).await;
     }
+}
+
+#[tokio::test]
+async fn to_macro_lists_identities_and_an_optional_identity_reaches_the_callers_user() {
+    let url = start(ephaptic::Server::new()).await;
+    let mut alice = Client::connect_as(&url, v("alice")).await;
+    let mut alice2 = Client::connect_as(&url, v("alice")).await;
+    let mut seven = Client::connect_as(&url, v("int:7")).await;
+    let mut bob = Client::connect_as(&url, v("bob")).await;
+    let mut anon = Client::connect(&url).await;
+    for c in [&mut alice, &mut alice2, &mut seven, &mut bob] {
+        c.ok("metrics", vec![]).await;
+    }
+    // alice twice (two connections, each reached once) and the integer user 7.
+    assert_eq!(anon.ok("notify_listed", vec![]).await, int(3));
+    for c in [&mut alice, &mut alice2, &mut seven] {
+        assert!(is_event(&next_event(c).await, "Pong"));
+    }
+    bob.expect_silence(Duration::from_millis(100)).await;
+
+    alice.send(&rpc(1, "notify_me", vec![])).await;
+    let mut result = None;
+    for _ in 0..2 {
+        let f = alice.recv().await;
+        if has(&f, "result") {
+            result = Some(get(&f, "result").clone());
+        } else {
+            assert!(is_event(&f, "Pong"));
+        }
+    }
+    assert_eq!(result, Some(int(2)), "both of alice's connections");
+    assert!(is_event(&next_event(&mut alice2).await, "Pong"));
+    assert_eq!(
+        anon.ok("notify_me", vec![]).await,
+        int(0),
+        "anonymous: nobody"
+    );
+    bob.expect_silence(Duration::from_millis(50)).await;
 }
 
 #[tokio::test]

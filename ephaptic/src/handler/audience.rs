@@ -41,13 +41,19 @@ impl Audience {
 }
 
 /// Addresses every connection of one or more identities: `to(7)`, `to("alice")`,
-/// `to([1, 2, 3])`, `to(vec_of_ids)`, `to(&ids[..])`. Integer and string identities never
-/// match each other: `to(7)` does not reach `"7"`.
+/// `to([1, 2, 3])`, `to(vec_of_ids)`, `to(&ids[..])`, `to(caller.identity())` (nobody when the
+/// caller is anonymous). For several identities as separate arguments, as Python's
+/// `to(1, 2, 3)`, use the [`to!`](macro@crate::to) macro: a function takes one argument, and
+/// `to(1, 2, 3)` does not compile. Integer and string identities never match each other:
+/// `to(7)` does not reach `"7"`.
 ///
 /// ```no_run
 /// # #[ephaptic::event] pub struct Notice { message: String }
-/// # async fn run() {
+/// # async fn run(caller: ephaptic::Caller) {
 /// ephaptic::to([1, 2, 3]).emit(Notice { message: "your order shipped".into() }).await;
+/// ephaptic::to!(1, 2, 3).emit(Notice { message: "the same".into() }).await;
+/// // Every tab and device of the caller's own user:
+/// ephaptic::to(caller.identity()).emit(Notice { message: "saved".into() }).await;
 /// # }
 /// ```
 pub fn to(ids: impl IntoTargets) -> Audience {
@@ -123,4 +129,28 @@ impl IntoTargets for &Identity {
     fn into_targets(self) -> Vec<Identity> {
         vec![self.clone()]
     }
+}
+
+/// `None` addresses nobody: `to(caller.identity())` for an anonymous caller sends nothing.
+impl<T: IntoTargets> IntoTargets for Option<T> {
+    fn into_targets(self) -> Vec<Identity> {
+        self.map_or_else(Vec::new, IntoTargets::into_targets)
+    }
+}
+
+/// Addresses every connection of each identity listed, which may be of different kinds:
+/// `to!(1, 2, 3)`, `to!("alice", user_id)`. The form of Python ephaptic's `to(1, 2, 3)`; the
+/// same as [`to`](fn@crate::to) with an array when they are all one type.
+///
+/// ```no_run
+/// # #[ephaptic::event] pub struct Notice { message: String }
+/// # async fn run() {
+/// ephaptic::to!(1, 2, 3).emit(Notice { message: "your order shipped".into() }).await;
+/// # }
+/// ```
+#[macro_export]
+macro_rules! to {
+    ($($id:expr),+ $(,)?) => {
+        $crate::Audience::Users(::std::vec![$($crate::Identity::from($id)),+])
+    };
 }
