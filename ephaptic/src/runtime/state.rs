@@ -30,6 +30,8 @@ pub(crate) struct Config {
     pub slow_client: SlowClient,
     /// Calls (and streams) one connection may have running at once.
     pub max_calls_in_flight: usize,
+    /// Whether connections keep their upgrade request for handlers (`Caller::handshake`).
+    pub keep_handshake: bool,
 }
 
 impl Default for Config {
@@ -45,6 +47,7 @@ impl Default for Config {
             ping_interval: Some(Duration::from_secs(20)),
             slow_client: SlowClient::Disconnect,
             max_calls_in_flight: 1024,
+            keep_handshake: false,
         }
     }
 }
@@ -116,6 +119,12 @@ impl State {
             limiter,
             next_connection: AtomicU64::new(0),
         })
+    }
+
+    /// Whether a new connection's upgrade request must be kept: for the identity loader (until
+    /// it has run) or for handlers (`Server::keep_handshake`). Otherwise nothing of it is.
+    pub fn wants_handshake(&self) -> bool {
+        self.loader.is_some() || self.config.keep_handshake
     }
 
     /// A server with `config`, serving every function linked into the test binary.

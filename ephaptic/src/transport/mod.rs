@@ -7,10 +7,11 @@ use std::sync::Arc;
 
 use axum::extract::ws::{WebSocket, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, FromRequestParts, State as AxumState};
-use axum::http::{HeaderMap, StatusCode, header, request::Parts};
+use axum::http::{HeaderMap, StatusCode, Uri, header, request::Parts};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
+use crate::handshake::Handshake;
 use crate::runtime::{Session, State, in_scope};
 
 mod pump;
@@ -48,6 +49,7 @@ async fn upgrade(
     AxumState(state): AxumState<Arc<State>>,
     Peer(peer): Peer,
     headers: HeaderMap,
+    uri: Uri,
     ws: WebSocketUpgrade,
 ) -> Response {
     if let (Some(allowed), Some(origin)) =
@@ -62,6 +64,11 @@ async fn upgrade(
             return (StatusCode::FORBIDDEN, "origin not allowed").into_response();
         }
     }
+    // Copied now (and only when the identity loader or handlers will read it), so that nothing
+    // of the request is held while the upgrade completes.
+    let handshake = state
+        .wants_handshake()
+        .then(|| Handshake::new(&headers, &uri, peer));
     let cfg = &state.config;
     let hard_limit = cfg.max_frame_size.saturating_mul(16);
     ws.read_buffer_size(cfg.read_buffer_size)
@@ -71,7 +78,7 @@ async fn upgrade(
         .on_upgrade(move |socket: WebSocket| {
             // Opened here rather than in an `async fn` around the pump: a wrapper future would
             // keep a second slot for the socket in every connection's task.
-            let (session, rx) = Session::open(&state, peer);
+            let (session, rx) = Session::open(&state, peer, handshake);
             let ping = state.config.ping_interval;
             // The server is the task-local "current server" for the connection's whole task,
             // so the handlers it polls inline can `emit` without a scope per call.
