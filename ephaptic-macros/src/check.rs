@@ -4,7 +4,7 @@ use syn::visit::Visit;
 use syn::{ItemFn, Type};
 
 use crate::ctxt::Ctxt;
-use crate::model::{Function, Param};
+use crate::model::{Function, Param, is_handshake};
 
 /// Codes the runtime answers with itself; an application error must not reuse them.
 const RESERVED_CODES: &[&str] = &[
@@ -81,9 +81,22 @@ pub fn exposed(cx: &mut Ctxt, f: &Function<'_>) {
 
 pub fn loader(cx: &mut Ctxt, f: &Function<'_>) {
     signature(cx, f.item, "identity_loader");
-    let wire: Vec<_> = f.wire_params().collect();
-    if wire.len() != 1 || f.params.len() != 1 {
-        let message = "an identity loader takes exactly one parameter, the client's `auth` value, e.g. `auth: Option<String>` (an `Option` also accepts clients that send no auth)";
+    for p in &f.params {
+        if let Param::Caller { ty } = p {
+            cx.error(
+                ty,
+                "an identity loader runs before any call, so it has no `Caller`; take `handshake: ephaptic::Handshake` for the upgrade request (headers, cookies, peer address)",
+            );
+        }
+    }
+    // `&Handshake` counts as the handshake here, so that its own error is the only one.
+    let any_handshake =
+        |ty: &Type| is_handshake(ty) || matches!(ty, Type::Reference(r) if is_handshake(&r.elem));
+    let auth = f.wire_params().filter(|(_, ty)| !any_handshake(ty)).count();
+    let handshakes = f.wire_params().filter(|(_, ty)| any_handshake(ty)).count();
+    let callers = f.params.len() - f.wire_params().count();
+    if auth > 1 || handshakes > 1 || (auth == 0 && handshakes == 0 && callers == 0) {
+        let message = "an identity loader takes the client's `auth` value, the upgrade request, or both: `auth: Option<String>`, `auth: Option<String>, handshake: ephaptic::Handshake`, or `handshake: ephaptic::Handshake` (an `Option` also accepts clients that send no auth)";
         if f.item.sig.inputs.is_empty() {
             // Nothing to point at but the empty parentheses, where the parameter goes.
             cx.push(syn::Error::new(f.item.sig.paren_token.span.join(), message));
@@ -91,8 +104,14 @@ pub fn loader(cx: &mut Ctxt, f: &Function<'_>) {
             cx.error(&f.item.sig.inputs, message);
         }
     }
-    for (_, ty) in wire {
-        owned(cx, ty, "the identity loader's parameter");
+    for (_, ty) in f.wire_params() {
+        match ty {
+            Type::Reference(r) if is_handshake(&r.elem) => cx.error(
+                r,
+                "take the `Handshake` by value (`handshake: ephaptic::Handshake`); it is one `Arc`, cheap to clone",
+            ),
+            _ => owned(cx, ty, "the identity loader's parameter"),
+        }
     }
     let message = "an identity loader returns `Option<I>` (the identity, or `None` for anonymous), e.g. `-> Option<u64>`";
     if f.returns_unit() {

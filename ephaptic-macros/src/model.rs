@@ -220,6 +220,16 @@ impl<'a> Function<'a> {
 
 /// A parameter whose type is `Caller` (any path ending in `Caller`) is the caller's context.
 fn is_caller(ty: &Type) -> bool {
+    is_named(ty, "Caller")
+}
+
+/// An identity loader's parameter whose type is `Handshake` (any path ending in `Handshake`)
+/// is the upgrade request, not the client's `auth`.
+pub fn is_handshake(ty: &Type) -> bool {
+    is_named(ty, "Handshake")
+}
+
+fn is_named(ty: &Type, name: &str) -> bool {
     match ty {
         Type::Path(tp) => {
             tp.qself.is_none()
@@ -227,7 +237,7 @@ fn is_caller(ty: &Type) -> bool {
                     .path
                     .segments
                     .last()
-                    .is_some_and(|s| s.ident == "Caller" && s.arguments.is_none())
+                    .is_some_and(|s| s.ident == name && s.arguments.is_none())
         }
         _ => false,
     }

@@ -28,7 +28,7 @@ impl Bench {
             .expect("a current-thread runtime");
         let state = server.build(None).expect("a valid registry");
         let (tx, rx) = outbound::channel(state.outbound.clone());
-        let conn = Connection::new(state.next_connection_id(), None, tx);
+        let conn = Connection::new(state.next_connection_id(), None, None, tx);
         Bench {
             state,
             conn,

@@ -123,7 +123,24 @@
 //! }
 //! ```
 //!
-//! or in code, with [`Server::identity_loader`].
+//! or in code, with [`Server::identity_loader`]. A browser app with cookie sessions reads the
+//! cookie from the WebSocket's upgrade request instead: give the loader a [`Handshake`]
+//! parameter (beside `auth`, or alone). The loader runs once per connection, before its first
+//! frame is handled, also when that frame is a call rather than `init` (then without `auth`):
+//!
+//! ```
+//! use ephaptic::Handshake;
+//!
+//! #[ephaptic::identity_loader]
+//! async fn load(token: Option<String>, handshake: Handshake) -> Option<String> {
+//!     let session = token.or_else(|| handshake.cookie("session").map(str::to_owned))?;
+//!     session.strip_prefix("user-").map(str::to_owned)
+//! }
+//! ```
+//!
+//! Which origins may open a connection matters as soon as cookies identify users (cross-site
+//! WebSocket hijacking); that, token rotation, the identity size cap, what anonymous
+//! connections can do and rate limits are in the guide, `docs/AUTH.md` in the repository.
 //!
 //! ## Events
 //!
@@ -271,6 +288,7 @@ extern crate self as ephaptic;
 mod wire;
 
 mod error;
+mod handshake;
 mod identity;
 pub mod schema;
 
@@ -298,7 +316,10 @@ pub mod __private;
 
 pub use error::{Error, Result, ServiceError};
 pub use handler::defs::{ErrorDef, EventDef, Exposed, FunctionDef, Site};
-pub use handler::{Audience, Caller, Event, IntoTargets, Issue, LoaderOutput, Loc, group, to};
+pub use handler::{
+    Audience, Caller, Event, IdentityLoader, IntoTargets, Issue, LoaderOutput, Loc, group, to,
+};
+pub use handshake::Handshake;
 pub use identity::Identity;
 pub use registry::{Introspection, Naming, RegistryError};
 pub use runtime::{Metrics, emit, metrics};

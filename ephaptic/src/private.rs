@@ -5,6 +5,7 @@ pub use crate::handler::bind::Binder;
 pub use crate::handler::defs::{
     BoxFuture, ErrorDef, EventDef, Exposed, FunctionDef, LoaderDef, Registration, Site,
 };
+pub use crate::handler::loader::takes;
 pub use crate::handler::request::{Call, Outcome, Request, Started};
 pub use crate::handler::returns::{
     AnnounceAnyKind, AnnounceResultAnyKind, AnnounceResultKind, AnnounceResultStreamKind,
@@ -13,6 +14,7 @@ pub use crate::handler::returns::{
     UnreturnableStream, UnreturnableValue, ValueKind, tag,
 };
 pub use crate::handler::{Event, run_loader};
+pub use crate::handshake::Handshake;
 pub use crate::runtime::announce;
 pub use crate::schema::Model;
 pub use ts_rs;

@@ -8,10 +8,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde::de::DeserializeOwned;
 use tokio::net::{TcpListener, ToSocketAddrs};
 
-use crate::handler::{DynLoader, Exposed, FunctionDef, LoaderOutput, run_loader};
+use crate::handler::{DynLoader, Exposed, FunctionDef, IdentityLoader};
 use crate::registry::{Introspection, Naming, Registry, RegistryError};
 use crate::runtime::{Config, Hook, Origins, Parts, State};
 use crate::session::SlowClient;
@@ -76,7 +75,8 @@ impl Default for Server {
 }
 
 impl Server {
-    /// A server with the defaults: path `/_ephaptic`, any origin, 1 MiB frames, debug off.
+    /// A server with the defaults: path `/_ephaptic`, its own origin and loopback pages, 1 MiB
+    /// frames, debug off.
     pub fn new() -> Self {
         Server {
             config: Config::default(),
@@ -275,27 +275,50 @@ impl Server {
     }
 
     /// Sets the identity loader in code, replacing any declared with
-    /// `#[ephaptic::identity_loader]`. It gets `init.auth` deserialised as `A` (use an
-    /// `Option` to accept clients that send none) and returns the identity, `None` for
+    /// `#[ephaptic::identity_loader]`. It runs once per connection, before the connection's
+    /// first frame is handled. It gets `init.auth` deserialised as the type of its first
+    /// parameter (nil when the client sent no `auth`, or no `init` at all: use an `Option`),
+    /// and optionally the [`Handshake`](crate::Handshake), the upgrade request with its
+    /// cookies and headers; or the `Handshake` alone. It returns the identity, `None` for
     /// anonymous, or a `Result` whose error is logged and leaves the connection anonymous.
+    /// Annotate the closure's parameter types.
     ///
     /// ```
-    /// let server = ephaptic::Server::new().identity_loader(|token: Option<String>| async move {
+    /// use ephaptic::{Handshake, Server};
+    ///
+    /// // A token that clients send as `init.auth`:
+    /// let server = Server::new().identity_loader(|token: Option<String>| async move {
     ///     token.filter(|t| t == "let-me-in").map(|_| 1u64)
     /// });
+    ///
+    /// // The token, or else the browser's session cookie:
+    /// let server = Server::new().identity_loader(|token: Option<String>, hs: Handshake| async move {
+    ///     let session = token.or_else(|| hs.cookie("session").map(str::to_owned))?;
+    ///     session.strip_prefix("user-").map(str::to_owned)
+    /// });
+    ///
+    /// // The cookie only (`init.auth` is ignored):
+    /// let server = Server::new().identity_loader(|hs: Handshake| async move {
+    ///     hs.cookie("session")?.strip_prefix("user-").map(str::to_owned)
+    /// });
     /// ```
-    pub fn identity_loader<A, F, Fut>(mut self, loader: F) -> Self
-    where
-        A: DeserializeOwned + Send + 'static,
-        F: Fn(A) -> Fut + Send + Sync + 'static,
-        Fut: Future + Send + 'static,
-        Fut::Output: LoaderOutput,
-    {
+    pub fn identity_loader<M, L: IdentityLoader<M>>(mut self, loader: L) -> Self {
         let loader = Arc::new(loader);
-        self.loader = Some(Arc::new(move |auth| {
-            let loader = loader.clone();
-            run_loader(auth, move |a| loader(a))
+        self.loader = Some(Arc::new(move |auth, handshake| {
+            loader.clone().load(auth, handshake)
         }));
+        self
+    }
+
+    /// Keeps each connection's [`Handshake`](crate::Handshake) (its upgrade request's headers,
+    /// path and peer) for the connection's whole life, so that handlers and hooks can read it
+    /// with [`Caller::handshake`](crate::Caller::handshake). Off by default: the identity loader
+    /// always gets it, and it is dropped once the loader has run, because an upgrade request
+    /// can be as large as the HTTP server allows (hundreds of KiB) and an idle connection
+    /// should not hold it. With this on, each connection keeps a compact copy of its request
+    /// head (typically under 1 KiB for a browser).
+    pub fn keep_handshake(mut self) -> Self {
+        self.config.keep_handshake = true;
         self
     }
 

@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use super::event::{Event, encode};
+use crate::handshake::Handshake;
 use crate::identity::Identity;
 use crate::session::{Connection, Hub};
 
@@ -51,6 +52,24 @@ impl Caller {
     /// `into_make_service_with_connect_info::<SocketAddr>()`.
     pub fn peer_addr(&self) -> Option<SocketAddr> {
         self.conn.peer()
+    }
+
+    /// The HTTP upgrade request that opened this connection (headers, cookies, path, peer),
+    /// when the server keeps it: only with [`Server::keep_handshake`](crate::Server::keep_handshake),
+    /// `None` otherwise. (The identity loader always gets it; reading a cookie there and
+    /// keeping only the identity is cheaper than keeping every connection's request.)
+    ///
+    /// ```
+    /// use ephaptic::Caller;
+    ///
+    /// #[ephaptic::expose]
+    /// async fn user_agent(caller: Caller) -> Option<String> {
+    ///     // Needs `Server::new().keep_handshake()`.
+    ///     caller.handshake()?.header("user-agent").map(str::to_owned)
+    /// }
+    /// ```
+    pub fn handshake(&self) -> Option<&Handshake> {
+        self.conn.handshake()
     }
 
     /// Sends `event` to this connection only. It is queued in order with this connection's

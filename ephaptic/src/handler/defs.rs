@@ -159,8 +159,12 @@ pub struct EventDef {
 }
 
 /// The generated entry point of an identity loader: takes the encoded `auth` value (absent when
-/// the client sent none) and resolves to the identity, `None` for anonymous, or an error text.
-pub type LoaderFn = fn(Option<bytes::Bytes>) -> BoxFuture<Result<Option<Identity>, String>>;
+/// the client sent none, or sent no `init`) and the upgrade request, and resolves to the
+/// identity, `None` for anonymous, or an error text.
+pub type LoaderFn = fn(
+    Option<bytes::Bytes>,
+    crate::handshake::Handshake,
+) -> BoxFuture<Result<Option<Identity>, String>>;
 
 /// An identity loader declared with `#[ephaptic::identity_loader]`.
 #[derive(Debug)]

@@ -1,4 +1,4 @@
-//! Identity loaders: what one may return, and how `init.auth` is decoded for it.
+//! Identity loaders: what one may take and return, and how `init.auth` is decoded for it.
 
 use std::fmt;
 use std::future::Future;
@@ -9,12 +9,96 @@ use serde::de::DeserializeOwned;
 
 use super::bind::Missing;
 use super::defs::BoxFuture;
+use crate::handshake::Handshake;
 use crate::identity::Identity;
 
-/// An identity loader, type-erased: the encoded `auth` in, the identity (or anonymous, or an
-/// error text) out.
-pub(crate) type DynLoader =
-    Arc<dyn Fn(Option<Bytes>) -> BoxFuture<Result<Option<Identity>, String>> + Send + Sync>;
+/// An identity loader, type-erased: the encoded `auth` and the upgrade request in, the
+/// identity (or anonymous, or an error text) out.
+pub(crate) type DynLoader = Arc<
+    dyn Fn(Option<Bytes>, Handshake) -> BoxFuture<Result<Option<Identity>, String>> + Send + Sync,
+>;
+
+/// A function [`Server::identity_loader`](crate::Server::identity_loader) accepts: an async
+/// function (or closure) of the client's `auth` (any `Deserialize` type; an `Option` also
+/// accepts clients that send none), of `auth` and the [`Handshake`], or of the `Handshake`
+/// alone. `M` tells the three apart; you never name it.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not an identity loader",
+    label = "takes the wrong parameters or returns the wrong type",
+    note = "an identity loader is `async fn(auth: A)`, `async fn(auth: A, handshake: ephaptic::Handshake)` or `async fn(handshake: ephaptic::Handshake)`, where `A: Deserialize` (e.g. `Option<String>`); annotate the closure's parameter types",
+    note = "it returns `Option<I>` or `Result<Option<I>, E>`, where `I` converts into an `ephaptic::Identity`"
+)]
+pub trait IdentityLoader<M>: Send + Sync + 'static {
+    #[doc(hidden)]
+    fn load(
+        self: Arc<Self>,
+        auth: Option<Bytes>,
+        handshake: Handshake,
+    ) -> BoxFuture<Result<Option<Identity>, String>>;
+}
+
+/// Which parameters an [`IdentityLoader`] takes; named only in the trait's impls.
+#[doc(hidden)]
+pub mod takes {
+    use std::marker::PhantomData;
+
+    #[derive(Debug)]
+    pub struct Auth<A>(PhantomData<A>);
+    #[derive(Debug)]
+    pub struct AuthAndHandshake<A>(PhantomData<A>);
+    #[derive(Debug)]
+    pub struct Handshake;
+}
+
+impl<F, A, Fut> IdentityLoader<takes::Auth<A>> for F
+where
+    F: Fn(A) -> Fut + Send + Sync + 'static,
+    A: DeserializeOwned + Send + 'static,
+    Fut: Future + Send + 'static,
+    Fut::Output: LoaderOutput,
+{
+    fn load(
+        self: Arc<Self>,
+        auth: Option<Bytes>,
+        _: Handshake,
+    ) -> BoxFuture<Result<Option<Identity>, String>> {
+        run_loader(auth, move |a| self(a))
+    }
+}
+
+impl<F, A, Fut> IdentityLoader<takes::AuthAndHandshake<A>> for F
+where
+    F: Fn(A, Handshake) -> Fut + Send + Sync + 'static,
+    A: DeserializeOwned + Send + 'static,
+    Fut: Future + Send + 'static,
+    Fut::Output: LoaderOutput,
+{
+    fn load(
+        self: Arc<Self>,
+        auth: Option<Bytes>,
+        handshake: Handshake,
+    ) -> BoxFuture<Result<Option<Identity>, String>> {
+        run_loader(auth, move |a| self(a, handshake))
+    }
+}
+
+impl<F, Fut> IdentityLoader<takes::Handshake> for F
+where
+    F: Fn(Handshake) -> Fut + Send + Sync + 'static,
+    Fut: Future + Send + 'static,
+    Fut::Output: LoaderOutput,
+{
+    fn load(
+        self: Arc<Self>,
+        auth: Option<Bytes>,
+        handshake: Handshake,
+    ) -> BoxFuture<Result<Option<Identity>, String>> {
+        // Whatever `auth` holds (or nothing) is accepted and ignored.
+        run_loader(auth, move |_: Option<serde::de::IgnoredAny>| {
+            self(handshake)
+        })
+    }
+}
 
 /// What an identity loader may return: `Option<I>` or `Result<Option<I>, E>`, where `I` is
 /// anything that converts into an [`Identity`] (strings, integers, `bool`, `Uuid`).
@@ -40,7 +124,7 @@ impl<I: Into<Identity>, E: fmt::Display> LoaderOutput for Result<Option<I>, E> {
 }
 
 /// Decodes `auth` as the loader's argument type and runs the loader. Used by the generated
-/// loader shim and by [`Server::identity_loader`].
+/// loader shim and by [`Server::identity_loader`](crate::Server::identity_loader).
 #[doc(hidden)]
 pub fn run_loader<A, F, Fut>(
     auth: Option<Bytes>,

@@ -357,7 +357,7 @@ mod tests {
     fn harness() -> (Arc<State>, Arc<Connection>, Receiver) {
         let state = State::for_tests(Config::default());
         let (out, rx) = outbound::channel(state.outbound.clone());
-        let conn = Connection::new(state.next_connection_id(), None, out);
+        let conn = Connection::new(state.next_connection_id(), None, None, out);
         state.hub.add(&conn);
         (state, conn, rx)
     }

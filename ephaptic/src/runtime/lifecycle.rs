@@ -1,6 +1,6 @@
 //! A connection's life on the runtime side, whatever carries its bytes: opened (an id, a
-//! queue, a place in the hub), settled (its first frame: `init` and the identity loader, or
-//! a first call; then `on_connect`), and ended (out of the hub, its calls stopped, then
+//! queue, a place in the hub), settled (its first frame: the identity loader on `init.auth`,
+//! or on no `auth` when the first frame is something else; then `on_connect`), and ended (out of the hub, its calls stopped, then
 //! `on_disconnect`). The rule "only the first frame may be `init`" lives here and nowhere
 //! else; the transport only moves frames.
 
@@ -15,6 +15,7 @@ use super::panic::CatchUnwind;
 use super::scope::in_scope;
 use super::state::{Hook, State};
 use crate::handler::Caller;
+use crate::handshake::Handshake;
 use crate::session::{CloseSignal, Connection, Outbox, Receiver, Topic, outbound};
 
 /// The longest identity a connection may have, in bytes of its key: an identity is kept per
@@ -34,24 +35,33 @@ fn identity_too_long(identity: &crate::identity::Identity) -> bool {
 pub(crate) struct Session {
     state: Arc<State>,
     conn: Arc<Connection>,
-    /// Whether its identity is settled: a first frame was read (and, if it was `init`, the
-    /// identity loader ran).
+    /// Whether its identity is settled: a first frame was read (and the identity loader, if
+    /// there is one, ran).
     settled: bool,
+    /// The upgrade request, for the identity loader; dropped once it has run.
+    handshake: Option<Handshake>,
 }
 
 impl Session {
     /// Opens a connection of `state`'s server: the session, and the receiving side of its
-    /// outbound queue for the task that writes to the client.
-    pub fn open(state: &Arc<State>, peer: Option<SocketAddr>) -> (Session, Receiver) {
+    /// outbound queue for the task that writes to the client. `handshake` is the upgrade
+    /// request, when [`State::wants_handshake`] (`None` from transports without one).
+    pub fn open(
+        state: &Arc<State>,
+        peer: Option<SocketAddr>,
+        handshake: Option<Handshake>,
+    ) -> (Session, Receiver) {
         state.delivery.opened();
         let (out, rx) = outbound::channel(state.outbound.clone());
-        let conn = Connection::new(state.next_connection_id(), peer, out);
+        let kept = handshake.clone().filter(|_| state.config.keep_handshake);
+        let conn = Connection::new(state.next_connection_id(), peer, kept, out);
         state.hub.add(&conn);
         tracing::debug!(connection = conn.id(), ?peer, "connected");
         let session = Session {
             state: state.clone(),
             conn,
             settled: false,
+            handshake: handshake.filter(|_| state.loader.is_some()),
         };
         (session, rx)
     }
@@ -71,8 +81,8 @@ impl Session {
     }
 
     /// Handles one binary frame; answers that are ready go into `out`. `Some` when the frame
-    /// was the first and an `init`: [`authenticate`](Self::authenticate) must run before the
-    /// next frame is read.
+    /// was the first and the identity loader must run: [`authenticate`](Self::authenticate)
+    /// runs it (and handles the frame, if it was not `init`) before the next frame is read.
     #[inline]
     pub fn on_binary(&mut self, frame: Bytes, out: &mut Outbox) -> Option<Init> {
         let first = !self.settled;
@@ -83,24 +93,37 @@ impl Session {
         init
     }
 
-    /// A text frame: not ephaptic's, skipped (it still settles a fresh connection).
-    pub fn on_text(&mut self) {
+    /// A text frame: not ephaptic's, skipped (it still settles a fresh connection: `Some`
+    /// when the identity loader must run first, as for [`on_binary`](Self::on_binary)).
+    pub fn on_text(&mut self) -> Option<Init> {
         if self.conn.note_bad_frame() {
             tracing::warn!(
                 connection = self.conn.id(),
                 "skipping a text frame; ephaptic frames are binary MessagePack"
             );
         }
-        if !self.settled {
-            self.settle();
+        if self.settled {
+            return None;
         }
+        if self.state.loader.is_some() {
+            return Some(Init::NoInit(None));
+        }
+        self.settle();
+        None
     }
 
-    /// Runs the identity loader on `init.auth` (its failure leaves the connection anonymous),
-    /// then settles the connection.
-    pub async fn authenticate(&mut self, Init(auth): Init) {
+    /// Runs the identity loader on `init.auth`, or on no `auth` when the first frame was not
+    /// `init` (its failure leaves the connection anonymous), with the upgrade request; settles
+    /// the connection; then handles the first frame if it was not `init` (its answers go into
+    /// `out`).
+    pub async fn authenticate(&mut self, init: Init, out: &mut Outbox) {
+        let (auth, then) = match init {
+            Init::Auth(auth) => (auth, None),
+            Init::NoInit(frame) => (None, frame),
+        };
         if let Some(loader) = self.state.loader.clone() {
-            let result = CatchUnwind(loader(auth)).await;
+            let handshake = self.handshake.take().unwrap_or_else(Handshake::empty);
+            let result = CatchUnwind(loader(auth, handshake)).await;
             let id = self.conn.id();
             match result {
                 Ok(Ok(Some(identity))) if identity_too_long(&identity) => tracing::warn!(
@@ -141,6 +164,10 @@ impl Session {
             }
         }
         self.settle();
+        if let Some(frame) = then {
+            let init = self.on_binary(frame, out);
+            debug_assert!(init.is_none(), "a settled connection has no first frame");
+        }
     }
 
     fn settle(&mut self) {

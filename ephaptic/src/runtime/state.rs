@@ -53,6 +53,8 @@ pub(crate) struct Config {
     pub first_message_timeout: Duration,
     /// How long a graceful shutdown waits for calls in flight.
     pub drain_timeout: Duration,
+    /// Whether connections keep their upgrade request for handlers (`Caller::handshake`).
+    pub keep_handshake: bool,
 }
 
 impl Default for Config {
@@ -75,6 +77,7 @@ impl Default for Config {
             handshake_timeout: Duration::from_secs(10),
             first_message_timeout: Duration::from_secs(10),
             drain_timeout: Duration::from_secs(10),
+            keep_handshake: false,
         }
     }
 }
@@ -153,6 +156,12 @@ impl State {
             limiter,
             next_connection: AtomicU64::new(0),
         })
+    }
+
+    /// Whether a new connection's upgrade request must be kept: for the identity loader (until
+    /// it has run) or for handlers (`Server::keep_handshake`). Otherwise nothing of it is.
+    pub fn wants_handshake(&self) -> bool {
+        self.loader.is_some() || self.config.keep_handshake
     }
 
     /// A server with `config`, serving every function linked into the test binary.

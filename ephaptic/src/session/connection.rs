@@ -12,6 +12,7 @@ use bytes::Bytes;
 use tokio::task::AbortHandle;
 
 use super::outbound::{CloseSignal, Outbound, Outbox};
+use crate::handshake::Handshake;
 use crate::identity::Identity;
 
 /// Unusable frames logged per connection; the rest are counted and summed up at its close.
@@ -21,6 +22,8 @@ pub(crate) struct Connection {
     id: u64,
     peer: Option<SocketAddr>,
     identity: OnceLock<Identity>,
+    /// The upgrade request, when the server keeps it for handlers (`Server::keep_handshake`).
+    handshake: Option<Handshake>,
     out: Outbound,
     /// Groups (rooms) this connection has joined; the hub keeps the index the other way.
     groups: Mutex<Vec<Arc<str>>>,
@@ -51,11 +54,17 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Connection {
-    pub fn new(id: u64, peer: Option<SocketAddr>, out: Outbound) -> Arc<Self> {
+    pub fn new(
+        id: u64,
+        peer: Option<SocketAddr>,
+        handshake: Option<Handshake>,
+        out: Outbound,
+    ) -> Arc<Self> {
         Arc::new(Connection {
             id,
             peer,
             identity: OnceLock::new(),
+            handshake,
             out,
             groups: Mutex::new(Vec::new()),
             calls: Mutex::new(HashMap::new()),
@@ -71,6 +80,10 @@ impl Connection {
 
     pub fn peer(&self) -> Option<SocketAddr> {
         self.peer
+    }
+
+    pub fn handshake(&self) -> Option<&Handshake> {
+        self.handshake.as_ref()
     }
 
     pub fn identity(&self) -> Option<&Identity> {

@@ -255,7 +255,7 @@ mod tests {
 
     fn conn(id: u64) -> (Arc<Connection>, Receiver) {
         let (out, rx) = outbound::channel(Arc::new(Policy::new(8, SlowClient::Disconnect)));
-        (Connection::new(id, None, out), rx)
+        (Connection::new(id, None, None, out), rx)
     }
 
     fn drain(rx: &mut Receiver) -> usize {

@@ -7,10 +7,11 @@ use std::sync::Arc;
 
 use axum::extract::ws::{WebSocket, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, FromRequestParts, State as AxumState};
-use axum::http::{HeaderMap, StatusCode, header, request::Parts};
+use axum::http::{HeaderMap, StatusCode, Uri, header, request::Parts};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
+use crate::handshake::Handshake;
 use crate::runtime::{Origins, Session, State, in_scope};
 
 pub(crate) mod listener;
@@ -65,6 +66,7 @@ async fn upgrade(
     AxumState(state): AxumState<Arc<State>>,
     Peer(peer, meter): Peer,
     headers: HeaderMap,
+    uri: Uri,
     ws: WebSocketUpgrade,
 ) -> Response {
     if let Some(origin) = headers.get(header::ORIGIN) {
@@ -85,6 +87,11 @@ async fn upgrade(
                 .into_response();
         }
     }
+    // Copied now (and only when the identity loader or handlers will read it), so that nothing
+    // of the request is held while the upgrade completes.
+    let handshake = state
+        .wants_handshake()
+        .then(|| Handshake::new(&headers, &uri, peer));
     let cfg = &state.config;
     let hard_limit = hard_limit(cfg.max_frame_size);
     ws.read_buffer_size(cfg.read_buffer_size)
@@ -97,7 +104,7 @@ async fn upgrade(
             if let Some(meter) = &meter {
                 meter.upgraded();
             }
-            let (session, rx) = Session::open(&state, peer);
+            let (session, rx) = Session::open(&state, peer, handshake);
             let ping = state.config.ping_interval;
             // The server is the task-local "current server" for the connection's whole task,
             // so the handlers it polls inline can `emit` without a scope per call.

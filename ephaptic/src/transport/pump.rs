@@ -82,7 +82,7 @@ pub(crate) async fn run<W: Socket>(
         match std::future::poll_fn(|cx| pump.poll(cx, &mut session)).await {
             // Boxed: it happens once, and unboxed it would grow every connection's task by
             // the identity loader's future.
-            Step::Init(init) => Box::pin(session.authenticate(init)).await,
+            Step::Init(init) => Box::pin(session.authenticate(init, &mut pump.outbox)).await,
             Step::End(end) => break end,
         }
     };
@@ -153,7 +153,7 @@ impl Wake for ReadWake {
 
 /// Why a connection's task stopped pumping.
 enum Step {
-    /// The first frame was `init`: run the identity loader, then go on.
+    /// The first frame needs the identity loader: run it, then go on.
     Init(crate::runtime::Init),
     End(End),
 }
@@ -346,7 +346,9 @@ fn on_message(
             if let Some(meter) = meter {
                 meter.message_read();
             }
-            session.on_text();
+            if let Some(init) = session.on_text() {
+                return Some(Step::Init(init));
+            }
         }
         Some(Ok(Message::Ping(payload) | Message::Pong(payload))) => {
             if let Some(meter) = meter {
@@ -608,7 +610,7 @@ mod tests {
         ping: Option<Duration>,
     ) -> (FakeSocket, tokio::task::JoinHandle<()>) {
         let socket = FakeSocket::default();
-        let (session, rx) = Session::open(state, None);
+        let (session, rx) = Session::open(state, None, None);
         let task = tokio::spawn(in_scope(
             state.clone(),
             run(session, socket.clone(), rx, ping, None),
