@@ -35,6 +35,11 @@ pub fn reply_limit(frame_len: usize) -> usize {
     2 * frame_len + 4096
 }
 
+/// Whether the server reads `data` as a frame (a mutation worth mutating further).
+pub fn is_frame(data: &[u8]) -> bool {
+    wire::parse(data, &mut RawFrame::default()).is_ok()
+}
+
 /// The frame reader on any bytes.
 pub fn frame(data: &[u8]) {
     let mut raw = RawFrame::default();
