@@ -1,5 +1,5 @@
 //! What `benches/call.rs` measures: one call through the real frame path, with no socket.
-//! Not a public API: it changes without notice.
+//! The fuzz harness (`__fuzz`) drives the same path. Not a public API: it changes without notice.
 
 use std::sync::Arc;
 
@@ -49,5 +49,25 @@ impl Bench {
         });
         while self.rx.try_recv().is_some() {}
         self.out.pop()
+    }
+
+    /// Handles one client frame like [`call`](Self::call), as the connection's first frame when
+    /// `first`, and returns every frame it caused: those answered at once, then those queued.
+    pub fn every_answer(&mut self, frame: Bytes, first: bool) -> Vec<Bytes> {
+        let _runtime = self.rt.enter();
+        self.out.clear();
+        let _ = sync_in_scope(self.state.clone(), || {
+            inbound::on_frame(&self.state, &self.conn, frame, first, &mut self.out)
+        });
+        let mut answers = std::mem::take(&mut self.out);
+        while let Some(queued) = self.rx.try_recv() {
+            answers.push(queued);
+        }
+        answers
+    }
+
+    /// The server's largest accepted frame.
+    pub fn max_frame_size(&self) -> usize {
+        self.state.config.max_frame_size
     }
 }

@@ -311,6 +311,9 @@ mod server;
 #[path = "bench.rs"]
 pub mod __bench;
 #[doc(hidden)]
+#[path = "fuzz/mod.rs"]
+pub mod __fuzz;
+#[doc(hidden)]
 #[path = "private.rs"]
 pub mod __private;
 

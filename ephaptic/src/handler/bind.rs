@@ -5,7 +5,7 @@ use serde::Serialize;
 use serde::de::{self, DeserializeOwned, Deserializer, Visitor};
 
 use crate::error::Error;
-use crate::wire::{RawFrame, SmallList, Span};
+use crate::wire::{MAX_NESTING, RawFrame, SmallList, Span};
 
 /// What binding and answering a call need to know of its function: the wire name and the
 /// parameters that come from the wire, in order (copied from its `FunctionDef`).
@@ -69,7 +69,14 @@ pub struct Binder<'a> {
 
 /// The most issues a `VALIDATION_ERROR` lists; the rest are counted in one last item, so that
 /// a call with a million bad arguments gets a reply of the size of a few, not a million.
-const MAX_ISSUES: usize = 16;
+pub(crate) const MAX_ISSUES: usize = 16;
+
+/// The longest `msg` an issue carries, in bytes; a longer one is cut, and ends in "…". A
+/// message quotes what the client sent (a keyword, a string of the wrong type), and the
+/// joined message repeats each `msg` once more, so without a cap a reply carried the client's
+/// text three times over: a 4 KB unknown keyword got a 12 KB reply (a fuzz finding,
+/// `fuzz/tests.rs`). The whole value is still in the issue's `input` or `loc`.
+pub(crate) const MAX_MSG: usize = 200;
 
 /// The issues of one call: the first [`MAX_ISSUES`], and how many more there were.
 #[derive(Debug, Default)]
@@ -79,8 +86,9 @@ struct Issues {
 }
 
 impl Issues {
-    fn push(&mut self, issue: Issue) {
+    fn push(&mut self, mut issue: Issue) {
         if self.listed.len() < MAX_ISSUES {
+            clip(&mut issue.msg);
             self.listed.push(issue);
         } else {
             self.more += 1;
@@ -208,6 +216,7 @@ impl<'a> Binder<'a> {
             Some(span) => {
                 let bytes = span.of(self.frame);
                 let mut de = rmp_serde::Deserializer::from_read_ref(bytes).with_human_readable();
+                de.set_max_depth(MAX_NESTING);
                 match serde_path_to_error::deserialize::<_, T>(&mut de) {
                     Ok(v) => Some(v),
                     Err(e) => {
@@ -317,6 +326,18 @@ impl Issue {
     }
 }
 
+/// Cuts `msg` to at most [`MAX_MSG`] bytes (at a character boundary), marking the cut.
+fn clip(msg: &mut String) {
+    if msg.len() > MAX_MSG {
+        let mut end = MAX_MSG - '…'.len_utf8();
+        while !msg.is_char_boundary(end) {
+            end -= 1;
+        }
+        msg.truncate(end);
+        msg.push('…');
+    }
+}
+
 /// Sorts serde's message into a stable `type`, and for a missing field, names it.
 fn classify(text: &str) -> (&'static str, Option<String>) {
     let field = |prefix: &str| {
@@ -357,8 +378,11 @@ fn render(loc: &[Loc]) -> String {
     out
 }
 
+/// A client's value as sent, for an issue's `input`; nil when it is nested too deep to decode
+/// safely (`rmpv` counts two steps per container level).
 fn decode(mut bytes: &[u8]) -> rmpv::Value {
-    rmpv::decode::read_value(&mut bytes).unwrap_or(rmpv::Value::Nil)
+    rmpv::decode::read_value_with_max_depth(&mut bytes, 2 * MAX_NESTING + 2)
+        .unwrap_or(rmpv::Value::Nil)
 }
 
 /// The value at `path` inside `root`, or nil where the path leaves it.

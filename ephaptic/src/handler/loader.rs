@@ -141,6 +141,7 @@ where
             Some(bytes) => {
                 let mut de =
                     rmp_serde::Deserializer::from_read_ref(&bytes[..]).with_human_readable();
+                de.set_max_depth(crate::wire::MAX_NESTING);
                 match A::deserialize(&mut de) {
                     Ok(a) => a,
                     Err(e) => {

@@ -19,6 +19,6 @@ pub(crate) mod small_list;
 mod unpack;
 
 pub(crate) use frame::{FrameKind, RawFrame, Span, parse, salvage_id};
-pub(crate) use msgpack::NIL;
+pub(crate) use msgpack::{MAX_NESTING, NIL};
 pub(crate) use small_list::SmallList;
 pub(crate) use unpack::unpack;

@@ -6,6 +6,13 @@ use bytes::BufMut;
 /// The encoded MessagePack `nil`, used where a frame has no `id`.
 pub(crate) const NIL: &[u8] = &[0xc0];
 
+/// How deeply nested a value from a client may be where the server decodes it recursively
+/// (`rmp_serde` and `rmpv`, for arguments off the fast path, validation issues and `auth`).
+/// Their own limit is 1,024 levels, and decoding an argument of a recursive type (a dynamic
+/// `Value`) that deep overflowed a 2 MiB worker stack, which aborts the whole server: a
+/// fuzz finding (`fuzz/tests.rs`). Real payloads are nowhere near this deep.
+pub(crate) const MAX_NESTING: usize = 128;
+
 /// A MessagePack string (its smallest header, then the bytes), into a `BytesMut` or a `Vec`.
 pub(crate) fn put_str(buf: &mut impl BufMut, s: &str) {
     let len = s.len();
