@@ -52,14 +52,17 @@ pub(crate) fn start(
     let Some(def) = state.functions.get(name) else {
         // `parse` checked that the name is UTF-8.
         let name = std::str::from_utf8(name).unwrap_or_default();
-        // The name is the client's: escaped (`{:?}`), so it cannot forge log lines.
-        tracing::warn!(
-            function = ?name,
-            "call to unknown function {name:?}; the server serves {} function(s). If it is defined with \
-             #[ephaptic::expose], make sure its crate or module is linked (`use my_handlers as _;`) or \
-             register it explicitly with `Server::new().register::<function_name>()`",
-            state.registry.functions.len()
-        );
+        // The name is the client's: escaped (`{:?}`), so it cannot forge log lines; and counted
+        // with the connection's unusable frames, so a flood of them is a count, not a line each.
+        if conn.note_bad_frame() {
+            tracing::warn!(
+                function = ?name,
+                "call to unknown function {name:?}; the server serves {} function(s). If it is defined with \
+                 #[ephaptic::expose], make sure its crate or module is linked (`use my_handlers as _;`) or \
+                 register it explicitly with `Server::new().register::<function_name>()`",
+                state.registry.functions.len()
+            );
+        }
         let mut e = Error::not_found(name);
         if state.config.debug {
             e = Error::new(
