@@ -542,26 +542,97 @@ fn param_name(name: &str) -> String {
 }
 
 /// Rustdoc's intra-doc links mean nothing in TypeScript: `[`Presence`]` becomes `` `Presence` ``
-/// and `[Presence]` becomes `Presence`; links with a target (`[text](url)`) are kept.
+/// and `[Presence]` becomes `Presence`; links with a target (`[text](url)`) are kept, and so is
+/// everything inside a code span (`` `to([1, 2, 3])` ``, `` `ids[0]` ``).
 fn unlink(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
-    while let Some(start) = rest.find('[') {
-        out.push_str(&rest[..start]);
-        let after = &rest[start + 1..];
-        match after.find(']') {
-            Some(end) if !after[end + 1..].starts_with('(') && !after[..end].contains('[') => {
-                out.push_str(&after[..end]);
-                rest = &after[end + 1..];
+    while !rest.is_empty() {
+        // The next code span (a run of backticks up to the same run) or bracket, whichever is first.
+        let tick = rest.find('`');
+        let bracket = rest.find('[');
+        match (tick, bracket) {
+            (Some(t), b) if b.is_none_or(|b| t < b) => {
+                out.push_str(&rest[..t]);
+                let run = rest[t..].len() - rest[t..].trim_start_matches('`').len();
+                let fence = &rest[t..t + run];
+                let inner = &rest[t + run..];
+                match find_closing_run(inner, run) {
+                    Some(end) => {
+                        out.push_str(fence);
+                        out.push_str(&inner[..end + run]);
+                        rest = &inner[end + run..];
+                    }
+                    None => {
+                        // An unclosed run is literal backticks, not a span.
+                        out.push_str(fence);
+                        rest = inner;
+                    }
+                }
             }
-            _ => {
-                out.push('[');
-                rest = after;
+            (_, Some(start)) => {
+                out.push_str(&rest[..start]);
+                let after = &rest[start + 1..];
+                // A link's text may be a code span (`[`Presence`]`), whose brackets do not count.
+                match link_text_end(after) {
+                    Some(end) if !after[end + 1..].starts_with('(') => {
+                        out.push_str(&after[..end]);
+                        rest = &after[end + 1..];
+                    }
+                    _ => {
+                        out.push('[');
+                        rest = after;
+                    }
+                }
             }
+            (None, None) => {
+                out.push_str(rest);
+                rest = "";
+            }
+            (Some(_), None) => unreachable!("covered by the first arm"),
         }
     }
-    out.push_str(rest);
     out
+}
+
+/// Where a run of exactly `run` backticks starts in `text` (the end of a code span opened by one).
+fn find_closing_run(text: &str, run: usize) -> Option<usize> {
+    let bytes = text.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'`' {
+            let len = bytes[i..].iter().take_while(|&&b| b == b'`').count();
+            if len == run {
+                return Some(i);
+            }
+            i += len;
+        } else {
+            i += 1;
+        }
+    }
+    None
+}
+
+/// The `]` that closes a link text starting at `text`: the first one outside code spans, if no
+/// `[` comes before it.
+fn link_text_end(text: &str) -> Option<usize> {
+    let bytes = text.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'`' => {
+                let run = bytes[i..].iter().take_while(|&&b| b == b'`').count();
+                i = match find_closing_run(&text[i + run..], run) {
+                    Some(end) => i + run + end + run,
+                    None => i + run,
+                };
+            }
+            b'[' => return None,
+            b']' => return Some(i),
+            _ => i += 1,
+        }
+    }
+    None
 }
 
 #[cfg(test)]
@@ -746,5 +817,22 @@ mod tests {
             super::unlink("See [the docs](https://x.test)."),
             "See [the docs](https://x.test)."
         );
+    }
+
+    #[test]
+    fn code_spans_keep_their_brackets() {
+        let cases = [
+            ("Send with `to([1, 2, 3])`.", "Send with `to([1, 2, 3])`."),
+            ("The first is `ids[0]`.", "The first is `ids[0]`."),
+            ("``a ` [b] ``, then [c].", "``a ` [b] ``, then c."),
+            ("[`Presence`] and `x[1]` and [Everyone]", "`Presence` and `x[1]` and Everyone"),
+            ("[`a[0]`] is a link", "`a[0]` is a link"),
+            ("an unclosed ` then [x]", "an unclosed ` then x"),
+            ("`[a](b)` stays", "`[a](b)` stays"),
+            ("nested [a [b] c]", "nested [a b c]"),
+        ];
+        for (input, expected) in cases {
+            assert_eq!(super::unlink(input), expected, "{input}");
+        }
     }
 }
