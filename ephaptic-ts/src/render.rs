@@ -256,7 +256,10 @@ impl Exporter {
             "/** `client.queries.<fn>(...args)`: `{ queryKey, queryFn }` for TanStack Query. */\n",
         );
         out.push_str("export interface EphapticQueries {\n");
-        for f in &functions {
+        for f in functions
+            .iter()
+            .filter(|f| !NOT_PROXIED.contains(&f.def.name))
+        {
             let params = params(cfg, &f.sig, &inputs);
             let key_types: Vec<String> = params
                 .iter()
@@ -287,11 +290,73 @@ impl Exporter {
         }
         out.push_str("}\n\n");
 
+        // TanStack mutation helpers for the functions that announce channels.
+        let announcing: Vec<&Function> = functions
+            .iter()
+            .filter(|f| !f.def.channels.is_empty() && !NOT_PROXIED.contains(&f.def.name))
+            .collect();
+        out.push_str(
+            "/**\n \
+             * `client.mutations.<fn>()`: options for TanStack Query's `useMutation`, for the functions that\n \
+             * announce channels. `variables` is the function's argument (none for no parameters, a tuple for\n \
+             * several); `onSuccess` invalidates the queries `client.invalidateOn` ties to its channels.\n \
+             */\n",
+        );
+        out.push_str("export interface EphapticMutations {\n");
+        for f in &announcing {
+            let params = params(cfg, &f.sig, &inputs);
+            let variables = match params.as_slice() {
+                [] => "variables: void".to_string(),
+                [p] => format!("variables{}: {}", if p.optional { "?" } else { "" }, p.ty),
+                _ => format!("variables: readonly [{}]", render_params(&params)),
+            };
+            let output = f.sig.output.ts_name(cfg);
+            let ret = match f.sig.shape {
+                Shape::Value => format!("Promise<{output}>"),
+                Shape::Stream => format!("Promise<AsyncIterableIterator<{output}>>"),
+            };
+            let channels: Vec<String> = f.def.channels.iter().map(|c| json_string(c)).collect();
+            let listed: Vec<String> = f.def.channels.iter().map(|c| format!("`{c}`")).collect();
+            out.push_str(&jsdoc(&format!("Announces {}.", listed.join(", ")), "  "));
+            let _ = writeln!(
+                out,
+                "  {}(): {{ mutationKey: readonly [{}]; mutationFn: ({variables}) => {ret}; onSuccess: () => Promise<void>; channels: readonly [{}] }};",
+                method_name(f.def.name),
+                json_string(f.def.name),
+                channels.join(", "),
+            );
+        }
+        out.push_str("}\n\n");
+        out.push_str(
+            "/**\n \
+             * What `client.mutations` needs at run time: each function's parameter count and channels.\n \
+             * Pass it to `connect({ url, mutations: ephapticMutations })`.\n \
+             */\n",
+        );
+        if announcing.is_empty() {
+            out.push_str(
+                "export const ephapticMutations: { readonly [name: string]: { readonly params: number; readonly channels: readonly string[] } } = {};\n\n",
+            );
+        } else {
+            out.push_str("export const ephapticMutations = {\n");
+            for f in &announcing {
+                let channels: Vec<String> = f.def.channels.iter().map(|c| json_string(c)).collect();
+                let _ = writeln!(
+                    out,
+                    "  {}: {{ params: {}, channels: [{}] }},",
+                    quote(f.def.name),
+                    f.sig.params.len(),
+                    channels.join(", ")
+                );
+            }
+            out.push_str("} as const;\n\n");
+        }
+
         // The service.
         out.push_str("/** The server's functions, events and queries, as `@ephaptic/client` exposes them. */\n");
         out.push_str("export interface EphapticService {\n");
         for f in &functions {
-            if CLIENT_MEMBERS.contains(&f.def.name) {
+            if CLIENT_MEMBERS.contains(&f.def.name) || NOT_PROXIED.contains(&f.def.name) {
                 // The client's own member wins at run time; typing it as the function would lie.
                 let _ = writeln!(
                     out,
@@ -325,14 +390,16 @@ impl Exporter {
             );
         }
         out.push_str(
-            "  /** Listens for an event or channel. */\n  \
-             on<K extends keyof EphapticEvents>(event: K, callback: (data: EphapticEvents[K]) => void): void;\n  \
+            "  /** Listens for an event or channel; returns a function that stops listening. */\n  \
+             on<K extends keyof EphapticEvents>(event: K, callback: (data: EphapticEvents[K]) => void): () => void;\n  \
              /** Stops listening (also cancels a `once` of the same callback). */\n  \
              off<K extends keyof EphapticEvents>(event: K, callback: (data: EphapticEvents[K]) => void): void;\n  \
-             /** Listens for the next occurrence only. */\n  \
-             once<K extends keyof EphapticEvents>(event: K, callback: (data: EphapticEvents[K]) => void): void;\n  \
+             /** Listens for the next occurrence only; returns a function that stops listening. */\n  \
+             once<K extends keyof EphapticEvents>(event: K, callback: (data: EphapticEvents[K]) => void): () => void;\n  \
              /** TanStack Query helpers. */\n  \
-             queries: EphapticQueries;\n",
+             queries: EphapticQueries;\n  \
+             /** TanStack mutation helpers for the functions that announce channels. */\n  \
+             mutations: EphapticMutations;\n",
         );
         out.push_str("}\n");
         out
@@ -469,6 +536,7 @@ const CLIENT_MEMBERS: &[&str] = &[
     "disconnect",
     "invalidateOn",
     "isError",
+    "mutations",
     "off",
     "on",
     "onStateChange",
@@ -479,6 +547,31 @@ const CLIENT_MEMBERS: &[&str] = &[
     "then",
     "url",
     "withOptions",
+];
+
+/// Names the client's proxy never turns into calls (`NOT_PROXIED` in `client/src/names.ts`): names
+/// tools probe on any object, and `Object.prototype`'s, which every object has. A function with one
+/// of these names is only reachable through `client.call(name, ...)`. A test checks this list
+/// against that file.
+const NOT_PROXIED: &[&str] = &[
+    "$$typeof",
+    "__defineGetter__",
+    "__defineSetter__",
+    "__lookupGetter__",
+    "__lookupSetter__",
+    "__proto__",
+    "asymmetricMatch",
+    "constructor",
+    "hasOwnProperty",
+    "isPrototypeOf",
+    "nodeType",
+    "propertyIsEnumerable",
+    "tagName",
+    "then",
+    "toJSON",
+    "toLocaleString",
+    "toString",
+    "valueOf",
 ];
 
 /// Words TypeScript does not allow as parameter names.
@@ -637,7 +730,7 @@ fn link_text_end(text: &str) -> Option<usize> {
 
 #[cfg(test)]
 mod tests {
-    use super::CLIENT_MEMBERS;
+    use super::{CLIENT_MEMBERS, NOT_PROXIED};
 
     fn is_word(c: char) -> bool {
         c.is_alphanumeric() || c == '_' || c == '$'
@@ -782,6 +875,48 @@ mod tests {
         );
     }
 
+    /// The string literals of TypeScript source, comments skipped (no escapes inside: enough for a
+    /// list of names).
+    fn string_literals(source: &str) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut chars = source.chars().peekable();
+        while let Some(c) = chars.next() {
+            match c {
+                '/' if chars.peek() == Some(&'/') => {
+                    chars.by_ref().find(|&c| c == '\n');
+                }
+                '/' if chars.peek() == Some(&'*') => {
+                    chars.next();
+                    let mut prev = ' ';
+                    for c in chars.by_ref() {
+                        if prev == '*' && c == '/' {
+                            break;
+                        }
+                        prev = c;
+                    }
+                }
+                '"' => out.push(chars.by_ref().take_while(|&d| d != '"').collect()),
+                _ => {}
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn not_proxied_is_the_ts_clients_list() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/client/src/names.ts");
+        let source = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path}: {e}"));
+        let mut declared = string_literals(&source);
+        declared.sort();
+        declared.dedup();
+        let mut ours: Vec<String> = NOT_PROXIED.iter().map(|s| s.to_string()).collect();
+        ours.sort();
+        assert_eq!(
+            ours, declared,
+            "NOT_PROXIED (ephaptic-ts/src/render.rs) must list exactly the names in {path}"
+        );
+    }
+
     #[test]
     fn interface_members_sees_past_comments_strings_generics_and_overloads() {
         let ts = r#"
@@ -825,7 +960,10 @@ mod tests {
             ("Send with `to([1, 2, 3])`.", "Send with `to([1, 2, 3])`."),
             ("The first is `ids[0]`.", "The first is `ids[0]`."),
             ("``a ` [b] ``, then [c].", "``a ` [b] ``, then c."),
-            ("[`Presence`] and `x[1]` and [Everyone]", "`Presence` and `x[1]` and Everyone"),
+            (
+                "[`Presence`] and `x[1]` and [Everyone]",
+                "`Presence` and `x[1]` and Everyone",
+            ),
             ("[`a[0]`] is a link", "`a[0]` is a link"),
             ("an unclosed ` then [x]", "an unclosed ` then x"),
             ("`[a](b)` stays", "`[a](b)` stays"),

@@ -105,6 +105,27 @@ export interface EphapticQueries {
   watch(ids: Array<number>): { queryKey: readonly ["watch", Array<number>]; queryFn: () => Promise<Array<Profile>> };
 }
 
+/**
+ * `client.mutations.<fn>()`: options for TanStack Query's `useMutation`, for the functions that
+ * announce channels. `variables` is the function's argument (none for no parameters, a tuple for
+ * several); `onSuccess` invalidates the queries `client.invalidateOn` ties to its channels.
+ */
+export interface EphapticMutations {
+  /** Announces `todoCreated`. */
+  create_todo(): { mutationKey: readonly ["create_todo"]; mutationFn: (variables: string) => Promise<Todo>; onSuccess: () => Promise<void>; channels: readonly ["todoCreated"] };
+  /** Announces `levelsChanged`. */
+  set_levels(): { mutationKey: readonly ["set_levels"]; mutationFn: (variables: Array<Level>) => Promise<Array<Level>>; onSuccess: () => Promise<void>; channels: readonly ["levelsChanged"] };
+}
+
+/**
+ * What `client.mutations` needs at run time: each function's parameter count and channels.
+ * Pass it to `connect({ url, mutations: ephapticMutations })`.
+ */
+export const ephapticMutations = {
+  "create_todo": { params: 1, channels: ["todoCreated"] },
+  "set_levels": { params: 1, channels: ["levelsChanged"] },
+} as const;
+
 /** The server's functions, events and queries, as `@ephaptic/client` exposes them. */
 export interface EphapticService {
   /** Adds two numbers. */
@@ -126,12 +147,14 @@ export interface EphapticService {
   /** A unit-only channel payload from a function returning a list. */
   set_levels(levels: Array<Level>): Promise<Array<Level>>;
   watch(ids: Array<number>): Promise<AsyncIterableIterator<Profile>>;
-  /** Listens for an event or channel. */
-  on<K extends keyof EphapticEvents>(event: K, callback: (data: EphapticEvents[K]) => void): void;
+  /** Listens for an event or channel; returns a function that stops listening. */
+  on<K extends keyof EphapticEvents>(event: K, callback: (data: EphapticEvents[K]) => void): () => void;
   /** Stops listening (also cancels a `once` of the same callback). */
   off<K extends keyof EphapticEvents>(event: K, callback: (data: EphapticEvents[K]) => void): void;
-  /** Listens for the next occurrence only. */
-  once<K extends keyof EphapticEvents>(event: K, callback: (data: EphapticEvents[K]) => void): void;
+  /** Listens for the next occurrence only; returns a function that stops listening. */
+  once<K extends keyof EphapticEvents>(event: K, callback: (data: EphapticEvents[K]) => void): () => void;
   /** TanStack Query helpers. */
   queries: EphapticQueries;
+  /** TanStack mutation helpers for the functions that announce channels. */
+  mutations: EphapticMutations;
 }
