@@ -198,6 +198,12 @@ impl Exporter {
             }
             let _ = writeln!(out, "export {}\n", decl.decl.trim_end());
         }
+        if !inputs.is_empty() {
+            out.push_str(
+                "/** Spells an argument shape out as one object type (for hovers and errors). */\n\
+                 type EphapticFlatten<T> = { [K in keyof T]: T[K] } & {};\n\n",
+            );
+        }
         for decl in inputs.values() {
             let _ = writeln!(out, "{decl}\n");
         }
@@ -476,15 +482,16 @@ fn input_shape(cfg: &Config, ty: &TypeInfo, decls: &Declarations) -> Option<(Str
     let mut decl = format!(
         "/** `{name}` as an argument: the fields the server fills in when absent are optional. */\n"
     );
+    // Wrapped in `EphapticFlatten` so hovers and errors show the fields, not `Omit<...>`.
     let _ = write!(
         decl,
-        "export type {input} = Omit<{name}, {}>",
+        "export type {input} = EphapticFlatten<Omit<{name}, {}>",
         keys(&removed)
     );
     if !optional.is_empty() {
         let _ = write!(decl, " & Partial<Pick<{name}, {}>>", keys(&optional));
     }
-    decl.push(';');
+    decl.push_str(">;");
     Some((input, decl))
 }
 

@@ -35,8 +35,11 @@ export type StreamFailed = { after: number, };
  */
 export type Todo = { id: number, title: string, done: boolean, };
 
+/** Spells an argument shape out as one object type (for hovers and errors). */
+type EphapticFlatten<T> = { [K in keyof T]: T[K] } & {};
+
 /** `Item` as an argument: the fields the server fills in when absent are optional. */
-export type ItemInput = Omit<Item, "tags" | "when"> & Partial<Pick<Item, "tags" | "when">>;
+export type ItemInput = EphapticFlatten<Omit<Item, "tags" | "when"> & Partial<Pick<Item, "tags" | "when">>>;
 
 /** Every event and channel clients can listen for, with its payload type. */
 export interface EphapticEvents {

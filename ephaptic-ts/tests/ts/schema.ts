@@ -57,11 +57,14 @@ export type StreamBroke = { after: number, };
 
 export type Todo = { id: number, title: string, done: boolean, };
 
+/** Spells an argument shape out as one object type (for hovers and errors). */
+type EphapticFlatten<T> = { [K in keyof T]: T[K] } & {};
+
 /** `Profile` as an argument: the fields the server fills in when absent are optional. */
-export type ProfileInput = Omit<Profile, "nickname" | "tags" | "scores" | "computed"> & Partial<Pick<Profile, "nickname" | "tags" | "scores">>;
+export type ProfileInput = EphapticFlatten<Omit<Profile, "nickname" | "tags" | "scores" | "computed"> & Partial<Pick<Profile, "nickname" | "tags" | "scores">>>;
 
 /** `SomethingHappened` as an argument: the fields the server fills in when absent are optional. */
-export type SomethingHappenedInput = Omit<SomethingHappened, "code" | "isError"> & Partial<Pick<SomethingHappened, "code" | "isError">>;
+export type SomethingHappenedInput = EphapticFlatten<Omit<SomethingHappened, "code" | "isError"> & Partial<Pick<SomethingHappened, "code" | "isError">>>;
 
 /** Every event and channel clients can listen for, with its payload type. */
 export interface EphapticEvents {
