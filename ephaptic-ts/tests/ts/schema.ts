@@ -70,6 +70,8 @@ export type SomethingHappenedInput = EphapticFlatten<Omit<SomethingHappened, "co
 export interface EphapticEvents {
   /** Something happened; tell everyone. */
   "SomethingHappened": SomethingHappened;
+  /** Channel: announced by `toJSON` after it succeeds. */
+  "jsonChanged": number;
   /** Channel: announced by `set_levels` after it succeeds. */
   "levelsChanged": Array<Level>;
   /** Channel: announced by `create_todo` after it succeeds. */
@@ -149,6 +151,8 @@ export interface EphapticService {
   send(envelope: Envelope, loose: Loose): Promise<Array<Envelope>>;
   /** A unit-only channel payload from a function returning a list. */
   set_levels(levels: Array<Level>): Promise<Array<Level>>;
+  // `toJSON` clashes with a client member: call it as `client.call("toJSON", ...)`.
+  // `toString` clashes with a client member: call it as `client.call("toString", ...)`.
   watch(ids: Array<number>): Promise<AsyncIterableIterator<Profile>>;
   /** Listens for an event or channel; returns a function that stops listening. */
   on<K extends keyof EphapticEvents>(event: K, callback: (data: EphapticEvents[K]) => void): () => void;
