@@ -187,7 +187,7 @@ export type CallView<S> = [S] extends [Untyped]
 export interface ClientBase<S = Untyped, Errs = {}> {
   /** The current connection state. */
   readonly state: ConnectionState;
-  /** The resolved WebSocket URL. */
+  /** The resolved WebSocket URL; the URL as given while there is no page to resolve it against (SSR). */
   readonly url: string;
   /**
    * Calls `name` with positional arguments; for functions whose names clash with the client's own
