@@ -198,6 +198,12 @@ impl Exporter {
             }
             let _ = writeln!(out, "export {}\n", decl.decl.trim_end());
         }
+        if !inputs.is_empty() {
+            out.push_str(
+                "/** Spells an argument shape out as one object type (for hovers and errors). */\n\
+                 type EphapticFlatten<T> = { [K in keyof T]: T[K] } & {};\n\n",
+            );
+        }
         for decl in inputs.values() {
             let _ = writeln!(out, "{decl}\n");
         }
@@ -256,7 +262,10 @@ impl Exporter {
             "/** `client.queries.<fn>(...args)`: `{ queryKey, queryFn }` for TanStack Query. */\n",
         );
         out.push_str("export interface EphapticQueries {\n");
-        for f in &functions {
+        for f in functions
+            .iter()
+            .filter(|f| !NOT_PROXIED.contains(&f.def.name))
+        {
             let params = params(cfg, &f.sig, &inputs);
             let key_types: Vec<String> = params
                 .iter()
@@ -287,11 +296,73 @@ impl Exporter {
         }
         out.push_str("}\n\n");
 
+        // TanStack mutation helpers for the functions that announce channels.
+        let announcing: Vec<&Function> = functions
+            .iter()
+            .filter(|f| !f.def.channels.is_empty() && !NOT_PROXIED.contains(&f.def.name))
+            .collect();
+        out.push_str(
+            "/**\n \
+             * `client.mutations.<fn>()`: options for TanStack Query's `useMutation`, for the functions that\n \
+             * announce channels. `variables` is the function's argument (none for no parameters, a tuple for\n \
+             * several); `onSuccess` invalidates the queries `client.invalidateOn` ties to its channels.\n \
+             */\n",
+        );
+        out.push_str("export interface EphapticMutations {\n");
+        for f in &announcing {
+            let params = params(cfg, &f.sig, &inputs);
+            let variables = match params.as_slice() {
+                [] => "variables: void".to_string(),
+                [p] => format!("variables{}: {}", if p.optional { "?" } else { "" }, p.ty),
+                _ => format!("variables: readonly [{}]", render_params(&params)),
+            };
+            let output = f.sig.output.ts_name(cfg);
+            let ret = match f.sig.shape {
+                Shape::Value => format!("Promise<{output}>"),
+                Shape::Stream => format!("Promise<AsyncIterableIterator<{output}>>"),
+            };
+            let channels: Vec<String> = f.def.channels.iter().map(|c| json_string(c)).collect();
+            let listed: Vec<String> = f.def.channels.iter().map(|c| format!("`{c}`")).collect();
+            out.push_str(&jsdoc(&format!("Announces {}.", listed.join(", ")), "  "));
+            let _ = writeln!(
+                out,
+                "  {}(): {{ mutationKey: readonly [{}]; mutationFn: ({variables}) => {ret}; onSuccess: () => Promise<void>; channels: readonly [{}] }};",
+                method_name(f.def.name),
+                json_string(f.def.name),
+                channels.join(", "),
+            );
+        }
+        out.push_str("}\n\n");
+        out.push_str(
+            "/**\n \
+             * What `client.mutations` needs at run time: each function's parameter count and channels.\n \
+             * Pass it to `connect({ url, mutations: ephapticMutations })`.\n \
+             */\n",
+        );
+        if announcing.is_empty() {
+            out.push_str(
+                "export const ephapticMutations: { readonly [name: string]: { readonly params: number; readonly channels: readonly string[] } } = {};\n\n",
+            );
+        } else {
+            out.push_str("export const ephapticMutations = {\n");
+            for f in &announcing {
+                let channels: Vec<String> = f.def.channels.iter().map(|c| json_string(c)).collect();
+                let _ = writeln!(
+                    out,
+                    "  {}: {{ params: {}, channels: [{}] }},",
+                    quote(f.def.name),
+                    f.sig.params.len(),
+                    channels.join(", ")
+                );
+            }
+            out.push_str("} as const;\n\n");
+        }
+
         // The service.
         out.push_str("/** The server's functions, events and queries, as `@ephaptic/client` exposes them. */\n");
         out.push_str("export interface EphapticService {\n");
         for f in &functions {
-            if CLIENT_MEMBERS.contains(&f.def.name) {
+            if CLIENT_MEMBERS.contains(&f.def.name) || NOT_PROXIED.contains(&f.def.name) {
                 // The client's own member wins at run time; typing it as the function would lie.
                 let _ = writeln!(
                     out,
@@ -325,14 +396,16 @@ impl Exporter {
             );
         }
         out.push_str(
-            "  /** Listens for an event or channel. */\n  \
-             on<K extends keyof EphapticEvents>(event: K, callback: (data: EphapticEvents[K]) => void): void;\n  \
+            "  /** Listens for an event or channel; returns a function that stops listening. */\n  \
+             on<K extends keyof EphapticEvents>(event: K, callback: (data: EphapticEvents[K]) => void): () => void;\n  \
              /** Stops listening (also cancels a `once` of the same callback). */\n  \
              off<K extends keyof EphapticEvents>(event: K, callback: (data: EphapticEvents[K]) => void): void;\n  \
-             /** Listens for the next occurrence only. */\n  \
-             once<K extends keyof EphapticEvents>(event: K, callback: (data: EphapticEvents[K]) => void): void;\n  \
+             /** Listens for the next occurrence only; returns a function that stops listening. */\n  \
+             once<K extends keyof EphapticEvents>(event: K, callback: (data: EphapticEvents[K]) => void): () => void;\n  \
              /** TanStack Query helpers. */\n  \
-             queries: EphapticQueries;\n",
+             queries: EphapticQueries;\n  \
+             /** TanStack mutation helpers for the functions that announce channels. */\n  \
+             mutations: EphapticMutations;\n",
         );
         out.push_str("}\n");
         out
@@ -409,15 +482,16 @@ fn input_shape(cfg: &Config, ty: &TypeInfo, decls: &Declarations) -> Option<(Str
     let mut decl = format!(
         "/** `{name}` as an argument: the fields the server fills in when absent are optional. */\n"
     );
+    // Wrapped in `EphapticFlatten` so hovers and errors show the fields, not `Omit<...>`.
     let _ = write!(
         decl,
-        "export type {input} = Omit<{name}, {}>",
+        "export type {input} = EphapticFlatten<Omit<{name}, {}>",
         keys(&removed)
     );
     if !optional.is_empty() {
         let _ = write!(decl, " & Partial<Pick<{name}, {}>>", keys(&optional));
     }
-    decl.push(';');
+    decl.push_str(">;");
     Some((input, decl))
 }
 
@@ -469,6 +543,7 @@ const CLIENT_MEMBERS: &[&str] = &[
     "disconnect",
     "invalidateOn",
     "isError",
+    "mutations",
     "off",
     "on",
     "onStateChange",
@@ -479,6 +554,31 @@ const CLIENT_MEMBERS: &[&str] = &[
     "then",
     "url",
     "withOptions",
+];
+
+/// Names the client's proxy never turns into calls (`NOT_PROXIED` in `client/src/names.ts`): names
+/// tools probe on any object, and `Object.prototype`'s, which every object has. A function with one
+/// of these names is only reachable through `client.call(name, ...)`. A test checks this list
+/// against that file.
+const NOT_PROXIED: &[&str] = &[
+    "$$typeof",
+    "__defineGetter__",
+    "__defineSetter__",
+    "__lookupGetter__",
+    "__lookupSetter__",
+    "__proto__",
+    "asymmetricMatch",
+    "constructor",
+    "hasOwnProperty",
+    "isPrototypeOf",
+    "nodeType",
+    "propertyIsEnumerable",
+    "tagName",
+    "then",
+    "toJSON",
+    "toLocaleString",
+    "toString",
+    "valueOf",
 ];
 
 /// Words TypeScript does not allow as parameter names.
@@ -542,31 +642,102 @@ fn param_name(name: &str) -> String {
 }
 
 /// Rustdoc's intra-doc links mean nothing in TypeScript: `[`Presence`]` becomes `` `Presence` ``
-/// and `[Presence]` becomes `Presence`; links with a target (`[text](url)`) are kept.
+/// and `[Presence]` becomes `Presence`; links with a target (`[text](url)`) are kept, and so is
+/// everything inside a code span (`` `to([1, 2, 3])` ``, `` `ids[0]` ``).
 fn unlink(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
-    while let Some(start) = rest.find('[') {
-        out.push_str(&rest[..start]);
-        let after = &rest[start + 1..];
-        match after.find(']') {
-            Some(end) if !after[end + 1..].starts_with('(') && !after[..end].contains('[') => {
-                out.push_str(&after[..end]);
-                rest = &after[end + 1..];
+    while !rest.is_empty() {
+        // The next code span (a run of backticks up to the same run) or bracket, whichever is first.
+        let tick = rest.find('`');
+        let bracket = rest.find('[');
+        match (tick, bracket) {
+            (Some(t), b) if b.is_none_or(|b| t < b) => {
+                out.push_str(&rest[..t]);
+                let run = rest[t..].len() - rest[t..].trim_start_matches('`').len();
+                let fence = &rest[t..t + run];
+                let inner = &rest[t + run..];
+                match find_closing_run(inner, run) {
+                    Some(end) => {
+                        out.push_str(fence);
+                        out.push_str(&inner[..end + run]);
+                        rest = &inner[end + run..];
+                    }
+                    None => {
+                        // An unclosed run is literal backticks, not a span.
+                        out.push_str(fence);
+                        rest = inner;
+                    }
+                }
             }
-            _ => {
-                out.push('[');
-                rest = after;
+            (_, Some(start)) => {
+                out.push_str(&rest[..start]);
+                let after = &rest[start + 1..];
+                // A link's text may be a code span (`[`Presence`]`), whose brackets do not count.
+                match link_text_end(after) {
+                    Some(end) if !after[end + 1..].starts_with('(') => {
+                        out.push_str(&after[..end]);
+                        rest = &after[end + 1..];
+                    }
+                    _ => {
+                        out.push('[');
+                        rest = after;
+                    }
+                }
             }
+            (None, None) => {
+                out.push_str(rest);
+                rest = "";
+            }
+            (Some(_), None) => unreachable!("covered by the first arm"),
         }
     }
-    out.push_str(rest);
     out
+}
+
+/// Where a run of exactly `run` backticks starts in `text` (the end of a code span opened by one).
+fn find_closing_run(text: &str, run: usize) -> Option<usize> {
+    let bytes = text.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'`' {
+            let len = bytes[i..].iter().take_while(|&&b| b == b'`').count();
+            if len == run {
+                return Some(i);
+            }
+            i += len;
+        } else {
+            i += 1;
+        }
+    }
+    None
+}
+
+/// The `]` that closes a link text starting at `text`: the first one outside code spans, if no
+/// `[` comes before it.
+fn link_text_end(text: &str) -> Option<usize> {
+    let bytes = text.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'`' => {
+                let run = bytes[i..].iter().take_while(|&&b| b == b'`').count();
+                i = match find_closing_run(&text[i + run..], run) {
+                    Some(end) => i + run + end + run,
+                    None => i + run,
+                };
+            }
+            b'[' => return None,
+            b']' => return Some(i),
+            _ => i += 1,
+        }
+    }
+    None
 }
 
 #[cfg(test)]
 mod tests {
-    use super::CLIENT_MEMBERS;
+    use super::{CLIENT_MEMBERS, NOT_PROXIED};
 
     fn is_word(c: char) -> bool {
         c.is_alphanumeric() || c == '_' || c == '$'
@@ -711,6 +882,48 @@ mod tests {
         );
     }
 
+    /// The string literals of TypeScript source, comments skipped (no escapes inside: enough for a
+    /// list of names).
+    fn string_literals(source: &str) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut chars = source.chars().peekable();
+        while let Some(c) = chars.next() {
+            match c {
+                '/' if chars.peek() == Some(&'/') => {
+                    chars.by_ref().find(|&c| c == '\n');
+                }
+                '/' if chars.peek() == Some(&'*') => {
+                    chars.next();
+                    let mut prev = ' ';
+                    for c in chars.by_ref() {
+                        if prev == '*' && c == '/' {
+                            break;
+                        }
+                        prev = c;
+                    }
+                }
+                '"' => out.push(chars.by_ref().take_while(|&d| d != '"').collect()),
+                _ => {}
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn not_proxied_is_the_ts_clients_list() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/client/src/names.ts");
+        let source = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path}: {e}"));
+        let mut declared = string_literals(&source);
+        declared.sort();
+        declared.dedup();
+        let mut ours: Vec<String> = NOT_PROXIED.iter().map(|s| s.to_string()).collect();
+        ours.sort();
+        assert_eq!(
+            ours, declared,
+            "NOT_PROXIED (ephaptic-ts/src/render.rs) must list exactly the names in {path}"
+        );
+    }
+
     #[test]
     fn interface_members_sees_past_comments_strings_generics_and_overloads() {
         let ts = r#"
@@ -746,5 +959,25 @@ mod tests {
             super::unlink("See [the docs](https://x.test)."),
             "See [the docs](https://x.test)."
         );
+    }
+
+    #[test]
+    fn code_spans_keep_their_brackets() {
+        let cases = [
+            ("Send with `to([1, 2, 3])`.", "Send with `to([1, 2, 3])`."),
+            ("The first is `ids[0]`.", "The first is `ids[0]`."),
+            ("``a ` [b] ``, then [c].", "``a ` [b] ``, then c."),
+            (
+                "[`Presence`] and `x[1]` and [Everyone]",
+                "`Presence` and `x[1]` and Everyone",
+            ),
+            ("[`a[0]`] is a link", "`a[0]` is a link"),
+            ("an unclosed ` then [x]", "an unclosed ` then x"),
+            ("`[a](b)` stays", "`[a](b)` stays"),
+            ("nested [a [b] c]", "nested [a b c]"),
+        ];
+        for (input, expected) in cases {
+            assert_eq!(super::unlink(input), expected, "{input}");
+        }
     }
 }

@@ -217,6 +217,18 @@ async fn ready() -> bool {
     true
 }
 
+/// Named like an `Object.prototype` member: the client's proxy never forwards it.
+#[expose(name = "toString")]
+async fn to_string_fn() -> String {
+    String::new()
+}
+
+/// A name tools probe on any object (`JSON.stringify`): never forwarded either.
+#[expose(name = "toJSON", broadcast = ["jsonChanged"])]
+async fn to_json() -> u32 {
+    1
+}
+
 /// A unit-only channel payload from a function returning a list.
 #[expose(broadcast = ["levelsChanged"])]
 async fn set_levels(levels: Vec<Level>) -> Vec<Level> {
@@ -249,13 +261,13 @@ fn the_json_snapshot_is_current() {
 #[test]
 fn arguments_get_input_shapes_and_results_keep_full_ones() {
     let ts = ephaptic_ts::render().unwrap();
-    assert!(ts.contains(r#"export type SomethingHappenedInput = Omit<SomethingHappened, "code" | "isError"> & Partial<Pick<SomethingHappened, "code" | "isError">>;"#), "{ts}");
+    assert!(ts.contains(r#"export type SomethingHappenedInput = EphapticFlatten<Omit<SomethingHappened, "code" | "isError"> & Partial<Pick<SomethingHappened, "code" | "isError">>>;"#), "{ts}");
     assert!(
         ts.contains("broadcastEvent(event: SomethingHappenedInput): Promise<null>;"),
         "{ts}"
     );
     // A skip_deserializing field cannot be sent at all; defaulted and Option fields may be left out.
-    assert!(ts.contains(r#"export type ProfileInput = Omit<Profile, "nickname" | "tags" | "scores" | "computed"> & Partial<Pick<Profile, "nickname" | "tags" | "scores">>;"#), "{ts}");
+    assert!(ts.contains(r#"export type ProfileInput = EphapticFlatten<Omit<Profile, "nickname" | "tags" | "scores" | "computed"> & Partial<Pick<Profile, "nickname" | "tags" | "scores">>>;"#), "{ts}");
     assert!(
         ts.contains(
             "save_profile(profile: ProfileInput, dry_run?: boolean | null): Promise<Profile>;"
@@ -328,4 +340,27 @@ fn camel_case_naming_matches_the_server() {
         "explicit names stay: {ts}"
     );
     assert!(ts.contains("announced by `createTodo`"), "{ts}");
+}
+
+#[test]
+fn names_the_client_never_forwards_are_not_typed_as_functions() {
+    let ts = ephaptic_ts::render().unwrap();
+    for name in ["toString", "toJSON", "ready"] {
+        assert!(
+            ts.contains(&format!(
+                "  // `{name}` clashes with a client member: call it as `client.call(\"{name}\", ...)`."
+            )),
+            "{name}: {ts}"
+        );
+    }
+    // Not even as a query: `client.queries` is a proxy too (a `ready` query is fine there).
+    for name in ["toString", "toJSON"] {
+        assert!(
+            !ts.contains(&format!("  {name}(")),
+            "{name} is typed somewhere: {ts}"
+        );
+    }
+    // The channel stays an event; the function gets no mutation helper.
+    assert!(ts.contains("  \"jsonChanged\": number;"), "{ts}");
+    assert!(!ts.contains("\"toJSON\": { params"), "{ts}");
 }

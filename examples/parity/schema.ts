@@ -35,8 +35,11 @@ export type StreamFailed = { after: number, };
  */
 export type Todo = { id: number, title: string, done: boolean, };
 
+/** Spells an argument shape out as one object type (for hovers and errors). */
+type EphapticFlatten<T> = { [K in keyof T]: T[K] } & {};
+
 /** `Item` as an argument: the fields the server fills in when absent are optional. */
-export type ItemInput = Omit<Item, "tags" | "when"> & Partial<Pick<Item, "tags" | "when">>;
+export type ItemInput = EphapticFlatten<Omit<Item, "tags" | "when"> & Partial<Pick<Item, "tags" | "when">>>;
 
 /** Every event and channel clients can listen for, with its payload type. */
 export interface EphapticEvents {
@@ -86,6 +89,24 @@ export interface EphapticQueries {
   whoami(): { queryKey: readonly ["whoami"]; queryFn: () => Promise<string | number | boolean | null> };
 }
 
+/**
+ * `client.mutations.<fn>()`: options for TanStack Query's `useMutation`, for the functions that
+ * announce channels. `variables` is the function's argument (none for no parameters, a tuple for
+ * several); `onSuccess` invalidates the queries `client.invalidateOn` ties to its channels.
+ */
+export interface EphapticMutations {
+  /** Announces `todoCreated`. */
+  create_todo(): { mutationKey: readonly ["create_todo"]; mutationFn: (variables: string) => Promise<Todo>; onSuccess: () => Promise<void>; channels: readonly ["todoCreated"] };
+}
+
+/**
+ * What `client.mutations` needs at run time: each function's parameter count and channels.
+ * Pass it to `connect({ url, mutations: ephapticMutations })`.
+ */
+export const ephapticMutations = {
+  "create_todo": { params: 1, channels: ["todoCreated"] },
+} as const;
+
 /** The server's functions, events and queries, as `@ephaptic/client` exposes them. */
 export interface EphapticService {
   /** Returns `a + b`; `OVERFLOW` when it does not fit (never a wrapped sum). */
@@ -130,12 +151,14 @@ export interface EphapticService {
   ticker(ms: number): Promise<AsyncIterableIterator<number>>;
   /** The caller's identity; nil when anonymous. */
   whoami(): Promise<string | number | boolean | null>;
-  /** Listens for an event or channel. */
-  on<K extends keyof EphapticEvents>(event: K, callback: (data: EphapticEvents[K]) => void): void;
+  /** Listens for an event or channel; returns a function that stops listening. */
+  on<K extends keyof EphapticEvents>(event: K, callback: (data: EphapticEvents[K]) => void): () => void;
   /** Stops listening (also cancels a `once` of the same callback). */
   off<K extends keyof EphapticEvents>(event: K, callback: (data: EphapticEvents[K]) => void): void;
-  /** Listens for the next occurrence only. */
-  once<K extends keyof EphapticEvents>(event: K, callback: (data: EphapticEvents[K]) => void): void;
+  /** Listens for the next occurrence only; returns a function that stops listening. */
+  once<K extends keyof EphapticEvents>(event: K, callback: (data: EphapticEvents[K]) => void): () => void;
   /** TanStack Query helpers. */
   queries: EphapticQueries;
+  /** TanStack mutation helpers for the functions that announce channels. */
+  mutations: EphapticMutations;
 }

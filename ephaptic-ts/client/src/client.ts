@@ -17,19 +17,14 @@ import type {
   WebSocketConstructorLike,
   WebSocketLike,
 } from "./types.js";
-import { resolveUrl } from "./url.js";
+import { NOT_PROXIED } from "./names.js";
+import { DEFAULT_PATH, needsPage, pageLocation, resolveUrl } from "./url.js";
 
 export const DEFAULT_TIMEOUT_MS = 30_000;
 export const DEFAULT_CONNECT_TIMEOUT_MS = 10_000;
 // setTimeout cannot wait longer than this; a longer timeout is no timeout.
 const MAX_TIMER_MS = 2_147_483_647;
 const OPEN = 1;
-
-/**
- * Names the proxy never turns into remote calls: `then` (so `await client` is not a call), and
- * names that tools probe on any object. Call such functions with `client.call(name, ...)`.
- */
-const NOT_PROXIED = new Set(["then", "toJSON", "$$typeof", "asymmetricMatch", "nodeType", "tagName"]);
 
 /** What a step of a connection attempt gives back when it threw (see `Connection.attemptStep`). */
 const FAILED: unique symbol = Symbol("FAILED");
@@ -63,6 +58,11 @@ interface OpenStream {
   readonly socket: WebSocketLike;
 }
 
+function globalWebSocket(): WebSocketConstructorLike | undefined {
+  const WS = (globalThis as { WebSocket?: WebSocketConstructorLike }).WebSocket;
+  return typeof WS === "function" ? WS : undefined;
+}
+
 function describe(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
 }
@@ -75,10 +75,11 @@ const has = (o: object, k: string): boolean => Object.prototype.hasOwnProperty.c
 
 /** The connection and everything riding on it. The public client is a facade over this. */
 class Connection {
-  readonly url: string;
   readonly events = new EventRegistry();
   private readonly options: ConnectOptions;
-  private readonly WS: WebSocketConstructorLike;
+  /** The resolved URL; undefined while it waits for a page to resolve against (SSR, Node). */
+  private resolvedUrl: string | undefined;
+  private WS: WebSocketConstructorLike | undefined;
   private readonly timeoutMs: number | undefined;
   private readonly connectTimeoutMs: number;
   private readonly keepBigInt: boolean;
@@ -94,6 +95,8 @@ class Connection {
   private opened = false;
   /** A connection attempt is under way (possibly still waiting for the auth function). */
   private attempting = false;
+  /** Whether an attempt was ever started: until then, `on()` may start one too. */
+  private started = false;
   private closedForGood = false;
   /** Bumped by every attempt and by disconnect(), so a stale async step can tell it is stale. */
   private generation = 0;
@@ -109,15 +112,11 @@ class Connection {
 
   constructor(options: ConnectOptions) {
     this.options = options;
-    this.url = resolveUrl(options.url);
-    const WS = options.WebSocket ?? (globalThis as { WebSocket?: WebSocketConstructorLike }).WebSocket;
-    if (typeof WS !== "function") {
-      throw new TypeError(
-        "No WebSocket implementation: this runtime has no global WebSocket (Node 20 has none). " +
-          'Pass one: import { WebSocket } from "ws"; connect({ url, WebSocket }).',
-      );
-    }
-    this.WS = WS;
+    // Outside a browser (server-side rendering, a module imported in Node) a relative URL cannot
+    // be resolved yet, and there may be no WebSocket: creating the client must still work, so
+    // both wait for the first attempt (see `environment`). Any other bad URL is an error now.
+    if (!(needsPage(options.url) && pageLocation() === undefined)) this.resolvedUrl = resolveUrl(options.url);
+    this.WS = options.WebSocket ?? globalWebSocket();
     this.timeoutMs = normalizeTimeout(options.timeout, DEFAULT_TIMEOUT_MS);
     this.connectTimeoutMs = normalizeTimeout(options.connectTimeout, DEFAULT_CONNECT_TIMEOUT_MS) ?? MAX_TIMER_MS;
     this.keepBigInt = options.bigint === true;
@@ -126,6 +125,48 @@ class Connection {
         ? undefined
         : { ...DEFAULT_BACKOFF, ...(typeof options.reconnect === "object" ? options.reconnect : {}) };
     this.logger = options.logger ?? console;
+  }
+
+  /** The resolved URL, or the URL as given while there is no page to resolve it against. */
+  get url(): string {
+    if (this.resolvedUrl !== undefined) return this.resolvedUrl;
+    const raw = this.options.url;
+    return raw === undefined ? DEFAULT_PATH : typeof raw === "string" ? raw : raw.href;
+  }
+
+  /**
+   * What an attempt needs, the URL and a WebSocket, or why this runtime cannot connect (yet): a
+   * relative URL and no page (server-side rendering), or no WebSocket implementation.
+   */
+  private environment(): { url: string; WS: WebSocketConstructorLike } | EphapticError {
+    if (this.resolvedUrl === undefined) {
+      if (pageLocation() === undefined) {
+        return new EphapticError(
+          "CONNECT_FAILED",
+          `Cannot connect here: the ephaptic URL ${JSON.stringify(this.url)} is relative and there is no page ` +
+            "location to resolve it against (server-side rendering, or Node). Creating the client at import " +
+            "time is fine; make calls in the browser (onMount, useEffect, or behind a `browser` check), or " +
+            'pass an absolute URL, e.g. connect({ url: "ws://127.0.0.1:8000/_ephaptic" }).',
+          null,
+        );
+      }
+      try {
+        this.resolvedUrl = resolveUrl(this.options.url);
+      } catch (error) {
+        return new EphapticError("CONNECT_FAILED", describe(error), null, { cause: error });
+      }
+    }
+    this.WS ??= globalWebSocket();
+    if (typeof this.WS !== "function") {
+      return new EphapticError(
+        "CONNECT_FAILED",
+        "No WebSocket implementation: this runtime has no global WebSocket (Node 20 has none). " +
+          'Pass one: import { WebSocket } from "ws"; connect({ url, WebSocket }), or run Node with ' +
+          "--experimental-websocket (Node 22 and newer have it built in).",
+        null,
+      );
+    }
+    return { url: this.resolvedUrl, WS: this.WS };
   }
 
   get state(): ConnectionState {
@@ -178,9 +219,14 @@ class Connection {
   ready(): Promise<void> {
     if (this.opened) return Promise.resolve();
     if (this.closedForGood) return Promise.reject(this.closedError());
-    if (this._state === "disconnected") this.start("connecting");
     return new Promise((resolve, reject) => {
+      // The waiter is in place before an attempt starts: one that fails at once (the WebSocket
+      // constructor throws) reaches it, rather than ending before anyone listens.
       this.attemptWaiters.add((error) => (error ? reject(error) : resolve()));
+      if (this._state === "disconnected") {
+        const blocked = this.start("connecting");
+        if (blocked) this.attemptEnded(blocked);
+      }
     });
   }
 
@@ -193,14 +239,26 @@ class Connection {
 
   // --- connecting ----------------------------------------------------------------------------
 
-  /** Starts a connection attempt now. */
-  start(state: "connecting" | "reconnecting"): void {
-    if (this.closedForGood || this.socket || this.attempting) return;
+  /**
+   * Starts a connection attempt now, unless one is under way or the client is closed. Returns why
+   * this runtime cannot connect, if it cannot (no attempt is made then, the state stays).
+   */
+  start(state: "connecting" | "reconnecting"): EphapticError | undefined {
+    if (this.closedForGood || this.socket || this.attempting) return undefined;
+    const env = this.environment();
+    if (env instanceof EphapticError) return env;
+    this.started = true;
     this.setState(state);
-    void this.open();
+    void this.open(env.url, env.WS);
+    return undefined;
   }
 
-  private async open(): Promise<void> {
+  /** Starts the first attempt if none was ever made (a client created where it could not connect). */
+  wake(): void {
+    if (!this.started) this.start("connecting");
+  }
+
+  private async open(url: string, WS: WebSocketConstructorLike): Promise<void> {
     this.attempting = true;
     const generation = ++this.generation;
     const now = Date.now();
@@ -240,7 +298,7 @@ class Connection {
     if (initBytes === FAILED) return;
 
     const ws = this.attemptStep(generation, `Could not connect to ${this.url}`, () => {
-      const socket = new this.WS(this.url);
+      const socket = new WS(url);
       socket.binaryType = "arraybuffer";
       return socket;
     });
@@ -468,9 +526,15 @@ class Connection {
       }
       if (this.opened) {
         this.send(call);
-      } else {
-        this.queue.push(call);
-        if (this._state === "disconnected") this.start("connecting");
+        return;
+      }
+      this.queue.push(call);
+      if (this._state === "disconnected") {
+        const blocked = this.start("connecting");
+        if (blocked) {
+          this.queue.splice(this.queue.indexOf(call), 1);
+          this.settle(call, undefined, blocked);
+        }
       }
     });
   }
@@ -683,8 +747,39 @@ export function connect<S = Untyped, Errs = {}>(options: ConnectOptions = {}): C
     queryFn: (context?: { signal?: CallOptions["signal"] }) => runQuery(conn, name, args, context?.signal),
   }));
 
-  const on = (event: string, callback: Listener): void => conn.events.on(event, callback);
+  const on = (event: string, callback: Listener): (() => void) => {
+    const stop = conn.events.on(event, callback);
+    conn.wake();
+    return stop;
+  };
   const off = (event: string, callback?: Listener): void => conn.events.off(event, callback);
+
+  // What invalidateOn tied to each event, for the mutation helpers' onSuccess.
+  const invalidations = new Map<string, Set<() => Promise<void>>>();
+  const invalidateFor = (events: readonly string[]): Promise<void> => {
+    const runs: Array<Promise<void>> = [];
+    for (const event of events) for (const run of invalidations.get(event) ?? []) runs.push(run());
+    return Promise.all(runs).then(() => undefined);
+  };
+
+  const mutations = callProxy({}, (name) => () => {
+    const entry = options.mutations?.[name];
+    if (entry === undefined || !has(options.mutations ?? {}, name)) {
+      throw new TypeError(
+        `client.mutations.${name}: the client does not know this function's channels. Pass the schema's ` +
+          'map: import { ephapticMutations } from "./schema"; connect({ url, mutations: ephapticMutations }). ' +
+          "(Only functions that announce channels, #[expose(broadcast = [...])], have mutation helpers.)",
+      );
+    }
+    const channels = [...entry.channels];
+    return {
+      mutationKey: [name],
+      mutationFn: (variables?: unknown) =>
+        invoke(name, entry.params === 0 ? [] : entry.params === 1 ? [variables] : [...(variables as readonly unknown[])]),
+      onSuccess: () => invalidateFor(channels),
+      channels,
+    };
+  });
 
   const base = {
     get state() {
@@ -706,37 +801,54 @@ export function connect<S = Untyped, Errs = {}>(options: ConnectOptions = {}): C
     },
     on,
     off,
-    once: (event: string, callback: Listener): void => conn.events.once(event, callback),
+    once: (event: string, callback: Listener): (() => void) => {
+      const stop = conn.events.once(event, callback);
+      conn.wake();
+      return stop;
+    },
     onStateChange: (callback: (state: ConnectionState, change: StateChange) => void) => conn.onStateChange(callback),
     ready: () => conn.ready(),
     disconnect: () => conn.disconnect(),
     isError: (e: unknown, code: string) => isEphapticError(e, code),
     queries,
+    mutations,
     invalidateOn: (event: string, queryClient: QueryClientLike, queryKeys: readonly QueryKey[]) => {
-      const invalidate = (): void => {
+      const report = (e: unknown): void => conn.report(e, { kind: "invalidation", event });
+      const invalidate = (): Promise<void> => {
+        const runs: Array<Promise<unknown>> = [];
         for (const queryKey of queryKeys) {
           try {
             const r = queryClient.invalidateQueries({ queryKey });
             if (r !== null && typeof r === "object" && typeof (r as Promise<unknown>).then === "function") {
-              (r as Promise<unknown>).then(undefined, (e) => conn.report(e, { kind: "invalidation", event }));
+              runs.push((r as Promise<unknown>).then(undefined, report));
             }
           } catch (e) {
-            conn.report(e, { kind: "invalidation", event });
+            report(e);
           }
         }
+        return Promise.all(runs).then(() => undefined);
       };
-      on(event, invalidate);
+      const onEvent = (): void => void invalidate();
+      const stopEvent = on(event, onEvent);
+      let registered = invalidations.get(event);
+      if (!registered) invalidations.set(event, (registered = new Set()));
+      registered.add(invalidate);
       const stopState = conn.onStateChange((state, change) => {
-        if (state === "connected" && change.previous === "reconnecting") invalidate();
+        if (state === "connected" && change.previous === "reconnecting") void invalidate();
       });
       return () => {
-        off(event, invalidate);
+        stopEvent();
         stopState();
+        const set = invalidations.get(event);
+        set?.delete(invalidate);
+        if (set?.size === 0) invalidations.delete(event);
       };
     },
   };
 
   const client = callProxy(base, (name) => (...args: unknown[]) => invoke(name, args));
+  // Where the client cannot connect yet (no page for a relative URL, no WebSocket), it waits for
+  // the first call, `on()` or `ready()`, which say why if it still cannot.
   conn.start("connecting");
   return client as unknown as Client<S, Errs>;
 }

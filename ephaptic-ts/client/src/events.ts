@@ -14,14 +14,17 @@ interface Entry {
 export class EventRegistry {
   private readonly byName = new Map<string, readonly Entry[]>();
 
-  /** Adds `callback` for `event`; adding the same callback twice has no further effect. */
-  on(event: string, callback: Listener): void {
-    this.add(event, callback, false);
+  /**
+   * Adds `callback` for `event`; adding the same callback twice has no further effect. Returns a
+   * function that removes it (only the `on` registration: a `once` of the same callback stays).
+   */
+  on(event: string, callback: Listener): () => void {
+    return this.add(event, callback, false);
   }
 
-  /** Adds `callback` for the next `event` only. */
-  once(event: string, callback: Listener): void {
-    this.add(event, callback, true);
+  /** Adds `callback` for the next `event` only; returns a function that removes it. */
+  once(event: string, callback: Listener): () => void {
+    return this.add(event, callback, true);
   }
 
   /** Removes `callback` (whether added by `on` or `once`), or every listener of `event` without one. */
@@ -65,13 +68,15 @@ export class EventRegistry {
     return called;
   }
 
-  private add(event: string, callback: Listener, once: boolean): void {
+  private add(event: string, callback: Listener, once: boolean): () => void {
     if (typeof callback !== "function") {
       throw new TypeError(`The listener for event ${JSON.stringify(event)} must be a function.`);
     }
     const list = this.byName.get(event) ?? [];
-    if (list.some((e) => e.callback === callback && e.once === once)) return;
-    this.byName.set(event, [...list, { callback, once, active: true }]);
+    const existing = list.find((e) => e.callback === callback && e.once === once);
+    const entry = existing ?? { callback, once, active: true };
+    if (!existing) this.byName.set(event, [...list, entry]);
+    return () => this.remove(event, entry);
   }
 
   private remove(event: string, entry: Entry): void {

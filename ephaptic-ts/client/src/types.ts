@@ -80,6 +80,11 @@ export interface ConnectOptions {
   onError?: (error: unknown, context: ErrorContext) => void;
   /** Receives warnings about skipped frames and dropped events; default `console`. */
   logger?: Logger;
+  /**
+   * The schema's `ephapticMutations` (`import { ephapticMutations } from "./schema"`): what
+   * `client.mutations` needs at run time, each announcing function's parameter count and channels.
+   */
+  mutations?: MutationsMap;
   /** Debug hook: every decoded incoming frame (`"in"`) and every frame sent (`"out"`). */
   trace?: (direction: "in" | "out", frame: Record<string, unknown>) => void;
 }
@@ -106,6 +111,38 @@ export interface QueryClientLike {
 
 export type QueryKey = readonly unknown[];
 
+/** The generated `ephapticMutations`: for each function that announces channels, its parameter count and channels. */
+export type MutationsMap = { readonly [name: string]: { readonly params: number; readonly channels: readonly string[] } };
+
+/** What `client.mutations.fn()` returns: options for `useMutation` / `createMutation`. */
+export interface MutationOptions<T = unknown, V = unknown> {
+  mutationKey: readonly [string];
+  mutationFn: (variables: V) => Promise<T>;
+  /** Invalidates the queries `invalidateOn` ties to the function's channels; resolves when they are. */
+  onSuccess: () => Promise<void>;
+  /** The channels the function announces. */
+  channels: readonly string[];
+}
+
+/** The prefixes of a query key, from the function name alone to the whole key: what `invalidateOn` accepts. */
+export type KeyPrefix<K extends QueryKey> = K extends readonly [infer Name, ...infer Args] ? PrefixesFrom<readonly [Name], Args> : K;
+
+type PrefixesFrom<Head extends QueryKey, Rest extends unknown[]> = Rest extends []
+  ? Head
+  : number extends Rest["length"]
+    ? Head | readonly [...Head, ...Rest]
+    : Rest extends [infer A, ...infer More]
+      ? Head | PrefixesFrom<readonly [...Head, A], More>
+      : Rest extends [(infer A)?, ...infer More]
+        ? // An optional argument (a trailing `Option`): the key may end before it or hold it.
+          Head | PrefixesFrom<readonly [...Head, A | undefined], More>
+        : Head;
+
+/** Every query key of a schema's `queries`, with its prefixes; any key without a schema. */
+export type QueryKeyOf<S> = S extends { queries: infer Q }
+  ? { [K in keyof Q]: Q[K] extends (...args: any[]) => { queryKey: infer QK extends QueryKey } ? KeyPrefix<QK> : never }[keyof Q]
+  : QueryKey;
+
 /** What `client.queries.fn(...args)` returns: options for `useQuery` / `createQuery`. */
 export interface QueryOptions<T = unknown, K extends QueryKey = QueryKey> {
   queryKey: K;
@@ -120,8 +157,9 @@ export interface Untyped {
 /** Without a schema, any name is a call returning `Promise<any>`. */
 export type UntypedCalls = { readonly [name: string]: (...args: any[]) => Promise<any> };
 export type UntypedQueries = { readonly [name: string]: (...args: any[]) => QueryOptions<any> };
+export type UntypedMutations = { readonly [name: string]: () => MutationOptions<any, any> };
 
-type EventMethods = "on" | "off" | "once" | "queries";
+type EventMethods = "on" | "off" | "once" | "queries" | "mutations";
 
 /** The names of a schema's functions. */
 export type MethodName<S> = {
@@ -149,7 +187,7 @@ export type CallView<S> = [S] extends [Untyped]
 export interface ClientBase<S = Untyped, Errs = {}> {
   /** The current connection state. */
   readonly state: ConnectionState;
-  /** The resolved WebSocket URL. */
+  /** The resolved WebSocket URL; the URL as given while there is no page to resolve it against (SSR). */
   readonly url: string;
   /**
    * Calls `name` with positional arguments; for functions whose names clash with the client's own
@@ -162,10 +200,12 @@ export interface ClientBase<S = Untyped, Errs = {}> {
   call(name: string, ...args: unknown[]): Promise<unknown>;
   /** A view of the client whose calls use these options: `client.withOptions({ timeout: 100 }).sleepy(2000)`. */
   withOptions(options: CallOptions): CallView<S>;
-  on(event: string, callback: (data: unknown) => void): void;
+  /** Listens for `event`; returns a function that stops listening: `useEffect(() => client.on(...), [])`. */
+  on(event: string, callback: (data: unknown) => void): () => void;
   /** Removes `callback` (added by `on` or `once`), or every listener of `event` when none is given. */
   off(event: string, callback?: (data: unknown) => void): void;
-  once(event: string, callback: (data: unknown) => void): void;
+  /** Listens for the next `event` only; returns a function that stops listening. */
+  once(event: string, callback: (data: unknown) => void): () => void;
   /** Observes connection state changes; returns a function that stops observing. */
   onStateChange(callback: (state: ConnectionState, change: StateChange) => void): () => void;
   /**
@@ -180,10 +220,17 @@ export interface ClientBase<S = Untyped, Errs = {}> {
   /** TanStack Query options: `useQuery(client.queries.add(1, 2))`. A stream's queryFn collects it into an array. */
   readonly queries: S extends { queries: infer Q } ? Q : UntypedQueries;
   /**
-   * Invalidates `queryKeys` whenever `event` arrives, and after every reconnection (events sent
-   * while disconnected are lost). Returns a function that stops it.
+   * TanStack mutation options for the functions that announce channels:
+   * `useMutation(client.mutations.createTodo())`. Needs `connect({ mutations: ephapticMutations })`.
    */
-  invalidateOn(event: EventName<S>, queryClient: QueryClientLike, queryKeys: readonly QueryKey[]): () => void;
+  readonly mutations: S extends { mutations: infer M } ? M : UntypedMutations;
+  /**
+   * Invalidates `queryKeys` whenever `event` arrives, and after every reconnection (events sent
+   * while disconnected are lost); `client.mutations`' `onSuccess` runs it too for the channels its
+   * function announces. The keys are the schema's query keys or prefixes of them, down to the
+   * function name alone (`[["getAllTodos"]]`). Returns a function that stops it.
+   */
+  invalidateOn(event: EventName<S>, queryClient: QueryClientLike, queryKeys: readonly QueryKeyOf<S>[]): () => void;
   /** Never a remote call: keeps `await client` from treating the client as a promise. */
   readonly then?: undefined;
 }

@@ -5,7 +5,7 @@ export interface LocationLike {
 
 export const DEFAULT_PATH = "/_ephaptic";
 
-function pageLocation(): LocationLike | undefined {
+export function pageLocation(): LocationLike | undefined {
   const loc = (globalThis as { location?: unknown }).location;
   if (loc && typeof (loc as LocationLike).href === "string") return loc as LocationLike;
   return undefined;
@@ -56,4 +56,15 @@ export function resolveUrl(url?: string | { readonly href: string }, location: L
   }
   parsed.hash = "";
   return parsed.toString();
+}
+
+/** Whether `url` needs a page to resolve against (it is relative, or absent). */
+export function needsPage(url?: string | { readonly href: string }): boolean {
+  const raw = url === undefined ? DEFAULT_PATH : typeof url === "string" ? url : url.href;
+  try {
+    new URL(raw);
+    return false;
+  } catch {
+    return true;
+  }
 }

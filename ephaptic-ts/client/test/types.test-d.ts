@@ -17,6 +17,13 @@ function assertType<T extends true>(): T | undefined {
 }
 
 declare const queryClient: QueryClientLike;
+// Structurally what TanStack's useMutation takes.
+declare function useMutation<TData, TVariables>(options: {
+  mutationFn?: (variables: TVariables) => Promise<TData>;
+  mutationKey?: readonly unknown[];
+  onSuccess?: (data: TData, variables: TVariables, context: unknown) => Promise<unknown> | unknown;
+  onError?: (error: Error) => unknown;
+}): { mutate(variables: TVariables): void };
 // TanStack's QueryClient, as far as the helper needs it, fits structurally.
 declare const tanstackLike: { invalidateQueries(filters?: { queryKey?: readonly unknown[] }, options?: object): Promise<void> };
 
@@ -67,6 +74,11 @@ export async function typedClient(): Promise<void> {
     void [m, l];
   });
   client.on("todoCreated", (t) => assertType<Equal<typeof t, Todo>>());
+  // on() and once() return a function that stops listening: `useEffect(() => client.on(...), [])`.
+  const stopNotice: () => void = client.on("Notice", (n) => void n.message);
+  const stopOnce: () => void = client.once("Pong", (p) => void p.ok);
+  stopNotice();
+  stopOnce();
   const onPong = (p: EphapticEvents["Pong"]): void => void p.ok;
   client.on("Pong", onPong);
   client.once("Pong", onPong);
@@ -128,11 +140,37 @@ export async function typedClient(): Promise<void> {
   // @ts-expect-error wrong query argument type
   client.queries.add(1, "2");
 
-  const stop: () => void = client.invalidateOn("todoCreated", queryClient, [["listTodos"]]);
-  client.invalidateOn("Notice", tanstackLike, [["a", 1], ["b"]]);
+  // Query keys are the schema's: the function name alone, a longer prefix, or the whole key.
+  const stop: () => void = client.invalidateOn("todoCreated", queryClient, [["countdown"]]);
+  client.invalidateOn("Notice", tanstackLike, [["add", 1], ["add", 1, 2], ["ping"], client.queries.named("a", "b").queryKey]);
   // @ts-expect-error misspelt channel in invalidateOn
-  client.invalidateOn("todoCreatd", queryClient, [["listTodos"]]);
+  client.invalidateOn("todoCreatd", queryClient, [["countdown"]]);
+  // @ts-expect-error misspelt query name in a key
+  client.invalidateOn("todoCreated", queryClient, [["countdwn"]]);
+  // @ts-expect-error wrong argument type in a key
+  client.invalidateOn("todoCreated", queryClient, [["add", "1"]]);
+  // @ts-expect-error a key longer than the function's
+  client.invalidateOn("todoCreated", queryClient, [["ping", 1]]);
+  // @ts-expect-error the empty key (everything) is not a key of the schema
+  client.invalidateOn("todoCreated", queryClient, [[]]);
   stop();
+
+  // --- mutations (functions that announce channels) ----------------------------------------
+  const create = client.mutations.create_todo();
+  assertType<Equal<typeof create.mutationKey, readonly ["create_todo"]>>();
+  assertType<Equal<Parameters<typeof create.mutationFn>, [variables: string]>>();
+  const created: Todo = await create.mutationFn("buy milk");
+  await create.onSuccess();
+  const channels: readonly ["todoCreated"] = create.channels;
+  void [created, channels];
+  // @ts-expect-error wrong variables type
+  void create.mutationFn(1);
+  // @ts-expect-error only functions that announce channels have mutation helpers
+  client.mutations.add();
+  const m = useMutation({ ...client.mutations.create_todo(), onError: () => {} });
+  m.mutate("t");
+  // @ts-expect-error the variables are the function's argument
+  m.mutate(1);
 
   // --- the client's own members ------------------------------------------------------------
   const state: ConnectionState = client.state;
@@ -161,6 +199,12 @@ export async function untypedClient(): Promise<void> {
   client.on("whatever", (data: unknown) => void data);
   client.off("whatever");
   client.once("x", (data) => assertType<Equal<typeof data, unknown>>());
+  const stopAny: () => void = client.on("whatever", () => {});
+  stopAny();
+  client.invalidateOn("any", { invalidateQueries: () => undefined }, [["any", 1, { x: 2 }]]);
+  const mut = client.mutations.anything();
+  const mv: unknown = await mut.mutationFn(["a", 1]);
+  void mv;
   const r: unknown = await client.call("add", 1, 2);
   const s: ConnectionState = client.state;
   const st = (await client.countdown(3)) as EphapticStream<number>;

@@ -57,16 +57,21 @@ export type StreamBroke = { after: number, };
 
 export type Todo = { id: number, title: string, done: boolean, };
 
+/** Spells an argument shape out as one object type (for hovers and errors). */
+type EphapticFlatten<T> = { [K in keyof T]: T[K] } & {};
+
 /** `Profile` as an argument: the fields the server fills in when absent are optional. */
-export type ProfileInput = Omit<Profile, "nickname" | "tags" | "scores" | "computed"> & Partial<Pick<Profile, "nickname" | "tags" | "scores">>;
+export type ProfileInput = EphapticFlatten<Omit<Profile, "nickname" | "tags" | "scores" | "computed"> & Partial<Pick<Profile, "nickname" | "tags" | "scores">>>;
 
 /** `SomethingHappened` as an argument: the fields the server fills in when absent are optional. */
-export type SomethingHappenedInput = Omit<SomethingHappened, "code" | "isError"> & Partial<Pick<SomethingHappened, "code" | "isError">>;
+export type SomethingHappenedInput = EphapticFlatten<Omit<SomethingHappened, "code" | "isError"> & Partial<Pick<SomethingHappened, "code" | "isError">>>;
 
 /** Every event and channel clients can listen for, with its payload type. */
 export interface EphapticEvents {
   /** Something happened; tell everyone. */
   "SomethingHappened": SomethingHappened;
+  /** Channel: announced by `toJSON` after it succeeds. */
+  "jsonChanged": number;
   /** Channel: announced by `set_levels` after it succeeds. */
   "levelsChanged": Array<Level>;
   /** Channel: announced by `create_todo` after it succeeds. */
@@ -105,6 +110,27 @@ export interface EphapticQueries {
   watch(ids: Array<number>): { queryKey: readonly ["watch", Array<number>]; queryFn: () => Promise<Array<Profile>> };
 }
 
+/**
+ * `client.mutations.<fn>()`: options for TanStack Query's `useMutation`, for the functions that
+ * announce channels. `variables` is the function's argument (none for no parameters, a tuple for
+ * several); `onSuccess` invalidates the queries `client.invalidateOn` ties to its channels.
+ */
+export interface EphapticMutations {
+  /** Announces `todoCreated`. */
+  create_todo(): { mutationKey: readonly ["create_todo"]; mutationFn: (variables: string) => Promise<Todo>; onSuccess: () => Promise<void>; channels: readonly ["todoCreated"] };
+  /** Announces `levelsChanged`. */
+  set_levels(): { mutationKey: readonly ["set_levels"]; mutationFn: (variables: Array<Level>) => Promise<Array<Level>>; onSuccess: () => Promise<void>; channels: readonly ["levelsChanged"] };
+}
+
+/**
+ * What `client.mutations` needs at run time: each function's parameter count and channels.
+ * Pass it to `connect({ url, mutations: ephapticMutations })`.
+ */
+export const ephapticMutations = {
+  "create_todo": { params: 1, channels: ["todoCreated"] },
+  "set_levels": { params: 1, channels: ["levelsChanged"] },
+} as const;
+
 /** The server's functions, events and queries, as `@ephaptic/client` exposes them. */
 export interface EphapticService {
   /** Adds two numbers. */
@@ -125,13 +151,17 @@ export interface EphapticService {
   send(envelope: Envelope, loose: Loose): Promise<Array<Envelope>>;
   /** A unit-only channel payload from a function returning a list. */
   set_levels(levels: Array<Level>): Promise<Array<Level>>;
+  // `toJSON` clashes with a client member: call it as `client.call("toJSON", ...)`.
+  // `toString` clashes with a client member: call it as `client.call("toString", ...)`.
   watch(ids: Array<number>): Promise<AsyncIterableIterator<Profile>>;
-  /** Listens for an event or channel. */
-  on<K extends keyof EphapticEvents>(event: K, callback: (data: EphapticEvents[K]) => void): void;
+  /** Listens for an event or channel; returns a function that stops listening. */
+  on<K extends keyof EphapticEvents>(event: K, callback: (data: EphapticEvents[K]) => void): () => void;
   /** Stops listening (also cancels a `once` of the same callback). */
   off<K extends keyof EphapticEvents>(event: K, callback: (data: EphapticEvents[K]) => void): void;
-  /** Listens for the next occurrence only. */
-  once<K extends keyof EphapticEvents>(event: K, callback: (data: EphapticEvents[K]) => void): void;
+  /** Listens for the next occurrence only; returns a function that stops listening. */
+  once<K extends keyof EphapticEvents>(event: K, callback: (data: EphapticEvents[K]) => void): () => void;
   /** TanStack Query helpers. */
   queries: EphapticQueries;
+  /** TanStack mutation helpers for the functions that announce channels. */
+  mutations: EphapticMutations;
 }

@@ -69,6 +69,27 @@ export interface EphapticQueries {
   toggleTodo(id: number): { queryKey: readonly ["toggleTodo", number]; queryFn: () => Promise<Todo> };
 }
 
+/**
+ * `client.mutations.<fn>()`: options for TanStack Query's `useMutation`, for the functions that
+ * announce channels. `variables` is the function's argument (none for no parameters, a tuple for
+ * several); `onSuccess` invalidates the queries `client.invalidateOn` ties to its channels.
+ */
+export interface EphapticMutations {
+  /** Announces `todoCreated`. */
+  createTodo(): { mutationKey: readonly ["createTodo"]; mutationFn: (variables: string) => Promise<Todo>; onSuccess: () => Promise<void>; channels: readonly ["todoCreated"] };
+  /** Announces `todoUpdated`. */
+  toggleTodo(): { mutationKey: readonly ["toggleTodo"]; mutationFn: (variables: number) => Promise<Todo>; onSuccess: () => Promise<void>; channels: readonly ["todoUpdated"] };
+}
+
+/**
+ * What `client.mutations` needs at run time: each function's parameter count and channels.
+ * Pass it to `connect({ url, mutations: ephapticMutations })`.
+ */
+export const ephapticMutations = {
+  "createTodo": { params: 1, channels: ["todoCreated"] },
+  "toggleTodo": { params: 1, channels: ["todoUpdated"] },
+} as const;
+
 /** The server's functions, events and queries, as `@ephaptic/client` exposes them. */
 export interface EphapticService {
   /**
@@ -95,12 +116,14 @@ export interface EphapticService {
    * Requires login.
    */
   toggleTodo(id: number): Promise<Todo>;
-  /** Listens for an event or channel. */
-  on<K extends keyof EphapticEvents>(event: K, callback: (data: EphapticEvents[K]) => void): void;
+  /** Listens for an event or channel; returns a function that stops listening. */
+  on<K extends keyof EphapticEvents>(event: K, callback: (data: EphapticEvents[K]) => void): () => void;
   /** Stops listening (also cancels a `once` of the same callback). */
   off<K extends keyof EphapticEvents>(event: K, callback: (data: EphapticEvents[K]) => void): void;
-  /** Listens for the next occurrence only. */
-  once<K extends keyof EphapticEvents>(event: K, callback: (data: EphapticEvents[K]) => void): void;
+  /** Listens for the next occurrence only; returns a function that stops listening. */
+  once<K extends keyof EphapticEvents>(event: K, callback: (data: EphapticEvents[K]) => void): () => void;
   /** TanStack Query helpers. */
   queries: EphapticQueries;
+  /** TanStack mutation helpers for the functions that announce channels. */
+  mutations: EphapticMutations;
 }

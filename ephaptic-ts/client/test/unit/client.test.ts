@@ -555,6 +555,131 @@ test("invalidateOn invalidates on the channel and after a reconnect, until unsub
   client.disconnect();
 });
 
-test("without a WebSocket implementation connect() says what to pass", { skip: typeof (globalThis as { WebSocket?: unknown }).WebSocket !== "undefined" && "this runtime has a global WebSocket" }, () => {
-  assert.throws(() => connect({ url: "ws://127.0.0.1:1/_ephaptic" }), /No WebSocket implementation[\s\S]*from "ws"/);
+const noGlobalWebSocket = typeof (globalThis as { WebSocket?: unknown }).WebSocket === "undefined";
+
+test("without a WebSocket implementation connect() works; calls and ready() say what to pass", { skip: !noGlobalWebSocket && "this runtime has a global WebSocket" }, async () => {
+  const client = connect({ url: "ws://127.0.0.1:1/_ephaptic" });
+  clients.push(client);
+  assert.equal(client.state, "disconnected");
+  const says = (e: unknown) => isCode("CONNECT_FAILED")(e) && /No WebSocket implementation[\s\S]*from "ws"[\s\S]*--experimental-websocket/.test((e as Error).message);
+  await assert.rejects(client.call("add", 1, 2), says);
+  await assert.rejects(client.ready(), says);
+  assert.equal(client.state, "disconnected");
+});
+
+test("on() and once() return a function that removes just that listener", async () => {
+  const { client, fake } = setup();
+  fake.last().open();
+  const got: string[] = [];
+  const a = (d: unknown) => void got.push(`a${String(d)}`);
+  const stopA = client.on("n", a);
+  const stopOnce = client.once("n", a);
+  client.on("n", (d) => void got.push(`b${String(d)}`));
+  const send = (v: number) => fake.last().receive({ type: "event", name: "n", payload: { args: [v], kwargs: {} } });
+  stopOnce();
+  send(1);
+  stopA();
+  stopA(); // a second call does nothing
+  send(2);
+  assert.deepEqual(got, ["a1", "b1", "b2"]);
+  client.off("n", a); // off still works, with nothing left to remove
+  client.disconnect();
+});
+
+test("ready() with reconnect: false rejects when the first attempt fails at once", async () => {
+  let n = 0;
+  class Throwing {
+    constructor() {
+      n++;
+      throw new Error("refused");
+    }
+  }
+  const client = connect({
+    url: "ws://test/_ephaptic",
+    WebSocket: Throwing as unknown as ConnectOptions["WebSocket"] & object,
+    reconnect: false,
+    logger: recordingLogger().logger,
+  });
+  clients.push(client);
+  // The first attempt (made by connect()) already failed; ready() makes another and learns how it ended.
+  assert.equal(client.state, "disconnected");
+  await assert.rejects(client.ready(), (e) => isCode("CONNECT_FAILED")(e) && /refused/.test((e as Error).message));
+  assert.equal(n, 2);
+  client.disconnect();
+});
+
+test("names the proxy never forwards are Object.prototype's and the probed ones, and are never calls", async () => {
+  const { OBJECT_PROTOTYPE_NAMES, NOT_PROXIED, PROBED_NAMES } = await import("../../dist/names.js");
+  assert.deepEqual([...OBJECT_PROTOTYPE_NAMES].sort(), Object.getOwnPropertyNames(Object.prototype).sort());
+  const { client, fake } = setup();
+  fake.last().open();
+  const asRecord = client as unknown as Record<string, unknown>;
+  for (const name of PROBED_NAMES) assert.equal(asRecord[name], undefined, name);
+  for (const name of NOT_PROXIED) {
+    const v = asRecord[name];
+    if (typeof v === "function") {
+      try {
+        (v as () => unknown).call(client);
+      } catch {
+        // Object.prototype's own (`__defineGetter__` without arguments) may throw: still no call
+      }
+    }
+  }
+  assert.equal(fake.last().frames("rpc").length, 0);
+  client.disconnect();
+});
+
+test("mutations: mutationFn calls with the variables as arguments; onSuccess runs the channels' invalidations", async () => {
+  const mutations = {
+    create_todo: { params: 1, channels: ["todoCreated"] },
+    none: { params: 0, channels: ["a"] },
+    two: { params: 2, channels: ["a", "b"] },
+  } as const;
+  const { client, fake } = setup({ mutations });
+  const ws = fake.last();
+  ws.open();
+  const create = client.mutations.create_todo();
+  assert.deepEqual(create.mutationKey, ["create_todo"]);
+  assert.deepEqual(create.channels, ["todoCreated"]);
+  const r = create.mutationFn("milk");
+  ws.receive({ id: 1, result: { id: 1, title: "milk" } });
+  assert.deepEqual(await r, { id: 1, title: "milk" });
+  const pending = [client.mutations.none().mutationFn(undefined), client.mutations.two().mutationFn(["x", 2])];
+  pending.forEach((p) => p.catch(() => {})); // never answered: the disconnect below rejects them
+  assert.deepEqual(
+    ws.frames("rpc").map((f) => [f.name, f.args]),
+    [["create_todo", ["milk"]], ["none", []], ["two", ["x", 2]]],
+  );
+
+  // onSuccess invalidates what invalidateOn tied to the channels, and resolves after it.
+  const invalidated: unknown[] = [];
+  let release!: () => void;
+  const slow = new Promise<void>((r) => (release = r));
+  const queryClient = {
+    invalidateQueries: (f: { queryKey: readonly unknown[] }) => {
+      invalidated.push(f.queryKey);
+      return slow;
+    },
+  };
+  const stopTodos = client.invalidateOn("todoCreated", queryClient, [["listTodos"]]);
+  client.invalidateOn("b", queryClient, [["stats"]]);
+  let done = false;
+  const success = create.onSuccess().then(() => (done = true));
+  await flush();
+  assert.deepEqual(invalidated, [["listTodos"]]);
+  assert.equal(done, false, "onSuccess waits for the invalidation");
+  release();
+  await success;
+  await client.mutations.two().onSuccess();
+  assert.deepEqual(invalidated, [["listTodos"], ["stats"]]);
+  stopTodos();
+  await create.onSuccess();
+  assert.equal(invalidated.length, 2, "an invalidation stopped is not run by onSuccess");
+  client.disconnect();
+});
+
+test("mutations without the schema's map say how to pass it", () => {
+  const { client } = setup();
+  assert.throws(() => client.mutations.create_todo(), /connect\(\{ url, mutations: ephapticMutations \}\)/);
+  client.disconnect();
 });
