@@ -285,9 +285,26 @@ async fn a_graceful_shutdown_finishes_calls_in_flight_refuses_new_ones_and_close
     let mut c = Client::connect(&url).await;
     assert_eq!(c.ok("add", vec![int(1), int(1)]).await, int(2));
     c.send(&rpc(7, "sleepy", vec![int(500)])).await;
+    // A stream that would never end: the shutdown ends it at once rather than waiting.
+    let mut s = Client::connect(&url).await;
+    s.send(&rpc(9, "ticker", vec![int(20)])).await;
+    s.recv().await;
     tokio::time::sleep(Duration::from_millis(50)).await;
+    let stopped_at = tokio::time::Instant::now();
     stop.send(()).unwrap();
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    let ended = loop {
+        let f = s.recv().await;
+        if has(&f, "error") {
+            break f;
+        }
+    };
+    assert_eq!(get(&ended, "id"), &int(9));
+    assert_eq!(get(get(&ended, "error"), "code"), &v("SHUTTING_DOWN"));
+    // The drain deadline is 10 s: a stream waited for would end there.
+    assert!(
+        stopped_at.elapsed() < Duration::from_secs(5),
+        "ended at once, not at the deadline"
+    );
     c.send(&rpc(8, "add", vec![int(1), int(2)])).await;
     let refused = c.recv().await;
     assert_eq!(get(&refused, "id"), &int(8));

@@ -144,10 +144,11 @@ pub(crate) fn start(
         }
         stream @ Outcome::Stream(_) => {
             let (key, id) = keys(frame, raw);
-            spawn_call(
+            spawn_running(
                 state,
                 conn,
                 key,
+                true,
                 send_outcome(conn.clone(), debug, def, id, stream),
             );
             return;
@@ -235,11 +236,19 @@ fn spawn_call<F>(state: &Arc<State>, conn: &Arc<Connection>, key: Bytes, rest: F
 where
     F: Future<Output = ()> + Send + 'static,
 {
+    spawn_running(state, conn, key, false, rest);
+}
+
+/// [`spawn_call`], saying whether it is a stream (which a shutdown ends at once).
+fn spawn_running<F>(state: &Arc<State>, conn: &Arc<Connection>, key: Bytes, stream: bool, rest: F)
+where
+    F: Future<Output = ()> + Send + 'static,
+{
     let state = state.clone();
     let seq = conn.next_call_seq();
     let task_conn = conn.clone();
     let task_key = key.clone();
-    conn.spawn_call(key, seq, move || {
+    conn.spawn_call(key, seq, stream, move || {
         tokio::spawn(in_scope(state, async move {
             rest.await;
             task_conn.finish_call(&task_key, seq);

@@ -1,6 +1,8 @@
 //! A graceful shutdown, once the server has stopped accepting: new calls are refused with
-//! `SHUTTING_DOWN`, calls in flight get until the drain deadline to finish and be answered,
-//! what still runs then is stopped and answered `SHUTTING_DOWN`, and every connection is
+//! `SHUTTING_DOWN`, open streams are ended with it at once (they may never end by themselves,
+//! and a deploy should not wait for them), calls in flight get until the drain deadline to
+//! finish and be answered, what still runs then is stopped and answered `SHUTTING_DOWN`, and
+//! every connection is
 //! closed with 1001 ("going away"), which clients take as a cue to reconnect (to another
 //! server, or to this one once it is back).
 
@@ -12,6 +14,7 @@ use tokio::time::Instant;
 
 use super::state::State;
 use crate::error::Error;
+use crate::session::Connection;
 use crate::wire::NIL;
 
 /// WebSocket close code "going away" (RFC 6455): the server is shutting down.
@@ -51,7 +54,15 @@ pub(crate) async fn drain(state: &Arc<State>, timeout: Duration) -> Drained {
         "shutting down: letting calls in flight finish (up to {timeout:?})"
     );
 
-    // 1. Calls in flight finish and their answers leave.
+    // 1. Streams, which may never end by themselves, end now; calls in flight finish and
+    // their answers leave.
+    let mut streams = 0;
+    for conn in hub.connections() {
+        for key in conn.abort_streams() {
+            streams += 1;
+            answer_shutting_down(&conn, key);
+        }
+    }
     wait_until(deadline, || {
         hub.connections()
             .iter()
@@ -64,12 +75,7 @@ pub(crate) async fn drain(state: &Arc<State>, timeout: Duration) -> Drained {
     for conn in hub.connections() {
         for key in conn.abort_running() {
             stopped += 1;
-            let id = if key.is_empty() {
-                Bytes::from_static(NIL)
-            } else {
-                key
-            };
-            conn.try_answer(shutting_down().to_frame(&id, false));
+            answer_shutting_down(&conn, key);
         }
     }
     if stopped > 0 {
@@ -85,11 +91,21 @@ pub(crate) async fn drain(state: &Arc<State>, timeout: Duration) -> Drained {
         conn.close(CLOSE_GOING_AWAY, "server shutting down");
     }
     wait_until(Instant::now() + LAST_FRAMES, || hub.len() == 0).await;
-    tracing::info!(connections, stopped, "shut down");
+    tracing::info!(connections, streams, stopped, "shut down");
     Drained {
         connections,
         stopped,
     }
+}
+
+/// Answers the call with encoded id `key` `SHUTTING_DOWN` (if its queue has room).
+fn answer_shutting_down(conn: &Connection, key: Bytes) {
+    let id = if key.is_empty() {
+        Bytes::from_static(NIL)
+    } else {
+        key
+    };
+    conn.try_answer(shutting_down().to_frame(&id, false));
 }
 
 async fn wait_until(deadline: Instant, mut done: impl FnMut() -> bool) {

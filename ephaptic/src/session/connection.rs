@@ -31,12 +31,21 @@ pub(crate) struct Connection {
     /// stop them. A client may reuse an id while a call with it runs: all of them are kept, and
     /// `cancel` stops all of them (never a call that nothing can stop). The sequence number
     /// tells which finished.
-    calls: Mutex<HashMap<Bytes, Vec<(u64, AbortHandle)>>>,
+    calls: Mutex<HashMap<Bytes, Vec<Running>>>,
     /// How many calls run in tasks of their own, read without the lock for the bound.
     running: AtomicUsize,
     /// How many frames it sent that could not be used (for logs that cannot be flooded).
     bad_frames: AtomicUsize,
     call_seq: AtomicU64,
+}
+
+/// A call (or stream) running in a task of its own.
+#[derive(Debug)]
+struct Running {
+    seq: u64,
+    handle: AbortHandle,
+    /// A stream, which a shutdown ends at once instead of waiting for it.
+    stream: bool,
 }
 
 impl std::fmt::Debug for Connection {
@@ -167,17 +176,27 @@ impl Connection {
 
     /// Runs `spawn` while holding the call table, so the task cannot finish (and try to remove
     /// itself) before it has been recorded.
-    pub fn spawn_call(&self, key: Bytes, seq: u64, spawn: impl FnOnce() -> AbortHandle) {
+    pub fn spawn_call(
+        &self,
+        key: Bytes,
+        seq: u64,
+        stream: bool,
+        spawn: impl FnOnce() -> AbortHandle,
+    ) {
         let mut calls = lock(&self.calls);
         let handle = spawn();
-        calls.entry(key).or_default().push((seq, handle));
+        calls.entry(key).or_default().push(Running {
+            seq,
+            handle,
+            stream,
+        });
         self.running.fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn finish_call(&self, key: &Bytes, seq: u64) {
         let mut calls = lock(&self.calls);
         if let Some(entries) = calls.get_mut(key)
-            && let Some(at) = entries.iter().position(|(s, _)| *s == seq)
+            && let Some(at) = entries.iter().position(|r| r.seq == seq)
         {
             entries.swap_remove(at);
             if entries.is_empty() {
@@ -190,8 +209,8 @@ impl Connection {
     /// Stops every call the client started with this encoded id that still runs.
     pub fn cancel_call(&self, key: &[u8]) {
         let entries = lock(&self.calls).remove(key);
-        for (_, handle) in entries.into_iter().flatten() {
-            handle.abort();
+        for running in entries.into_iter().flatten() {
+            running.handle.abort();
             self.running.fetch_sub(1, Ordering::Relaxed);
         }
     }
@@ -218,12 +237,35 @@ impl Connection {
         let calls = std::mem::take(&mut *lock(&self.calls));
         self.running.store(0, Ordering::Relaxed);
         let mut ids = Vec::with_capacity(calls.len());
-        for (key, handles) in calls {
-            for (_, handle) in handles {
-                handle.abort();
+        for (key, entries) in calls {
+            for running in entries {
+                running.handle.abort();
             }
             ids.push(key);
         }
+        ids
+    }
+
+    /// Stops every stream still running and returns their encoded ids (a shutdown does not
+    /// wait for streams, which may never end by themselves).
+    pub fn abort_streams(&self) -> Vec<Bytes> {
+        let mut calls = lock(&self.calls);
+        let mut ids = Vec::new();
+        calls.retain(|key, entries| {
+            let before = entries.len();
+            entries.retain(|r| {
+                if r.stream {
+                    r.handle.abort();
+                }
+                !r.stream
+            });
+            if entries.len() < before {
+                self.running
+                    .fetch_sub(before - entries.len(), Ordering::Relaxed);
+                ids.push(key.clone());
+            }
+            !entries.is_empty()
+        });
         ids
     }
 
@@ -231,8 +273,8 @@ impl Connection {
     pub fn abort_all(&self) {
         let calls = std::mem::take(&mut *lock(&self.calls));
         self.running.store(0, Ordering::Relaxed);
-        for (_, handle) in calls.into_values().flatten() {
-            handle.abort();
+        for running in calls.into_values().flatten() {
+            running.handle.abort();
         }
     }
 }
