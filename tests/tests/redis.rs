@@ -32,6 +32,12 @@ async fn join_room(caller: Caller, room: String) -> bool {
     caller.join(&room)
 }
 
+/// Joins and answers only once the room's events from other servers reach this one.
+#[expose]
+async fn join_room_ready(caller: Caller, room: String) -> bool {
+    caller.join_ready(&room).await
+}
+
 #[expose]
 async fn tell_room(room: String, text: String) -> usize {
     ephaptic::group(room).emit(RoomNote { text }).await
@@ -442,6 +448,31 @@ async fn groups_and_channels_cross_servers_and_reach_members_only() {
     // The last member leaving B unsubscribes B; A's member keeps A subscribed.
     drop(member_b);
     redis.wait_subscribers("ephaptic:g:lobby", 1).await;
+}
+
+#[tokio::test]
+async fn a_member_that_joined_ready_is_subscribed_when_the_join_returns() {
+    let redis = RedisServer::start();
+    let (a, b) = (node(&redis.url()).await, node(&redis.url()).await);
+    let mut sender = Peer::connect(&a).await;
+    sender.ok("add", vec![Value::from(1), Value::from(1)]).await;
+    for i in 0..5 {
+        let room = format!("fresh-{i}");
+        let mut member = Peer::connect(&b).await;
+        assert_eq!(
+            member.ok("join_room_ready", vec![v(&room)]).await,
+            Value::from(true)
+        );
+        // Asked once, not waited for: with `join` alone B subscribes in the background, and
+        // Redis has often not seen it yet when the reply arrives.
+        assert_eq!(
+            redis.subscribers(&format!("ephaptic:g:{room}")).await,
+            1,
+            "{room}: B is subscribed when join_ready returns"
+        );
+        sender.ok("tell_room", vec![v(&room), v("first")]).await;
+        assert_eq!(&member.kwarg("RoomNote", "text").await, &v("first"));
+    }
 }
 
 #[tokio::test]

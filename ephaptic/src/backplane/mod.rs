@@ -194,31 +194,7 @@ impl Delivery for RedisDelivery {
     }
 
     fn ready(&self, topic: Topic<'_>) -> Option<BoxFuture<()>> {
-        let Topic::Identity(id) = topic else {
-            return None;
-        };
-        if self.link.settings.compat || self.link.is_down() {
-            // Identity events come through the compatibility channel; or Redis is away, and
-            // waiting would not help.
-            return None;
-        }
-        let channel = channel::user(id);
-        if lock(&self.link.confirmed).contains(&channel) {
-            return None;
-        }
-        let link = self.link.clone();
-        Some(Box::pin(async move {
-            let confirmed = async {
-                loop {
-                    let changed = link.confirmed_changed.notified();
-                    if lock(&link.confirmed).contains(&channel) || link.is_down() {
-                        return;
-                    }
-                    changed.await;
-                }
-            };
-            let _ = tokio::time::timeout(READY_WAIT, confirmed).await;
-        }))
+        Interest::ready(&*self.link, topic)
     }
 
     fn opened(&self) {
@@ -339,6 +315,32 @@ fn permanent_channels(node: &str, compat: bool) -> Vec<String> {
 }
 
 impl Interest for Link {
+    fn ready(&self, topic: Topic<'_>) -> Option<crate::session::hub::Ready> {
+        let channel = match topic {
+            // Identity events come through the compatibility channel, always subscribed.
+            Topic::Identity(_) if self.settings.compat => return None,
+            Topic::Identity(id) => channel::user(id),
+            Topic::Group(name) => channel::group(name),
+        };
+        if self.is_down() || lock(&self.confirmed).contains(&channel) {
+            // Redis is away, and waiting would not help; or it is subscribed already.
+            return None;
+        }
+        let link = self.me.upgrade()?;
+        Some(Box::pin(async move {
+            let confirmed = async {
+                loop {
+                    let changed = link.confirmed_changed.notified();
+                    if lock(&link.confirmed).contains(&channel) || link.is_down() {
+                        return;
+                    }
+                    changed.await;
+                }
+            };
+            let _ = tokio::time::timeout(READY_WAIT, confirmed).await;
+        }))
+    }
+
     fn changed(&self, topic: Topic<'_>, held: bool) {
         let channel = match topic {
             // In compatibility mode identity events come through the reference's channel.

@@ -90,6 +90,28 @@ impl Caller {
         self.hub.join(&self.conn, group)
     }
 
+    /// [`join`](Self::join), then waits until events sent to the group from other servers
+    /// reach this one (with Redis, until this server's subscription to the group is confirmed;
+    /// at most a few seconds, and not at all while Redis is away). With `join` alone, the
+    /// subscription is made in the background, and an event another server sends to the group
+    /// in the first milliseconds may miss this member. Without Redis it is `join`.
+    ///
+    /// ```
+    /// # use ephaptic::Caller;
+    /// #[ephaptic::expose]
+    /// async fn enter(caller: Caller, room: String) -> bool {
+    ///     // The reply is sent once the room's events from every server reach the caller.
+    ///     caller.join_ready(&format!("room:{room}")).await
+    /// }
+    /// ```
+    pub async fn join_ready(&self, group: &str) -> bool {
+        let joined = self.join(group);
+        if let Some(ready) = self.hub.ready(crate::session::Topic::Group(group)) {
+            ready.await;
+        }
+        joined
+    }
+
     /// Removes this connection from a group; `false` when it was not a member.
     pub fn leave(&self, group: &str) -> bool {
         self.hub.leave(&self.conn, group)

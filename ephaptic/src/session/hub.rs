@@ -25,7 +25,17 @@ pub(crate) enum Topic<'a> {
 /// when its last one leaves. Called under the hub's lock: it must not block.
 pub(crate) trait Interest: Send + Sync + fmt::Debug {
     fn changed(&self, topic: Topic<'_>, held: bool);
+
+    /// Resolves once what other servers send about `topic` reaches this one (a backplane's
+    /// subscription is confirmed), or when waiting longer would not help; `None` when there is
+    /// nothing to wait for.
+    fn ready(&self, _topic: Topic<'_>) -> Option<Ready> {
+        None
+    }
 }
+
+/// What [`Interest::ready`] returns.
+pub(crate) type Ready = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
 
 #[derive(Debug, Default)]
 pub(crate) struct Hub {
@@ -133,6 +143,11 @@ impl Hub {
                 self.tell(Topic::Group(group), true);
             }
         })
+    }
+
+    /// What to await for events about `topic` from other servers to reach this one.
+    pub fn ready(&self, topic: Topic<'_>) -> Option<Ready> {
+        self.interest.as_ref()?.ready(topic)
     }
 
     /// Removes `conn` from `group`; `false` when it was not a member.
