@@ -60,6 +60,9 @@ if ! $quick; then
     # The workspace turns on `redis`; the runtime must build and lint without it too.
     step "lint without optional features" cargo clippy -p ephaptic --all-targets -- -D warnings
 fi
+# tests/tests/attacks.rs and soak.rs run the parity fixture as a child process (they build it
+# themselves when missing; building it here keeps that out of their time).
+step "build the parity fixture" cargo build -p parity
 step "Rust tests" rust_tests
 if ! $quick; then
     step "doc tests" cargo test --workspace --doc

@@ -2,6 +2,8 @@
 //! read by hand, so the tests see exactly what any client would see on the wire.
 #![allow(dead_code)]
 
+pub mod child;
+
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
