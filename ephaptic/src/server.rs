@@ -536,6 +536,7 @@ impl Server {
     pub async fn serve_listener(mut self, listener: TcpListener) -> std::io::Result<()> {
         use crate::transport::listener::{Accepted, Admission, Caps, Listener};
         raise_open_files();
+        crate::session::budget::tune_allocator();
         let signals = self.shutdown.is_none();
         let shutdown = match self.shutdown.take() {
             Some(signal) => signal.into_inner().unwrap_or_else(|e| e.into_inner()),

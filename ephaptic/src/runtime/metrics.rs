@@ -61,6 +61,10 @@ pub struct Metrics {
     /// How many times the memory budget refused a connection more (its events were dropped or
     /// it was closed).
     pub memory_refusals: u64,
+    /// How many times the server asked the allocator to give back what large buffers left
+    /// (glibc's `malloc_trim`; after the buffered bytes fall back to nothing, at most once a
+    /// second).
+    pub memory_trims: u64,
 }
 
 /// The current server's numbers (inside a handler, its server; elsewhere the one started most
@@ -86,6 +90,7 @@ pub fn metrics() -> Option<Metrics> {
         handshake_timeouts: s.refusals.timeouts.load(Relaxed),
         buffered_bytes: s.outbound.memory.used(),
         memory_refusals: s.outbound.memory.refusals.load(Relaxed),
+        memory_trims: s.outbound.memory.trims(),
         rate_limit_entries: s.limiter.entries(),
     })
 }

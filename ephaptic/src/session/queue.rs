@@ -21,8 +21,9 @@ struct Frames {
     /// The bytes of the frames that wait.
     bytes: usize,
     /// How many of them are charged against the process-wide memory budget (those beyond the
-    /// connection's free allowance).
+    /// connection's free allowance), and whether any ever were.
     charged: usize,
+    ever_charged: bool,
     /// The consumer is gone: senders fail instead of waiting.
     receiver_gone: bool,
 }
@@ -76,6 +77,7 @@ pub(crate) fn channel(capacity: usize, memory: Arc<MemoryBudget>) -> (Sender, Re
             frames: VecDeque::new(),
             bytes: 0,
             charged: 0,
+            ever_charged: false,
             receiver_gone: false,
         }),
         capacity: capacity.max(1),
@@ -123,6 +125,7 @@ impl Sender {
                 self.0.memory.force_charge(charge);
             }
             state.charged += charge;
+            state.ever_charged = true;
         }
         state.bytes = held;
         state.frames.push_back(frame);
@@ -233,8 +236,12 @@ impl Drop for Receiver {
         state.frames.clear();
         state.bytes = 0;
         self.0.memory.release(std::mem::take(&mut state.charged));
+        let held_much = state.ever_charged;
         self.0.len.store(0, Ordering::Release);
         drop(state);
+        if held_much {
+            self.0.memory.holder_closed();
+        }
         self.0.writable.notify_waiters();
         // A sender that checked just before may wait on a stored permit: give it one too.
         self.0.writable.notify_one();

@@ -18,7 +18,7 @@ use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
@@ -132,6 +132,8 @@ pub(crate) struct Meter {
     unfinished: AtomicUsize,
     /// How many of them are charged to the memory budget.
     charged: AtomicUsize,
+    /// Whether it ever charged any (then its close asks the allocator to trim).
+    ever_charged: AtomicBool,
     memory: Arc<MemoryBudget>,
 }
 
@@ -177,6 +179,7 @@ impl Meter {
             return false;
         }
         self.charged.store(want, Ordering::Relaxed);
+        self.ever_charged.store(true, Ordering::Relaxed);
         true
     }
 }
@@ -184,6 +187,11 @@ impl Meter {
 impl Drop for Meter {
     fn drop(&mut self) {
         self.memory.release(*self.charged.get_mut());
+        if *self.ever_charged.get_mut() {
+            // The socket's buffers (a read buffer grown for a large message, what was decoded
+            // from it) go with it.
+            self.memory.holder_closed();
+        }
     }
 }
 
@@ -354,6 +362,7 @@ impl axum::serve::Listener for Listener {
                 stage: AtomicU8::new(ACCEPTED),
                 unfinished: AtomicUsize::new(0),
                 charged: AtomicUsize::new(0),
+                ever_charged: AtomicBool::new(false),
                 memory: a.memory.clone(),
             });
             let guarded = Guarded {

@@ -45,13 +45,9 @@ pub fn parity_bin() -> PathBuf {
     .clone()
 }
 
-/// What RELIABILITY.md recommends for servers on glibc, and what the fixture runs with here:
-/// glibc's malloc raises its mmap and trim thresholds to the largest block freed so far, so after
-/// a wave of clients that each made the server buffer a few MiB it keeps tens to hundreds of MiB
-/// it does not use (measured: 120 MiB after 100 unfinished 1.9 MiB messages). Setting a
-/// threshold fixes both at their defaults: RSS comes back within about 1 MiB. With it, what the
-/// tests see held after a wave is what ephaptic holds, not what the allocator keeps.
-pub const GLIBC_TUNING: (&str, &str) = ("MALLOC_TRIM_THRESHOLD_", "131072");
+/// A glibc tuning variable the tests clear, so that what they see given back is what the server
+/// gives back by itself (it asks glibc to trim after large buffers; see `session/budget.rs`).
+const GLIBC_TUNING: &str = "MALLOC_TRIM_THRESHOLD_";
 
 /// A running parity server; killed when dropped.
 pub struct Parity {
@@ -70,19 +66,11 @@ impl Parity {
         Self::start_with(Command::new(parity_bin()), level)
     }
 
-    /// Starts parity with glibc malloc's own defaults (its dynamic thresholds): see
-    /// [`GLIBC_TUNING`].
-    pub fn start_untuned(level: &str) -> Parity {
-        let mut cmd = Command::new(parity_bin());
-        cmd.env_remove(GLIBC_TUNING.0);
-        Self::start_with(cmd, level)
-    }
-
     /// Starts `cmd` (parity, or a wrapper that execs it) with parity's arguments appended, and
-    /// [`GLIBC_TUNING`] unless `cmd` sets or removes it.
+    /// glibc's own malloc defaults unless `cmd` sets [`GLIBC_TUNING`].
     pub fn start_with(mut cmd: Command, level: &str) -> Parity {
-        if !cmd.get_envs().any(|(k, _)| k == GLIBC_TUNING.0) {
-            cmd.env(GLIBC_TUNING.0, GLIBC_TUNING.1);
+        if !cmd.get_envs().any(|(k, _)| k == GLIBC_TUNING) {
+            cmd.env_remove(GLIBC_TUNING);
         }
         let mut child = cmd
             .args(["--addr", "127.0.0.1:0"])
