@@ -24,8 +24,8 @@ use crate::schema::{Declaration, Declarations, Shape, TypeInfo};
 /// names and exit instead of serving.
 pub const ENV: &str = "EPHAPTIC_EXPORT";
 
-/// The TypeScript type of 64- and 128-bit integers in the description (`number` when unset),
-/// as `ephaptic_ts::Exporter::large_int` sets it.
+/// The TypeScript type of 64- and 128-bit integers in the description (`number` when unset,
+/// as `ephaptic_ts::Exporter` defaults to), as `ephaptic_ts::Exporter::large_int` sets it.
 pub const ENV_LARGE_INT: &str = "EPHAPTIC_EXPORT_LARGE_INT";
 
 /// The version of the encoding: a reader refuses another one.
@@ -288,10 +288,8 @@ pub(crate) fn if_requested(server: &crate::Server) {
         .introspect()
         .map_err(|e| format!("the declarations conflict:\n{e}"))
         .and_then(|intro| {
-            let mut cfg = Config::new();
-            if let Some(ty) = std::env::var(ENV_LARGE_INT).ok().filter(|t| !t.is_empty()) {
-                cfg = cfg.with_large_int(ty);
-            }
+            let large_int = std::env::var(ENV_LARGE_INT).ok().filter(|t| !t.is_empty());
+            let cfg = Config::new().with_large_int(large_int.unwrap_or_else(|| "number".into()));
             let bytes = Description::new(&cfg, &intro).to_bytes();
             std::fs::write(&path, bytes).map_err(|e| format!("{}: {e}", path.display()))
         });

@@ -54,8 +54,10 @@ impl Registry {
     ) -> Result<Self, RegistryError> {
         let mut reg = Registry::default();
         let mut problems = Vec::new();
-        let submitted: Vec<Registration> =
-            inventory::iter::<Registration>.into_iter().copied().collect();
+        let submitted: Vec<Registration> = inventory::iter::<Registration>
+            .into_iter()
+            .copied()
+            .collect();
         // The naming rule first: it decides the wire names the loop below checks.
         let mut declared: Option<&'static NamingDef> = None;
         for item in &submitted {
@@ -70,9 +72,7 @@ impl Registry {
                 }
             }
         }
-        let naming = naming
-            .or(declared.map(|d| d.naming))
-            .unwrap_or_default();
+        let naming = naming.or(declared.map(|d| d.naming)).unwrap_or_default();
         reg.naming = naming;
         for item in submitted
             .into_iter()
