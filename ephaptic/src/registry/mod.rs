@@ -59,20 +59,27 @@ impl Registry {
             .copied()
             .collect();
         // The naming rule first: it decides the wire names the loop below checks.
-        let mut declared: Option<&'static NamingDef> = None;
+        let mut declared: Vec<&'static NamingDef> = Vec::new();
         for item in &submitted {
-            if let Registration::Naming(n) = *item {
-                match declared {
-                    Some(prev) if prev.naming != n.naming => problems.push(format!(
-                        "two naming rules are declared: {:?} at {} and {:?} at {}; keep one `ephaptic::naming!(..)`",
-                        prev.naming, prev.site, n.naming, n.site
-                    )),
-                    Some(_) => {}
-                    None => declared = Some(n),
-                }
+            if let Registration::Naming(n) = *item
+                && !declared.iter().any(|d| d.naming == n.naming)
+            {
+                declared.push(n);
             }
         }
-        let naming = naming.or(declared.map(|d| d.naming)).unwrap_or_default();
+        if declared.len() > 1 {
+            let rules: Vec<String> = declared
+                .iter()
+                .map(|d| format!("{:?} at {}", d.naming, d.site))
+                .collect();
+            problems.push(format!(
+                "different naming rules are declared: {}; keep one `ephaptic::naming!(..)`",
+                rules.join(", ")
+            ));
+        }
+        let naming = naming
+            .or(declared.first().map(|d| d.naming))
+            .unwrap_or_default();
         reg.naming = naming;
         for item in submitted
             .into_iter()
