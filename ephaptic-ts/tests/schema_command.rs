@@ -46,17 +46,18 @@ fn workspace() -> PathBuf {
         .into()
 }
 
-/// The bin-only crate `binonly` (with a second binary, `empty`), written afresh.
+/// The bin-only crate `ephaptic-schema-command-fixture` (a name nothing else in the shared target
+/// directory uses), with a second binary, `empty`, written afresh.
 fn crate_dir() -> PathBuf {
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("schema-command");
     let ws = workspace();
     let manifest = format!(
         r#"[package]
-name = "binonly"
+name = "ephaptic-schema-command-fixture"
 version = "0.1.0"
 edition = "2024"
 publish = false
-default-run = "binonly"
+default-run = "ephaptic-schema-command-fixture"
 
 [dependencies]
 ephaptic = {{ path = {ephaptic:?} }}
