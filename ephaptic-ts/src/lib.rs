@@ -16,30 +16,64 @@
 //!
 //! ## Running the export
 //!
-//! The exporter reads the registry of the binary it runs in, so it must run where your exposed
-//! functions are linked. Two ways:
+//! **One command, any crate shape** (a bin-only crate whose `main.rs` just calls
+//! `ephaptic::serve` included):
 //!
-//! **From a test** (recommended: CI fails when the checked-in file is stale):
+//! ```text
+//! cargo install --path ephaptic-ts                  # once: gives `cargo ephaptic`
+//! cargo ephaptic export web/src/schema.ts           # write it
+//! cargo ephaptic export web/src/schema.ts --watch   # and again on every change
+//! cargo ephaptic export web/src/schema.ts --check   # CI: fail with a diff when stale
+//! ```
+//!
+//! It runs `cargo run` of your server binary with `EPHAPTIC_EXPORT` set: at the point the server
+//! would start serving (`ephaptic::serve`, `Server::serve`, `Server::router`, before binding its
+//! address), it writes what it serves (see `ephaptic::export`) and exits, and the command renders
+//! `schema.ts` from that. So the schema is what that binary serves, under its own naming rule,
+//! and nothing needs a library target or a test. Options: `--bin`, `-p`, `--manifest-path`,
+//! `--features`, `--release`, `--allow-unknown`, `--large-int TYPE`, and `-- args` for your
+//! binary (`cargo ephaptic export --help`). `main` must reach the server without side effects
+//! that matter, as it does in the usual `main`.
+//!
+//! **From a test** (CI fails when the checked-in file is stale; the functions must be in a
+//! library target the test can link):
 //!
 //! ```no_run
-//! // tests/schema.rs of the crate that defines the functions (a library crate, or a bin
-//! // whose handlers live in its lib target). Link the handlers with `use my_app as _;`.
+//! // tests/schema.rs. Link the crate that defines the functions: without this line the test
+//! // binary has none, and the check fails saying so.
+//! // use my_app as _;
 //!
 //! #[test]
 //! fn schema_ts_is_current() {
-//!     ephaptic_ts::check(concat!(env!("CARGO_MANIFEST_DIR"), "/frontend/src/schema.ts")).unwrap();
+//!     ephaptic_ts::check(concat!(env!("CARGO_MANIFEST_DIR"), "/web/src/schema.ts")).unwrap();
 //! }
 //! ```
-//! Run with `EPHAPTIC_TS_UPDATE=1 cargo test` to (re)write the file instead of comparing.
+//! `.unwrap()` prints the readable message: a stale file shows a line diff, and a file that does
+//! not exist yet is written and the test fails once, asking you to commit it. Run with
+//! `EPHAPTIC_TS_UPDATE=1 cargo test` to (re)write the file instead of comparing.
 //!
-//! **From a small bin or a flag of your server**:
+//! **Naming.** Declare the rule once, `ephaptic::naming!(CamelCase);`, next to your functions:
+//! the server, the command and `check` all read it. A server's own `Server::rename_all` overrides
+//! it for that server; the command sees that too, and a test sees it through
+//! [`Exporter::server`].
 //!
-//! ```no_run
-//! if std::env::args().any(|a| a == "--export-ts") {
-//!     ephaptic_ts::export_to("frontend/src/schema.ts").unwrap();
-//!     return;
-//! }
-//! ```
+//! ## Loud failures
+//!
+//! The export refuses to write a schema that would mislead ([`verify`]):
+//!
+//! - **Nothing registered**: no exposed functions and no events in the binary the export ran in.
+//!   The linker drops a crate that nothing references, so functions in another crate (your
+//!   library target) need `use my_app as _;` (or a call into it) where the export runs.
+//! - **Types typed `unknown`**: a type with no TypeScript description, such as a struct with only
+//!   `#[derive(Serialize, Deserialize)]`. Derive it with `#[ephaptic::model]` instead. Dynamic
+//!   values are `unknown` on purpose and allowed: `ephaptic::Value` and `serde_json::Value`,
+//!   alone or inside standard containers (`Vec<Value>`, `Option<Value>`,
+//!   `HashMap<String, Value>`). To accept the others as `unknown`:
+//!   [`Exporter::allow_unknown`]`(true)`, or `--allow-unknown`. The file's header names every
+//!   type exported as `unknown` either way.
+//!
+//! [`render`], [`export_to`] and [`check`] (and the `Exporter` methods of those names) apply these
+//! checks; [`Exporter::render_for`] and [`Exporter::json_schema`] do not.
 //!
 //! ## Types
 //!
@@ -48,7 +82,7 @@
 //! leave out (serde `default`, `Option`), so an argument of type `Item` is exported as
 //! `ItemInput` (those fields optional) while results and events use `Item` (all present). A type
 //! with no TypeScript description (such as `ephaptic::Value`) is exported as `unknown`, and the
-//! file says which.
+//! file says which (see "Loud failures" for when that fails the export).
 //!
 //! **64-bit integers** (`i64`, `u64`, `i128`, `u128`) are exported as `number`, because the
 //! `@ephaptic/client` delivers every integer as a JS `number` and refuses, with

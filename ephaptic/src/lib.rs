@@ -80,8 +80,8 @@
 //! ```
 //!
 //! Functions are called by their Rust name unless `name = "..."` says otherwise;
-//! [`Server::rename_all`]`(`[`Naming::CamelCase`]`)` serves every other function camelCase
-//! (`create_todo` as `createTodo`) at once.
+//! `ephaptic::`[`naming!`]`(CamelCase);` once in the build serves every other function camelCase
+//! (`create_todo` as `createTodo`), and the TypeScript export reads the same line.
 //!
 //! ## Errors
 //!
@@ -350,12 +350,12 @@ pub use ephaptic_macros::{error, event, expose, identity_loader, model};
 /// [`serve`], every [`Server`] that does not set [`Server::rename_all`] itself, and the
 /// TypeScript export (`cargo ephaptic export`, `ephaptic_ts::check`) all read it, so the name a
 /// client calls and the name `schema.ts` types cannot drift apart. Precedence, per server:
-/// [`Server::rename_all`], then this declaration, then [`Naming::AsWritten`]. Two declarations
-/// with different rules stop the server from starting, naming both.
+/// [`Server::rename_all`], then this declaration, then [`Naming::AsWritten`]. Declarations
+/// of different rules stop the server from starting, naming each.
 ///
 /// The rules are the variants of [`Naming`]: `AsWritten`, `CamelCase`.
 ///
-/// ```
+/// ```standalone_crate
 /// ephaptic::naming!(CamelCase);
 ///
 /// #[ephaptic::expose]
