@@ -68,6 +68,8 @@ if ! $quick; then
     step "doc tests" cargo test --workspace --doc
     step "TypeScript client (@ephaptic/client)" ephaptic-ts/client/run-tests.sh
     step "generated schemas type-check (tsc --strict)" ephaptic-ts/client/node_modules/.bin/tsc -p ephaptic-ts/tests/ts
+    # The template's page against its generated schema.ts, with @ephaptic/client from the checkout.
+    step "template frontend type-checks (tsc --strict)" ephaptic-ts/client/node_modules/.bin/tsc -p examples/template/web/tsconfig.ci.json
     step "demo in a browser (chromium)" examples/demo/test/run.sh
     step "Python interop (PyPI ephaptic 0.5.0 vs examples/parity)" tests/interop/python/run.sh
 fi

@@ -4,9 +4,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write;
 use std::path::Path;
 
-use ephaptic::schema::{Declarations, Shape, Signature, TypeInfo};
+use ephaptic::Introspection;
+use ephaptic::export::{Description, SignatureDesc, TypeDesc};
+use ephaptic::schema::{Declaration, Shape};
 use ephaptic::ts_rs::Config;
-use ephaptic::{FunctionDef, Introspection};
 
 use crate::Error;
 use crate::text::json_string;
@@ -15,8 +16,9 @@ use crate::text::json_string;
 #[derive(Debug, Clone)]
 pub struct Exporter {
     large_int: String,
-    naming: ephaptic::Naming,
+    naming: Option<ephaptic::Naming>,
     server: Option<std::sync::Arc<ephaptic::Server>>,
+    allow_unknown: bool,
 }
 
 impl Default for Exporter {
@@ -25,19 +27,14 @@ impl Default for Exporter {
     }
 }
 
-/// What the renderer learned about one function.
-struct Function {
-    def: &'static FunctionDef,
-    sig: Signature,
-}
-
 impl Exporter {
     /// The defaults: 64-bit integers as `number` (see the crate docs).
     pub fn new() -> Self {
         Exporter {
             large_int: "number".into(),
-            naming: ephaptic::Naming::AsWritten,
+            naming: None,
             server: None,
+            allow_unknown: false,
         }
     }
 
@@ -45,6 +42,8 @@ impl Exporter {
     /// functions, so the schema cannot disagree with the server.
     ///
     /// ```
+    /// # #[ephaptic::expose]
+    /// # async fn ping() -> bool { true }
     /// fn server() -> ephaptic::Server {
     ///     ephaptic::Server::new().rename_all(ephaptic::Naming::CamelCase)
     /// }
@@ -64,18 +63,35 @@ impl Exporter {
     }
 
     /// The naming rule the server uses (`Server::rename_all`); both must agree, so prefer
-    /// [`server`](Self::server), which takes it from the server itself.
+    /// declaring it once with `ephaptic::naming!(..)`, which the exporter reads by itself, or
+    /// [`server`](Self::server), which takes it from the server.
     pub fn rename_all(mut self, naming: ephaptic::Naming) -> Self {
-        self.naming = naming;
+        self.naming = Some(naming);
+        self
+    }
+
+    /// Exports types without a TypeScript description as `unknown` instead of failing (see
+    /// "Types typed `unknown`" in the crate docs). Off by default.
+    pub fn allow_unknown(mut self, yes: bool) -> Self {
+        self.allow_unknown = yes;
         self
     }
 
     fn introspect(&self) -> Result<Introspection, Error> {
-        let intro = match &self.server {
-            Some(server) => server.introspect(),
-            None => ephaptic::Server::new().rename_all(self.naming).introspect(),
+        let intro = match (&self.server, self.naming) {
+            (Some(server), _) => server.introspect(),
+            (None, Some(naming)) => ephaptic::Server::new().rename_all(naming).introspect(),
+            (None, None) => ephaptic::Server::new().introspect(),
         };
         intro.map_err(Error::Registry)
+    }
+
+    /// What the export of this build would contain, refused when it is empty or has types
+    /// typed `unknown` that are not allowed (see the crate docs).
+    fn describe(&self) -> Result<Description<'static>, Error> {
+        let desc = Description::new(&self.config(), &self.introspect()?);
+        crate::verify(&desc, self.allow_unknown)?;
+        Ok(desc)
     }
 
     fn config(&self) -> Config {
@@ -83,9 +99,12 @@ impl Exporter {
     }
 
     /// The schema of this build's registrations.
+    ///
+    /// Fails when nothing is registered (the crate defining the functions is not linked into
+    /// this binary) and when a type would be typed `unknown` (unless
+    /// [`allow_unknown`](Self::allow_unknown)); the messages say how to fix it.
     pub fn render(&self) -> Result<String, Error> {
-        let intro = self.introspect()?;
-        Ok(self.render_for(&intro))
+        Ok(self.render_description(&self.describe()?))
     }
 
     /// Writes the schema to `path` (creating parent directories).
@@ -99,21 +118,16 @@ impl Exporter {
     }
 
     /// Compares `path` with a fresh export; with `EPHAPTIC_TS_UPDATE=1`, writes it instead.
+    ///
+    /// When `path` does not exist yet, writes it and still fails ([`Error::Created`]), so that
+    /// a CI run cannot pass on a file nobody committed.
     pub fn check(&self, path: impl AsRef<Path>) -> Result<(), Error> {
         let path = path.as_ref();
         if std::env::var_os("EPHAPTIC_TS_UPDATE").is_some_and(|v| v != "0") {
             return self.export_to(path);
         }
         let fresh = self.render()?;
-        let current = std::fs::read_to_string(path).map_err(|e| Error::Io(path.into(), e))?;
-        if current == fresh {
-            Ok(())
-        } else {
-            Err(Error::Stale {
-                path: path.into(),
-                diff: crate::diff(&current, &fresh),
-            })
-        }
+        crate::compare(path, &fresh)
     }
 
     /// The JSON document the existing ephaptic generator reads (see the crate docs).
@@ -122,48 +136,32 @@ impl Exporter {
         Ok(crate::json::schema(&self.config(), &intro))
     }
 
-    /// The schema of `intro`.
+    /// The schema of `intro`, as it is (no checks).
     pub fn render_for(&self, intro: &Introspection) -> String {
-        let cfg = &self.config();
-        let functions: Vec<Function> = intro
-            .functions
-            .iter()
-            .map(|def| Function {
-                def,
-                sig: (def.signature)(),
-            })
-            .collect();
+        self.render_description(&Description::new(&self.config(), intro))
+    }
 
-        // Every declaration any function, event or error needs.
-        let mut decls = Declarations::default();
+    /// The schema of a description (what `cargo ephaptic export` reads from a server), as it
+    /// is (no checks; see [`verify`](crate::verify)).
+    pub fn render_description(&self, desc: &Description<'_>) -> String {
+        let functions = &desc.functions;
+        let decls = &desc.declarations;
+
+        // Types without a TypeScript description, named in the header.
         let mut unknown = BTreeSet::new();
-        let mut note = |ty: &TypeInfo, decls: &mut Declarations| {
-            if ty.is_described() {
-                ty.collect(cfg, decls);
-            } else if ty.rust_name != "()" {
+        crate::each_type(desc, |ty, _| {
+            if !ty.is_described() && ty.rust_name != "()" {
                 unknown.insert(ty.rust_name);
             }
-        };
-        for f in &functions {
-            for p in &f.sig.params {
-                note(&p.ty, &mut decls);
-            }
-            note(&f.sig.output, &mut decls);
-        }
-        let events: Vec<_> = intro.events.iter().map(|e| (e, (e.ty)())).collect();
-        for (_, ty) in &events {
-            note(ty, &mut decls);
-        }
-        let errors: Vec<_> = intro.errors.iter().map(|e| (e, (e.data)())).collect();
-        for (_, ty) in &errors {
-            note(ty, &mut decls);
-        }
+        });
+        let events: Vec<_> = desc.events.iter().map(|e| (e, &e.ty)).collect();
+        let errors: Vec<_> = desc.errors.iter().map(|e| (e, &e.data)).collect();
 
         // Argument shapes that differ from result shapes: `ItemInput` beside `Item`.
         let mut inputs: BTreeMap<String, String> = BTreeMap::new();
-        for f in &functions {
+        for f in functions {
             for p in &f.sig.params {
-                if let Some((name, decl)) = input_shape(cfg, &p.ty, &decls) {
+                if let Some((name, decl)) = input_shape(&p.ty, decls) {
                     inputs.insert(name, decl);
                 }
             }
@@ -186,7 +184,7 @@ impl Exporter {
         }
         out.push('\n');
 
-        for decl in decls.items.values() {
+        for decl in decls.values() {
             if let Some(docs) = &decl.docs {
                 // ts-rs hands docs over already as a JSDoc block.
                 let docs = unlink(docs.trim());
@@ -215,21 +213,21 @@ impl Exporter {
         out.push_str("export interface EphapticEvents {\n");
         let mut entries: BTreeMap<&str, (String, String)> = BTreeMap::new();
         for (e, ty) in &events {
-            entries.insert(e.name, (ty.ts_name(cfg), e.doc.to_string()));
+            entries.insert(e.name, (ty.ts_name(), e.doc.to_string()));
         }
-        for (channel, fns) in &intro.channels {
+        for (channel, fns) in &desc.channels {
             let mut types: Vec<String> = Vec::new();
-            for def in fns {
+            for name in fns {
                 let f = functions
                     .iter()
-                    .find(|f| std::ptr::eq(f.def, *def))
+                    .find(|f| f.def.name == *name)
                     .expect("channel function is registered");
-                let t = f.sig.output.ts_name(cfg);
+                let t = f.sig.output.ts_name();
                 if !types.contains(&t) {
                     types.push(t);
                 }
             }
-            let names: Vec<_> = fns.iter().map(|f| format!("`{}`", f.name)).collect();
+            let names: Vec<_> = fns.iter().map(|f| format!("`{f}`")).collect();
             let doc = format!(
                 "Channel: announced by {} after it succeeds.",
                 names.join(", ")
@@ -253,7 +251,7 @@ impl Exporter {
                 doc = format!("{}\n\nMessage: {}", e.doc, e.message);
             }
             out.push_str(&jsdoc(&doc, "  "));
-            let _ = writeln!(out, "  {}: {};", quote(e.code), ty.ts_name(cfg));
+            let _ = writeln!(out, "  {}: {};", quote(e.code), ty.ts_name());
         }
         out.push_str("}\n\n");
 
@@ -266,7 +264,7 @@ impl Exporter {
             .iter()
             .filter(|f| !NOT_PROXIED.contains(&f.def.name))
         {
-            let params = params(cfg, &f.sig, &inputs);
+            let params = params(&f.sig, &inputs);
             let key_types: Vec<String> = params
                 .iter()
                 .map(|p| {
@@ -277,7 +275,7 @@ impl Exporter {
                     }
                 })
                 .collect();
-            let output = f.sig.output.ts_name(cfg);
+            let output = f.sig.output.ts_name();
             let resolved = match f.sig.shape {
                 Shape::Value => output,
                 Shape::Stream => format!("Array<{output}>"),
@@ -297,9 +295,16 @@ impl Exporter {
         out.push_str("}\n\n");
 
         // TanStack mutation helpers for the functions that announce channels.
-        let announcing: Vec<&Function> = functions
+        let mut channels_of: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+        for (channel, announcers) in &desc.channels {
+            for f in announcers {
+                channels_of.entry(f).or_default().push(channel);
+            }
+        }
+        let announcing: Vec<(&ephaptic::export::FunctionDesc<'_>, &Vec<&str>)> = functions
             .iter()
-            .filter(|f| !f.def.channels.is_empty() && !NOT_PROXIED.contains(&f.def.name))
+            .filter(|f| !NOT_PROXIED.contains(&f.def.name))
+            .filter_map(|f| channels_of.get(f.def.name).map(|c| (f, c)))
             .collect();
         out.push_str(
             "/**\n \
@@ -309,20 +314,20 @@ impl Exporter {
              */\n",
         );
         out.push_str("export interface EphapticMutations {\n");
-        for f in &announcing {
-            let params = params(cfg, &f.sig, &inputs);
+        for (f, announced) in &announcing {
+            let params = params(&f.sig, &inputs);
             let variables = match params.as_slice() {
                 [] => "variables: void".to_string(),
                 [p] => format!("variables{}: {}", if p.optional { "?" } else { "" }, p.ty),
                 _ => format!("variables: readonly [{}]", render_params(&params)),
             };
-            let output = f.sig.output.ts_name(cfg);
+            let output = f.sig.output.ts_name();
             let ret = match f.sig.shape {
                 Shape::Value => format!("Promise<{output}>"),
                 Shape::Stream => format!("Promise<AsyncIterableIterator<{output}>>"),
             };
-            let channels: Vec<String> = f.def.channels.iter().map(|c| json_string(c)).collect();
-            let listed: Vec<String> = f.def.channels.iter().map(|c| format!("`{c}`")).collect();
+            let channels: Vec<String> = announced.iter().map(|c| json_string(c)).collect();
+            let listed: Vec<String> = announced.iter().map(|c| format!("`{c}`")).collect();
             out.push_str(&jsdoc(&format!("Announces {}.", listed.join(", ")), "  "));
             let _ = writeln!(
                 out,
@@ -345,8 +350,8 @@ impl Exporter {
             );
         } else {
             out.push_str("export const ephapticMutations = {\n");
-            for f in &announcing {
-                let channels: Vec<String> = f.def.channels.iter().map(|c| json_string(c)).collect();
+            for (f, announced) in &announcing {
+                let channels: Vec<String> = announced.iter().map(|c| json_string(c)).collect();
                 let _ = writeln!(
                     out,
                     "  {}: {{ params: {}, channels: [{}] }},",
@@ -361,7 +366,7 @@ impl Exporter {
         // The service.
         out.push_str("/** The server's functions, events and queries, as `@ephaptic/client` exposes them. */\n");
         out.push_str("export interface EphapticService {\n");
-        for f in &functions {
+        for f in functions {
             if CLIENT_MEMBERS.contains(&f.def.name) || NOT_PROXIED.contains(&f.def.name) {
                 // The client's own member wins at run time; typing it as the function would lie.
                 let _ = writeln!(
@@ -371,8 +376,8 @@ impl Exporter {
                 );
                 continue;
             }
-            let params = params(cfg, &f.sig, &inputs);
-            let output = f.sig.output.ts_name(cfg);
+            let params = params(&f.sig, &inputs);
+            let output = f.sig.output.ts_name();
             let ret = match f.sig.shape {
                 Shape::Value => format!("Promise<{output}>"),
                 Shape::Stream => format!("Promise<AsyncIterableIterator<{output}>>"),
@@ -419,12 +424,12 @@ struct RenderedParam {
 }
 
 /// The parameters as TypeScript: argument shapes for models, trailing `Option`s optional.
-fn params(cfg: &Config, sig: &Signature, inputs: &BTreeMap<String, String>) -> Vec<RenderedParam> {
+fn params(sig: &SignatureDesc<'_>, inputs: &BTreeMap<String, String>) -> Vec<RenderedParam> {
     let mut out: Vec<RenderedParam> = sig
         .params
         .iter()
         .map(|p| {
-            let mut ty = p.ty.ts_name(cfg);
+            let mut ty = p.ty.ts_name();
             if p.ty.has_input_shape() && inputs.contains_key(&format!("{ty}Input")) {
                 ty = format!("{ty}Input");
             }
@@ -455,12 +460,15 @@ fn render_params(params: &[RenderedParam]) -> String {
 
 /// `type ItemInput = ...` for a model type whose argument shape differs, if `ty` is a plain
 /// declared type.
-fn input_shape(cfg: &Config, ty: &TypeInfo, decls: &Declarations) -> Option<(String, String)> {
+fn input_shape(
+    ty: &TypeDesc<'_>,
+    decls: &BTreeMap<String, Declaration>,
+) -> Option<(String, String)> {
     if !ty.has_input_shape() {
         return None;
     }
-    let name = ty.ts_name(cfg);
-    if !decls.items.contains_key(&name) {
+    let name = ty.ts_name();
+    if !decls.contains_key(&name) {
         return None;
     }
     let input = format!("{name}Input");

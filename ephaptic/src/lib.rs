@@ -80,8 +80,8 @@
 //! ```
 //!
 //! Functions are called by their Rust name unless `name = "..."` says otherwise;
-//! [`Server::rename_all`]`(`[`Naming::CamelCase`]`)` serves every other function camelCase
-//! (`create_todo` as `createTodo`) at once.
+//! `ephaptic::`[`naming!`]`(CamelCase);` once in the build serves every other function camelCase
+//! (`create_todo` as `createTodo`), and the TypeScript export reads the same line.
 //!
 //! ## Errors
 //!
@@ -292,6 +292,8 @@ mod handshake;
 mod identity;
 pub mod schema;
 
+pub mod export;
+
 mod session;
 
 mod handler;
@@ -318,7 +320,7 @@ pub mod __fuzz;
 pub mod __private;
 
 pub use error::{Error, Result, ServiceError};
-pub use handler::defs::{ErrorDef, EventDef, Exposed, FunctionDef, Site};
+pub use handler::defs::{ErrorDef, EventDef, Exposed, FunctionDef, NamingDef, Site};
 pub use handler::{
     Audience, Caller, Event, IdentityLoader, IntoTargets, Issue, LoaderOutput, Loc, group, to,
 };
@@ -340,6 +342,49 @@ pub use ts_rs::TS;
 pub use rmpv::Value;
 
 pub use ephaptic_macros::{error, event, expose, identity_loader, model};
+
+/// Declares how functions without an explicit `name = "..."` are named on the wire, once for
+/// the whole build: `ephaptic::naming!(CamelCase);` anywhere in a linked crate (next to the
+/// functions is best) serves `create_todo` as `createTodo`.
+///
+/// [`serve`], every [`Server`] that does not set [`Server::rename_all`] itself, and the
+/// TypeScript export (`cargo ephaptic export`, `ephaptic_ts::check`) all read it, so the name a
+/// client calls and the name `schema.ts` types cannot drift apart. Precedence, per server:
+/// [`Server::rename_all`], then this declaration, then [`Naming::AsWritten`]. Declarations
+/// of different rules stop the server from starting, naming each.
+///
+/// The rules are the variants of [`Naming`]: `AsWritten`, `CamelCase`.
+///
+/// ```standalone_crate
+/// ephaptic::naming!(CamelCase);
+///
+/// #[ephaptic::expose]
+/// async fn create_todo(title: String) -> String {
+///     title
+/// }
+///
+/// let intro = ephaptic::introspect().unwrap();
+/// assert_eq!(intro.functions[0].name, "createTodo");
+/// ```
+#[macro_export]
+macro_rules! naming {
+    ($rule:ident) => {
+        const _: () = {
+            static NAMING: $crate::__private::NamingDef = $crate::__private::NamingDef {
+                naming: $crate::Naming::$rule,
+                site: $crate::__private::Site {
+                    rust_name: "naming!",
+                    module: ::core::module_path!(),
+                    file: ::core::file!(),
+                    line: ::core::line!(),
+                },
+            };
+            $crate::__private::inventory::submit! {
+                $crate::__private::Registration::Naming(&NAMING)
+            }
+        };
+    };
+}
 
 /// Serves every exposed function at `ws://<addr>/_ephaptic` with the default settings, until
 /// ctrl-c or SIGTERM ends it gracefully (see [`Server::serve`]). Same as

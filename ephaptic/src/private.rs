@@ -3,7 +3,7 @@
 pub use crate::error::{Error, ServiceError};
 pub use crate::handler::bind::Binder;
 pub use crate::handler::defs::{
-    BoxFuture, ErrorDef, EventDef, Exposed, FunctionDef, LoaderDef, Registration, Site,
+    BoxFuture, ErrorDef, EventDef, Exposed, FunctionDef, LoaderDef, NamingDef, Registration, Site,
 };
 pub use crate::handler::loader::takes;
 pub use crate::handler::request::{Call, Outcome, Request, Started};

@@ -127,7 +127,7 @@ pub struct Declarations {
 }
 
 /// One exported TypeScript declaration.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Declaration {
     /// `type Item = { ... };`, as ts-rs writes it.
     pub decl: String,
@@ -166,7 +166,7 @@ fn collect<T: TS + 'static + ?Sized>(cfg: &Config, out: &mut Declarations) {
 }
 
 /// How a function answers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Shape {
     /// One `result`.
     Value,

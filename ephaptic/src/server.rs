@@ -36,7 +36,7 @@ pub struct Server {
     config: Config,
     loader: Option<DynLoader>,
     explicit: Vec<&'static FunctionDef>,
-    naming: Naming,
+    naming: Option<Naming>,
     on_connect: Option<Hook>,
     on_disconnect: Option<Hook>,
     /// When to shut down gracefully; `None`: at ctrl-c or SIGTERM. (In a mutex only so that
@@ -82,7 +82,7 @@ impl Server {
             config: Config::default(),
             loader: None,
             explicit: Vec::new(),
-            naming: Naming::AsWritten,
+            naming: None,
             on_connect: None,
             on_disconnect: None,
             shutdown: None,
@@ -398,10 +398,15 @@ impl Server {
     }
 
     /// How functions without an explicit `name = "..."` are named on the wire, for the whole
-    /// server at once: `Naming::CamelCase` serves `create_todo` as `createTodo`. Give the
-    /// TypeScript exporter the same setting.
+    /// server at once: `Naming::CamelCase` serves `create_todo` as `createTodo`.
+    ///
+    /// Prefer declaring the rule once for the build with [`naming!`](crate::naming)
+    /// (`ephaptic::naming!(CamelCase);`): `serve()`, every `Server` and the TypeScript export
+    /// (`cargo ephaptic export`, `ephaptic_ts::check`) all read it. This setting overrides that
+    /// declaration for this server; an exporter given only `naming!` then disagrees with it,
+    /// unless it exports through this server (`cargo ephaptic export`, `Exporter::server`).
     pub fn rename_all(mut self, naming: Naming) -> Self {
-        self.naming = naming;
+        self.naming = Some(naming);
         self
     }
 
@@ -469,6 +474,7 @@ impl Server {
     /// Builds the runtime state: the registry (failing on duplicate names) and the loader.
     /// `addr` is where it listens, when it serves itself (for the start line).
     pub(crate) fn build(self, addr: Option<SocketAddr>) -> Result<Arc<State>, RegistryError> {
+        crate::export::if_requested(&self);
         let registry = Registry::build(&self.explicit, self.naming)?;
         let backplane = self.backplane().map_err(|e| RegistryError(vec![e]))?;
         let loader = self.loader.or_else(|| {
@@ -521,6 +527,8 @@ impl Server {
     /// clients reconnect (to another server, or to this one when it is back). A second signal
     /// during the drain ends it at once.
     pub async fn serve(self, addr: impl ToSocketAddrs) -> std::io::Result<()> {
+        // Before binding: an export must not fail because the app already runs on `addr`.
+        crate::export::if_requested(&self);
         let listener = TcpListener::bind(addr).await?;
         self.serve_listener(listener).await
     }

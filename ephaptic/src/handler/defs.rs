@@ -175,6 +175,15 @@ pub struct LoaderDef {
     pub load: LoaderFn,
 }
 
+/// The naming rule a build declares with [`naming!`](crate::naming).
+#[derive(Debug)]
+pub struct NamingDef {
+    /// The rule.
+    pub naming: crate::Naming,
+    /// Where it is declared.
+    pub site: Site,
+}
+
 /// One registration submitted by the macros.
 #[doc(hidden)]
 #[derive(Debug, Clone, Copy)]
@@ -183,6 +192,7 @@ pub enum Registration {
     Event(&'static EventDef),
     Error(&'static ErrorDef),
     Loader(&'static LoaderDef),
+    Naming(&'static NamingDef),
 }
 
 inventory::collect!(Registration);

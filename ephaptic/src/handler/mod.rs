@@ -19,7 +19,7 @@ pub use audience::{Audience, IntoTargets, group, to};
 pub use bind::{Issue, Loc};
 pub use caller::Caller;
 pub(crate) use defs::{
-    BoxFuture, ErrorDef, EventDef, Exposed, FunctionDef, LoaderDef, Registration,
+    BoxFuture, ErrorDef, EventDef, Exposed, FunctionDef, LoaderDef, NamingDef, Registration,
 };
 pub use event::Event;
 pub(crate) use event::encode;

@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 use std::fmt;
 
-use crate::handler::{ErrorDef, EventDef, FunctionDef, LoaderDef, Registration};
+use crate::handler::{ErrorDef, EventDef, FunctionDef, LoaderDef, NamingDef, Registration};
 
 mod index;
 mod naming;
@@ -24,6 +24,8 @@ pub(crate) struct Registry {
     /// Channel name -> the functions that announce on it.
     pub channels: HashMap<&'static str, Vec<&'static FunctionDef>>,
     pub loader: Option<&'static LoaderDef>,
+    /// The naming rule in effect: the server's own, else the one declared with `naming!`.
+    pub naming: Naming,
 }
 
 /// Why a server cannot start: declared items that cannot be served together (every conflict
@@ -42,12 +44,49 @@ impl std::error::Error for RegistryError {}
 impl Registry {
     /// Reads every link-time registration plus the explicit ones. Duplicates are collected,
     /// not stopped at, so one start-up names every conflict.
-    pub fn build(explicit: &[&'static FunctionDef], naming: Naming) -> Result<Self, RegistryError> {
+    ///
+    /// `naming` is the server's own rule ([`Server::rename_all`](crate::Server::rename_all));
+    /// without one, the rule declared with [`naming!`](crate::naming) applies, else
+    /// [`Naming::AsWritten`].
+    pub fn build(
+        explicit: &[&'static FunctionDef],
+        naming: Option<Naming>,
+    ) -> Result<Self, RegistryError> {
         let mut reg = Registry::default();
         let mut problems = Vec::new();
-        let submitted = inventory::iter::<Registration>.into_iter().copied();
-        for item in submitted.chain(explicit.iter().map(|f| Registration::Function(f))) {
+        let submitted: Vec<Registration> = inventory::iter::<Registration>
+            .into_iter()
+            .copied()
+            .collect();
+        // The naming rule first: it decides the wire names the loop below checks.
+        let mut declared: Vec<&'static NamingDef> = Vec::new();
+        for item in &submitted {
+            if let Registration::Naming(n) = *item
+                && !declared.iter().any(|d| d.naming == n.naming)
+            {
+                declared.push(n);
+            }
+        }
+        if declared.len() > 1 {
+            let rules: Vec<String> = declared
+                .iter()
+                .map(|d| format!("{:?} at {}", d.naming, d.site))
+                .collect();
+            problems.push(format!(
+                "different naming rules are declared: {}; keep one `ephaptic::naming!(..)`",
+                rules.join(", ")
+            ));
+        }
+        let naming = naming
+            .or(declared.first().map(|d| d.naming))
+            .unwrap_or_default();
+        reg.naming = naming;
+        for item in submitted
+            .into_iter()
+            .chain(explicit.iter().map(|f| Registration::Function(f)))
+        {
             match item {
+                Registration::Naming(_) => {}
                 Registration::Function(f) => match reg.functions.get(naming.apply(f).as_ref()) {
                     // The same definition met twice (linked, and registered explicitly).
                     Some(prev) if prev.site == f.site => {}
@@ -115,6 +154,8 @@ impl Registry {
 /// registrations a server serves, sorted by name.
 #[derive(Debug)]
 pub struct Introspection {
+    /// The naming rule the wire names below follow.
+    pub naming: Naming,
     /// Exposed functions, by wire name.
     pub functions: Vec<&'static FunctionDef>,
     /// Events, by name.
@@ -144,6 +185,7 @@ impl Registry {
             .collect();
         channels.sort_by_key(|(name, _)| *name);
         Introspection {
+            naming: self.naming,
             functions,
             events,
             errors,

@@ -14,7 +14,8 @@ pub enum Naming {
     #[default]
     AsWritten,
     /// camelCase (`create_todo` is called as `createTodo`), which reads naturally in
-    /// TypeScript. Set it on the [`Server`](crate::Server) and on the TypeScript exporter alike.
+    /// TypeScript. Declare it once for the build with [`naming!`](crate::naming)
+    /// (`ephaptic::naming!(CamelCase);`): servers and the TypeScript export both read it.
     CamelCase,
 }
 

@@ -168,7 +168,7 @@ impl State {
     #[cfg(test)]
     pub fn for_tests(config: Config) -> Arc<Self> {
         State::new(Parts {
-            registry: Registry::build(&[], crate::Naming::AsWritten).expect("no conflicts"),
+            registry: Registry::build(&[], None).expect("no conflicts"),
             config,
             loader: None,
             on_connect: None,
