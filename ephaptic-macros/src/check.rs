@@ -4,7 +4,9 @@ use syn::visit::Visit;
 use syn::{ItemFn, Type};
 
 use crate::ctxt::Ctxt;
-use crate::model::{Fields, Function, Param, bad_serde_default, is_handshake, serde_metas};
+use crate::model::{
+    Fields, Function, Param, bad_serde_default, is_caller, is_handshake, serde_metas,
+};
 
 /// Codes the runtime answers with itself; an application error must not reuse them.
 const RESERVED_CODES: &[&str] = &[
@@ -74,7 +76,23 @@ pub fn exposed(cx: &mut Ctxt, f: &Function<'_>) {
     signature(cx, f.item, "expose");
     for p in &f.params {
         if let Param::Wire { ty, .. } = p {
-            owned(cx, ty, "parameters of exposed functions");
+            let inner = match ty {
+                Type::Reference(r) => &*r.elem,
+                other => other,
+            };
+            if let (Type::Reference(r), true) = (ty, is_caller(inner)) {
+                cx.error(
+                    r,
+                    "take `Caller` by value: `caller: Caller` (it is cheap to clone)",
+                );
+            } else if is_handshake(inner) {
+                cx.error(
+                    ty,
+                    "an exposed function reads the upgrade request through its caller: take `caller: Caller` and call `caller.handshake()` (kept with `Server::keep_handshake()`)",
+                );
+            } else {
+                owned(cx, ty, "parameters of exposed functions");
+            }
         }
     }
 }
