@@ -320,12 +320,13 @@ pub mod __private;
 pub use error::{Error, Result, ServiceError};
 pub use handler::defs::{ErrorDef, EventDef, Exposed, FunctionDef, Site};
 pub use handler::{
-    Audience, Caller, Event, IdentityLoader, IntoTargets, Issue, LoaderOutput, Loc, group, to,
+    Audience, Caller, Event, IdentityLoader, IntoIdentity, IntoTargets, Issue, LoaderOutput, Loc,
+    group, to,
 };
 pub use handshake::Handshake;
 pub use identity::Identity;
 pub use registry::{Introspection, Naming, RegistryError};
-pub use runtime::{Metrics, emit, metrics};
+pub use runtime::{Emit, Metrics, emit, metrics};
 pub use schema::Model;
 pub use server::Server;
 pub use session::SlowClient;
