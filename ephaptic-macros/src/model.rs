@@ -369,7 +369,7 @@ impl<'a> Function<'a> {
 }
 
 /// A parameter whose type is `Caller` (any path ending in `Caller`) is the caller's context.
-fn is_caller(ty: &Type) -> bool {
+pub fn is_caller(ty: &Type) -> bool {
     is_named(ty, "Caller")
 }
 
@@ -541,7 +541,11 @@ pub fn bad_serde_default(meta: &syn::Meta) -> Option<(&syn::Expr, String)> {
             ..
         }) => match s.parse::<syn::ExprPath>() {
             Ok(_) => None,
-            Err(_) => Some((&nv.value, s.value())),
+            // `"1"` was meant as the value `1`; text that is no expression, as a string.
+            Err(_) => match s.parse::<syn::Expr>() {
+                Ok(_) => Some((&nv.value, s.value())),
+                Err(_) => Some((&nv.value, quote::quote!(#s).to_string())),
+            },
         },
         other => Some((other, expr_text(other))),
     }
@@ -642,5 +646,28 @@ mod tests {
         let shape = input_shape(&item);
         assert_eq!(shape.optional, ["isError", "when", "x"]);
         assert_eq!(shape.omit, ["serverOnly"]);
+    }
+
+    #[test]
+    fn serde_defaults_serde_cannot_use_are_found_with_a_suggestion() {
+        let bad = |meta: syn::Meta| bad_serde_default(&meta).map(|(_, s)| s);
+        assert_eq!(bad(syn::parse_quote!(default = 1)).as_deref(), Some("1"));
+        assert_eq!(bad(syn::parse_quote!(default = "1")).as_deref(), Some("1"));
+        assert_eq!(
+            bad(syn::parse_quote!(default = "not a path")).as_deref(),
+            Some("\"not a path\"")
+        );
+        assert_eq!(bad(syn::parse_quote!(default = "one")), None);
+        assert_eq!(bad(syn::parse_quote!(default = "a::b")), None);
+        assert_eq!(bad(syn::parse_quote!(default)), None);
+    }
+
+    #[test]
+    fn expressions_print_as_written_without_source_text() {
+        let text = |e: syn::Expr| expr_text(&e);
+        assert_eq!(text(syn::parse_quote!(-1)), "-1");
+        assert_eq!(text(syn::parse_quote!(Vec::new())), "Vec::new()");
+        assert_eq!(text(syn::parse_quote!(vec![1, 2])), "vec![1, 2]");
+        assert_eq!(text(syn::parse_quote!("x")), "\"x\"");
     }
 }
