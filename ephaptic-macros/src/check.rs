@@ -4,7 +4,9 @@ use syn::visit::Visit;
 use syn::{ItemFn, Type};
 
 use crate::ctxt::Ctxt;
-use crate::model::{Function, Param, is_handshake};
+use crate::model::{
+    Fields, Function, Param, bad_serde_default, is_caller, is_handshake, serde_metas,
+};
 
 /// Codes the runtime answers with itself; an application error must not reuse them.
 const RESERVED_CODES: &[&str] = &[
@@ -74,7 +76,23 @@ pub fn exposed(cx: &mut Ctxt, f: &Function<'_>) {
     signature(cx, f.item, "expose");
     for p in &f.params {
         if let Param::Wire { ty, .. } = p {
-            owned(cx, ty, "parameters of exposed functions");
+            let inner = match ty {
+                Type::Reference(r) => &*r.elem,
+                other => other,
+            };
+            if let (Type::Reference(r), true) = (ty, is_caller(inner)) {
+                cx.error(
+                    r,
+                    "take `Caller` by value: `caller: Caller` (it is cheap to clone)",
+                );
+            } else if is_handshake(inner) {
+                cx.error(
+                    ty,
+                    "an exposed function reads the upgrade request through its caller: take `caller: Caller` and call `caller.handshake()` (kept with `Server::keep_handshake()`)",
+                );
+            } else {
+                owned(cx, ty, "parameters of exposed functions");
+            }
         }
     }
 }
@@ -251,4 +269,94 @@ fn serde_enum_repr(attrs: &[syn::Attribute]) -> (bool, bool) {
         });
     }
     (tagged, untagged)
+}
+
+/// `#[serde(default = 1)]` and `#[serde(default = "1")]`: serde's own error is followed by
+/// every use of the `Serialize` it then does not derive. Reported here, once, with what to
+/// write; the codegen leaves the bad key out so nothing else fails.
+pub fn serde_defaults(cx: &mut Ctxt, item: &syn::DeriveInput) {
+    for attr in &item.attrs {
+        for meta in serde_metas(attr).unwrap_or_default() {
+            if let Some((value, _)) = bad_serde_default(&meta) {
+                cx.error(
+                    value,
+                    "serde takes a function path in a string: `#[serde(default = \"path::to_fn\")]`, or a bare `#[serde(default)]` for the type's `Default`",
+                );
+            }
+        }
+    }
+    let fields: Vec<&syn::Field> = match &item.data {
+        syn::Data::Struct(s) => s.fields.iter().collect(),
+        syn::Data::Enum(e) => e.variants.iter().flat_map(|v| &v.fields).collect(),
+        syn::Data::Union(_) => Vec::new(),
+    };
+    for field in fields {
+        for attr in &field.attrs {
+            for meta in serde_metas(attr).unwrap_or_default() {
+                if let Some((value, suggestion)) = bad_serde_default(&meta) {
+                    cx.error(
+                        value,
+                        format_args!(
+                            "serde takes a function path in a string: write `#[ephaptic(default = {suggestion})]`, or `#[serde(default = \"path::to_fn\")]`"
+                        ),
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// `#[ephaptic(default)]` is the field's only default, and the `Default` impl is ours.
+pub fn field_defaults(
+    cx: &mut Ctxt,
+    item: &syn::DeriveInput,
+    fields: &Fields<'_>,
+    container_default: Option<&syn::Meta>,
+    attr: &str,
+) {
+    for d in &fields.defaults {
+        let serde_default = d.field.attrs.iter().any(|a| {
+            serde_metas(a)
+                .unwrap_or_default()
+                .iter()
+                .any(|m| m.path().is_ident("default"))
+        });
+        if serde_default {
+            cx.error(
+                d.attr,
+                "this field's default is given twice, here and in `#[serde(default ..)]`: keep `#[ephaptic(default ..)]`, which also sets the `Default` impl and the TypeScript docs",
+            );
+        }
+    }
+    if let (Some(meta), syn::Data::Enum(_)) = (container_default, &item.data) {
+        cx.error(
+            meta,
+            format_args!("`default` goes on a struct: an enum has no field defaults to use; write `#[derive(Default)]` and `#[default]` on a variant instead"),
+        );
+    }
+    if fields.defaults.is_empty() && container_default.is_none() {
+        return;
+    }
+    if let Some(path) = derive_path(&item.attrs, "Default") {
+        cx.error(
+            path,
+            format_args!(
+                "`#[derive(Default)]` would ignore the `#[ephaptic(default ..)]` values; remove it: ephaptic writes a `Default` that uses them when every field has one, or with `#[ephaptic::{attr}(default)]`"
+            ),
+        );
+    }
+}
+
+/// The path of `name` in the item's `#[derive(..)]`, if it derives it.
+fn derive_path(attrs: &[syn::Attribute], name: &str) -> Option<syn::Path> {
+    let mut found = None;
+    for a in attrs.iter().filter(|a| a.path().is_ident("derive")) {
+        let _ = a.parse_nested_meta(|meta| {
+            if found.is_none() && meta.path.segments.last().is_some_and(|s| s.ident == name) {
+                found = Some(meta.path.clone());
+            }
+            Ok(())
+        });
+    }
+    found
 }

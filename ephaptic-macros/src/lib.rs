@@ -1,7 +1,8 @@
 //! Procedural macros for [ephaptic](https://docs.rs/ephaptic). Use them through the `ephaptic`
 //! crate (`#[ephaptic::expose]`, `#[ephaptic::event]`, `#[ephaptic::error]`,
-//! `#[ephaptic::identity_loader]`); the
-//! code they generate reaches its dependencies only through `::ephaptic::__private`.
+//! `#[ephaptic::identity_loader]`, `#[ephaptic::model]`), whose docs list every option with an
+//! example; the code they generate reaches its dependencies only through
+//! `::ephaptic::__private`.
 //!
 //! Each entry point parses, expands, and on failure reports every error it found at once,
 //! spanned at the user's code, followed by the original item so the rest of the crate still
@@ -15,7 +16,8 @@ mod ctxt;
 mod model;
 mod parse;
 
-/// Exposes a function to ephaptic clients. See the `ephaptic` crate docs.
+/// Exposes a function to ephaptic clients. Options (`name`, `requires_login`, `rate_limit`,
+/// `broadcast`, `broadcast_to`) and examples: `ephaptic::expose`.
 #[proc_macro_attribute]
 pub fn expose(args: TokenStream, item: TokenStream) -> TokenStream {
     codegen::finish(
@@ -25,8 +27,8 @@ pub fn expose(args: TokenStream, item: TokenStream) -> TokenStream {
     )
 }
 
-/// Makes a struct (or a map-shaped enum) an event clients can listen for. See the `ephaptic`
-/// crate docs.
+/// Makes a struct (or a map-shaped enum) an event clients can listen for. Options (`name`,
+/// `default`), field defaults (`#[ephaptic(default = ..)]`) and examples: `ephaptic::event`.
 #[proc_macro_attribute]
 pub fn event(args: TokenStream, item: TokenStream) -> TokenStream {
     codegen::finish(
@@ -37,8 +39,8 @@ pub fn event(args: TokenStream, item: TokenStream) -> TokenStream {
 }
 
 /// Makes a data type usable in exposed functions and exported to TypeScript: derives serde's
-/// `Serialize`/`Deserialize` and ts-rs's `TS`, and records which fields clients may omit. See
-/// the `ephaptic` crate docs.
+/// `Serialize`/`Deserialize` and ts-rs's `TS`, and records which fields clients may omit.
+/// Options (`default`), field defaults and examples: `ephaptic::model`.
 #[proc_macro_attribute]
 pub fn model(args: TokenStream, item: TokenStream) -> TokenStream {
     codegen::finish(
@@ -48,7 +50,8 @@ pub fn model(args: TokenStream, item: TokenStream) -> TokenStream {
     )
 }
 
-/// Declares an application error type with a fixed code. See the `ephaptic` crate docs.
+/// Declares an application error type with a fixed code. Options (`code`, `message`) and
+/// examples: `ephaptic::error`.
 #[proc_macro_attribute]
 pub fn error(args: TokenStream, item: TokenStream) -> TokenStream {
     codegen::finish(
@@ -58,7 +61,8 @@ pub fn error(args: TokenStream, item: TokenStream) -> TokenStream {
     )
 }
 
-/// Declares the identity loader that turns `init.auth` into the connection's identity.
+/// Declares the identity loader that turns `init.auth` into the connection's identity. What
+/// it may take and return, with examples: `ephaptic::identity_loader`.
 #[proc_macro_attribute]
 pub fn identity_loader(args: TokenStream, item: TokenStream) -> TokenStream {
     codegen::finish(

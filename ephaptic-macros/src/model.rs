@@ -128,13 +128,16 @@ impl ErrorArgs {
 /// `#[event(...)]` options.
 pub struct EventArgs {
     pub name: Option<syn::LitStr>,
+    /// `default`: write `impl Default` even when some fields have no `#[ephaptic(default)]`.
+    pub default: Option<syn::Meta>,
 }
 
-pub const EVENT_KEYS: &[&str] = &["name = \"...\""];
+pub const EVENT_KEYS: &[&str] = &["name = \"...\"", "default"];
 
 impl EventArgs {
     pub fn parse(cx: &mut Ctxt, metas: &[syn::Meta]) -> Self {
         let mut name = Once::new("name");
+        let mut default = Once::new("default");
         for meta in metas {
             match parse::key(meta).as_str() {
                 "name" => {
@@ -142,10 +145,157 @@ impl EventArgs {
                         name.set(cx, meta, v);
                     }
                 }
+                "default" => {
+                    if let Some(true) = parse::flag(cx, meta) {
+                        default.set(cx, meta, meta.clone());
+                    }
+                }
                 _ => parse::unknown(cx, "event", meta, EVENT_KEYS),
             }
         }
-        EventArgs { name: name.get() }
+        EventArgs {
+            name: name.get(),
+            default: default.get(),
+        }
+    }
+}
+
+/// `#[model(...)]` options.
+pub struct ModelArgs {
+    /// As for events: write `impl Default` even when some fields have no default of ours.
+    pub default: Option<syn::Meta>,
+}
+
+pub const MODEL_KEYS: &[&str] = &["default"];
+
+impl ModelArgs {
+    pub fn parse(cx: &mut Ctxt, metas: &[syn::Meta]) -> Self {
+        let mut default = Once::new("default");
+        for meta in metas {
+            match parse::key(meta).as_str() {
+                "default" => {
+                    if let Some(true) = parse::flag(cx, meta) {
+                        default.set(cx, meta, meta.clone());
+                    }
+                }
+                _ => parse::unknown(cx, "model", meta, MODEL_KEYS),
+            }
+        }
+        ModelArgs {
+            default: default.get(),
+        }
+    }
+}
+
+/// `#[ephaptic(...)]` options on a field of an `#[event]` or `#[model]` struct.
+pub const FIELD_KEYS: &[&str] = &["default", "default = <expression>"];
+
+/// A field's `#[ephaptic(default ..)]`: the wire default, the `Default` impl's value and the
+/// `@default` line of its TypeScript docs, in one place.
+pub struct FieldDefault<'a> {
+    pub field: &'a syn::Field,
+    pub ident: &'a Ident,
+    /// `None` for a bare `default`: the field type's `Default::default()`.
+    pub value: Option<syn::Expr>,
+    /// The `#[ephaptic(..)]` attribute, for errors about the field's default as a whole.
+    pub attr: &'a syn::Attribute,
+}
+
+/// What `#[ephaptic(..)]` says about a data type's fields.
+pub struct Fields<'a> {
+    pub defaults: Vec<FieldDefault<'a>>,
+    /// Whether every named field has a default of ours (and there is at least one field).
+    pub all_defaulted: bool,
+}
+
+/// Reads every field's `#[ephaptic(..)]`. Only struct fields take one: on an enum variant's
+/// field it is reported (the codegen strips it either way, so the item still compiles).
+pub fn fields<'a>(cx: &mut Ctxt, item: &'a syn::DeriveInput, attr: &str) -> Fields<'a> {
+    let mut out = Fields {
+        defaults: Vec::new(),
+        all_defaulted: false,
+    };
+    match &item.data {
+        syn::Data::Struct(data) => {
+            let mut named = 0;
+            for field in &data.fields {
+                let Some(ident) = &field.ident else {
+                    for a in ephaptic_attrs(&field.attrs) {
+                        cx.error(a, "`#[ephaptic(..)]` goes on named fields");
+                    }
+                    continue;
+                };
+                named += 1;
+                let mut default = Once::new("default");
+                for a in ephaptic_attrs(&field.attrs) {
+                    for meta in field_metas(cx, a) {
+                        match parse::key(&meta).as_str() {
+                            "default" => match &meta {
+                                syn::Meta::Path(_) => default.set(cx, &meta, (a, None)),
+                                syn::Meta::NameValue(nv) => {
+                                    default.set(cx, &meta, (a, Some(nv.value.clone())))
+                                }
+                                syn::Meta::List(_) => cx.error(
+                                    &meta,
+                                    "write `default = <expression>` (e.g. `default = 1`), or a bare `default` for the type's `Default`",
+                                ),
+                            },
+                            _ => parse::unknown(cx, "ephaptic", &meta, FIELD_KEYS),
+                        }
+                    }
+                }
+                if let Some((attr, value)) = default.get() {
+                    out.defaults.push(FieldDefault {
+                        field,
+                        ident,
+                        value,
+                        attr,
+                    });
+                }
+            }
+            out.all_defaulted = named > 0 && out.defaults.len() == named;
+        }
+        syn::Data::Enum(data) => {
+            for a in data
+                .variants
+                .iter()
+                .flat_map(|v| &v.fields)
+                .flat_map(|f| ephaptic_attrs(&f.attrs))
+            {
+                cx.error(
+                    a,
+                    format_args!("`#[ephaptic(..)]` goes on the fields of a struct; on an enum's variants, use serde's `#[serde(default = \"path::to_fn\")]`, or make the variant a struct of its own with `#[ephaptic::{attr}]`"),
+                );
+            }
+        }
+        syn::Data::Union(_) => {}
+    }
+    out
+}
+
+/// The `#[ephaptic(..)]` attributes among a field's attributes.
+pub fn ephaptic_attrs(attrs: &[syn::Attribute]) -> impl Iterator<Item = &syn::Attribute> {
+    attrs.iter().filter(|a| a.path().is_ident("ephaptic"))
+}
+
+/// The options of one `#[ephaptic(..)]`; a bare `#[ephaptic]` or unparsable options are
+/// reported and give none.
+fn field_metas(cx: &mut Ctxt, attr: &syn::Attribute) -> Vec<syn::Meta> {
+    match &attr.meta {
+        syn::Meta::List(list) => match parse::metas(list.tokens.clone()) {
+            Ok(metas) => metas,
+            Err(e) => {
+                cx.push(e);
+                Vec::new()
+            }
+        },
+        _ => {
+            cx.error(
+                attr,
+                "write `#[ephaptic(default = <expression>)]`, e.g. `#[ephaptic(default = 1)]`",
+            );
+            Vec::new()
+        }
     }
 }
 
@@ -219,7 +369,7 @@ impl<'a> Function<'a> {
 }
 
 /// A parameter whose type is `Caller` (any path ending in `Caller`) is the caller's context.
-fn is_caller(ty: &Type) -> bool {
+pub fn is_caller(ty: &Type) -> bool {
     is_named(ty, "Caller")
 }
 
@@ -363,6 +513,76 @@ fn serde_attrs(attrs: &[syn::Attribute]) -> SerdeAttrs {
     out
 }
 
+/// The options of a `#[serde(..)]` attribute, or `None` when they are not `Meta`-shaped (then
+/// serde reports them itself).
+pub fn serde_metas(attr: &syn::Attribute) -> Option<Vec<syn::Meta>> {
+    match &attr.meta {
+        syn::Meta::List(list) if attr.path().is_ident("serde") => {
+            parse::metas(list.tokens.clone()).ok()
+        }
+        _ => None,
+    }
+}
+
+/// A `default = ..` inside `#[serde(..)]` that serde cannot use (a value that is not a string,
+/// or a string that is not a path), with the expression to suggest for `#[ephaptic(default)]`.
+/// serde reports it as one error and then derives nothing, so everything that needs `Serialize`
+/// fails after it; we report it ourselves and leave it out of the item.
+pub fn bad_serde_default(meta: &syn::Meta) -> Option<(&syn::Expr, String)> {
+    let syn::Meta::NameValue(nv) = meta else {
+        return None;
+    };
+    if !nv.path.is_ident("default") {
+        return None;
+    }
+    match &nv.value {
+        syn::Expr::Lit(syn::ExprLit {
+            lit: syn::Lit::Str(s),
+            ..
+        }) => match s.parse::<syn::ExprPath>() {
+            Ok(_) => None,
+            // `"1"` was meant as the value `1`; text that is no expression, as a string.
+            Err(_) => match s.parse::<syn::Expr>() {
+                Ok(_) => Some((&nv.value, s.value())),
+                Err(_) => Some((&nv.value, quote::quote!(#s).to_string())),
+            },
+        },
+        other => Some((other, expr_text(other))),
+    }
+}
+
+/// An expression as the user wrote it (for the TypeScript docs and error messages): the source
+/// text where there is one, else the tokens with rustfmt-like spacing for the common cases.
+pub fn expr_text(expr: &syn::Expr) -> String {
+    use quote::ToTokens;
+    use syn::spanned::Spanned;
+    if let Some(text) = expr.span().source_text() {
+        return text.split_whitespace().collect::<Vec<_>>().join(" ");
+    }
+    let mut text = expr.to_token_stream().to_string();
+    for (from, to) in [
+        (" :: ", "::"),
+        (":: ", "::"),
+        (" ::", "::"),
+        (" (", "("),
+        ("( ", "("),
+        (" )", ")"),
+        (" [", "["),
+        ("[ ", "["),
+        (" ]", "]"),
+        (" ,", ","),
+        (" .", "."),
+        (". ", "."),
+        (" !", "!"),
+    ] {
+        text = text.replace(from, to);
+    }
+    match text.strip_prefix("- ") {
+        Some(rest) => format!("-{rest}"),
+        None => text,
+    }
+}
+
 fn is_option(ty: &Type) -> bool {
     match ty {
         Type::Path(p) => {
@@ -426,5 +646,28 @@ mod tests {
         let shape = input_shape(&item);
         assert_eq!(shape.optional, ["isError", "when", "x"]);
         assert_eq!(shape.omit, ["serverOnly"]);
+    }
+
+    #[test]
+    fn serde_defaults_serde_cannot_use_are_found_with_a_suggestion() {
+        let bad = |meta: syn::Meta| bad_serde_default(&meta).map(|(_, s)| s);
+        assert_eq!(bad(syn::parse_quote!(default = 1)).as_deref(), Some("1"));
+        assert_eq!(bad(syn::parse_quote!(default = "1")).as_deref(), Some("1"));
+        assert_eq!(
+            bad(syn::parse_quote!(default = "not a path")).as_deref(),
+            Some("\"not a path\"")
+        );
+        assert_eq!(bad(syn::parse_quote!(default = "one")), None);
+        assert_eq!(bad(syn::parse_quote!(default = "a::b")), None);
+        assert_eq!(bad(syn::parse_quote!(default)), None);
+    }
+
+    #[test]
+    fn expressions_print_as_written_without_source_text() {
+        let text = |e: syn::Expr| expr_text(&e);
+        assert_eq!(text(syn::parse_quote!(-1)), "-1");
+        assert_eq!(text(syn::parse_quote!(Vec::new())), "Vec::new()");
+        assert_eq!(text(syn::parse_quote!(vec![1, 2])), "vec![1, 2]");
+        assert_eq!(text(syn::parse_quote!("x")), "\"x\"");
     }
 }

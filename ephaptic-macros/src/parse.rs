@@ -50,10 +50,15 @@ pub fn key(meta: &Meta) -> String {
 
 /// The error for a key the attribute does not know, listing the keys it does.
 pub fn unknown(cx: &mut Ctxt, attr: &str, meta: &Meta, known: &[&str]) {
+    // The field attribute is `#[ephaptic(..)]`, the others `#[ephaptic::name]`.
+    let attr = match attr {
+        "ephaptic" => "#[ephaptic(..)]".to_string(),
+        other => format!("#[ephaptic::{other}]"),
+    };
     cx.error(
         meta.path(),
         format_args!(
-            "unknown option `{}` for #[ephaptic::{attr}]; the options are: {}",
+            "unknown option `{}` for {attr}; the options are: {}",
             key(meta),
             known.join(", ")
         ),

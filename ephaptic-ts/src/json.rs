@@ -198,6 +198,7 @@ fn to_schema(ts: &str) -> Json {
     let mut p = Parser {
         s: ts.as_bytes(),
         i: 0,
+        doc: None,
     };
     let t = p.union();
     t.unwrap_or_else(|| Json::obj(vec![]))
@@ -206,12 +207,31 @@ fn to_schema(ts: &str) -> Json {
 struct Parser<'a> {
     s: &'a [u8],
     i: usize,
+    /// The last `/** .. */` skipped: a field's docs, which ts-rs writes before its name.
+    doc: Option<String>,
 }
 
 impl Parser<'_> {
+    /// Skips whitespace and comments, keeping the last doc comment.
     fn ws(&mut self) {
-        while self.i < self.s.len() && (self.s[self.i] as char).is_whitespace() {
-            self.i += 1;
+        loop {
+            while self.i < self.s.len() && (self.s[self.i] as char).is_whitespace() {
+                self.i += 1;
+            }
+            if !self.s[self.i..].starts_with(b"/*") {
+                return;
+            }
+            let rest = &self.s[self.i..];
+            let len = rest
+                .windows(2)
+                .skip(2)
+                .position(|w| w == b"*/")
+                .map_or(rest.len(), |p| p + 4);
+            let comment = String::from_utf8_lossy(&rest[..len]);
+            if comment.starts_with("/**") {
+                self.doc = Some(clean_docs(&comment));
+            }
+            self.i += len;
         }
     }
 
@@ -358,6 +378,8 @@ impl Parser<'_> {
                 self.eat(b';');
                 continue;
             }
+            self.ws();
+            let doc = self.doc.take();
             let key = match self.string() {
                 Some(k) => k,
                 None => self.ident()?,
@@ -366,7 +388,12 @@ impl Parser<'_> {
             if !self.eat(b':') {
                 return None;
             }
-            let value = self.union()?;
+            let mut value = self.union()?;
+            // A comment inside the value belongs to the value.
+            self.doc = None;
+            if let (Some(doc), Json::Obj(entries)) = (doc, &mut value) {
+                entries.push(("description".into(), Json::Str(doc)));
+            }
             if !optional {
                 required.push(Json::Str(key.clone()));
             }
@@ -421,6 +448,16 @@ mod tests {
         assert_eq!(
             render(r#"{ id: number, "name": string, tags?: Array<string>, when: string | null, }"#),
             r#"{ "type": "object", "properties": { "id": { "type": "number" }, "name": { "type": "string" }, "tags": { "type": "array", "items": { "type": "string" } }, "when": { "anyOf": [ { "type": "string" }, { "type": "null" } ] } }, "required": [ "id", "name", "when" ] }"#
+        );
+    }
+
+    #[test]
+    fn field_docs_are_descriptions() {
+        assert_eq!(
+            render(
+                "{ \n/**\n * The code.\n * @default 1\n */\ncode: number, /* plain */ message: string, }"
+            ),
+            r#"{ "type": "object", "properties": { "code": { "type": "number", "description": "The code.\n@default 1" }, "message": { "type": "string" } }, "required": [ "code", "message" ] }"#
         );
     }
 

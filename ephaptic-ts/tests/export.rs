@@ -12,17 +12,15 @@ use futures_util::stream::{self, Stream};
 
 // --- The README's example -----------------------------------------------------------------
 
-fn one() -> i32 {
-    1
-}
-
 /// Something happened; tell everyone.
 #[event]
 #[derive(Debug, Clone)]
 #[serde(rename_all = "camelCase")]
 pub struct SomethingHappened {
-    #[serde(default = "one")]
+    /// What happened, as a number.
+    #[ephaptic(default = 1)]
     pub code: i32,
+    #[ephaptic(default = "it happened")]
     pub message: String,
     #[serde(default)]
     pub is_error: bool,
@@ -261,7 +259,16 @@ fn the_json_snapshot_is_current() {
 #[test]
 fn arguments_get_input_shapes_and_results_keep_full_ones() {
     let ts = ephaptic_ts::render().unwrap();
-    assert!(ts.contains(r#"export type SomethingHappenedInput = EphapticFlatten<Omit<SomethingHappened, "code" | "isError"> & Partial<Pick<SomethingHappened, "code" | "isError">>>;"#), "{ts}");
+    assert!(ts.contains(r#"export type SomethingHappenedInput = EphapticFlatten<Omit<SomethingHappened, "code" | "message" | "isError"> & Partial<Pick<SomethingHappened, "code" | "message" | "isError">>>;"#), "{ts}");
+    // `#[ephaptic(default = ..)]` shows its value in the field's docs, after the user's own.
+    assert!(
+        ts.contains("/**\n * What happened, as a number.\n * @default 1\n */\ncode: number,"),
+        "{ts}"
+    );
+    assert!(
+        ts.contains("/**\n * @default \"it happened\"\n */\nmessage: string,"),
+        "{ts}"
+    );
     assert!(
         ts.contains("broadcastEvent(event: SomethingHappenedInput): Promise<null>;"),
         "{ts}"

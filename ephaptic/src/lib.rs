@@ -64,7 +64,8 @@
 //!
 //! Give the structs and enums your functions take and return `#[ephaptic::model]`: it derives
 //! serde's `Serialize`/`Deserialize` and ts-rs's `TS` (through ephaptic, so you need neither as a
-//! dependency), and records which fields a client may leave out (serde `default`, `Option`). The
+//! dependency), and records which fields a client may leave out (`#[ephaptic(default = ..)]`,
+//! serde `default`, `Option`). The
 //! `ephaptic-ts` crate then writes the `schema.ts` your frontend imports, with arguments typed so
 //! that those fields are optional and results typed with every field present. Your own
 //! `#[serde(...)]` attributes apply as usual.
@@ -153,26 +154,34 @@
 //! ```
 //! use ephaptic::{event, expose, Caller};
 //!
-//! #[event]
+//! // `default`: `impl Default` with the field defaults, for `..Default::default()` below.
+//! #[event(default)]
 //! #[serde(rename_all = "camelCase")]
 //! pub struct Notice {
 //!     pub message: String,
-//!     #[serde(default)]
+//!     #[ephaptic(default = 1)]
+//!     pub level: u8,
+//!     #[ephaptic(default)]
 //!     pub is_urgent: bool,
 //! }
 //!
 //! #[expose]
 //! async fn notify(user: u64, message: String) -> usize {
-//!     ephaptic::to(user).emit(Notice { message, is_urgent: false }).await
+//!     ephaptic::to(user).emit(Notice { message, ..Default::default() }).await
 //! }
 //!
 //! #[expose]
 //! async fn ping(caller: Caller) -> &'static str {
 //!     // Queued before the result, so the client sees the event first.
-//!     caller.emit(Notice { message: "pong".into(), is_urgent: false }).await;
+//!     caller.emit(Notice { message: "pong".into(), is_urgent: true, ..Default::default() }).await;
 //!     "pong"
 //! }
 //! ```
+//!
+//! A field with `#[ephaptic(default = ..)]` may be left out by clients that send the event's
+//! type as an argument, is filled in with that value, and shows it in TypeScript
+//! (`@default 1`); see [`event`](macro@event) for every option. An `emit` does nothing until
+//! it is awaited, and the compiler warns when the `.await` is missing.
 //!
 //! `to` takes one identity or a collection: `to(7)`, `to("alice")`, `to([1, 2, 3])`,
 //! `to(vec_of_ids)`, `to(caller.identity())` (nobody when anonymous); [`to!`](macro@to) takes
@@ -265,7 +274,7 @@
 //! | `await ephaptic.emit(ev)` inside a call: **the caller only** | `caller.emit(ev)` (take a [`Caller`] parameter); [`emit`](fn@emit) is **everyone** |
 //! | `ephaptic.emit(ev)` outside a call: an error | [`emit`](fn@emit) works anywhere: every connection |
 //! | `to(1, 2, 3).emit(ev)` | [`to!`](macro@to)`(1, 2, 3).emit(ev).await`, or `to([1, 2, 3])` |
-//! | `class E(BaseModel): code: int = 1` | `#[ephaptic::event] struct E { #[serde(default = "one")] code: i64 }` |
+//! | `class E(BaseModel): code: int = 1` | `#[ephaptic::event] struct E { #[ephaptic(default = 1)] code: i64 }` (also the `Default` impl and `@default 1` in TypeScript) |
 //! | `@ephaptic.identity_loader` | `#[ephaptic::identity_loader]` (or [`Server::identity_loader`]) |
 //! | `ephaptic generate ... --watch` | the exporter in `ephaptic-ts` (see its docs) |
 //! | `ephaptic.to(...)` across workers via Redis | `Server::redis(url)` (feature `redis`), `redis_compat` to share a Redis with Python servers |
@@ -322,12 +331,13 @@ pub mod __private;
 pub use error::{Error, Result, ServiceError};
 pub use handler::defs::{ErrorDef, EventDef, Exposed, FunctionDef, NamingDef, Site};
 pub use handler::{
-    Audience, Caller, Event, IdentityLoader, IntoTargets, Issue, LoaderOutput, Loc, group, to,
+    Audience, Caller, Event, IdentityLoader, IntoIdentity, IntoTargets, Issue, LoaderOutput, Loc,
+    group, to,
 };
 pub use handshake::Handshake;
 pub use identity::Identity;
 pub use registry::{Introspection, Naming, RegistryError};
-pub use runtime::{Metrics, emit, metrics};
+pub use runtime::{Emit, Metrics, emit, metrics};
 pub use schema::Model;
 pub use server::Server;
 pub use session::SlowClient;
@@ -341,7 +351,188 @@ pub use ts_rs::TS;
 /// booleans, numbers, strings, bytes).
 pub use rmpv::Value;
 
-pub use ephaptic_macros::{error, event, expose, identity_loader, model};
+/// Exposes a function to ephaptic clients, who call it by name over the WebSocket.
+///
+/// Goes on an `async fn` or a plain `fn` (run on a blocking thread). Parameters are any
+/// `Deserialize` type, bound from positional `args` and named `kwargs`; an `Option` may be left
+/// out; a [`Caller`] parameter (by value) is the caller's context, not an argument. It returns
+/// any `Serialize` value, a `Result<T, E>` with `E: Into<Error>`, or a stream. Options:
+///
+/// | option | effect |
+/// |---|---|
+/// | `name = "camelName"` | the wire name clients call (default: the Rust name, or [`Server::rename_all`]) |
+/// | `requires_login` | anonymous callers get `UNAUTHORIZED` |
+/// | `rate_limit = "10/m"` | calls per caller (identity, or IP when anonymous) per `s`, `m`, `h` or `d`; more get `RATELIMIT` |
+/// | `broadcast = ["todoCreated"]` | after it succeeds, announce the `Ok` value on these channels |
+/// | `broadcast_to = audience_fn` | who hears the channels: `fn(&Caller, &T) -> Audience` (default: everyone) |
+///
+/// ```
+/// use ephaptic::{expose, Audience, Caller};
+///
+/// #[expose]
+/// async fn add(a: i64, b: i64) -> i64 {
+///     a + b
+/// }
+///
+/// #[expose(name = "whoAmI", requires_login)]
+/// async fn who_am_i(caller: Caller) -> String {
+///     caller.identity().map(|id| id.to_string()).unwrap_or_default()
+/// }
+///
+/// #[expose(rate_limit = "5/s")]
+/// fn hash(text: String) -> u64 {
+///     text.bytes().map(u64::from).sum()
+/// }
+///
+/// #[ephaptic::model]
+/// pub struct Todo { pub id: u64, pub owner: String }
+///
+/// fn owner_of(_caller: &Caller, todo: &Todo) -> Audience {
+///     ephaptic::to(todo.owner.as_str())
+/// }
+///
+/// #[expose(broadcast = ["todoCreated"], broadcast_to = owner_of)]
+/// async fn create_todo(owner: String) -> ephaptic::Result<Todo> {
+///     Ok(Todo { id: 1, owner })
+/// }
+/// ```
+pub use ephaptic_macros::expose;
+
+/// Makes a struct (or an enum serde writes as a map) an event clients listen for:
+/// `client.on("Notice", data => ...)`. Derives `Serialize`, `Deserialize` and `TS` for it (skip
+/// those you derive yourself); your `#[serde(..)]` attributes apply. Send it with
+/// [`emit`](fn@emit), [`to`], [`group`] or [`Caller::emit`]. Options:
+///
+/// | option | effect |
+/// |---|---|
+/// | `name = "noticeSent"` | the event name clients listen for (default: the type's name) |
+/// | `default` | write `impl Default` even when some fields have no `#[ephaptic(default)]` (those take their type's `Default::default()`) |
+///
+/// **Field defaults** live in one place: `#[ephaptic(default = <expression>)]` on a field (any
+/// expression: `= 1`, `= "text"` for a `String`, `= Vec::new()`), or a bare
+/// `#[ephaptic(default)]` for the field type's `Default::default()`. The field may then be left
+/// out by a client (it is optional in the argument's TypeScript shape), is filled in on the
+/// wire with that value, and shows it in the TypeScript docs (`@default 1`). When every field
+/// has one (or with the `default` option), the type gets an `impl Default` with the same
+/// values, so `..Default::default()` agrees with the wire; do not also derive `Default`.
+///
+/// ```
+/// #[ephaptic::event]
+/// #[serde(rename_all = "camelCase")]
+/// pub struct SomethingHappened {
+///     #[ephaptic(default = 1)]
+///     pub code: i64,
+///     #[ephaptic(default = "nothing to report")]
+///     pub message: String,
+///     #[ephaptic(default)]
+///     pub is_error: bool,
+/// }
+///
+/// #[ephaptic::event(name = "todoSaved", default)]
+/// pub struct Saved {
+///     pub id: u64,
+///     #[ephaptic(default = 3)]
+///     pub retries: u8,
+/// }
+///
+/// let e = SomethingHappened::default();
+/// assert_eq!((e.code, e.message.as_str(), e.is_error), (1, "nothing to report", false));
+/// let s = Saved { id: 7, ..Default::default() };
+/// assert_eq!(s.retries, 3);
+/// ```
+pub use ephaptic_macros::event;
+
+/// Makes a data type usable in exposed functions and exported to TypeScript: derives serde's
+/// `Serialize`/`Deserialize` and ts-rs's `TS` (through ephaptic: no dependency of your own) and
+/// records which fields clients may leave out (serde `default`, `Option`, and
+/// `#[ephaptic(default = ..)]`), so arguments get an input type where those are optional.
+///
+/// | option | effect |
+/// |---|---|
+/// | `default` | write `impl Default` even when some fields have no `#[ephaptic(default)]` |
+///
+/// Fields take `#[ephaptic(default = <expression>)]` or `#[ephaptic(default)]` as on
+/// [`event`](macro@event): the wire default, `impl Default` when every field has one, and
+/// `@default` in the TypeScript docs.
+///
+/// ```
+/// #[ephaptic::model]
+/// #[serde(rename_all = "camelCase")]
+/// pub struct NewTodo {
+///     pub title: String,
+///     #[serde(default)]
+///     pub is_urgent: bool,
+/// }
+///
+/// #[ephaptic::model]
+/// pub struct Settings {
+///     #[ephaptic(default = 30)]
+///     pub timeout_secs: u32,
+///     #[ephaptic(default = "dark")]
+///     pub theme: String,
+/// }
+///
+/// #[ephaptic::model(default)]
+/// pub struct Page<T> {
+///     pub items: Vec<T>,
+///     #[ephaptic(default = 20)]
+///     pub limit: u32,
+/// }
+///
+/// assert_eq!(Settings::default().timeout_secs, 30);
+/// assert_eq!(Page::<NewTodo>::default().limit, 20);
+/// ```
+pub use ephaptic_macros::model;
+
+/// Declares an application error type with a fixed code: returned from an exposed function
+/// (`Result<T, ThisType>`, or `?` into [`Error`]), it answers with that code, the message, and
+/// its fields as `data`, typed in TypeScript. Options:
+///
+/// | option | effect |
+/// |---|---|
+/// | `code = "INSUFFICIENT_FUNDS"` | the error code clients match on (required; not one the runtime uses, such as `VALIDATION_ERROR`) |
+/// | `message = "Need {needed}, have {available}."` | the human message; `{field}` fills in a field (default: `An error occurred.`) |
+///
+/// ```
+/// #[ephaptic::error(code = "INSUFFICIENT_FUNDS", message = "Need {needed}, have {available}.")]
+/// pub struct InsufficientFunds {
+///     pub available: u64,
+///     pub needed: u64,
+/// }
+///
+/// #[ephaptic::error(code = "GONE")]
+/// pub struct Gone;
+///
+/// #[ephaptic::expose]
+/// async fn withdraw(amount: u64) -> Result<u64, InsufficientFunds> {
+///     Err(InsufficientFunds { available: 3, needed: amount })
+/// }
+///
+/// let e: ephaptic::Error = Gone.into();
+/// assert_eq!(e.code(), "GONE");
+/// ```
+pub use ephaptic_macros::error;
+
+/// Declares the identity loader: the function that turns a client's `init.auth` (and, if it
+/// asks, the upgrade request) into the connection's [`Identity`]. It takes no options, and
+/// runs once per connection.
+///
+/// Its parameters are `auth: A` (any `Deserialize` type; an `Option` also accepts clients that
+/// send none), a [`Handshake`] (by value: headers, cookies, peer address), or both. It returns
+/// `Option<I>` or `Result<Option<I>, E>`, where `I` is an [`IntoIdentity`]: a string, an
+/// integer, a `bool`, a `Uuid` or an [`Identity`]; `None` is anonymous, and an `Err` is logged
+/// and the connection stays anonymous. The same in code: [`Server::identity_loader`].
+///
+/// ```
+/// use ephaptic::Handshake;
+///
+/// #[ephaptic::identity_loader]
+/// async fn load(token: Option<String>, handshake: Handshake) -> Option<u64> {
+///     let token = token.or_else(|| handshake.cookie("session").map(str::to_owned))?;
+///     token.strip_prefix("user-")?.parse().ok()
+/// }
+/// ```
+pub use ephaptic_macros::identity_loader;
 
 /// Declares how functions without an explicit `name = "..."` are named on the wire, once for
 /// the whole build: `ephaptic::naming!(CamelCase);` anywhere in a linked crate (next to the

@@ -5,7 +5,7 @@
 #[test]
 fn ui() {
     let t = trybuild::TestCases::new();
-    for dir in ["expose", "event", "error", "identity_loader"] {
+    for dir in ["expose", "event", "model", "error", "identity_loader"] {
         t.pass(format!("ui/{dir}/pass/*.rs"));
         t.compile_fail(format!("ui/{dir}/fail/*.rs"));
     }

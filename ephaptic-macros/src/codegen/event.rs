@@ -1,9 +1,10 @@
-//! `#[event]`: the derives, `Event` (its wire name), `Model`, and the registration.
+//! `#[event]`: the derives, `Event` (its wire name), `Model`, field defaults, and the
+//! registration.
 
 use proc_macro2::TokenStream as TokenStream2;
 use quote::quote;
 
-use super::data::{data_derives, describe_fn, model_impl};
+use super::data::{clean, data_derives, defaults_impl, derives, describe_fn, model_impl};
 use super::site;
 use crate::check;
 use crate::ctxt::Ctxt;
@@ -29,17 +30,32 @@ pub fn event(args: TokenStream2, item: TokenStream2) -> syn::Result<TokenStream2
             "the event name must not be empty: write e.g. `name = \"todoCreated\"`, or leave `name` out to use the type's name",
         );
     }
-    let derive = data_derives(&item.attrs, &["Serialize", "Deserialize", "TS"]);
+    // Mistakes in field attributes leave the type's shape intact: they are reported, and the
+    // impls are still written (from the item without them), so uses of the event compile.
+    let mut fx = Ctxt::default();
+    let fields = crate::model::fields(&mut fx, &item, "event");
+    check::serde_defaults(&mut fx, &item);
+    check::field_defaults(&mut fx, &item, &fields, opts.default.as_ref(), "event");
+    let write_default = (opts.default.is_some() || fields.all_defaulted)
+        && !derives(&item.attrs, "Default")
+        && matches!(item.data, syn::Data::Struct(_));
+    let clean = clean(&item, &fields);
+    let derive = data_derives(&clean.attrs, &["Serialize", "Deserialize", "TS"]);
     if let Err(e) = cx.check() {
         // The item keeps its derives (a union gets none), so its `#[serde(..)]` and `#[ts(..)]`
         // attributes still resolve and the mistakes above are the only errors.
-        let errors = e.to_compile_error();
+        let mut errors = e.to_compile_error();
+        if let Err(e) = fx.check() {
+            errors.extend(e.to_compile_error());
+        }
         let derive = match item.data {
             syn::Data::Union(_) => quote!(),
             _ => derive,
         };
-        return Ok(quote!(#errors #derive #item));
+        return Ok(quote!(#errors #derive #clean));
     }
+    let field_errors = fx.check().err().map(|e| e.to_compile_error());
+    let defaults = defaults_impl(&item, &fields, write_default);
 
     let ident = &item.ident;
     let name = opts
@@ -48,12 +64,15 @@ pub fn event(args: TokenStream2, item: TokenStream2) -> syn::Result<TokenStream2
         .unwrap_or_else(|| ident.to_string());
     let site = site(&ident.to_string());
     let doc = doc_of(&item.attrs);
-    let model = model_impl(&item);
+    let model = model_impl(&clean);
     let describe = describe_fn(ident);
 
     Ok(quote! {
+        #field_errors
         #derive
-        #item
+        #clean
+
+        #defaults
 
         impl ::ephaptic::__private::Event for #ident {
             const NAME: &'static str = #name;

@@ -51,7 +51,16 @@ export type Shape = { "Circle": { radius: number, } } | { "Square": number } | "
 /**
  * Something happened; tell everyone.
  */
-export type SomethingHappened = { code: number, message: string, isError: boolean, };
+export type SomethingHappened = { 
+/**
+ * What happened, as a number.
+ * @default 1
+ */
+code: number, 
+/**
+ * @default "it happened"
+ */
+message: string, isError: boolean, };
 
 export type StreamBroke = { after: number, };
 
@@ -64,7 +73,7 @@ type EphapticFlatten<T> = { [K in keyof T]: T[K] } & {};
 export type ProfileInput = EphapticFlatten<Omit<Profile, "nickname" | "tags" | "scores" | "computed"> & Partial<Pick<Profile, "nickname" | "tags" | "scores">>>;
 
 /** `SomethingHappened` as an argument: the fields the server fills in when absent are optional. */
-export type SomethingHappenedInput = EphapticFlatten<Omit<SomethingHappened, "code" | "isError"> & Partial<Pick<SomethingHappened, "code" | "isError">>>;
+export type SomethingHappenedInput = EphapticFlatten<Omit<SomethingHappened, "code" | "message" | "isError"> & Partial<Pick<SomethingHappened, "code" | "message" | "isError">>>;
 
 /** Every event and channel clients can listen for, with its payload type. */
 export interface EphapticEvents {

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use super::event::{Event, encode};
 use crate::handshake::Handshake;
 use crate::identity::Identity;
+use crate::runtime::Emit;
 use crate::session::{Connection, Hub};
 
 /// Who is calling. Add a parameter of this type to an exposed function to get it; it is filled
@@ -75,11 +76,15 @@ impl Caller {
     /// Sends `event` to this connection only. It is queued in order with this connection's
     /// replies, so an event emitted before a handler returns arrives before its result.
     /// Returns whether the connection was still open.
-    pub async fn emit<E: Event>(&self, event: E) -> bool {
-        match encode(E::NAME, &event) {
-            Some(frame) => self.conn.send(frame).await,
-            None => false,
-        }
+    /// Nothing is sent until the returned future is awaited.
+    pub fn emit<E: Event>(&self, event: E) -> Emit<'_, bool> {
+        let frame = encode(E::NAME, &event);
+        Emit::new(async move {
+            match frame {
+                Some(frame) => self.conn.send(frame).await,
+                None => false,
+            }
+        })
     }
 
     /// Adds this connection to a group (a room), so `ephaptic::group(name).emit(..)` and

@@ -101,7 +101,7 @@ where
 }
 
 /// What an identity loader may return: `Option<I>` or `Result<Option<I>, E>`, where `I` is
-/// anything that converts into an [`Identity`] (strings, integers, `bool`, `Uuid`).
+/// an [`IntoIdentity`] (strings, integers, `bool`, `Uuid`, [`Identity`]).
 #[diagnostic::on_unimplemented(
     message = "an identity loader must return `Option<I>` or `Result<Option<I>, E>`, not `{Self}`",
     note = "`I` is a string, an integer, a bool, a Uuid or an `ephaptic::Identity`; `None` means anonymous"
@@ -111,15 +111,78 @@ pub trait LoaderOutput {
     fn into_identity(self) -> Result<Option<Identity>, String>;
 }
 
-impl<I: Into<Identity>> LoaderOutput for Option<I> {
-    fn into_identity(self) -> Result<Option<Identity>, String> {
-        Ok(self.map(Into::into))
+/// What an identity loader's `Some(..)` may hold: a string, an integer, a `bool`, a `Uuid` or
+/// an [`Identity`]. Implement it for an id newtype of your own to return that directly.
+///
+/// ```
+/// struct UserId(u64);
+///
+/// impl ephaptic::IntoIdentity for UserId {
+///     fn into_identity(self) -> ephaptic::Identity {
+///         self.0.into()
+///     }
+/// }
+///
+/// #[ephaptic::identity_loader]
+/// async fn load(token: Option<String>) -> Option<UserId> {
+///     token.map(|t| UserId(t.len() as u64))
+/// }
+/// ```
+// Its own trait (not `Into<Identity>`), so that a loader returning a user struct is told what
+// an identity is, not shown every `From` impl of `Identity`.
+#[diagnostic::on_unimplemented(
+    message = "an identity is a string, an integer, a bool or a UUID: return one of those (for example the user's id), or `ephaptic::Identity`",
+    label = "`{Self}` is not one of those"
+)]
+pub trait IntoIdentity {
+    /// The connection's identity.
+    fn into_identity(self) -> Identity;
+}
+
+macro_rules! into_identity {
+    ($($t:ty),*) => {$(
+        impl IntoIdentity for $t {
+            fn into_identity(self) -> Identity {
+                Identity::from(self)
+            }
+        }
+    )*};
+}
+into_identity!(
+    i8,
+    i16,
+    i32,
+    i64,
+    u8,
+    u16,
+    u32,
+    u64,
+    isize,
+    usize,
+    String,
+    &str,
+    &String,
+    bool,
+    uuid::Uuid,
+    &Identity
+);
+
+impl IntoIdentity for Identity {
+    fn into_identity(self) -> Identity {
+        self
     }
 }
 
-impl<I: Into<Identity>, E: fmt::Display> LoaderOutput for Result<Option<I>, E> {
+impl<I: IntoIdentity> LoaderOutput for Option<I> {
     fn into_identity(self) -> Result<Option<Identity>, String> {
-        self.map(|o| o.map(Into::into)).map_err(|e| e.to_string())
+        Ok(self.map(IntoIdentity::into_identity))
+    }
+}
+
+impl<I: IntoIdentity, E: fmt::Display> LoaderOutput for Result<Option<I>, E> {
+    fn into_identity(self) -> Result<Option<Identity>, String> {
+        self.map(|o| o.map(IntoIdentity::into_identity))
+            .map_err(|e| e.to_string())
     }
 }
 

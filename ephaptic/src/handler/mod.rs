@@ -24,5 +24,5 @@ pub(crate) use defs::{
 pub use event::Event;
 pub(crate) use event::encode;
 pub(crate) use loader::DynLoader;
-pub use loader::{IdentityLoader, LoaderOutput, run_loader};
+pub use loader::{IdentityLoader, IntoIdentity, LoaderOutput, run_loader};
 pub(crate) use request::{Outcome, Request, Started};

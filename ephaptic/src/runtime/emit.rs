@@ -1,22 +1,68 @@
 //! Sending events: to an [`Audience`] (everyone, identities, a group) and on channels. Each
 //! event is encoded once, here, and handed to the server's [delivery seam](super::delivery).
 
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
 use serde::Serialize;
 
 use super::delivery::Outgoing;
 use super::scope::current;
 use crate::handler::{Audience, Event, encode};
 
+/// Every connected client, for the free [`emit`], whose future must not borrow a temporary.
+static EVERYONE: Audience = Audience::Everyone;
+
+/// What `emit` returns: a future that sends the event when awaited, and how many connections
+/// (for [`Caller::emit`](crate::Caller::emit): whether the connection) it reached. The event is
+/// already encoded, so the future names no event type (a type that is not an event is reported
+/// once, at the argument); nothing is sent until it is awaited, which the compiler flags.
+#[must_use = "the event is not sent until this is awaited: add `.await`"]
+pub struct Emit<'a, T = usize>(Pin<Box<dyn Future<Output = T> + Send + 'a>>);
+
+impl<'a, T> Emit<'a, T> {
+    pub(crate) fn new(future: impl Future<Output = T> + Send + 'a) -> Self {
+        Emit(Box::pin(future))
+    }
+}
+
+impl<T> Future for Emit<'_, T> {
+    type Output = T;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<T> {
+        self.0.as_mut().poll(cx)
+    }
+}
+
+impl<T> std::fmt::Debug for Emit<'_, T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Emit")
+    }
+}
+
 impl Audience {
     /// Sends `event` to this audience; returns how many connections on this server it reached.
-    pub async fn emit<E: Event>(&self, event: E) -> usize {
-        self.emit_named(E::NAME, &event).await
+    /// Nothing is sent until the returned future is awaited.
+    pub fn emit<E: Event>(&self, event: E) -> Emit<'_> {
+        self.emit_named(E::NAME, &event)
     }
 
     /// Sends a payload under any event name, as channels do. A payload that serialises as a
     /// map (a struct) travels as the event's `kwargs`; anything else travels as its only
-    /// positional argument.
-    pub async fn emit_named<T: Serialize + ?Sized>(&self, name: &str, payload: &T) -> usize {
+    /// positional argument. Nothing is sent until the returned future is awaited.
+    pub fn emit_named<'a, T: Serialize + ?Sized>(&'a self, name: &'a str, payload: &T) -> Emit<'a> {
+        let frame = if matches!(self, Audience::Nobody) {
+            None
+        } else {
+            encode(name, payload)
+        };
+        Emit::new(self.deliver(name, frame))
+    }
+
+    /// Hands an encoded event to the running server's delivery (not generic, so the futures
+    /// above name no event type).
+    async fn deliver(&self, name: &str, frame: Option<bytes::Bytes>) -> usize {
         let Some(state) = current() else {
             tracing::warn!(
                 event = name,
@@ -24,10 +70,7 @@ impl Audience {
             );
             return 0;
         };
-        if matches!(self, Audience::Nobody) {
-            return 0;
-        }
-        let Some(frame) = encode(name, payload) else {
+        let Some(frame) = frame else {
             return 0;
         };
         let reached = state.delivery.deliver(Outgoing {
@@ -43,7 +86,7 @@ impl Audience {
 }
 
 /// Sends `event` to every connected client; returns how many connections it reached on this
-/// server.
+/// server. Nothing is sent until the returned future is awaited.
 ///
 /// ```no_run
 /// # #[ephaptic::event] pub struct Notice { message: String }
@@ -54,8 +97,8 @@ impl Audience {
 ///
 /// Inside a handler this is the server that runs the handler; elsewhere (a background task),
 /// the server started most recently in this process.
-pub async fn emit<E: Event>(event: E) -> usize {
-    Audience::Everyone.emit(event).await
+pub fn emit<E: Event>(event: E) -> Emit<'static> {
+    EVERYONE.emit(event)
 }
 
 /// Sends a function's value on each of its channels to the audience (what

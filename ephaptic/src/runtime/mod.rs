@@ -16,7 +16,7 @@ pub(crate) mod ratelimit;
 pub(crate) mod scope;
 pub(crate) mod state;
 
-pub use emit::{announce, emit};
+pub use emit::{Emit, announce, emit};
 pub(crate) use inbound::Init;
 pub(crate) use lifecycle::Session;
 pub(crate) use metrics::Refusals;

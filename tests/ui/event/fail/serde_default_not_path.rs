@@ -1,0 +1,13 @@
+#[ephaptic::event]
+pub struct Ev {
+    #[serde(default = "1")]
+    pub code: i64,
+}
+
+async fn send() -> usize {
+    ephaptic::emit(Ev { code: 1 }).await
+}
+
+fn main() {
+    let _ = send();
+}

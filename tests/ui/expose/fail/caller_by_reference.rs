@@ -1,0 +1,8 @@
+use ephaptic::Caller;
+
+#[ephaptic::expose]
+async fn who(caller: &Caller) -> String {
+    format!("{:?}", caller.identity())
+}
+
+fn main() {}
