@@ -150,10 +150,11 @@ impl Server {
         self
     }
 
-    /// How many bytes of events may wait for one client (default 8 MiB) before the
-    /// [slow-client policy](Self::slow_client) applies, whatever the number of frames: a few
-    /// large events to a client that does not read cannot make the server hold more. (A single
-    /// event larger than this still goes to a client whose queue is empty.)
+    /// How many bytes may wait for one client (default 8 MiB), whatever the number of frames.
+    /// An event beyond it applies the [slow-client policy](Self::slow_client); a reply or a
+    /// stream's next chunk waits for room instead (slowing only its own call). A few large
+    /// events or chunks to a client that does not read cannot make the server hold more. (A
+    /// single frame larger than this still goes to a client whose queue is empty.)
     pub fn outbound_byte_budget(mut self, bytes: usize) -> Self {
         self.config.outbound_byte_budget = bytes.max(1024);
         self
@@ -545,10 +546,11 @@ impl Server {
         use crate::transport::listener::{Accepted, Admission, Caps, Listener};
         raise_open_files();
         crate::session::budget::tune_allocator();
-        let signals = self.shutdown.is_none();
-        let shutdown = match self.shutdown.take() {
-            Some(signal) => signal.into_inner().unwrap_or_else(|e| e.into_inner()),
-            None => Box::pin(termination()),
+        // The signals are listened to from the start (a delivery before a listener exists is
+        // lost), and the same listeners take the second signal.
+        let mut trigger = match self.shutdown.take() {
+            Some(signal) => Trigger::Future(Some(signal.into_inner().unwrap_or_else(|e| e.into_inner()))),
+            None => Trigger::Signals(Signals::new()),
         };
         let addr = listener.local_addr()?;
         let state = self.build(Some(addr)).map_err(std::io::Error::other)?;
@@ -562,49 +564,110 @@ impl Server {
         };
         let admission = Admission::new(caps, state.outbound.memory.clone(), state.refusals.clone());
         let router = crate::transport::router(state.clone());
-        axum::serve(
+        let (stop, stopping) = tokio::sync::watch::channel(false);
+        let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+            let _ = rx.wait_for(|s| *s).await;
+        };
+        let accept = axum::serve(
             Listener::new(listener, admission),
             router.into_make_service_with_connect_info::<Accepted>(),
         )
-        .with_graceful_shutdown(shutdown)
-        .await?;
-        let drain = crate::runtime::drain::drain(&state, state.config.drain_timeout);
-        if signals {
-            tokio::select! {
-                _ = drain => {}
-                () = termination() => tracing::warn!("a second signal: stopping without waiting for calls"),
+        .with_graceful_shutdown(stopped(stopping.clone()))
+        .into_future();
+        // The drain starts at the signal, beside axum's own graceful wait for the HTTP
+        // connections it still serves (not after it: one that never finishes would hold it).
+        let drain = {
+            let state = state.clone();
+            let stopping = stopping.clone();
+            async move {
+                stopped(stopping).await;
+                crate::runtime::drain::drain(&state, state.config.drain_timeout).await;
             }
-        } else {
-            drain.await;
+        };
+        let run = async { tokio::join!(accept, drain).0 };
+        tokio::pin!(run);
+        let mut signalled = false;
+        loop {
+            tokio::select! {
+                served = &mut run => return served,
+                () = trigger.next() => {
+                    if signalled {
+                        tracing::warn!("a second signal: stopping without waiting for calls");
+                        return Ok(());
+                    }
+                    signalled = true;
+                    state.start_draining();
+                    let _ = stop.send(true);
+                }
+            }
         }
-        Ok(())
     }
 }
 
-/// Resolves at ctrl-c or (on Unix) SIGTERM.
-async fn termination() {
-    let ctrl_c = async {
+/// What starts a graceful shutdown.
+enum Trigger {
+    /// The app's future (once).
+    Future(Option<crate::handler::BoxFuture<()>>),
+    Signals(Signals),
+}
+
+impl Trigger {
+    async fn next(&mut self) {
+        match self {
+            Trigger::Future(f) => match f.take() {
+                Some(f) => f.await,
+                None => std::future::pending().await,
+            },
+            Trigger::Signals(s) => s.next().await,
+        }
+    }
+}
+
+/// Listeners for ctrl-c and (on Unix) SIGTERM, made once so that no delivery is missed.
+struct Signals {
+    #[cfg(unix)]
+    interrupt: Option<tokio::signal::unix::Signal>,
+    #[cfg(unix)]
+    terminate: Option<tokio::signal::unix::Signal>,
+}
+
+impl Signals {
+    fn new() -> Self {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            Signals {
+                interrupt: signal(SignalKind::interrupt()).ok(),
+                terminate: signal(SignalKind::terminate()).ok(),
+            }
+        }
+        #[cfg(not(unix))]
+        Signals {}
+    }
+
+    /// The next ctrl-c or SIGTERM.
+    async fn next(&mut self) {
+        #[cfg(unix)]
+        {
+            async fn recv(s: &mut Option<tokio::signal::unix::Signal>) {
+                match s {
+                    Some(s) => {
+                        s.recv().await;
+                    }
+                    None => std::future::pending().await,
+                }
+            }
+            tokio::select! {
+                () = recv(&mut self.interrupt) => {}
+                () = recv(&mut self.terminate) => {}
+            }
+        }
+        #[cfg(not(unix))]
         if tokio::signal::ctrl_c().await.is_err() {
             std::future::pending::<()>().await;
         }
-    };
-    #[cfg(unix)]
-    let term = async {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {}
-        () = term => {}
+        tracing::info!("termination signal received");
     }
-    tracing::info!("termination signal received");
 }
 
 /// Says what the server serves, once at start: through `tracing` when the app installed a

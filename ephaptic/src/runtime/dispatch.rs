@@ -274,6 +274,9 @@ async fn send_outcome(
             conn.send(e.to_frame(&id, debug)).await;
         }
         Outcome::Stream(stream) => {
+            // A function whose first poll was pending runs as a call until it turns out to be
+            // a stream: from here a shutdown ends it at once instead of waiting for it.
+            conn.mark_stream(&id);
             if !conn.send(reply::stream_open_frame(&id)).await {
                 return;
             }

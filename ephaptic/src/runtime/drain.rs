@@ -21,7 +21,7 @@ use crate::wire::NIL;
 pub(crate) const CLOSE_GOING_AWAY: u16 = 1001;
 
 /// How often the drain looks at what is still running.
-const POLL: Duration = Duration::from_millis(10);
+const POLL: Duration = Duration::from_millis(25);
 /// How long the last answers get to leave, and then the connections to close.
 const LAST_FRAMES: Duration = Duration::from_secs(1);
 
@@ -80,17 +80,17 @@ pub(crate) async fn drain(state: &Arc<State>, timeout: Duration) -> Drained {
     }
     if stopped > 0 {
         tracing::warn!("shutting down: stopped {stopped} call(s) still running at the deadline");
-        wait_until(Instant::now() + LAST_FRAMES, || {
-            hub.connections().iter().all(|c| c.queued() == 0)
-        })
-        .await;
     }
 
-    // 3. Every connection is told to go away; their tasks end.
+    // 3. Every connection is told to go away (after what is queued for it, for a second at
+    // most); their tasks end. Connections that opened meanwhile were closed as they opened.
     for conn in hub.connections() {
         conn.close(CLOSE_GOING_AWAY, "server shutting down");
     }
-    wait_until(Instant::now() + LAST_FRAMES, || hub.len() == 0).await;
+    wait_until(Instant::now() + 2 * LAST_FRAMES, || {
+        state.live_tasks.load(std::sync::atomic::Ordering::Relaxed) == 0
+    })
+    .await;
     tracing::info!(connections, streams, stopped, "shut down");
     Drained {
         connections,

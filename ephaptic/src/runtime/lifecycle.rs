@@ -30,6 +30,16 @@ fn identity_too_long(identity: &crate::identity::Identity) -> bool {
     identity.as_str().is_some_and(|s| s.len() > MAX_IDENTITY)
 }
 
+/// A connection task that has not finished yet; see [`Session::live`].
+#[derive(Debug)]
+pub(crate) struct LiveTask(Arc<State>);
+
+impl Drop for LiveTask {
+    fn drop(&mut self) {
+        self.0.live_tasks.fetch_sub(1, Relaxed);
+    }
+}
+
 /// One connection of one server, as its task drives it.
 #[derive(Debug)]
 pub(crate) struct Session {
@@ -56,6 +66,10 @@ impl Session {
         let kept = handshake.clone().filter(|_| state.config.keep_handshake);
         let conn = Connection::new(state.next_connection_id(), peer, kept, out);
         state.hub.add(&conn);
+        if state.draining() {
+            // Upgraded while the server stops accepting: told to go elsewhere at once.
+            conn.close(super::drain::CLOSE_GOING_AWAY, "server shutting down");
+        }
         tracing::debug!(connection = conn.id(), ?peer, "connected");
         let session = Session {
             state: state.clone(),
@@ -64,6 +78,13 @@ impl Session {
             handshake: handshake.filter(|_| state.loader.is_some()),
         };
         (session, rx)
+    }
+
+    /// Counts the connection's task as live until the returned guard drops (after its last
+    /// frame is written), so a shutdown can wait for every task to finish.
+    pub fn live(&self) -> LiveTask {
+        self.state.live_tasks.fetch_add(1, Relaxed);
+        LiveTask(self.state.clone())
     }
 
     pub fn id(&self) -> u64 {
@@ -144,6 +165,9 @@ impl Session {
                             );
                             self.conn
                                 .close(CLOSE_POLICY, "too many connections for this identity");
+                            // Refused: not settled (no hooks), and its first frame is not run.
+                            // The close is the next thing its task sees.
+                            return;
                         }
                         // Events for this identity from other servers must reach it before its
                         // client hears that it is connected (its next frame is read).

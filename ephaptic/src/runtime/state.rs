@@ -102,6 +102,8 @@ pub(crate) struct State {
     pub refusals: Arc<Refusals>,
     /// Set when a graceful shutdown starts: new calls are refused.
     draining: AtomicBool,
+    /// Connection tasks that have not finished (their close frame may still be leaving).
+    pub live_tasks: std::sync::atomic::AtomicUsize,
     next_connection: AtomicU64,
 }
 
@@ -147,6 +149,7 @@ impl State {
             }),
             refusals: Arc::default(),
             draining: AtomicBool::new(false),
+            live_tasks: std::sync::atomic::AtomicUsize::new(0),
             config,
             delivery,
             hub,

@@ -234,8 +234,14 @@ impl Connection {
     /// Stops every call and stream still running and returns their encoded ids (a shutdown
     /// that could not wait for them answers each).
     pub fn abort_running(&self) -> Vec<Bytes> {
-        let calls = std::mem::take(&mut *lock(&self.calls));
-        self.running.store(0, Ordering::Relaxed);
+        let calls = {
+            let mut table = lock(&self.calls);
+            let calls = std::mem::take(&mut *table);
+            // Under the lock: a call recorded right after counts itself.
+            let taken = calls.values().map(Vec::len).sum();
+            self.running.fetch_sub(taken, Ordering::Relaxed);
+            calls
+        };
         let mut ids = Vec::with_capacity(calls.len());
         for (key, entries) in calls {
             for running in entries {
@@ -244,6 +250,16 @@ impl Connection {
             ids.push(key);
         }
         ids
+    }
+
+    /// Marks the calls running under this encoded id as streams (their function answered with
+    /// a stream after its first poll).
+    pub fn mark_stream(&self, key: &[u8]) {
+        if let Some(entries) = lock(&self.calls).get_mut(key) {
+            for r in entries {
+                r.stream = true;
+            }
+        }
     }
 
     /// Stops every stream still running and returns their encoded ids (a shutdown does not
@@ -271,8 +287,13 @@ impl Connection {
 
     /// Stops every call and stream of the connection; called when it closes.
     pub fn abort_all(&self) {
-        let calls = std::mem::take(&mut *lock(&self.calls));
-        self.running.store(0, Ordering::Relaxed);
+        let calls = {
+            let mut table = lock(&self.calls);
+            let calls = std::mem::take(&mut *table);
+            let taken = calls.values().map(Vec::len).sum();
+            self.running.fetch_sub(taken, Ordering::Relaxed);
+            calls
+        };
         for running in calls.into_values().flatten() {
             running.handle.abort();
         }

@@ -101,7 +101,7 @@ pub(crate) fn channel(policy: Arc<Policy>) -> (Outbound, Receiver) {
 impl Outbound {
     /// Queues a frame, waiting for room. `false` when the connection is gone.
     pub async fn send(&self, frame: Bytes) -> bool {
-        self.tx.send(frame).await
+        self.tx.send_within(frame, self.policy.byte_budget).await
     }
 
     /// Queues an answer without waiting (counted against the memory budget, never refused for
@@ -162,7 +162,7 @@ impl Outbound {
             out.push(frame);
             return Ok(());
         }
-        match self.tx.try_send(frame) {
+        match self.tx.try_send_bounded(frame, self.policy.byte_budget) {
             // A closed connection takes (and drops) it.
             Ok(()) | Err(TrySendError::Closed) => Ok(()),
             Err(TrySendError::Full(frame) | TrySendError::OverMemory(frame)) => Err(frame),

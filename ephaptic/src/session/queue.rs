@@ -136,9 +136,18 @@ impl Sender {
     }
 
     /// Queues a frame, waiting for room. `false` when the consumer is gone.
-    pub async fn send(&self, mut frame: Bytes) -> bool {
+    #[cfg(test)]
+    pub async fn send(&self, frame: Bytes) -> bool {
+        self.send_within(frame, usize::MAX).await
+    }
+
+    /// Queues a frame, waiting for room: for a frame, and (unless the queue is empty) for its
+    /// bytes within `budget`. Counted against the memory budget, never refused for it. This is
+    /// the backpressure a call's replies and a stream's chunks get from a client that reads
+    /// slowly. `false` when the consumer is gone.
+    pub async fn send_within(&self, mut frame: Bytes, budget: usize) -> bool {
         loop {
-            match self.try_send(frame) {
+            match self.push(frame, budget, false) {
                 Ok(()) => return true,
                 Err(TrySendError::Closed) => return false,
                 Err(TrySendError::Full(back) | TrySendError::OverMemory(back)) => {
@@ -148,6 +157,11 @@ impl Sender {
                 }
             }
         }
+    }
+
+    /// [`try_send`](Self::try_send) within `budget` bytes (unless the queue is empty).
+    pub fn try_send_bounded(&self, frame: Bytes, budget: usize) -> Result<(), TrySendError> {
+        self.push(frame, budget, false)
     }
 
     /// How many frames wait.

@@ -138,9 +138,12 @@ pub(crate) struct Meter {
 }
 
 impl Meter {
-    /// The HTTP upgrade is done: the first-message deadline starts.
+    /// The HTTP upgrade is done: the first-message deadline starts, and what the HTTP request
+    /// took is no longer held (hyper has freed it).
     pub fn upgraded(&self) {
         self.stage.store(UPGRADED, Ordering::Relaxed);
+        self.unfinished.store(0, Ordering::Relaxed);
+        self.memory.release(self.charged.swap(0, Ordering::Relaxed));
     }
 
     /// A whole data message was read: what was buffered for it is free, and the connection is
@@ -169,7 +172,10 @@ impl Meter {
 
     /// Counts `n` bytes read; `false` when the memory budget has no room for them.
     fn read(&self, n: usize) -> bool {
-        let unfinished = self.unfinished.fetch_add(n, Ordering::Relaxed) + n;
+        // Only the connection's own task reads and resets it (hyper's, then the pump's, over
+        // HTTP/1.1, the only protocol the server speaks): a load and a store suffice.
+        let unfinished = self.unfinished.load(Ordering::Relaxed) + n;
+        self.unfinished.store(unfinished, Ordering::Relaxed);
         let want = chargeable(unfinished);
         let charged = self.charged.load(Ordering::Relaxed);
         if want <= charged {
@@ -205,8 +211,16 @@ pub(crate) struct Guarded {
     deadline_stage: u8,
     first_message: Duration,
     refusals: Arc<Refusals>,
+    /// While the unfinished message is charged to the budget: since when, and the bytes read
+    /// since then (a message that holds the budget must keep arriving).
+    charging: Option<(Instant, usize)>,
     _place: Place,
 }
+
+/// How fast a message that holds budget must keep arriving, after a grace period: a client
+/// trickling a large message cannot hold its share of the budget for ever.
+const MIN_RATE: f64 = 16.0 * 1024.0;
+const RATE_GRACE: Duration = Duration::from_secs(10);
 
 impl Guarded {
     /// Checks the opening deadline; `Err` once it passed.
@@ -254,7 +268,10 @@ impl AsyncRead for Guarded {
         let before = buf.filled().len();
         ready!(Pin::new(&mut this.tcp).poll_read(cx, buf))?;
         let n = buf.filled().len() - before;
-        if n > 0 && !this.meter.read(n) {
+        if n == 0 {
+            return Poll::Ready(Ok(()));
+        }
+        if !this.meter.read(n) {
             tracing::warn!(
                 memory_budget = this.meter.memory.limit(),
                 "closing a connection whose unfinished message would exceed the server's memory \
@@ -265,17 +282,38 @@ impl AsyncRead for Guarded {
                 "the server's memory budget for buffered messages is spent",
             )));
         }
+        if this.meter.charged.load(Ordering::Relaxed) == 0 {
+            this.charging = None;
+        } else {
+            let now = Instant::now();
+            let (since, got) = this.charging.get_or_insert((now, 0));
+            *got += n;
+            let late = now.duration_since(*since).saturating_sub(RATE_GRACE);
+            if (*got as f64) < MIN_RATE * late.as_secs_f64() {
+                tracing::debug!("closing a connection whose large message arrives too slowly");
+                return Poll::Ready(Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "a large message arrived too slowly",
+                )));
+            }
+        }
         Poll::Ready(Ok(()))
     }
 }
 
 impl AsyncWrite for Guarded {
+    // The deadline is checked on writes too: a client that never reads makes hyper (and the
+    // pump) stop reading from it, and only writes are polled then.
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().tcp).poll_write(cx, buf)
+        let this = self.get_mut();
+        if this.deadline.is_some() {
+            this.check_deadline(cx)?;
+        }
+        Pin::new(&mut this.tcp).poll_write(cx, buf)
     }
 
     fn poll_write_vectored(
@@ -283,7 +321,11 @@ impl AsyncWrite for Guarded {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().tcp).poll_write_vectored(cx, bufs)
+        let this = self.get_mut();
+        if this.deadline.is_some() {
+            this.check_deadline(cx)?;
+        }
+        Pin::new(&mut this.tcp).poll_write_vectored(cx, bufs)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -291,7 +333,11 @@ impl AsyncWrite for Guarded {
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().tcp).poll_flush(cx)
+        let this = self.get_mut();
+        if this.deadline.is_some() {
+            this.check_deadline(cx)?;
+        }
+        Pin::new(&mut this.tcp).poll_flush(cx)
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -350,7 +396,7 @@ impl axum::serve::Listener for Listener {
                     continue;
                 }
             };
-            let Some(place) = self.admission.admit(addr.ip()) else {
+            let Some(place) = self.admission.admit(peer_key(addr.ip())) else {
                 // Dropped at once: closed before a byte is read.
                 self.note_refusal(addr.ip());
                 continue;
@@ -372,6 +418,7 @@ impl axum::serve::Listener for Listener {
                 deadline_stage: ACCEPTED,
                 first_message: a.caps.first_message,
                 refusals: a.refusals.clone(),
+                charging: None,
                 _place: place,
             };
             return (guarded, addr);
@@ -380,6 +427,21 @@ impl axum::serve::Listener for Listener {
 
     fn local_addr(&self) -> io::Result<SocketAddr> {
         self.tcp.local_addr()
+    }
+}
+
+/// What the per-peer cap counts by: the IPv4 address, or the /64 an IPv6 host gets (one host
+/// can pick any address in it).
+fn peer_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let bits = u128::from(v6) & !((1u128 << 64) - 1);
+                IpAddr::V6(std::net::Ipv6Addr::from(bits))
+            }
+        },
+        v4 => v4,
     }
 }
 

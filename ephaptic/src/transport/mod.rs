@@ -75,9 +75,11 @@ async fn upgrade(
         if !origin_allowed(&state.config.origins, origin, host) {
             tracing::warn!(
                 origin = origin.escape_debug().to_string(),
+                host,
                 "refused a WebSocket upgrade from another site's page: list its origin with \
                  Server::allowed_origins([..]) (or Server::allow_any_origin() for a server no \
-                 cookie authenticates)"
+                 cookie authenticates). Behind a reverse proxy, pass the Host header through \
+                 (nginx: proxy_set_header Host $host), or the server's own pages look foreign"
             );
             return (
                 StatusCode::FORBIDDEN,
@@ -113,34 +115,51 @@ async fn upgrade(
 }
 
 /// Whether a page from `origin` may open a WebSocket: its own server's pages (the origin's host
-/// and port are the request's `Host`), pages served from this machine (loopback hosts, such as
-/// a dev server on another port), those listed, or any under [`Origins::Any`].
+/// and port are the request's `Host`, default ports aside), pages served from this machine to a
+/// server on this machine (a loopback origin when the `Host` is loopback too, such as a dev
+/// server on another port), those listed, or any under [`Origins::Any`].
 fn origin_allowed(origins: &Origins, origin: &str, host: Option<&str>) -> bool {
     match origins {
         Origins::Any => return true,
-        Origins::Listed(list) if list.iter().any(|a| a.eq_ignore_ascii_case(origin)) => {
+        Origins::Listed(list)
+            if list
+                .iter()
+                .any(|a| a.trim_end_matches('/').eq_ignore_ascii_case(origin)) =>
+        {
             return true;
         }
         _ => {}
     }
-    let Some(authority) = origin
-        .strip_prefix("https://")
-        .or_else(|| origin.strip_prefix("http://"))
-    else {
-        // `null` (sandboxed frames, files) and other schemes.
+    let Some((scheme, authority)) = origin.split_once("://") else {
+        // `null` (sandboxed frames, files) and anything unreadable.
         return false;
     };
-    if host.is_some_and(|h| h.eq_ignore_ascii_case(authority)) {
+    let default_port = match scheme.to_ascii_lowercase().as_str() {
+        "https" => ":443",
+        "http" => ":80",
+        _ => return false,
+    };
+    let Some(host) = host else {
+        return false;
+    };
+    let strip = |a: &str| -> String {
+        let a = a.to_ascii_lowercase();
+        a.strip_suffix(default_port).map(str::to_owned).unwrap_or(a)
+    };
+    if strip(authority) == strip(host) {
         return true;
     }
+    is_loopback(authority) && is_loopback(host)
+}
+
+/// Whether an authority (`host[:port]`) names this machine.
+fn is_loopback(authority: &str) -> bool {
     let name = match authority.strip_prefix('[') {
         Some(v6) => v6.split(']').next().unwrap_or_default(),
         None => authority.rsplit_once(':').map_or(authority, |(h, _)| h),
     };
     name.eq_ignore_ascii_case("localhost")
-        || name
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
+        || name.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 #[cfg(test)]
@@ -174,7 +193,7 @@ mod tests {
             local
         ));
 
-        let listed = Origins::Listed(vec!["https://admin.example.com".into()]);
+        let listed = Origins::Listed(vec!["https://admin.example.com/".into()]);
         assert!(origin_allowed(&listed, "https://admin.example.com", host));
         assert!(origin_allowed(&listed, "https://app.example.com", host));
         assert!(!origin_allowed(&listed, "https://evil.example", host));

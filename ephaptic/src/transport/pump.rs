@@ -29,6 +29,8 @@ use crate::session::{CloseSignal, Outbox, Receiver};
 
 /// Close code for a message too large to buffer (RFC 6455).
 const CLOSE_TOO_BIG: u16 = 1009;
+/// Close code "going away": the server shuts down.
+const GOING_AWAY: u16 = 1001;
 /// How many frames are written before a flush even if more are waiting, so one busy connection
 /// cannot starve its own socket of flushes.
 const MAX_BATCH: usize = 64;
@@ -54,6 +56,8 @@ pub(crate) async fn run<W: Socket>(
     ping: Option<Duration>,
     meter: Option<Arc<Meter>>,
 ) {
+    // Until the very end, after the close frame: a shutdown waits for it.
+    let _live = session.live();
     let close = session.close_signal();
     // Pinned once: waiting on it registers with the signal once, not once per frame.
     let closing = std::pin::pin!(close.wait());
@@ -391,6 +395,25 @@ async fn finish<W: Socket>(
     end: End,
 ) {
     match end {
+        // Going away (a shutdown): the answers already queued leave first, for a second at
+        // most. Any other close (a slow client, a message too big) wins over what waits.
+        End::Close(why) if why.0 == GOING_AWAY => {
+            let flush = async {
+                for frame in outbox.drain(..) {
+                    if ws.feed(Message::Binary(frame)).await.is_err() {
+                        return;
+                    }
+                }
+                while let Some(frame) = rx.try_recv() {
+                    if ws.feed(Message::Binary(frame)).await.is_err() {
+                        return;
+                    }
+                }
+                let _ = ws.flush().await;
+            };
+            let _ = tokio::time::timeout(Duration::from_secs(1), flush).await;
+            send_close(&mut ws, why).await;
+        }
         End::Close(why) => send_close(&mut ws, why).await,
         End::Failed => {}
         End::Read => {
