@@ -549,7 +549,9 @@ impl Server {
         // The signals are listened to from the start (a delivery before a listener exists is
         // lost), and the same listeners take the second signal.
         let mut trigger = match self.shutdown.take() {
-            Some(signal) => Trigger::Future(Some(signal.into_inner().unwrap_or_else(|e| e.into_inner()))),
+            Some(signal) => {
+                Trigger::Future(Some(signal.into_inner().unwrap_or_else(|e| e.into_inner())))
+            }
             None => Trigger::Signals(Signals::new()),
         };
         let addr = listener.local_addr()?;

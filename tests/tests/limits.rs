@@ -105,6 +105,51 @@ async fn a_partial_upgrade_request_and_a_silent_socket_are_closed_at_the_deadlin
 }
 
 #[tokio::test]
+async fn a_socket_that_never_reads_nor_sends_is_closed_at_the_deadline_while_events_fill_it() {
+    let url = start(
+        ephaptic::Server::new()
+            .first_message_timeout(Duration::from_secs(4))
+            .ping_interval(None)
+            .slow_client(ephaptic::SlowClient::DropEvents)
+            .outbound_byte_budget(256 << 20)
+            .memory_budget(1 << 30),
+    )
+    .await;
+    let mut healthy = Client::connect(&url).await;
+    assert_eq!(healthy.ok("add", vec![int(1), int(1)]).await, int(2));
+    // Upgraded, then silent and never read: within the deadline its socket fills with
+    // broadcasts, so its task stops reading from it and only writes are polled. (No pings:
+    // nothing else would end it.)
+    let (mute, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
+    let big = "x".repeat(900 * 1024);
+    let started = tokio::time::Instant::now();
+    for i in 0..25 {
+        // The healthy client reads its event and its reply each time.
+        healthy.send(&rpc(100 + i, "shout", vec![v(&big)])).await;
+        loop {
+            let f = healthy.recv().await;
+            if has(&f, "result") {
+                break;
+            }
+        }
+    }
+    if started.elapsed() >= Duration::from_secs(4) {
+        // A machine too slow to fill the socket in time tests only the plain deadline.
+        eprintln!("the socket was not full before the deadline: this run checks less");
+    }
+    let mut gone = false;
+    for _ in 0..100 {
+        if ephaptic::metrics().unwrap().connections == 1 {
+            gone = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(gone, "{:?}", ephaptic::metrics());
+    drop(mute);
+}
+
+#[tokio::test]
 async fn connections_beyond_the_cap_are_refused_and_a_place_frees_when_one_leaves() {
     let url = start(ephaptic::Server::new().max_connections(3)).await;
     let mut a = Client::connect(&url).await;
