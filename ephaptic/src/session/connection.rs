@@ -287,15 +287,6 @@ impl Connection {
 
     /// Stops every call and stream of the connection; called when it closes.
     pub fn abort_all(&self) {
-        let calls = {
-            let mut table = lock(&self.calls);
-            let calls = std::mem::take(&mut *table);
-            let taken = calls.values().map(Vec::len).sum();
-            self.running.fetch_sub(taken, Ordering::Relaxed);
-            calls
-        };
-        for running in calls.into_values().flatten() {
-            running.handle.abort();
-        }
+        self.abort_running();
     }
 }
