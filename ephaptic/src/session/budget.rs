@@ -25,7 +25,8 @@ pub(crate) const FREE_PER_CONNECTION: usize = 64 * 1024;
 #[derive(Debug)]
 pub(crate) struct MemoryBudget {
     limit: usize,
-    used: AtomicUsize,
+    /// On a cache line of its own: connections far behind touch it from every core.
+    used: Padded,
     /// How many times a connection was refused for the budget (closed or had events dropped).
     pub refusals: AtomicU64,
     trim: Arc<Trim>,
@@ -43,6 +44,18 @@ pub(crate) struct Trim {
     pub done: AtomicU64,
 }
 
+/// An atomic alone on its cache line.
+#[derive(Debug, Default)]
+#[repr(align(64))]
+struct Padded(AtomicUsize);
+
+impl std::ops::Deref for Padded {
+    type Target = AtomicUsize;
+    fn deref(&self) -> &AtomicUsize {
+        &self.0
+    }
+}
+
 /// The least time between two trims.
 const TRIM_EVERY: Duration = Duration::from_secs(1);
 /// How long a trim waits for what is being freed around it (a closing connection's buffers).
@@ -52,7 +65,7 @@ impl MemoryBudget {
     pub fn new(limit: usize) -> Self {
         MemoryBudget {
             limit,
-            used: AtomicUsize::new(0),
+            used: Padded::default(),
             refusals: AtomicU64::new(0),
             trim: Arc::default(),
         }
