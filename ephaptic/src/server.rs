@@ -207,7 +207,10 @@ impl Server {
 
     /// How many connections one identity may have open on this server at once (default: no
     /// cap). A connection beyond it is closed with code 1008 and the reason "too many
-    /// connections for this identity" once the identity loader has named it.
+    /// connections for this identity" once the identity loader has named it, before its first
+    /// frame runs and without `on_connect`. The newest connection is the one refused: a client
+    /// whose old connection died without a close still holds that place until the server notices
+    /// (three ping intervals, 60 s by default), so leave room for a reconnect.
     pub fn max_connections_per_identity(mut self, connections: usize) -> Self {
         self.config.max_connections_per_identity = Some(connections.max(1));
         self
