@@ -10,16 +10,16 @@ Run with tests/interop/python/run.sh, or directly:
 import asyncio
 import os
 import pathlib
-import queue
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import unittest
 
 from ephaptic.client import connect
 from ephaptic.errors import EphapticError
+
+import launch
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[3]
 CALL_TIMEOUT = 10.0  # client-side per-call timeout, so a silent server fails a test instead of hanging it
@@ -72,23 +72,7 @@ def _start_server():
         cwd=str(REPO_ROOT),
         env={**os.environ, "NO_COLOR": "1"},
     )
-    lines: "queue.Queue[bytes]" = queue.Queue()
-
-    def drain_stdout():
-        # The first line goes to the queue; everything after is read and dropped so the pipe never fills.
-        first = True
-        for line in iter(_server.stdout.readline, b""):
-            if first:
-                lines.put(line)
-                first = False
-        if first:
-            lines.put(b"")
-
-    threading.Thread(target=drain_stdout, name="parity-stdout", daemon=True).start()
-    try:
-        first_line = lines.get(timeout=15).decode("utf-8", "replace").strip()
-    except queue.Empty:
-        first_line = ""
+    first_line = launch.first_line(_server, timeout=15, name="parity")
     prefix = "listening on "
     if not first_line.startswith(prefix) or not first_line[len(prefix):].startswith("ws://127.0.0.1:"):
         raise RuntimeError(f"unexpected first stdout line from parity: {first_line!r}\nstderr:\n{_stderr_tail()}")

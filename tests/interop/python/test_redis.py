@@ -9,17 +9,17 @@ installed: ./test.sh installs it).
 import asyncio
 import os
 import pathlib
-import queue
 import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import unittest
 
 import redis as redis_py
 from ephaptic.client import connect
+
+import launch
 
 HERE = pathlib.Path(__file__).resolve().parent
 REPO_ROOT = HERE.parents[2]
@@ -49,22 +49,7 @@ def _start(name, argv):
     proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=err,
                             cwd=str(REPO_ROOT), env={**os.environ, "NO_COLOR": "1"})
     _procs.append((name, proc, err))
-    lines: "queue.Queue[bytes]" = queue.Queue()
-
-    def drain():
-        first = True
-        for line in iter(proc.stdout.readline, b""):
-            if first:
-                lines.put(line)
-                first = False
-        if first:
-            lines.put(b"")
-
-    threading.Thread(target=drain, daemon=True).start()
-    try:
-        line = lines.get(timeout=20).decode("utf-8", "replace").strip()
-    except queue.Empty:
-        line = ""
+    line = launch.first_line(proc, timeout=20, name=name)
     if not line.startswith("listening on ws://127.0.0.1:"):
         raise RuntimeError(f"{name} did not start: {line!r}\n{_tail(err)}")
     return line[len("listening on "):]
