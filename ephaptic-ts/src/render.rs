@@ -758,22 +758,11 @@ mod tests {
         let mut out = String::with_capacity(source.len());
         let mut chars = source.chars().peekable();
         while let Some(c) = chars.next() {
+            if let Some(gap) = skip_comment(c, &mut chars) {
+                out.push(gap);
+                continue;
+            }
             match c {
-                '/' if chars.peek() == Some(&'/') => {
-                    chars.by_ref().find(|&c| c == '\n');
-                    out.push('\n');
-                }
-                '/' if chars.peek() == Some(&'*') => {
-                    chars.next();
-                    let mut prev = ' ';
-                    for c in chars.by_ref() {
-                        if prev == '*' && c == '/' {
-                            break;
-                        }
-                        prev = c;
-                    }
-                    out.push(' ');
-                }
                 '"' | '\'' | '`' => {
                     let mut escaped = false;
                     for d in chars.by_ref() {
@@ -792,6 +781,32 @@ mod tests {
             }
         }
         out
+    }
+
+    /// Skips the comment that `c` (just taken from `chars`) starts, if it does: returns what
+    /// stands in its place (a line break for `//`, a space for `/* */`).
+    fn skip_comment(c: char, chars: &mut std::iter::Peekable<std::str::Chars<'_>>) -> Option<char> {
+        if c != '/' {
+            return None;
+        }
+        match chars.peek() {
+            Some('/') => {
+                chars.by_ref().find(|&c| c == '\n');
+                Some('\n')
+            }
+            Some('*') => {
+                chars.next();
+                let mut prev = ' ';
+                for c in chars.by_ref() {
+                    if prev == '*' && c == '/' {
+                        break;
+                    }
+                    prev = c;
+                }
+                Some(' ')
+            }
+            _ => None,
+        }
     }
 
     /// The member names of `interface <name>` in TypeScript source, in order, each once (an
@@ -897,22 +912,8 @@ mod tests {
         let mut out = Vec::new();
         let mut chars = source.chars().peekable();
         while let Some(c) = chars.next() {
-            match c {
-                '/' if chars.peek() == Some(&'/') => {
-                    chars.by_ref().find(|&c| c == '\n');
-                }
-                '/' if chars.peek() == Some(&'*') => {
-                    chars.next();
-                    let mut prev = ' ';
-                    for c in chars.by_ref() {
-                        if prev == '*' && c == '/' {
-                            break;
-                        }
-                        prev = c;
-                    }
-                }
-                '"' => out.push(chars.by_ref().take_while(|&d| d != '"').collect()),
-                _ => {}
+            if skip_comment(c, &mut chars).is_none() && c == '"' {
+                out.push(chars.by_ref().take_while(|&d| d != '"').collect());
             }
         }
         out
