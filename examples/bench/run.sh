@@ -108,6 +108,18 @@ RESULTS="$RESULTS_DIR/$STAMP.jsonl"
 # ---------------------------------------------------------------------------------------------
 # Servers
 
+# wait_for_url FILE: prints the URL of the server whose stdout is FILE once its first line
+# (`listening on <url>`) is there; prints nothing after 15 s.
+wait_for_url() {
+    local url=""
+    for _ in $(seq 1 150); do
+        url="$(sed -n '1s/^listening on //p' "$1")"
+        [ -n "$url" ] && break
+        sleep 0.1
+    done
+    printf '%s' "$url"
+}
+
 SPID=""
 SURL=""
 # start_server NAME [CPU]: starts a server (pinned to CPU when given), sets SPID and SURL.
@@ -121,12 +133,7 @@ start_server() {
         python) "${pin[@]}" "$VENV/bin/python" "$HERE/reference_server.py" --addr 127.0.0.1:0 >"$out" 2>/dev/null & ;;
     esac
     SPID=$!
-    SURL=""
-    for _ in $(seq 1 150); do
-        SURL="$(sed -n '1s/^listening on //p' "$out")"
-        [ -n "$SURL" ] && break
-        sleep 0.1
-    done
+    SURL="$(wait_for_url "$out")"
     rm -f "$out"
     if [ -z "$SURL" ]; then
         log "$name did not start"
@@ -203,12 +210,8 @@ if $REDIS && command -v redis-server >/dev/null 2>&1; then
         out="$(mktemp)"
         EPHAPTIC_LOG=warn "$BIN/parity" --addr 127.0.0.1:0 "$@" >"$out" 2>/dev/null &
         PIDS+=($!)
-        local url=""
-        for _ in $(seq 1 150); do
-            url="$(sed -n '1s/^listening on //p' "$out")"
-            [ -n "$url" ] && break
-            sleep 0.1
-        done
+        local url
+        url="$(wait_for_url "$out")"
         rm -f "$out"
         URLS+=("$url")
         [ -n "$url" ]
