@@ -41,7 +41,7 @@ use bytes::Bytes;
 use tokio::sync::{Notify, mpsc};
 
 use self::channel::Target;
-use crate::handler::{Audience, BoxFuture};
+use crate::handler::Audience;
 use crate::runtime::delivery::{Backplane, Delivery, DeliveryStats, Local, Outgoing};
 use crate::runtime::ratelimit::Remote;
 use crate::session::{Hub, Interest, Topic};
@@ -191,10 +191,6 @@ impl Delivery for RedisDelivery {
             Audience::Nobody => {}
         }
         self.local.deliver(event)
-    }
-
-    fn ready(&self, topic: Topic<'_>) -> Option<BoxFuture<()>> {
-        Interest::ready(&*self.link, topic)
     }
 
     fn opened(&self) {

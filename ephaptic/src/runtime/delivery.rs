@@ -16,8 +16,8 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use crate::handler::{Audience, BoxFuture};
-use crate::session::{Hub, Interest, Topic};
+use crate::handler::Audience;
+use crate::session::{Hub, Interest};
 
 use super::ratelimit::Remote;
 
@@ -35,14 +35,6 @@ pub(crate) struct Outgoing<'a> {
 pub(crate) trait Delivery: Send + Sync + fmt::Debug {
     /// Sends `event` to its audience; returns how many connections of this server queued it.
     fn deliver(&self, event: Outgoing<'_>) -> usize;
-
-    /// Resolves once events for `topic` from other servers reach this one (a backplane's
-    /// subscription is confirmed), or when waiting longer would not help; `None` when there is
-    /// nothing to wait for. A connection awaits it for its identity before it is settled, so a
-    /// `to(user)` sent anywhere right after a connect reaches it.
-    fn ready(&self, _topic: Topic<'_>) -> Option<BoxFuture<()>> {
-        None
-    }
 
     /// Called as each connection opens: a backplane starts its tasks at the first (a server
     /// may be built before a runtime runs).

@@ -171,7 +171,8 @@ impl Session {
                         }
                         // Events for this identity from other servers must reach it before its
                         // client hears that it is connected (its next frame is read).
-                        if let Some(ready) = self.state.delivery.ready(Topic::Identity(identity)) {
+                        // (The hub's interest is the backplane's: `Hub::ready` asks it.)
+                        if let Some(ready) = self.state.hub.ready(Topic::Identity(identity)) {
                             ready.await;
                         }
                     }
