@@ -223,8 +223,18 @@ const MIN_RATE: f64 = 16.0 * 1024.0;
 const RATE_GRACE: Duration = Duration::from_secs(10);
 
 impl Guarded {
-    /// Checks the opening deadline; `Err` once it passed.
+    /// Checks the opening deadline; `Err` once it passed. Once the first message is read there
+    /// is none, and this is one branch.
+    #[inline]
     fn check_deadline(&mut self, cx: &mut Context<'_>) -> io::Result<()> {
+        if self.deadline.is_none() {
+            return Ok(());
+        }
+        self.check_opening(cx)
+    }
+
+    #[cold]
+    fn check_opening(&mut self, cx: &mut Context<'_>) -> io::Result<()> {
         let Some(deadline) = &mut self.deadline else {
             return Ok(());
         };
@@ -262,9 +272,7 @@ impl AsyncRead for Guarded {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        if this.deadline.is_some() {
-            this.check_deadline(cx)?;
-        }
+        this.check_deadline(cx)?;
         let before = buf.filled().len();
         ready!(Pin::new(&mut this.tcp).poll_read(cx, buf))?;
         let n = buf.filled().len() - before;
@@ -310,9 +318,7 @@ impl AsyncWrite for Guarded {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        if this.deadline.is_some() {
-            this.check_deadline(cx)?;
-        }
+        this.check_deadline(cx)?;
         Pin::new(&mut this.tcp).poll_write(cx, buf)
     }
 
@@ -322,9 +328,7 @@ impl AsyncWrite for Guarded {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        if this.deadline.is_some() {
-            this.check_deadline(cx)?;
-        }
+        this.check_deadline(cx)?;
         Pin::new(&mut this.tcp).poll_write_vectored(cx, bufs)
     }
 
@@ -334,9 +338,7 @@ impl AsyncWrite for Guarded {
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        if this.deadline.is_some() {
-            this.check_deadline(cx)?;
-        }
+        this.check_deadline(cx)?;
         Pin::new(&mut this.tcp).poll_flush(cx)
     }
 
