@@ -216,3 +216,33 @@ async fn create_todo(title: String) -> Todo {
         done: false,
     }
 }
+
+/// Emits `n` (at most 10,000) `Notice {message: "<i>", level: 3}` events to every connection of
+/// identity `user`, `i` counting from `from`; returns `n`. For the resume tests: events a
+/// client missed while it was away.
+#[expose]
+async fn burst(user: String, from: u32, n: u32) -> u32 {
+    let n = n.min(10_000);
+    for i in from..from + n {
+        ephaptic::to(user.as_str())
+            .emit(Notice {
+                message: i.to_string(),
+                level: 3,
+            })
+            .await;
+    }
+    n
+}
+
+/// Joins the caller to group `room`; `true` when it was not a member yet.
+#[expose]
+async fn join_room(caller: Caller, room: String) -> bool {
+    caller.join_ready(&room).await
+}
+
+/// Emits `Notice {message, level: 4}` to every member of group `room`; returns how many
+/// connections it reached on this server.
+#[expose]
+async fn room_say(room: String, message: String) -> usize {
+    ephaptic::group(room).emit(Notice { message, level: 4 }).await
+}
