@@ -3,6 +3,7 @@ import { decodeFrame, encodeValue, fixIntegers, prepareForWire, rpcFrame, unsafe
 import { EphapticError, isEphapticError } from "./errors.js";
 import { EventRegistry, eventData, type Listener } from "./events.js";
 import { EphapticStream } from "./stream.js";
+import { HELLO, HELLO_ID, readHello, readOutcome, SessionState } from "./session.js";
 import type {
   CallOptions,
   Client,
@@ -12,6 +13,9 @@ import type {
   Logger,
   QueryClientLike,
   QueryKey,
+  Resync,
+  SchemaMismatch,
+  Session,
   StateChange,
   Untyped,
   WebSocketConstructorLike,
@@ -28,6 +32,9 @@ const OPEN = 1;
 
 /** What a step of a connection attempt gives back when it threw (see `Connection.attemptStep`). */
 const FAILED: unique symbol = Symbol("FAILED");
+
+/** The hello's arguments, `[]`, encoded once. */
+const EMPTY_ARGS = encodeValue([]);
 
 /** `0`, `null`, `Infinity` (and anything past setTimeout's range) mean no timeout. */
 export function normalizeTimeout(value: number | null | undefined, fallback: number | undefined): number | undefined {
@@ -73,6 +80,14 @@ function isMap(v: unknown): v is Record<string, unknown> {
 
 const has = (o: object, k: string): boolean => Object.prototype.hasOwnProperty.call(o, k);
 
+/** The hello of the current socket, until it is answered (PROTOCOL.md 5.6). */
+interface PendingHello {
+  readonly socket: WebSocketLike;
+  /** The positions sent in `init.resume`. */
+  readonly sent: Record<string, [string, number]> | undefined;
+  readonly timer: ReturnType<typeof setTimeout> | undefined;
+}
+
 /** The connection and everything riding on it. The public client is a facade over this. */
 class Connection {
   readonly events = new EventRegistry();
@@ -105,6 +120,20 @@ class Connection {
   private readonly inflight = new Map<number, PendingCall>();
   private readonly streams = new Map<number, OpenStream>();
 
+  /** Sessions are on (`resume` not false): `v: 2`, the hello, positions, duplicates dropped. */
+  private readonly resumeOn: boolean;
+  readonly session: SessionState;
+  private hello: PendingHello | undefined;
+  /** The positions the current connection's `init.resume` carried (groups are answered later, at their join). */
+  private lastResume: Record<string, [string, number]> | undefined;
+  /** Whether a connection was ever established (its hello answered, or none asked). */
+  private connectedBefore = false;
+  private readonly resyncListeners = new Set<(resync: Resync) => void>();
+  /** Listeners of each connection's lost streams, all at once (the invalidation helper). */
+  private readonly resyncBatchListeners = new Set<(lost: readonly Resync[]) => void>();
+  private readonly schemaListeners = new Set<(mismatch: SchemaMismatch) => void>();
+  private reportedSchema: string | undefined;
+
   private attempt = 0;
   private attemptTimes: number[] = [];
   private reconnectTimer: ReturnType<typeof setTimeout> | undefined;
@@ -125,6 +154,13 @@ class Connection {
         ? undefined
         : { ...DEFAULT_BACKOFF, ...(typeof options.reconnect === "object" ? options.reconnect : {}) };
     this.logger = options.logger ?? console;
+    this.resumeOn = options.resume !== false;
+    if (options.schemaHash !== undefined && typeof options.schemaHash !== "string") {
+      throw new TypeError("schemaHash must be the schema's ephapticSchemaHash, a string.");
+    }
+    this.session = new SessionState(options.schemaHash);
+    if (options.onResync) this.onResync(options.onResync);
+    if (options.onSchemaMismatch) this.onSchemaMismatch(options.onSchemaMismatch);
   }
 
   /** The resolved URL, or the URL as given while there is no page to resolve it against. */
@@ -212,12 +248,16 @@ class Connection {
         ? `a state listener (state ${context.state})`
         : context.kind === "invalidation"
           ? `query invalidation for event '${context.event}'`
-          : `a listener of event '${context.event}'`;
+          : context.kind === "resync-listener"
+            ? `a resync listener (stream ${context.stream})`
+            : context.kind === "schema-listener"
+              ? "a schema mismatch listener"
+              : `a listener of event '${context.event}'`;
     this.logger.error(`[ephaptic] ${where} threw:`, error);
   }
 
   ready(): Promise<void> {
-    if (this.opened) return Promise.resolve();
+    if (this._state === "connected") return Promise.resolve();
     if (this.closedForGood) return Promise.reject(this.closedError());
     return new Promise((resolve, reject) => {
       // The waiter is in place before an attempt starts: one that fails at once (the WebSocket
@@ -292,6 +332,12 @@ class Connection {
 
     const init: Record<string, unknown> = { type: "init" };
     if (auth !== undefined) init.auth = auth;
+    // No socket is open now, so no event can move a position before this is sent.
+    const resume = this.resumeOn ? this.session.positions.resume() : undefined;
+    if (this.resumeOn) {
+      init.v = 2;
+      if (resume) init.resume = resume;
+    }
     const initBytes = this.attemptStep(generation, "Could not encode the auth value", () =>
       encodeValue(prepareForWire(init)),
     );
@@ -311,12 +357,23 @@ class Connection {
       const sent = this.attemptStep(generation, `Could not send init to ${this.url}`, () => ws.send(initBytes));
       if (sent === FAILED) return;
       this.trace("out", init);
+      if (this.resumeOn) {
+        // The hello goes right after init, before any call, without waiting (PROTOCOL.md 5.6).
+        const helloSent = this.attemptStep(generation, `Could not send the hello to ${this.url}`, () =>
+          ws.send(rpcFrame(HELLO_ID, HELLO, EMPTY_ARGS)),
+        );
+        if (helloSent === FAILED) return;
+        this.trace("out", { type: "rpc", id: HELLO_ID, name: HELLO, args: [] });
+        this.hello = { socket: ws, sent: resume, timer: this.helloTimer(ws) };
+        this.lastResume = resume;
+      }
       this.attempting = false;
       this.opened = true;
       this.nextId = 0;
       this.attempt = 0;
-      this.setState("connected");
-      this.attemptEnded();
+      // Without sessions the connection is up now; with them, once the hello is answered (after
+      // the events it replays). Calls go out at once either way.
+      if (!this.resumeOn) this.established(this.session.applyLegacy(this._state === "reconnecting"));
       // Queued calls go out in the order they were made; each takes the next id.
       for (const call of this.queue.splice(0)) {
         if (!call.settled) this.send(call);
@@ -379,6 +436,7 @@ class Connection {
     this.detach(ws);
     clearTimeout(this.connectTimer);
     this.socket = undefined;
+    const helloPending = this.clearHello();
     const code = typeof event.code === "number" ? event.code : 1006;
     const reason = typeof event.reason === "string" ? event.reason : "";
     if (!this.opened) {
@@ -406,7 +464,137 @@ class Connection {
       null,
     );
     this.failInflight(error);
+    // Closed before the hello was answered: the attempt `ready()` waited for failed.
+    if (helloPending) {
+      this.attemptEnded(
+        new EphapticError(
+          "CONNECT_FAILED",
+          `Could not connect to ${this.url}: the connection closed (code ${code}${reason ? `: ${reason}` : ""}) before the session was established.`,
+          null,
+        ),
+      );
+    }
     this.afterDrop({ code, reason });
+  }
+
+  // --- sessions (PROTOCOL.md 5.6; the bookkeeping is in session.ts) ---------------------------
+
+  /** Without an answer within connectTimeout, the connection goes on as one without sessions. */
+  private helloTimer(ws: WebSocketLike): ReturnType<typeof setTimeout> | undefined {
+    if (this.connectTimeoutMs >= MAX_TIMER_MS) return undefined;
+    return setTimeout(() => {
+      if (this.hello?.socket !== ws) return;
+      this.hello = undefined;
+      this.logger.warn(
+        `[ephaptic] the server did not answer the session hello within ${this.connectTimeoutMs} ms; ` +
+          "going on without sessions on this connection (what was missed counts as lost).",
+      );
+      this.established(this.session.applyLegacy(this._state === "reconnecting", "timeout"));
+    }, this.connectTimeoutMs);
+  }
+
+  /** Forgets the pending hello; returns whether there was one. */
+  private clearHello(): boolean {
+    const pending = this.hello;
+    if (!pending) return false;
+    clearTimeout(pending.timer);
+    this.hello = undefined;
+    return true;
+  }
+
+  private helloAnswered(frame: Record<string, unknown>): void {
+    const pending = this.hello as PendingHello;
+    this.clearHello();
+    const result = has(frame, "result") ? readHello(frame.result) : undefined;
+    if (!result) {
+      // NOT_FOUND from a server without sessions (any other answer is treated the same).
+      const code = isMap(frame.error) ? frame.error.code : frame.error;
+      if (code !== "NOT_FOUND") {
+        this.logger.warn(`[ephaptic] the session hello failed (${String(code ?? "no result")}); going on without sessions.`);
+      }
+      this.established(this.session.applyLegacy(this._state === "reconnecting"));
+      return;
+    }
+    this.established(this.session.applyHello(result, pending.sent, this.connectedBefore));
+  }
+
+  /** The connection is up: state `connected` with the session, then what was lost is reported. */
+  private established(lost: readonly Resync[]): void {
+    this.connectedBefore = true;
+    const session = this.session.snapshot();
+    this.setState("connected", session ? { session } : {});
+    this.attemptEnded();
+    this.reportLost(lost);
+    if (session?.schemaMismatch && session.schema !== null && session.schema !== this.reportedSchema) {
+      this.reportedSchema = session.schema;
+      const mismatch: SchemaMismatch = { expected: session.expectedSchema as string, actual: session.schema, session };
+      for (const listener of [...this.schemaListeners]) {
+        try {
+          listener(mismatch);
+        } catch (error) {
+          this.report(error, { kind: "schema-listener" });
+        }
+      }
+    }
+  }
+
+  private reportLost(lost: readonly Resync[]): void {
+    if (lost.length === 0) return;
+    for (const resync of lost) {
+      for (const listener of [...this.resyncListeners]) {
+        try {
+          listener(resync);
+        } catch (error) {
+          this.report(error, { kind: "resync-listener", stream: resync.stream });
+        }
+      }
+    }
+    for (const listener of [...this.resyncBatchListeners]) listener(lost);
+  }
+
+  onResync(callback: (resync: Resync) => void): () => void {
+    if (typeof callback !== "function") throw new TypeError("onResync needs a function.");
+    const wrapped = (r: Resync): void => callback(r);
+    this.resyncListeners.add(wrapped);
+    return () => void this.resyncListeners.delete(wrapped);
+  }
+
+  /** Internal: every batch of lost streams (one per connection, or one frame). */
+  onLost(callback: (lost: readonly Resync[]) => void): () => void {
+    this.resyncBatchListeners.add(callback);
+    return () => void this.resyncBatchListeners.delete(callback);
+  }
+
+  onSchemaMismatch(callback: (mismatch: SchemaMismatch) => void): () => void {
+    if (typeof callback !== "function") throw new TypeError("onSchemaMismatch needs a function.");
+    const wrapped = (m: SchemaMismatch): void => callback(m);
+    this.schemaListeners.add(wrapped);
+    return () => void this.schemaListeners.delete(wrapped);
+  }
+
+  get sessionSnapshot(): Session | undefined {
+    return this.session.snapshot();
+  }
+
+  /** A `position` frame (a group joined) or a `resync` frame (events missed live). */
+  private streamFrame(frame: Record<string, unknown>): void {
+    const stream = frame.stream;
+    if (typeof stream !== "string") return;
+    if (frame.type === "position") {
+      const outcome = readOutcome(stream, frame);
+      if (!outcome) return;
+      const lost = this.session.applyPosition(outcome, this.askedFor(stream));
+      if (lost) this.reportLost([lost]);
+      return;
+    }
+    const outcome = readOutcome(stream, frame);
+    if (!outcome) return;
+    this.reportLost([this.session.applyResync(stream, outcome.epoch, outcome.offset, outcome.reason ?? "gap")]);
+  }
+
+  /** Whether the current connection's init asked to resume `stream`. */
+  private askedFor(stream: string): boolean {
+    return this.lastResume?.[stream] !== undefined;
   }
 
   private attemptFailed(error: EphapticError, code?: number, reason?: string): void {
@@ -446,6 +634,7 @@ class Connection {
     const ws = this.socket;
     this.socket = undefined;
     this.opened = false;
+    this.clearHello();
     if (ws) {
       this.detach(ws);
       try {
@@ -616,9 +805,12 @@ class Connection {
     const { unsafe } = fixIntegers(frame, this.keepBigInt);
     this.trace("in", frame);
     if (has(frame, "id") && ["result", "error", "stream", "chunk", "done"].some((k) => has(frame, k))) {
-      this.reply(frame, unsafe);
+      if (frame.id === HELLO_ID && this.hello) this.helloAnswered(frame);
+      else this.reply(frame, unsafe);
     } else if (frame.type === "event") {
       this.event(frame, unsafe);
+    } else if (this.resumeOn && (frame.type === "position" || frame.type === "resync")) {
+      this.streamFrame(frame);
     }
     // Anything else is a frame type this client does not know (PROTOCOL.md section 5): ignored.
   }
@@ -684,6 +876,12 @@ class Connection {
   private event(frame: Record<string, unknown>, unsafe: bigint | undefined): void {
     const name = frame.name;
     if (typeof name !== "string") return;
+    // A positioned event (PROTOCOL.md 5.6): one already handled (replayed and also sent live) is
+    // dropped. Events without a position are always delivered.
+    if (this.resumeOn && typeof frame.stream === "string" && typeof frame.epoch === "string" && typeof frame.seq === "number") {
+      this.session.noteEvent(frame.stream, name);
+      if (!this.session.positions.accept(frame.stream, frame.epoch, frame.seq)) return;
+    }
     if (unsafe !== undefined) {
       this.logger.warn(`[ephaptic] dropping event '${name}': ${unsafeIntegerMessage("it", unsafe)}`);
       return;
@@ -788,6 +986,14 @@ export function connect<S = Untyped, Errs = {}>(options: ConnectOptions = {}): C
     get url() {
       return conn.url;
     },
+    get session() {
+      return conn.sessionSnapshot;
+    },
+    get identity() {
+      return conn.session.identity;
+    },
+    onResync: (callback: (resync: Resync) => void) => conn.onResync(callback),
+    onSchemaMismatch: (callback: (mismatch: SchemaMismatch) => void) => conn.onSchemaMismatch(callback),
     call: (name: string, ...args: unknown[]) => invoke(name, args),
     withOptions: (callOptions: CallOptions) => {
       // Validate now rather than at the first call.
@@ -833,8 +1039,11 @@ export function connect<S = Untyped, Errs = {}>(options: ConnectOptions = {}): C
       let registered = invalidations.get(event);
       if (!registered) invalidations.set(event, (registered = new Set()));
       registered.add(invalidate);
-      const stopState = conn.onStateChange((state, change) => {
-        if (state === "connected" && change.previous === "reconnecting") void invalidate();
+      // Events of it may have been lost: a stream it travels on was not recovered (with
+      // sessions), or any reconnection (without: the "*" of a legacy reconnect). One
+      // invalidation per batch, however many of its streams were lost.
+      const stopState = conn.onLost((lost) => {
+        if (lost.some((r) => conn.session.mayCarry(r.stream, event))) void invalidate();
       });
       return () => {
         stopEvent();

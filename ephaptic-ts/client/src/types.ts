@@ -14,6 +14,99 @@ export interface StateChange {
   reason?: string;
   /** For a failed connection attempt: why. */
   error?: EphapticError;
+  /**
+   * For a change to `connected`: the session as the connection starts it (what the hello said,
+   * whether everything missed was recovered). See `client.session`.
+   */
+  session?: Session;
+}
+
+/**
+ * Why a stream was not recovered. From the server (PROTOCOL.md 5.6): `epoch` (its history started
+ * again), `trimmed` (no longer reaches back far enough), `expired`, `unavailable` (could not be
+ * read), `disabled` (the server keeps none), `gap` (a `resync` frame: events missed live). From
+ * the client: `legacy` (a reconnect to a server without sessions, or with `resume: false`: every
+ * stream counts as lost), `identity` (the connection has another identity than before, so its
+ * `u` stream is another one), `timeout` (the hello got no answer in time).
+ */
+export type ResyncReason =
+  | "epoch"
+  | "trimmed"
+  | "expired"
+  | "unavailable"
+  | "disabled"
+  | "gap"
+  | "legacy"
+  | "identity"
+  | "timeout"
+  | "unknown"
+  | (string & {});
+
+/** Where a stream stands, and how its last recovery went. */
+export interface StreamOutcome {
+  /** `u` (this identity's events), `b` (events to everyone) or `g:<group>`. */
+  stream: string;
+  epoch: string;
+  /** The last offset handled (or, right after a hello, the server's offset). */
+  offset: number;
+  /** Whether every event after the client's position was replayed. */
+  recovered: boolean;
+  /** Whether the client asked to recover this stream. */
+  wasRecovering: boolean;
+  /** How many events were replayed. */
+  replayed: number;
+  reason?: ResyncReason;
+}
+
+/** A stream whose missed events were not recovered: refetch what it feeds. */
+export interface Resync {
+  /** `u`, `b`, `g:<group>`; `*` for every stream (a reconnect without sessions). */
+  stream: string;
+  reason: ResyncReason;
+  /** Where the stream goes on from (absent for `*`). */
+  epoch?: string;
+  offset?: number;
+  /**
+   * What told: the hello of a reconnection, a group's `position` frame (a re-join), a `resync`
+   * frame (missed live), or a reconnection to a server without sessions.
+   */
+  source: "hello" | "position" | "resync" | "legacy";
+}
+
+export type SessionLimits = { [name: string]: number };
+
+/** What the client knows of its session (PROTOCOL.md 5.6). */
+export interface Session {
+  /** The server has no sessions (it answered the hello `NOT_FOUND`), or `resume: false`. */
+  legacy: boolean;
+  /** The server's name and version (`ephaptic-rs/0.1.0`); null in legacy mode. */
+  server: string | null;
+  /** Who the server says this connection is: null when anonymous, undefined when unknown (legacy). */
+  identity: unknown;
+  /** The hash of the server's schema; null when unknown. */
+  schema: string | null;
+  /** `connect({ schemaHash })`, null when not given. */
+  expectedSchema: string | null;
+  /** The server's schema differs from `schemaHash`: the app runs a stale bundle. */
+  schemaMismatch: boolean;
+  /** Whether the server keeps history (false: reconnects recover nothing). */
+  resume: boolean;
+  limits: SessionLimits;
+  /** Every stream the client has a position for, with its last outcome. */
+  streams: { [stream: string]: StreamOutcome };
+  /** Whether the connection this session is on is a reconnection. */
+  reconnected: boolean;
+  /** False once a stream of this connection was not recovered (hello, position or resync). */
+  recovered: boolean;
+}
+
+/** What `onSchemaMismatch` callbacks get. */
+export interface SchemaMismatch {
+  /** `connect({ schemaHash })`. */
+  expected: string;
+  /** The server's. */
+  actual: string;
+  session: Session;
 }
 
 /**
@@ -43,7 +136,9 @@ export interface Logger {
 export type ErrorContext =
   | { kind: "event-listener"; event: string }
   | { kind: "state-listener"; state: ConnectionState }
-  | { kind: "invalidation"; event: string };
+  | { kind: "invalidation"; event: string }
+  | { kind: "resync-listener"; stream: string }
+  | { kind: "schema-listener" };
 
 export interface ConnectOptions {
   /**
@@ -85,6 +180,20 @@ export interface ConnectOptions {
    * `client.mutations` needs at run time, each announcing function's parameter count and channels.
    */
   mutations?: MutationsMap;
+  /**
+   * Sessions (default `true`): send `v: 2` and the hello, resume every stream on reconnect and
+   * drop duplicates. `false`: exactly the frames of a client without sessions.
+   */
+  resume?: boolean;
+  /**
+   * The schema's `ephapticSchemaHash` (`import { ephapticSchemaHash } from "./schema"`): when the
+   * server's differs, `onSchemaMismatch` is called and `session.schemaMismatch` is true.
+   */
+  schemaHash?: string;
+  /** Called when the server's schema hash differs from `schemaHash` (see `client.onSchemaMismatch`). */
+  onSchemaMismatch?: (mismatch: SchemaMismatch) => void;
+  /** Called for each stream not recovered (see `client.onResync`). */
+  onResync?: (resync: Resync) => void;
   /** Debug hook: every decoded incoming frame (`"in"`) and every frame sent (`"out"`). */
   trace?: (direction: "in" | "out", frame: Record<string, unknown>) => void;
 }
@@ -206,6 +315,22 @@ export interface ClientBase<S = Untyped, Errs = {}> {
   off(event: string, callback?: (data: unknown) => void): void;
   /** Listens for the next `event` only; returns a function that stops listening. */
   once(event: string, callback: (data: unknown) => void): () => void;
+  /**
+   * The session (PROTOCOL.md 5.6): identity, server, schema, positions per stream, `legacy`.
+   * Undefined until the first connection is established. A snapshot: read it again for news.
+   */
+  readonly session: Session | undefined;
+  /** Who the server says this connection is (null: anonymous); undefined while unknown (legacy server, not connected yet). */
+  readonly identity: unknown;
+  /**
+   * Called for each stream whose missed events were not recovered (a reconnect the server's
+   * history could not bridge, a `resync` frame, a re-joined group), and once with stream `*`
+   * after a reconnect to a server without sessions: refetch what that stream feeds. Returns a
+   * function that stops it.
+   */
+  onResync(callback: (resync: Resync) => void): () => void;
+  /** Called when the server's schema differs from `connect({ schemaHash })`: tell the app to reload. */
+  onSchemaMismatch(callback: (mismatch: SchemaMismatch) => void): () => void;
   /** Observes connection state changes; returns a function that stops observing. */
   onStateChange(callback: (state: ConnectionState, change: StateChange) => void): () => void;
   /**
@@ -225,9 +350,10 @@ export interface ClientBase<S = Untyped, Errs = {}> {
    */
   readonly mutations: S extends { mutations: infer M } ? M : UntypedMutations;
   /**
-   * Invalidates `queryKeys` whenever `event` arrives, and after every reconnection (events sent
-   * while disconnected are lost); `client.mutations`' `onSuccess` runs it too for the channels its
-   * function announces. The keys are the schema's query keys or prefixes of them, down to the
+   * Invalidates `queryKeys` whenever `event` arrives, and when events of it may have been lost:
+   * with sessions, when a stream it arrives on (or any, until it was seen) was not recovered;
+   * without, after every reconnection. `client.mutations`' `onSuccess` runs it too for the
+   * channels its function announces. The keys are the schema's query keys or prefixes of them, down to the
    * function name alone (`[["getAllTodos"]]`). Returns a function that stops it.
    */
   invalidateOn(event: EventName<S>, queryClient: QueryClientLike, queryKeys: readonly QueryKeyOf<S>[]): () => void;

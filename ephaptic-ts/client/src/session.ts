@@ -1,0 +1,319 @@
+// Sessions (docs/PROTOCOL.md 5.6): stream positions, duplicate dropping, the hello and what its
+// result, `position` and `resync` frames mean. Pure bookkeeping: the connection (client.ts) owns
+// the socket and calls into this.
+import type { Resync, ResyncReason, Session, SessionLimits, StreamOutcome } from "./types.js";
+
+/** The reserved name of the hello call. */
+export const HELLO = "__ephaptic.hello";
+/** The id the hello goes out with: user calls count from 1, so 0 is never theirs. */
+export const HELLO_ID = 0;
+/** The most positions a server reads from `init.resume`. */
+export const MAX_RESUME = 64;
+
+interface Position {
+  epoch: string;
+  offset: number;
+}
+
+function isMap(v: unknown): v is Record<string, unknown> {
+  return v !== null && typeof v === "object" && !Array.isArray(v) && !(v instanceof Uint8Array);
+}
+
+function offsetOf(v: unknown): number | undefined {
+  return typeof v === "number" && Number.isInteger(v) && v >= 0 ? v : undefined;
+}
+
+/** A stream outcome read off a hello's `streams` entry or a `position` frame; undefined if malformed. */
+export function readOutcome(stream: string, v: unknown): StreamOutcome | undefined {
+  if (!isMap(v) || typeof v.epoch !== "string") return undefined;
+  const offset = offsetOf(v.offset);
+  if (offset === undefined) return undefined;
+  const outcome: StreamOutcome = {
+    stream,
+    epoch: v.epoch,
+    offset,
+    recovered: v.recovered === true,
+    wasRecovering: v.was_recovering === true,
+    replayed: offsetOf(v.replayed) ?? 0,
+  };
+  if (typeof v.reason === "string") outcome.reason = v.reason as ResyncReason;
+  return outcome;
+}
+
+/**
+ * The last position handled on each stream, and what drops duplicates. Map order is the order of
+ * last use (an update re-inserts), so the positions sent on a reconnect, and the ones kept when
+ * there are too many, are the most recent ones.
+ */
+export class Positions {
+  private readonly byStream = new Map<string, Position>();
+
+  /**
+   * Whether an event at `seq` of `stream`/`epoch` is new (deliver it) or a duplicate (drop it).
+   * A new one becomes the stream's position; another epoch replaces the position.
+   */
+  accept(stream: string, epoch: string, seq: number): boolean {
+    const last = this.byStream.get(stream);
+    if (last && last.epoch === epoch && seq <= last.offset) return false;
+    this.put(stream, { epoch, offset: seq });
+    return true;
+  }
+
+  /**
+   * Where a hello, a `position` or a `resync` frame says the stream goes on from: in the same
+   * epoch the furthest of it and what was handled; another epoch replaces the position.
+   */
+  moveTo(stream: string, epoch: string, offset: number): void {
+    const last = this.byStream.get(stream);
+    if (last && last.epoch === epoch && last.offset >= offset) return;
+    this.put(stream, { epoch, offset });
+  }
+
+  get(stream: string): Position | undefined {
+    return this.byStream.get(stream);
+  }
+
+  delete(stream: string): void {
+    this.byStream.delete(stream);
+  }
+
+  has(stream: string): boolean {
+    return this.byStream.has(stream);
+  }
+
+  /** `init.resume`: at most 64 positions, `u` and `b` first, then the most recently moved groups. */
+  resume(): Record<string, [string, number]> | undefined {
+    if (this.byStream.size === 0) return undefined;
+    const names = [...this.byStream.keys()];
+    const ordered = [
+      ...names.filter((n) => n === "u" || n === "b"),
+      ...names.filter((n) => n !== "u" && n !== "b").reverse(),
+    ].slice(0, MAX_RESUME);
+    const out: Record<string, [string, number]> = {};
+    for (const name of ordered) {
+      const p = this.byStream.get(name) as Position;
+      out[name] = [p.epoch, p.offset];
+    }
+    return out;
+  }
+
+  snapshot(): Record<string, { epoch: string; offset: number }> {
+    const out: Record<string, { epoch: string; offset: number }> = {};
+    for (const [name, p] of this.byStream) out[name] = { epoch: p.epoch, offset: p.offset };
+    return out;
+  }
+
+  private put(stream: string, position: Position): void {
+    this.byStream.delete(stream);
+    this.byStream.set(stream, position);
+    // Keep a bounded set: the oldest group goes first (u and b are re-inserted on every event).
+    if (this.byStream.size > MAX_RESUME * 2) {
+      for (const name of this.byStream.keys()) {
+        if (name !== "u" && name !== "b") {
+          this.byStream.delete(name);
+          break;
+        }
+      }
+    }
+  }
+}
+
+/** The hello's result, as read: undefined when it is not a map with `streams`. */
+export interface HelloResult {
+  readonly server: string | null;
+  readonly identity: unknown;
+  readonly schema: string | null;
+  readonly resume: boolean;
+  readonly limits: SessionLimits;
+  readonly streams: readonly StreamOutcome[];
+}
+
+export function readHello(result: unknown): HelloResult | undefined {
+  if (!isMap(result)) return undefined;
+  const streams: StreamOutcome[] = [];
+  if (isMap(result.streams)) {
+    for (const [name, v] of Object.entries(result.streams)) {
+      const outcome = readOutcome(name, v);
+      if (outcome) streams.push(outcome);
+    }
+  }
+  const limits: SessionLimits = {};
+  if (isMap(result.limits)) {
+    for (const [k, v] of Object.entries(result.limits)) if (typeof v === "number") limits[k] = v;
+  }
+  return {
+    server: typeof result.server === "string" ? result.server : null,
+    identity: result.identity === undefined ? null : result.identity,
+    schema: typeof result.schema === "string" ? result.schema : null,
+    resume: result.resume === true,
+    limits,
+    streams,
+  };
+}
+
+/**
+ * The session state of one client across its connections: positions, what the last hello said,
+ * and the outcome of each stream. `client.session` is a snapshot of it.
+ */
+export class SessionState {
+  readonly positions = new Positions();
+  /** The last outcome reported per stream (hello, `position` or `resync`). */
+  private readonly outcomes = new Map<string, StreamOutcome>();
+  /** Event names seen on each stream, for invalidating the queries a lost stream fed. */
+  private readonly eventsByStream = new Map<string, Set<string>>();
+  /** Event names seen with a position, on any stream. */
+  private readonly positionedEvents = new Set<string>();
+  private hello: HelloResult | undefined;
+  private legacy = false;
+  private mismatch = false;
+  private reconnected = false;
+  private recovered = true;
+  /** Whether a session (a hello result, or legacy) was ever established. */
+  established = false;
+  private readonly expectedSchema: string | undefined;
+
+  constructor(expectedSchema: string | undefined) {
+    this.expectedSchema = expectedSchema;
+  }
+
+  /** The stream an event arrived on, remembered for `eventsFeeding`. */
+  noteEvent(stream: string, name: string): void {
+    let names = this.eventsByStream.get(stream);
+    if (!names) this.eventsByStream.set(stream, (names = new Set()));
+    if (names.size < 1024) names.add(name);
+    this.positionedEvents.add(name);
+  }
+
+  /**
+   * Whether events named `name` may have been lost with `stream`: they were seen on it, or they
+   * were never seen with a position at all (so the client cannot rule it out). `*` is every stream.
+   */
+  mayCarry(stream: string, name: string): boolean {
+    if (stream === "*") return true;
+    if (!this.positionedEvents.has(name)) return true;
+    return this.eventsByStream.get(stream)?.has(name) === true;
+  }
+
+  /**
+   * Applies a hello result. Returns the streams not recovered (to report), given the positions
+   * `sent` in `init.resume` and whether this is a reconnection.
+   */
+  applyHello(hello: HelloResult, sent: Record<string, [string, number]> | undefined, reconnect: boolean): Resync[] {
+    const previousIdentity = this.hello?.identity;
+    const identityChanged = this.established && !this.legacy && this.hello !== undefined && !sameIdentity(previousIdentity, hello.identity);
+    this.hello = hello;
+    this.legacy = false;
+    this.established = true;
+    this.reconnected = reconnect;
+    this.mismatch = this.expectedSchema !== undefined && hello.schema !== null && hello.schema !== this.expectedSchema;
+    const lost: Resync[] = [];
+    const listed = new Set<string>();
+    for (const outcome of hello.streams) {
+      listed.add(outcome.stream);
+      let reported = outcome;
+      if (outcome.stream === "u" && identityChanged) {
+        reported = { ...outcome, recovered: false, reason: "identity" };
+        this.positions.delete("u");
+        this.eventsByStream.delete("u");
+      }
+      this.outcomes.set(outcome.stream, reported);
+      this.positions.moveTo(outcome.stream, outcome.epoch, outcome.offset);
+      const asked = sent !== undefined && Object.prototype.hasOwnProperty.call(sent, outcome.stream);
+      if (!reported.recovered && (reported.wasRecovering || asked || reported.reason === "identity")) {
+        lost.push(resyncOf(reported, "hello"));
+      }
+    }
+    // A `u` position the hello does not answer: the connection is anonymous now.
+    if (sent?.u && !listed.has("u")) {
+      this.positions.delete("u");
+      this.outcomes.delete("u");
+      lost.push({ stream: "u", reason: "identity", source: "hello" });
+    }
+    this.recovered = lost.length === 0;
+    return lost;
+  }
+
+  /** A server without sessions (or `resume: false`). Returns what to report for a reconnection. */
+  applyLegacy(reconnect: boolean, reason: ResyncReason = "legacy"): Resync[] {
+    this.legacy = true;
+    this.established = true;
+    this.hello = undefined;
+    this.mismatch = false;
+    this.reconnected = reconnect;
+    this.recovered = !reconnect;
+    return reconnect ? [{ stream: "*", reason, source: "legacy" }] : [];
+  }
+
+  /** A `position` frame (a group joined): returns the resync to report, if the group was not recovered. */
+  applyPosition(outcome: StreamOutcome, asked: boolean): Resync | undefined {
+    this.outcomes.set(outcome.stream, outcome);
+    this.positions.moveTo(outcome.stream, outcome.epoch, outcome.offset);
+    if (!outcome.recovered && (outcome.wasRecovering || asked)) {
+      this.recovered = false;
+      return resyncOf(outcome, "position");
+    }
+    return undefined;
+  }
+
+  /** A `resync` frame: events of `stream` were missed live. */
+  applyResync(stream: string, epoch: string, offset: number, reason: ResyncReason): Resync {
+    this.outcomes.set(stream, { stream, epoch, offset, recovered: false, wasRecovering: false, replayed: 0, reason });
+    this.positions.moveTo(stream, epoch, offset);
+    this.recovered = false;
+    return { stream, reason, epoch, offset, source: "resync" };
+  }
+
+  get schemaMismatch(): boolean {
+    return this.mismatch;
+  }
+
+  get identity(): unknown {
+    return this.hello ? this.hello.identity : undefined;
+  }
+
+  snapshot(): Session | undefined {
+    if (!this.established) return undefined;
+    const positions = this.positions.snapshot();
+    const streams: Record<string, StreamOutcome> = {};
+    for (const [name, p] of Object.entries(positions)) {
+      const outcome = this.outcomes.get(name);
+      streams[name] = outcome
+        ? { ...outcome, epoch: p.epoch, offset: p.offset }
+        : { stream: name, epoch: p.epoch, offset: p.offset, recovered: true, wasRecovering: false, replayed: 0 };
+    }
+    const hello = this.hello;
+    return {
+      legacy: this.legacy,
+      server: hello?.server ?? null,
+      identity: hello ? hello.identity : undefined,
+      schema: hello?.schema ?? null,
+      expectedSchema: this.expectedSchema ?? null,
+      schemaMismatch: this.mismatch,
+      resume: hello?.resume ?? false,
+      limits: hello?.limits ?? {},
+      streams,
+      reconnected: this.reconnected,
+      recovered: this.recovered,
+    };
+  }
+}
+
+function resyncOf(outcome: StreamOutcome, source: Resync["source"]): Resync {
+  return {
+    stream: outcome.stream,
+    reason: outcome.reason ?? "unknown",
+    epoch: outcome.epoch,
+    offset: outcome.offset,
+    source,
+  };
+}
+
+function sameIdentity(a: unknown, b: unknown): boolean {
+  if (a === b) return true;
+  // Identities are usually strings or numbers; anything else is compared by its JSON form.
+  try {
+    return JSON.stringify(a) === JSON.stringify(b);
+  } catch {
+    return false;
+  }
+}
