@@ -42,7 +42,7 @@ after(() => clients.forEach((c) => c.disconnect()));
 function setup(bigint: boolean) {
   const fake = fakeWebSocket();
   const log = recordingLogger();
-  const client = connect({ url: "ws://test/_ephaptic", WebSocket: fake.WebSocket, logger: log.logger, bigint });
+  const client = connect({ url: "ws://test/_ephaptic", WebSocket: fake.WebSocket, logger: log.logger, bigint, resume: false });
   clients.push(client);
   const ws = fake.last();
   ws.open();

@@ -17,6 +17,9 @@ function setup(options: ConnectOptions = {}) {
     logger: log.logger,
     // Fast retries; the backoff numbers themselves are tested as pure functions.
     reconnect: { baseMs: 2, capMs: 4 },
+    // These tests pin the frames of a client without sessions (exactly what it sent before
+    // PROTOCOL.md 5.6); sessions have their own tests (session.test.ts).
+    resume: false,
     ...options,
   });
   clients.push(client);
@@ -78,7 +81,7 @@ test("calls made while connecting wait, then go out in order with ids from 1", a
 
 test("await connect() gives the client; then and other probes are never calls", async () => {
   const fake = fakeWebSocket();
-  const client = await connect({ url: "ws://test/_ephaptic", WebSocket: fake.WebSocket });
+  const client = await connect({ url: "ws://test/_ephaptic", WebSocket: fake.WebSocket, resume: false });
   const ws = fake.last();
   ws.open();
   assert.equal(client.then, undefined);
