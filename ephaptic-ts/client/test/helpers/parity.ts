@@ -26,7 +26,8 @@ export interface Parity {
   stop(signal?: NodeJS.Signals): Promise<void>;
 }
 
-export async function startParity(port = 0): Promise<Parity> {
+/** Starts parity on `port` (0: a free one) with `args` besides `--addr` (e.g. `--history-size 50`). */
+export async function startParity(port = 0, args: readonly string[] = []): Promise<Parity> {
   const bin = parityBin();
   if (!existsSync(bin)) {
     throw new Error(`The parity server is not built: ${bin} is missing. Run \`cargo build -p parity\` or set PARITY_BIN.`);
@@ -34,7 +35,7 @@ export async function startParity(port = 0): Promise<Parity> {
   // A port just released may take a moment to be bindable again.
   for (let attempt = 0; ; attempt++) {
     try {
-      return await spawnOnce(bin, port);
+      return await spawnOnce(bin, port, args);
     } catch (error) {
       if (port === 0 || attempt >= 20 || !/in use/i.test(String(error))) throw error;
       await new Promise((r) => setTimeout(r, 100));
@@ -42,8 +43,8 @@ export async function startParity(port = 0): Promise<Parity> {
   }
 }
 
-function spawnOnce(bin: string, port: number): Promise<Parity> {
-  const child = spawn(bin, ["--addr", `127.0.0.1:${port}`], {
+function spawnOnce(bin: string, port: number, args: readonly string[]): Promise<Parity> {
+  const child = spawn(bin, ["--addr", `127.0.0.1:${port}`, ...args], {
     stdio: ["ignore", "pipe", "pipe"],
     env: { ...process.env, EPHAPTIC_LOG: process.env.EPHAPTIC_LOG ?? "warn" },
   });
