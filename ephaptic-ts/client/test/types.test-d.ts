@@ -2,6 +2,7 @@
 // `@ts-expect-error` must fail to type-check; if one stops failing, tsc reports the unused directive.
 import { connect, EphapticError, EphapticStream, isEphapticError } from "@ephaptic/client";
 import type { Client, ConnectionState, QueryClientLike } from "@ephaptic/client";
+import type { Resync, ResyncReason, SchemaMismatch, Session, StreamOutcome } from "@ephaptic/client";
 import type {
   EphapticErrors,
   EphapticEvents,
@@ -216,4 +217,35 @@ export async function untypedClient(): Promise<void> {
   client.disconnect();
   // @ts-expect-error the client is not a promise
   client.then(() => {});
+}
+
+export async function sessions(): Promise<void> {
+  const client = connect<EphapticService, EphapticErrors>({
+    url: "ws://127.0.0.1:1/_ephaptic",
+    resume: true,
+    schemaHash: "9f2c51e08ab3d4c7",
+    onSchemaMismatch: (m) => assertType<Equal<typeof m.actual, string>>(),
+    onResync: (r: Resync) => void r.stream,
+  });
+  const session: Session | undefined = client.session;
+  if (session) {
+    const legacy: boolean = session.legacy;
+    const u: StreamOutcome | undefined = session.streams.u;
+    const mismatch: boolean = session.schemaMismatch;
+    void [legacy, u?.epoch, u?.offset, mismatch];
+  }
+  const who: unknown = client.identity;
+  const stop: () => void = client.onResync((r) => {
+    const reason: ResyncReason = r.reason;
+    const source: "hello" | "position" | "resync" | "legacy" = r.source;
+    void [reason, source];
+  });
+  stop();
+  client.onSchemaMismatch((m: SchemaMismatch) => void m.expected)();
+  client.onStateChange((_s, change) => void change.session?.recovered);
+  void who;
+  // @ts-expect-error resume is a boolean
+  connect({ resume: "yes" });
+  // @ts-expect-error session is read-only
+  client.session = undefined;
 }
