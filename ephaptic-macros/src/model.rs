@@ -130,19 +130,43 @@ pub struct EventArgs {
     pub name: Option<syn::LitStr>,
     /// `default`: write `impl Default` even when some fields have no `#[ephaptic(default)]`.
     pub default: Option<syn::Meta>,
+    /// `recover = "stream" | "latest" | "none"`: the `Recover` variant's name.
+    pub recover: Option<&'static str>,
 }
 
-pub const EVENT_KEYS: &[&str] = &["name = \"...\"", "default"];
+pub const EVENT_KEYS: &[&str] = &[
+    "name = \"...\"",
+    "default",
+    "recover = \"stream\" | \"latest\" | \"none\"",
+];
 
 impl EventArgs {
     pub fn parse(cx: &mut Ctxt, metas: &[syn::Meta]) -> Self {
         let mut name = Once::new("name");
         let mut default = Once::new("default");
+        let mut recover = Once::new("recover");
         for meta in metas {
             match parse::key(meta).as_str() {
                 "name" => {
                     if let Some(v) = parse::string(cx, meta) {
                         name.set(cx, meta, v);
+                    }
+                }
+                "recover" => {
+                    if let Some(v) = parse::string(cx, meta) {
+                        let variant = match v.value().as_str() {
+                            "stream" => Some("Stream"),
+                            "latest" => Some("Latest"),
+                            "none" => Some("None"),
+                            _ => None,
+                        };
+                        match variant {
+                            Some(variant) => recover.set(cx, meta, variant),
+                            None => cx.error(
+                                &v,
+                                "`recover` is one of \"stream\" (replayed to a client that missed it, the default), \"latest\" (only the newest of this event is replayed) or \"none\" (never kept nor replayed)",
+                            ),
+                        }
                     }
                 }
                 "default" => {
@@ -156,6 +180,7 @@ impl EventArgs {
         EventArgs {
             name: name.get(),
             default: default.get(),
+            recover: recover.get(),
         }
     }
 }

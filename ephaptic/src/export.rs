@@ -251,7 +251,72 @@ impl Description<'static> {
     }
 }
 
+/// The hash of what `intro` serves as a client sees it (docs/PROTOCOL.md 5.6): 16 hex digits
+/// that change when a function, a parameter, a type, an event, an error or a channel does, and
+/// not for documentation. The server sends it in the hello; `cargo ephaptic export` writes the
+/// same into `schema.ts` as `ephapticSchemaHash` (both from [`Description::schema_hash`]).
+pub fn schema_hash(intro: &Introspection) -> String {
+    let cfg = Config::new().with_large_int("number".to_owned());
+    Description::new(&cfg, intro).schema_hash()
+}
+
 impl<'a> Description<'a> {
+    /// The schema hash of what this describes (see [`schema_hash`]). Computed from TypeScript
+    /// with 64-bit integers as `number`, whatever this description was made with, so the
+    /// server and the exporter agree.
+    pub fn schema_hash(&self) -> String {
+        let mut h = Fnv(0xcbf2_9ce4_8422_2325);
+        h.str(&self.naming);
+        let ts = |h: &mut Fnv, t: &TypeDesc<'_>| {
+            h.str(t.ts.as_deref().unwrap_or("?"));
+            h.str(if t.is_option { "?" } else { "!" });
+            for f in t.input_optional.iter().chain(&t.input_omit) {
+                h.str(f);
+            }
+        };
+        let mut functions: Vec<_> = self.functions.iter().collect();
+        functions.sort_by_key(|f| f.def.name);
+        for f in functions {
+            h.str("fn");
+            h.str(f.def.name);
+            h.str(if f.def.requires_login { "login" } else { "" });
+            for p in &f.sig.params {
+                h.str(p.name);
+                ts(&mut h, &p.ty);
+            }
+            h.str(&format!("{:?}", f.sig.shape));
+            ts(&mut h, &f.sig.output);
+        }
+        let mut events: Vec<_> = self.events.iter().collect();
+        events.sort_by_key(|e| e.name);
+        for e in events {
+            h.str("event");
+            h.str(e.name);
+            ts(&mut h, &e.ty);
+        }
+        let mut errors: Vec<_> = self.errors.iter().collect();
+        errors.sort_by_key(|e| e.code);
+        for e in errors {
+            h.str("error");
+            h.str(e.code);
+            ts(&mut h, &e.data);
+        }
+        let mut channels = self.channels.clone();
+        channels.sort();
+        for (name, fns) in &channels {
+            h.str("channel");
+            h.str(name);
+            for f in fns {
+                h.str(f);
+            }
+        }
+        for (id, d) in &self.declarations {
+            h.str(id);
+            h.str(&d.decl);
+        }
+        format!("{:016x}", h.0)
+    }
+
     /// The encoded description.
     pub fn to_bytes(&self) -> Vec<u8> {
         rmp_serde::to_vec_named(self).expect("a description always encodes")
@@ -275,6 +340,18 @@ impl<'a> Description<'a> {
             ));
         }
         rmp_serde::from_slice(bytes).map_err(|e| format!("a malformed ephaptic description: {e}"))
+    }
+}
+
+/// FNV-1a, 64 bits: stable across builds and platforms, which the hash must be.
+struct Fnv(u64);
+
+impl Fnv {
+    fn str(&mut self, s: &str) {
+        for b in s.bytes().chain([0xff]) {
+            self.0 ^= u64::from(b);
+            self.0 = self.0.wrapping_mul(0x0000_0100_0000_01b3);
+        }
     }
 }
 

@@ -332,11 +332,12 @@ pub use error::{Error, Result, ServiceError};
 pub use handler::defs::{ErrorDef, EventDef, Exposed, FunctionDef, NamingDef, Site};
 pub use handler::{
     Audience, Caller, Event, IdentityLoader, IntoIdentity, IntoTargets, Issue, LoaderOutput, Loc,
-    group, to,
+    Recover, group, to,
 };
 pub use handshake::Handshake;
 pub use identity::Identity;
 pub use registry::{Introspection, Naming, RegistryError};
+pub use runtime::history::{Retention, StreamKind};
 pub use runtime::{Emit, Metrics, emit, metrics};
 pub use schema::Model;
 pub use server::Server;

@@ -13,7 +13,7 @@ pub use crate::handler::returns::{
     ResultValueKind, StreamKind, Tag, TryStreamKind, UnreturnableKind, UnreturnableResult,
     UnreturnableStream, UnreturnableValue, ValueKind, tag,
 };
-pub use crate::handler::{Event, run_loader};
+pub use crate::handler::{Event, Recover, run_loader};
 pub use crate::handshake::Handshake;
 pub use crate::runtime::announce;
 pub use crate::schema::Model;

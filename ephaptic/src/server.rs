@@ -261,6 +261,43 @@ impl Server {
         self
     }
 
+    /// Whether clients resume after a reconnect without losing events (default on): every
+    /// event to an identity, to everyone or to a group gets a position in its stream and is
+    /// kept for a while (see [`retention`](Self::retention)), and a client that comes back is
+    /// sent what it missed, or told that it must refetch (docs/PROTOCOL.md 5.6). Kept in
+    /// memory on a server alone, in Redis with [`redis`](Self::redis). Off: events carry no
+    /// position and nothing is kept; clients are told there are no sessions and refetch
+    /// after each reconnect.
+    pub fn resume(mut self, on: bool) -> Self {
+        self.config.resume = on;
+        self
+    }
+
+    /// How much history one kind of stream keeps: events per stream, for how long, and how
+    /// many one resume replays at most. Defaults: 256 events per identity, 1024 for the
+    /// broadcast stream and per group; 300 s; 500 replayed. In memory, all streams together
+    /// also hold at most [`history_memory`](Self::history_memory).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use ephaptic::{Retention, StreamKind};
+    ///
+    /// let server = ephaptic::Server::new()
+    ///     .retention(StreamKind::User, Retention::default().size(1000))
+    ///     .retention(StreamKind::Group, Retention::default().ttl(Duration::from_secs(60)));
+    /// ```
+    pub fn retention(mut self, kind: crate::StreamKind, retention: crate::Retention) -> Self {
+        self.config.retention.set(kind, retention);
+        self
+    }
+
+    /// The most bytes the in-memory history holds for all streams together (default 64 MiB);
+    /// past it the oldest events go first. Not used with Redis, where Redis holds it.
+    pub fn history_memory(mut self, bytes: usize) -> Self {
+        self.config.retention.memory = bytes;
+        self
+    }
+
     /// What to do with a client too slow to take the events emitted to it (default
     /// [`SlowClient::Disconnect`]). How far behind a client may fall first is
     /// [`outbound_capacity`](Self::outbound_capacity).
@@ -488,6 +525,7 @@ impl Server {
             })
         });
         announce(&registry, loader.is_some(), &self.config.path, addr);
+        let schema = crate::export::schema_hash(&registry.introspect());
         Ok(State::new(Parts {
             registry,
             config: self.config,
@@ -495,6 +533,7 @@ impl Server {
             on_connect: self.on_connect,
             on_disconnect: self.on_disconnect,
             backplane,
+            schema: Some(schema),
         }))
     }
 

@@ -66,6 +66,10 @@ pub fn event(args: TokenStream2, item: TokenStream2) -> syn::Result<TokenStream2
     let doc = doc_of(&item.attrs);
     let model = model_impl(&clean);
     let describe = describe_fn(ident);
+    let recover = opts.recover.map(|variant| {
+        let variant = syn::Ident::new(variant, proc_macro2::Span::call_site());
+        quote!(const RECOVER: ::ephaptic::__private::Recover = ::ephaptic::__private::Recover::#variant;)
+    });
 
     Ok(quote! {
         #field_errors
@@ -76,6 +80,7 @@ pub fn event(args: TokenStream2, item: TokenStream2) -> syn::Result<TokenStream2
 
         impl ::ephaptic::__private::Event for #ident {
             const NAME: &'static str = #name;
+            #recover
         }
 
         #model

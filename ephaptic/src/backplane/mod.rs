@@ -149,7 +149,11 @@ impl Backplane for Redis {
         Some(Arc::new(limit::Shared::new(self.link.clone())))
     }
 
-    fn into_delivery(self: Box<Self>, hub: Arc<Hub>) -> Box<dyn Delivery> {
+    fn into_delivery(
+        self: Box<Self>,
+        hub: Arc<Hub>,
+        _history: Option<crate::runtime::history::Retentions>,
+    ) -> Box<dyn Delivery> {
         let link = self.link;
         if let Some(tasks) = lock(&link.tasks).as_mut() {
             tasks.hub = Arc::downgrade(&hub);
@@ -159,7 +163,7 @@ impl Backplane for Redis {
             link.start();
         }
         Box::new(RedisDelivery {
-            local: Local::new(hub),
+            local: Local::new(hub, None),
             link,
         })
     }
@@ -205,6 +209,7 @@ impl Delivery for RedisDelivery {
             dropped: c.dropped.load(Relaxed),
             outages: c.outages.load(Relaxed),
             connected: Some(self.link.connected.load(Relaxed)),
+            history_bytes: 0,
         }
     }
 }
@@ -671,9 +676,9 @@ fn on_message(link: &Link, hub: &Hub, channel: &[u8], body: &[u8]) {
             .map(|(users, frame)| hub.offer_users(&users, &frame)),
         other => {
             channel::unwrap(&link.node, Bytes::copy_from_slice(body)).map(|frame| match other {
-                Target::Everyone => hub.offer_all(&frame),
+                Target::Everyone => hub.offer_all(&frame, None),
                 Target::User(id) => hub.offer_users(std::slice::from_ref(&id), &frame),
-                Target::Group(name) => hub.offer_group(&name, &frame),
+                Target::Group(name) => hub.offer_group(&name, &frame, None),
                 Target::Probe | Target::Legacy => 0,
             })
         }

@@ -21,8 +21,8 @@ pub use caller::Caller;
 pub(crate) use defs::{
     BoxFuture, ErrorDef, EventDef, Exposed, FunctionDef, LoaderDef, NamingDef, Registration,
 };
-pub use event::Event;
 pub(crate) use event::encode;
+pub use event::{Event, Recover};
 pub(crate) use loader::DynLoader;
 pub use loader::{IdentityLoader, IntoIdentity, LoaderOutput, run_loader};
 pub(crate) use request::{Outcome, Request, Started};

@@ -3,23 +3,46 @@
 //! once. Events to the caller alone (`Caller::emit`) are the exception on purpose: they are
 //! ordered with that caller's replies and concern no other connection or server.
 //!
-//! [`Local`] delivers to this server's connections and is the only implementation today. The
-//! seam is shaped for what comes next:
-//! - a backplane to other servers publishes the same frame for the same audience, and hands
-//!   what it receives from them to [`Local`];
-//! - a replay log appends each event once with one position. An event frame is a MessagePack
-//!   map whose header counts its keys, so a position can be added as extra keys (which old
-//!   clients ignore) by rewriting the header and appending, without encoding the payload again.
+//! [`Local`] delivers to this server's connections; a backplane (`backplane/`) publishes the
+//! same frame for the same audience to other servers and hands what it receives to the hub.
+//!
+//! Events of a stream (docs/PROTOCOL.md 5.6) get their position here: [`Local`] appends each to
+//! its stream in the in-memory [`history`](super::history) and offers the positioned frame
+//! (the event frame with `stream`, `seq` and `epoch` appended, the payload not encoded again)
+//! while the stream is locked, so every listener gets a stream's events in offset order. With
+//! Redis, Redis numbers them (`backplane/history.rs`).
 
 use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use bytes::Bytes;
 
-use crate::handler::Audience;
-use crate::session::{Hub, Interest};
-
+use super::history::{Memory, Read, Retentions, StreamOf};
 use super::ratelimit::Remote;
+use crate::handler::Audience;
+use crate::session::{Asked, Hub, Interest, Stamp};
+use crate::wire::reply::positioned;
+
+/// Whether an event is kept in its stream's history (`#[event(recover = ..)]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Keep {
+    /// Sent without a position, never replayed.
+    Not,
+    All,
+    /// Kept, but only the newest of this name is replayed.
+    Latest(&'static str),
+}
+
+impl Keep {
+    pub fn latest(self) -> Option<&'static str> {
+        match self {
+            Keep::Latest(name) => Some(name),
+            _ => None,
+        }
+    }
+}
 
 /// An event on its way out: for whom, under which name, and its frame as every target
 /// receives it.
@@ -29,11 +52,15 @@ pub(crate) struct Outgoing<'a> {
     /// The event's (or channel's) name, for routing and logs; the frame carries it too.
     pub name: &'a str,
     pub frame: Bytes,
+    pub keep: Keep,
 }
+
+/// A future a history read returns.
+pub(crate) type Reading<'a> = Pin<Box<dyn Future<Output = Read> + Send + 'a>>;
 
 /// Where events leave the process.
 pub(crate) trait Delivery: Send + Sync + fmt::Debug {
-    /// Sends `event` to its audience; returns how many connections of this server queued it.
+    /// Sends `event` to its audience; returns how many connections of this server it reaches.
     fn deliver(&self, event: Outgoing<'_>) -> usize;
 
     /// Called as each connection opens: a backplane starts its tasks at the first (a server
@@ -43,6 +70,18 @@ pub(crate) trait Delivery: Send + Sync + fmt::Debug {
     /// What crossed to other servers, for [`Metrics`](crate::Metrics).
     fn stats(&self) -> DeliveryStats {
         DeliveryStats::default()
+    }
+
+    /// Whether events get positions and a history (sessions on).
+    fn keeps_history(&self) -> bool {
+        false
+    }
+
+    /// Reads `stream` for a resume from `asked` (its position only, without): what to replay,
+    /// or why not. Only called when [`keeps_history`](Self::keeps_history).
+    fn read<'a>(&'a self, stream: StreamOf<'a>, asked: Option<&'a Asked>) -> Reading<'a> {
+        let _ = (stream, asked);
+        Box::pin(async { unreachable!("read on a delivery without history") })
     }
 }
 
@@ -54,6 +93,7 @@ pub(crate) struct DeliveryStats {
     pub dropped: u64,
     pub outages: u64,
     pub connected: Option<bool>,
+    pub history_bytes: usize,
 }
 
 /// A way for events to reach other servers, chosen by the server's settings (Redis). It
@@ -62,30 +102,104 @@ pub(crate) struct DeliveryStats {
 pub(crate) trait Backplane: Send {
     fn interest(&self) -> Option<Arc<dyn Interest>>;
     fn limiter(&self) -> Option<Arc<dyn Remote>>;
-    fn into_delivery(self: Box<Self>, hub: Arc<Hub>) -> Box<dyn Delivery>;
+    fn into_delivery(
+        self: Box<Self>,
+        hub: Arc<Hub>,
+        history: Option<Retentions>,
+    ) -> Box<dyn Delivery>;
 }
 
-/// Delivery to this server's own connections, through its hub.
+/// Delivery to this server's own connections, through its hub; with a history, each event of
+/// a stream positioned in it.
 #[derive(Debug)]
 pub(crate) struct Local {
     hub: Arc<Hub>,
+    history: Option<Memory>,
 }
 
 impl Local {
-    pub fn new(hub: Arc<Hub>) -> Self {
-        Local { hub }
+    pub fn new(hub: Arc<Hub>, history: Option<Memory>) -> Self {
+        Local { hub, history }
     }
+
+    /// Delivers a frame as it is, without a position (events that are not kept, and what
+    /// another server positioned already is offered by the backplane itself).
+    pub fn unpositioned(&self, event: &Outgoing<'_>) -> usize {
+        match event.audience {
+            Audience::Everyone => self.hub.offer_all(&event.frame, None),
+            Audience::Users(ids) => self.hub.offer_users(ids, &event.frame),
+            Audience::Group(name) => self.hub.offer_group(name, &event.frame, None),
+            Audience::Nobody => 0,
+        }
+    }
+
+    fn positioned(&self, history: &Memory, event: &Outgoing<'_>) -> usize {
+        let latest = event.keep.latest();
+        let hub = &self.hub;
+        let frame = &event.frame;
+        match event.audience {
+            Audience::Everyone => history.append(&StreamOf::All, frame, latest, |seq, epoch| {
+                let stamped = stamp(frame, "b", seq, epoch);
+                hub.offer_all(&stamped, Some(Stamp { stream: "b", seq }))
+            }),
+            Audience::Users(ids) => {
+                let mut reached = 0;
+                for (i, id) in ids.iter().enumerate() {
+                    if ids[..i].contains(id) {
+                        continue;
+                    }
+                    reached += history.append(&StreamOf::User(id), frame, latest, |seq, epoch| {
+                        let stamped = stamp(frame, "u", seq, epoch);
+                        let one = std::slice::from_ref(id);
+                        hub.offer_users_at(one, &stamped, Some(Stamp { stream: "u", seq }))
+                    });
+                }
+                reached
+            }
+            Audience::Group(name) => {
+                let wire = format!("g:{name}");
+                history.append(&StreamOf::Group(name), frame, latest, |seq, epoch| {
+                    let stamped = stamp(frame, &wire, seq, epoch);
+                    hub.offer_group(name, &stamped, Some(Stamp { stream: &wire, seq }))
+                })
+            }
+            Audience::Nobody => 0,
+        }
+    }
+}
+
+/// `frame` with its position; the frame as it is if it cannot take one (never, for frames
+/// `encode` wrote).
+pub(crate) fn stamp(frame: &Bytes, stream: &str, seq: u64, epoch: &str) -> Bytes {
+    positioned(frame, stream, seq, epoch).unwrap_or_else(|| frame.clone())
 }
 
 impl Delivery for Local {
     fn deliver(&self, event: Outgoing<'_>) -> usize {
-        let reached = match event.audience {
-            Audience::Everyone => self.hub.offer_all(&event.frame),
-            Audience::Users(ids) => self.hub.offer_users(ids, &event.frame),
-            Audience::Group(name) => self.hub.offer_group(name, &event.frame),
-            Audience::Nobody => 0,
+        let reached = match &self.history {
+            Some(history) if event.keep != Keep::Not => self.positioned(history, &event),
+            _ => self.unpositioned(&event),
         };
         tracing::trace!(event = event.name, reached, "delivered");
         reached
+    }
+
+    fn stats(&self) -> DeliveryStats {
+        DeliveryStats {
+            history_bytes: self.history.as_ref().map_or(0, Memory::bytes),
+            ..DeliveryStats::default()
+        }
+    }
+
+    fn keeps_history(&self) -> bool {
+        self.history.is_some()
+    }
+
+    fn read<'a>(&'a self, stream: StreamOf<'a>, asked: Option<&'a Asked>) -> Reading<'a> {
+        let read = match &self.history {
+            Some(h) => h.read(&stream, asked),
+            None => unreachable!("read on a delivery without history"),
+        };
+        Box::pin(async move { read })
     }
 }

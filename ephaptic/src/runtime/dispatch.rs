@@ -50,6 +50,12 @@ pub(crate) fn start(
     };
 
     let Some(def) = state.functions.get(name) else {
+        // Reserved names are looked for only among the names no function has (a function's
+        // name is a Rust identifier, so never one of them).
+        if name == super::resume::HELLO {
+            super::resume::hello(state, conn, Bytes::copy_from_slice(id_bytes));
+            return;
+        }
         // `parse` checked that the name is UTF-8.
         let name = std::str::from_utf8(name).unwrap_or_default();
         // The name is the client's: escaped (`{:?}`), so it cannot forge log lines; and counted

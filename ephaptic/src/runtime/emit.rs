@@ -7,9 +7,9 @@ use std::task::{Context, Poll};
 
 use serde::Serialize;
 
-use super::delivery::Outgoing;
+use super::delivery::{Keep, Outgoing};
 use super::scope::current;
-use crate::handler::{Audience, Event, encode};
+use crate::handler::{Audience, Event, Recover, encode};
 
 /// Every connected client, for the free [`emit`], whose future must not borrow a temporary.
 static EVERYONE: Audience = Audience::Everyone;
@@ -45,24 +45,32 @@ impl Audience {
     /// Sends `event` to this audience; returns how many connections on this server it reached.
     /// Nothing is sent until the returned future is awaited.
     pub fn emit<E: Event>(&self, event: E) -> Emit<'_> {
-        self.emit_named(E::NAME, &event)
+        let keep = match E::RECOVER {
+            Recover::None => Keep::Not,
+            Recover::Latest => Keep::Latest(E::NAME),
+            _ => Keep::All,
+        };
+        Emit::new(self.deliver(E::NAME, self.encode(E::NAME, &event), keep))
+    }
+
+    fn encode<T: Serialize + ?Sized>(&self, name: &str, payload: &T) -> Option<bytes::Bytes> {
+        if matches!(self, Audience::Nobody) {
+            None
+        } else {
+            encode(name, payload)
+        }
     }
 
     /// Sends a payload under any event name, as channels do. A payload that serialises as a
     /// map (a struct) travels as the event's `kwargs`; anything else travels as its only
     /// positional argument. Nothing is sent until the returned future is awaited.
     pub fn emit_named<'a, T: Serialize + ?Sized>(&'a self, name: &'a str, payload: &T) -> Emit<'a> {
-        let frame = if matches!(self, Audience::Nobody) {
-            None
-        } else {
-            encode(name, payload)
-        };
-        Emit::new(self.deliver(name, frame))
+        Emit::new(self.deliver(name, self.encode(name, payload), Keep::All))
     }
 
     /// Hands an encoded event to the running server's delivery (not generic, so the futures
     /// above name no event type).
-    async fn deliver(&self, name: &str, frame: Option<bytes::Bytes>) -> usize {
+    async fn deliver(&self, name: &str, frame: Option<bytes::Bytes>, keep: Keep) -> usize {
         let Some(state) = current() else {
             tracing::warn!(
                 event = name,
@@ -77,6 +85,7 @@ impl Audience {
             audience: self,
             name,
             frame,
+            keep,
         });
         // Give the writers a turn, so a task emitting in a tight loop cannot outrun healthy
         // clients and get them treated as slow.

@@ -7,14 +7,16 @@ use bytes::Bytes;
 use super::dispatch;
 use super::state::State;
 use crate::error::Error;
-use crate::session::{Connection, Outbox};
+use crate::session::gate::{MAX_ASKED, MAX_STREAM_NAME};
+use crate::session::{Asked, Connection, Outbox};
 use crate::wire::{self, FrameKind, RawFrame};
 
 /// What the identity loader must see before the next frame is handled.
 #[derive(Debug)]
 pub(crate) enum Init {
-    /// The first frame was `init`: its `auth`, absent when the client sent none.
-    Auth(Option<Bytes>),
+    /// The first frame was `init`: its `auth`, absent when the client sent none, and, when it
+    /// said `v: 2`, the positions it asks to resume from (docs/PROTOCOL.md 5.6).
+    Auth(Option<Bytes>, Option<Vec<(String, Asked)>>),
     /// The first frame was something else (a call, say) and the server has a loader: it runs
     /// without `auth` (a cookie in the upgrade request may still name the user), then this
     /// frame is handled. `None` for a first frame that carries nothing (text).
@@ -75,7 +77,9 @@ pub(crate) fn on_frame(
     }
     match raw.kind {
         FrameKind::Rpc => dispatch::start(state, conn, &frame, &raw, out),
-        FrameKind::Init if first => return Some(Init::Auth(auth_of(&frame, &raw))),
+        FrameKind::Init if first => {
+            return Some(Init::Auth(auth_of(&frame, &raw), session_of(&frame, &raw)));
+        }
         FrameKind::Cancel => {
             if !raw.id.is_empty() {
                 conn.cancel_call(raw.id.of(&frame));
@@ -96,7 +100,7 @@ fn first_for_loader(frame: Bytes, limit: usize) -> Init {
     if frame.len() <= limit {
         let mut raw = RawFrame::default();
         if wire::parse(&frame, &mut raw).is_ok() && matches!(raw.kind, FrameKind::Init) {
-            return Init::Auth(auth_of(&frame, &raw));
+            return Init::Auth(auth_of(&frame, &raw), session_of(&frame, &raw));
         }
     }
     Init::NoInit(Some(frame))
@@ -104,6 +108,54 @@ fn first_for_loader(frame: Bytes, limit: usize) -> Init {
 
 fn auth_of(frame: &Bytes, raw: &RawFrame) -> Option<Bytes> {
     (!raw.auth.is_empty()).then(|| frame.slice(raw.auth.range()))
+}
+
+/// The positions of an `init` with `v` 2 or more: `Some` (maybe empty) when the client speaks
+/// sessions. At most [`MAX_ASKED`] are kept; a name or an epoch out of bounds, or an entry that
+/// does not read as `[epoch, offset]`, is left out.
+fn session_of(frame: &Bytes, raw: &RawFrame) -> Option<Vec<(String, Asked)>> {
+    use rmpv::Value;
+    if raw.version.is_empty() {
+        return None;
+    }
+    let v = rmpv::decode::read_value(&mut &frame[raw.version.range()]).ok()?;
+    if v.as_u64()? < 2 {
+        return None;
+    }
+    let mut asked = Vec::new();
+    if raw.resume.is_empty() {
+        return Some(asked);
+    }
+    let Ok(Value::Map(entries)) =
+        rmpv::decode::read_value_with_max_depth(&mut &frame[raw.resume.range()], 4)
+    else {
+        return Some(asked);
+    };
+    for (name, pos) in entries {
+        if asked.len() == MAX_ASKED {
+            break;
+        }
+        let (Some(name), Some([epoch, offset])) =
+            (name.as_str(), pos.as_array().map(Vec::as_slice))
+        else {
+            continue;
+        };
+        let (Some(epoch), Some(offset)) = (epoch.as_str(), offset.as_u64()) else {
+            continue;
+        };
+        if name.len() > MAX_STREAM_NAME || epoch.len() > 16 || asked.iter().any(|(n, _)| n == name)
+        {
+            continue;
+        }
+        asked.push((
+            name.to_owned(),
+            Asked {
+                epoch: epoch.to_owned(),
+                offset,
+            },
+        ));
+    }
+    Some(asked)
 }
 
 #[derive(serde::Serialize)]

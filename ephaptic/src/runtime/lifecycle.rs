@@ -138,10 +138,25 @@ impl Session {
     /// the connection; then handles the first frame if it was not `init` (its answers go into
     /// `out`).
     pub async fn authenticate(&mut self, init: Init, out: &mut Outbox) {
-        let (auth, then) = match init {
-            Init::Auth(auth) => (auth, None),
-            Init::NoInit(frame) => (None, frame),
+        let (auth, then, session) = match init {
+            Init::Auth(auth, session) => (auth, None, session),
+            Init::NoInit(frame) => (None, frame, None),
         };
+        // A client that resumes gets the live events of its streams only after their replay
+        // (the hello's): held back from before it is indexed for them.
+        let resuming = |stream: &str| {
+            session
+                .as_ref()
+                .is_some_and(|asked| asked.iter().any(|(s, _)| s == stream))
+                && self.state.delivery.keeps_history()
+        };
+        let hold_user = resuming("u");
+        if resuming("b") {
+            self.conn.with_gate(|g| g.hold("b"));
+        }
+        if let Some(asked) = session {
+            self.conn.start_session(asked);
+        }
         if let Some(loader) = self.state.loader.clone() {
             let handshake = self.handshake.take().unwrap_or_else(Handshake::empty);
             let result = CatchUnwind(loader(auth, handshake)).await;
@@ -154,6 +169,9 @@ impl Session {
                 ),
                 Ok(Ok(Some(identity))) => {
                     if let Some(identity) = self.conn.set_identity(identity) {
+                        if hold_user {
+                            self.conn.with_gate(|g| g.hold("u"));
+                        }
                         self.state.hub.identify(&self.conn, identity);
                         if let Some(cap) = self.state.config.max_connections_per_identity
                             && self.state.hub.identity_len(identity) > cap
@@ -197,6 +215,7 @@ impl Session {
 
     fn settle(&mut self) {
         self.settled = true;
+        self.conn.listen();
         self.hook(self.state.on_connect.as_ref());
     }
 

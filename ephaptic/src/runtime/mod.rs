@@ -8,11 +8,13 @@ pub(crate) mod delivery;
 pub(crate) mod dispatch;
 pub(crate) mod drain;
 pub(crate) mod emit;
+pub(crate) mod history;
 pub(crate) mod inbound;
 pub(crate) mod lifecycle;
 pub(crate) mod metrics;
 pub(crate) mod panic;
 pub(crate) mod ratelimit;
+pub(crate) mod resume;
 pub(crate) mod scope;
 pub(crate) mod state;
 

@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use super::delivery::{Backplane, Delivery, Local};
+use super::history::{Memory, Retentions};
 use super::metrics::Refusals;
 use super::ratelimit::Limiter;
 use crate::handler::{BoxFuture, Caller, DynLoader};
@@ -55,6 +56,9 @@ pub(crate) struct Config {
     pub drain_timeout: Duration,
     /// Whether connections keep their upgrade request for handlers (`Caller::handshake`).
     pub keep_handshake: bool,
+    /// Whether events get positions and a history, so clients resume (docs/PROTOCOL.md 5.6).
+    pub resume: bool,
+    pub retention: Retentions,
 }
 
 impl Default for Config {
@@ -78,6 +82,8 @@ impl Default for Config {
             first_message_timeout: Duration::from_secs(10),
             drain_timeout: Duration::from_secs(10),
             keep_handshake: false,
+            resume: true,
+            retention: Retentions::default(),
         }
     }
 }
@@ -98,6 +104,8 @@ pub(crate) struct State {
     pub on_connect: Option<Hook>,
     pub on_disconnect: Option<Hook>,
     pub limiter: Limiter,
+    /// The hash of the exported schema (the hello's `schema`).
+    pub schema: Option<String>,
     /// What the transport refused, for the metrics.
     pub refusals: Arc<Refusals>,
     /// Set when a graceful shutdown starts: new calls are refused.
@@ -116,6 +124,7 @@ pub(crate) struct Parts {
     pub on_disconnect: Option<Hook>,
     /// How events reach other servers; `None`: this server alone.
     pub backplane: Option<Box<dyn Backplane>>,
+    pub schema: Option<String>,
 }
 
 impl State {
@@ -129,17 +138,19 @@ impl State {
             on_connect,
             on_disconnect,
             backplane,
+            schema,
         } = parts;
         let hub = Arc::new(Hub::new(backplane.as_ref().and_then(|b| b.interest())));
         let limiter = match backplane.as_ref().and_then(|b| b.limiter()) {
             Some(remote) => Limiter::shared(remote),
             None => Limiter::default(),
         };
+        let history = config.resume.then_some(config.retention);
         let delivery: Box<dyn Delivery> = match backplane {
-            Some(backplane) => backplane.into_delivery(hub.clone()),
-            None => Box::new(Local::new(hub.clone())),
+            Some(backplane) => backplane.into_delivery(hub.clone(), history),
+            None => Box::new(Local::new(hub.clone(), history.map(Memory::new))),
         };
-        Arc::new(State {
+        let state = Arc::new(State {
             functions: FunctionIndex::new(&registry.functions),
             registry,
             outbound: Arc::new(Policy {
@@ -157,8 +168,13 @@ impl State {
             on_connect,
             on_disconnect,
             limiter,
+            schema,
             next_connection: AtomicU64::new(0),
-        })
+        });
+        state
+            .hub
+            .on_join(Arc::new(super::resume::Resumer(Arc::downgrade(&state))));
+        state
     }
 
     /// Whether a new connection's upgrade request must be kept: for the identity loader (until
@@ -177,6 +193,7 @@ impl State {
             on_connect: None,
             on_disconnect: None,
             backplane: None,
+            schema: None,
         })
     }
 

@@ -5,12 +5,13 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use bytes::Bytes;
 use tokio::task::AbortHandle;
 
+use super::gate::{Gate, Stamp, Verdict};
 use super::outbound::{CloseSignal, Outbound, Outbox};
 use crate::handshake::Handshake;
 use crate::identity::Identity;
@@ -37,7 +38,19 @@ pub(crate) struct Connection {
     /// How many frames it sent that could not be used (for logs that cannot be flooded).
     bad_frames: AtomicUsize,
     call_seq: AtomicU64,
+    /// [`LISTENING`], [`SESSIONS`], [`GATED`].
+    flags: AtomicU8,
+    /// Resume state (docs/PROTOCOL.md 5.6), for connections whose client asked to resume.
+    gate: Mutex<Option<Box<Gate>>>,
 }
+
+/// Events to everyone reach the connection (set once its first frame was read: a connection
+/// that resumes must not get live broadcasts before its replay).
+const LISTENING: u8 = 1;
+/// Its client sent `init` with `v: 2`: it hears about positions (`position` frames).
+const SESSIONS: u8 = 2;
+/// Live events with a position go through the gate first.
+const GATED: u8 = 4;
 
 /// A call (or stream) running in a task of its own.
 #[derive(Debug)]
@@ -80,6 +93,8 @@ impl Connection {
             running: AtomicUsize::new(0),
             bad_frames: AtomicUsize::new(0),
             call_seq: AtomicU64::new(0),
+            flags: AtomicU8::new(0),
+            gate: Mutex::new(None),
         })
     }
 
@@ -119,6 +134,95 @@ impl Connection {
     /// Queues an event without waiting; see [`Outbound::push_event`].
     pub fn push_event(&self, frame: Bytes) -> bool {
         self.out.push_event(frame, self.id)
+    }
+
+    /// Queues an event of a stream, unless the connection is resuming that stream (then it
+    /// waits for the replay) or the replay already sent it.
+    #[inline]
+    pub fn push_event_at(&self, frame: Bytes, stamp: Stamp<'_>) -> bool {
+        if self.flags.load(Ordering::Acquire) & GATED != 0 {
+            return self.push_gated(frame, stamp);
+        }
+        self.out.push_event(frame, self.id)
+    }
+
+    #[cold]
+    fn push_gated(&self, frame: Bytes, stamp: Stamp<'_>) -> bool {
+        let mut gate = lock(&self.gate);
+        let verdict = match gate.as_deref_mut() {
+            Some(g) => g.offer(stamp, &frame),
+            None => Verdict::Pass,
+        };
+        match verdict {
+            Verdict::Pass => {
+                if gate.as_deref().is_none_or(Gate::idle) {
+                    self.flags.fetch_and(!GATED, Ordering::Release);
+                }
+                // Under the gate's lock, so a release cannot queue held events after it.
+                self.out.push_event(frame, self.id)
+            }
+            Verdict::Taken => true,
+            Verdict::Overflow => {
+                drop(gate);
+                self.close(1008, "outbound queue full: the client reads too slowly");
+                false
+            }
+        }
+    }
+
+    /// Whether events to everyone reach it.
+    #[inline]
+    pub fn listening(&self) -> bool {
+        self.flags.load(Ordering::Relaxed) & LISTENING != 0
+    }
+
+    /// Lets events to everyone reach it.
+    pub fn listen(&self) {
+        self.flags.fetch_or(LISTENING, Ordering::Release);
+    }
+
+    /// Whether its client speaks sessions (`init` with `v: 2`).
+    pub fn speaks_sessions(&self) -> bool {
+        self.flags.load(Ordering::Relaxed) & SESSIONS != 0
+    }
+
+    /// Marks that its client speaks sessions, and keeps the positions it asked for.
+    pub fn start_session(&self, asked: Vec<(String, super::gate::Asked)>) {
+        self.flags.fetch_or(SESSIONS, Ordering::Relaxed);
+        if !asked.is_empty() {
+            lock(&self.gate).get_or_insert_default().asked = asked;
+        }
+    }
+
+    /// Runs `f` on the resume state (created if needed), with the gate's flag set so live
+    /// events of held streams go through it.
+    pub fn with_gate<R>(&self, f: impl FnOnce(&mut Gate) -> R) -> R {
+        let mut gate = lock(&self.gate);
+        let gate = gate.get_or_insert_default();
+        let r = f(gate);
+        if !gate.idle() {
+            self.flags.fetch_or(GATED, Ordering::Release);
+        }
+        r
+    }
+
+    /// Ends the hold of `stream` after its replay up to `replayed` was queued: queues what
+    /// was held after it, under the gate's lock, so it comes before any later live event.
+    pub fn release(&self, stream: &str, replayed: u64) {
+        let mut gate = lock(&self.gate);
+        let Some(g) = gate.as_deref_mut() else {
+            return;
+        };
+        for frame in g.release(stream, replayed) {
+            if !self.out.push_event(frame, self.id) {
+                break;
+            }
+        }
+    }
+
+    /// Takes the position the client asked for `stream`, if it did.
+    pub fn take_asked(&self, stream: &str) -> Option<super::gate::Asked> {
+        lock(&self.gate).as_deref_mut()?.take_asked(stream)
     }
 
     /// Answers a call that finished on its first poll; see [`Outbound::answer_now`].

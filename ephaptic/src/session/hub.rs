@@ -12,6 +12,7 @@ use std::sync::{Arc, RwLock};
 use bytes::Bytes;
 
 use super::connection::Connection;
+use super::gate::Stamp;
 use crate::identity::Identity;
 
 /// What this server holds connections of.
@@ -34,6 +35,15 @@ pub(crate) trait Interest: Send + Sync + fmt::Debug {
     }
 }
 
+/// Told when a connection of a client that speaks sessions joins a group, to send it the
+/// group's position (and what it missed of it): the runtime's side of a join.
+pub(crate) trait Joined: Send + Sync + fmt::Debug {
+    /// Whether joins are followed up (the server keeps history).
+    fn active(&self) -> bool;
+    /// `conn` joined `group`; the group's live events for it are held until it releases them.
+    fn joined(&self, conn: &Arc<Connection>, group: &str);
+}
+
 /// What [`Interest::ready`] returns.
 pub(crate) type Ready = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
 
@@ -43,6 +53,7 @@ pub(crate) struct Hub {
     users: RwLock<HashMap<Identity, Vec<Arc<Connection>>>>,
     groups: RwLock<HashMap<Arc<str>, Vec<Arc<Connection>>>>,
     interest: Option<Arc<dyn Interest>>,
+    joined: std::sync::OnceLock<Arc<dyn Joined>>,
 }
 
 fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
@@ -51,6 +62,13 @@ fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
 
 fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
     lock.read().unwrap_or_else(|e| e.into_inner())
+}
+
+fn offer(conn: &Connection, frame: &Bytes, stamp: Option<Stamp<'_>>) -> bool {
+    match stamp {
+        Some(stamp) => conn.push_event_at(frame.clone(), stamp),
+        None => conn.push_event(frame.clone()),
+    }
 }
 
 /// Below this capacity a map or list is left as it is: shrinking it would save nothing.
@@ -134,15 +152,33 @@ impl Hub {
         first
     }
 
+    /// Sets what follows up joins (once).
+    pub fn on_join(&self, joined: Arc<dyn Joined>) {
+        let _ = self.joined.set(joined);
+    }
+
     /// Adds `conn` to `group`; `false` when it was already a member.
     pub fn join(&self, conn: &Arc<Connection>, group: &str) -> bool {
-        conn.add_group(group, |name| {
+        let follow = self
+            .joined
+            .get()
+            .filter(|j| conn.speaks_sessions() && j.active());
+        let joined = conn.add_group(group, |name| {
+            if follow.is_some() {
+                // Before it is indexed: no live event of the group reaches it ahead of its
+                // position.
+                conn.with_gate(|g| g.hold(&format!("g:{group}")));
+            }
             // Told under the lock, so that what is told comes in the order the index changed.
             let mut groups = write(&self.groups);
             if index(&mut groups, name, conn) {
                 self.tell(Topic::Group(group), true);
             }
-        })
+        });
+        if joined && let Some(follow) = follow {
+            follow.joined(conn, group);
+        }
+        joined
     }
 
     /// What to await for events about `topic` from other servers to reach this one.
@@ -226,16 +262,47 @@ impl Hub {
             .unwrap_or(0)
     }
 
-    /// Offers `frame` to every connection; returns how many queued it.
-    pub fn offer_all(&self, frame: &Bytes) -> usize {
+    /// Offers `frame` to every connection that listens (its first frame was read); returns
+    /// how many queued it. `stamp`: its place in the broadcast stream, if it has one.
+    pub fn offer_all(&self, frame: &Bytes, stamp: Option<Stamp<'_>>) -> usize {
         read(&self.conns)
             .values()
-            .filter(|c| c.push_event(frame.clone()))
+            .filter(|c| c.listening() && offer(c, frame, stamp))
             .count()
+    }
+
+    /// How many connections [`offer_all`](Self::offer_all) would reach.
+    pub fn listeners(&self) -> usize {
+        read(&self.conns).values().filter(|c| c.listening()).count()
+    }
+
+    /// How many connections of these identities there are.
+    pub fn users_len(&self, identities: &[Identity]) -> usize {
+        let users = read(&self.users);
+        identities
+            .iter()
+            .map(|i| users.get(i).map_or(0, Vec::len))
+            .sum()
+    }
+
+    /// How many connections are in `group` (for a count before delivery).
+    pub fn members(&self, group: &str) -> usize {
+        read(&self.groups).get(group).map_or(0, Vec::len)
     }
 
     /// Offers `frame` to every connection of each identity, once per connection.
     pub fn offer_users(&self, identities: &[Identity], frame: &Bytes) -> usize {
+        self.offer_users_at(identities, frame, None)
+    }
+
+    /// [`offer_users`](Self::offer_users), with the frame's place in the identities' stream
+    /// (one identity, then).
+    pub fn offer_users_at(
+        &self,
+        identities: &[Identity],
+        frame: &Bytes,
+        stamp: Option<Stamp<'_>>,
+    ) -> usize {
         let users = read(&self.users);
         let mut reached = 0;
         let mut seen: Vec<u64> = Vec::new();
@@ -248,17 +315,17 @@ impl Hub {
                     }
                     seen.push(conn.id());
                 }
-                reached += usize::from(conn.push_event(frame.clone()));
+                reached += usize::from(offer(conn, frame, stamp));
             }
         }
         reached
     }
 
     /// Offers `frame` to every connection in `group`.
-    pub fn offer_group(&self, group: &str, frame: &Bytes) -> usize {
+    pub fn offer_group(&self, group: &str, frame: &Bytes, stamp: Option<Stamp<'_>>) -> usize {
         read(&self.groups)
             .get(group)
-            .map(|conns| conns.iter().filter(|c| c.push_event(frame.clone())).count())
+            .map(|conns| conns.iter().filter(|c| offer(c, frame, stamp)).count())
             .unwrap_or(0)
     }
 }
@@ -288,15 +355,15 @@ mod tests {
         assert!(!hub.join(&a, "room"), "joining twice is one membership");
         assert!(hub.join(&b, "room"));
         assert_eq!(hub.group_len("room"), 2);
-        assert_eq!(hub.offer_group("room", &Bytes::from_static(b"x")), 2);
+        assert_eq!(hub.offer_group("room", &Bytes::from_static(b"x"), None), 2);
         assert!(hub.leave(&a, "room"));
         assert!(!hub.leave(&a, "room"));
         assert_eq!(a.groups(), Vec::<Arc<str>>::new());
-        assert_eq!(hub.offer_group("room", &Bytes::from_static(b"y")), 1);
+        assert_eq!(hub.offer_group("room", &Bytes::from_static(b"y"), None), 1);
         assert_eq!((drain(&mut ra), drain(&mut rb)), (1, 2));
         assert!(hub.leave(&b, "room"));
         assert_eq!(hub.group_len("room"), 0);
-        assert_eq!(hub.offer_group("room", &Bytes::from_static(b"z")), 0);
+        assert_eq!(hub.offer_group("room", &Bytes::from_static(b"z"), None), 0);
     }
 
     #[test]
@@ -308,6 +375,7 @@ mod tests {
         let (other, mut r3) = conn(3);
         for c in [&a1, &a2, &other] {
             hub.add(c);
+            c.listen();
         }
         assert!(hub.identify(&a1, a1.set_identity(alice.clone()).unwrap()));
         assert!(!hub.identify(&a2, a2.set_identity(alice.clone()).unwrap()));
@@ -321,7 +389,7 @@ mod tests {
             hub.offer_users(std::slice::from_ref(&alice), &Bytes::from_static(b"y")),
             1
         );
-        assert_eq!(hub.offer_all(&Bytes::from_static(b"z")), 2);
+        assert_eq!(hub.offer_all(&Bytes::from_static(b"z"), None), 2);
         assert_eq!((drain(&mut r1), drain(&mut r2), drain(&mut r3)), (1, 3, 1));
         hub.remove(&a2);
         assert_eq!(hub.identities(), 0);
@@ -421,6 +489,6 @@ mod tests {
         }
         let lobby = read(&hub.groups)["lobby"].capacity();
         assert!(lobby <= SHRINK_FLOOR, "the lobby's list kept {lobby} slots");
-        assert_eq!(hub.offer_group("lobby", &Bytes::from_static(b"x")), 1);
+        assert_eq!(hub.offer_group("lobby", &Bytes::from_static(b"x"), None), 1);
     }
 }

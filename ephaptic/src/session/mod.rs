@@ -4,12 +4,14 @@
 
 pub(crate) mod budget;
 pub(crate) mod connection;
+pub(crate) mod gate;
 pub(crate) mod hub;
 pub(crate) mod outbound;
 mod queue;
 
 pub(crate) use budget::MemoryBudget;
 pub(crate) use connection::Connection;
+pub(crate) use gate::{Asked, Stamp};
 pub(crate) use hub::{Hub, Interest, Topic};
 pub use outbound::SlowClient;
 pub(crate) use outbound::{CloseSignal, Outbox, Policy, Receiver};

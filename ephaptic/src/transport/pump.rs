@@ -708,11 +708,13 @@ mod tests {
         let (socket, task) = serve(&state, None);
         socket.set_room(Some(0));
         settle().await;
+        // As if it had sent its first frame (events to everyone reach it from then on).
+        state.hub.connections().iter().for_each(|c| c.listen());
         // One event waits for a socket that takes nothing; the next finds the queue full,
         // and the slow-client policy asks for a close.
-        assert_eq!(state.hub.offer_all(&Bytes::from_static(b"\x80")), 1);
+        assert_eq!(state.hub.offer_all(&Bytes::from_static(b"\x80"), None), 1);
         settle().await;
-        assert_eq!(state.hub.offer_all(&Bytes::from_static(b"\x80")), 0);
+        assert_eq!(state.hub.offer_all(&Bytes::from_static(b"\x80"), None), 0);
         tokio::time::timeout(Duration::from_secs(5), task)
             .await
             .unwrap()

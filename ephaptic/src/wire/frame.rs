@@ -121,6 +121,10 @@ pub(crate) struct RawFrame {
     pub kwargs_not_map: bool,
     /// `auth`, the whole encoded value; empty when absent.
     pub auth: Span,
+    /// `v` and `resume` (an `init` of a client that speaks sessions, docs/PROTOCOL.md 5.6),
+    /// whole encoded values; empty when absent.
+    pub version: Span,
+    pub resume: Span,
     /// Each element of `args`, encoded.
     pub args: SmallList<Span, 4>,
     /// Each `kwargs` entry: the key (a string) and the encoded value.
@@ -136,6 +140,8 @@ impl RawFrame {
         self.args_not_array = false;
         self.kwargs_not_map = false;
         self.auth = Span::default();
+        self.version = Span::default();
+        self.resume = Span::default();
         self.args.clear();
         self.kwargs.clear();
     }
@@ -160,6 +166,8 @@ enum Key {
     Args,
     Kwargs,
     Auth,
+    Version,
+    Resume,
     Other,
 }
 
@@ -171,6 +179,8 @@ fn which_key(bytes: &[u8]) -> Key {
         b"args" => Key::Args,
         b"auth" => Key::Auth,
         b"kwargs" => Key::Kwargs,
+        b"v" => Key::Version,
+        b"resume" => Key::Resume,
         _ => Key::Other,
     }
 }
@@ -233,6 +243,14 @@ pub(crate) fn parse(frame: &[u8], out: &mut RawFrame) -> Result<(), FrameError> 
             Key::Auth => {
                 r.skip()?;
                 out.auth = Span::new(start, r.pos);
+            }
+            Key::Version => {
+                r.skip()?;
+                out.version = Span::new(start, r.pos);
+            }
+            Key::Resume => {
+                r.skip()?;
+                out.resume = Span::new(start, r.pos);
             }
             Key::Args => match r.array_len()? {
                 Some(n) => {

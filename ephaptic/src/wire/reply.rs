@@ -168,6 +168,69 @@ pub(crate) fn event_frame<T: Serialize + ?Sized>(
     })
 }
 
+/// An event frame with its place in a stream (docs/PROTOCOL.md 5.6): `frame` (as
+/// [`event_frame`] wrote it: a map of three keys) with `stream`, `seq` and `epoch` appended.
+/// The payload is not encoded again: the map's header counts six keys instead of three and the
+/// new keys follow. `None` when `frame` is not an event frame of three keys.
+pub(crate) fn positioned(frame: &[u8], stream: &str, seq: u64, epoch: &str) -> Option<Bytes> {
+    let (&0x83, rest) = frame.split_first()? else {
+        return None;
+    };
+    let mut buf = BytesMut::with_capacity(frame.len() + 32 + stream.len() + epoch.len());
+    buf.put_u8(0x86);
+    buf.put_slice(rest);
+    put_str(&mut buf, "stream");
+    put_str(&mut buf, stream);
+    put_str(&mut buf, "seq");
+    put_uint(&mut buf, seq);
+    put_str(&mut buf, "epoch");
+    put_str(&mut buf, epoch);
+    Some(buf.freeze())
+}
+
+/// A stream's position as a `position` (after a join) or `resync` frame: `{type, stream, epoch,
+/// offset, ...extra}`, `extra` being already encoded key-value pairs counted by `extra_len`.
+pub(crate) fn position_frame(
+    kind: &str,
+    stream: &str,
+    epoch: &str,
+    offset: u64,
+    extra_len: u8,
+    extra: &[u8],
+) -> Bytes {
+    let mut buf = BytesMut::with_capacity(64 + stream.len() + epoch.len() + extra.len());
+    buf.put_u8(0x84 + extra_len);
+    put_str(&mut buf, "type");
+    put_str(&mut buf, kind);
+    put_str(&mut buf, "stream");
+    put_str(&mut buf, stream);
+    put_str(&mut buf, "epoch");
+    put_str(&mut buf, epoch);
+    put_str(&mut buf, "offset");
+    put_uint(&mut buf, offset);
+    buf.put_slice(extra);
+    buf.freeze()
+}
+
+/// An unsigned integer in its shortest MessagePack form.
+pub(crate) fn put_uint(buf: &mut impl BufMut, n: u64) {
+    if n < 128 {
+        buf.put_u8(n as u8);
+    } else if n <= u8::MAX as u64 {
+        buf.put_u8(0xcc);
+        buf.put_u8(n as u8);
+    } else if n <= u16::MAX as u64 {
+        buf.put_u8(0xcd);
+        buf.put_u16(n as u16);
+    } else if n <= u32::MAX as u64 {
+        buf.put_u8(0xce);
+        buf.put_u32(n as u32);
+    } else {
+        buf.put_u8(0xcf);
+        buf.put_u64(n);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -201,5 +264,27 @@ mod tests {
             &f[..],
             b"\x83\xa4type\xa5event\xa4name\xa1n\xa7payload\x82\xa4args\x91\x07\xa6kwargs\x80"
         );
+    }
+
+    #[test]
+    fn positioned_frames_read_as_the_event_with_three_more_keys() {
+        let f = event_frame("n", &7u8).unwrap();
+        let p = positioned(&f, "u", 300, "Ab3").unwrap();
+        let v: rmpv::Value = rmpv::decode::read_value(&mut &p[..]).unwrap();
+        let map = v.as_map().unwrap();
+        let keys: Vec<_> = map.iter().map(|(k, _)| k.as_str().unwrap()).collect();
+        assert_eq!(keys, ["type", "name", "payload", "stream", "seq", "epoch"]);
+        assert_eq!(map[3].1.as_str(), Some("u"));
+        assert_eq!(map[4].1.as_u64(), Some(300));
+        assert_eq!(map[5].1.as_str(), Some("Ab3"));
+        assert!(positioned(b"\x81\xa1a\x01", "u", 1, "e").is_none());
+        for n in [0, 127, 128, 255, 256, 65_535, 65_536, u32::MAX as u64 + 1] {
+            let mut b = Vec::new();
+            put_uint(&mut b, n);
+            assert_eq!(
+                rmpv::decode::read_value(&mut &b[..]).unwrap().as_u64(),
+                Some(n)
+            );
+        }
     }
 }

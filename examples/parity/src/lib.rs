@@ -244,5 +244,7 @@ async fn join_room(caller: Caller, room: String) -> bool {
 /// connections it reached on this server.
 #[expose]
 async fn room_say(room: String, message: String) -> usize {
-    ephaptic::group(room).emit(Notice { message, level: 4 }).await
+    ephaptic::group(room)
+        .emit(Notice { message, level: 4 })
+        .await
 }

@@ -7,19 +7,32 @@
 //!
 //! `--redis URL` delivers events across every parity on that Redis; `--redis-compat` also
 //! interoperates with Python ephaptic servers there (docs/PROTOCOL.md section 6).
+//!
+//! Sessions (docs/PROTOCOL.md 5.6) are on, with the default history; `--no-resume` turns them
+//! off, `--history-size N` and `--history-ttl-ms MS` change every stream kind's retention (for
+//! the tests of a history that overflows or expires).
 
 use std::io::Write;
 
 // The functions live in the library target; linking it registers them.
 use parity as _;
 
-const USAGE: &str =
-    "usage: parity [--addr HOST:PORT] [--redis URL [--redis-compat]]   (port 0 picks a free port)";
+const USAGE: &str = "usage: parity [--addr HOST:PORT] [--redis URL [--redis-compat]] [--no-resume] \
+     [--history-size N] [--history-ttl-ms MS]   (port 0 picks a free port)";
 
 struct Args {
     addr: String,
     redis: Option<String>,
     compat: bool,
+    resume: bool,
+    history_size: Option<usize>,
+    history_ttl: Option<std::time::Duration>,
+}
+
+fn number<T: std::str::FromStr>(flag: &str, value: Option<String>) -> T {
+    value
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("{flag} needs a number; {USAGE}"))
 }
 
 fn parse_args() -> Args {
@@ -28,6 +41,9 @@ fn parse_args() -> Args {
         addr: "127.0.0.1:8000".to_string(),
         redis: None,
         compat: false,
+        resume: true,
+        history_size: None,
+        history_ttl: None,
     };
     while let Some(a) = args.next() {
         match a.as_str() {
@@ -39,6 +55,11 @@ fn parse_args() -> Args {
                 )
             }
             "--redis-compat" => parsed.compat = true,
+            "--no-resume" => parsed.resume = false,
+            "--history-size" => parsed.history_size = Some(number(&a, args.next())),
+            "--history-ttl-ms" => {
+                parsed.history_ttl = Some(std::time::Duration::from_millis(number(&a, args.next())))
+            }
             "--help" | "-h" => {
                 println!("{USAGE}");
                 std::process::exit(0);
@@ -66,7 +87,22 @@ async fn main() -> std::io::Result<()> {
     let args = parse_args();
     let listener = tokio::net::TcpListener::bind(&args.addr).await?;
     let addr = listener.local_addr()?;
-    let mut server = ephaptic::Server::new().redis_compat(args.compat);
+    let mut server = ephaptic::Server::new()
+        .redis_compat(args.compat)
+        .resume(args.resume);
+    if args.history_size.is_some() || args.history_ttl.is_some() {
+        use ephaptic::{Retention, StreamKind};
+        for kind in [StreamKind::User, StreamKind::Broadcast, StreamKind::Group] {
+            let mut retention = Retention::default();
+            if let Some(size) = args.history_size {
+                retention = retention.size(size);
+            }
+            if let Some(ttl) = args.history_ttl {
+                retention = retention.ttl(ttl);
+            }
+            server = server.retention(kind, retention);
+        }
+    }
     if let Some(url) = args.redis {
         server = server.redis(url);
     }

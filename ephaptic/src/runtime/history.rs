@@ -1,0 +1,604 @@
+//! Streams and their history: what a reconnecting client missed (docs/PROTOCOL.md 5.6).
+//!
+//! Every event to an identity, to everyone or to a group belongs to one stream (`u:<identity>`,
+//! `b`, `g:<group>`), which numbers its events 1, 2, 3, ... under an epoch. The history keeps the
+//! last events of each stream, bounded in count, age and (in memory) bytes, so that a client
+//! that comes back can be sent what it missed, or told that it cannot be.
+//!
+//! This module owns the rules (what a stream is called, the retention, when a resume counts as
+//! recovered) and the in-memory history of a server alone. The Redis history
+//! (`backplane/history.rs`) follows the same rules with the same [`decide`].
+
+use std::collections::{HashMap, VecDeque};
+use std::hash::{BuildHasher, Hasher};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use crate::identity::Identity;
+use crate::session::Asked;
+
+/// How much history one kind of stream keeps (see [`Server::retention`](crate::Server::retention)).
+///
+/// ```
+/// use std::time::Duration;
+/// use ephaptic::{Retention, StreamKind};
+///
+/// let server = ephaptic::Server::new().retention(
+///     StreamKind::User,
+///     Retention::default().size(1000).ttl(Duration::from_secs(600)),
+/// );
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention {
+    pub(crate) size: usize,
+    pub(crate) ttl: Duration,
+    pub(crate) max_replay: usize,
+}
+
+impl Default for Retention {
+    /// 1024 events, 300 s, at most 500 replayed at once.
+    fn default() -> Self {
+        Retention {
+            size: 1024,
+            ttl: Duration::from_secs(300),
+            max_replay: 500,
+        }
+    }
+}
+
+impl Retention {
+    /// Keeps at most `size` events per stream (the oldest go first). 0 keeps none: every
+    /// resume of the stream is then "not recovered" unless nothing was missed.
+    pub fn size(mut self, size: usize) -> Self {
+        self.size = size;
+        self
+    }
+
+    /// Keeps an event for `ttl`; a client away longer is told its stream was not recovered.
+    pub fn ttl(mut self, ttl: Duration) -> Self {
+        self.ttl = ttl;
+        self
+    }
+
+    /// Replays at most `n` events per stream and resume; a client that missed more is told
+    /// the stream was not recovered (and refetches), rather than being flooded.
+    pub fn max_replay(mut self, n: usize) -> Self {
+        self.max_replay = n;
+        self
+    }
+}
+
+/// The kinds of stream, each with its own [`Retention`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum StreamKind {
+    /// One per identity: its `to(identity)` events (default: 256 events).
+    User,
+    /// Events to everyone (default: 1024 events).
+    Broadcast,
+    /// One per group (default: 1024 events).
+    Group,
+}
+
+/// The retention of each kind of stream, and the in-memory bound.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Retentions {
+    pub user: Retention,
+    pub broadcast: Retention,
+    pub group: Retention,
+    /// Bytes the in-memory history may hold, for all streams together.
+    pub memory: usize,
+    /// How long the position of a stream without events is remembered.
+    pub meta_ttl: Duration,
+}
+
+impl Default for Retentions {
+    fn default() -> Self {
+        Retentions {
+            user: Retention::default().size(256),
+            broadcast: Retention::default(),
+            group: Retention::default(),
+            memory: 64 << 20,
+            meta_ttl: Duration::from_secs(3600),
+        }
+    }
+}
+
+impl Retentions {
+    pub fn of(&self, kind: StreamKind) -> &Retention {
+        match kind {
+            StreamKind::User => &self.user,
+            StreamKind::Broadcast => &self.broadcast,
+            StreamKind::Group => &self.group,
+        }
+    }
+
+    pub fn set(&mut self, kind: StreamKind, retention: Retention) {
+        match kind {
+            StreamKind::User => self.user = retention,
+            StreamKind::Broadcast => self.broadcast = retention,
+            StreamKind::Group => self.group = retention,
+        }
+    }
+}
+
+/// One stream, by what it carries.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum StreamOf<'a> {
+    User(&'a Identity),
+    All,
+    Group(&'a str),
+}
+
+impl StreamOf<'_> {
+    /// Its name across servers: `u:<identity key>`, `b`, `g:<group>`.
+    pub fn key(&self) -> String {
+        match self {
+            StreamOf::User(id) => format!("u:{}", id.key()),
+            StreamOf::All => "b".to_owned(),
+            StreamOf::Group(g) => format!("g:{g}"),
+        }
+    }
+
+    /// Its name on the wire, as the connections that read it call it: a connection has one
+    /// identity, so its stream is just `u`.
+    pub fn wire(&self) -> std::borrow::Cow<'_, str> {
+        match self {
+            StreamOf::User(_) => "u".into(),
+            StreamOf::All => "b".into(),
+            StreamOf::Group(g) => format!("g:{g}").into(),
+        }
+    }
+
+    pub fn kind(&self) -> StreamKind {
+        match self {
+            StreamOf::User(_) => StreamKind::User,
+            StreamOf::All => StreamKind::Broadcast,
+            StreamOf::Group(_) => StreamKind::Group,
+        }
+    }
+}
+
+/// A new epoch: 8 letters and digits, random (a restart, or a history lost in Redis, starts
+/// streams again under another one, so old positions are never taken for new ones).
+pub(crate) fn new_epoch() -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(COUNTER.fetch_add(1, Relaxed));
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    let mut n = h.finish();
+    const DIGITS: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+    (0..8)
+        .map(|_| {
+            let c = DIGITS[(n % 62) as usize] as char;
+            n /= 62;
+            c
+        })
+        .collect()
+}
+
+/// One kept event as a resume sees it.
+#[derive(Debug, Clone)]
+pub(crate) struct Kept<'a> {
+    pub seq: u64,
+    pub age: Duration,
+    /// The event frame without its position.
+    pub frame: Bytes,
+    /// For `#[event(recover = "latest")]`: its name (only the newest of a name is replayed).
+    pub latest: Option<&'a str>,
+}
+
+/// Why a stream was not recovered (the hello's `reason`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Lost {
+    Epoch,
+    Trimmed,
+    Expired,
+    Unavailable,
+    Disabled,
+}
+
+impl Lost {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Lost::Epoch => "epoch",
+            Lost::Trimmed => "trimmed",
+            Lost::Expired => "expired",
+            Lost::Unavailable => "unavailable",
+            Lost::Disabled => "disabled",
+        }
+    }
+}
+
+/// The result of reading a stream for a resume.
+#[derive(Debug)]
+pub(crate) struct Read {
+    pub epoch: String,
+    pub top: u64,
+    /// Whether the client asked (the hello's `was_recovering`).
+    pub asked: bool,
+    /// `Ok(events to replay, in order, without their positions)`, or why not.
+    pub outcome: Result<Vec<(u64, Bytes)>, Lost>,
+}
+
+/// Decides a resume from `asked` given a stream's epoch and top and the kept events after the
+/// asked offset (in order; at most `retention.max_replay + 1` of them suffice): recovered only
+/// when every event after it is there, young enough, and no more than the replay limit.
+pub(crate) fn decide(
+    asked: Option<&Asked>,
+    epoch: &str,
+    top: u64,
+    after: &[Kept<'_>],
+    retention: &Retention,
+) -> Read {
+    let read = |outcome| Read {
+        epoch: epoch.to_owned(),
+        top,
+        asked: asked.is_some(),
+        outcome,
+    };
+    let Some(asked) = asked else {
+        return read(Ok(Vec::new()));
+    };
+    if asked.epoch != epoch || asked.offset > top {
+        return read(Err(Lost::Epoch));
+    }
+    let missed = top - asked.offset;
+    if missed == 0 {
+        return read(Ok(Vec::new()));
+    }
+    if missed > retention.max_replay as u64
+        || after.first().map(|k| k.seq) != Some(asked.offset + 1)
+    {
+        return read(Err(Lost::Trimmed));
+    }
+    if after.len() as u64 != missed || after.last().map(|k| k.seq) != Some(top) {
+        return read(Err(Lost::Trimmed));
+    }
+    if after.iter().any(|k| k.age > retention.ttl) {
+        return read(Err(Lost::Expired));
+    }
+    // Of the events of a `latest` name, only the newest is sent.
+    let replay = after
+        .iter()
+        .enumerate()
+        .filter(|(i, k)| {
+            k.latest
+                .is_none_or(|name| !after[i + 1..].iter().any(|l| l.latest == Some(name)))
+        })
+        .map(|(_, k)| (k.seq, k.frame.clone()))
+        .collect();
+    read(Ok(replay))
+}
+
+/// The history of a server without Redis.
+#[derive(Debug)]
+pub(crate) struct Memory {
+    streams: Mutex<HashMap<String, Arc<Mutex<Stream>>>>,
+    /// Every kept event in the order appended, for the byte bound and expiry.
+    order: Mutex<VecDeque<Record>>,
+    bytes: AtomicUsize,
+    appends: AtomicU64,
+    retention: Retentions,
+}
+
+#[derive(Debug)]
+struct Stream {
+    epoch: String,
+    top: u64,
+    kind: StreamKind,
+    entries: VecDeque<Entry>,
+    last_append: Instant,
+}
+
+#[derive(Debug)]
+struct Entry {
+    seq: u64,
+    at: Instant,
+    frame: Bytes,
+    latest: Option<&'static str>,
+}
+
+#[derive(Debug)]
+struct Record {
+    stream: Arc<Mutex<Stream>>,
+    seq: u64,
+    at: Instant,
+    bytes: usize,
+}
+
+/// What an event costs the byte bound besides its frame.
+const OVERHEAD: usize = 96;
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Memory {
+    pub fn new(retention: Retentions) -> Self {
+        Memory {
+            streams: Mutex::default(),
+            order: Mutex::default(),
+            bytes: AtomicUsize::new(0),
+            appends: AtomicU64::new(0),
+            retention,
+        }
+    }
+
+    fn stream(&self, of: &StreamOf<'_>) -> Arc<Mutex<Stream>> {
+        let key = of.key();
+        let mut streams = lock(&self.streams);
+        if let Some(s) = streams.get(&key) {
+            return s.clone();
+        }
+        let s = Arc::new(Mutex::new(Stream {
+            epoch: new_epoch(),
+            top: 0,
+            kind: of.kind(),
+            entries: VecDeque::new(),
+            last_append: Instant::now(),
+        }));
+        streams.insert(key, s.clone());
+        s
+    }
+
+    /// Appends an event (its frame without a position) to a stream and runs `deliver` with
+    /// its offset and epoch while the stream is locked, so that every listener gets the
+    /// stream's events in offset order and a resume reads either before or after it.
+    pub fn append<R>(
+        &self,
+        of: &StreamOf<'_>,
+        frame: &Bytes,
+        latest: Option<&'static str>,
+        deliver: impl FnOnce(u64, &str) -> R,
+    ) -> R {
+        let stream = self.stream(of);
+        let retention = *self.retention.of(of.kind());
+        let now = Instant::now();
+        let (r, record) = {
+            let mut s = lock(&stream);
+            s.top += 1;
+            s.last_append = now;
+            let seq = s.top;
+            let kept = retention.size > 0;
+            if kept {
+                s.entries.push_back(Entry {
+                    seq,
+                    at: now,
+                    frame: frame.clone(),
+                    latest,
+                });
+                while s.entries.len() > retention.size {
+                    s.entries.pop_front();
+                }
+            }
+            let r = deliver(seq, &s.epoch);
+            (r, kept.then_some(seq))
+        };
+        if let Some(seq) = record {
+            let bytes = frame.len() + OVERHEAD;
+            self.bytes.fetch_add(bytes, Relaxed);
+            lock(&self.order).push_back(Record {
+                stream,
+                seq,
+                at: now,
+                bytes,
+            });
+        }
+        self.evict(now);
+        r
+    }
+
+    /// Lets go of what is over the byte bound or older than every stream kind keeps.
+    fn evict(&self, now: Instant) {
+        let oldest = [
+            self.retention.user.ttl,
+            self.retention.broadcast.ttl,
+            self.retention.group.ttl,
+        ]
+        .into_iter()
+        .max()
+        .unwrap_or_default();
+        loop {
+            let record = {
+                let mut order = lock(&self.order);
+                match order.front() {
+                    Some(r)
+                        if self.bytes.load(Relaxed) > self.retention.memory
+                            || now.duration_since(r.at) > oldest =>
+                    {
+                        order.pop_front()
+                    }
+                    _ => None,
+                }
+            };
+            let Some(record) = record else { break };
+            self.bytes.fetch_sub(record.bytes, Relaxed);
+            let mut s = lock(&record.stream);
+            while s.entries.front().is_some_and(|e| e.seq <= record.seq) {
+                s.entries.pop_front();
+            }
+        }
+        // Now and then, forget streams that have been quiet for long (their position only).
+        if self.appends.fetch_add(1, Relaxed) % 4096 == 4095 {
+            let meta_ttl = self.retention.meta_ttl;
+            lock(&self.streams).retain(|_, s| {
+                let s = lock(s);
+                !s.entries.is_empty() || now.duration_since(s.last_append) < meta_ttl
+            });
+        }
+    }
+
+    /// Reads a stream for a resume from `asked` (or, without it, its position only).
+    pub fn read(&self, of: &StreamOf<'_>, asked: Option<&Asked>) -> Read {
+        let stream = self.stream(of);
+        let retention = self.retention.of(of.kind());
+        let now = Instant::now();
+        let s = lock(&stream);
+        let from = asked.map_or(s.top, |a| a.offset);
+        let after: Vec<Kept<'_>> = s
+            .entries
+            .iter()
+            .filter(|e| e.seq > from)
+            .take(retention.max_replay + 1)
+            .map(|e| Kept {
+                seq: e.seq,
+                age: now.duration_since(e.at),
+                frame: e.frame.clone(),
+                latest: e.latest,
+            })
+            .collect();
+        debug_assert!(s.kind == of.kind());
+        decide(asked, &s.epoch, s.top, &after, retention)
+    }
+
+    /// Bytes held, for the metrics.
+    pub fn bytes(&self) -> usize {
+        self.bytes.load(Relaxed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(n: u64) -> Bytes {
+        Bytes::from(n.to_string())
+    }
+
+    fn history(size: usize, memory: usize) -> Memory {
+        let r = Retention::default().size(size).max_replay(100);
+        Memory::new(Retentions {
+            user: r,
+            broadcast: r,
+            group: r,
+            memory,
+            meta_ttl: Duration::from_secs(60),
+        })
+    }
+
+    fn append(h: &Memory, n: u64) -> (u64, String) {
+        h.append(&StreamOf::All, &frame(n), None, |seq, e| {
+            (seq, e.to_owned())
+        })
+    }
+
+    #[test]
+    fn a_resume_gets_what_was_missed_in_order_or_is_told_why_not() {
+        let h = history(10, 1 << 20);
+        let (_, epoch) = append(&h, 1);
+        for n in 2..=5 {
+            append(&h, n);
+        }
+        let asked = |offset| Asked {
+            epoch: epoch.clone(),
+            offset,
+        };
+        let read = h.read(&StreamOf::All, Some(&asked(2)));
+        assert_eq!(read.top, 5);
+        let replay = read.outcome.unwrap();
+        assert_eq!(
+            replay.iter().map(|(s, _)| *s).collect::<Vec<_>>(),
+            [3, 4, 5]
+        );
+        assert_eq!(replay[0].1, frame(3));
+        assert!(
+            h.read(&StreamOf::All, Some(&asked(5)))
+                .outcome
+                .unwrap()
+                .is_empty()
+        );
+        let other = Asked {
+            epoch: "another".into(),
+            offset: 2,
+        };
+        assert_eq!(
+            h.read(&StreamOf::All, Some(&other)).outcome.unwrap_err(),
+            Lost::Epoch
+        );
+        assert_eq!(
+            h.read(&StreamOf::All, Some(&asked(9))).outcome.unwrap_err(),
+            Lost::Epoch,
+            "a position ahead of the stream is not this stream's"
+        );
+        for n in 6..=20 {
+            append(&h, n);
+        }
+        // Only 11..=20 are kept.
+        assert_eq!(
+            h.read(&StreamOf::All, Some(&asked(5))).outcome.unwrap_err(),
+            Lost::Trimmed
+        );
+        assert_eq!(
+            h.read(&StreamOf::All, Some(&asked(10)))
+                .outcome
+                .unwrap()
+                .len(),
+            10
+        );
+        let fresh = h.read(&StreamOf::All, None);
+        assert!(!fresh.asked && fresh.top == 20 && fresh.epoch == epoch);
+    }
+
+    #[test]
+    fn streams_are_apart_and_latest_events_replay_once() {
+        let h = history(10, 1 << 20);
+        let alice = Identity::from("alice");
+        let bob = Identity::from("bob");
+        let (seq, ea) = h.append(&StreamOf::User(&alice), &frame(1), None, |s, e| {
+            (s, e.to_owned())
+        });
+        let (seq_b, eb) = h.append(&StreamOf::User(&bob), &frame(1), None, |s, e| {
+            (s, e.to_owned())
+        });
+        assert_eq!((seq, seq_b), (1, 1));
+        assert_ne!(ea, eb, "each stream has its own epoch");
+        for n in 2..=4 {
+            h.append(
+                &StreamOf::User(&alice),
+                &frame(n),
+                Some("Changed"),
+                |_, _| (),
+            );
+        }
+        let read = h.read(
+            &StreamOf::User(&alice),
+            Some(&Asked {
+                epoch: ea,
+                offset: 1,
+            }),
+        );
+        let replay = read.outcome.unwrap();
+        assert_eq!(replay.iter().map(|(s, _)| *s).collect::<Vec<_>>(), [4]);
+    }
+
+    #[test]
+    fn memory_is_bounded_across_streams() {
+        let h = history(1000, 10 * (100 + OVERHEAD));
+        for i in 0..100 {
+            let g = format!("room{i}");
+            h.append(
+                &StreamOf::Group(&g),
+                &Bytes::from(vec![0; 100]),
+                None,
+                |_, _| (),
+            );
+        }
+        assert!(h.bytes() <= 10 * (100 + OVERHEAD), "{} bytes", h.bytes());
+        let first = h.read(
+            &StreamOf::Group("room0"),
+            Some(&Asked {
+                epoch: h.read(&StreamOf::Group("room0"), None).epoch,
+                offset: 0,
+            }),
+        );
+        assert_eq!(first.outcome.unwrap_err(), Lost::Trimmed);
+    }
+}

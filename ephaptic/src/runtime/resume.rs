@@ -1,0 +1,187 @@
+//! The session side of a connection (docs/PROTOCOL.md 5.6): the reserved call
+//! `__ephaptic.hello`, which replays what the client missed of its identity's stream and of
+//! the broadcast stream and tells it who it is, and the `position` frame (with the replay of a
+//! group) when it joins a group.
+//!
+//! The order that makes a resume exact: a stream's live events are held back for the
+//! connection from before it is indexed for the stream (`init`, or the join) until its replay
+//! is queued; then the held events after the replay follow, and a copy of a replayed event that
+//! was still on its way is dropped (`session/gate.rs`). The history is read after the
+//! connection is subscribed (with Redis, after the subscription is confirmed), so an event is
+//! either in what was read or arrives live.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Weak};
+
+use bytes::Bytes;
+use serde::Serialize;
+
+use super::delivery::stamp;
+use super::history::{Read, StreamOf};
+use super::state::State;
+use crate::identity::Identity;
+use crate::session::hub::Joined;
+use crate::session::{Connection, Topic};
+use crate::wire::reply;
+
+/// The reserved name of the hello.
+pub(crate) const HELLO: &[u8] = b"__ephaptic.hello";
+
+/// What a stream's resume came to, as the hello and the `position` frame say it.
+#[derive(Debug, Serialize)]
+struct Outcome {
+    epoch: String,
+    offset: u64,
+    recovered: bool,
+    was_recovering: bool,
+    replayed: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<&'static str>,
+}
+
+#[derive(Debug, Serialize)]
+struct Limits {
+    max_frame_size: usize,
+    max_calls_in_flight: usize,
+}
+
+#[derive(Debug, Serialize)]
+struct Hello<'a> {
+    v: u8,
+    server: &'static str,
+    identity: Option<&'a Identity>,
+    schema: Option<&'a str>,
+    resume: bool,
+    limits: Limits,
+    streams: BTreeMap<&'static str, Outcome>,
+}
+
+/// Answers a hello: in a task of its own, since a replay waits for room in the queue (and,
+/// with Redis, for the history).
+pub(crate) fn hello(state: &Arc<State>, conn: &Arc<Connection>, id: Bytes) {
+    let state = state.clone();
+    let conn = conn.clone();
+    tokio::spawn(async move {
+        let mut streams = BTreeMap::new();
+        if state.delivery.keeps_history() {
+            if let Some(identity) = conn.identity() {
+                let outcome = resume(&state, &conn, StreamOf::User(identity), "u").await;
+                streams.insert("u", outcome);
+            }
+            streams.insert("b", resume(&state, &conn, StreamOf::All, "b").await);
+        }
+        let release = |conn: &Connection, streams: &BTreeMap<&str, Outcome>| {
+            for (wire, outcome) in streams {
+                conn.release(wire, outcome.offset);
+            }
+        };
+        let answer = Hello {
+            v: 2,
+            server: concat!("ephaptic-rs/", env!("CARGO_PKG_VERSION")),
+            identity: conn.identity(),
+            schema: state.schema.as_deref(),
+            resume: state.delivery.keeps_history(),
+            limits: Limits {
+                max_frame_size: state.config.max_frame_size,
+                max_calls_in_flight: state.config.max_calls_in_flight,
+            },
+            streams,
+        };
+        match reply::result_frame(&id, &answer) {
+            Ok(frame) => {
+                conn.send(frame).await;
+            }
+            Err(e) => tracing::error!("the hello could not be encoded: {e}"),
+        }
+        // Live events follow the answer.
+        release(&conn, &answer.streams);
+    });
+}
+
+/// Resumes one stream of `conn`: reads it from the position the client asked for (if it did)
+/// and queues the replay. Its held live events wait for [`Connection::release`] with the
+/// outcome's offset, once the answer is queued.
+async fn resume(state: &State, conn: &Connection, of: StreamOf<'_>, wire: &str) -> Outcome {
+    let asked = conn.take_asked(wire);
+    let read = state.delivery.read(of, asked.as_ref()).await;
+    let replayed = replay(conn, wire, &read).await;
+    let Read {
+        epoch,
+        top,
+        asked,
+        outcome,
+    } = read;
+    Outcome {
+        epoch,
+        offset: top,
+        recovered: outcome.is_ok(),
+        was_recovering: asked,
+        replayed,
+        reason: outcome.err().map(|lost| lost.as_str()),
+    }
+}
+
+/// Queues what a read found to replay, waiting for room; how many events.
+async fn replay(conn: &Connection, wire: &str, read: &Read) -> usize {
+    let Ok(events) = &read.outcome else {
+        return 0;
+    };
+    for (seq, frame) in events {
+        if !conn.send(stamp(frame, wire, *seq, &read.epoch)).await {
+            break;
+        }
+    }
+    events.len()
+}
+
+/// Follows up joins for the server's runtime: the `position` frame of the group, after what
+/// the client missed of it when it asked.
+#[derive(Debug)]
+pub(crate) struct Resumer(pub Weak<State>);
+
+impl Joined for Resumer {
+    fn active(&self) -> bool {
+        self.0.upgrade().is_some_and(|s| s.delivery.keeps_history())
+    }
+
+    fn joined(&self, conn: &Arc<Connection>, group: &str) {
+        let Some(state) = self.0.upgrade() else {
+            return;
+        };
+        let conn = conn.clone();
+        let group = group.to_owned();
+        tokio::spawn(async move {
+            // With Redis, what other servers send the group must reach this one before the
+            // history is read, or an event in between would be neither read nor received.
+            if let Some(ready) = state.hub.ready(Topic::Group(&group)) {
+                ready.await;
+            }
+            let wire = format!("g:{group}");
+            let outcome = resume(&state, &conn, StreamOf::Group(&group), &wire).await;
+            let mut extra = Vec::new();
+            let mut pairs = 3;
+            put_pair(&mut extra, "recovered", outcome.recovered);
+            put_pair(&mut extra, "was_recovering", outcome.was_recovering);
+            put_pair(&mut extra, "replayed", outcome.replayed);
+            if let Some(reason) = outcome.reason {
+                put_pair(&mut extra, "reason", reason);
+                pairs += 1;
+            }
+            let frame = reply::position_frame(
+                "position",
+                &wire,
+                &outcome.epoch,
+                outcome.offset,
+                pairs,
+                &extra,
+            );
+            conn.send(frame).await;
+            conn.release(&wire, outcome.offset);
+        });
+    }
+}
+
+fn put_pair<T: Serialize>(buf: &mut Vec<u8>, key: &str, value: T) {
+    crate::wire::msgpack::put_str(buf, key);
+    let _ = rmp_serde::encode::write_named(buf, &value);
+}

@@ -1,0 +1,226 @@
+//! What stands between a connection and the live events of its streams while it resumes
+//! (docs/PROTOCOL.md 5.6): the positions its client asked for, the streams being replayed
+//! (whose live events wait here until the replay is queued), and, after a replay, the offset
+//! at or below which a live event is one the replay already sent.
+//!
+//! A connection that never resumes never allocates any of it: the state is boxed, created by
+//! the first `init` that asks, and events reach the connection through one flag test.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+/// Where an event sits: its stream's wire name (`u`, `b`, `g:<group>`) and its offset.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Stamp<'a> {
+    pub stream: &'a str,
+    pub seq: u64,
+}
+
+/// A position a client asked to resume from: a stream's epoch and the last offset it handled.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Asked {
+    pub epoch: String,
+    pub offset: u64,
+}
+
+/// The most positions a client may ask for, and the longest stream name it may name.
+pub(crate) const MAX_ASKED: usize = 64;
+pub(crate) const MAX_STREAM_NAME: usize = 256;
+
+/// Live events one stream may hold back during its replay; past it the connection is closed
+/// as too slow (it reconnects and resumes again), because dropping them would be a gap.
+pub(crate) const MAX_HELD: usize = 4096;
+
+/// How long after a replay a live event at or below its offset may still arrive (it was on its
+/// way, in another server's or Redis's queue, when the history was read).
+const FLOOR_FOR: Duration = Duration::from_secs(30);
+
+#[derive(Debug, Default)]
+pub(crate) struct Gate {
+    /// The positions the client sent in `init.resume`, until a hello or a join takes them.
+    pub asked: Vec<(String, Asked)>,
+    holds: Vec<Hold>,
+    floors: Vec<Floor>,
+}
+
+#[derive(Debug)]
+struct Hold {
+    stream: Arc<str>,
+    held: Vec<(u64, Bytes)>,
+}
+
+#[derive(Debug)]
+struct Floor {
+    stream: Arc<str>,
+    seq: u64,
+    until: Instant,
+}
+
+/// What [`Gate::offer`] decided about a live event.
+pub(crate) enum Verdict {
+    /// Queue it as usual.
+    Pass,
+    /// Held back, or dropped as a copy of a replayed one: nothing to queue.
+    Taken,
+    /// Too much held back: the connection must close.
+    Overflow,
+}
+
+impl Gate {
+    /// Takes the position asked for `stream`, if any.
+    pub fn take_asked(&mut self, stream: &str) -> Option<Asked> {
+        let at = self.asked.iter().position(|(s, _)| s == stream)?;
+        Some(self.asked.swap_remove(at).1)
+    }
+
+    /// Live events of `stream` wait until [`release`](Self::release).
+    pub fn hold(&mut self, stream: &str) {
+        if !self.holds.iter().any(|h| &*h.stream == stream) {
+            self.holds.push(Hold {
+                stream: Arc::from(stream),
+                held: Vec::new(),
+            });
+        }
+    }
+
+    /// Ends the hold of `stream` once everything up to `replayed` was queued: returns the held
+    /// events after it, in order, to queue now; a live event at or below it that arrives later
+    /// is dropped.
+    pub fn release(&mut self, stream: &str, replayed: u64) -> Vec<Bytes> {
+        let Some(at) = self.holds.iter().position(|h| &*h.stream == stream) else {
+            return Vec::new();
+        };
+        let hold = self.holds.swap_remove(at);
+        let mut last = replayed;
+        let mut out = Vec::new();
+        for (seq, frame) in hold.held {
+            if seq > last {
+                last = seq;
+                out.push(frame);
+            }
+        }
+        self.floors.retain(|f| &*f.stream != stream);
+        self.floors.push(Floor {
+            stream: hold.stream,
+            seq: last,
+            until: Instant::now() + FLOOR_FOR,
+        });
+        out
+    }
+
+    /// Decides about a live event of a stream.
+    pub fn offer(&mut self, stamp: Stamp<'_>, frame: &Bytes) -> Verdict {
+        if let Some(hold) = self.holds.iter_mut().find(|h| &*h.stream == stamp.stream) {
+            if hold.held.len() >= MAX_HELD {
+                return Verdict::Overflow;
+            }
+            hold.held.push((stamp.seq, frame.clone()));
+            return Verdict::Taken;
+        }
+        let now = Instant::now();
+        self.floors.retain(|f| f.until > now);
+        if let Some(at) = self.floors.iter().position(|f| &*f.stream == stamp.stream) {
+            if stamp.seq <= self.floors[at].seq {
+                return Verdict::Taken;
+            }
+            // Events of a stream arrive in order: nothing at or below the floor comes now.
+            self.floors.swap_remove(at);
+        }
+        Verdict::Pass
+    }
+
+    /// Whether live events still need a look.
+    pub fn idle(&self) -> bool {
+        self.holds.is_empty() && self.floors.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn f(n: u8) -> Bytes {
+        Bytes::from(vec![n])
+    }
+
+    #[test]
+    fn held_events_come_out_after_the_replay_once_each_and_copies_are_dropped_later() {
+        let mut g = Gate::default();
+        g.hold("u");
+        for seq in [4, 5, 6] {
+            assert!(matches!(
+                g.offer(Stamp { stream: "u", seq }, &f(seq as u8)),
+                Verdict::Taken
+            ));
+        }
+        // Another stream is not held.
+        assert!(matches!(
+            g.offer(
+                Stamp {
+                    stream: "b",
+                    seq: 1
+                },
+                &f(0)
+            ),
+            Verdict::Pass
+        ));
+        // The replay sent up to 5: 6 is what is left.
+        assert_eq!(g.release("u", 5), vec![f(6)]);
+        // 5 and 6 were on their way: copies, dropped; 7 is new.
+        assert!(matches!(
+            g.offer(
+                Stamp {
+                    stream: "u",
+                    seq: 5
+                },
+                &f(5)
+            ),
+            Verdict::Taken
+        ));
+        assert!(matches!(
+            g.offer(
+                Stamp {
+                    stream: "u",
+                    seq: 6
+                },
+                &f(6)
+            ),
+            Verdict::Taken
+        ));
+        assert!(matches!(
+            g.offer(
+                Stamp {
+                    stream: "u",
+                    seq: 7
+                },
+                &f(7)
+            ),
+            Verdict::Pass
+        ));
+        assert!(g.idle(), "the floor goes once an event above it passed");
+    }
+
+    #[test]
+    fn a_hold_is_bounded() {
+        let mut g = Gate::default();
+        g.hold("b");
+        for seq in 0..MAX_HELD as u64 {
+            assert!(matches!(
+                g.offer(Stamp { stream: "b", seq }, &f(0)),
+                Verdict::Taken
+            ));
+        }
+        assert!(matches!(
+            g.offer(
+                Stamp {
+                    stream: "b",
+                    seq: 1 << 20
+                },
+                &f(0)
+            ),
+            Verdict::Overflow
+        ));
+    }
+}
