@@ -216,9 +216,10 @@ export class SessionState {
         this.positions.delete("u");
         this.eventsByStream.delete("u");
       }
-      this.outcomes.set(outcome.stream, reported);
       this.positions.moveTo(outcome.stream, outcome.epoch, outcome.offset);
       const asked = sent !== undefined && Object.prototype.hasOwnProperty.call(sent, outcome.stream);
+      reported = judged(reported, asked);
+      this.outcomes.set(outcome.stream, reported);
       if (!reported.recovered && (reported.wasRecovering || asked || reported.reason === "identity")) {
         lost.push(resyncOf(reported, "hello"));
       }
@@ -245,7 +246,8 @@ export class SessionState {
   }
 
   /** A `position` frame (a group joined): returns the resync to report, if the group was not recovered. */
-  applyPosition(outcome: StreamOutcome, asked: boolean): Resync | undefined {
+  applyPosition(reported: StreamOutcome, asked: boolean): Resync | undefined {
+    const outcome = judged(reported, asked);
     this.outcomes.set(outcome.stream, outcome);
     this.positions.moveTo(outcome.stream, outcome.epoch, outcome.offset);
     if (!outcome.recovered && (outcome.wasRecovering || asked)) {
@@ -296,6 +298,16 @@ export class SessionState {
       recovered: this.recovered,
     };
   }
+}
+
+/**
+ * A stream the client asked for is recovered only if the server says it recovered it from that
+ * position: `recovered` without `was_recovering` means the server did not look at the position
+ * (one past the 64 it reads, or a server that ignores it), so what was missed is lost.
+ */
+function judged(outcome: StreamOutcome, asked: boolean): StreamOutcome {
+  if (!asked || outcome.wasRecovering || !outcome.recovered) return outcome;
+  return { ...outcome, recovered: false, reason: outcome.reason ?? "ignored" };
 }
 
 function resyncOf(outcome: StreamOutcome, source: Resync["source"]): Resync {

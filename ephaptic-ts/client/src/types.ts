@@ -27,7 +27,8 @@ export interface StateChange {
  * read), `disabled` (the server keeps none), `gap` (a `resync` frame: events missed live). From
  * the client: `legacy` (a reconnect to a server without sessions, or with `resume: false`: every
  * stream counts as lost), `identity` (the connection has another identity than before, so its
- * `u` stream is another one), `timeout` (the hello got no answer in time).
+ * `u` stream is another one), `timeout` (the hello got no answer in time), `ignored` (the server
+ * answered a position the client sent as if it had not been sent: past the 64 it reads).
  */
 export type ResyncReason =
   | "epoch"
@@ -39,6 +40,7 @@ export type ResyncReason =
   | "legacy"
   | "identity"
   | "timeout"
+  | "ignored"
   | "unknown"
   | (string & {});
 

@@ -477,3 +477,21 @@ test("Positions: at most 64 sent, u and b first, then the groups moved last", ()
   assert.equal(p.accept("u", "F", 0), false);
   assert.equal(p.accept("u", "F", 1), true);
 });
+
+test("a position sent but not looked at (recovered without was_recovering) counts as lost: ignored", async () => {
+  const { client, fake, resyncs } = setup({ auth: "alice" });
+  let ws = fake.last();
+  ws.open();
+  ws.receive(helloResult({ u: { epoch: "E", offset: 3 }, b: { epoch: "B", offset: 0 } }));
+  ws = await reconnect(fake, ws);
+  ws.receive(
+    helloResult({
+      u: { epoch: "E2", offset: 0, recovered: true, was_recovering: false },
+      b: { epoch: "B", offset: 0, recovered: true, was_recovering: true },
+    }),
+  );
+  await flush();
+  assert.deepEqual(resyncs, [{ stream: "u", reason: "ignored", epoch: "E2", offset: 0, source: "hello" }]);
+  assert.equal(client.session!.streams.u!.recovered, false);
+  client.disconnect();
+});
