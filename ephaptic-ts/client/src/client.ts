@@ -3,7 +3,7 @@ import { decodeFrame, encodeValue, fixIntegers, prepareForWire, rpcFrame, unsafe
 import { EphapticError, isEphapticError } from "./errors.js";
 import { EventRegistry, eventData, type Listener } from "./events.js";
 import { EphapticStream } from "./stream.js";
-import { HELLO, HELLO_ID, readHello, readOutcome, SessionState } from "./session.js";
+import { HELLO, HELLO_ID, readHello, readOutcome, SessionListeners, SessionState } from "./session.js";
 import type {
   CallOptions,
   Client,
@@ -128,11 +128,8 @@ class Connection {
   private lastResume: Record<string, [string, number]> | undefined;
   /** Whether a connection was ever established (its hello answered, or none asked). */
   private connectedBefore = false;
-  private readonly resyncListeners = new Set<(resync: Resync) => void>();
-  /** Listeners of each connection's lost streams, all at once (the invalidation helper). */
-  private readonly resyncBatchListeners = new Set<(lost: readonly Resync[]) => void>();
-  private readonly schemaListeners = new Set<(mismatch: SchemaMismatch) => void>();
-  private reportedSchema: string | undefined;
+  /** onResync, onSchemaMismatch and the invalidation helper's listeners. */
+  readonly listeners = new SessionListeners((error, context) => this.report(error, context));
 
   private attempt = 0;
   private attemptTimes: number[] = [];
@@ -159,8 +156,8 @@ class Connection {
       throw new TypeError("schemaHash must be the schema's ephapticSchemaHash, a string.");
     }
     this.session = new SessionState(options.schemaHash);
-    if (options.onResync) this.onResync(options.onResync);
-    if (options.onSchemaMismatch) this.onSchemaMismatch(options.onSchemaMismatch);
+    if (options.onResync) this.listeners.onResync(options.onResync);
+    if (options.onSchemaMismatch) this.listeners.onSchemaMismatch(options.onSchemaMismatch);
   }
 
   /** The resolved URL, or the URL as given while there is no page to resolve it against. */
@@ -524,52 +521,8 @@ class Connection {
     const session = this.session.snapshot();
     this.setState("connected", session ? { session } : {});
     this.attemptEnded();
-    this.reportLost(lost);
-    if (session?.schemaMismatch && session.schema !== null && session.schema !== this.reportedSchema) {
-      this.reportedSchema = session.schema;
-      const mismatch: SchemaMismatch = { expected: session.expectedSchema as string, actual: session.schema, session };
-      for (const listener of [...this.schemaListeners]) {
-        try {
-          listener(mismatch);
-        } catch (error) {
-          this.report(error, { kind: "schema-listener" });
-        }
-      }
-    }
-  }
-
-  private reportLost(lost: readonly Resync[]): void {
-    if (lost.length === 0) return;
-    for (const resync of lost) {
-      for (const listener of [...this.resyncListeners]) {
-        try {
-          listener(resync);
-        } catch (error) {
-          this.report(error, { kind: "resync-listener", stream: resync.stream });
-        }
-      }
-    }
-    for (const listener of [...this.resyncBatchListeners]) listener(lost);
-  }
-
-  onResync(callback: (resync: Resync) => void): () => void {
-    if (typeof callback !== "function") throw new TypeError("onResync needs a function.");
-    const wrapped = (r: Resync): void => callback(r);
-    this.resyncListeners.add(wrapped);
-    return () => void this.resyncListeners.delete(wrapped);
-  }
-
-  /** Internal: every batch of lost streams (one per connection, or one frame). */
-  onLost(callback: (lost: readonly Resync[]) => void): () => void {
-    this.resyncBatchListeners.add(callback);
-    return () => void this.resyncBatchListeners.delete(callback);
-  }
-
-  onSchemaMismatch(callback: (mismatch: SchemaMismatch) => void): () => void {
-    if (typeof callback !== "function") throw new TypeError("onSchemaMismatch needs a function.");
-    const wrapped = (m: SchemaMismatch): void => callback(m);
-    this.schemaListeners.add(wrapped);
-    return () => void this.schemaListeners.delete(wrapped);
+    this.listeners.lost(lost);
+    if (session) this.listeners.schema(session);
   }
 
   get sessionSnapshot(): Session | undefined {
@@ -584,12 +537,12 @@ class Connection {
       const outcome = readOutcome(stream, frame);
       if (!outcome) return;
       const lost = this.session.applyPosition(outcome, this.askedFor(stream));
-      if (lost) this.reportLost([lost]);
+      if (lost) this.listeners.lost([lost]);
       return;
     }
     const outcome = readOutcome(stream, frame);
     if (!outcome) return;
-    this.reportLost([this.session.applyResync(stream, outcome.epoch, outcome.offset, outcome.reason ?? "gap")]);
+    this.listeners.lost([this.session.applyResync(stream, outcome.epoch, outcome.offset, outcome.reason ?? "gap")]);
   }
 
   /** Whether the current connection's init asked to resume `stream`. */
@@ -992,8 +945,8 @@ export function connect<S = Untyped, Errs = {}>(options: ConnectOptions = {}): C
     get identity() {
       return conn.session.identity;
     },
-    onResync: (callback: (resync: Resync) => void) => conn.onResync(callback),
-    onSchemaMismatch: (callback: (mismatch: SchemaMismatch) => void) => conn.onSchemaMismatch(callback),
+    onResync: (callback: (resync: Resync) => void) => conn.listeners.onResync(callback),
+    onSchemaMismatch: (callback: (mismatch: SchemaMismatch) => void) => conn.listeners.onSchemaMismatch(callback),
     call: (name: string, ...args: unknown[]) => invoke(name, args),
     withOptions: (callOptions: CallOptions) => {
       // Validate now rather than at the first call.
@@ -1042,7 +995,7 @@ export function connect<S = Untyped, Errs = {}>(options: ConnectOptions = {}): C
       // Events of it may have been lost: a stream it travels on was not recovered (with
       // sessions), or any reconnection (without: the "*" of a legacy reconnect). One
       // invalidation per batch, however many of its streams were lost.
-      const stopState = conn.onLost((lost) => {
+      const stopState = conn.listeners.onLost((lost) => {
         if (lost.some((r) => conn.session.mayCarry(r.stream, event))) void invalidate();
       });
       return () => {

@@ -1,7 +1,7 @@
 // Sessions (docs/PROTOCOL.md 5.6): stream positions, duplicate dropping, the hello and what its
 // result, `position` and `resync` frames mean. Pure bookkeeping: the connection (client.ts) owns
 // the socket and calls into this.
-import type { Resync, ResyncReason, Session, SessionLimits, StreamOutcome } from "./types.js";
+import type { ErrorContext, Resync, ResyncReason, SchemaMismatch, Session, SessionLimits, StreamOutcome } from "./types.js";
 
 /** The reserved name of the hello call. */
 export const HELLO = "__ephaptic.hello";
@@ -308,6 +308,69 @@ export class SessionState {
 function judged(outcome: StreamOutcome, asked: boolean): StreamOutcome {
   if (!asked || outcome.wasRecovering || !outcome.recovered) return outcome;
   return { ...outcome, recovered: false, reason: outcome.reason ?? "ignored" };
+}
+
+/**
+ * Who hears about lost streams and schema skew: `onResync` and `onSchemaMismatch` callbacks, and
+ * the invalidation helper (one batch per connection or frame). A callback that throws goes to
+ * `report` and does not stop the others.
+ */
+export class SessionListeners {
+  private readonly resync = new Set<(resync: Resync) => void>();
+  private readonly batches = new Set<(lost: readonly Resync[]) => void>();
+  private readonly mismatch = new Set<(mismatch: SchemaMismatch) => void>();
+  /** The server schema hash last reported, so a mismatch is told once per hash. */
+  private reported: string | undefined;
+
+  constructor(private readonly report: (error: unknown, context: ErrorContext) => void) {}
+
+  onResync(callback: (resync: Resync) => void): () => void {
+    if (typeof callback !== "function") throw new TypeError("onResync needs a function.");
+    const wrapped = (r: Resync): void => callback(r);
+    this.resync.add(wrapped);
+    return () => void this.resync.delete(wrapped);
+  }
+
+  /** Every batch of lost streams at once (for invalidating once however many were lost). */
+  onLost(callback: (lost: readonly Resync[]) => void): () => void {
+    this.batches.add(callback);
+    return () => void this.batches.delete(callback);
+  }
+
+  onSchemaMismatch(callback: (mismatch: SchemaMismatch) => void): () => void {
+    if (typeof callback !== "function") throw new TypeError("onSchemaMismatch needs a function.");
+    const wrapped = (m: SchemaMismatch): void => callback(m);
+    this.mismatch.add(wrapped);
+    return () => void this.mismatch.delete(wrapped);
+  }
+
+  lost(lost: readonly Resync[]): void {
+    if (lost.length === 0) return;
+    for (const resync of lost) {
+      for (const listener of [...this.resync]) {
+        try {
+          listener(resync);
+        } catch (error) {
+          this.report(error, { kind: "resync-listener", stream: resync.stream });
+        }
+      }
+    }
+    for (const listener of [...this.batches]) listener(lost);
+  }
+
+  /** Tells the mismatch listeners if `session` has another schema than expected, once per hash. */
+  schema(session: Session): void {
+    if (!session.schemaMismatch || session.schema === null || session.schema === this.reported) return;
+    this.reported = session.schema;
+    const mismatch: SchemaMismatch = { expected: session.expectedSchema as string, actual: session.schema, session };
+    for (const listener of [...this.mismatch]) {
+      try {
+        listener(mismatch);
+      } catch (error) {
+        this.report(error, { kind: "schema-listener" });
+      }
+    }
+  }
 }
 
 function resyncOf(outcome: StreamOutcome, source: Resync["source"]): Resync {
