@@ -215,7 +215,6 @@ impl Session {
 
     fn settle(&mut self) {
         self.settled = true;
-        self.conn.listen();
         self.hook(self.state.on_connect.as_ref());
     }
 

@@ -38,15 +38,12 @@ pub(crate) struct Connection {
     /// How many frames it sent that could not be used (for logs that cannot be flooded).
     bad_frames: AtomicUsize,
     call_seq: AtomicU64,
-    /// [`LISTENING`], [`SESSIONS`], [`GATED`].
+    /// [`SESSIONS`], [`GATED`].
     flags: AtomicU8,
     /// Resume state (docs/PROTOCOL.md 5.6), for connections whose client asked to resume.
     gate: Mutex<Option<Box<Gate>>>,
 }
 
-/// Events to everyone reach the connection (set once its first frame was read: a connection
-/// that resumes must not get live broadcasts before its replay).
-const LISTENING: u8 = 1;
 /// Its client sent `init` with `v: 2`: it hears about positions (`position` frames).
 const SESSIONS: u8 = 2;
 /// Live events with a position go through the gate first.
@@ -168,17 +165,6 @@ impl Connection {
                 false
             }
         }
-    }
-
-    /// Whether events to everyone reach it.
-    #[inline]
-    pub fn listening(&self) -> bool {
-        self.flags.load(Ordering::Relaxed) & LISTENING != 0
-    }
-
-    /// Lets events to everyone reach it.
-    pub fn listen(&self) {
-        self.flags.fetch_or(LISTENING, Ordering::Release);
     }
 
     /// Whether its client speaks sessions (`init` with `v: 2`).

@@ -262,32 +262,13 @@ impl Hub {
             .unwrap_or(0)
     }
 
-    /// Offers `frame` to every connection that listens (its first frame was read); returns
-    /// how many queued it. `stamp`: its place in the broadcast stream, if it has one.
+    /// Offers `frame` to every connection; returns how many queued it. `stamp`: its place in
+    /// the broadcast stream, if it has one.
     pub fn offer_all(&self, frame: &Bytes, stamp: Option<Stamp<'_>>) -> usize {
         read(&self.conns)
             .values()
-            .filter(|c| c.listening() && offer(c, frame, stamp))
+            .filter(|c| offer(c, frame, stamp))
             .count()
-    }
-
-    /// How many connections [`offer_all`](Self::offer_all) would reach.
-    pub fn listeners(&self) -> usize {
-        read(&self.conns).values().filter(|c| c.listening()).count()
-    }
-
-    /// How many connections of these identities there are.
-    pub fn users_len(&self, identities: &[Identity]) -> usize {
-        let users = read(&self.users);
-        identities
-            .iter()
-            .map(|i| users.get(i).map_or(0, Vec::len))
-            .sum()
-    }
-
-    /// How many connections are in `group` (for a count before delivery).
-    pub fn members(&self, group: &str) -> usize {
-        read(&self.groups).get(group).map_or(0, Vec::len)
     }
 
     /// Offers `frame` to every connection of each identity, once per connection.
@@ -375,7 +356,6 @@ mod tests {
         let (other, mut r3) = conn(3);
         for c in [&a1, &a2, &other] {
             hub.add(c);
-            c.listen();
         }
         assert!(hub.identify(&a1, a1.set_identity(alice.clone()).unwrap()));
         assert!(!hub.identify(&a2, a2.set_identity(alice.clone()).unwrap()));

@@ -708,8 +708,6 @@ mod tests {
         let (socket, task) = serve(&state, None);
         socket.set_room(Some(0));
         settle().await;
-        // As if it had sent its first frame (events to everyone reach it from then on).
-        state.hub.connections().iter().for_each(|c| c.listen());
         // One event waits for a socket that takes nothing; the next finds the queue full,
         // and the slow-client policy asks for a close.
         assert_eq!(state.hub.offer_all(&Bytes::from_static(b"\x80"), None), 1);

@@ -221,7 +221,7 @@ async fn create_todo(title: String) -> Todo {
 /// identity `user`, `i` counting from `from`; returns `n`. For the resume tests: events a
 /// client missed while it was away.
 #[expose]
-async fn burst(user: String, from: u32, n: u32) -> u32 {
+async fn burst_to(user: String, from: u32, n: u32) -> u32 {
     let n = n.min(10_000);
     for i in from..from + n {
         ephaptic::to(user.as_str())
@@ -236,7 +236,7 @@ async fn burst(user: String, from: u32, n: u32) -> u32 {
 
 /// Joins the caller to group `room`; `true` when it was not a member yet.
 #[expose]
-async fn join_room(caller: Caller, room: String) -> bool {
+async fn enter_room(caller: Caller, room: String) -> bool {
     caller.join_ready(&room).await
 }
 
