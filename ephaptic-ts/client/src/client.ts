@@ -482,6 +482,7 @@ class Connection {
     return setTimeout(() => {
       if (this.hello?.socket !== ws) return;
       this.hello = undefined;
+      this.releaseEarly();
       this.logger.warn(
         `[ephaptic] the server did not answer the session hello within ${this.connectTimeoutMs} ms; ` +
           "going on without sessions on this connection (what was missed counts as lost).",
@@ -490,8 +491,15 @@ class Connection {
     }, this.connectTimeoutMs);
   }
 
-  /** Forgets the pending hello; returns whether there was one. */
+  /** What came before the hello's answer, in order, from the positions the connection resumed from. */
+  private releaseEarly(): void {
+    const { positions, early } = this.session;
+    early.release((stream, epoch, seq) => positions.accept(stream, epoch, seq));
+  }
+
+  /** Forgets the pending hello (and what waited for it); returns whether there was one. */
   private clearHello(): boolean {
+    this.session.early.drop();
     const pending = this.hello;
     if (!pending) return false;
     clearTimeout(pending.timer);
@@ -501,6 +509,7 @@ class Connection {
 
   private helloAnswered(frame: Record<string, unknown>): void {
     const pending = this.hello as PendingHello;
+    this.releaseEarly();
     this.clearHello();
     const result = has(frame, "result") ? readHello(frame.result) : undefined;
     if (!result) {
@@ -830,16 +839,26 @@ class Connection {
     const name = frame.name;
     if (typeof name !== "string") return;
     // A positioned event (PROTOCOL.md 5.6): one already handled (replayed and also sent live) is
-    // dropped. Events without a position are always delivered.
-    if (this.resumeOn && typeof frame.stream === "string" && typeof frame.epoch === "string" && typeof frame.seq === "number") {
-      this.session.noteEvent(frame.stream, name);
-      if (!this.session.positions.accept(frame.stream, frame.epoch, frame.seq)) return;
+    // dropped; before the hello's answer they wait for it, to be put in order. Events without a
+    // position are always delivered at once.
+    const { stream, epoch, seq } = frame;
+    if (this.resumeOn && typeof stream === "string" && typeof epoch === "string" && typeof seq === "number") {
+      this.session.noteEvent(stream, name);
+      if (this.hello) {
+        this.session.early.hold(stream, epoch, seq, () => this.deliver(name, frame.payload, unsafe));
+        return;
+      }
+      if (!this.session.positions.accept(stream, epoch, seq)) return;
     }
+    this.deliver(name, frame.payload, unsafe);
+  }
+
+  private deliver(name: string, payload: unknown, unsafe: bigint | undefined): void {
     if (unsafe !== undefined) {
       this.logger.warn(`[ephaptic] dropping event '${name}': ${unsafeIntegerMessage("it", unsafe)}`);
       return;
     }
-    const data = eventData(frame.payload);
+    const data = eventData(payload);
     this.events.emit(name, data, (error) => this.report(error, { kind: "event-listener", event: name }));
   }
 

@@ -118,6 +118,62 @@ export class Positions {
   }
 }
 
+interface Held {
+  readonly stream: string;
+  readonly epoch: string;
+  readonly seq: number;
+  readonly deliver: () => void;
+}
+
+/**
+ * Positioned events that arrive before the hello's answer (PROTOCOL.md 5.6): live events of `b`
+ * can come before the replay, so they wait, and are handed over once the answer is in, each
+ * stream's in `seq` order, without copies and without those at or below the position resumed
+ * from. Across streams the arrival order is kept: each stream's events fill the places its own
+ * events arrived in.
+ */
+export class EarlyEvents {
+  private held: Held[] = [];
+
+  get size(): number {
+    return this.held.length;
+  }
+
+  hold(stream: string, epoch: string, seq: number, deliver: () => void): void {
+    this.held.push({ stream, epoch, seq, deliver });
+  }
+
+  /** Delivers what was held, in order, each one `accept` lets through (it drops the copies). */
+  release(accept: (stream: string, epoch: string, seq: number) => boolean): void {
+    const held = this.held;
+    this.held = [];
+    const byStream = new Map<string, Held[]>();
+    const key = (h: Held): string => `${h.stream}\u0000${h.epoch}`;
+    for (const h of held) {
+      const list = byStream.get(key(h));
+      if (list) list.push(h);
+      else byStream.set(key(h), [h]);
+    }
+    for (const list of byStream.values()) list.sort((a, b) => a.seq - b.seq);
+    const next = new Map<string, number>();
+    for (const slot of held) {
+      const k = key(slot);
+      const i = next.get(k) ?? 0;
+      next.set(k, i + 1);
+      const h = (byStream.get(k) as Held[])[i] as Held;
+      if (accept(h.stream, h.epoch, h.seq)) h.deliver();
+    }
+  }
+
+  /**
+   * Forgets what was held (the connection closed before the answer): delivering it could move a
+   * position past events not replayed yet; the next resume brings them again.
+   */
+  drop(): void {
+    this.held = [];
+  }
+}
+
 /** The hello's result, as read: undefined when it is not a map with `streams`. */
 export interface HelloResult {
   readonly server: string | null;
@@ -157,6 +213,8 @@ export function readHello(result: unknown): HelloResult | undefined {
  */
 export class SessionState {
   readonly positions = new Positions();
+  /** Positioned events that came before the hello's answer. */
+  readonly early = new EarlyEvents();
   /** The last outcome reported per stream (hello, `position` or `resync`). */
   private readonly outcomes = new Map<string, StreamOutcome>();
   /** Event names seen on each stream, for invalidating the queries a lost stream fed. */

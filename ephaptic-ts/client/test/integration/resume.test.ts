@@ -147,13 +147,13 @@ test("a connection cut under 500 events resumes with all of them, in order, once
     assert.equal(tab1.client.session?.legacy, false);
 
     await cutAndHold(proxy, tab1);
-    assert.equal(await sender.burst("alice", 0, 500), 500);
+    assert.equal(await sender.burst_to("alice", 0, 500), 500);
     await until(() => tab2.messages.length === 500, "the other tab's 500");
     await releaseAndWait(proxy, tab1);
     // Replayed events arrive before the hello's answer, so they are all in already.
     assert.deepEqual(tab1.messages, range(0, 500));
 
-    assert.equal(await sender.burst("alice", 500, 10), 10);
+    assert.equal(await sender.burst_to("alice", 500, 10), 10);
     await until(() => tab1.messages.length >= 510 && tab2.messages.length >= 510, "the 10 later events");
     await sleep(50); // room for a stray duplicate to show
     assert.deepEqual(tab1.messages, range(0, 510), "every event once, in order, the replayed before the later");
@@ -184,7 +184,7 @@ test("history overflow: not recovered, onResync says trimmed, the stream's queri
   try {
     await Promise.all([alice.client.ready(), sender.ready()]);
     // Seen once each: Notice on u, todoCreated on b.
-    await sender.burst("alice", 0, 1);
+    await sender.burst_to("alice", 0, 1);
     await sender.create_todo("t");
     await until(() => alice.messages.length === 1 && qc.keys.length === 2, "the first events");
 
@@ -199,7 +199,7 @@ test("history overflow: not recovered, onResync says trimmed, the stream's queri
 
     // Away while 200 events go to alice, more than the 50 kept.
     await cutAndHold(proxy, alice);
-    assert.equal(await sender.burst("alice", 1, 200), 200);
+    assert.equal(await sender.burst_to("alice", 1, 200), 200);
     await releaseAndWait(proxy, alice);
     await until(() => alice.resyncs.length > 0, "onResync");
     assert.deepEqual(
@@ -212,7 +212,7 @@ test("history overflow: not recovered, onResync says trimmed, the stream's queri
     assert.equal(alice.client.session?.streams.u?.reason, "trimmed");
 
     // It goes on from the server's position: the next event arrives.
-    await sender.burst("alice", 201, 1);
+    await sender.burst_to("alice", 201, 1);
     await until(() => alice.messages.length === 2, "the next event");
     assert.deepEqual(alice.messages, ["0", "201"]);
   } finally {
@@ -234,7 +234,7 @@ test("history expiry: events older than the time to live are not recovered (expi
   try {
     await Promise.all([alice.client.ready(), sender.ready()]);
     await cutAndHold(proxy, alice);
-    await sender.burst("alice", 0, 5);
+    await sender.burst_to("alice", 0, 5);
     await sleep(600); // past the time to live (a wait, not an assertion on time)
     await releaseAndWait(proxy, alice);
     await until(() => alice.resyncs.length > 0, "onResync");
@@ -260,7 +260,7 @@ test("a group re-joined after a cut replays what was said meanwhile, through its
   const sender = parityClient(server.url, { auth: "sender" });
   try {
     await Promise.all([alice.client.ready(), sender.ready()]);
-    assert.equal(await alice.client.join_room("r1"), true);
+    assert.equal(await alice.client.enter_room("r1"), true);
     await until(() => alice.client.session?.streams["g:r1"] !== undefined, "the group's position frame");
     assert.equal(await sender.room_say("r1", "before"), 1);
     await until(() => alice.messages.length === 1, "the first room event");
@@ -269,7 +269,7 @@ test("a group re-joined after a cut replays what was said meanwhile, through its
     for (const m of ["a", "b", "c"]) await sender.room_say("r1", m);
     await releaseAndWait(proxy, alice);
     // The app re-joins its groups after a reconnect (joins are the application's, not the session's).
-    await alice.client.join_room("r1");
+    await alice.client.enter_room("r1");
     await until(() => alice.client.session?.streams["g:r1"]?.replayed === 3, "the re-join's position frame");
     assert.deepEqual(alice.messages, ["before", "a", "b", "c"]);
     assert.deepEqual(alice.resyncs, []);

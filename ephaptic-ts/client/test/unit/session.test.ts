@@ -495,3 +495,45 @@ test("a position sent but not looked at (recovered without was_recovering) count
   assert.equal(client.session!.streams.u!.recovered, false);
   client.disconnect();
 });
+
+test("events before the hello's answer wait for it, then come per stream in seq order, without copies or old ones", async () => {
+  const { client, fake } = setup({ auth: "alice" });
+  const got: string[] = [];
+  client.on("Notice", (d) => void got.push((d as { message: string }).message));
+  let ws = fake.last();
+  ws.open();
+  ws.receive(helloResult({ u: { epoch: "E", offset: 0 }, b: { epoch: "B", offset: 9 } }));
+
+  ws = await reconnect(fake, ws);
+  // Live broadcasts can precede the replay; an unpositioned event is not held.
+  ws.receive(ev("b12", "b", "B", 12));
+  ws.receive(ev("mine"));
+  ws.receive(ev("b13", "b", "B", 13));
+  ws.receive(ev("b9 old", "b", "B", 9));
+  ws.receive(ev("b10", "b", "B", 10));
+  ws.receive(ev("u1", "u", "E", 1));
+  ws.receive(ev("b11", "b", "B", 11));
+  ws.receive(ev("b12", "b", "B", 12));
+  assert.deepEqual(got, ["mine"], "positioned events wait for the answer");
+  ws.receive(
+    helloResult({
+      u: { epoch: "E", offset: 1, recovered: true, was_recovering: true, replayed: 1 },
+      b: { epoch: "B", offset: 13, recovered: true, was_recovering: true, replayed: 3 },
+    }),
+  );
+  // Each stream's events in seq order, in the places its events arrived in (u1 came 5th of 7).
+  assert.deepEqual(got, ["mine", "b10", "b11", "b12", "u1", "b13"]);
+  assert.equal(client.state, "connected");
+
+  // Closed before the answer: what waited is dropped and the position stays, so the next
+  // resume asks for it again.
+  ws = await reconnect(fake, ws);
+  ws.receive(ev("b14", "b", "B", 14));
+  ws = await reconnect(fake, ws);
+  assert.deepEqual((ws.sent[0]!.resume as Record<string, unknown>).b, ["B", 13]);
+  ws.receive(ev("b14", "b", "B", 14));
+  ws.receive(helloResult({ u: { epoch: "E", offset: 1, recovered: true, was_recovering: true }, b: { epoch: "B", offset: 14, recovered: true, was_recovering: true, replayed: 1 } }));
+  assert.deepEqual(got.slice(-1), ["b14"]);
+  assert.equal(got.filter((m) => m === "b14").length, 1);
+  client.disconnect();
+});
