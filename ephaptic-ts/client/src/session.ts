@@ -282,6 +282,9 @@ export class SessionState {
         lost.push(resyncOf(reported, "hello"));
       }
     }
+    // A server that keeps no history (sessions off) lists no streams: after a reconnect,
+    // everything may have been missed, as with a server without sessions.
+    if (!hello.resume && reconnect) lost.push({ stream: "*", reason: "disabled", source: "hello" });
     // A `u` position the hello does not answer: the connection is anonymous now.
     if (sent?.u && !listed.has("u")) {
       this.positions.delete("u");

@@ -62,7 +62,10 @@ export interface StreamOutcome {
 
 /** A stream whose missed events were not recovered: refetch what it feeds. */
 export interface Resync {
-  /** `u`, `b`, `g:<group>`; `*` for every stream (a reconnect without sessions). */
+  /**
+   * `u`, `b`, `g:<group>`; `*` for every stream: a reconnect to a server without sessions
+   * (reason `legacy`) or with them off (`disabled`: it keeps no history).
+   */
   stream: string;
   reason: ResyncReason;
   /** Where the stream goes on from (absent for `*`). */

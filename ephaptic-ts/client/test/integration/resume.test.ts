@@ -20,7 +20,11 @@ const BOUND = { timeout: 60_000 };
  * Parity with `args`, or undefined (the test skipped, saying why) while the server side is not
  * there yet: a flag parity does not know, or a hello answered NOT_FOUND.
  */
-async function sessionParity(t: TestContext, args: readonly string[] = []): Promise<Parity | undefined> {
+async function sessionParity(
+  t: TestContext,
+  args: readonly string[] = [],
+  { probeResume = true } = {},
+): Promise<Parity | undefined> {
   let server: Parity;
   try {
     server = await startParity(0, args);
@@ -42,7 +46,7 @@ async function sessionParity(t: TestContext, args: readonly string[] = []): Prom
   } finally {
     probe.disconnect();
   }
-  await assertHonoursResume(server);
+  if (probeResume) await assertHonoursResume(server);
   return server;
 }
 
@@ -330,6 +334,30 @@ test("a draining server (SIGTERM): calls in flight finish or fail SHUTTING_DOWN,
     assert.deepEqual(alice.messages, ["hi", "again"]);
   } finally {
     alice.client.disconnect();
+    await server.stop();
+  }
+});
+
+test("a server with sessions off (--no-resume): the hello says so, and a reconnect reports everything lost", BOUND, async (t) => {
+  const server = await sessionParity(t, ["--no-resume"], { probeResume: false });
+  if (!server) return;
+  const proxy = await startProxy(server.port);
+  const alice = recorder(proxy.url, "alice", 1);
+  const qc = recordingQueryClient();
+  alice.client.invalidateOn("Notice", qc, [["inbox"]]);
+  try {
+    await alice.client.ready();
+    assert.equal(alice.client.session?.resume, false);
+    assert.equal(alice.client.identity, "alice");
+    await cutAndHold(proxy, alice);
+    await releaseAndWait(proxy, alice);
+    assert.deepEqual(alice.resyncs.map((r) => [r.stream, r.reason]), [["*", "disabled"]]);
+    assert.deepEqual(qc.keys, [["inbox"]]);
+    assert.equal(await alice.client.notify("alice", "x"), 1);
+    await until(() => alice.messages.length === 1, "an event without a position");
+  } finally {
+    alice.client.disconnect();
+    await proxy.close();
     await server.stop();
   }
 });

@@ -537,3 +537,21 @@ test("events before the hello's answer wait for it, then come per stream in seq 
   assert.equal(got.filter((m) => m === "b14").length, 1);
   client.disconnect();
 });
+
+test("a server with sessions off (hello resume: false, no streams): every reconnect counts as lost, reason disabled", async () => {
+  const { client, fake, resyncs } = setup({ auth: "alice" });
+  const invalidated: unknown[] = [];
+  client.invalidateOn("Notice", { invalidateQueries: ({ queryKey }) => void invalidated.push(queryKey) }, [["n"]]);
+  let ws = fake.last();
+  ws.open();
+  ws.receive(helloResult({}, { resume: false }));
+  assert.equal(client.session?.legacy, false);
+  assert.equal(client.session?.resume, false);
+  assert.deepEqual(resyncs, []);
+  ws = await reconnect(fake, ws);
+  ws.receive(helloResult({}, { resume: false }));
+  await flush();
+  assert.deepEqual(resyncs, [{ stream: "*", reason: "disabled", source: "hello" }]);
+  assert.deepEqual(invalidated, [["n"]]);
+  client.disconnect();
+});
