@@ -772,7 +772,8 @@ class Connection {
     } else if (frame.type === "event") {
       this.event(frame, unsafe);
     } else if (this.resumeOn && (frame.type === "position" || frame.type === "resync")) {
-      this.streamFrame(frame);
+      if (this.hello) this.session.early.holdFrame(() => this.streamFrame(frame));
+      else this.streamFrame(frame);
     }
     // Anything else is a frame type this client does not know (PROTOCOL.md section 5): ignored.
   }

@@ -121,7 +121,8 @@ export class Positions {
 interface Held {
   readonly stream: string;
   readonly epoch: string;
-  readonly seq: number;
+  /** Undefined for a `position` or `resync` frame, which keeps its place. */
+  readonly seq: number | undefined;
   readonly deliver: () => void;
 }
 
@@ -130,7 +131,8 @@ interface Held {
  * can come before the replay, so they wait, and are handed over once the answer is in, each
  * stream's in `seq` order, without copies and without those at or below the position resumed
  * from. Across streams the arrival order is kept: each stream's events fill the places its own
- * events arrived in.
+ * events arrived in. `position` and `resync` frames wait too, in their place (a group joined by a
+ * call sent before the answer: its position must not overtake its replayed events).
  */
 export class EarlyEvents {
   private held: Held[] = [];
@@ -143,6 +145,11 @@ export class EarlyEvents {
     this.held.push({ stream, epoch, seq, deliver });
   }
 
+  /** A frame that moves a position (`position`, `resync`): run in its place. */
+  holdFrame(run: () => void): void {
+    this.held.push({ stream: "", epoch: "", seq: undefined, deliver: run });
+  }
+
   /** Delivers what was held, in order, each one `accept` lets through (it drops the copies). */
   release(accept: (stream: string, epoch: string, seq: number) => boolean): void {
     const held = this.held;
@@ -150,18 +157,23 @@ export class EarlyEvents {
     const byStream = new Map<string, Held[]>();
     const key = (h: Held): string => `${h.stream}\u0000${h.epoch}`;
     for (const h of held) {
+      if (h.seq === undefined) continue;
       const list = byStream.get(key(h));
       if (list) list.push(h);
       else byStream.set(key(h), [h]);
     }
-    for (const list of byStream.values()) list.sort((a, b) => a.seq - b.seq);
+    for (const list of byStream.values()) list.sort((a, b) => (a.seq as number) - (b.seq as number));
     const next = new Map<string, number>();
     for (const slot of held) {
+      if (slot.seq === undefined) {
+        slot.deliver();
+        continue;
+      }
       const k = key(slot);
       const i = next.get(k) ?? 0;
       next.set(k, i + 1);
       const h = (byStream.get(k) as Held[])[i] as Held;
-      if (accept(h.stream, h.epoch, h.seq)) h.deliver();
+      if (accept(h.stream, h.epoch, h.seq as number)) h.deliver();
     }
   }
 

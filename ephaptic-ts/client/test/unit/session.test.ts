@@ -555,3 +555,30 @@ test("a server with sessions off (hello resume: false, no streams): every reconn
   assert.deepEqual(invalidated, [["n"]]);
   client.disconnect();
 });
+
+test("a group joined by a call sent before the hello's answer: its position frame waits with its events", async () => {
+  const { client, fake, resyncs } = setup({ auth: "alice" });
+  const got: string[] = [];
+  client.on("Notice", (d) => void got.push((d as { message: string }).message));
+  let ws = fake.last();
+  ws.open();
+  ws.receive(helloResult({ u: { epoch: "E", offset: 0 }, b: { epoch: "B", offset: 0 } }));
+  ws.receive({ type: "position", stream: "g:r", epoch: "G", offset: 2, recovered: false, was_recovering: false, replayed: 0 });
+  ws = await reconnect(fake, ws);
+  // The join went out with the queued calls; the replay of g:r and its position come first.
+  ws.receive(ev("r3", "g:r", "G", 3));
+  ws.receive(ev("r4", "g:r", "G", 4));
+  ws.receive({ type: "position", stream: "g:r", epoch: "G", offset: 4, recovered: true, was_recovering: true, replayed: 2 });
+  ws.receive(ev("r5", "g:r", "G", 5));
+  ws.receive(
+    helloResult({
+      u: { epoch: "E", offset: 0, recovered: true, was_recovering: true },
+      b: { epoch: "B", offset: 0, recovered: true, was_recovering: true },
+    }),
+  );
+  assert.deepEqual(got, ["r3", "r4", "r5"]);
+  assert.deepEqual(resyncs, []);
+  assert.equal(client.session!.streams["g:r"]!.offset, 5);
+  assert.equal(client.session!.streams["g:r"]!.replayed, 2);
+  client.disconnect();
+});
