@@ -246,7 +246,7 @@ export class SessionState {
     this.expectedSchema = expectedSchema;
   }
 
-  /** The stream an event arrived on, remembered for `eventsFeeding`. */
+  /** The stream an event arrived on, remembered for `mayCarry`. */
   noteEvent(stream: string, name: string): void {
     let names = this.eventsByStream.get(stream);
     if (!names) this.eventsByStream.set(stream, (names = new Set()));
@@ -269,8 +269,8 @@ export class SessionState {
    * `sent` in `init.resume` and whether this is a reconnection.
    */
   applyHello(hello: HelloResult, sent: Record<string, [string, number]> | undefined, reconnect: boolean): Resync[] {
-    const previousIdentity = this.hello?.identity;
-    const identityChanged = this.established && !this.legacy && this.hello !== undefined && !sameIdentity(previousIdentity, hello.identity);
+    const before = this.hello;
+    const identityChanged = before !== undefined && !sameIdentity(before.identity, hello.identity);
     this.hello = hello;
     this.legacy = false;
     this.established = true;
@@ -298,7 +298,7 @@ export class SessionState {
     // everything may have been missed, as with a server without sessions.
     if (!hello.resume && reconnect) lost.push({ stream: "*", reason: "disabled", source: "hello" });
     // A `u` position the hello does not answer: the connection is anonymous now.
-    if (sent?.u && !listed.has("u")) {
+    if (hello.resume && sent?.u && !listed.has("u")) {
       this.positions.delete("u");
       this.outcomes.delete("u");
       lost.push({ stream: "u", reason: "identity", source: "hello" });
