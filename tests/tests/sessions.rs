@@ -66,14 +66,19 @@ impl Tab {
         let result = get(&hello, "result").clone();
         assert!(has(&hello, "result"), "hello: {hello}");
         for (name, s) in result_streams(&result) {
-            tab.set(&name, get(&s, "epoch").as_str().unwrap(), get(&s, "offset").as_u64().unwrap());
+            tab.set(
+                &name,
+                get(&s, "epoch").as_str().unwrap(),
+                get(&s, "offset").as_u64().unwrap(),
+            );
         }
         (tab, before, result)
     }
 
     fn set(&mut self, stream: &str, epoch: &str, offset: u64) {
         self.pos.retain(|(s, _)| s != stream);
-        self.pos.push((stream.to_owned(), (epoch.to_owned(), offset)));
+        self.pos
+            .push((stream.to_owned(), (epoch.to_owned(), offset)));
     }
 
     /// Records an event's position.
@@ -127,7 +132,9 @@ fn kwargs(e: &Value) -> &Value {
 async fn burst(url: &str, user: &str, from: i64, n: i64) {
     let mut sender = Client::connect(url).await;
     assert_eq!(
-        sender.ok("burst_to", vec![v(user), int(from), int(n)]).await,
+        sender
+            .ok("burst_to", vec![v(user), int(from), int(n)])
+            .await,
         int(n)
     );
 }
@@ -194,7 +201,11 @@ async fn a_tab_that_comes_back_gets_what_it_missed_in_order_once_before_new_even
         let e = back.next().await;
         got.extend(messages(&[e]));
     }
-    assert_eq!(got, numbers(3, 250), "each missed and new event once, in order");
+    assert_eq!(
+        got,
+        numbers(3, 250),
+        "each missed and new event once, in order"
+    );
     back.c.expect_silence(Duration::from_millis(200)).await;
     // The tab connected throughout saw each once.
     let mut seen = Vec::new();
@@ -254,7 +265,10 @@ async fn an_expired_history_is_not_recovered() {
 async fn a_group_is_resumed_when_the_client_joins_it_again() {
     let url = start(ephaptic::Server::new()).await;
     let (mut tab, _, _) = Tab::open(&url, "dave", vec![]).await;
-    assert_eq!(tab.c.ok("enter_room", vec![v("attic")]).await, Value::from(true));
+    assert_eq!(
+        tab.c.ok("enter_room", vec![v("attic")]).await,
+        Value::from(true)
+    );
     let mut speaker = Client::connect(&url).await;
     speaker.ok("room_say", vec![v("attic"), v("one")]).await;
     // The position frame (before any live event of the group), then the event.
@@ -269,7 +283,10 @@ async fn a_group_is_resumed_when_the_client_joins_it_again() {
     assert_eq!(get(position, "stream"), &v("g:attic"));
     assert_eq!(get(position, "recovered"), &Value::from(true));
     let pos = tab.pos.clone();
-    assert!(pos.iter().any(|(s, (_, o))| s == "g:attic" && *o == 1), "{pos:?}");
+    assert!(
+        pos.iter().any(|(s, (_, o))| s == "g:attic" && *o == 1),
+        "{pos:?}"
+    );
     drop(tab);
     for m in ["two", "three"] {
         speaker.ok("room_say", vec![v("attic"), v(m)]).await;
