@@ -363,6 +363,20 @@ impl Exporter {
             }
             out.push_str("} as const;\n\n");
         }
+        if !desc.schema_hash.is_empty() {
+            out.push_str(
+                "/**\n \
+                 * The hash of the server's functions and types this file was generated from. Pass it to\n \
+                 * `connect({ url, schemaHash: ephapticSchemaHash })`: a client whose bundle is older than the\n \
+                 * server it reaches is told so (`onSchemaMismatch`).\n \
+                 */\n",
+            );
+            let _ = writeln!(
+                out,
+                "export const ephapticSchemaHash = {};\n",
+                json_string(&desc.schema_hash)
+            );
+        }
 
         // The service.
         out.push_str("/** The server's functions, events and queries, as `@ephaptic/client` exposes them. */\n");

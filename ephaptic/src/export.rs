@@ -56,6 +56,9 @@ pub struct Description<'a> {
     pub channels: Vec<(&'a str, Vec<&'a str>)>,
     /// Every TypeScript declaration the types above use, by identifier.
     pub declarations: BTreeMap<String, Declaration>,
+    /// [`schema_hash`] of what it describes (empty from writers before it existed).
+    #[serde(default)]
+    pub schema_hash: String,
 }
 
 /// One exposed function.
@@ -184,6 +187,12 @@ impl TypeDesc<'_> {
 impl Description<'static> {
     /// Describes `intro` with the TypeScript settings `cfg`.
     pub fn new(cfg: &Config, intro: &Introspection) -> Self {
+        let mut desc = Self::describe(cfg, intro);
+        desc.schema_hash = schema_hash(intro);
+        desc
+    }
+
+    fn describe(cfg: &Config, intro: &Introspection) -> Self {
         let mut decls = Declarations::default();
         let functions = intro
             .functions
@@ -247,6 +256,7 @@ impl Description<'static> {
             errors,
             channels,
             declarations: decls.items,
+            schema_hash: String::new(),
         }
     }
 }
@@ -257,14 +267,14 @@ impl Description<'static> {
 /// same into `schema.ts` as `ephapticSchemaHash` (both from [`Description::schema_hash`]).
 pub fn schema_hash(intro: &Introspection) -> String {
     let cfg = Config::new().with_large_int("number".to_owned());
-    Description::new(&cfg, intro).schema_hash()
+    Description::describe(&cfg, intro).hash()
 }
 
 impl<'a> Description<'a> {
-    /// The schema hash of what this describes (see [`schema_hash`]). Computed from TypeScript
-    /// with 64-bit integers as `number`, whatever this description was made with, so the
-    /// server and the exporter agree.
-    pub fn schema_hash(&self) -> String {
+    /// The hash of this description as it is (the schema hash is this, of the description
+    /// with 64-bit integers as `number`, so the server and the exporter agree whatever the
+    /// exporter's settings).
+    fn hash(&self) -> String {
         let mut h = Fnv(0xcbf2_9ce4_8422_2325);
         h.str(&self.naming);
         let ts = |h: &mut Fnv, t: &TypeDesc<'_>| {

@@ -71,9 +71,11 @@ export interface EphapticQueries {
   add(a: number, b: number): { queryKey: readonly ["add", number, number]; queryFn: () => Promise<number> };
   badstream(): { queryKey: readonly ["badstream"]; queryFn: () => Promise<Array<number>> };
   boom(): { queryKey: readonly ["boom"]; queryFn: () => Promise<null> };
+  burst_to(user: string, from: number, n: number): { queryKey: readonly ["burst_to", string, number, number]; queryFn: () => Promise<number> };
   countdown(n: number): { queryKey: readonly ["countdown", number]; queryFn: () => Promise<Array<number>> };
   create_todo(title: string): { queryKey: readonly ["create_todo", string]; queryFn: () => Promise<Todo> };
   echo(value: unknown): { queryKey: readonly ["echo", unknown]; queryFn: () => Promise<unknown> };
+  enter_room(room: string): { queryKey: readonly ["enter_room", string]; queryFn: () => Promise<boolean> };
   falsy_stream(): { queryKey: readonly ["falsy_stream"]; queryFn: () => Promise<Array<unknown>> };
   kaboom(): { queryKey: readonly ["kaboom"]; queryFn: () => Promise<null> };
   limited(): { queryKey: readonly ["limited"]; queryFn: () => Promise<string> };
@@ -83,6 +85,7 @@ export interface EphapticQueries {
   panics(): { queryKey: readonly ["panics"]; queryFn: () => Promise<number> };
   ping(): { queryKey: readonly ["ping"]; queryFn: () => Promise<string> };
   returns_null(): { queryKey: readonly ["returns_null"]; queryFn: () => Promise<null> };
+  room_say(room: string, message: string): { queryKey: readonly ["room_say", string, string]; queryFn: () => Promise<number> };
   secret(): { queryKey: readonly ["secret"]; queryFn: () => Promise<string> };
   shout(message: string): { queryKey: readonly ["shout", string]; queryFn: () => Promise<number> };
   sleepy(ms: number): { queryKey: readonly ["sleepy", number]; queryFn: () => Promise<number> };
@@ -108,6 +111,13 @@ export const ephapticMutations = {
   "create_todo": { params: 1, channels: ["todoCreated"] },
 } as const;
 
+/**
+ * The hash of the server's functions and types this file was generated from. Pass it to
+ * `connect({ url, schemaHash: ephapticSchemaHash })`: a client whose bundle is older than the
+ * server it reaches is told so (`onSchemaMismatch`).
+ */
+export const ephapticSchemaHash = "90094c1420593882";
+
 /** The server's functions, events and queries, as `@ephaptic/client` exposes them. */
 export interface EphapticService {
   /** Returns `a + b`; `OVERFLOW` when it does not fit (never a wrapped sum). */
@@ -116,12 +126,20 @@ export interface EphapticService {
   badstream(): Promise<AsyncIterableIterator<number>>;
   /** Always fails with a typed error. */
   boom(): Promise<null>;
+  /**
+   * Emits `n` (at most 10,000) `Notice {message: "<i>", level: 3}` events to every connection of
+   * identity `user`, `i` counting from `from`; returns `n`. For the resume tests: events a
+   * client missed while it was away.
+   */
+  burst_to(user: string, from: number, n: number): Promise<number>;
   /** Streams `n, n-1, ..., 1`. */
   countdown(n: number): Promise<AsyncIterableIterator<number>>;
   /** Creates a todo and announces it on the `todoCreated` channel. */
   create_todo(title: string): Promise<Todo>;
   /** Returns its argument unchanged, whatever its shape. */
   echo(value: unknown): Promise<unknown>;
+  /** Joins the caller to group `room`; `true` when it was not a member yet. */
+  enter_room(room: string): Promise<boolean>;
   /** Streams falsy values: `0, nil, false, ""`. */
   falsy_stream(): Promise<AsyncIterableIterator<unknown>>;
   /** Fails with an undeclared error: clients must see `INTERNAL`, never its text. */
@@ -142,6 +160,11 @@ export interface EphapticService {
   /** Emits `Pong {ok: true}` to the caller only, then returns `"pong"`. */
   ping(): Promise<string>;
   returns_null(): Promise<null>;
+  /**
+   * Emits `Notice {message, level: 4}` to every member of group `room`; returns how many
+   * connections it reached on this server.
+   */
+  room_say(room: string, message: string): Promise<number>;
   /** Requires login. */
   secret(): Promise<string>;
   /** Emits `Notice {message, level: 2}` to every connection. */

@@ -27,6 +27,7 @@
 //! [`Server::redis`]: crate::Server::redis
 
 mod channel;
+mod history;
 mod limit;
 
 use std::collections::HashSet;
@@ -74,6 +75,21 @@ impl Settings {
             probe_every: Duration::from_secs(5),
         }
     }
+}
+
+/// What the publisher sends to Redis.
+#[derive(Debug)]
+enum Job {
+    /// `PUBLISH channel body`.
+    Publish(String, Vec<u8>),
+    /// An event of a stream: the append script (numbered, kept, published).
+    Append {
+        keys: (String, String),
+        channel: String,
+        frame: Bytes,
+        latest: &'static str,
+        retention: crate::runtime::history::Retention,
+    },
 }
 
 /// A change of what this server holds, for the subscription task.
@@ -152,7 +168,7 @@ impl Backplane for Redis {
     fn into_delivery(
         self: Box<Self>,
         hub: Arc<Hub>,
-        _history: Option<crate::runtime::history::Retentions>,
+        history: Option<crate::runtime::history::Retentions>,
     ) -> Box<dyn Delivery> {
         let link = self.link;
         if let Some(tasks) = lock(&link.tasks).as_mut() {
@@ -162,9 +178,15 @@ impl Backplane for Redis {
         if tokio::runtime::Handle::try_current().is_ok() {
             link.start();
         }
+        // In compatibility mode `to(..)` events go through the reference's envelope, which has
+        // no position: so no history there.
+        let history = history.filter(|_| !link.settings.compat);
         Box::new(RedisDelivery {
-            local: Local::new(hub, None),
+            local: Local::new(hub.clone(), None),
+            hub,
             link,
+            history,
+            read: ::redis::Script::new(history::READ),
         })
     }
 }
@@ -173,11 +195,110 @@ impl Backplane for Redis {
 #[derive(Debug)]
 struct RedisDelivery {
     local: Local,
+    hub: Arc<Hub>,
     link: Arc<Link>,
+    /// With sessions on: the retention of each kind of stream, kept in Redis.
+    history: Option<crate::runtime::history::Retentions>,
+    read: ::redis::Script,
+}
+
+impl RedisDelivery {
+    /// An event of a stream: appended, numbered and published by Redis, and delivered here
+    /// when Redis publishes it back (so this server's listeners get the stream's events in
+    /// the order every other server's do). When it cannot be queued for Redis (Redis away or
+    /// slow), it is delivered here at once without a position, as without sessions.
+    fn deliver_kept(
+        &self,
+        event: &Outgoing<'_>,
+        retentions: &crate::runtime::history::Retentions,
+    ) -> usize {
+        use crate::runtime::history::StreamOf;
+        let latest = event.keep.latest().unwrap_or("");
+        let append = |of: StreamOf<'_>, channel: String| {
+            let job = Job::Append {
+                keys: history::keys(&of.key()),
+                channel,
+                frame: event.frame.clone(),
+                latest,
+                retention: *retentions.of(of.kind()),
+            };
+            self.link.enqueue_job(job)
+        };
+        let (queued, reached) = match event.audience {
+            Audience::Everyone => (
+                append(StreamOf::All, channel::ALL.to_owned()),
+                self.hub.len(),
+            ),
+            Audience::Users(ids) => {
+                let mut all = true;
+                for (i, id) in ids.iter().enumerate() {
+                    if !ids[..i].contains(id) {
+                        all &= append(StreamOf::User(id), channel::user(id));
+                    }
+                }
+                (all, ids.iter().map(|id| self.hub.identity_len(id)).sum())
+            }
+            Audience::Group(name) => (
+                append(StreamOf::Group(name), channel::group(name)),
+                self.hub.members(name),
+            ),
+            Audience::Nobody => (true, 0),
+        };
+        if !queued {
+            self.link.counters.dropped.fetch_add(1, Relaxed);
+            return self.local.unpositioned(event);
+        }
+        reached
+    }
 }
 
 impl Delivery for RedisDelivery {
+    fn keeps_history(&self) -> bool {
+        self.history.is_some()
+    }
+
+    fn read<'a>(
+        &'a self,
+        stream: crate::runtime::history::StreamOf<'a>,
+        asked: Option<&'a crate::session::Asked>,
+    ) -> crate::runtime::delivery::Reading<'a> {
+        Box::pin(async move {
+            let Some(retentions) = &self.history else {
+                return history::unavailable(asked);
+            };
+            let retention = retentions.of(stream.kind());
+            if self.link.is_down() {
+                return history::unavailable(asked);
+            }
+            let (meta, key) = history::keys(&stream.key());
+            let from = asked.map_or(u64::MAX, |a| a.offset.saturating_add(1));
+            let reply = self
+                .read
+                .key(meta)
+                .key(key)
+                .arg(from)
+                .arg(retention.max_replay + 1)
+                .arg(crate::runtime::history::new_epoch())
+                .arg(retentions.meta_ttl.as_secs().max(1))
+                .invoke_async::<::redis::Value>(&mut self.link.manager())
+                .await;
+            match reply {
+                Ok(reply) => history::read_reply(&reply, asked, retention)
+                    .unwrap_or_else(|| history::unavailable(asked)),
+                Err(e) => {
+                    self.link.failed(&e);
+                    history::unavailable(asked)
+                }
+            }
+        })
+    }
+
     fn deliver(&self, event: Outgoing<'_>) -> usize {
+        if let Some(retentions) = &self.history
+            && event.keep != crate::runtime::delivery::Keep::Not
+        {
+            return self.deliver_kept(&event, retentions);
+        }
         let link = &self.link;
         match event.audience {
             Audience::Everyone => link.publish(channel::ALL, &event.frame),
@@ -209,7 +330,6 @@ impl Delivery for RedisDelivery {
             dropped: c.dropped.load(Relaxed),
             outages: c.outages.load(Relaxed),
             connected: Some(self.link.connected.load(Relaxed)),
-            history_bytes: 0,
         }
     }
 }
@@ -233,7 +353,7 @@ struct Counters {
 
 /// What the background tasks take when they start.
 struct Tasks {
-    publish_rx: mpsc::Receiver<(String, Vec<u8>)>,
+    publish_rx: mpsc::Receiver<Job>,
     push_rx: mpsc::Receiver<PushInfo>,
     changes_rx: mpsc::UnboundedReceiver<Change>,
     /// Weakly: the tasks end with their server.
@@ -250,7 +370,7 @@ struct Link {
     /// The connection in use; replaced when the liveness probe finds it deaf.
     manager: Mutex<Option<ConnectionManager>>,
     push_tx: mpsc::Sender<PushInfo>,
-    publish_tx: mpsc::Sender<(String, Vec<u8>)>,
+    publish_tx: mpsc::Sender<Job>,
     tasks: Mutex<Option<Tasks>>,
     changes_tx: mpsc::UnboundedSender<Change>,
     counters: Counters,
@@ -390,7 +510,7 @@ impl Link {
             "ephaptic delivers events across servers through Redis at {}",
             self.settings.url
         );
-        tokio::spawn(publisher(self.clone(), publish_rx));
+        tokio::spawn(publisher(self.clone(), hub.clone(), publish_rx));
         tokio::spawn(receiver(self.clone(), hub.clone(), push_rx));
         tokio::spawn(subscriptions(self.clone(), hub, changes_rx));
     }
@@ -458,12 +578,15 @@ impl Link {
     /// queue is full (Redis slow), it is dropped and counted instead: nothing is kept to be
     /// sent late.
     fn enqueue(&self, channel: String, body: Vec<u8>) {
-        if self.is_down()
-            || !self.started.load(Relaxed)
-            || self.publish_tx.try_send((channel, body)).is_err()
-        {
+        if !self.enqueue_job(Job::Publish(channel, body)) {
             self.counters.dropped.fetch_add(1, Relaxed);
         }
+    }
+
+    /// Queues a job for the publisher; `false` (nothing queued) while Redis is known to be
+    /// away, before the tasks run, or when the queue is full.
+    fn enqueue_job(&self, job: Job) -> bool {
+        !self.is_down() && self.started.load(Relaxed) && self.publish_tx.try_send(job).is_ok()
     }
 
     fn is_down(&self) -> bool {
@@ -606,9 +729,11 @@ impl Link {
 }
 
 /// Sends queued publishes in order, in batches of one round trip each.
-async fn publisher(link: Arc<Link>, mut rx: mpsc::Receiver<(String, Vec<u8>)>) {
+async fn publisher(link: Arc<Link>, hub: Weak<Hub>, mut rx: mpsc::Receiver<Job>) {
     let mut batch = Vec::with_capacity(BATCH);
     let mut ended = link.shutdown.subscribe();
+    let append = ::redis::Script::new(history::APPEND);
+    let mut loaded = false;
     loop {
         let received = tokio::select! {
             n = rx.recv_many(&mut batch, BATCH) => n,
@@ -617,24 +742,41 @@ async fn publisher(link: Arc<Link>, mut rx: mpsc::Receiver<(String, Vec<u8>)>) {
         if received == 0 || link.is_shut_down() {
             return;
         }
-        let mut pipe = ::redis::pipe();
-        for (channel, body) in &batch {
-            pipe.cmd("PUBLISH")
-                .arg(channel)
-                .arg(body.as_slice())
-                .ignore();
-        }
         let n = batch.len() as u64;
-        match pipe.query_async::<()>(&mut link.manager()).await {
+        let appends = batch.iter().any(|j| matches!(j, Job::Append { .. }));
+        if appends && !loaded {
+            loaded = append.load_async(&mut link.manager()).await.is_ok();
+        }
+        let mut sent = pipeline(&link, &batch, &append)
+            .query_async::<()>(&mut link.manager())
+            .await;
+        if matches!(&sent, Err(e) if e.kind() == ::redis::ErrorKind::Server(::redis::ServerErrorKind::NoScript))
+        {
+            // A Redis that restarted (or was flushed) forgot the script: load it and send the
+            // appends again (they did not run; the plain publishes went out).
+            loaded = append.load_async(&mut link.manager()).await.is_ok();
+            batch.retain(|j| matches!(j, Job::Append { .. }));
+            sent = pipeline(&link, &batch, &append)
+                .query_async::<()>(&mut link.manager())
+                .await;
+        }
+        match sent {
             Ok(()) => {
                 link.up();
                 link.counters.published.fetch_add(n, Relaxed);
             }
             Err(e) => {
                 link.failed(&e);
-                // What was queued while this batch failed would go out late: drop it too.
+                // What was queued while this batch failed would go out late: drop it too. Events
+                // of streams were to reach this server's own listeners through Redis: they get
+                // them now, without a position, as without sessions.
                 let mut lost = n;
-                while rx.try_recv().is_ok() {
+                let hub = hub.upgrade();
+                for job in batch.drain(..) {
+                    deliver_here(hub.as_deref(), &job);
+                }
+                while let Ok(job) = rx.try_recv() {
+                    deliver_here(hub.as_deref(), &job);
                     lost += 1;
                 }
                 link.counters.dropped.fetch_add(lost, Relaxed);
@@ -642,6 +784,60 @@ async fn publisher(link: Arc<Link>, mut rx: mpsc::Receiver<(String, Vec<u8>)>) {
         }
         batch.clear();
     }
+}
+
+/// Delivers an event of a stream that Redis did not take to this server's own listeners.
+fn deliver_here(hub: Option<&Hub>, job: &Job) {
+    let (Some(hub), Job::Append { channel, frame, .. }) = (hub, job) else {
+        return;
+    };
+    match channel::target(channel.as_bytes()) {
+        Some(Target::Everyone) => hub.offer_all(frame, None),
+        Some(Target::User(id)) => hub.offer_users(std::slice::from_ref(&id), frame),
+        Some(Target::Group(name)) => hub.offer_group(&name, frame, None),
+        _ => 0,
+    };
+}
+
+/// One round trip for a batch of jobs.
+fn pipeline(link: &Link, batch: &[Job], append: &::redis::Script) -> ::redis::Pipeline {
+    let mut pipe = ::redis::pipe();
+    let head = channel::positioned_head(&link.node);
+    let now = history::now_ms();
+    for job in batch {
+        match job {
+            Job::Publish(channel, body) => {
+                pipe.cmd("PUBLISH")
+                    .arg(channel)
+                    .arg(body.as_slice())
+                    .ignore();
+            }
+            Job::Append {
+                keys,
+                channel,
+                frame,
+                latest,
+                retention,
+            } => {
+                pipe.cmd("EVALSHA")
+                    .arg(append.get_hash())
+                    .arg(2)
+                    .arg(&keys.0)
+                    .arg(&keys.1)
+                    .arg(crate::runtime::history::new_epoch())
+                    .arg(retention.size)
+                    .arg(retention.ttl.as_secs().max(1))
+                    .arg(7 * 24 * 3600)
+                    .arg(channel)
+                    .arg(head.as_slice())
+                    .arg(&frame[..])
+                    .arg(*latest)
+                    .arg(now)
+                    .ignore();
+            }
+        }
+    }
+    pipe
 }
 
 /// Delivers what Redis pushes to this server's connections.
@@ -665,6 +861,37 @@ fn on_message(link: &Link, hub: &Hub, channel: &[u8], body: &[u8]) {
     let Some(target) = channel::target(channel) else {
         return;
     };
+    if body.get(1) == Some(&2) {
+        let Some((epoch, seq, frame)) = channel::unwrap_positioned(&Bytes::copy_from_slice(body))
+        else {
+            return;
+        };
+        use crate::runtime::delivery::stamp;
+        use crate::session::Stamp;
+        let reached = match &target {
+            Target::Everyone => {
+                let f = stamp(&frame, "b", seq, &epoch);
+                hub.offer_all(&f, Some(Stamp { stream: "b", seq }))
+            }
+            Target::User(id) => {
+                let f = stamp(&frame, "u", seq, &epoch);
+                hub.offer_users_at(
+                    std::slice::from_ref(id),
+                    &f,
+                    Some(Stamp { stream: "u", seq }),
+                )
+            }
+            Target::Group(name) => {
+                let wire = format!("g:{name}");
+                let f = stamp(&frame, &wire, seq, &epoch);
+                hub.offer_group(name, &f, Some(Stamp { stream: &wire, seq }))
+            }
+            Target::Probe | Target::Legacy => return,
+        };
+        let _ = reached;
+        link.counters.received.fetch_add(1, Relaxed);
+        return;
+    }
     let delivered = match target {
         Target::Probe => {
             if let Some(n) = std::str::from_utf8(body).ok().and_then(|s| s.parse().ok()) {

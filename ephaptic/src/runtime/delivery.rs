@@ -93,7 +93,6 @@ pub(crate) struct DeliveryStats {
     pub dropped: u64,
     pub outages: u64,
     pub connected: Option<bool>,
-    pub history_bytes: usize,
 }
 
 /// A way for events to reach other servers, chosen by the server's settings (Redis). It
@@ -182,13 +181,6 @@ impl Delivery for Local {
         };
         tracing::trace!(event = event.name, reached, "delivered");
         reached
-    }
-
-    fn stats(&self) -> DeliveryStats {
-        DeliveryStats {
-            history_bytes: self.history.as_ref().map_or(0, Memory::bytes),
-            ..DeliveryStats::default()
-        }
     }
 
     fn keeps_history(&self) -> bool {

@@ -143,16 +143,6 @@ impl StreamOf<'_> {
         }
     }
 
-    /// Its name on the wire, as the connections that read it call it: a connection has one
-    /// identity, so its stream is just `u`.
-    pub fn wire(&self) -> std::borrow::Cow<'_, str> {
-        match self {
-            StreamOf::User(_) => "u".into(),
-            StreamOf::All => "b".into(),
-            StreamOf::Group(g) => format!("g:{g}").into(),
-        }
-    }
-
     pub fn kind(&self) -> StreamKind {
         match self {
             StreamOf::User(_) => StreamKind::User,
@@ -202,7 +192,6 @@ pub(crate) enum Lost {
     Trimmed,
     Expired,
     Unavailable,
-    Disabled,
 }
 
 impl Lost {
@@ -212,7 +201,6 @@ impl Lost {
             Lost::Trimmed => "trimmed",
             Lost::Expired => "expired",
             Lost::Unavailable => "unavailable",
-            Lost::Disabled => "disabled",
         }
     }
 }
@@ -459,7 +447,8 @@ impl Memory {
         decide(asked, &s.epoch, s.top, &after, retention)
     }
 
-    /// Bytes held, for the metrics.
+    /// Bytes held.
+    #[cfg(test)]
     pub fn bytes(&self) -> usize {
         self.bytes.load(Relaxed)
     }

@@ -127,7 +127,7 @@ fn session_of(frame: &Bytes, raw: &RawFrame) -> Option<Vec<(String, Asked)>> {
         return Some(asked);
     }
     let Ok(Value::Map(entries)) =
-        rmpv::decode::read_value_with_max_depth(&mut &frame[raw.resume.range()], 4)
+        rmpv::decode::read_value_with_max_depth(&mut &frame[raw.resume.range()], 8)
     else {
         return Some(asked);
     };
@@ -162,4 +162,35 @@ fn session_of(frame: &Bytes, raw: &RawFrame) -> Option<Vec<(String, Asked)>> {
 struct FrameSize {
     size: usize,
     limit: usize,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_init_with_v2_carries_its_positions() {
+        use rmpv::Value;
+        let init = Value::Map(vec![
+            (Value::from("type"), Value::from("init")),
+            (Value::from("auth"), Value::from("alice")),
+            (Value::from("v"), Value::from(2)),
+            (
+                Value::from("resume"),
+                Value::Map(vec![(
+                    Value::from("u"),
+                    Value::Array(vec![Value::from("abc"), Value::from(3)]),
+                )]),
+            ),
+        ]);
+        let mut bytes = Vec::new();
+        rmpv::encode::write_value(&mut bytes, &init).unwrap();
+        let frame = Bytes::from(bytes);
+        let mut raw = RawFrame::default();
+        wire::parse(&frame, &mut raw).unwrap();
+        let asked = session_of(&frame, &raw).expect("v: 2");
+        assert_eq!(asked.len(), 1, "{asked:?}");
+        assert_eq!(asked[0].0, "u");
+        assert_eq!(asked[0].1.offset, 3);
+    }
 }

@@ -224,6 +224,11 @@ impl Hub {
         read(&self.users).get(identity).map_or(0, Vec::len)
     }
 
+    /// How many connections are in `group`.
+    pub fn members(&self, group: &str) -> usize {
+        read(&self.groups).get(group).map_or(0, Vec::len)
+    }
+
     /// How many connections are open.
     pub fn len(&self) -> usize {
         read(&self.conns).len()
@@ -234,10 +239,9 @@ impl Hub {
         read(&self.users).len()
     }
 
-    /// How many connections are in `group`.
     #[cfg(test)]
     pub fn group_len(&self, group: &str) -> usize {
-        read(&self.groups).get(group).map_or(0, Vec::len)
+        self.members(group)
     }
 
     /// The entries and capacities of the three indexes: connections, identities, groups.

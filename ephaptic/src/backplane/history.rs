@@ -1,0 +1,147 @@
+//! Streams kept in Redis (docs/PROTOCOL.md 5.6 and 6), so a client resumes on any server.
+//!
+//! Each stream has a hash `ephaptic:{<stream>}:m` (`e`: its epoch, `s`: its top offset) and a
+//! Redis stream `ephaptic:{<stream>}:s` whose entry ids are the offsets (`<offset>-1`), with the
+//! frame (`d`), the time it was kept in milliseconds (`t`) and, for `recover = "latest"`
+//! events, the event's name (`n`). One script numbers an event, keeps it and publishes it, so
+//! what every server receives is exactly what a resume reads; servers deliver their own events
+//! from what Redis publishes too, which gives every listener a stream's events in offset order.
+//! The braces make both keys of a stream one Redis Cluster slot.
+
+use bytes::Bytes;
+
+use crate::runtime::history::{Kept, Lost, Read, Retention, decide, new_epoch};
+use crate::session::Asked;
+
+/// Numbers, keeps and publishes one event. KEYS: meta, stream. ARGV: a new epoch (used when
+/// the stream has none), size, ttl (s), meta ttl (s), channel, message head, frame, `latest`
+/// name or "", now (ms).
+pub(crate) const APPEND: &str = r"
+local epoch = redis.call('HGET', KEYS[1], 'e')
+if not epoch then
+  epoch = ARGV[1]
+  redis.call('HSET', KEYS[1], 'e', epoch)
+end
+local top = redis.call('HINCRBY', KEYS[1], 's', 1)
+redis.call('EXPIRE', KEYS[1], ARGV[4])
+if top == 1 then redis.call('DEL', KEYS[2]) end
+if tonumber(ARGV[2]) > 0 then
+  redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[2], top .. '-1', 'd', ARGV[7], 't', ARGV[9], 'n', ARGV[8])
+  redis.call('EXPIRE', KEYS[2], ARGV[3])
+end
+redis.call('PUBLISH', ARGV[5], ARGV[6] .. string.char(#epoch) .. epoch .. top .. ':' .. ARGV[7])
+return top
+";
+
+/// Reads a stream for a resume. KEYS: meta, stream. ARGV: the first offset wanted, how many
+/// at most, a new epoch (for a stream without one: it gets it now, so the position the client
+/// is given holds), meta ttl (s). Returns `{epoch, top, entries}`.
+pub(crate) const READ: &str = r"
+local epoch = redis.call('HGET', KEYS[1], 'e')
+if not epoch then
+  epoch = ARGV[3]
+  redis.call('HSET', KEYS[1], 'e', epoch, 's', 0)
+  redis.call('EXPIRE', KEYS[1], ARGV[4])
+end
+local top = tonumber(redis.call('HGET', KEYS[1], 's') or '0')
+local entries = redis.call('XRANGE', KEYS[2], ARGV[1] .. '-1', '+', 'COUNT', ARGV[2])
+return {epoch, top, entries}
+";
+
+/// The keys of a stream: its hash and its Redis stream.
+pub(crate) fn keys(stream: &str) -> (String, String) {
+    (
+        format!("ephaptic:{{{stream}}}:m"),
+        format!("ephaptic:{{{stream}}}:s"),
+    )
+}
+
+/// Milliseconds since the Unix epoch.
+pub(crate) fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Makes a [`Read`] of what [`READ`] returned.
+pub(crate) fn read_reply(
+    reply: &::redis::Value,
+    asked: Option<&Asked>,
+    retention: &Retention,
+) -> Option<Read> {
+    use ::redis::Value;
+    let Value::Array(parts) = reply else {
+        return None;
+    };
+    let [epoch, top, entries] = &parts[..] else {
+        return None;
+    };
+    let epoch = text(epoch)?;
+    let top = match top {
+        Value::Int(n) => u64::try_from(*n).ok()?,
+        other => text(other)?.parse().ok()?,
+    };
+    let Value::Array(entries) = entries else {
+        return None;
+    };
+    let now = now_ms();
+    let mut kept = Vec::with_capacity(entries.len());
+    let mut names = Vec::new();
+    for entry in entries {
+        let Value::Array(e) = entry else { return None };
+        let [id, Value::Array(fields)] = &e[..] else {
+            return None;
+        };
+        let seq: u64 = text(id)?.split('-').next()?.parse().ok()?;
+        let (mut frame, mut at, mut name) = (None, 0u64, String::new());
+        for pair in fields.chunks(2) {
+            if let [k, v] = pair {
+                match text(k)?.as_str() {
+                    "d" => frame = Some(bytes(v)?),
+                    "t" => at = text(v)?.parse().unwrap_or(0),
+                    "n" => name = text(v)?,
+                    _ => {}
+                }
+            }
+        }
+        names.push(name);
+        kept.push((seq, now.saturating_sub(at), frame?));
+    }
+    let after: Vec<Kept<'_>> = kept
+        .into_iter()
+        .zip(&names)
+        .map(|((seq, age, frame), name)| Kept {
+            seq,
+            age: std::time::Duration::from_millis(age),
+            frame,
+            latest: (!name.is_empty()).then_some(name.as_str()),
+        })
+        .collect();
+    Some(decide(asked, &epoch, top, &after, retention))
+}
+
+/// What a resume says when the history cannot be read.
+pub(crate) fn unavailable(asked: Option<&Asked>) -> Read {
+    Read {
+        epoch: asked.map_or_else(new_epoch, |a| a.epoch.clone()),
+        top: asked.map_or(0, |a| a.offset),
+        asked: asked.is_some(),
+        outcome: Err(Lost::Unavailable),
+    }
+}
+
+fn text(v: &::redis::Value) -> Option<String> {
+    match v {
+        ::redis::Value::BulkString(b) => String::from_utf8(b.clone()).ok(),
+        ::redis::Value::SimpleString(s) => Some(s.clone()),
+        ::redis::Value::Int(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+fn bytes(v: &::redis::Value) -> Option<Bytes> {
+    match v {
+        ::redis::Value::BulkString(b) => Some(Bytes::copy_from_slice(b)),
+        _ => None,
+    }
+}

@@ -1,0 +1,339 @@
+//! Sessions on one server (docs/PROTOCOL.md 5.6): the hello, positions on events, and resume
+//! after a reconnect without a gap or a copy, against the parity fixture's functions (linked
+//! into this test binary) on a real loopback socket.
+
+mod common;
+
+// The fixture's functions and identity loader.
+use parity as _;
+
+use std::time::Duration;
+
+use common::*;
+use ephaptic::{Retention, StreamKind};
+use rmpv::Value;
+
+fn int(n: i64) -> Value {
+    Value::from(n)
+}
+
+/// A client that speaks sessions, with the positions it has seen.
+struct Tab {
+    c: Client,
+    /// stream -> (epoch, offset).
+    pos: Vec<(String, (String, u64))>,
+}
+
+impl Tab {
+    /// Connects as `user` with `v: 2`, asking to resume from `pos`; sends the hello and returns
+    /// the tab, the events that came before the hello's answer, and the answer.
+    async fn open(
+        url: &str,
+        user: &str,
+        pos: Vec<(String, (String, u64))>,
+    ) -> (Tab, Vec<Value>, Value) {
+        let mut c = Client::connect(url).await;
+        let resume = Value::Map(
+            pos.iter()
+                .map(|(s, (e, o))| {
+                    (
+                        Value::from(s.as_str()),
+                        Value::Array(vec![Value::from(e.as_str()), Value::from(*o)]),
+                    )
+                })
+                .collect(),
+        );
+        c.send(&map(vec![
+            ("type", v("init")),
+            ("auth", v(user)),
+            ("v", int(2)),
+            ("resume", resume),
+        ]))
+        .await;
+        c.send(&rpc(0, "__ephaptic.hello", vec![])).await;
+        let mut before = Vec::new();
+        let hello = loop {
+            let f = c.recv().await;
+            if has(&f, "id") {
+                break f;
+            }
+            before.push(f);
+        };
+        let mut tab = Tab { c, pos };
+        for e in &before {
+            tab.note(e);
+        }
+        let result = get(&hello, "result").clone();
+        assert!(has(&hello, "result"), "hello: {hello}");
+        for (name, s) in result_streams(&result) {
+            tab.set(
+                &name,
+                get(&s, "epoch").as_str().unwrap(),
+                get(&s, "offset").as_u64().unwrap(),
+            );
+        }
+        (tab, before, result)
+    }
+
+    fn set(&mut self, stream: &str, epoch: &str, offset: u64) {
+        self.pos.retain(|(s, _)| s != stream);
+        self.pos
+            .push((stream.to_owned(), (epoch.to_owned(), offset)));
+    }
+
+    /// Records an event's position.
+    fn note(&mut self, e: &Value) {
+        if let (Some(s), Some(seq), Some(epoch)) = (
+            get(e, "stream").as_str(),
+            get(e, "seq").as_u64(),
+            get(e, "epoch").as_str(),
+        ) {
+            let (s, epoch) = (s.to_owned(), epoch.to_owned());
+            self.set(&s, &epoch, seq);
+        }
+    }
+
+    /// The next frame, its position noted.
+    async fn next(&mut self) -> Value {
+        let f = self.c.recv().await;
+        self.note(&f);
+        f
+    }
+}
+
+fn result_streams(result: &Value) -> Vec<(String, Value)> {
+    get(result, "streams")
+        .as_map()
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| (k.as_str().unwrap().to_owned(), v.clone()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn stream<'a>(result: &'a Value, name: &str) -> &'a Value {
+    get(get(result, "streams"), name)
+}
+
+fn messages(events: &[Value]) -> Vec<String> {
+    events
+        .iter()
+        .filter(|e| get(e, "type").as_str() == Some("event"))
+        .map(|e| get(kwargs(e), "message").as_str().unwrap().to_owned())
+        .collect()
+}
+
+fn kwargs(e: &Value) -> &Value {
+    get(get(e, "payload"), "kwargs")
+}
+
+/// Sends `n` events to `user`, numbered from `from`, from another connection.
+async fn burst(url: &str, user: &str, from: i64, n: i64) {
+    let mut sender = Client::connect(url).await;
+    assert_eq!(
+        sender
+            .ok("burst_to", vec![v(user), int(from), int(n)])
+            .await,
+        int(n)
+    );
+}
+
+fn numbers(from: i64, n: i64) -> Vec<String> {
+    (from..from + n).map(|i| i.to_string()).collect()
+}
+
+#[tokio::test]
+async fn a_fresh_hello_says_who_the_client_is_and_where_its_streams_stand() {
+    let server = ephaptic::Server::new();
+    let schema = ephaptic::export::schema_hash(&server.introspect().unwrap());
+    let url = start(server).await;
+    let (_tab, before, hello) = Tab::open(&url, "alice", vec![]).await;
+    assert!(before.is_empty());
+    assert_eq!(get(&hello, "v"), &int(2));
+    assert_eq!(get(&hello, "identity"), &v("alice"));
+    assert_eq!(get(&hello, "schema").as_str(), Some(schema.as_str()));
+    assert_eq!(get(&hello, "resume"), &Value::from(true));
+    for s in ["u", "b"] {
+        let s = stream(&hello, s);
+        assert_eq!(get(s, "offset"), &int(0));
+        assert_eq!(get(s, "recovered"), &Value::from(true));
+        assert_eq!(get(s, "was_recovering"), &Value::from(false));
+        assert_eq!(get(s, "epoch").as_str().map(str::len), Some(8));
+    }
+    // Anonymous: no identity stream.
+    let (_anon, _, hello) = Tab::open(&url, "", vec![]).await;
+    assert_eq!(get(&hello, "identity"), &Value::Nil);
+    assert!(!has(get(&hello, "streams"), "u"));
+}
+
+#[tokio::test]
+async fn a_tab_that_comes_back_gets_what_it_missed_in_order_once_before_new_events() {
+    let url = start(ephaptic::Server::new()).await;
+    let (mut away, _, _) = Tab::open(&url, "alice", vec![]).await;
+    let (mut stays, _, _) = Tab::open(&url, "alice", vec![]).await;
+    burst(&url, "alice", 0, 3).await;
+    for tab in [&mut away, &mut stays] {
+        for i in 0..3 {
+            let e = tab.next().await;
+            assert_eq!(get(&e, "stream"), &v("u"));
+            assert_eq!(get(&e, "seq"), &int(i + 1));
+            assert_eq!(get(kwargs(&e), "message"), &v(&i.to_string()));
+        }
+    }
+    let pos = away.pos.clone();
+    drop(away);
+    // 150 events while it is away, then it comes back while 100 more are being sent (250 in
+    // all: within the 256 an identity's stream keeps).
+    burst(&url, "alice", 3, 150).await;
+    let sending = tokio::spawn({
+        let url = url.clone();
+        async move { burst(&url, "alice", 153, 100).await }
+    });
+    let (mut back, before, hello) = Tab::open(&url, "alice", pos).await;
+    let u = stream(&hello, "u");
+    assert_eq!(get(u, "recovered"), &Value::from(true), "{hello}");
+    assert_eq!(get(u, "was_recovering"), &Value::from(true));
+    sending.await.unwrap();
+    let mut got = messages(&before);
+    assert!(got.len() >= 150, "the replay came before the answer");
+    while got.len() < 250 {
+        let e = back.next().await;
+        got.extend(messages(&[e]));
+    }
+    assert_eq!(
+        got,
+        numbers(3, 250),
+        "each missed and new event once, in order"
+    );
+    back.c.expect_silence(Duration::from_millis(200)).await;
+    // The tab connected throughout saw each once.
+    let mut seen = Vec::new();
+    while seen.len() < 250 {
+        let e = stays.next().await;
+        seen.extend(messages(&[e]));
+    }
+    assert_eq!(seen, numbers(3, 250));
+    stays.c.expect_silence(Duration::from_millis(100)).await;
+}
+
+#[tokio::test]
+async fn too_much_missed_or_another_epoch_is_not_recovered_and_says_why() {
+    let url = start(ephaptic::Server::new().retention(
+        StreamKind::User,
+        Retention::default().size(20).max_replay(10),
+    ))
+    .await;
+    let (tab, _, _) = Tab::open(&url, "bob", vec![]).await;
+    let pos = tab.pos.clone();
+    drop(tab);
+    burst(&url, "bob", 0, 15).await;
+    let (tab, before, hello) = Tab::open(&url, "bob", pos.clone()).await;
+    let u = stream(&hello, "u");
+    assert_eq!(get(u, "recovered"), &Value::from(false));
+    assert_eq!(get(u, "reason"), &v("trimmed"), "more than max_replay");
+    assert_eq!(get(u, "offset"), &int(15), "the position to go on from");
+    assert!(messages(&before).is_empty(), "all or nothing");
+    drop(tab);
+    let wrong: Vec<_> = pos
+        .iter()
+        .map(|(s, (_, o))| (s.clone(), ("zzzzzzzz".to_owned(), *o)))
+        .collect();
+    let (_tab, _, hello) = Tab::open(&url, "bob", wrong).await;
+    assert_eq!(get(stream(&hello, "u"), "reason"), &v("epoch"));
+    assert_eq!(get(stream(&hello, "b"), "reason"), &v("epoch"));
+}
+
+#[tokio::test]
+async fn an_expired_history_is_not_recovered() {
+    let url = start(ephaptic::Server::new().retention(
+        StreamKind::User,
+        Retention::default().ttl(Duration::from_millis(200)),
+    ))
+    .await;
+    let (tab, _, _) = Tab::open(&url, "carol", vec![]).await;
+    let pos = tab.pos.clone();
+    drop(tab);
+    burst(&url, "carol", 0, 5).await;
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let (_tab, before, hello) = Tab::open(&url, "carol", pos).await;
+    assert_eq!(get(stream(&hello, "u"), "recovered"), &Value::from(false));
+    assert!(messages(&before).is_empty());
+}
+
+#[tokio::test]
+async fn a_group_is_resumed_when_the_client_joins_it_again() {
+    let url = start(ephaptic::Server::new()).await;
+    let (mut tab, _, _) = Tab::open(&url, "dave", vec![]).await;
+    assert_eq!(
+        tab.c.ok("enter_room", vec![v("attic")]).await,
+        Value::from(true)
+    );
+    let mut speaker = Client::connect(&url).await;
+    speaker.ok("room_say", vec![v("attic"), v("one")]).await;
+    // The position frame (before any live event of the group), then the event.
+    let mut frames = Vec::new();
+    while frames.len() < 2 {
+        frames.push(tab.next().await);
+    }
+    let position = frames
+        .iter()
+        .find(|f| get(f, "type") == &v("position"))
+        .expect("a position frame");
+    assert_eq!(get(position, "stream"), &v("g:attic"));
+    assert_eq!(get(position, "recovered"), &Value::from(true));
+    let pos = tab.pos.clone();
+    assert!(
+        pos.iter().any(|(s, (_, o))| s == "g:attic" && *o == 1),
+        "{pos:?}"
+    );
+    drop(tab);
+    for m in ["two", "three"] {
+        speaker.ok("room_say", vec![v("attic"), v(m)]).await;
+    }
+    let (mut tab, _, _) = Tab::open(&url, "dave", pos).await;
+    tab.c.send(&rpc(5, "enter_room", vec![v("attic")])).await;
+    let mut got = Vec::new();
+    let mut position = None;
+    while position.is_none() || got.len() < 2 {
+        let f = tab.next().await;
+        match get(&f, "type").as_str() {
+            Some("event") => got.extend(messages(&[f])),
+            Some("position") => position = Some(f),
+            _ => {}
+        }
+    }
+    assert_eq!(got, ["two", "three"]);
+    let position = position.unwrap();
+    assert_eq!(get(&position, "was_recovering"), &Value::from(true));
+    assert_eq!(get(&position, "replayed"), &int(2));
+    assert_eq!(get(&position, "offset"), &int(3));
+}
+
+#[tokio::test]
+async fn without_sessions_events_carry_no_position_and_the_hello_says_so() {
+    let url = start(ephaptic::Server::new().resume(false)).await;
+    let (mut tab, _, hello) = Tab::open(&url, "erin", vec![]).await;
+    assert_eq!(get(&hello, "resume"), &Value::from(false));
+    burst(&url, "erin", 0, 1).await;
+    let e = tab.next().await;
+    assert!(!has(&e, "seq") && !has(&e, "stream"), "{e}");
+}
+
+#[tokio::test]
+async fn an_old_client_gets_the_same_events_with_keys_it_ignores() {
+    let url = start(ephaptic::Server::new()).await;
+    let mut old = Client::connect_as(&url, v("frank")).await;
+    old.ok("add", vec![int(1), int(2)]).await;
+    burst(&url, "frank", 7, 1).await;
+    let e = old.recv().await;
+    // The reference's three keys first, as before; the position after them.
+    let keys: Vec<_> = e
+        .as_map()
+        .unwrap()
+        .iter()
+        .map(|(k, _)| k.as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(keys, ["type", "name", "payload", "stream", "seq", "epoch"]);
+    assert_eq!(get(kwargs(&e), "message"), &v("7"));
+}
