@@ -11,6 +11,7 @@ import type {
   Notice,
   Todo,
 } from "../../../examples/parity/schema.js";
+import { ephapticSchemaHash } from "../../../examples/parity/schema.js";
 
 type Equal<A, B> = (<T>() => T extends A ? 1 : 2) extends <T>() => T extends B ? 1 : 2 ? true : false;
 function assertType<T extends true>(): T | undefined {
@@ -223,7 +224,7 @@ export async function sessions(): Promise<void> {
   const client = connect<EphapticService, EphapticErrors>({
     url: "ws://127.0.0.1:1/_ephaptic",
     resume: true,
-    schemaHash: "9f2c51e08ab3d4c7",
+    schemaHash: ephapticSchemaHash,
     onSchemaMismatch: (m) => assertType<Equal<typeof m.actual, string>>(),
     onResync: (r: Resync) => void r.stream,
   });

@@ -9,8 +9,10 @@ import assert from "node:assert/strict";
 import { test, type TestContext } from "node:test";
 import { decode, encode } from "@msgpack/msgpack";
 import { WebSocket } from "ws";
+import { readFileSync } from "node:fs";
+import { resolve } from "node:path";
 import { EphapticError, type QueryClientLike, type Resync, type StateChange } from "../../dist/index.js";
-import { parityClient, startParity, until, sleep, type Parity, type ParityClient } from "../helpers/parity.js";
+import { parityClient, REPO_ROOT, startParity, until, sleep, type Parity, type ParityClient } from "../helpers/parity.js";
 import { startProxy, type Proxy } from "../helpers/proxy.js";
 
 const FAST = { baseMs: 50, capMs: 200, maxPerMinute: 1000 };
@@ -357,6 +359,30 @@ test("a server with sessions off (--no-resume): the hello says so, and a reconne
   } finally {
     alice.client.disconnect();
     await proxy.close();
+    await server.stop();
+  }
+});
+
+test("schema skew against the real server: its hello carries the hash of its generated schema.ts; another hash is reported", BOUND, async (t) => {
+  const server = await sessionParity(t, [], { probeResume: false });
+  if (!server) return;
+  // examples/parity/schema.ts lies outside this package's compilation root: read its constant.
+  const schemaTs = readFileSync(resolve(REPO_ROOT, "examples/parity/schema.ts"), "utf8");
+  const hash = /export const ephapticSchemaHash = "([0-9a-f]+)";/.exec(schemaTs)?.[1];
+  assert.ok(hash, "examples/parity/schema.ts exports ephapticSchemaHash");
+  const mismatches: Array<[string, string]> = [];
+  const fresh = parityClient(server.url, { schemaHash: hash, onSchemaMismatch: (m) => void mismatches.push([m.expected, m.actual]) });
+  const stale = parityClient(server.url, { schemaHash: "0000000000000000", onSchemaMismatch: (m) => void mismatches.push([m.expected, m.actual]) });
+  try {
+    await Promise.all([fresh.ready(), stale.ready()]);
+    assert.equal(fresh.session?.schema, hash, "the server's hash is its schema.ts's (regenerate it if not)");
+    assert.equal(fresh.session?.schemaMismatch, false);
+    assert.equal(stale.session?.schemaMismatch, true);
+    assert.deepEqual(mismatches, [["0000000000000000", hash]]);
+    assert.equal(await stale.add(1, 2), 3, "a mismatch only reports; the client works on");
+  } finally {
+    fresh.disconnect();
+    stale.disconnect();
     await server.stop();
   }
 });
