@@ -249,19 +249,25 @@ export class SessionState {
   /** The stream an event arrived on, remembered for `mayCarry`. */
   noteEvent(stream: string, name: string): void {
     let names = this.eventsByStream.get(stream);
-    if (!names) this.eventsByStream.set(stream, (names = new Set()));
+    if (!names) {
+      // Bounded: a stream not tracked counts as possibly carrying anything (see mayCarry).
+      if (this.eventsByStream.size >= 256) return;
+      this.eventsByStream.set(stream, (names = new Set()));
+    }
     if (names.size < 1024) names.add(name);
-    this.positionedEvents.add(name);
+    if (this.positionedEvents.size < 4096) this.positionedEvents.add(name);
   }
 
   /**
-   * Whether events named `name` may have been lost with `stream`: they were seen on it, or they
-   * were never seen with a position at all (so the client cannot rule it out). `*` is every stream.
+   * Whether events named `name` may have been lost with `stream`: they were seen on it, or the
+   * client cannot rule it out (they were never seen with a position, or nothing was ever seen
+   * on that stream). `*` is every stream.
    */
   mayCarry(stream: string, name: string): boolean {
     if (stream === "*") return true;
-    if (!this.positionedEvents.has(name)) return true;
-    return this.eventsByStream.get(stream)?.has(name) === true;
+    const seen = this.eventsByStream.get(stream);
+    if (!seen || !this.positionedEvents.has(name)) return true;
+    return seen.has(name);
   }
 
   /**

@@ -582,3 +582,27 @@ test("a group joined by a call sent before the hello's answer: its position fram
   assert.equal(client.session!.streams["g:r"]!.replayed, 2);
   client.disconnect();
 });
+
+test("a lost stream nothing was ever seen on invalidates every registration (nothing rules an event out)", async () => {
+  const { client, fake } = setup({ auth: "alice" });
+  const invalidated: unknown[] = [];
+  const qc = { invalidateQueries: ({ queryKey }: { queryKey: readonly unknown[] }) => void invalidated.push(queryKey) };
+  client.invalidateOn("Notice", qc, [["inbox"]]);
+  client.invalidateOn("todoCreated", qc, [["todos"]]);
+  let ws = fake.last();
+  ws.open();
+  ws.receive(helloResult({ u: { epoch: "E", offset: 0 }, b: { epoch: "B", offset: 0 } }));
+  ws.receive(ev("u1", "u", "E", 1));
+  ws.receive(ev("t1", "u", "E", 2, "todoCreated"));
+  invalidated.length = 0;
+  ws = await reconnect(fake, ws);
+  ws.receive(
+    helloResult({
+      u: { epoch: "E", offset: 2, recovered: true, was_recovering: true },
+      b: { epoch: "B2", offset: 5, recovered: false, was_recovering: true, reason: "epoch" },
+    }),
+  );
+  await flush();
+  assert.deepEqual(invalidated.sort(), [["inbox"], ["todos"]]);
+  client.disconnect();
+});
