@@ -483,6 +483,7 @@ class Connection {
       if (this.hello?.socket !== ws) return;
       this.hello = undefined;
       this.releaseEarly();
+      if (this.socket !== ws) return;
       this.logger.warn(
         `[ephaptic] the server did not answer the session hello within ${this.connectTimeoutMs} ms; ` +
           "going on without sessions on this connection (what was missed counts as lost).",
@@ -510,6 +511,8 @@ class Connection {
   private helloAnswered(frame: Record<string, unknown>): void {
     const pending = this.hello as PendingHello;
     this.releaseEarly();
+    // A listener of what was released may have closed the client.
+    if (this.socket !== pending.socket) return;
     this.clearHello();
     const result = has(frame, "result") ? readHello(frame.result) : undefined;
     if (!result) {

@@ -606,3 +606,14 @@ test("a lost stream nothing was ever seen on invalidates every registration (not
   assert.deepEqual(invalidated.sort(), [["inbox"], ["todos"]]);
   client.disconnect();
 });
+
+test("a listener that disconnects while held events are handed over: the client stays closed", async () => {
+  const { client, fake } = setup({ auth: "alice" });
+  client.on("Notice", () => client.disconnect());
+  const ws = fake.last();
+  ws.open();
+  ws.receive(ev("u1", "u", "E", 1));
+  ws.receive(helloResult({ u: { epoch: "E", offset: 1 }, b: { epoch: "B", offset: 0 } }));
+  assert.equal(client.state, "closed");
+  await assert.rejects(client.ready(), (e: unknown) => e instanceof EphapticError && e.code === "DISCONNECTED");
+});
