@@ -757,3 +757,121 @@ async fn what_a_server_left_during_an_outage_it_unsubscribes_from_when_redis_is_
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// Sessions across servers (docs/PROTOCOL.md 5.6): the history is in Redis, so a client that
+/// comes back on another server gets what it missed there, once, in order.
+#[tokio::test]
+async fn a_client_that_comes_back_on_another_server_resumes_there() {
+    use common::tab::{Tab, burst, messages, numbers, stream};
+    let redis = RedisServer::start();
+    let (a, b) = (node(&redis.url()).await, node(&redis.url()).await);
+    let (mut tab, _, _) = Tab::open(&a, "alice", vec![]).await;
+    let (mut stays, _, _) = Tab::open(&b, "alice", vec![]).await;
+    redis.wait_subscribers("ephaptic:u:s:alice", 2).await;
+    burst(&a, "alice", 0, 2).await;
+    for t in [&mut tab, &mut stays] {
+        for _ in 0..2 {
+            t.next().await;
+        }
+    }
+    let pos = tab.pos.clone();
+    drop(tab);
+    // Sent from the server it left while it is away.
+    burst(&a, "alice", 2, 40).await;
+    let (mut back, before, hello) = Tab::open(&b, "alice", pos).await;
+    assert_eq!(
+        get(stream(&hello, "u"), "recovered"),
+        &Value::from(true),
+        "{hello}"
+    );
+    assert_eq!(messages(&before), numbers(2, 40));
+    burst(&a, "alice", 42, 1).await;
+    let live = back.next().await;
+    assert_eq!(messages(&[live]), ["42"]);
+    let mut seen = Vec::new();
+    while seen.len() < 41 {
+        let e = stays.next().await;
+        seen.extend(messages(&[e]));
+    }
+    assert_eq!(
+        seen,
+        numbers(2, 41),
+        "the tab on the other server saw each once"
+    );
+}
+
+/// A deploy: the server drains (calls in flight finish or say SHUTTING_DOWN, then 1001) while
+/// events keep coming through another server; the client resumes on that one and loses none.
+#[tokio::test]
+async fn a_drain_loses_no_event_for_a_client_that_resumes_elsewhere() {
+    use common::tab::{Tab, burst, int, messages, numbers, stream};
+    let redis = RedisServer::start();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let a = start(
+        ephaptic::Server::new()
+            .redis(redis.url())
+            .redis_probe_interval(Duration::from_millis(300))
+            .drain_timeout(Duration::from_millis(500))
+            .graceful_shutdown(async move {
+                let _ = stopped.await;
+            }),
+    )
+    .await;
+    let b = node(&redis.url()).await;
+    let (mut tab, _, _) = Tab::open(&a, "gina", vec![]).await;
+    redis.wait_subscribers("ephaptic:u:s:gina", 1).await;
+    burst(&b, "gina", 0, 1).await;
+    tab.next().await;
+    // One call that finishes within the drain, one that does not.
+    tab.c.send(&rpc(10, "sleepy", vec![int(100)])).await;
+    tab.c.send(&rpc(11, "sleepy", vec![int(5_000)])).await;
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    stop.send(()).unwrap();
+    let mut replies = Vec::new();
+    let closed = loop {
+        match tokio::time::timeout(
+            Duration::from_secs(5),
+            futures_util::StreamExt::next(&mut tab.c.ws),
+        )
+        .await
+        .expect("the drain ends within its deadline")
+        {
+            Some(Ok(tokio_tungstenite::tungstenite::Message::Binary(b))) => {
+                let f = decode(&b);
+                tab.note_frame(&f);
+                if has(&f, "id") {
+                    replies.push(f);
+                }
+            }
+            Some(Ok(tokio_tungstenite::tungstenite::Message::Close(c))) => break c,
+            Some(Ok(_)) => {}
+            other => panic!("the connection ended without a close frame: {other:?}"),
+        }
+    };
+    assert_eq!(closed.map(|c| u16::from(c.code)), Some(1001));
+    let reply = |id: i64| {
+        replies
+            .iter()
+            .find(|r| get(r, "id") == &int(id))
+            .unwrap_or_else(|| panic!("no reply to call {id}: {replies:?}"))
+    };
+    assert_eq!(
+        get(reply(10), "result"),
+        &int(100),
+        "finished within the drain"
+    );
+    assert_eq!(
+        get(get(reply(11), "error"), "code"),
+        &v("SHUTTING_DOWN"),
+        "stopped at the deadline, with a clear code"
+    );
+    // Events while it reconnects.
+    burst(&b, "gina", 1, 30).await;
+    let (_back, before, hello) = Tab::open(&b, "gina", tab.pos.clone()).await;
+    assert_eq!(
+        get(stream(&hello, "u"), "recovered"),
+        &Value::from(true),
+        "{hello}"
+    );
+    assert_eq!(messages(&before), numbers(1, 30));
+}
