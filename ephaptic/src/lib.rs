@@ -337,7 +337,10 @@ pub use handler::{
 pub use handshake::Handshake;
 pub use identity::Identity;
 pub use registry::{Introspection, Naming, RegistryError};
-pub use runtime::{Emit, Metrics, emit, metrics};
+pub use runtime::{
+    CallerPresence, Emit, Metrics, Presence, PresenceConn, PresenceCount, PresenceDiff,
+    PresenceLeave, PresenceList, PresenceMember, emit, metrics, presence,
+};
 pub use schema::Model;
 pub use server::Server;
 pub use session::SlowClient;

@@ -50,6 +50,14 @@ pub(crate) fn start(
     };
 
     let Some(def) = state.functions.get(name) else {
+        if let Some(answer) = super::presence::reserved(state, conn, name, frame, raw) {
+            let (key, _) = keys(frame, raw);
+            let task_conn = conn.clone();
+            spawn_call(state, conn, key, async move {
+                task_conn.send(answer.await).await;
+            });
+            return;
+        }
         // `parse` checked that the name is UTF-8.
         let name = std::str::from_utf8(name).unwrap_or_default();
         // The name is the client's: escaped (`{:?}`), so it cannot forge log lines; and counted

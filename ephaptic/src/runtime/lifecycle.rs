@@ -211,6 +211,7 @@ impl Session {
                 crate::session::connection::BAD_FRAMES_LOGGED
             );
         }
+        self.state.presence.closed(&self.state, &self.conn);
         self.state.hub.remove(&self.conn);
         self.conn.abort_all();
         if self.settled {

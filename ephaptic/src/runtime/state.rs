@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use super::delivery::{Backplane, Delivery, Local};
 use super::metrics::Refusals;
+use super::presence::Tracker;
 use super::ratelimit::Limiter;
 use crate::handler::{BoxFuture, Caller, DynLoader};
 use crate::registry::{FunctionIndex, Registry};
@@ -98,6 +99,8 @@ pub(crate) struct State {
     pub on_connect: Option<Hook>,
     pub on_disconnect: Option<Hook>,
     pub limiter: Limiter,
+    /// Who is in which group (`runtime/presence`).
+    pub presence: Tracker,
     /// What the transport refused, for the metrics.
     pub refusals: Arc<Refusals>,
     /// Set when a graceful shutdown starts: new calls are refused.
@@ -116,6 +119,9 @@ pub(crate) struct Parts {
     pub on_disconnect: Option<Hook>,
     /// How events reach other servers; `None`: this server alone.
     pub backplane: Option<Box<dyn Backplane>>,
+    /// Presence: its settings, and the store shared with other servers (`None`: in memory).
+    pub presence: super::presence::Settings,
+    pub presence_store: Option<(Arc<dyn super::presence::Store>, String)>,
 }
 
 impl State {
@@ -129,7 +135,13 @@ impl State {
             on_connect,
             on_disconnect,
             backplane,
+            presence,
+            presence_store,
         } = parts;
+        let presence = match presence_store {
+            Some((store, node)) => Tracker::new(store, node, presence),
+            None => Tracker::memory(presence),
+        };
         let hub = Arc::new(Hub::new(backplane.as_ref().and_then(|b| b.interest())));
         let limiter = match backplane.as_ref().and_then(|b| b.limiter()) {
             Some(remote) => Limiter::shared(remote),
@@ -157,6 +169,7 @@ impl State {
             on_connect,
             on_disconnect,
             limiter,
+            presence,
             next_connection: AtomicU64::new(0),
         })
     }
@@ -177,6 +190,8 @@ impl State {
             on_connect: None,
             on_disconnect: None,
             backplane: None,
+            presence: Default::default(),
+            presence_store: None,
         })
     }
 
