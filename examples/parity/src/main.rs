@@ -14,12 +14,16 @@ use std::io::Write;
 use parity as _;
 
 const USAGE: &str =
-    "usage: parity [--addr HOST:PORT] [--redis URL [--redis-compat]]   (port 0 picks a free port)";
+    "usage: parity [--addr HOST:PORT] [--redis URL [--redis-compat] [--presence-ttl MS]] [--presence-batch MS]   (port 0 picks a free port)";
 
 struct Args {
     addr: String,
     redis: Option<String>,
     compat: bool,
+    /// Milliseconds: how long presence entries outlive their server on Redis.
+    presence_ttl: Option<u64>,
+    /// Milliseconds between presence diffs.
+    presence_batch: Option<u64>,
 }
 
 fn parse_args() -> Args {
@@ -28,6 +32,12 @@ fn parse_args() -> Args {
         addr: "127.0.0.1:8000".to_string(),
         redis: None,
         compat: false,
+        presence_ttl: None,
+        presence_batch: None,
+    };
+    let ms = |v: Option<String>, flag: &str| -> u64 {
+        v.and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("{flag} needs a number of milliseconds"))
     };
     while let Some(a) = args.next() {
         match a.as_str() {
@@ -39,6 +49,10 @@ fn parse_args() -> Args {
                 )
             }
             "--redis-compat" => parsed.compat = true,
+            "--presence-ttl" => parsed.presence_ttl = Some(ms(args.next(), "--presence-ttl")),
+            "--presence-batch" => {
+                parsed.presence_batch = Some(ms(args.next(), "--presence-batch"))
+            }
             "--help" | "-h" => {
                 println!("{USAGE}");
                 std::process::exit(0);
@@ -69,6 +83,12 @@ async fn main() -> std::io::Result<()> {
     let mut server = ephaptic::Server::new().redis_compat(args.compat);
     if let Some(url) = args.redis {
         server = server.redis(url);
+    }
+    if let Some(ttl) = args.presence_ttl {
+        server = server.presence_ttl(std::time::Duration::from_millis(ttl));
+    }
+    if let Some(every) = args.presence_batch {
+        server = server.presence_batch(std::time::Duration::from_millis(every), 256);
     }
     println!("listening on ws://{addr}/_ephaptic");
     std::io::stdout().flush()?;

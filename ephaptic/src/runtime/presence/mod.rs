@@ -25,7 +25,9 @@ use bytes::Bytes;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-pub(crate) use self::store::{Changes, Entry, Joined, Left, Listing, Memory, Mine, Store};
+pub(crate) use self::store::{Changes, Entry, Listing, Memory, Mine, Store};
+#[cfg(feature = "redis")]
+pub(crate) use self::store::{Joined, Left};
 use super::delivery::Outgoing;
 use super::scope::current;
 use super::state::State;

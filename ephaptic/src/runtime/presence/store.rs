@@ -71,6 +71,8 @@ pub(crate) struct Listing {
 #[derive(Debug, Clone)]
 pub(crate) struct Mine {
     pub group: String,
+    // Read by the stores that expire entries (Redis).
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
     pub entries: Vec<Entry>,
 }
 
