@@ -723,27 +723,24 @@ pub(crate) fn reserved(
     Some(Box::pin(async move {
         let debug = state.config.debug;
         let answer = match group {
-            Some(group) => answer(&state, &conn, call, group).await,
+            Some(group) => answer(&state, &conn, call, group, &id).await,
             None => Err(Error::new(
                 "VALIDATION_ERROR",
                 "A presence call takes one argument: the group's name (a string).",
             )),
         };
-        match answer {
-            Ok(frame) => crate::wire::reply::result_frame(&id, &frame)
-                .unwrap_or_else(|e| Error::internal(e).to_frame(&id, debug)),
-            Err(e) => e.to_frame(&id, debug),
-        }
+        answer.unwrap_or_else(|e| e.to_frame(&id, debug))
     }))
 }
 
-/// A reserved call's result, as a value to encode.
+/// A reserved call's result frame.
 async fn answer(
     state: &Arc<State>,
     conn: &Arc<Connection>,
     call: Call,
     group: String,
-) -> Result<rmpv::Value, Error> {
+    id: &[u8],
+) -> Result<Bytes, Error> {
     let tracker = &state.presence;
     let caller = Caller::new(conn.clone(), state.hub.clone());
     match call {
@@ -752,7 +749,7 @@ async fn answer(
                 conns.remove(&conn.id());
             }
             let left = state.hub.leave(conn, &watchers(&group));
-            return Ok(rmpv::Value::Boolean(left));
+            return result(id, &left);
         }
         _ if !tracker.allowed(&caller, conn, &group).await => return Err(forbidden(&group)),
         Call::Count => {
@@ -761,7 +758,7 @@ async fn answer(
                 users: listing.users,
                 connections: listing.connections,
             };
-            return to_value(&count);
+            return result(id, &count);
         }
         Call::Watch => {
             // Subscribed before the snapshot is read, so that no change falls between them
@@ -782,12 +779,12 @@ async fn answer(
         .listing(state, &group, tracker.settings.list_cap)
         .await?;
     let list = listing_into(&group, listing, |meta| Ok(value_of(meta)))?;
-    to_value(&list)
+    result(id, &list)
 }
 
-/// A reserved call's answer as a dynamic MessagePack value.
-fn to_value<T: Serialize>(value: &T) -> Result<rmpv::Value, Error> {
-    rmpv::ext::to_value(value).map_err(Error::internal)
+/// A reserved call's result frame (structs as maps, as every result).
+fn result<T: Serialize>(id: &[u8], value: &T) -> Result<Bytes, Error> {
+    crate::wire::reply::result_frame(id, value).map_err(Error::internal)
 }
 
 /// Declares the type connections track themselves with, so that the generated `schema.ts`
