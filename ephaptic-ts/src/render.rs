@@ -557,6 +557,7 @@ const CLIENT_MEMBERS: &[&str] = &[
     "on",
     "onStateChange",
     "once",
+    "presence",
     "queries",
     "ready",
     "state",
