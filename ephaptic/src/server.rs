@@ -433,7 +433,8 @@ impl Server {
         F: Fn(crate::Caller, String) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = bool> + Send + 'static,
     {
-        self.presence.authorize = Some(Arc::new(move |caller, group| Box::pin(hook(caller, group))));
+        self.presence.authorize =
+            Some(Arc::new(move |caller, group| Box::pin(hook(caller, group))));
         self
     }
 

@@ -76,11 +76,7 @@ impl Peer {
 
     /// The next presence diff, within `limit`.
     async fn diff_within(&mut self, limit: Duration) -> Option<Value> {
-        if let Some(at) = self
-            .events
-            .iter()
-            .position(|e| get(e, "name") == &v(EVENT))
-        {
+        if let Some(at) = self.events.iter().position(|e| get(e, "name") == &v(EVENT)) {
             return Some(self.events.remove(at));
         }
         let deadline = Instant::now() + limit;
@@ -196,7 +192,11 @@ async fn three_tabs_are_one_member_who_leaves_with_the_last() {
     assert_eq!(view.keys(), BTreeSet::from(["s:alice"]), "one member");
 
     let list = bob.ok("presence_members", vec![v("room:1")]).await;
-    assert_eq!(members_of(&list), view, "the server's list is the watcher's");
+    assert_eq!(
+        members_of(&list),
+        view,
+        "the server's list is the watcher's"
+    );
     assert_eq!(
         (get(&list, "users"), get(&list, "connections")),
         (&Value::from(1), &Value::from(3))
@@ -206,9 +206,7 @@ async fn three_tabs_are_one_member_who_leaves_with_the_last() {
 
     // Two tabs close (one by untracking, one by going away): alice is still here.
     assert_eq!(
-        tabs[0]
-            .ok("presence_untrack", vec![v("room:1")])
-            .await,
+        tabs[0].ok("presence_untrack", vec![v("room:1")]).await,
         Value::from(true)
     );
     drop(tabs.remove(1));
@@ -222,7 +220,10 @@ async fn three_tabs_are_one_member_who_leaves_with_the_last() {
 
     // The last one leaves: so does alice.
     drop(tabs);
-    until(&mut bob, &mut view, Duration::from_secs(5), |v| v.0.is_empty()).await;
+    until(&mut bob, &mut view, Duration::from_secs(5), |v| {
+        v.0.is_empty()
+    })
+    .await;
     let list = bob.ok("presence_members", vec![v("room:1")]).await;
     assert_eq!(get(&list, "users"), &Value::from(0));
 }
@@ -247,6 +248,10 @@ async fn only_watchers_hear_presence_and_only_the_permitted_may_watch() {
     }
     let bad = stranger.reply("__ephaptic.presence.watch", vec![]).await;
     assert_eq!(get(get(&bad, "error"), "code"), &v("VALIDATION_ERROR"));
+    let long = stranger
+        .reply("__ephaptic.presence.watch", vec![v(&"x".repeat(2000))])
+        .await;
+    assert_eq!(get(get(&long, "error"), "code"), &v("VALIDATION_ERROR"));
     let unknown = stranger.reply("__ephaptic.presence.nope", vec![]).await;
     assert_eq!(get(get(&unknown, "error"), "code"), &v("NOT_FOUND"));
 
@@ -305,20 +310,23 @@ async fn two_hundred_joining_at_once_are_a_few_bounded_frames() {
             .unwrap_or_else(|| panic!("only {} of 200 arrived", view.0.len()));
         frames += 1;
         let n = view.apply(&diff);
-        assert!(n <= 64, "a frame named {n} connections, more than the batch bound");
+        assert!(
+            n <= 64,
+            "a frame named {n} connections, more than the batch bound"
+        );
         named += n;
     }
     assert_eq!(named, 200, "each connection named once");
     eprintln!("200 joins reached the watcher in {frames} frames");
     // 200 joins in 64-connection frames: at least 4; they arrive in a few batch periods.
-    assert!(
-        (4..=20).contains(&frames),
-        "{frames} frames for 200 joins"
-    );
+    assert!((4..=20).contains(&frames), "{frames} frames for 200 joins");
     let list = watcher.ok("presence_members", vec![v("lobby")]).await;
     assert_eq!(members_of(&list), view);
     drop(peers);
-    until(&mut watcher, &mut view, Duration::from_secs(10), |v| v.0.is_empty()).await;
+    until(&mut watcher, &mut view, Duration::from_secs(10), |v| {
+        v.0.is_empty()
+    })
+    .await;
 }
 
 // ----------------------------------------------------------------------------------------------
@@ -427,7 +435,10 @@ async fn two_servers_on_one_redis_list_the_same_members() {
     assert_eq!(members_of(&list), view);
     assert_eq!(get(&list, "users"), &Value::from(1));
     drop(carol);
-    until(&mut watcher, &mut view, Duration::from_secs(5), |v| v.0.is_empty()).await;
+    until(&mut watcher, &mut view, Duration::from_secs(5), |v| {
+        v.0.is_empty()
+    })
+    .await;
     assert!(
         redis.keys("ephaptic:p[dem]:doc:1").await.is_empty(),
         "an empty group leaves no keys"
@@ -453,19 +464,28 @@ async fn kill_9_of_a_server_removes_its_members_within_the_ttl() {
     alice.track("room:9", "alice").await;
     let mut dave = Peer::user(&survivor, "dave").await;
     dave.track("room:9", "dave").await;
-    until(&mut watcher, &mut view, Duration::from_secs(5), |v| v.0.len() == 2).await;
+    until(&mut watcher, &mut view, Duration::from_secs(5), |v| {
+        v.0.len() == 2
+    })
+    .await;
 
     // Past a few heartbeats, alice is still listed: her server refreshes her entry.
     tokio::time::sleep(ttl * 2).await;
     let list = dave.ok("presence_members", vec![v("room:9")]).await;
-    assert_eq!(members_of(&list).keys(), BTreeSet::from(["s:alice", "s:dave"]));
+    assert_eq!(
+        members_of(&list).keys(),
+        BTreeSet::from(["s:alice", "s:dave"])
+    );
 
     let killed = Instant::now();
     drop(doomed); // SIGKILL: no untrack, no goodbye
     drop(alice);
-    until(&mut watcher, &mut view, ttl + ttl / 3 + Duration::from_secs(3), |v| {
-        !v.0.contains_key("s:alice")
-    })
+    until(
+        &mut watcher,
+        &mut view,
+        ttl + ttl / 3 + Duration::from_secs(3),
+        |v| !v.0.contains_key("s:alice"),
+    )
     .await;
     let took = killed.elapsed();
     assert!(

@@ -312,12 +312,7 @@ impl Store for Shared {
         })
     }
 
-    fn untrack(
-        &self,
-        group: &str,
-        member: &str,
-        conn: &str,
-    ) -> BoxFuture<Result<Changes, String>> {
+    fn untrack(&self, group: &str, member: &str, conn: &str) -> BoxFuture<Result<Changes, String>> {
         let link = self.link.clone();
         let script = self.untrack.clone();
         let group = group.to_owned();

@@ -51,6 +51,11 @@ pub(crate) fn start(
 
     let Some(def) = state.functions.get(name) else {
         if let Some(answer) = super::presence::reserved(state, conn, name, frame, raw) {
+            let limit = state.config.max_calls_in_flight;
+            if conn.calls_running() >= limit {
+                out.push(too_many_calls(limit).to_frame(id_bytes, false));
+                return;
+            }
             let (key, _) = keys(frame, raw);
             let task_conn = conn.clone();
             spawn_call(state, conn, key, async move {

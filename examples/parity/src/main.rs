@@ -13,8 +13,7 @@ use std::io::Write;
 // The functions live in the library target; linking it registers them.
 use parity as _;
 
-const USAGE: &str =
-    "usage: parity [--addr HOST:PORT] [--redis URL [--redis-compat] [--presence-ttl MS]] [--presence-batch MS]   (port 0 picks a free port)";
+const USAGE: &str = "usage: parity [--addr HOST:PORT] [--redis URL [--redis-compat] [--presence-ttl MS]] [--presence-batch MS]   (port 0 picks a free port)";
 
 struct Args {
     addr: String,
@@ -50,9 +49,7 @@ fn parse_args() -> Args {
             }
             "--redis-compat" => parsed.compat = true,
             "--presence-ttl" => parsed.presence_ttl = Some(ms(args.next(), "--presence-ttl")),
-            "--presence-batch" => {
-                parsed.presence_batch = Some(ms(args.next(), "--presence-batch"))
-            }
+            "--presence-batch" => parsed.presence_batch = Some(ms(args.next(), "--presence-batch")),
             "--help" | "-h" => {
                 println!("{USAGE}");
                 std::process::exit(0);

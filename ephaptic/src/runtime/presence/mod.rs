@@ -43,6 +43,12 @@ const CALLS: &str = "__ephaptic.presence.";
 /// The internal group a group's watchers join.
 const WATCHERS: &str = "__ephaptic.presence:";
 
+/// The most groups one connection may watch at once (each is a hub membership and, with
+/// Redis, a subscription).
+pub(crate) const MAX_WATCHES: usize = 256;
+/// The longest group name a client may name in a presence call, in bytes.
+const MAX_GROUP: usize = 1024;
+
 /// The hub group of `group`'s watchers.
 fn watchers(group: &str) -> String {
     format!("{WATCHERS}{group}")
@@ -332,7 +338,11 @@ impl Tracker {
             }
             t.member
         };
-        match self.store.untrack(group, &member, &self.conn_key(conn)).await {
+        match self
+            .store
+            .untrack(group, &member, &self.conn_key(conn))
+            .await
+        {
             Ok(changes) => self.queue(state, group, changes),
             Err(e) => {
                 store_failed("untrack", group, e);
@@ -512,12 +522,7 @@ impl Tracker {
         }
     }
 
-    async fn listing(
-        &self,
-        state: &Arc<State>,
-        group: &str,
-        cap: usize,
-    ) -> Result<Listing, Error> {
+    async fn listing(&self, state: &Arc<State>, group: &str, cap: usize) -> Result<Listing, Error> {
         let mut listing = self
             .store
             .list(group, cap)
@@ -723,10 +728,15 @@ pub(crate) fn reserved(
     Some(Box::pin(async move {
         let debug = state.config.debug;
         let answer = match group {
-            Some(group) => answer(&state, &conn, call, group, &id).await,
-            None => Err(Error::new(
+            Some(group) if group.len() <= MAX_GROUP => {
+                answer(&state, &conn, call, group, &id).await
+            }
+            _ => Err(Error::new(
                 "VALIDATION_ERROR",
-                "A presence call takes one argument: the group's name (a string).",
+                format!(
+                    "A presence call takes one argument: the group's name (a string of at most \
+                     {MAX_GROUP} bytes)."
+                ),
             )),
         };
         answer.unwrap_or_else(|e| e.to_frame(&id, debug))
@@ -764,6 +774,22 @@ async fn answer(
             // Subscribed before the snapshot is read, so that no change falls between them
             // (one seen twice is harmless: diffs are idempotent).
             let name = watchers(&group);
+            let watching = conn.groups();
+            let watching = watching.iter().filter(|g| g.starts_with(WATCHERS));
+            if watching.count() >= MAX_WATCHES && !conn.groups().iter().any(|g| **g == *name) {
+                return Err(Error::new(
+                    "TOO_MANY_WATCHES",
+                    format!(
+                        "This connection watches {MAX_WATCHES} groups' presence, the most it may; \
+                         unwatch one first."
+                    ),
+                )
+                .with_data(
+                    &[("limit", MAX_WATCHES)]
+                        .into_iter()
+                        .collect::<BTreeMap<_, _>>(),
+                ));
+            }
             state.hub.join(conn, &name);
             lock(&tracker.watched)
                 .entry(group.clone())
@@ -834,10 +860,7 @@ mod tests {
             conn: c.into(),
             meta: Bytes::from_static(b"\x01"),
         };
-        let got = members(vec![e("a", "1"), e("a", "2"), e("b", "3")], |m| {
-            Ok(m[0])
-        })
-        .unwrap();
+        let got = members(vec![e("a", "1"), e("a", "2"), e("b", "3")], |m| Ok(m[0])).unwrap();
         assert_eq!(got.len(), 2);
         assert_eq!(got[0].connections.len(), 2);
         assert_eq!(got[1].key, "b");

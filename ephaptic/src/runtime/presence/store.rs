@@ -82,8 +82,7 @@ pub(crate) trait Store: Send + Sync + fmt::Debug {
     /// Adds or replaces a connection's entry.
     fn track(&self, group: &str, entry: Entry) -> BoxFuture<Result<Changes, String>>;
     /// Removes a connection's entry (nothing changes when it has none).
-    fn untrack(&self, group: &str, member: &str, conn: &str)
-    -> BoxFuture<Result<Changes, String>>;
+    fn untrack(&self, group: &str, member: &str, conn: &str) -> BoxFuture<Result<Changes, String>>;
     /// The entries of at most `cap` members (none for 0: the counts only), and the counts.
     fn list(&self, group: &str, cap: usize) -> BoxFuture<Result<Listing, String>>;
     /// How often this server must refresh its entries; `None`: they never expire (memory).
@@ -125,7 +124,10 @@ impl Memory {
         let g = groups.entry(group.to_owned()).or_default();
         let conns = g.members.entry(entry.member.clone()).or_default();
         let first = conns.is_empty();
-        if conns.insert(entry.conn.clone(), entry.meta.clone()).is_none() {
+        if conns
+            .insert(entry.conn.clone(), entry.meta.clone())
+            .is_none()
+        {
             g.connections += 1;
         }
         Changes {
@@ -199,12 +201,7 @@ impl Store for Memory {
         Box::pin(async move { Ok(changes) })
     }
 
-    fn untrack(
-        &self,
-        group: &str,
-        member: &str,
-        conn: &str,
-    ) -> BoxFuture<Result<Changes, String>> {
+    fn untrack(&self, group: &str, member: &str, conn: &str) -> BoxFuture<Result<Changes, String>> {
         let changes = self.untrack_now(group, member, conn);
         Box::pin(async move { Ok(changes) })
     }
@@ -256,7 +253,11 @@ mod tests {
         }
         let listing = store.list_now("big", 3);
         assert!(listing.truncated);
-        assert_eq!(listing.entries.len(), 6, "three members, both connections each");
+        assert_eq!(
+            listing.entries.len(),
+            6,
+            "three members, both connections each"
+        );
         assert_eq!((listing.users, listing.connections), (5, 10));
         assert!(!store.list_now("big", 5).truncated);
     }
