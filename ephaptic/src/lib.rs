@@ -264,7 +264,7 @@
 //! then batched diffs). Members are identities, so a user's tabs are one member, joining with the
 //! first and leaving with the last; entries go when their connection closes. In memory on one
 //! server; shared through Redis with the `redis` feature, where a crashed server's members expire
-//! ([`Server::presence_ttl`]). [`presence_meta!`] types it in `schema.ts`;
+//! (`Server::presence_ttl`). [`presence_meta!`] types it in `schema.ts`;
 //! [`Server::presence_authorize`] says who may watch.
 //!
 //! ```
