@@ -442,7 +442,7 @@ impl Server {
     /// 1000); a longer list is cut, sorted by key, with `truncated: true`. Counts are always
     /// whole: use [`Presence::count`](crate::Presence::count) for big groups.
     pub fn presence_list_cap(mut self, members: usize) -> Self {
-        self.presence.list_cap = members;
+        self.presence.list_cap = members.max(1);
         self
     }
 

@@ -211,8 +211,8 @@ impl Session {
                 crate::session::connection::BAD_FRAMES_LOGGED
             );
         }
-        self.state.presence.closed(&self.state, &self.conn);
         self.state.hub.remove(&self.conn);
+        self.state.presence.closed(&self.state, &self.conn);
         self.conn.abort_all();
         if self.settled {
             self.hook(self.state.on_disconnect.as_ref());

@@ -308,6 +308,15 @@ impl Tracker {
                 }),
             }
         }
+        if !state.hub.is_open(conn.id()) {
+            // Closed already (a track from `on_disconnect`, or racing the close): `closed` ran
+            // before this entry existed, so nothing would ever untrack it.
+            lock(&self.local).remove(&conn.id());
+            return Ok(());
+        }
+        // Before the store is asked: an entry it refuses now (Redis away) is restored by a
+        // heartbeat once it is back.
+        self.start_heartbeat(state);
         let entry = Entry {
             member,
             conn: self.conn_key(conn),
@@ -319,7 +328,6 @@ impl Tracker {
             .await
             .map_err(|e| store_failed("track", group, e))?;
         self.queue(state, group, changes);
-        self.start_heartbeat(state);
         Ok(())
     }
 
@@ -351,8 +359,9 @@ impl Tracker {
         true
     }
 
-    /// A connection closed: its entries go, and it watches nothing any more. Called before
-    /// the hub forgets it; the store is told in a task of its own.
+    /// A connection closed: its entries go, and it watches nothing any more. Called once the
+    /// hub has forgot it (so a `track` that comes later sees it closed); the store is told in a
+    /// task of its own.
     pub fn closed(&self, state: &Arc<State>, conn: &Arc<Connection>) {
         {
             let mut watched = lock(&self.watched);
@@ -795,6 +804,9 @@ async fn answer(
                 .entry(group.clone())
                 .or_default()
                 .insert(conn.id());
+            // Watched groups are swept at each heartbeat, so that the leaves of a crashed
+            // server's members reach this server's watchers even when it tracks no one.
+            tracker.start_heartbeat(state);
             if let Some(ready) = state.hub.ready(Topic::Group(&name)) {
                 ready.await;
             }
