@@ -497,3 +497,29 @@ async fn kill_9_of_a_server_removes_its_members_within_the_ttl() {
     assert_eq!(view.keys(), BTreeSet::from(["s:dave"]));
     eprintln!("a kill -9 took {took:?} to reach the watcher (ttl {ttl:?})");
 }
+
+#[tokio::test]
+async fn a_track_after_the_close_leaves_no_entry() {
+    let url = start(fast().on_disconnect(|caller: Caller| async move {
+        let name = "ghost".to_owned();
+        let _ = caller
+            .presence("haunted")
+            .track(parity::Online { name })
+            .await;
+    }))
+    .await;
+    let mut ghost = Peer::user(&url, "ghost").await;
+    ghost.track("haunted", "ghost").await;
+    let mut watcher = Peer::user(&url, "watcher").await;
+    watcher.ok("just_join", vec![v("haunted")]).await;
+    let mut view = watch(&mut watcher, "haunted").await;
+    assert_eq!(view.keys(), BTreeSet::from(["s:ghost"]));
+    drop(ghost);
+    until(&mut watcher, &mut view, Duration::from_secs(5), |v| {
+        v.0.is_empty()
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let list = watcher.ok("presence_members", vec![v("haunted")]).await;
+    assert_eq!(get(&list, "users"), &Value::from(0), "{list}");
+}
