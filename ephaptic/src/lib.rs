@@ -256,6 +256,32 @@
 //! `docs/SCALING.md` in the repository; `Server::redis_compat` interoperates with Python
 //! ephaptic servers on the same Redis.
 //!
+//! ## Presence
+//!
+//! Who is in a group, with a typed meta per connection: a connection tracks itself with
+//! [`Caller::presence`]`(group).track(meta)`, server code lists or counts with
+//! [`presence`]`(group)`, and clients watch (`client.presence(group)` in TypeScript: a snapshot,
+//! then batched diffs). Members are identities, so a user's tabs are one member, joining with the
+//! first and leaving with the last; entries go when their connection closes. In memory on one
+//! server; shared through Redis with the `redis` feature, where a crashed server's members expire
+//! (`Server::presence_ttl`). [`presence_meta!`] types it in `schema.ts`;
+//! [`Server::presence_authorize`] says who may watch.
+//!
+//! ```
+//! # use ephaptic::Caller;
+//! #[ephaptic::model]
+//! pub struct Online { pub name: String }
+//! ephaptic::presence_meta!(Online);
+//!
+//! #[ephaptic::expose]
+//! async fn enter(caller: Caller, room: String, name: String) -> ephaptic::Result<u64> {
+//!     let group = format!("room:{room}");
+//!     caller.join(&group);
+//!     caller.presence(&group).track(Online { name }).await?;
+//!     Ok(ephaptic::presence(&group).count().await?.users)
+//! }
+//! ```
+//!
 //! ## Registration
 //!
 //! Exposed functions register themselves at link time (via `inventory`). The server logs how
@@ -338,7 +364,10 @@ pub use handshake::Handshake;
 pub use identity::Identity;
 pub use registry::{Introspection, Naming, RegistryError};
 pub use runtime::history::{Retention, StreamKind};
-pub use runtime::{Emit, Metrics, emit, metrics};
+pub use runtime::{
+    CallerPresence, Emit, Metrics, Presence, PresenceConn, PresenceCount, PresenceDiff,
+    PresenceLeave, PresenceList, PresenceMember, emit, metrics, presence,
+};
 pub use schema::Model;
 pub use server::Server;
 pub use session::SlowClient;

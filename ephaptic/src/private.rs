@@ -16,6 +16,7 @@ pub use crate::handler::returns::{
 pub use crate::handler::{Event, Recover, run_loader};
 pub use crate::handshake::Handshake;
 pub use crate::runtime::announce;
+pub use crate::runtime::presence::EVENT as PRESENCE_EVENT;
 pub use crate::schema::Model;
 pub use ts_rs;
 

@@ -42,6 +42,7 @@ pub struct Server {
     /// When to shut down gracefully; `None`: at ctrl-c or SIGTERM. (In a mutex only so that
     /// a `Server` stays `Sync`; it is taken once.)
     shutdown: Option<std::sync::Mutex<crate::handler::BoxFuture<()>>>,
+    presence: crate::runtime::presence::Settings,
     #[cfg(feature = "redis")]
     redis: RedisConfig,
 }
@@ -53,6 +54,7 @@ struct RedisConfig {
     url: Option<String>,
     compat: bool,
     probe_every: Option<Duration>,
+    presence_ttl: Option<Duration>,
 }
 
 impl fmt::Debug for Server {
@@ -86,6 +88,7 @@ impl Server {
             on_connect: None,
             on_disconnect: None,
             shutdown: None,
+            presence: Default::default(),
             #[cfg(feature = "redis")]
             redis: RedisConfig::default(),
         }
@@ -407,16 +410,27 @@ impl Server {
         self
     }
 
-    /// The backplane the settings ask for.
+    /// How long a server's presence entries outlive it on Redis (default 30 s): each server
+    /// refreshes its entries every third of this, so the members of a server that crashed are
+    /// gone from lists and counts at most this long after the crash, and their leaves reach
+    /// watchers at most a refresh (plus a batch) later. Shorter finds crashes sooner for more
+    /// Redis traffic (one script per group with members on this server, per refresh).
     #[cfg(feature = "redis")]
-    fn backplane(&self) -> Result<Option<Box<dyn crate::runtime::delivery::Backplane>>, String> {
+    pub fn presence_ttl(mut self, ttl: Duration) -> Self {
+        self.redis.presence_ttl = Some(ttl.max(Duration::from_millis(300)));
+        self
+    }
+
+    /// The backplane the settings ask for, and the presence store that goes with it.
+    #[cfg(feature = "redis")]
+    fn backplane(&self) -> Result<Backplanes, String> {
         let url = self.redis.url.clone().or_else(|| {
             std::env::var("EPHAPTIC_REDIS_URL")
                 .ok()
                 .filter(|u| !u.is_empty())
         });
         let Some(url) = url else {
-            return Ok(None);
+            return Ok((None, None));
         };
         let mut settings = crate::backplane::Settings::new(url);
         settings.compat = self.redis.compat;
@@ -424,18 +438,59 @@ impl Server {
             settings.probe_every = every;
         }
         let redis = crate::backplane::Redis::new(settings)?;
-        Ok(Some(Box::new(redis)))
+        let ttl = self.redis.presence_ttl.unwrap_or(Duration::from_secs(30));
+        let store = redis.presence_store(ttl);
+        Ok((Some(Box::new(redis)), Some(store)))
     }
 
     #[cfg(not(feature = "redis"))]
-    fn backplane(&self) -> Result<Option<Box<dyn crate::runtime::delivery::Backplane>>, String> {
+    fn backplane(&self) -> Result<Backplanes, String> {
         if std::env::var_os("EPHAPTIC_REDIS_URL").is_some_and(|u| !u.is_empty()) {
             tracing::warn!(
                 "EPHAPTIC_REDIS_URL is set, but ephaptic was built without its `redis` feature, so \
                  events stay on this server: add `features = [\"redis\"]` to the ephaptic dependency"
             );
         }
-        Ok(None)
+        Ok((None, None))
+    }
+
+    /// Who may watch, list or count a group's presence from a client
+    /// (`client.presence(group)`): `hook(caller, group)` answers; a refused client gets the
+    /// error `FORBIDDEN`. Without a hook, a connection may see the presence of the groups it
+    /// joined ([`Caller::join`](crate::Caller::join)) or tracks itself in.
+    ///
+    /// ```
+    /// let server = ephaptic::Server::new().presence_authorize(|caller, group| async move {
+    ///     // Rooms are public to anyone logged in; documents to their members.
+    ///     caller.is_authenticated() && (group.starts_with("room:") || caller.groups().contains(&group))
+    /// });
+    /// ```
+    pub fn presence_authorize<F, Fut>(mut self, hook: F) -> Self
+    where
+        F: Fn(crate::Caller, String) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = bool> + Send + 'static,
+    {
+        self.presence.authorize =
+            Some(Arc::new(move |caller, group| Box::pin(hook(caller, group))));
+        self
+    }
+
+    /// How many members a presence list (and a client's snapshot) holds at most (default
+    /// 1000); a longer list is cut, sorted by key, with `truncated: true`. Counts are always
+    /// whole: use [`Presence::count`](crate::Presence::count) for big groups.
+    pub fn presence_list_cap(mut self, members: usize) -> Self {
+        self.presence.list_cap = members.max(1);
+        self
+    }
+
+    /// How presence changes are batched (default every 200 ms, at most 256 connections per
+    /// frame): each group's watchers get at most one diff per `every` (more frames only when
+    /// more than `max` connections changed), so a mass reconnect is a few frames, not one per
+    /// connection per watcher. Phoenix batches every 1.5 s.
+    pub fn presence_batch(mut self, every: Duration, max: usize) -> Self {
+        self.presence.batch_every = every.max(Duration::from_millis(1));
+        self.presence.batch_max = max.max(1);
+        self
     }
 
     /// How functions without an explicit `name = "..."` are named on the wire, for the whole
@@ -517,7 +572,7 @@ impl Server {
     pub(crate) fn build(self, addr: Option<SocketAddr>) -> Result<Arc<State>, RegistryError> {
         crate::export::if_requested(&self);
         let registry = Registry::build(&self.explicit, self.naming)?;
-        let backplane = self.backplane().map_err(|e| RegistryError(vec![e]))?;
+        let (backplane, presence_store) = self.backplane().map_err(|e| RegistryError(vec![e]))?;
         let loader = self.loader.or_else(|| {
             registry.loader.map(|def| {
                 let load = def.load;
@@ -534,6 +589,8 @@ impl Server {
             on_disconnect: self.on_disconnect,
             backplane,
             schema: Some(schema),
+            presence: self.presence,
+            presence_store,
         }))
     }
 
@@ -647,6 +704,12 @@ impl Server {
         }
     }
 }
+
+/// A backplane, and the presence store shared through it (with its server's node name).
+type Backplanes = (
+    Option<Box<dyn crate::runtime::delivery::Backplane>>,
+    Option<(Arc<dyn crate::runtime::presence::Store>, String)>,
+);
 
 /// What starts a graceful shutdown.
 enum Trigger {

@@ -20,6 +20,11 @@ export type Item = { id: number, name: string, tags: Array<string>, when: string
 export type Notice = { message: string, level: number, };
 
 /**
+ * How a connection shows in a presence list (`presence_track`).
+ */
+export type Online = { name: string, };
+
+/**
  * `a + b` does not fit a 64-bit integer.
  */
 export type Overflow = null;
@@ -28,6 +33,83 @@ export type Overflow = null;
  * Sent to the caller by `ping`.
  */
 export type Pong = { ok: boolean, };
+
+/**
+ * One connection of a member, with its meta.
+ */
+export type PresenceConn<M> = { 
+/**
+ * The connection, unique across servers (`<server>:<number>`).
+ */
+id: string, 
+/**
+ * What the connection tracked itself with.
+ */
+meta: M, };
+
+/**
+ * What changed in a group since the last diff: connections that joined (or changed their
+ * meta: a join of a connection already present replaces its meta) and connections that left,
+ * by member. A member whose first connection joins is new; one whose last connection leaves is
+ * gone. Sent to a group's watchers as the event `__ephaptic.presence`.
+ */
+export type PresenceDiff<M> = { 
+/**
+ * The group.
+ */
+group: string, joins: Array<PresenceMember<M>>, leaves: Array<PresenceLeave>, };
+
+/**
+ * Connections that left a group, by member.
+ */
+export type PresenceLeave = { 
+/**
+ * The member.
+ */
+key: string, 
+/**
+ * The ids of its connections that left.
+ */
+connections: Array<string>, };
+
+/**
+ * A group's members now, at most the list cap of them, and its counts.
+ */
+export type PresenceList<M> = { 
+/**
+ * The group.
+ */
+group: string, 
+/**
+ * Sorted by key.
+ */
+members: Array<PresenceMember<M>>, 
+/**
+ * Whether members were left out (more than the server's list cap): use `users`.
+ */
+truncated: boolean, 
+/**
+ * Members in the group.
+ */
+users: number, 
+/**
+ * Connections in the group.
+ */
+connections: number, };
+
+/**
+ * A member of a group: one identity (or one anonymous connection) and its connections.
+ */
+export type PresenceMember<M> = { 
+/**
+ * The member: the identity's key (`s:alice`, `i:7`), or `c:<connection>` for an anonymous
+ * connection.
+ */
+key: string, 
+/**
+ * Its connections in the group (each tab, each device), at least one.
+ */
+connections: Array<PresenceConn<M>>, };
 
 export type StreamFailed = { after: number, };
 
@@ -48,6 +130,8 @@ export interface EphapticEvents {
   "Notice": Notice;
   /** Sent to the caller by `ping`. */
   "Pong": Pong;
+  /** Presence diffs of the groups this client watches (`client.presence(group)`). */
+  "__ephaptic.presence": PresenceDiff<Online>;
   /** Channel: announced by `create_todo` after it succeeds. */
   "todoCreated": Todo;
 }
@@ -84,6 +168,9 @@ export interface EphapticQueries {
   notify(user: string, message: string): { queryKey: readonly ["notify", string, string]; queryFn: () => Promise<number> };
   panics(): { queryKey: readonly ["panics"]; queryFn: () => Promise<number> };
   ping(): { queryKey: readonly ["ping"]; queryFn: () => Promise<string> };
+  presence_members(group: string): { queryKey: readonly ["presence_members", string]; queryFn: () => Promise<PresenceList<Online>> };
+  presence_track(group: string, name: string): { queryKey: readonly ["presence_track", string, string]; queryFn: () => Promise<boolean> };
+  presence_untrack(group: string): { queryKey: readonly ["presence_untrack", string]; queryFn: () => Promise<boolean> };
   returns_null(): { queryKey: readonly ["returns_null"]; queryFn: () => Promise<null> };
   room_say(room: string, message: string): { queryKey: readonly ["room_say", string, string]; queryFn: () => Promise<number> };
   secret(): { queryKey: readonly ["secret"]; queryFn: () => Promise<string> };
@@ -159,6 +246,15 @@ export interface EphapticService {
   panics(): Promise<number>;
   /** Emits `Pong {ok: true}` to the caller only, then returns `"pong"`. */
   ping(): Promise<string>;
+  /** The members of `group`, as the server lists them (no authorisation: server code). */
+  presence_members(group: string): Promise<PresenceList<Online>>;
+  /**
+   * Joins `group` (which also lets the caller watch its presence) and tracks the caller in it as
+   * `name`; tracking again replaces the name.
+   */
+  presence_track(group: string, name: string): Promise<boolean>;
+  /** Stops tracking the caller in `group`; `false` when it was not tracked there. */
+  presence_untrack(group: string): Promise<boolean>;
   returns_null(): Promise<null>;
   /**
    * Emits `Notice {message, level: 4}` to every member of group `room`; returns how many

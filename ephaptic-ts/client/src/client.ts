@@ -23,6 +23,7 @@ import type {
 } from "./types.js";
 import { NOT_PROXIED } from "./names.js";
 import { DEFAULT_PATH, needsPage, pageLocation, resolveUrl } from "./url.js";
+import { PresenceRegistry, type PresenceOptions } from "./presence.js";
 
 export const DEFAULT_TIMEOUT_MS = 30_000;
 export const DEFAULT_CONNECT_TIMEOUT_MS = 10_000;
@@ -955,6 +956,13 @@ export function connect<S = Untyped, Errs = {}>(options: ConnectOptions = {}): C
     };
   });
 
+  const presences = new PresenceRegistry({
+    call: (name, ...args) => invoke(name, args),
+    on,
+    onStateChange: (callback) => conn.onStateChange(callback),
+    report: (error) => conn.report(error, { kind: "event-listener", event: "__ephaptic.presence" }),
+  });
+
   const base = {
     get state() {
       return conn.state;
@@ -994,6 +1002,7 @@ export function connect<S = Untyped, Errs = {}>(options: ConnectOptions = {}): C
     isError: (e: unknown, code: string) => isEphapticError(e, code),
     queries,
     mutations,
+    presence: (group: string, options?: PresenceOptions) => presences.get(group, options),
     invalidateOn: (event: string, queryClient: QueryClientLike, queryKeys: readonly QueryKey[]) => {
       const report = (e: unknown): void => conn.report(e, { kind: "invalidation", event });
       const invalidate = (): Promise<void> => {

@@ -5,6 +5,8 @@ export { EphapticStream } from "./stream.js";
 export { resolveUrl, DEFAULT_PATH } from "./url.js";
 export type { LocationLike } from "./url.js";
 export { DEFAULT_BACKOFF } from "./backoff.js";
+export { Presence } from "./presence.js";
+export type { PresenceConn, PresenceHost, PresenceMember, PresenceOptions } from "./presence.js";
 export type { BackoffOptions } from "./backoff.js";
 export type {
   AbortSignalLike,

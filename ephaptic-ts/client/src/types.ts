@@ -1,6 +1,7 @@
 import type { BackoffOptions } from "./backoff.js";
 import type { EphapticError, ErrorData, BuiltinErrors } from "./errors.js";
 import type { EphapticStream } from "./stream.js";
+import type { Presence, PresenceOptions } from "./presence.js";
 
 export type ConnectionState = "disconnected" | "connecting" | "connected" | "reconnecting" | "closed";
 
@@ -362,6 +363,14 @@ export interface ClientBase<S = Untyped, Errs = {}> {
    * function name alone (`[["getAllTodos"]]`). Returns a function that stops it.
    */
   invalidateOn(event: EventName<S>, queryClient: QueryClientLike, queryKeys: readonly QueryKeyOf<S>[]): () => void;
+  /**
+   * A group's members, kept in sync (a snapshot, then diffs; resynced after a reconnect):
+   * `client.presence<Online>("room:1").subscribe(members => ...)`. The same object for the same
+   * group until every handle is `close()`d (the first call's options apply). Watching needs the
+   * server's permission (by default: the connection joined the group, which `options.enter` can
+   * do before each watch); a refusal is in `error`.
+   */
+  presence<M = unknown>(group: string, options?: PresenceOptions): Presence<M>;
   /** Never a remote call: keeps `await client` from treating the client as a promise. */
   readonly then?: undefined;
 }

@@ -29,6 +29,7 @@
 mod channel;
 mod history;
 mod limit;
+mod presence;
 
 use std::collections::HashSet;
 use std::fmt;
@@ -153,6 +154,18 @@ impl Redis {
             connected: AtomicBool::new(false),
         });
         Ok(Redis { link })
+    }
+}
+
+impl Redis {
+    /// The presence store on the same Redis connection, entries expiring `ttl` after their
+    /// server's last heartbeat; and the name this server's connections go by in it.
+    pub fn presence_store(
+        &self,
+        ttl: Duration,
+    ) -> (Arc<dyn crate::runtime::presence::Store>, String) {
+        let store = presence::Shared::new(self.link.clone(), ttl);
+        (Arc::new(store), self.link.node.clone())
     }
 }
 

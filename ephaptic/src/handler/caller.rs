@@ -33,6 +33,11 @@ impl Caller {
         Caller { conn, hub }
     }
 
+    /// The connection this caller is (for the runtime's presence).
+    pub(crate) fn connection(&self) -> &Arc<Connection> {
+        &self.conn
+    }
+
     /// The identity the identity loader gave this connection; `None` when anonymous.
     pub fn identity(&self) -> Option<&Identity> {
         self.conn.identity()

@@ -56,6 +56,19 @@ pub(crate) fn start(
             super::resume::hello(state, conn, Bytes::copy_from_slice(id_bytes));
             return;
         }
+        if let Some(answer) = super::presence::reserved(state, conn, name, frame, raw) {
+            let limit = state.config.max_calls_in_flight;
+            if conn.calls_running() >= limit {
+                out.push(too_many_calls(limit).to_frame(id_bytes, false));
+                return;
+            }
+            let (key, _) = keys(frame, raw);
+            let task_conn = conn.clone();
+            spawn_call(state, conn, key, async move {
+                task_conn.send(answer.await).await;
+            });
+            return;
+        }
         // `parse` checked that the name is UTF-8.
         let name = std::str::from_utf8(name).unwrap_or_default();
         // The name is the client's: escaped (`{:?}`), so it cannot forge log lines; and counted

@@ -230,6 +230,7 @@ impl Session {
             );
         }
         self.state.hub.remove(&self.conn);
+        self.state.presence.closed(&self.state, &self.conn);
         self.conn.abort_all();
         if self.settled {
             self.hook(self.state.on_disconnect.as_ref());

@@ -13,6 +13,7 @@ pub(crate) mod inbound;
 pub(crate) mod lifecycle;
 pub(crate) mod metrics;
 pub(crate) mod panic;
+pub(crate) mod presence;
 pub(crate) mod ratelimit;
 pub(crate) mod resume;
 pub(crate) mod scope;
@@ -23,5 +24,9 @@ pub(crate) use inbound::Init;
 pub(crate) use lifecycle::Session;
 pub(crate) use metrics::Refusals;
 pub use metrics::{Metrics, metrics};
+pub use presence::{
+    CallerPresence, Presence, PresenceConn, PresenceCount, PresenceDiff, PresenceLeave,
+    PresenceList, PresenceMember, presence,
+};
 pub(crate) use scope::{in_scope, set_default, sync_in_scope};
 pub(crate) use state::{Config, Hook, Origins, Parts, State};

@@ -9,6 +9,7 @@ use std::time::Duration;
 use super::delivery::{Backplane, Delivery, Local};
 use super::history::{Memory, Retentions};
 use super::metrics::Refusals;
+use super::presence::Tracker;
 use super::ratelimit::Limiter;
 use crate::handler::{BoxFuture, Caller, DynLoader};
 use crate::registry::{FunctionIndex, Registry};
@@ -106,6 +107,8 @@ pub(crate) struct State {
     pub limiter: Limiter,
     /// The hash of the exported schema (the hello's `schema`).
     pub schema: Option<String>,
+    /// Who is in which group (`runtime/presence`).
+    pub presence: Tracker,
     /// What the transport refused, for the metrics.
     pub refusals: Arc<Refusals>,
     /// Set when a graceful shutdown starts: new calls are refused.
@@ -125,6 +128,9 @@ pub(crate) struct Parts {
     /// How events reach other servers; `None`: this server alone.
     pub backplane: Option<Box<dyn Backplane>>,
     pub schema: Option<String>,
+    /// Presence: its settings, and the store shared with other servers (`None`: in memory).
+    pub presence: super::presence::Settings,
+    pub presence_store: Option<(Arc<dyn super::presence::Store>, String)>,
 }
 
 impl State {
@@ -139,7 +145,13 @@ impl State {
             on_disconnect,
             backplane,
             schema,
+            presence,
+            presence_store,
         } = parts;
+        let presence = match presence_store {
+            Some((store, node)) => Tracker::new(store, node, presence),
+            None => Tracker::memory(presence),
+        };
         let hub = Arc::new(Hub::new(backplane.as_ref().and_then(|b| b.interest())));
         let limiter = match backplane.as_ref().and_then(|b| b.limiter()) {
             Some(remote) => Limiter::shared(remote),
@@ -169,6 +181,7 @@ impl State {
             on_disconnect,
             limiter,
             schema,
+            presence,
             next_connection: AtomicU64::new(0),
         });
         state
@@ -194,6 +207,8 @@ impl State {
             on_disconnect: None,
             backplane: None,
             schema: None,
+            presence: Default::default(),
+            presence_store: None,
         })
     }
 

@@ -214,6 +214,11 @@ impl Hub {
         }
     }
 
+    /// Whether connection `id` is open (still indexed).
+    pub fn is_open(&self, id: u64) -> bool {
+        read(&self.conns).contains_key(&id)
+    }
+
     /// The connections open now.
     pub fn connections(&self) -> Vec<Arc<Connection>> {
         read(&self.conns).values().cloned().collect()

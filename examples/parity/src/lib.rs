@@ -248,3 +248,33 @@ async fn room_say(room: String, message: String) -> usize {
         .emit(Notice { message, level: 4 })
         .await
 }
+
+/// How a connection shows in a presence list (`presence_track`).
+#[ephaptic::model]
+#[derive(Debug, Clone, PartialEq)]
+pub struct Online {
+    pub name: String,
+}
+
+ephaptic::presence_meta!(Online);
+
+/// Joins `group` (which also lets the caller watch its presence) and tracks the caller in it as
+/// `name`; tracking again replaces the name.
+#[expose]
+async fn presence_track(caller: Caller, group: String, name: String) -> ephaptic::Result<bool> {
+    caller.join(&group);
+    caller.presence(&group).track(Online { name }).await?;
+    Ok(true)
+}
+
+/// Stops tracking the caller in `group`; `false` when it was not tracked there.
+#[expose]
+async fn presence_untrack(caller: Caller, group: String) -> bool {
+    caller.presence(&group).untrack().await
+}
+
+/// The members of `group`, as the server lists them (no authorisation: server code).
+#[expose]
+async fn presence_members(group: String) -> ephaptic::Result<ephaptic::PresenceList<Online>> {
+    ephaptic::presence(&group).list().await
+}

@@ -17,8 +17,8 @@ use std::io::Write;
 // The functions live in the library target; linking it registers them.
 use parity as _;
 
-const USAGE: &str = "usage: parity [--addr HOST:PORT] [--redis URL [--redis-compat]] [--no-resume] \
-     [--history-size N] [--history-ttl-ms MS]   (port 0 picks a free port)";
+const USAGE: &str = "usage: parity [--addr HOST:PORT] [--redis URL [--redis-compat] [--presence-ttl MS]] \
+     [--presence-batch MS] [--no-resume] [--history-size N] [--history-ttl-ms MS]   (port 0 picks a free port)";
 
 struct Args {
     addr: String,
@@ -27,6 +27,10 @@ struct Args {
     resume: bool,
     history_size: Option<usize>,
     history_ttl: Option<std::time::Duration>,
+    /// Milliseconds: how long presence entries outlive their server on Redis.
+    presence_ttl: Option<u64>,
+    /// Milliseconds between presence diffs.
+    presence_batch: Option<u64>,
 }
 
 fn number<T: std::str::FromStr>(flag: &str, value: Option<String>) -> T {
@@ -44,6 +48,12 @@ fn parse_args() -> Args {
         resume: true,
         history_size: None,
         history_ttl: None,
+        presence_ttl: None,
+        presence_batch: None,
+    };
+    let ms = |v: Option<String>, flag: &str| -> u64 {
+        v.and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("{flag} needs a number of milliseconds"))
     };
     while let Some(a) = args.next() {
         match a.as_str() {
@@ -60,6 +70,8 @@ fn parse_args() -> Args {
             "--history-ttl-ms" => {
                 parsed.history_ttl = Some(std::time::Duration::from_millis(number(&a, args.next())))
             }
+            "--presence-ttl" => parsed.presence_ttl = Some(ms(args.next(), "--presence-ttl")),
+            "--presence-batch" => parsed.presence_batch = Some(ms(args.next(), "--presence-batch")),
             "--help" | "-h" => {
                 println!("{USAGE}");
                 std::process::exit(0);
@@ -105,6 +117,12 @@ async fn main() -> std::io::Result<()> {
     }
     if let Some(url) = args.redis {
         server = server.redis(url);
+    }
+    if let Some(ttl) = args.presence_ttl {
+        server = server.presence_ttl(std::time::Duration::from_millis(ttl));
+    }
+    if let Some(every) = args.presence_batch {
+        server = server.presence_batch(std::time::Duration::from_millis(every), 256);
     }
     println!("listening on ws://{addr}/_ephaptic");
     std::io::stdout().flush()?;

@@ -12,6 +12,7 @@ test("the entry point exports the public API and nothing else", () => {
     "DEFAULT_TIMEOUT_MS",
     "EphapticError",
     "EphapticStream",
+    "Presence",
     "connect",
     "isEphapticError",
     "resolveUrl",
