@@ -203,7 +203,7 @@ export const ephapticMutations = {
  * `connect({ url, schemaHash: ephapticSchemaHash })`: a client whose bundle is older than the
  * server it reaches is told so (`onSchemaMismatch`).
  */
-export const ephapticSchemaHash = "90094c1420593882";
+export const ephapticSchemaHash = "6af49f02f4f19363";
 
 /** The server's functions, events and queries, as `@ephaptic/client` exposes them. */
 export interface EphapticService {

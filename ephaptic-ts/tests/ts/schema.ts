@@ -141,6 +141,13 @@ export const ephapticMutations = {
   "set_levels": { params: 1, channels: ["levelsChanged"] },
 } as const;
 
+/**
+ * The hash of the server's functions and types this file was generated from. Pass it to
+ * `connect({ url, schemaHash: ephapticSchemaHash })`: a client whose bundle is older than the
+ * server it reaches is told so (`onSchemaMismatch`).
+ */
+export const ephapticSchemaHash = "d71addfe9f7b02a0";
+
 /** The server's functions, events and queries, as `@ephaptic/client` exposes them. */
 export interface EphapticService {
   /** Adds two numbers. */

@@ -56,6 +56,13 @@ export const ephapticMutations = {
   "sendMessage": { params: 1, channels: ["messageSent"] },
 } as const;
 
+/**
+ * The hash of the server's functions and types this file was generated from. Pass it to
+ * `connect({ url, schemaHash: ephapticSchemaHash })`: a client whose bundle is older than the
+ * server it reaches is told so (`onSchemaMismatch`).
+ */
+export const ephapticSchemaHash = "356a84d3c1f81418";
+
 /** The server's functions, events and queries, as `@ephaptic/client` exposes them. */
 export interface EphapticService {
   /**
