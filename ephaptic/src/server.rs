@@ -301,6 +301,15 @@ impl Server {
         self
     }
 
+    /// The largest event (its encoded frame) the history keeps (default 64 KiB). A larger one
+    /// is still numbered and delivered, but not kept: a client that missed it is told to
+    /// refetch instead of being sent it again. Large payloads are cheaper refetched than held
+    /// for every stream's time to live.
+    pub fn history_max_event(mut self, bytes: usize) -> Self {
+        self.config.retention.max_event = bytes;
+        self
+    }
+
     /// What to do with a client too slow to take the events emitted to it (default
     /// [`SlowClient::Disconnect`]). How far behind a client may fall first is
     /// [`outbound_capacity`](Self::outbound_capacity).

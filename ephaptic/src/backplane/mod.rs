@@ -228,12 +228,17 @@ impl RedisDelivery {
         use crate::runtime::history::StreamOf;
         let latest = event.keep.latest().unwrap_or("");
         let append = |of: StreamOf<'_>, channel: String| {
+            let mut retention = *retentions.of(of.kind());
+            if event.frame.len() > retentions.max_event {
+                // Numbered and published, not kept: a resume across it is not recovered.
+                retention = retention.size(0);
+            }
             let job = Job::Append {
                 keys: history::keys(&of.key()),
                 channel,
                 frame: event.frame.clone(),
                 latest,
-                retention: *retentions.of(of.kind()),
+                retention,
             };
             self.link.enqueue_job(job)
         };

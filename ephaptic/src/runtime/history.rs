@@ -91,6 +91,9 @@ pub(crate) struct Retentions {
     pub group: Retention,
     /// Bytes the in-memory history may hold, for all streams together.
     pub memory: usize,
+    /// The largest event frame kept; a larger one still gets its position, but a resume that
+    /// would need it is not recovered (big payloads are for refetching, not for replaying).
+    pub max_event: usize,
     /// How long the position of a stream without events is remembered.
     pub meta_ttl: Duration,
 }
@@ -102,6 +105,7 @@ impl Default for Retentions {
             broadcast: Retention::default(),
             group: Retention::default(),
             memory: 64 << 20,
+            max_event: 64 << 10,
             meta_ttl: Duration::from_secs(3600),
         }
     }
@@ -355,7 +359,7 @@ impl Memory {
             s.top += 1;
             s.last_append = now;
             let seq = s.top;
-            let kept = retention.size > 0;
+            let kept = retention.size > 0 && frame.len() <= self.retention.max_event;
             if kept {
                 s.entries.push_back(Entry {
                     seq,
@@ -469,6 +473,7 @@ mod tests {
             broadcast: r,
             group: r,
             memory,
+            max_event: 1 << 20,
             meta_ttl: Duration::from_secs(60),
         })
     }
@@ -566,6 +571,32 @@ mod tests {
         );
         let replay = read.outcome.unwrap();
         assert_eq!(replay.iter().map(|(s, _)| *s).collect::<Vec<_>>(), [4]);
+    }
+
+    #[test]
+    fn an_event_too_large_to_keep_makes_a_resume_across_it_not_recovered() {
+        let h = Memory::new(Retentions {
+            max_event: 10,
+            ..Retentions::default()
+        });
+        let (_, epoch) = append(&h, 1);
+        h.append(&StreamOf::All, &Bytes::from(vec![0; 11]), None, |_, _| ());
+        append(&h, 3);
+        let asked = |offset| Asked {
+            epoch: epoch.clone(),
+            offset,
+        };
+        assert_eq!(
+            h.read(&StreamOf::All, Some(&asked(1))).outcome.unwrap_err(),
+            Lost::Trimmed
+        );
+        assert_eq!(
+            h.read(&StreamOf::All, Some(&asked(2)))
+                .outcome
+                .unwrap()
+                .len(),
+            1
+        );
     }
 
     #[test]
