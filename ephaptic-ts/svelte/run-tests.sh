@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Builds and tests @ephaptic/svelte from any directory: `npm ci` when needed, the build and the
+# test files under `tsc --strict` (the type tests in test/hooks.test.tsx must fail to compile where
+# marked), then the unit tests (node --test): cleanup on unmount, handler identity, a new client,
+# the connection state, channel-driven refetch, stale replies dropped, SSR without a window.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")"
+if [ ! -f node_modules/.package-lock.json ] \
+    || [ package-lock.json -nt node_modules/.package-lock.json ] \
+    || [ package.json -nt node_modules/.package-lock.json ]; then
+    echo "==> npm ci (ephaptic-ts/svelte)" >&2
+    npm ci --no-audit --no-fund
+fi
+npm test
