@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds and tests @ephaptic/svelte from any directory: `npm ci` when needed, the build and the
-# test files under `tsc --strict` (the type tests in test/hooks.test.tsx must fail to compile where
-# marked), then the unit tests (node --test): cleanup on unmount, handler identity, a new client,
+# test files under `tsc --strict` (the type tests in test/stores.test.ts must fail to compile where
+# marked), then the unit tests (node --test): listeners removed with the last subscriber, lists,
 # the connection state, channel-driven refetch, stale replies dropped, SSR without a window.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")"
