@@ -55,8 +55,8 @@ pub const ROOMS: [&str; 2] = ["general", "random"];
 pub fn server() -> ephaptic::Server {
     ephaptic::Server::new()
         .rename_all(NAMING)
-        .on_connect(|caller| online::arrived(caller))
-        .on_disconnect(|caller| online::left(caller))
+        .on_connect(online::arrived)
+        .on_disconnect(online::left)
 }
 
 /// Locks `m` even if a handler panicked while holding it (every change below is a single
@@ -397,7 +397,10 @@ async fn send_message(caller: Caller, room: String, text: String) -> ephaptic::R
     };
     {
         let mut history = lock(&HISTORY);
-        let room_history = history.get_or_insert_with(HashMap::new).entry(room).or_default();
+        let room_history = history
+            .get_or_insert_with(HashMap::new)
+            .entry(room)
+            .or_default();
         room_history.push_back(message.clone());
         if room_history.len() > ROOM_HISTORY {
             room_history.pop_front();

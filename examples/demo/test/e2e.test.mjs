@@ -13,7 +13,7 @@
 // after each framework's scenario, target/demo-e2e/<framework>.png (Ann's page).
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
-import { existsSync, mkdirSync } from "node:fs";
+import { existsSync, mkdirSync, rmSync } from "node:fs";
 import { createRequire } from "node:module";
 import { dirname, join, resolve } from "node:path";
 import { createInterface } from "node:readline";
@@ -27,6 +27,8 @@ const DEMO_BIN = process.env.DEMO_BIN ?? join(TARGET, "debug", "demo");
 const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
 // Screenshots go to the repository's target/ (not CARGO_TARGET_DIR), where CI keeps artifacts.
 const SHOTS = join(ROOT, "target", "demo-e2e");
+// Screenshots of an earlier run would be mistaken for this one's.
+rmSync(SHOTS, { recursive: true, force: true });
 const FRAMEWORKS = (process.env.DEMO_FRAMEWORKS ?? "react,svelte").split(",").filter(Boolean);
 // How long a page may take to show what it should; events arrive in milliseconds.
 const SEE_MS = 5_000;
