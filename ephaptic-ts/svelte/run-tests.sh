@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Builds and tests @ephaptic/svelte from any directory: `npm ci` when needed, the build and the
 # test files under `tsc --strict` (the type tests in test/stores.test.ts must fail to compile where
-# marked), then the unit tests (node --test): listeners removed with the last subscriber, lists,
-# the connection state, channel-driven refetch, stale replies dropped, SSR without a window.
+# marked) and svelte-check over the test component, then the unit tests (node --test): listeners
+# removed with the last subscriber and with a destroyed component, lists, the connection state,
+# channel-driven refetch, stale replies dropped, SSR (stores and a component) without a window.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")"
 if [ ! -f node_modules/.package-lock.json ] \
