@@ -61,8 +61,11 @@ export interface QueryHelperResult<T, K extends QueryKey> {
   queryFn: (...args: never[]) => Promise<T>;
 }
 
-/** The error a call rejects with, its `data` typed by the schema for its code. */
-export type CallError<Errs> = EphapticError<string, Errs[keyof Errs] | unknown>;
+/**
+ * The error a query or mutation fails with. Its `data` depends on its code: narrow it with
+ * `useClient().isError(error, "INVALID_TITLE")`, which types `data` by the schema.
+ */
+export type CallError = EphapticError;
 
 /** Options of `useEventList`. */
 export interface EventListOptions<T> {
@@ -100,7 +103,7 @@ function useLatest<T>(value: T): { readonly current: T } {
 export function createEphapticReact<S, Errs = {}, Events extends object = Record<string, unknown>>() {
   type C = Client<S, Errs>;
   type EventKey = keyof Events & string;
-  type Err = CallError<Errs>;
+  type Err = CallError;
 
   const Context = createContext<C | null>(null);
 
