@@ -292,5 +292,20 @@ for (const framework of FRAMEWORKS) {
       await see(ann, "#online li", "Ann");
       assert.deepEqual([...ann.problems, ...bob.problems], [], "no errors in the pages' consoles");
     });
+
+    scenario("signing out and in as someone else is a new client, and the page listens on it", async () => {
+      await ann.page.click("#leave");
+      await see(ann, "label", "Your name");
+      assert.equal(await ann.page.locator("#online").count(), 0, "the signed-out page shows no online list");
+      await ann.page.fill("#name-input", "Cy");
+      await ann.page.click("#join");
+      await see(ann, "#me", "Cy (#3)");
+      await see(ann, "#state", "connected");
+      await see(ann, "#online li", "Cy");
+      await ann.page.fill("#message-input", "hello from Cy");
+      await ann.page.click("#broadcast");
+      await see(ann, "#events li", "hello from Cy");
+      assert.deepEqual(ann.problems, [], "no errors in the page's console");
+    });
   });
 }
