@@ -2,8 +2,9 @@
 # Builds the demo's pages, from any directory, on a fresh machine too:
 #   1. the three packages the pages import, from the checkout: @ephaptic/client, @ephaptic/react
 #      and @ephaptic/svelte (`npm ci` when their node_modules is missing or stale, then
-#      `npm run build` into their dist/). npm links `file:` dependencies without running their
-#      `prepare` (npm 11 asks for scripts to be allowed), so they are built here explicitly;
+#      `npm run build` into their dist/). Every `npm ci` here runs with --ignore-scripts and the
+#      packages are built explicitly, so the pages never depend on npm's policy for install
+#      scripts (npm 11 warns about `prepare` of linked packages) and always see a fresh dist/;
 #   2. the pages: `npm ci` in frontend/ when needed, then `vite build` into frontend/dist/, which
 #      the Rust server serves.
 # Used by ../run.sh and ../test/run.sh.
