@@ -2,7 +2,8 @@
 # Runs every ephaptic test, installing what the tests need on a fresh machine first.
 #
 #   ./test.sh            everything: format, lints, Rust tests, doc tests, the TypeScript client
-#                        (unit, integration, types, browser), generated-schema type checks, and
+#                        (unit, integration, types, browser), generated-schema type checks, the
+#                        React and Svelte bindings, the demo's two frontends (types, browser), and
 #                        the Python interop suite
 #   ./test.sh --quick    Rust tests only (no lints, no TypeScript, no interop)
 #
@@ -70,7 +71,11 @@ if ! $quick; then
     step "generated schemas type-check (tsc --strict)" ephaptic-ts/client/node_modules/.bin/tsc -p ephaptic-ts/tests/ts
     # The template's page against its generated schema.ts, with @ephaptic/client from the checkout.
     step "template frontend type-checks (tsc --strict)" ephaptic-ts/client/node_modules/.bin/tsc -p examples/template/web/tsconfig.ci.json
-    step "demo in a browser (chromium)" examples/demo/test/run.sh
+    step "@ephaptic/react (tsc --strict, unit tests)" ephaptic-ts/react/run-tests.sh
+    step "@ephaptic/svelte (tsc --strict, unit tests)" ephaptic-ts/svelte/run-tests.sh
+    # Builds both frontends (npm ci, vite build), type-checks them (tsc --strict, svelte-check),
+    # then drives the React and the Svelte page in chromium against the demo server.
+    step "demo: both frontends type-checked and in a browser (chromium)" examples/demo/test/run.sh
     step "Python interop (PyPI ephaptic 0.5.0 vs examples/parity)" tests/interop/python/run.sh
 fi
 printf '\nall tests passed\n' >&2

@@ -1,29 +1,34 @@
-//! # The ephaptic demo: a live todo list
+//! # The ephaptic demo: the Events tutorial, a live todo list and a chat
 //!
-//! A small app that shows, in a browser, what ephaptic does:
+//! One backend for two frontends (a React page and a Svelte page, `frontend/`), showing what
+//! ephaptic does end to end:
 //!
-//! - **Plain Rust functions become typed calls.** `list_todos`, `create_todo`, `toggle_todo`,
-//!   `hello` and `clock` below are ordinary `async fn`s marked `#[ephaptic::expose]`; the page
-//!   calls them as `client.listTodos()`, `client.createTodo(title)`, ... with the types of
-//!   `frontend/schema.ts`, which `tests/schema.rs` generates from this file.
-//! - **Identity.** The identity loader (`load`) takes the display name the page sends as `auth`
-//!   and makes it the connection's identity; `create_todo` and `toggle_todo` refuse anonymous
-//!   callers (`requires_login`), and `create_todo` stamps the todo with the caller's name.
-//! - **Typed errors.** A bad title answers `INVALID_TITLE` with typed data ([`InvalidTitle`]);
-//!   the page narrows it with `client.isError(e, "INVALID_TITLE")` and shows its message.
-//! - **Live updates.** `broadcast = ["todoCreated"]` / `["todoUpdated"]` announce every new or
-//!   toggled todo to every open page, which updates without reloading; the connect and
-//!   disconnect hooks (see [`server`]) send the [`Presence`] count to everyone.
-//! - **Streams.** `clock` streams the server's time once a second for as long as the page reads.
+//! - **The Events tutorial, verbatim.** [`SomethingHappened`] (`code = 1`, `message`,
+//!   `isError = false`, the defaults written once with `#[ephaptic(default = ..)]`),
+//!   `broadcast_event` (to everyone), `notify_user_one` (`to(1).emit`), `notify_first_three`
+//!   (`to!(1, 2, 3)`) and `notify_user` (to a user the page picks).
+//! - **Login by name.** The page sends a display name as `auth`; the identity loader
+//!   ([`load`]) gives each name a number (the first name is user 1, the next user 2, ...), and
+//!   that integer is the connection's identity, so `to(1)` means the first user who signed in.
+//!   Functions that act as someone are `requires_login`.
+//! - **Data operations.** `create_todo`, `toggle_todo` and `delete_todo` announce their result on
+//!   the `todoCreated` / `todoUpdated` / `todoDeleted` channels; every open page refetches
+//!   `list_todos` when one arrives, so it updates without a reload. Titles are checked and a bad
+//!   one answers the typed error `INVALID_TITLE`.
+//! - **A chat.** Rooms are groups (`Caller::join`, `ephaptic::group(..).emit`); direct messages
+//!   go to every tab of one user (`to(user)`); who is online comes from the connection hooks
+//!   (the `online` module: the one seam to replace with ephaptic's presence).
+//! - **A stream.** `clock` streams the server's time once a second.
 //!
 //! The functions live in this library target so that `tests/schema.rs` can link them;
-//! `src/main.rs` serves them next to the page (`examples/demo/run.sh` builds and starts it all).
-//! State is in memory and lost when the server stops.
+//! `src/main.rs` serves them next to the built pages (`examples/demo/run.sh` builds and starts it
+//! all). State is in memory and lost when the server stops.
 
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use ephaptic::{Caller, Naming, event, expose};
+use ephaptic::{Caller, Naming, ServiceError, event, expose};
 use futures_util::stream::{self, Stream, StreamExt};
 
 /// How functions are named on the wire: `create_todo` is called as `createTodo`. The server
@@ -36,20 +41,142 @@ pub const MAX_NAME_CHARS: usize = 40;
 /// The longest todo title, in characters.
 pub const MAX_TITLE_CHARS: usize = 100;
 
+/// The longest chat message, in characters.
+pub const MAX_TEXT_CHARS: usize = 500;
+
+/// How many messages a room keeps for pages that join it later.
+pub const ROOM_HISTORY: usize = 50;
+
+/// The rooms a page may join.
+pub const ROOMS: [&str; 2] = ["general", "random"];
+
 /// The demo's ephaptic server settings (everything but the allowed origins, which `main` sets
 /// once it knows its address).
 pub fn server() -> ephaptic::Server {
     ephaptic::Server::new()
         .rename_all(NAMING)
-        // Presence: everyone hears the count when a page arrives and when one leaves.
-        .on_connect(|_caller| announce_presence())
-        .on_disconnect(|_caller| announce_presence())
+        .on_connect(online::arrived)
+        .on_disconnect(online::left)
 }
 
-async fn announce_presence() {
-    let online = ephaptic::metrics().map_or(0, |m| m.connections);
-    ephaptic::emit(Presence { online }).await;
+/// Locks `m` even if a handler panicked while holding it (every change below is a single
+/// insert, push or field write, so the data stays consistent).
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
+
+fn unix_ms() -> u64 {
+    let since = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
+}
+
+// --- users: login by name ------------------------------------------------------------------
+
+/// A signed-in user: the number the server gave their name, and the name.
+#[ephaptic::model]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    pub id: u64,
+    pub name: String,
+}
+
+/// The names that signed in, in order: user `n` is `names[n - 1]` (a demo's handful of users:
+/// a scan is enough).
+static USERS: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+/// The display name `raw` stands for: trimmed, non-empty, at most [`MAX_NAME_CHARS`] characters.
+pub fn display_name(raw: &str) -> Option<String> {
+    let name = raw.trim();
+    (!name.is_empty() && name.chars().count() <= MAX_NAME_CHARS).then(|| name.to_owned())
+}
+
+/// The number of `name`: the one it was given before, else the next one (the first is 1).
+pub fn user_id(name: &str) -> u64 {
+    let mut names = lock(&USERS);
+    let index = match names.iter().position(|n| n == name) {
+        Some(index) => index,
+        None => {
+            names.push(name.to_owned());
+            names.len() - 1
+        }
+    };
+    index as u64 + 1
+}
+
+/// The user numbered `id`, if some name was given that number.
+pub fn user(id: u64) -> Option<User> {
+    let index = usize::try_from(id.checked_sub(1)?).ok()?;
+    lock(&USERS).get(index).map(|name| User {
+        id,
+        name: name.clone(),
+    })
+}
+
+/// The signed-in user behind `caller` (`None` when anonymous).
+fn me(caller: &Caller) -> Option<User> {
+    let id = caller.identity()?.as_i64()?;
+    user(u64::try_from(id).ok()?)
+}
+
+/// The page sends the user's display name as `auth` (`connect({ auth: () => name })`); the
+/// name's number becomes the connection's identity, so `ephaptic::to(1)` reaches every tab of
+/// the first name that signed in. A missing or invalid name leaves the connection anonymous.
+#[ephaptic::identity_loader]
+async fn load(auth: Option<String>) -> Option<u64> {
+    Some(user_id(&display_name(&auth?)?))
+}
+
+/// Who this connection is signed in as (null when anonymous). Pages call it after each
+/// connection: after a server restart the same name may get another number.
+#[expose]
+async fn who_am_i(caller: Caller) -> Option<User> {
+    me(&caller)
+}
+
+// --- the Events tutorial ---------------------------------------------------------------------
+
+/// Something happened on the server: the Events tutorial's event.
+#[event]
+#[derive(Debug, Clone)]
+#[serde(rename_all = "camelCase")]
+pub struct SomethingHappened {
+    #[ephaptic(default = 1)]
+    pub code: i64,
+    pub message: String,
+    #[ephaptic(default = false)]
+    pub is_error: bool,
+}
+
+/// Emits the event to everyone connected.
+#[expose]
+async fn broadcast_event(event: SomethingHappened) {
+    ephaptic::emit(event).await;
+}
+
+/// Emits the event to every tab of user 1 (the first name that signed in): the tutorial's
+/// `to(1).emit(event)`. Returns how many connections it reached.
+#[expose(requires_login)]
+async fn notify_user_one(event: SomethingHappened) -> usize {
+    ephaptic::to(1).emit(event).await
+}
+
+/// Emits the event to every tab of users 1, 2 and 3: the tutorial's `to(1, 2, 3)`. Returns how
+/// many connections it reached.
+#[expose(requires_login)]
+async fn notify_first_three(event: SomethingHappened) -> usize {
+    ephaptic::to!(1, 2, 3).emit(event).await
+}
+
+/// Emits the event to every tab of the user numbered `user_id`, and no one else. Returns how
+/// many connections it reached.
+#[expose(requires_login)]
+async fn notify_user(user_id: u64, event: SomethingHappened) -> usize {
+    ephaptic::to(user_id).emit(event).await
+}
+
+// --- todos: the data-operation pattern --------------------------------------------------------
 
 /// A todo item, as every page sees it.
 #[ephaptic::model]
@@ -60,13 +187,6 @@ pub struct Todo {
     pub done: bool,
     /// The display name of whoever created it.
     pub author: String,
-}
-
-/// How many connections the server has; sent to everyone when a page connects or leaves.
-#[event]
-#[derive(Debug, Clone)]
-pub struct Presence {
-    pub online: usize,
 }
 
 /// The title is empty (once trimmed) or longer than `max` characters.
@@ -89,7 +209,6 @@ pub struct NotFound {
     pub id: u64,
 }
 
-/// The in-memory store.
 #[derive(Debug)]
 struct Todos {
     next_id: u64,
@@ -100,18 +219,6 @@ static TODOS: Mutex<Todos> = Mutex::new(Todos {
     next_id: 1,
     items: Vec::new(),
 });
-
-/// The store, even if a handler panicked while holding it (the data stays consistent: every
-/// change is a single push or field write).
-fn todos() -> MutexGuard<'static, Todos> {
-    TODOS.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-/// The display name `raw` stands for: trimmed, non-empty, at most [`MAX_NAME_CHARS`] characters.
-pub fn display_name(raw: &str) -> Option<String> {
-    let name = raw.trim();
-    (!name.is_empty() && name.chars().count() <= MAX_NAME_CHARS).then(|| name.to_owned())
-}
 
 /// The title `raw` stands for: trimmed, 1 to [`MAX_TITLE_CHARS`] characters.
 pub fn valid_title(raw: &str) -> Result<String, InvalidTitle> {
@@ -126,28 +233,18 @@ pub fn valid_title(raw: &str) -> Result<String, InvalidTitle> {
     Ok(title.to_owned())
 }
 
-/// The page sends the user's display name as `auth` (`connect({ auth: () => name })`); it becomes
-/// the connection's identity. A missing or invalid name leaves the connection anonymous.
-#[ephaptic::identity_loader]
-async fn load(auth: Option<String>) -> Option<String> {
-    display_name(&auth?)
-}
-
 /// Every todo, oldest first.
 #[expose]
 async fn list_todos() -> Vec<Todo> {
-    todos().items.clone()
+    lock(&TODOS).items.clone()
 }
 
 /// Adds a todo by the caller; every page hears it on `todoCreated`.
 #[expose(requires_login, broadcast = ["todoCreated"])]
 async fn create_todo(caller: Caller, title: String) -> Result<Todo, InvalidTitle> {
     let title = valid_title(&title)?;
-    let author = caller
-        .identity()
-        .map(ToString::to_string)
-        .unwrap_or_default();
-    let mut todos = todos();
+    let author = me(&caller).map(|u| u.name).unwrap_or_default();
+    let mut todos = lock(&TODOS);
     let todo = Todo {
         id: todos.next_id,
         title,
@@ -162,7 +259,7 @@ async fn create_todo(caller: Caller, title: String) -> Result<Todo, InvalidTitle
 /// Flips a todo between done and not done; every page hears the new state on `todoUpdated`.
 #[expose(requires_login, broadcast = ["todoUpdated"])]
 async fn toggle_todo(id: u64) -> Result<Todo, NotFound> {
-    let mut todos = todos();
+    let mut todos = lock(&TODOS);
     let todo = todos
         .items
         .iter_mut()
@@ -172,13 +269,262 @@ async fn toggle_todo(id: u64) -> Result<Todo, NotFound> {
     Ok(todo.clone())
 }
 
-/// Call once connected: tells the page the current count (the `Presence` event, to everyone)
-/// and returns the name this connection is known by (null when the name was refused).
-#[expose]
-async fn hello(caller: Caller) -> Option<String> {
-    announce_presence().await;
-    caller.identity().map(ToString::to_string)
+/// Removes a todo; every page hears the removed todo on `todoDeleted`.
+#[expose(requires_login, broadcast = ["todoDeleted"])]
+async fn delete_todo(id: u64) -> Result<Todo, NotFound> {
+    let mut todos = lock(&TODOS);
+    let index = todos
+        .items
+        .iter()
+        .position(|t| t.id == id)
+        .ok_or(NotFound { id })?;
+    Ok(todos.items.remove(index))
 }
+
+// --- chat: rooms and direct messages ---------------------------------------------------------
+
+/// A message to a room, heard by every connection in it.
+#[event]
+#[derive(Debug, Clone)]
+pub struct ChatMessage {
+    pub room: String,
+    pub from: User,
+    pub text: String,
+    /// When the server received it, in Unix milliseconds.
+    pub at: u64,
+}
+
+/// A message to one user, heard by every tab of that user and no one else.
+#[event]
+#[derive(Debug, Clone)]
+pub struct DirectMessage {
+    pub from: User,
+    pub to: User,
+    pub text: String,
+    /// When the server received it, in Unix milliseconds.
+    pub at: u64,
+}
+
+/// A chat message is empty (once trimmed) or longer than `max` characters.
+#[derive(Debug)]
+#[ephaptic::error(
+    code = "INVALID_TEXT",
+    message = "A message needs 1 to 500 characters."
+)]
+pub struct InvalidText {
+    pub max: usize,
+    pub length: usize,
+}
+
+/// There is no such room (see [`ROOMS`]).
+#[derive(Debug)]
+#[ephaptic::error(code = "NO_SUCH_ROOM", message = "There is no such room.")]
+pub struct NoSuchRoom {
+    pub room: String,
+    /// The rooms there are.
+    pub rooms: Vec<String>,
+}
+
+/// No user has this number.
+#[derive(Debug)]
+#[ephaptic::error(code = "NO_SUCH_USER", message = "There is no such user.")]
+pub struct NoSuchUser {
+    pub id: u64,
+}
+
+static HISTORY: Mutex<Option<HashMap<String, VecDeque<ChatMessage>>>> = Mutex::new(None);
+
+/// The text `raw` stands for: trimmed, 1 to [`MAX_TEXT_CHARS`] characters.
+pub fn valid_text(raw: &str) -> Result<String, InvalidText> {
+    let text = raw.trim();
+    let length = text.chars().count();
+    if length == 0 || length > MAX_TEXT_CHARS {
+        return Err(InvalidText {
+            max: MAX_TEXT_CHARS,
+            length,
+        });
+    }
+    Ok(text.to_owned())
+}
+
+fn room_group(room: &str) -> Result<String, NoSuchRoom> {
+    if ROOMS.contains(&room) {
+        Ok(format!("room:{room}"))
+    } else {
+        Err(NoSuchRoom {
+            room: room.to_owned(),
+            rooms: ROOMS.iter().map(ToString::to_string).collect(),
+        })
+    }
+}
+
+/// The rooms a page may join.
+#[expose]
+async fn rooms() -> Vec<String> {
+    ROOMS.iter().map(ToString::to_string).collect()
+}
+
+/// Joins `room` (leaving any other), and returns its recent messages, oldest first. A page calls
+/// it again after each reconnection: a connection's rooms end with it.
+#[expose(requires_login)]
+async fn join_room(caller: Caller, room: String) -> Result<Vec<ChatMessage>, NoSuchRoom> {
+    let group = room_group(&room)?;
+    for other in caller.groups() {
+        if other != group && other.starts_with("room:") {
+            caller.leave(&other);
+        }
+    }
+    caller.join_ready(&group).await;
+    let history = lock(&HISTORY);
+    Ok(history
+        .as_ref()
+        .and_then(|h| h.get(&room))
+        .map(|messages| messages.iter().cloned().collect())
+        .unwrap_or_default())
+}
+
+/// Sends `text` to everyone in `room` (the sender too, once it joined).
+#[expose(requires_login)]
+async fn send_message(caller: Caller, room: String, text: String) -> ephaptic::Result<ChatMessage> {
+    let group = room_group(&room).map_err(ServiceError::into_error)?;
+    let text = valid_text(&text).map_err(ServiceError::into_error)?;
+    let from = me(&caller).ok_or_else(|| NoSuchUser { id: 0 }.into_error())?;
+    let message = ChatMessage {
+        room: room.clone(),
+        from,
+        text,
+        at: unix_ms(),
+    };
+    {
+        let mut history = lock(&HISTORY);
+        let room_history = history
+            .get_or_insert_with(HashMap::new)
+            .entry(room)
+            .or_default();
+        room_history.push_back(message.clone());
+        if room_history.len() > ROOM_HISTORY {
+            room_history.pop_front();
+        }
+    }
+    ephaptic::group(group).emit(message.clone()).await;
+    Ok(message)
+}
+
+/// Sends `text` to every tab of the user numbered `to`, and no one else; the sender's page shows
+/// the returned message itself.
+#[expose(requires_login)]
+async fn send_direct(caller: Caller, to: u64, text: String) -> ephaptic::Result<DirectMessage> {
+    let text = valid_text(&text).map_err(ServiceError::into_error)?;
+    let recipient = user(to).ok_or_else(|| NoSuchUser { id: to }.into_error())?;
+    let from = me(&caller).ok_or_else(|| NoSuchUser { id: 0 }.into_error())?;
+    let message = DirectMessage {
+        from,
+        to: recipient,
+        text,
+        at: unix_ms(),
+    };
+    ephaptic::to(to).emit(message.clone()).await;
+    Ok(message)
+}
+
+// --- who is online ---------------------------------------------------------------------------
+
+/// Who is online: the demo's own mechanism, kept in this one module so that it can be replaced by
+/// ephaptic's presence (`caller.presence(group).track(meta)` and `client.presence(group)`) in
+/// one place. The frontends read it through one seam each (`useOnline()` in React, the `online`
+/// store in Svelte): [`online_users`] once, then the [`Online`] event.
+pub mod online {
+    use super::*;
+
+    /// The signed-in users with at least one open connection, and a version that grows with
+    /// every change: a page keeps the list with the highest version, so a reply that raced an
+    /// event never takes it back in time.
+    #[event]
+    #[derive(Debug, Clone, Default)]
+    pub struct Online {
+        pub version: u64,
+        pub users: Vec<User>,
+    }
+
+    #[derive(Debug)]
+    struct Counts {
+        version: u64,
+        /// Open connections per user number.
+        connections: Vec<(u64, usize)>,
+    }
+
+    static COUNTS: Mutex<Counts> = Mutex::new(Counts {
+        version: 0,
+        connections: Vec::new(),
+    });
+
+    fn snapshot(counts: &Counts) -> Online {
+        Online {
+            version: counts.version,
+            users: counts
+                .connections
+                .iter()
+                .filter_map(|&(id, _)| user(id))
+                .collect(),
+        }
+    }
+
+    fn id_of(caller: &Caller) -> Option<u64> {
+        u64::try_from(caller.identity()?.as_i64()?).ok()
+    }
+
+    /// The connect hook: counts the connection and tells everyone when its user came online.
+    pub(crate) async fn arrived(caller: Caller) {
+        let Some(id) = id_of(&caller) else { return };
+        let update = {
+            let mut counts = lock(&COUNTS);
+            match counts.connections.iter_mut().find(|(user, _)| *user == id) {
+                Some((_, n)) => {
+                    *n += 1;
+                    None
+                }
+                None => {
+                    counts.connections.push((id, 1));
+                    counts.version += 1;
+                    Some(snapshot(&counts))
+                }
+            }
+        };
+        if let Some(online) = update {
+            ephaptic::emit(online).await;
+        }
+    }
+
+    /// The disconnect hook: tells everyone when a user's last connection closed.
+    pub(crate) async fn left(caller: Caller) {
+        let Some(id) = id_of(&caller) else { return };
+        let update = {
+            let mut counts = lock(&COUNTS);
+            let Some(index) = counts.connections.iter().position(|(user, _)| *user == id) else {
+                return;
+            };
+            counts.connections[index].1 -= 1;
+            if counts.connections[index].1 > 0 {
+                None
+            } else {
+                counts.connections.remove(index);
+                counts.version += 1;
+                Some(snapshot(&counts))
+            }
+        };
+        if let Some(online) = update {
+            ephaptic::emit(online).await;
+        }
+    }
+
+    /// Who is online now; later changes arrive as the `Online` event.
+    #[expose]
+    pub async fn online_users() -> Online {
+        snapshot(&lock(&COUNTS))
+    }
+}
+
+// --- a stream ---------------------------------------------------------------------------------
 
 /// The server's time in Unix milliseconds: now, then at every whole second, until the client
 /// stops reading (or disconnects).
@@ -194,13 +540,6 @@ async fn clock() -> impl Stream<Item = u64> {
     .boxed()
 }
 
-fn unix_ms() -> u64 {
-    let since = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default();
-    u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -214,11 +553,29 @@ mod tests {
     }
 
     #[test]
-    fn titles_are_trimmed_and_bounded() {
+    fn each_name_keeps_its_number() {
+        let a = user_id("unit-test-a");
+        let b = user_id("unit-test-b");
+        assert_ne!(a, b);
+        assert_eq!(user_id("unit-test-a"), a);
+        assert_eq!(user(a).map(|u| u.name), Some("unit-test-a".to_owned()));
+        assert_eq!(user(0), None);
+    }
+
+    #[test]
+    fn titles_and_texts_are_trimmed_and_bounded() {
         assert_eq!(valid_title(" milk ").unwrap(), "milk");
         let empty = valid_title("  ").unwrap_err();
         assert_eq!((empty.max, empty.length), (MAX_TITLE_CHARS, 0));
         assert_eq!(valid_title(&"x".repeat(101)).unwrap_err().length, 101);
         assert!(valid_title(&"x".repeat(100)).is_ok());
+        assert_eq!(valid_text(" hi ").unwrap(), "hi");
+        assert_eq!(valid_text(&"x".repeat(501)).unwrap_err().length, 501);
+    }
+
+    #[test]
+    fn only_known_rooms() {
+        assert_eq!(room_group("general").unwrap(), "room:general");
+        assert_eq!(room_group("nope").unwrap_err().rooms, ROOMS);
     }
 }

@@ -1,7 +1,7 @@
-//! Serves the demo: the ephaptic endpoint (`/_ephaptic`) and the page that uses it, on one port.
+//! Serves the demo: the ephaptic endpoint (`/_ephaptic`) and the built pages, on one port.
 //!
 //! ```text
-//! examples/demo/run.sh                      # builds the client and the page, then runs this
+//! examples/demo/run.sh                      # builds the pages (npm ci + vite build), then runs this
 //! cargo run -p demo -- --addr 127.0.0.1:0   # port 0 picks a free port
 //! ```
 //! The first line of stdout is `demo on http://HOST:PORT/`.
@@ -9,13 +9,13 @@
 //! | path | what |
 //! |---|---|
 //! | `/_ephaptic` | the WebSocket endpoint: `demo::server().router()` merged into this app |
-//! | `/` | `frontend/index.html` |
-//! | `/app.js` | `frontend/dist/app.js`, compiled from `frontend/app.ts` by `run.sh` |
-//! | `/vendor/client/*` | `@ephaptic/client`'s build (`ephaptic-ts/client/dist/`) |
-//! | `/vendor/msgpack/*` | `@msgpack/msgpack`'s ESM build, which the client imports |
+//! | `/` | the landing page (`frontend/dist/index.html`), which links to both frontends |
+//! | `/react/` | the React page (`frontend/dist/react/index.html`) |
+//! | `/svelte/` | the Svelte page (`frontend/dist/svelte/index.html`) |
+//! | `/assets/*` | the scripts and styles Vite built |
 //!
-//! Files are read from the source tree at request time (the paths are fixed at compile time), so
-//! rebuilding the frontend needs no server restart.
+//! Files are read from `frontend/dist` at request time (the path is fixed at compile time), so
+//! rebuilding the frontend (`npm run build` in `frontend/`) needs no server restart.
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -29,13 +29,7 @@ use axum::serve::ListenerExt;
 // The functions live in the library target; linking it registers them.
 use demo as _;
 
-const FRONTEND: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/frontend");
-const FRONTEND_DIST: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/frontend/dist");
-const CLIENT_DIST: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../ephaptic-ts/client/dist");
-const MSGPACK_ESM: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../../ephaptic-ts/client/node_modules/@msgpack/msgpack/dist.esm"
-);
+const DIST: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/frontend/dist");
 
 const USAGE: &str = "usage: demo [--addr HOST:PORT] [--redis URL]   (default 127.0.0.1:8000; port 0 picks a free port; \
      --redis shares events with every demo on that Redis)";
@@ -89,7 +83,7 @@ async fn send_file(dir: &'static str, rel: String) -> Response {
             .into_response(),
         _ => (
             StatusCode::NOT_FOUND,
-            format!("{rel} not found under {dir}: build the frontend with examples/demo/run.sh"),
+            format!("{rel} not found under {dir}: build the pages with examples/demo/run.sh (or npm run build in examples/demo/frontend)"),
         )
             .into_response(),
     }
@@ -100,25 +94,26 @@ fn content_type(path: &Path) -> &'static str {
         Some("html") => "text/html; charset=utf-8",
         Some("js" | "mjs") => "text/javascript; charset=utf-8",
         Some("css") => "text/css; charset=utf-8",
+        Some("svg") => "image/svg+xml",
         Some("map" | "json") => "application/json",
         _ => "application/octet-stream",
     }
 }
 
-/// The page's routes; the ephaptic endpoint is merged in by `main`.
+/// The built pages: a path names a file under `frontend/dist`; a folder (`/`, `/react/`, or
+/// `/react` without the slash) its `index.html`. The ephaptic endpoint is merged in by `main`.
 fn pages() -> axum::Router {
-    use axum::extract::Path as Rest;
-    axum::Router::new()
-        .route("/", get(|| send_file(FRONTEND, "index.html".into())))
-        .route("/app.js", get(|| send_file(FRONTEND_DIST, "app.js".into())))
-        .route(
-            "/vendor/client/{*path}",
-            get(|Rest(path): Rest<String>| send_file(CLIENT_DIST, path)),
-        )
-        .route(
-            "/vendor/msgpack/{*path}",
-            get(|Rest(path): Rest<String>| send_file(MSGPACK_ESM, path)),
-        )
+    axum::Router::new().fallback(get(|uri: axum::http::Uri| async move {
+        let rel = uri.path().trim_start_matches('/');
+        let rel = if rel.is_empty() || rel.ends_with('/') {
+            format!("{rel}index.html")
+        } else if !rel.rsplit('/').next().unwrap_or("").contains('.') {
+            format!("{rel}/index.html")
+        } else {
+            rel.to_owned()
+        };
+        send_file(DIST, rel).await
+    }))
 }
 
 #[tokio::main]

@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
-# Builds what the end-to-end test needs and runs it, from any directory:
+# Builds what the end-to-end tests need and runs them, from any directory:
 #   examples/demo/test/run.sh
 #
-# Installs Debian's chromium with apt when /usr/bin/chromium is missing, builds @ephaptic/client
-# and the page (frontend/build.sh) and the server (cargo build -p demo), then
-# `node --test test/e2e.test.mjs`. Env: DEMO_BIN to test another binary (skips the cargo build).
+# 1. installs Debian's chromium with apt when /usr/bin/chromium is missing;
+# 2. builds the pages (frontend/build.sh: the three packages, npm ci, vite build);
+# 3. type-checks both frontends: tsc --strict (React, shared code) and svelte-check (Svelte);
+# 4. builds the server (cargo build -p demo);
+# 5. `node --test test/e2e.test.mjs`: both frontends in chromium, two users each.
+# Env: DEMO_BIN to test another binary (skips the cargo build); DEMO_FRAMEWORKS=react or svelte
+# for one frontend. Screenshots of failures land in target/demo-e2e/.
 set -euo pipefail
 test_dir="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 demo="$(dirname "$test_dir")"
@@ -18,6 +22,9 @@ if [ ! -x /usr/bin/chromium ]; then
 fi
 
 "$demo/frontend/build.sh"
+
+echo "==> tsc --strict and svelte-check (examples/demo/frontend)" >&2
+(cd "$demo/frontend" && npm run --silent check)
 
 if [ -z "${DEMO_BIN:-}" ]; then
     echo "==> cargo build -p demo" >&2

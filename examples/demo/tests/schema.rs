@@ -1,4 +1,4 @@
-//! `frontend/schema.ts` (the types `frontend/app.ts` imports) must match the Rust types.
+//! `frontend/src/schema.ts` (the types both frontends import) must match the Rust types.
 //! Regenerate with `EPHAPTIC_TS_UPDATE=1 cargo test -p demo --test schema`.
 
 // Links the demo's functions, so the export sees them.
@@ -6,7 +6,7 @@ use demo as _;
 
 #[test]
 fn schema_ts_is_current() {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/frontend/schema.ts");
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/frontend/src/schema.ts");
     // The same naming rule as the server (`demo::server()`), so `createTodo` is typed as such.
     if let Err(e) = ephaptic_ts::Exporter::new()
         .server(demo::server())

@@ -1,0 +1,103 @@
+// An in-memory ephaptic server for the unit tests: a WebSocket class the real @ephaptic/client
+// connects through, which answers `rpc` frames with the handlers given and pushes events on
+// demand. The client under test is the real one; only the network is replaced.
+import { decode, encode } from "@msgpack/msgpack";
+
+type Handler = (...args: unknown[]) => unknown;
+
+export interface FakeServer {
+  WebSocket: new (url: string) => FakeSocket;
+  /** Every socket the client opened, oldest first. */
+  sockets: FakeSocket[];
+  /** How many times each function was called. */
+  calls: Map<string, number>;
+  /** Sends an event (or a channel announcement) to every open socket. */
+  emit(name: string, payload: unknown): void;
+  /** Drops every open socket, as a server restart would. */
+  dropAll(): void;
+}
+
+export interface FakeSocket {
+  binaryType: string;
+  readyState: number;
+  onopen: ((event: unknown) => unknown) | null;
+  onmessage: ((event: { data: unknown }) => unknown) | null;
+  onclose: ((event: { code: number; reason: string }) => unknown) | null;
+  onerror: ((event: unknown) => unknown) | null;
+  send(data: Uint8Array): void;
+  close(code?: number, reason?: string): void;
+}
+
+const bytes = (frame: unknown): ArrayBuffer => {
+  const b = encode(frame);
+  return b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength) as ArrayBuffer;
+};
+
+export function fakeServer(handlers: Record<string, Handler> = {}): FakeServer {
+  const sockets: FakeSocket[] = [];
+  const calls = new Map<string, number>();
+  class Socket implements FakeSocket {
+    binaryType = "blob";
+    readyState = 0;
+    onopen: FakeSocket["onopen"] = null;
+    onmessage: FakeSocket["onmessage"] = null;
+    onclose: FakeSocket["onclose"] = null;
+    onerror: FakeSocket["onerror"] = null;
+    constructor(readonly url: string) {
+      sockets.push(this);
+      setTimeout(() => {
+        if (this.readyState !== 0) return;
+        this.readyState = 1;
+        this.onopen?.({});
+      }, 0);
+    }
+    send(data: Uint8Array): void {
+      const frame = decode(data) as { type?: string; id?: unknown; name?: string; args?: unknown[] };
+      if (frame.type !== "rpc" || typeof frame.name !== "string") return;
+      calls.set(frame.name, (calls.get(frame.name) ?? 0) + 1);
+      const handler = handlers[frame.name];
+      const id = frame.id;
+      setTimeout(() => {
+        if (this.readyState !== 1) return;
+        const reply =
+          handler === undefined
+            ? { id, error: { code: "NOT_FOUND", message: `Function '${frame.name}' not found.`, data: null } }
+            : { id, result: handler(...(frame.args ?? [])) ?? null };
+        this.onmessage?.({ data: bytes(reply) });
+      }, 0);
+    }
+    close(code = 1000, reason = ""): void {
+      if (this.readyState === 3) return;
+      this.readyState = 3;
+      this.onclose?.({ code, reason });
+    }
+  }
+  return {
+    WebSocket: Socket,
+    sockets,
+    calls,
+    emit(name, payload) {
+      const frame = bytes({ type: "event", name, payload: { args: [], kwargs: payload } });
+      for (const s of sockets) if (s.readyState === 1) s.onmessage?.({ data: frame });
+    },
+    dropAll() {
+      for (const s of sockets) {
+        if (s.readyState === 3) continue;
+        s.readyState = 3;
+        s.onclose?.({ code: 1006, reason: "" });
+      }
+    },
+  };
+}
+
+/** Resolves after `ms` (the fake socket answers on the next macrotask). */
+export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+/** Waits until `check` is true, failing after `ms`. */
+export async function until(check: () => boolean, what: string, ms = 2000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!check()) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await sleep(5);
+  }
+}

@@ -1,0 +1,266 @@
+// The hooks against the real @ephaptic/client over an in-memory server (fake-server.ts), rendered
+// by react-dom into happy-dom.
+import "./dom.js";
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import { act, useState, type ReactNode } from "react";
+import { createRoot, type Root } from "react-dom/client";
+import { QueryClient, QueryClientProvider } from "@tanstack/react-query";
+import { connect, type Client } from "@ephaptic/client";
+import { createEphapticReact } from "@ephaptic/react";
+import { fakeServer, until, type FakeServer } from "./fake-server.js";
+import { ephapticMutations, type EphapticErrors, type EphapticEvents, type EphapticService, type SomethingHappened, type Todo } from "./schema.js";
+
+const {
+  EphapticProvider,
+  useEvent,
+  useLatestEvent,
+  useEventList,
+  useConnectionState,
+  useInvalidateOn,
+  useEphapticQuery,
+  useEphapticMutation,
+  useReconnected,
+} = createEphapticReact<EphapticService, EphapticErrors, EphapticEvents>();
+
+type C = Client<EphapticService, EphapticErrors>;
+
+/** A real client on `server`, with `on` counted: `active()` is how many listeners are registered. */
+function counted(server: FakeServer): { client: C; active: () => number; registrations: () => number } {
+  const client = connect<EphapticService, EphapticErrors>({
+    url: "ws://test/_ephaptic",
+    WebSocket: server.WebSocket,
+    mutations: ephapticMutations,
+    reconnect: { baseMs: 5, capMs: 10 },
+  });
+  let active = 0;
+  let registrations = 0;
+  const on = client.on.bind(client) as (name: string, cb: (data: unknown) => void) => () => void;
+  const wrapped = new Proxy(client, {
+    get(target, key, receiver) {
+      if (key === "on") {
+        return (name: string, cb: (data: unknown) => void) => {
+          active++;
+          registrations++;
+          const stop = on(name, cb);
+          let stopped = false;
+          return () => {
+            if (!stopped) active--;
+            stopped = true;
+            stop();
+          };
+        };
+      }
+      return Reflect.get(target, key, receiver);
+    },
+  });
+  return { client: wrapped, active: () => active, registrations: () => registrations };
+}
+
+function mount(node: ReactNode): { root: Root; container: HTMLElement; render(node: ReactNode): void } {
+  const container = document.createElement("div");
+  document.body.appendChild(container);
+  const root = createRoot(container);
+  act(() => root.render(node));
+  return { root, container, render: (n) => act(() => root.render(n)) };
+}
+
+const happened = (message: string): SomethingHappened => ({ code: 1, message, isError: false });
+
+test("useEvent listens while mounted and stops on unmount", async () => {
+  const server = fakeServer();
+  const { client, active } = counted(server);
+  await client.ready();
+  const seen: string[] = [];
+  function Listener(): ReactNode {
+    useEvent("SomethingHappened", (data) => seen.push(data.message));
+    return null;
+  }
+  const view = mount(<EphapticProvider client={client}><Listener /></EphapticProvider>);
+  assert.equal(active(), 1);
+  await act(async () => server.emit("SomethingHappened", happened("one")));
+  assert.deepEqual(seen, ["one"]);
+  act(() => view.root.unmount());
+  assert.equal(active(), 0, "unmounting removed the listener");
+  await act(async () => server.emit("SomethingHappened", happened("two")));
+  assert.deepEqual(seen, ["one"], "no event after unmount");
+  client.disconnect();
+});
+
+test("useEvent calls the latest handler without subscribing again", async () => {
+  const server = fakeServer();
+  const { client, registrations, active } = counted(server);
+  await client.ready();
+  const seen: string[] = [];
+  function Listener(props: { tag: string }): ReactNode {
+    // A new closure every render, as handlers usually are.
+    useEvent("SomethingHappened", (data) => seen.push(`${props.tag}:${data.message}`));
+    return null;
+  }
+  const view = mount(<EphapticProvider client={client}><Listener tag="a" /></EphapticProvider>);
+  for (const tag of ["b", "c", "d"]) view.render(<EphapticProvider client={client}><Listener tag={tag} /></EphapticProvider>);
+  assert.equal(registrations(), 1, "re-rendering with new handlers registered nothing more");
+  await act(async () => server.emit("SomethingHappened", happened("x")));
+  assert.deepEqual(seen, ["d:x"], "only the latest render's handler ran");
+  act(() => view.root.unmount());
+  assert.equal(active(), 0);
+  client.disconnect();
+});
+
+test("a new client (a new login) moves the listeners to it", async () => {
+  const server = fakeServer();
+  const first = counted(server);
+  const second = counted(server);
+  await Promise.all([first.client.ready(), second.client.ready()]);
+  function Listener(): ReactNode {
+    useEvent("SomethingHappened", () => undefined);
+    return null;
+  }
+  const view = mount(<EphapticProvider client={first.client}><Listener /></EphapticProvider>);
+  view.render(<EphapticProvider client={second.client}><Listener /></EphapticProvider>);
+  assert.equal(first.active(), 0);
+  assert.equal(second.active(), 1);
+  act(() => view.root.unmount());
+  first.client.disconnect();
+  second.client.disconnect();
+});
+
+test("useLatestEvent and useEventList keep what arrived", async () => {
+  const server = fakeServer();
+  const { client } = counted(server);
+  await client.ready();
+  const seen: { latest?: SomethingHappened; list: readonly SomethingHappened[] } = { list: [] };
+  function View(): ReactNode {
+    seen.latest = useLatestEvent("SomethingHappened");
+    seen.list = useEventList("SomethingHappened", { max: 2 });
+    return null;
+  }
+  const view = mount(<EphapticProvider client={client}><View /></EphapticProvider>);
+  const before = seen.latest;
+  assert.equal(before, undefined, "nothing before the first event");
+  for (const m of ["a", "b", "c"]) await act(async () => server.emit("SomethingHappened", happened(m)));
+  assert.equal(seen.latest?.message, "c");
+  assert.deepEqual(seen.list.map((e) => e.message), ["b", "c"], "max keeps the newest");
+  act(() => view.root.unmount());
+  client.disconnect();
+});
+
+test("useConnectionState follows the connection, and useReconnected fires after a drop", async () => {
+  const server = fakeServer();
+  const { client } = counted(server);
+  const states: string[] = [];
+  let reconnected = 0;
+  function View(): ReactNode {
+    const state = useConnectionState();
+    if (states.at(-1) !== state) states.push(state);
+    useReconnected(() => reconnected++);
+    return <p>{state}</p>;
+  }
+  const view = mount(<EphapticProvider client={client}><View /></EphapticProvider>);
+  await act(async () => {
+    await client.ready();
+  });
+  assert.equal(view.container.textContent, "connected");
+  await act(async () => server.dropAll());
+  assert.equal(view.container.textContent, "reconnecting");
+  await act(async () => until(() => client.state === "connected", "the reconnection"));
+  assert.equal(view.container.textContent, "connected");
+  assert.equal(reconnected, 1);
+  assert.deepEqual(states.slice(-3), ["connected", "reconnecting", "connected"]);
+  act(() => view.root.unmount());
+  client.disconnect();
+});
+
+test("queries refetch when their channel arrives; a mutation invalidates them; unmount stops it", async () => {
+  const todos: Todo[] = [];
+  const server = fakeServer({
+    listTodos: () => [...todos],
+    createTodo: (title) => {
+      const todo = { id: todos.length + 1, title: String(title) };
+      todos.push(todo);
+      return todo;
+    },
+  });
+  const { client, active } = counted(server);
+  const queryClient = new QueryClient({ defaultOptions: { queries: { retry: false } } });
+  let titles: string[] = [];
+  let create: ((title: string) => Promise<Todo>) | undefined;
+  let userOnSuccess = 0;
+  function Todos(): ReactNode {
+    const list = useEphapticQuery((q) => q.listTodos());
+    const mutation = useEphapticMutation("createTodo", { onSuccess: () => void userOnSuccess++ });
+    // A new array every render: must not re-subscribe.
+    useInvalidateOn(["todoCreated"], [["listTodos"]]);
+    titles = (list.data ?? []).map((t) => t.title);
+    create = mutation.mutateAsync;
+    return null;
+  }
+  const view = mount(
+    <QueryClientProvider client={queryClient}>
+      <EphapticProvider client={client}><Todos /></EphapticProvider>
+    </QueryClientProvider>,
+  );
+  await act(async () => until(() => server.calls.get("listTodos") === 1, "the first fetch"));
+  assert.deepEqual(titles, []);
+
+  // Another client created a todo: the channel arrives and the list refetches.
+  todos.push({ id: 1, title: "from elsewhere" });
+  await act(async () => server.emit("todoCreated", todos[0]));
+  await act(async () => until(() => titles.length === 1, "the refetch after todoCreated"));
+  assert.deepEqual(titles, ["from elsewhere"]);
+
+  // This client's mutation: awaiting it returns with the list already refetched.
+  await act(async () => {
+    await create?.("milk");
+  });
+  const cached = queryClient.getQueryData<Todo[]>(["listTodos"]) ?? [];
+  assert.deepEqual(cached.map((t) => t.title), ["from elsewhere", "milk"], "refetched before mutateAsync resolved");
+  await act(async () => until(() => titles.length === 2, "the render of the refetched list"));
+  assert.deepEqual(titles, ["from elsewhere", "milk"]);
+  assert.equal(userOnSuccess, 1, "the caller's onSuccess ran too");
+
+  const fetches = server.calls.get("listTodos") ?? 0;
+  act(() => view.root.unmount());
+  assert.equal(active(), 0, "unmounting stopped the invalidation listeners");
+  await act(async () => server.emit("todoCreated", { id: 9, title: "late" }));
+  await new Promise((r) => setTimeout(r, 30));
+  assert.equal(server.calls.get("listTodos"), fetches, "no refetch after unmount");
+  queryClient.clear();
+  client.disconnect();
+});
+
+test("useClient outside a provider says what to do", () => {
+  function Orphan(): ReactNode {
+    useEvent("SomethingHappened", () => undefined);
+    return null;
+  }
+  const container = document.createElement("div");
+  const root = createRoot(container);
+  assert.throws(() => act(() => root.render(<Orphan />)), /render this component inside <EphapticProvider client=\{client\}>/);
+  act(() => root.unmount());
+});
+
+// Not a test: the types. `tsc --strict` (npm run build:test) must reject each line marked.
+export function typeChecks(client: C): ReactNode {
+  function Typed(): ReactNode {
+    // @ts-expect-error: a misspelt event name
+    useEvent("SomethingHapened", () => undefined);
+    // @ts-expect-error: the payload is typed
+    useEvent("SomethingHappened", (data) => data.mesage);
+    useEvent("todoCreated", (todo) => todo.title.toUpperCase());
+    // @ts-expect-error: a misspelt query key
+    useInvalidateOn("todoCreated", [["listTodoz"]]);
+    // @ts-expect-error: not a channel
+    useInvalidateOn("todoDeleted", [["listTodos"]]);
+    // @ts-expect-error: not a function that announces channels
+    useEphapticMutation("listTodos");
+    const m = useEphapticMutation("createTodo");
+    // @ts-expect-error: the variables are the title
+    m.mutate(3);
+    const q = useEphapticQuery((queries) => queries.listTodos());
+    const first: Todo | undefined = q.data?.[0];
+    const [s] = useState(first);
+    return s?.title;
+  }
+  return <EphapticProvider client={client}><Typed /></EphapticProvider>;
+}

@@ -1,0 +1,64 @@
+// A real Svelte component (test/components/Probe.svelte, compiled for the browser) mounted into
+// happy-dom and destroyed: its stores' listeners must go with it. Run with
+// `node --conditions=browser` so that `svelte` is its browser build.
+import { Window } from "happy-dom";
+const window = new Window({ url: "http://127.0.0.1/" });
+for (const key of ["window", "document", "navigator", "Node", "Element", "HTMLElement", "Text", "Comment", "Event", "getComputedStyle"] as const) {
+  const value = key === "window" ? window : (window as unknown as Record<string, unknown>)[key];
+  Object.defineProperty(globalThis, key, { value: typeof value === "function" && key === "getComputedStyle" ? value.bind(window) : value, configurable: true, writable: true });
+}
+
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import { flushSync, mount, unmount, type Component } from "svelte";
+import { connect } from "@ephaptic/client";
+import { ephapticStores, type EphapticStores } from "@ephaptic/svelte";
+import { fakeServer, until } from "../fake-server.js";
+import type { EphapticErrors, EphapticEvents, EphapticService, Todo } from "../schema.js";
+
+type Props = { stores: EphapticStores<EphapticEvents>; fetchTodos: () => Promise<Todo[]> };
+const probePath = "../components/Probe.client.js";
+const { default: Probe } = (await import(probePath)) as { default: Component<Props> };
+
+test("a mounted component listens; destroying it removes every listener", async () => {
+  const todos: Todo[] = [{ id: 1, title: "milk" }];
+  const server = fakeServer({ listTodos: () => [...todos] });
+  const client = connect<EphapticService, EphapticErrors>({ url: "ws://test/_ephaptic", WebSocket: server.WebSocket });
+  let active = 0;
+  const on = client.on.bind(client) as (n: string, cb: (d: unknown) => void) => () => void;
+  const counted = new Proxy(client, {
+    get: (t, k, r) =>
+      k === "on"
+        ? (n: string, cb: (d: unknown) => void) => {
+            active++;
+            const stop = on(n, cb);
+            return () => {
+              active--;
+              stop();
+            };
+          }
+        : Reflect.get(t, k, r),
+  });
+  await client.ready();
+  const target = window.document.createElement("div") as unknown as HTMLElement;
+  const component = mount(Probe, { target, props: { stores: ephapticStores<EphapticEvents>(counted), fetchTodos: () => client.listTodos() } });
+  flushSync();
+  const text = (id: string) => target.querySelector(`#${id}`)?.textContent;
+  assert.equal(text("state"), "connected");
+  assert.equal(text("latest"), "none");
+  assert.equal(active, 3, "event, eventList and live's channel: one listener each");
+  await until(() => target.querySelectorAll("li").length === 1, "the first fetch");
+
+  server.emit("SomethingHappened", { code: 1, message: "hello", isError: false });
+  flushSync();
+  assert.equal(text("latest"), "hello");
+  assert.equal(text("count"), "1");
+
+  todos.push({ id: 2, title: "bread" });
+  server.emit("todoCreated", todos[1]);
+  await until(() => target.querySelectorAll("li").length === 2, "the refetch after todoCreated");
+
+  unmount(component);
+  assert.equal(active, 0, "destroying the component removed its listeners");
+  client.disconnect();
+});

@@ -1,0 +1,40 @@
+// A schema of the shape ephaptic-ts generates (a subset of examples/demo's), for the tests.
+export type SomethingHappened = { code: number; message: string; isError: boolean };
+export type Todo = { id: number; title: string };
+
+export interface EphapticEvents {
+  SomethingHappened: SomethingHappened;
+  todoCreated: Todo;
+}
+
+export interface EphapticErrors {
+  INVALID_TITLE: { max: number; length: number };
+}
+
+export interface EphapticQueries {
+  listTodos(): { queryKey: readonly ["listTodos"]; queryFn: () => Promise<Array<Todo>> };
+  createTodo(title: string): { queryKey: readonly ["createTodo", string]; queryFn: () => Promise<Todo> };
+}
+
+export interface EphapticMutations {
+  createTodo(): {
+    mutationKey: readonly ["createTodo"];
+    mutationFn: (variables: string) => Promise<Todo>;
+    onSuccess: () => Promise<void>;
+    channels: readonly ["todoCreated"];
+  };
+}
+
+export const ephapticMutations = {
+  createTodo: { params: 1, channels: ["todoCreated"] },
+} as const;
+
+export interface EphapticService {
+  listTodos(): Promise<Array<Todo>>;
+  createTodo(title: string): Promise<Todo>;
+  on<K extends keyof EphapticEvents>(event: K, callback: (data: EphapticEvents[K]) => void): () => void;
+  off<K extends keyof EphapticEvents>(event: K, callback: (data: EphapticEvents[K]) => void): void;
+  once<K extends keyof EphapticEvents>(event: K, callback: (data: EphapticEvents[K]) => void): () => void;
+  queries: EphapticQueries;
+  mutations: EphapticMutations;
+}

@@ -1,0 +1,159 @@
+// The stores against the real @ephaptic/client over an in-memory server (fake-server.ts). A
+// `window` is put in place first: the stores only listen in a browser (ssr.test.ts is the other
+// side).
+(globalThis as { window?: unknown }).window = globalThis;
+(globalThis as { document?: unknown }).document = {};
+
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import { get } from "svelte/store";
+import { connect, type Client } from "@ephaptic/client";
+import { ephapticStores } from "@ephaptic/svelte";
+import { fakeServer, sleep, until, type FakeServer } from "./fake-server.js";
+import type { EphapticErrors, EphapticEvents, EphapticService, SomethingHappened, Todo } from "./schema.js";
+
+type C = Client<EphapticService, EphapticErrors>;
+
+/** A real client on `server`, with `on` counted: `active()` is how many listeners are registered. */
+function counted(server: FakeServer): { client: C; active: () => number } {
+  const client = connect<EphapticService, EphapticErrors>({
+    url: "ws://test/_ephaptic",
+    WebSocket: server.WebSocket,
+    reconnect: { baseMs: 5, capMs: 10 },
+  });
+  let active = 0;
+  const on = client.on.bind(client) as (name: string, cb: (data: unknown) => void) => () => void;
+  const wrapped = new Proxy(client, {
+    get(target, key, receiver) {
+      if (key !== "on") return Reflect.get(target, key, receiver);
+      return (name: string, cb: (data: unknown) => void) => {
+        active++;
+        const stop = on(name, cb);
+        let stopped = false;
+        return () => {
+          if (!stopped) active--;
+          stopped = true;
+          stop();
+        };
+      };
+    },
+  });
+  return { client: wrapped, active: () => active };
+}
+
+const happened = (message: string): SomethingHappened => ({ code: 1, message, isError: false });
+
+test("event: the latest value while subscribed; the listener goes with the last subscriber", async () => {
+  const server = fakeServer();
+  const { client, active } = counted(server);
+  await client.ready();
+  const stores = ephapticStores<EphapticEvents>(client);
+  const latest = stores.event("SomethingHappened");
+  assert.equal(active(), 0, "nothing listens before a subscriber");
+  const seen: Array<string | undefined> = [];
+  const stopA = latest.subscribe((v) => seen.push(v?.message));
+  const stopB = latest.subscribe(() => undefined);
+  assert.equal(active(), 1, "one listener for any number of subscribers");
+  server.emit("SomethingHappened", happened("one"));
+  assert.deepEqual(seen, [undefined, "one"]);
+  stopA();
+  assert.equal(active(), 1);
+  stopB();
+  assert.equal(active(), 0, "the last unsubscribe (a component destroyed) removed the listener");
+  server.emit("SomethingHappened", happened("two"));
+  assert.deepEqual(seen, [undefined, "one"]);
+  client.disconnect();
+});
+
+test("eventList keeps the newest max, and starts again when subscribed anew", async () => {
+  const server = fakeServer();
+  const { client, active } = counted(server);
+  await client.ready();
+  const list = ephapticStores<EphapticEvents>(client).eventList("SomethingHappened", { max: 2 });
+  let stop = list.subscribe(() => undefined);
+  for (const m of ["a", "b", "c"]) server.emit("SomethingHappened", happened(m));
+  assert.deepEqual(get(list).map((e) => e.message), ["b", "c"]);
+  stop();
+  assert.equal(active(), 0);
+  stop = list.subscribe(() => undefined);
+  assert.deepEqual(get(list), []);
+  stop();
+  client.disconnect();
+});
+
+test("connectionState follows the connection", async () => {
+  const server = fakeServer();
+  const { client } = counted(server);
+  const stores = ephapticStores<EphapticEvents>(client);
+  const states: string[] = [];
+  const stop = stores.connectionState.subscribe((s) => states.push(s));
+  await client.ready();
+  server.dropAll();
+  await until(() => client.state === "connected" && states.length >= 4, "the reconnection");
+  assert.deepEqual(states.slice(-3), ["connected", "reconnecting", "connected"]);
+  stop();
+  client.disconnect();
+});
+
+test("live refetches on its channels and after a reconnection, and stops with its subscribers", async () => {
+  const todos: Todo[] = [];
+  const server = fakeServer({ listTodos: () => [...todos] });
+  const { client, active } = counted(server);
+  const stores = ephapticStores<EphapticEvents>(client);
+  const list = stores.live(() => client.listTodos(), { on: ["todoCreated"], initial: [] });
+  assert.equal(server.calls.get("listTodos"), undefined, "nothing fetched before a subscriber");
+  const stop = list.subscribe(() => undefined);
+  await until(() => get(list).data !== undefined && server.calls.get("listTodos") === 1 && !get(list).loading, "the first fetch");
+  assert.deepEqual(get(list).data, []);
+
+  todos.push({ id: 1, title: "milk" });
+  server.emit("todoCreated", todos[0]);
+  await until(() => get(list).data?.length === 1, "the refetch after todoCreated");
+  assert.equal(server.calls.get("listTodos"), 2);
+
+  todos.push({ id: 2, title: "missed while away" });
+  server.dropAll();
+  await until(() => get(list).data?.length === 2, "the refetch after the reconnection");
+
+  stop();
+  assert.equal(active(), 0, "no listener left");
+  const fetches = server.calls.get("listTodos");
+  server.emit("todoCreated", { id: 3, title: "late" });
+  await sleep(30);
+  assert.equal(server.calls.get("listTodos"), fetches, "no refetch once unsubscribed");
+  client.disconnect();
+});
+
+test("live drops a reply that a newer fetch overtook", async () => {
+  let n = 0;
+  const server = fakeServer();
+  const { client } = counted(server);
+  const stores = ephapticStores<EphapticEvents>(client);
+  const resolvers: Array<(v: number) => void> = [];
+  const value = stores.live(() => new Promise<number>((resolve) => resolvers.push(resolve)));
+  const stop = value.subscribe(() => undefined);
+  void value.refetch();
+  assert.equal(resolvers.length, 2);
+  resolvers[1]?.(++n + 1); // the newer fetch answers first: 2
+  resolvers[0]?.(++n - 1); // then the older one: 1, which must be dropped
+  await sleep(5);
+  assert.equal(get(value).data, 2);
+  stop();
+  client.disconnect();
+});
+
+// Not a test: the types. `tsc --strict` (npm run build:test) must reject each line marked.
+export function typeChecks(client: C): void {
+  const stores = ephapticStores<EphapticEvents>(client);
+  // @ts-expect-error: a misspelt event name
+  stores.event("SomethingHapened");
+  const e = get(stores.event("SomethingHappened"));
+  // @ts-expect-error: the payload is typed
+  void e?.mesage;
+  const title: string | undefined = get(stores.event("todoCreated"))?.title;
+  void title;
+  // @ts-expect-error: not an event or channel
+  stores.live(() => client.listTodos(), { on: ["todoDeleted"] });
+  const data: Todo[] | undefined = get(stores.live(() => client.listTodos())).data;
+  void data;
+}

@@ -1,0 +1,15 @@
+// The hooks, typed by the schema generated from the Rust types (made once for the app).
+import { createEphapticReact } from "@ephaptic/react";
+import type { EphapticErrors, EphapticEvents, EphapticService } from "../schema";
+
+export const {
+  EphapticProvider,
+  useClient,
+  useEvent,
+  useEventList,
+  useConnectionState,
+  useReconnected,
+  useInvalidateOn,
+  useEphapticQuery,
+  useEphapticMutation,
+} = createEphapticReact<EphapticService, EphapticErrors, EphapticEvents>();
