@@ -1,0 +1,6 @@
+#[ephaptic::event(recover = "replay")]
+pub struct Changed {
+    pub id: u64,
+}
+
+fn main() {}
