@@ -437,6 +437,9 @@ pub use ephaptic_macros::expose;
 /// |---|---|
 /// | `name = "noticeSent"` | the event name clients listen for (default: the type's name) |
 /// | `default` | write `impl Default` even when some fields have no `#[ephaptic(default)]` (those take their type's `Default::default()`) |
+/// | `recover = "stream"` | (the default) kept in its stream's history and replayed to a client that reconnects having missed it |
+/// | `recover = "latest"` | kept, but a replay sends only the newest of this event (for "the list changed" signals) |
+/// | `recover = "none"` | never kept nor replayed, sent without a position (typing indicators, progress ticks) |
 ///
 /// **Field defaults** live in one place: `#[ephaptic(default = <expression>)]` on a field (any
 /// expression: `= 1`, `= "text"` for a `String`, `= Vec::new()`), or a bare
