@@ -875,3 +875,45 @@ async fn a_drain_loses_no_event_for_a_client_that_resumes_elsewhere() {
     );
     assert_eq!(messages(&before), numbers(1, 30));
 }
+
+/// Events other servers sent while Redis was away never reached this one: once it is back, a
+/// client that speaks sessions is told, per stream, to refetch (a `resync` frame).
+#[tokio::test]
+async fn after_an_outage_clients_that_speak_sessions_are_told_to_refetch() {
+    use common::tab::Tab;
+    let mut redis = RedisServer::start();
+    let port = redis.port;
+    let a = node(&redis.url()).await;
+    let (mut tab, _, _) = Tab::open(&a, "hana", vec![]).await;
+    tab.c.ok("enter_room", vec![v("den")]).await;
+    let mut old = Peer::user(&a, "ivan").await;
+    redis.kill9();
+    // The server notices (a publish or a probe fails).
+    old.ok("shout", vec![v("alone")]).await;
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let _redis = RedisServer::start_on(port);
+    let mut resyncs = std::collections::BTreeMap::new();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while resyncs.len() < 3 {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let f = tab
+            .c
+            .recv_raw_within(left)
+            .await
+            .map(|raw| decode(&raw))
+            .unwrap_or_else(|| panic!("resyncs so far: {resyncs:?}"));
+        if get(&f, "type") == &v("resync") {
+            assert_eq!(get(&f, "reason"), &v("gap"));
+            assert!(get(&f, "epoch").as_str().is_some() && get(&f, "offset").as_u64().is_some());
+            resyncs.insert(get(&f, "stream").as_str().unwrap().to_owned(), f);
+        }
+    }
+    assert_eq!(
+        resyncs.keys().collect::<Vec<_>>(),
+        ["b", "g:den", "u"],
+        "every stream of the connection"
+    );
+    // The old client (no `v: 2`) sees its own server's event, and nothing of the resync.
+    assert_eq!(&old.kwarg("Notice", "message").await, &v("alone"));
+    old.c.expect_silence(Duration::from_millis(300)).await;
+}

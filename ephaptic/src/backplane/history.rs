@@ -120,6 +120,16 @@ pub(crate) fn read_reply(
     Some(decide(asked, &epoch, top, &after, retention))
 }
 
+/// The epoch and top of what [`READ`] returned.
+pub(crate) fn position_of(reply: &::redis::Value) -> Option<(String, u64)> {
+    let ::redis::Value::Array(parts) = reply else {
+        return None;
+    };
+    let epoch = text(parts.first()?)?;
+    let top = text(parts.get(1)?)?.parse().ok()?;
+    Some((epoch, top))
+}
+
 /// What a resume says when the history cannot be read.
 pub(crate) fn unavailable(asked: Option<&Asked>) -> Read {
     Read {

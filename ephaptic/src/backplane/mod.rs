@@ -152,6 +152,8 @@ impl Redis {
             probe_seen: AtomicU64::new(0),
             started: AtomicBool::new(false),
             connected: AtomicBool::new(false),
+            hub: Mutex::new(Weak::new()),
+            history_meta_ttl: Mutex::new(None),
         });
         Ok(Redis { link })
     }
@@ -194,6 +196,8 @@ impl Backplane for Redis {
         // In compatibility mode `to(..)` events go through the reference's envelope, which has
         // no position: so no history there.
         let history = history.filter(|_| !link.settings.compat);
+        *lock(&link.hub) = Arc::downgrade(&hub);
+        *lock(&link.history_meta_ttl) = history.map(|h| h.meta_ttl);
         Box::new(RedisDelivery {
             local: Local::new(hub.clone(), None),
             hub,
@@ -415,6 +419,10 @@ struct Link {
     started: AtomicBool,
     /// Whether Redis answered the last command (false until it first does).
     connected: AtomicBool,
+    /// The server's hub, for the resync after a gap.
+    hub: Mutex<Weak<Hub>>,
+    /// With sessions on: how long a stream's position is kept (`None`: no history).
+    history_meta_ttl: Mutex<Option<Duration>>,
 }
 
 impl fmt::Debug for Link {
@@ -661,6 +669,22 @@ impl Link {
                 "Redis is back after {:.1} s; {dropped} event(s) for other servers were dropped meanwhile",
                 since.elapsed().as_secs_f64()
             );
+            self.gap();
+        }
+    }
+
+    /// This server may have missed events of other servers (Redis was away, or its
+    /// subscription deaf): tells the connections that speak sessions, once subscribed again.
+    fn gap(&self) {
+        let (Some(link), Some(meta_ttl)) = (self.me.upgrade(), *lock(&self.history_meta_ttl))
+        else {
+            return;
+        };
+        let Some(hub) = lock(&self.hub).upgrade() else {
+            return;
+        };
+        if tokio::runtime::Handle::try_current().is_ok() {
+            tokio::spawn(resync(link, hub, meta_ttl));
         }
     }
 
@@ -736,6 +760,7 @@ impl Link {
     fn reconnect(&self) {
         let old = lock(&self.manager).replace(self.connect());
         lock(&self.confirmed).clear();
+        self.gap();
         if let Some(mut old) = old {
             let mut all: Vec<String> = lock(&self.desired).iter().cloned().collect();
             all.extend(self.permanent.iter().cloned());
@@ -801,6 +826,88 @@ async fn publisher(link: Arc<Link>, hub: Weak<Hub>, mut rx: mpsc::Receiver<Job>)
             }
         }
         batch.clear();
+    }
+}
+
+/// Sends `resync` (docs/PROTOCOL.md 5.6) for every stream of every connection that speaks
+/// sessions, with the stream's position now, once this server is subscribed again (so what
+/// follows the position arrives live).
+async fn resync(link: Arc<Link>, hub: Arc<Hub>, meta_ttl: Duration) {
+    let subscribed = async {
+        loop {
+            let changed = link.confirmed_changed.notified();
+            let done = {
+                let desired = lock(&link.desired);
+                let confirmed = lock(&link.confirmed);
+                desired
+                    .iter()
+                    .chain(&link.permanent)
+                    .all(|c| confirmed.contains(c))
+            };
+            if done {
+                return;
+            }
+            changed.await;
+        }
+    };
+    let _ = tokio::time::timeout(READY_WAIT, subscribed).await;
+    // Stream -> (its wire name, the connections that read it).
+    let mut streams: std::collections::HashMap<
+        String,
+        (String, Vec<Arc<crate::session::Connection>>),
+    > = std::collections::HashMap::new();
+    for conn in hub
+        .connections()
+        .into_iter()
+        .filter(|c| c.speaks_sessions())
+    {
+        let mut of = vec![("b".to_owned(), "b".to_owned())];
+        if let Some(id) = conn.identity() {
+            of.push((format!("u:{}", id.key()), "u".to_owned()));
+        }
+        for g in conn.groups() {
+            if !g.starts_with("__ephaptic.") {
+                of.push((format!("g:{g}"), format!("g:{g}")));
+            }
+        }
+        for (key, wire) in of {
+            streams
+                .entry(key)
+                .or_insert_with(|| (wire, Vec::new()))
+                .1
+                .push(conn.clone());
+        }
+    }
+    if streams.is_empty() {
+        return;
+    }
+    tracing::info!(
+        node = %link.node,
+        streams = streams.len(),
+        "events of other servers may have been missed while Redis was away: telling the clients to refetch"
+    );
+    let read = ::redis::Script::new(history::READ);
+    for (key, (wire, conns)) in streams {
+        let (meta, stream) = history::keys(&key);
+        let reply = read
+            .key(meta)
+            .key(stream)
+            .arg(u64::MAX)
+            .arg(1)
+            .arg(crate::runtime::history::new_epoch())
+            .arg(meta_ttl.as_secs().max(1))
+            .invoke_async::<::redis::Value>(&mut link.manager())
+            .await;
+        let Some((epoch, top)) = reply.ok().as_ref().and_then(history::position_of) else {
+            continue;
+        };
+        let mut extra = Vec::new();
+        crate::wire::msgpack::put_str(&mut extra, "reason");
+        crate::wire::msgpack::put_str(&mut extra, "gap");
+        let frame = crate::wire::reply::position_frame("resync", &wire, &epoch, top, 1, &extra);
+        for conn in conns {
+            conn.push_event(frame.clone());
+        }
     }
 }
 
