@@ -195,6 +195,8 @@ pub(crate) enum Lost {
     Epoch,
     Trimmed,
     Expired,
+    /// The history could not be read (Redis away).
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
     Unavailable,
 }
 

@@ -230,6 +230,7 @@ impl Hub {
     }
 
     /// How many connections are in `group`.
+    #[cfg(any(feature = "redis", test))]
     pub fn members(&self, group: &str) -> usize {
         read(&self.groups).get(group).map_or(0, Vec::len)
     }
