@@ -261,6 +261,80 @@ if any(runs("ephaptic", c) for c, _ in SCALE):
     )
     w("")
 
+# ---- sessions
+if runs("ephaptic", "history_fanout_1000") or runs("ephaptic", "replay_1000"):
+    w("## Sessions: what the history costs, and replaying")
+    w("")
+    w(
+        "Sessions (docs/PROTOCOL.md 5.6) are on by default: each event of a stream is numbered, "
+        "positioned (three more keys in its frame) and kept. The fan-out to 1,000 subscribers with "
+        "them (`parity`) and without (`parity --no-resume`), interleaved; with Redis, the "
+        "one-subscriber path (so the delivery is a small part of an event's cost) and two servers "
+        "with and without the history script. Redis commands are counted from `INFO commandstats` "
+        "(a script's own commands included). Replay: a user connects, notes its position and "
+        "leaves; 1,000 events are sent to it; the time from its reconnect (TCP connect included) "
+        "to the hello's answer, with all 1,000 received before it (`bench replay`, 10 rounds per "
+        "run)."
+    )
+    w("")
+    w("| configuration | deliveries/s | p50 / p99 delivery | server CPU per delivery | server CPU per event | Redis CPU per event | Redis commands per event |")
+    w("|---|---:|---:|---:|---:|---:|---:|")
+    HIST = [
+        ("ephaptic", "history_fanout_1000", "1,000 subscribers, one server, with history"),
+        ("ephaptic-noresume", "history_fanout_1000", "1,000 subscribers, one server, without"),
+        ("ephaptic", "path_redis", "1 subscriber, Redis, with history"),
+        ("ephaptic", "path_redis_noresume", "1 subscriber, Redis, without"),
+        ("ephaptic", "scale_redis_2", "1,000 subscribers on two servers, with history"),
+        ("ephaptic", "scale_redis_2_noresume", "1,000 subscribers on two servers, without"),
+    ]
+    for srv, c, label in HIST:
+        if not ok_runs(srv, c):
+            if runs(srv, c):
+                w(f"| {label} | {note(srv, c)} | | | | | |")
+            continue
+        p50, p99 = med(srv, c, "p50_us"), med(srv, c, "p99_us")
+        cmds, sent = med(srv, c, "redis_commands"), med(srv, c, "events_sent")
+        w(
+            f"| {label} | {fmt(med(srv, c, 'deliveries_per_s'))} "
+            f"| {fmt(p50 and p50 / 1000, 2, ' ms')} / {fmt(p99 and p99 / 1000, 2, ' ms')} "
+            f"| {fmt(med(srv, c, 'server_cpu_us_per_delivery'), 2, ' us')} "
+            f"| {fmt(med(srv, c, 'server_cpu_us_per_event'), 1, ' us')} "
+            f"| {fmt(med(srv, c, 'redis_cpu_us_per_event'), 1, ' us')} "
+            f"| {fmt(cmds and sent and cmds / sent, 1)} |"
+        )
+    w("")
+    with_h = med("ephaptic", "history_fanout_1000", "deliveries_per_s")
+    without_h = med("ephaptic-noresume", "history_fanout_1000", "deliveries_per_s")
+    cw = med("ephaptic", "history_fanout_1000", "server_cpu_us_per_event")
+    cwo = med("ephaptic-noresume", "history_fanout_1000", "server_cpu_us_per_event")
+    w(
+        f"- One server: with history / without, **{ratio(with_h, without_h)}** deliveries/s; "
+        f"server CPU per event {fmt(cw, 1, ' us')} against {fmt(cwo, 1, ' us')}."
+    )
+    pr, prn = med("ephaptic", "path_redis", "server_cpu_us_per_event"), med("ephaptic", "path_redis_noresume", "server_cpu_us_per_event")
+    rr, rrn = med("ephaptic", "path_redis", "redis_cpu_us_per_event"), med("ephaptic", "path_redis_noresume", "redis_cpu_us_per_event")
+    w(
+        f"- With Redis, per event: the emitting server {fmt(pr, 1, ' us')} with history and "
+        f"{fmt(prn, 1, ' us')} without; Redis {fmt(rr, 1, ' us')} and {fmt(rrn, 1, ' us')}."
+    )
+    w("")
+    w("| replay of 1,000 missed events | p50 | p90 | per event | server CPU per replayed event |")
+    w("|---|---:|---:|---:|---:|")
+    for c, label in [("replay_1000", "in memory (one server)"), ("replay_redis_1000", "from Redis")]:
+        if not ok_runs("ephaptic", c):
+            if runs("ephaptic", c):
+                w(f"| {label} | {note('ephaptic', c)} | | | |")
+            continue
+        w(
+            f"| {label} | **{fmt(med('ephaptic', c, 'replay_ms_p50'), 2, ' ms')}** "
+            f"| {fmt(med('ephaptic', c, 'replay_ms_p90'), 2, ' ms')} "
+            f"| {fmt(med('ephaptic', c, 'replay_us_per_event'), 2, ' us')} "
+            f"| {fmt(med('ephaptic', c, 'server_cpu_us_per_event'), 2, ' us')} |"
+        )
+    w("")
+    w(f"Commands: `{cmd('ephaptic', 'replay_1000')}`; `{cmd('ephaptic-noresume', 'history_fanout_1000')}`.")
+    w("")
+
 # ---- idle
 w("## Idle connections")
 w("")

@@ -129,6 +129,7 @@ start_server() {
     out="$(mktemp)"
     case "$name" in
         ephaptic) EPHAPTIC_LOG=warn "${pin[@]}" "$BIN/parity" --addr 127.0.0.1:0 >"$out" 2>/dev/null & ;;
+        ephaptic-noresume) EPHAPTIC_LOG=warn "${pin[@]}" "$BIN/parity" --addr 127.0.0.1:0 --no-resume >"$out" 2>/dev/null & ;;
         floor) "${pin[@]}" "$BIN/floor" --addr 127.0.0.1:0 >"$out" 2>/dev/null & ;;
         python) "${pin[@]}" "$VENV/bin/python" "$HERE/reference_server.py" --addr 127.0.0.1:0 >"$out" 2>/dev/null & ;;
     esac
@@ -197,6 +198,18 @@ rust_case fanout_1000 180 "" "" fanout --conns 1000 "${common[@]}"
 rust_case fanout_10000 240 "" "" fanout --conns 10000 "${common[@]}"
 rust_case idle_10000 300 "" "" idle --conns 10000 --hold 3
 
+# Sessions: what the history costs an event (fan-out with it, the default, and without it,
+# `parity --no-resume`, interleaved), and the time to replay 1,000 missed events to a client
+# that resumes (in memory here; through Redis below).
+for r in $(seq 1 "$RUNS"); do
+    order=(ephaptic ephaptic-noresume)
+    [ $((r % 2)) -eq 0 ] && order=(ephaptic-noresume ephaptic)
+    for s in "${order[@]}"; do
+        run_one history_fanout_1000 "$s" "$r" 180 "" "" fanout --conns 1000 "${common[@]}"
+    done
+    run_one replay_1000 ephaptic "$r" 120 "" "" replay --events 1000 --rounds 10
+done
+
 # Scale-out: fan-out to 1,000 subscribers through Redis. One server without Redis, one server
 # with it (the cost of publishing), and two servers on one Redis with the subscribers split
 # 500/500 (the emitter on the first): deliveries/s, latency, both servers' CPU, Redis's CPU.
@@ -224,9 +237,12 @@ if $REDIS && command -v redis-server >/dev/null 2>&1; then
         RPID=""
     }
     trap 'stop_server; stop_all' EXIT
-    # scale_one CASE RUN SERVERS(0 = no Redis, 1, 2) [SUBSCRIBERS (default 1000)]
+    # scale_one CASE RUN SERVERS(0 = no Redis, 1, 2) [SUBSCRIBERS (default 1000)] [MODE (fanout,
+    # or replay)] [PARITY ARGS...]
     scale_one() {
-        local name="$1" r="$2" n="$3" subs="${4:-1000}" rport extra=()
+        local name="$1" r="$2" n="$3" subs="${4:-1000}" mode="${5:-fanout}" rport="" extra=()
+        shift 5 2>/dev/null || shift $#
+        local parity_args=("$@")
         if [ "$n" -gt 0 ]; then
             rport="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
             redis-server --port "$rport" --bind 127.0.0.1 --save "" --appendonly no >/dev/null 2>&1 &
@@ -237,18 +253,40 @@ if $REDIS && command -v redis-server >/dev/null 2>&1; then
             done
             extra=(--redis "redis://127.0.0.1:$rport")
         fi
-        start_parity "${extra[@]}" || { log "parity did not start"; stop_all; return 0; }
+        start_parity "${extra[@]}" "${parity_args[@]}" || { log "parity did not start"; stop_all; return 0; }
         local args=(--server-pid "${PIDS[0]}")
         if [ "$n" -eq 2 ]; then
-            start_parity "${extra[@]}" || { log "parity did not start"; stop_all; return 0; }
+            start_parity "${extra[@]}" "${parity_args[@]}" || { log "parity did not start"; stop_all; return 0; }
             args+=(--also "${URLS[1]}" --also-pid "${PIDS[1]}")
         fi
         [ -n "$RPID" ] && args+=(--redis-pid "$RPID")
-        local cmd=("$BIN/bench" fanout "${URLS[0]}" --conns "$subs" "${common[@]}" "${args[@]}" --label "ephaptic/$name/$r")
+        local cmd
+        if [ "$mode" = replay ]; then
+            cmd=("$BIN/bench" replay "${URLS[0]}" --events 1000 --rounds 10 "${args[@]}" --label "ephaptic/$name/$r")
+        else
+            cmd=("$BIN/bench" fanout "${URLS[0]}" --conns "$subs" "${common[@]}" "${args[@]}" --label "ephaptic/$name/$r")
+        fi
         log "ephaptic $name run $r/$RUNS: ${cmd[*]}"
+        # Redis's commands while the bench runs (scripts' own commands included), for the
+        # operations an event costs Redis.
+        redis_calls() {
+            [ -n "$rport" ] || { echo 0; return; }
+            redis-cli -p "$rport" INFO commandstats 2>/dev/null | sed -n 's/^cmdstat_\([a-z|]*\):calls=\([0-9]*\),.*/\1 \2/p' \
+                | awk '$1 != "info" { n += $2 } END { print n + 0 }'
+        }
+        local calls_before
+        calls_before="$(redis_calls)"
         local line
         line="$(timeout 180 "${cmd[@]}" 2>/dev/null || true)"
-        [ -z "$line" ] && line='{"mode":"fanout","error":"no result within 180s"}'
+        [ -z "$line" ] && line="{\"mode\":\"$mode\",\"error\":\"no result within 180s\"}"
+        local calls_after
+        calls_after="$(redis_calls)"
+        line="$(printf '%s\n' "$line" | python3 -c '
+import json, sys
+r = json.loads(sys.stdin.read())
+if sys.argv[1] != "0" or sys.argv[2] != "0":
+    r["redis_commands"] = int(sys.argv[2]) - int(sys.argv[1])
+print(json.dumps(r))' "$calls_before" "$calls_after")"
         local shown
         shown="$(printf '%q ' "${cmd[@]}" | sed "s#$BIN/#target/release/#g; s#ws://127.0.0.1:[0-9]*/_ephaptic#\$URL#g; s#--server-pid [0-9]*#--server-pid \$PID#; s#--also-pid [0-9]*#--also-pid \$PID2#; s#--redis-pid [0-9]*#--redis-pid \$RPID#")"
         printf '%s\n' "$line" | python3 -c '
@@ -274,14 +312,20 @@ print(json.dumps(r))' "$name" "$r" "$shown" >>"$RESULTS"
             esac
         done
         # One subscriber: what an event costs the emitting server itself, with and without
-        # the Redis path (the delivery is then a small part of it).
+        # the Redis path (the delivery is then a small part of it), and the Redis path without
+        # history (`--no-resume`: a plain PUBLISH instead of the history script).
         if [ $((r % 2)) -eq 1 ]; then
             scale_one path_local "$r" 0 1
             scale_one path_redis "$r" 1 1
+            scale_one path_redis_noresume "$r" 1 1 fanout --no-resume
         else
+            scale_one path_redis_noresume "$r" 1 1 fanout --no-resume
             scale_one path_redis "$r" 1 1
             scale_one path_local "$r" 0 1
         fi
+        scale_one scale_redis_2_noresume "$r" 2 1000 fanout --no-resume
+        # 1,000 missed events replayed from the history in Redis.
+        scale_one replay_redis_1000 "$r" 1 1 replay
     done
 else
     log "skipping the scale-out cases (--no-redis, or no redis-server installed)"

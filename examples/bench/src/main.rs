@@ -7,6 +7,7 @@
 //!              [--also ws://127.0.0.1:M/_ephaptic --also-pid PID2] [--redis-pid PID3]
 //!              (--also: half the subscribers on a second server, the emitter stays on the first)
 //! bench idle   ws://127.0.0.1:N/_ephaptic --conns 10000 --server-pid PID
+//! bench replay ws://127.0.0.1:N/_ephaptic --events 1000 --rounds 10 --server-pid PID
 //! ```
 //!
 //! * **calls**: `conns` connections, each keeping `inflight` calls of `add(a, b)` in flight for
@@ -19,6 +20,12 @@
 //!   `--window` events not yet delivered to everyone; `--rate R` emits R events/s.
 //! * **idle**: opens `conns` connections, makes one call on each, holds them and reads the
 //!   server's VmRSS before and after: server memory per idle connection.
+//!
+//! * **replay**: sessions (docs/PROTOCOL.md 5.6) against the parity fixture: per round, a user
+//!   connects with `v: 2`, notes its position and leaves; `events` events are sent to it
+//!   (`burst_to`); it reconnects asking to resume, and the time from the connect to the
+//!   hello's answer, with every missed event received before it, is the replay time. With
+//!   `--server-pid`, the server's CPU during the replays, per replayed event.
 //!
 //! Progress goes to stderr; the result is one JSON line on stdout. Every loop is bounded in
 //! time; every wait has a timeout. For 10,000 connections the open-file limit is raised to its
@@ -67,13 +74,17 @@ struct Opts {
     also: Option<String>,
     also_pid: Option<u32>,
     redis_pid: Option<u32>,
+    /// replay: events missed per round, and rounds.
+    events: u64,
+    rounds: usize,
 }
 
 fn usage() -> ! {
     eprintln!(
         "usage: bench <calls|fanout|idle> <ws-url> [--conns N] [--inflight N] [--duration S] \
          [--warmup S] [--server-pid PID] [--rate EVENTS_PER_S] [--window N] [--hold S] \
-         [--threads N] [--label TEXT] [--also WS_URL] [--also-pid PID] [--redis-pid PID]"
+         [--threads N] [--label TEXT] [--also WS_URL] [--also-pid PID] [--redis-pid PID] \
+         [--events N] [--rounds N]"
     );
     std::process::exit(2)
 }
@@ -81,7 +92,7 @@ fn usage() -> ! {
 fn parse_opts() -> Opts {
     let mut args = std::env::args().skip(1);
     let mode = args.next().unwrap_or_else(|| usage());
-    if !matches!(mode.as_str(), "calls" | "fanout" | "idle") {
+    if !matches!(mode.as_str(), "calls" | "fanout" | "idle" | "replay") {
         usage();
     }
     let url = args.next().unwrap_or_else(|| usage());
@@ -101,6 +112,8 @@ fn parse_opts() -> Opts {
         also: None,
         also_pid: None,
         redis_pid: None,
+        events: 1000,
+        rounds: 10,
     };
     while let Some(flag) = args.next() {
         let value = args.next().unwrap_or_else(|| usage());
@@ -119,6 +132,8 @@ fn parse_opts() -> Opts {
             "--also" => o.also = Some(value),
             "--also-pid" => o.also_pid = Some(num() as u32),
             "--redis-pid" => o.redis_pid = Some(num() as u32),
+            "--events" => o.events = num() as u64,
+            "--rounds" => o.rounds = num() as usize,
             _ => usage(),
         }
     }
@@ -154,6 +169,7 @@ fn main() {
         match o.mode.as_str() {
             "calls" => calls(&o).await,
             "fanout" => fanout(&o).await,
+            "replay" => replay(&o).await,
             _ => idle(&o).await,
         }
     });
@@ -788,5 +804,114 @@ async fn idle(o: &Opts) -> Result<String, String> {
         rss0,
         rss1,
         per_conn
+    ))
+}
+
+// ---------------------------------------------------------------------------------------------
+// replay
+
+/// Reads frames until the answer to call `id` (0: the hello), counting the events before it;
+/// returns that count and the answer's bytes.
+async fn until_answer(ws: &mut Ws, id: u64) -> Result<(u64, Vec<u8>), String> {
+    let mut events = 0;
+    loop {
+        let msg = tokio::time::timeout(STALL, ws.next())
+            .await
+            .map_err(|_| "no answer within the stall limit".to_string())?
+            .ok_or("the connection closed")?
+            .map_err(|e| e.to_string())?;
+        let Message::Binary(b) = msg else { continue };
+        match wire::classify(&b) {
+            wire::Frame::Event { .. } => events += 1,
+            wire::Frame::Result { id: got, .. } if got == id => return Ok((events, b.to_vec())),
+            wire::Frame::Error { id: Some(got) } if got == id => {
+                return Err(format!("call {id} failed: {:?}", rmpv::decode::read_value(&mut &b[..])));
+            }
+            _ => {}
+        }
+    }
+}
+
+/// The `u` stream's epoch and offset from a hello's answer, and whether it was recovered.
+fn user_stream(answer: &[u8]) -> Result<(String, u64, bool), String> {
+    let v = rmpv::decode::read_value(&mut &answer[..]).map_err(|e| e.to_string())?;
+    let field = |m: &rmpv::Value, k: &str| -> Option<rmpv::Value> {
+        m.as_map()?
+            .iter()
+            .find(|(key, _)| key.as_str() == Some(k))
+            .map(|(_, v)| v.clone())
+    };
+    let u = field(&v, "result")
+        .and_then(|r| field(&r, "streams"))
+        .and_then(|s| field(&s, "u"))
+        .ok_or("the server answered the hello without a `u` stream: is it a server with sessions?")?;
+    let epoch = field(&u, "epoch").and_then(|e| e.as_str().map(str::to_owned)).ok_or("no epoch")?;
+    let offset = field(&u, "offset").and_then(|o| o.as_u64()).ok_or("no offset")?;
+    let recovered = field(&u, "recovered").and_then(|r| r.as_bool()).unwrap_or(false);
+    Ok((epoch, offset, recovered))
+}
+
+async fn replay(o: &Opts) -> Result<String, String> {
+    let events = o.events.max(1);
+    let rounds = o.rounds.max(1);
+    let mut emitter = connect(&o.url, 64 * 1024).await?;
+    let mut times = Vec::with_capacity(rounds);
+    let mut cpu = 0.0;
+    for r in 0..rounds {
+        let user = format!("replay-{}-{r}", std::process::id());
+        let hello = wire::rpc(0, "__ephaptic.hello", &[]);
+        // Where it stands, then away.
+        let mut tab = connect(&o.url, 64 * 1024).await?;
+        tab.send(Message::Binary(wire::init_v2(&user, None).into())).await.map_err(|e| e.to_string())?;
+        tab.send(Message::Binary(hello.clone().into())).await.map_err(|e| e.to_string())?;
+        let (_, answer) = until_answer(&mut tab, 0).await?;
+        let (epoch, offset, _) = user_stream(&answer)?;
+        let _ = tab.close(None).await;
+        drop(tab);
+        // What it misses.
+        let call = wire::rpc(
+            1,
+            "burst_to",
+            &[wire::Arg::Str(&user), wire::Arg::Int(0), wire::Arg::Int(events)],
+        );
+        emitter.send(Message::Binary(call.into())).await.map_err(|e| e.to_string())?;
+        until_answer(&mut emitter, 1).await?;
+        // Back, resuming.
+        let cpu_before = server_cpu(o);
+        let start = Instant::now();
+        let mut back = connect(&o.url, 64 * 1024).await?;
+        back.send(Message::Binary(wire::init_v2(&user, Some((&epoch, offset))).into()))
+            .await
+            .map_err(|e| e.to_string())?;
+        back.send(Message::Binary(hello.into())).await.map_err(|e| e.to_string())?;
+        let (got, answer) = until_answer(&mut back, 0).await?;
+        let took = start.elapsed();
+        if let (Some(a), Some(b)) = (cpu_before, server_cpu(o)) {
+            cpu += b - a;
+        }
+        let (_, _, recovered) = user_stream(&answer)?;
+        if !recovered || got != events {
+            return Err(format!(
+                "round {r}: {got} of {events} events replayed (recovered: {recovered}); is the history big enough?"
+            ));
+        }
+        times.push(took);
+        let _ = back.close(None).await;
+        eprintln!("replay round {r}: {events} events in {:.2} ms", took.as_secs_f64() * 1e3);
+    }
+    times.sort();
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    let median = times[times.len() / 2];
+    let p90 = times[(times.len() * 9 / 10).min(times.len() - 1)];
+    let cpu_per_event = o.server_pid.map(|_| cpu / (events as f64 * rounds as f64) * 1e6);
+    Ok(format!(
+        "{{\"mode\":\"replay\",\"label\":\"{}\",\"events\":{events},\"rounds\":{rounds},\
+         \"replay_ms_p50\":{:.3},\"replay_ms_p90\":{:.3},\"replay_us_per_event\":{:.3},\
+         \"server_cpu_us_per_event\":{}}}",
+        esc(&o.label),
+        ms(median),
+        ms(p90),
+        ms(median) * 1e3 / events as f64,
+        opt(cpu_per_event),
     ))
 }

@@ -322,3 +322,54 @@ mod tests {
         assert_eq!(classify(&buf), Frame::Other);
     }
 }
+
+/// `{"type": "init", "auth": token, "v": 2, "resume": {"u": [epoch, offset]}}` (sessions,
+/// docs/PROTOCOL.md 5.6); without `resume` when `from` is `None`.
+pub fn init_v2(token: &str, from: Option<(&str, u64)>) -> Vec<u8> {
+    let mut buf = Vec::new();
+    rmp::encode::write_map_len(&mut buf, if from.is_some() { 4 } else { 3 }).unwrap();
+    rmp::encode::write_str(&mut buf, "type").unwrap();
+    rmp::encode::write_str(&mut buf, "init").unwrap();
+    rmp::encode::write_str(&mut buf, "auth").unwrap();
+    rmp::encode::write_str(&mut buf, token).unwrap();
+    rmp::encode::write_str(&mut buf, "v").unwrap();
+    rmp::encode::write_uint(&mut buf, 2).unwrap();
+    if let Some((epoch, offset)) = from {
+        rmp::encode::write_str(&mut buf, "resume").unwrap();
+        rmp::encode::write_map_len(&mut buf, 1).unwrap();
+        rmp::encode::write_str(&mut buf, "u").unwrap();
+        rmp::encode::write_array_len(&mut buf, 2).unwrap();
+        rmp::encode::write_str(&mut buf, epoch).unwrap();
+        rmp::encode::write_uint(&mut buf, offset).unwrap();
+    }
+    buf
+}
+
+/// `{"type": "rpc", "id": id, "name": name, "args": [<strings and integers>]}`.
+pub fn rpc(id: u64, name: &str, args: &[Arg<'_>]) -> Vec<u8> {
+    let mut buf = Vec::new();
+    rmp::encode::write_map_len(&mut buf, 4).unwrap();
+    rmp::encode::write_str(&mut buf, "type").unwrap();
+    rmp::encode::write_str(&mut buf, "rpc").unwrap();
+    rmp::encode::write_str(&mut buf, "id").unwrap();
+    rmp::encode::write_uint(&mut buf, id).unwrap();
+    rmp::encode::write_str(&mut buf, "name").unwrap();
+    rmp::encode::write_str(&mut buf, name).unwrap();
+    rmp::encode::write_str(&mut buf, "args").unwrap();
+    rmp::encode::write_array_len(&mut buf, args.len() as u32).unwrap();
+    for a in args {
+        match a {
+            Arg::Str(s) => rmp::encode::write_str(&mut buf, s).unwrap(),
+            Arg::Int(n) => {
+                rmp::encode::write_uint(&mut buf, *n).unwrap();
+            }
+        }
+    }
+    buf
+}
+
+/// An argument of [`rpc`].
+pub enum Arg<'a> {
+    Str(&'a str),
+    Int(u64),
+}
