@@ -197,6 +197,13 @@ export const ephapticMutations = {
   "toggleTodo": { params: 1, channels: ["todoUpdated"] },
 } as const;
 
+/**
+ * The hash of the server's functions and types this file was generated from. Pass it to
+ * `connect({ url, schemaHash: ephapticSchemaHash })`: a client whose bundle is older than the
+ * server it reaches is told so (`onSchemaMismatch`).
+ */
+export const ephapticSchemaHash = "050339a00c282d7b";
+
 /** The server's functions, events and queries, as `@ephaptic/client` exposes them. */
 export interface EphapticService {
   /** Emits the event to everyone connected. */
