@@ -246,30 +246,42 @@ impl RedisDelivery {
             };
             self.link.enqueue_job(job)
         };
-        let (queued, reached) = match event.audience {
-            Audience::Everyone => (
-                append(StreamOf::All, channel::ALL.to_owned()),
-                self.hub.len(),
-            ),
+        // What Redis could not take is delivered here at once, without a position (and is
+        // lost for the other servers, counted).
+        let missed = || self.link.counters.dropped.fetch_add(1, Relaxed);
+        let reached = match event.audience {
+            Audience::Everyone => {
+                if !append(StreamOf::All, channel::ALL.to_owned()) {
+                    missed();
+                    return self.local.unpositioned(event);
+                }
+                self.hub.len()
+            }
             Audience::Users(ids) => {
-                let mut all = true;
+                let mut reached = 0;
                 for (i, id) in ids.iter().enumerate() {
-                    if !ids[..i].contains(id) {
-                        all &= append(StreamOf::User(id), channel::user(id));
+                    if ids[..i].contains(id) {
+                        continue;
+                    }
+                    if append(StreamOf::User(id), channel::user(id)) {
+                        reached += self.hub.identity_len(id);
+                    } else {
+                        missed();
+                        let one = std::slice::from_ref(id);
+                        reached += self.hub.offer_users(one, &event.frame);
                     }
                 }
-                (all, ids.iter().map(|id| self.hub.identity_len(id)).sum())
+                reached
             }
-            Audience::Group(name) => (
-                append(StreamOf::Group(name), channel::group(name)),
-                self.hub.members(name),
-            ),
-            Audience::Nobody => (true, 0),
+            Audience::Group(name) => {
+                if !append(StreamOf::Group(name), channel::group(name)) {
+                    missed();
+                    return self.local.unpositioned(event);
+                }
+                self.hub.members(name)
+            }
+            Audience::Nobody => 0,
         };
-        if !queued {
-            self.link.counters.dropped.fetch_add(1, Relaxed);
-            return self.local.unpositioned(event);
-        }
         reached
     }
 }

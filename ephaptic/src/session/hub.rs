@@ -159,10 +159,11 @@ impl Hub {
 
     /// Adds `conn` to `group`; `false` when it was already a member.
     pub fn join(&self, conn: &Arc<Connection>, group: &str) -> bool {
+        // The runtime's own groups (`__ephaptic.*`: presence watchers) carry no stream.
         let follow = self
             .joined
             .get()
-            .filter(|j| conn.speaks_sessions() && j.active());
+            .filter(|j| conn.speaks_sessions() && !group.starts_with("__ephaptic.") && j.active());
         let joined = conn.add_group(group, |name| {
             if follow.is_some() {
                 // Before it is indexed: no live event of the group reaches it ahead of its

@@ -825,7 +825,10 @@ async fn until_answer(ws: &mut Ws, id: u64) -> Result<(u64, Vec<u8>), String> {
             wire::Frame::Event { .. } => events += 1,
             wire::Frame::Result { id: got, .. } if got == id => return Ok((events, b.to_vec())),
             wire::Frame::Error { id: Some(got) } if got == id => {
-                return Err(format!("call {id} failed: {:?}", rmpv::decode::read_value(&mut &b[..])));
+                return Err(format!(
+                    "call {id} failed: {:?}",
+                    rmpv::decode::read_value(&mut &b[..])
+                ));
             }
             _ => {}
         }
@@ -844,10 +847,18 @@ fn user_stream(answer: &[u8]) -> Result<(String, u64, bool), String> {
     let u = field(&v, "result")
         .and_then(|r| field(&r, "streams"))
         .and_then(|s| field(&s, "u"))
-        .ok_or("the server answered the hello without a `u` stream: is it a server with sessions?")?;
-    let epoch = field(&u, "epoch").and_then(|e| e.as_str().map(str::to_owned)).ok_or("no epoch")?;
-    let offset = field(&u, "offset").and_then(|o| o.as_u64()).ok_or("no offset")?;
-    let recovered = field(&u, "recovered").and_then(|r| r.as_bool()).unwrap_or(false);
+        .ok_or(
+            "the server answered the hello without a `u` stream: is it a server with sessions?",
+        )?;
+    let epoch = field(&u, "epoch")
+        .and_then(|e| e.as_str().map(str::to_owned))
+        .ok_or("no epoch")?;
+    let offset = field(&u, "offset")
+        .and_then(|o| o.as_u64())
+        .ok_or("no offset")?;
+    let recovered = field(&u, "recovered")
+        .and_then(|r| r.as_bool())
+        .unwrap_or(false);
     Ok((epoch, offset, recovered))
 }
 
@@ -862,8 +873,12 @@ async fn replay(o: &Opts) -> Result<String, String> {
         let hello = wire::rpc(0, "__ephaptic.hello", &[]);
         // Where it stands, then away.
         let mut tab = connect(&o.url, 64 * 1024).await?;
-        tab.send(Message::Binary(wire::init_v2(&user, None).into())).await.map_err(|e| e.to_string())?;
-        tab.send(Message::Binary(hello.clone().into())).await.map_err(|e| e.to_string())?;
+        tab.send(Message::Binary(wire::init_v2(&user, None).into()))
+            .await
+            .map_err(|e| e.to_string())?;
+        tab.send(Message::Binary(hello.clone().into()))
+            .await
+            .map_err(|e| e.to_string())?;
         let (_, answer) = until_answer(&mut tab, 0).await?;
         let (epoch, offset, _) = user_stream(&answer)?;
         let _ = tab.close(None).await;
@@ -872,18 +887,29 @@ async fn replay(o: &Opts) -> Result<String, String> {
         let call = wire::rpc(
             1,
             "burst_to",
-            &[wire::Arg::Str(&user), wire::Arg::Int(0), wire::Arg::Int(events)],
+            &[
+                wire::Arg::Str(&user),
+                wire::Arg::Int(0),
+                wire::Arg::Int(events),
+            ],
         );
-        emitter.send(Message::Binary(call.into())).await.map_err(|e| e.to_string())?;
+        emitter
+            .send(Message::Binary(call.into()))
+            .await
+            .map_err(|e| e.to_string())?;
         until_answer(&mut emitter, 1).await?;
         // Back, resuming.
         let cpu_before = server_cpu(o);
         let start = Instant::now();
         let mut back = connect(&o.url, 64 * 1024).await?;
-        back.send(Message::Binary(wire::init_v2(&user, Some((&epoch, offset))).into()))
+        back.send(Message::Binary(
+            wire::init_v2(&user, Some((&epoch, offset))).into(),
+        ))
+        .await
+        .map_err(|e| e.to_string())?;
+        back.send(Message::Binary(hello.into()))
             .await
             .map_err(|e| e.to_string())?;
-        back.send(Message::Binary(hello.into())).await.map_err(|e| e.to_string())?;
         let (got, answer) = until_answer(&mut back, 0).await?;
         let took = start.elapsed();
         if let (Some(a), Some(b)) = (cpu_before, server_cpu(o)) {
@@ -897,13 +923,18 @@ async fn replay(o: &Opts) -> Result<String, String> {
         }
         times.push(took);
         let _ = back.close(None).await;
-        eprintln!("replay round {r}: {events} events in {:.2} ms", took.as_secs_f64() * 1e3);
+        eprintln!(
+            "replay round {r}: {events} events in {:.2} ms",
+            took.as_secs_f64() * 1e3
+        );
     }
     times.sort();
     let ms = |d: Duration| d.as_secs_f64() * 1e3;
     let median = times[times.len() / 2];
     let p90 = times[(times.len() * 9 / 10).min(times.len() - 1)];
-    let cpu_per_event = o.server_pid.map(|_| cpu / (events as f64 * rounds as f64) * 1e6);
+    let cpu_per_event = o
+        .server_pid
+        .map(|_| cpu / (events as f64 * rounds as f64) * 1e6);
     Ok(format!(
         "{{\"mode\":\"replay\",\"label\":\"{}\",\"events\":{events},\"rounds\":{rounds},\
          \"replay_ms_p50\":{:.3},\"replay_ms_p90\":{:.3},\"replay_us_per_event\":{:.3},\
