@@ -150,9 +150,11 @@ impl Redis {
             shutdown: tokio::sync::watch::channel(false).0,
             outage: Mutex::new(None),
             probe_seen: AtomicU64::new(0),
+            gap_pending: AtomicBool::new(false),
             started: AtomicBool::new(false),
             connected: AtomicBool::new(false),
             hub: Mutex::new(Weak::new()),
+            wanted: Mutex::new(HashSet::new()),
             history_meta_ttl: Mutex::new(None),
         });
         Ok(Redis { link })
@@ -249,7 +251,7 @@ impl RedisDelivery {
         // What Redis could not take is delivered here at once, without a position (and is
         // lost for the other servers, counted).
         let missed = || self.link.counters.dropped.fetch_add(1, Relaxed);
-        let reached = match event.audience {
+        match event.audience {
             Audience::Everyone => {
                 if !append(StreamOf::All, channel::ALL.to_owned()) {
                     missed();
@@ -281,8 +283,7 @@ impl RedisDelivery {
                 self.hub.members(name)
             }
             Audience::Nobody => 0,
-        };
-        reached
+        }
     }
 }
 
@@ -428,11 +429,17 @@ struct Link {
     outage: Mutex<Option<(Instant, u64)>>,
     /// The last probe number that came back.
     probe_seen: AtomicU64,
+    /// Pushes were dropped since the last probe tick: a resync is due.
+    gap_pending: AtomicBool,
     started: AtomicBool,
     /// Whether Redis answered the last command (false until it first does).
     connected: AtomicBool,
     /// The server's hub, for the resync after a gap.
     hub: Mutex<Weak<Hub>>,
+    /// Channels this server holds listeners for, from the moment the hub says so (before the
+    /// subscription task has subscribed): the publisher waits for these to be confirmed before
+    /// it sends an event to one, or Redis could publish it before this server listens.
+    wanted: Mutex<HashSet<String>>,
     /// With sessions on: how long a stream's position is kept (`None`: no history).
     history_meta_ttl: Mutex<Option<Duration>>,
 }
@@ -508,8 +515,10 @@ impl Interest for Link {
             Topic::Group(name) => channel::group(name),
         };
         let change = if held {
+            lock(&self.wanted).insert(channel.clone());
             Change::Subscribe(channel)
         } else {
+            lock(&self.wanted).remove(&channel);
             // At once, not when the task gets to it: a connection of the same user arriving
             // meanwhile must wait for the subscription to be made again.
             lock(&self.confirmed).remove(&channel);
@@ -584,6 +593,9 @@ impl Link {
                     PushKind::Message if push.try_send(info).is_err() => {
                         link.pushes_dropped.fetch_add(1, Relaxed);
                         link.counters.dropped.fetch_add(1, Relaxed);
+                        // Events this server's listeners will never get: they are told to
+                        // refetch (at the next probe tick, once per burst).
+                        link.gap_pending.store(true, Relaxed);
                     }
                     PushKind::Disconnection => {
                         // The connection manager reconnects and re-subscribes by itself; until
@@ -619,6 +631,37 @@ impl Link {
         if !self.enqueue_job(Job::Publish(channel, body)) {
             self.counters.dropped.fetch_add(1, Relaxed);
         }
+    }
+
+    /// Waits (at most [`READY_WAIT`], not at all while Redis is away) until every channel the
+    /// batch appends to that this server wants is confirmed subscribed.
+    async fn await_subscribed(&self, batch: &[Job]) {
+        let pending = |link: &Link| {
+            let wanted = lock(&link.wanted);
+            if wanted.is_empty() {
+                return false;
+            }
+            let confirmed = lock(&link.confirmed);
+            batch.iter().any(|j| match j {
+                Job::Append { channel, .. } => {
+                    wanted.contains(channel) && !confirmed.contains(channel)
+                }
+                Job::Publish(..) => false,
+            })
+        };
+        if !pending(self) {
+            return;
+        }
+        let waited = async {
+            loop {
+                let changed = self.confirmed_changed.notified();
+                if !pending(self) || self.is_down() {
+                    return;
+                }
+                changed.await;
+            }
+        };
+        let _ = tokio::time::timeout(READY_WAIT, waited).await;
     }
 
     /// Queues a job for the publisher; `false` (nothing queued) while Redis is known to be
@@ -799,6 +842,11 @@ async fn publisher(link: Arc<Link>, hub: Weak<Hub>, mut rx: mpsc::Receiver<Job>)
         }
         let n = batch.len() as u64;
         let appends = batch.iter().any(|j| matches!(j, Job::Append { .. }));
+        if appends {
+            // Our own listeners hear our events from Redis: a channel they just started to
+            // listen on must be subscribed before the event is published on it.
+            link.await_subscribed(&batch).await;
+        }
         if appends && !loaded {
             loaded = append.load_async(&mut link.manager()).await.is_ok();
         }
@@ -823,12 +871,19 @@ async fn publisher(link: Arc<Link>, hub: Weak<Hub>, mut rx: mpsc::Receiver<Job>)
             Err(e) => {
                 link.failed(&e);
                 // What was queued while this batch failed would go out late: drop it too. Events
-                // of streams were to reach this server's own listeners through Redis: they get
-                // them now, without a position, as without sessions.
+                // of streams were to reach this server's own listeners through Redis: those
+                // that did not reach it get them now, without a position, as without sessions.
+                // A batch lost with the connection may have run (Redis published it, and this
+                // server could not hear it): it is not delivered here again; the resync when
+                // Redis is back tells the clients to refetch. A batch Redis refused (out of
+                // memory, say) did not run.
                 let mut lost = n;
                 let hub = hub.upgrade();
+                let refused = !unreachable(&e);
                 for job in batch.drain(..) {
-                    deliver_here(hub.as_deref(), &job);
+                    if refused {
+                        deliver_here(hub.as_deref(), &job);
+                    }
                 }
                 while let Ok(job) = rx.try_recv() {
                     deliver_here(hub.as_deref(), &job);
@@ -918,6 +973,8 @@ async fn resync(link: Arc<Link>, hub: Arc<Hub>, meta_ttl: Duration) {
         crate::wire::msgpack::put_str(&mut extra, "gap");
         let frame = crate::wire::reply::position_frame("resync", &wire, &epoch, top, 1, &extra);
         for conn in conns {
+            // Its position moves to the stream's now: what a replay left to drop no longer holds.
+            conn.clear_floor(&wire);
             conn.push_event(frame.clone());
         }
     }
@@ -998,7 +1055,7 @@ fn on_message(link: &Link, hub: &Hub, channel: &[u8], body: &[u8]) {
     let Some(target) = channel::target(channel) else {
         return;
     };
-    if body.get(1) == Some(&2) {
+    if body.starts_with(&[b'E', 2]) {
         let Some((epoch, seq, frame)) = channel::unwrap_positioned(&Bytes::copy_from_slice(body))
         else {
             return;
@@ -1126,6 +1183,9 @@ async fn subscriptions(
                 // The previous probe should be back by now; twice missing while Redis answers
                 // (and no push was dropped for a full queue) means the subscription went deaf.
                 let dropped_pushes = link.pushes_dropped.swap(0, Relaxed) > 0;
+                if link.gap_pending.swap(false, Relaxed) {
+                    link.gap();
+                }
                 if probe_sent > 0
                     && link.probe_seen.load(Relaxed) < probe_sent
                     && !link.is_down()

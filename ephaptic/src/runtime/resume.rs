@@ -17,7 +17,7 @@ use bytes::Bytes;
 use serde::Serialize;
 
 use super::delivery::stamp;
-use super::history::{Read, StreamOf};
+use super::history::{Lost, Read, StreamOf};
 use super::state::State;
 use crate::identity::Identity;
 use crate::session::hub::Joined;
@@ -37,6 +37,10 @@ struct Outcome {
     replayed: usize,
     #[serde(skip_serializing_if = "Option::is_none")]
     reason: Option<&'static str>,
+    /// Below which a held live event is a copy of what was sent (`None`: the history could
+    /// not be read, nothing was sent).
+    #[serde(skip)]
+    floor: Option<u64>,
 }
 
 #[derive(Debug, Serialize)]
@@ -70,11 +74,6 @@ pub(crate) fn hello(state: &Arc<State>, conn: &Arc<Connection>, id: Bytes) {
             }
             streams.insert("b", resume(&state, &conn, StreamOf::All, "b").await);
         }
-        let release = |conn: &Connection, streams: &BTreeMap<&str, Outcome>| {
-            for (wire, outcome) in streams {
-                conn.release(wire, outcome.offset);
-            }
-        };
         let answer = Hello {
             v: 2,
             server: concat!("ephaptic-rs/", env!("CARGO_PKG_VERSION")),
@@ -94,7 +93,9 @@ pub(crate) fn hello(state: &Arc<State>, conn: &Arc<Connection>, id: Bytes) {
             Err(e) => tracing::error!("the hello could not be encoded: {e}"),
         }
         // Live events follow the answer.
-        release(&conn, &answer.streams);
+        for (wire, outcome) in &answer.streams {
+            conn.release(wire, outcome.floor).await;
+        }
     });
 }
 
@@ -111,6 +112,10 @@ async fn resume(state: &State, conn: &Connection, of: StreamOf<'_>, wire: &str) 
         asked,
         outcome,
     } = read;
+    let floor = match outcome {
+        Err(Lost::Unavailable) => None,
+        _ => Some(top),
+    };
     Outcome {
         epoch,
         offset: top,
@@ -118,6 +123,7 @@ async fn resume(state: &State, conn: &Connection, of: StreamOf<'_>, wire: &str) 
         was_recovering: asked,
         replayed,
         reason: outcome.err().map(|lost| lost.as_str()),
+        floor,
     }
 }
 
@@ -176,7 +182,7 @@ impl Joined for Resumer {
                 &extra,
             );
             conn.send(frame).await;
-            conn.release(&wire, outcome.offset);
+            conn.release(&wire, outcome.floor).await;
         });
     }
 }

@@ -192,17 +192,42 @@ impl Connection {
         r
     }
 
-    /// Ends the hold of `stream` after its replay up to `replayed` was queued: queues what
-    /// was held after it, under the gate's lock, so it comes before any later live event.
-    pub fn release(&self, stream: &str, replayed: u64) {
-        let mut gate = lock(&self.gate);
-        let Some(g) = gate.as_deref_mut() else {
-            return;
-        };
-        for frame in g.release(stream, replayed) {
-            if !self.out.push_event(frame, self.id) {
-                break;
+    /// Ends the hold of `stream` once its replay (up to `floor`, when it has one) is queued:
+    /// sends what was held after it, waiting for room as replies do, while what arrives
+    /// meanwhile is still held, so nothing of the stream overtakes. Without `floor` (the
+    /// history could not be read), everything held is sent and no copy is looked for.
+    pub async fn release(&self, stream: &str, floor: Option<u64>) {
+        let mut last = floor.unwrap_or(0);
+        loop {
+            let held = {
+                let mut gate = lock(&self.gate);
+                let Some(g) = gate.as_deref_mut() else {
+                    return;
+                };
+                let held = g.take_held(stream);
+                if held.is_empty() {
+                    g.finish(stream, floor.map(|_| last));
+                    return;
+                }
+                held
+            };
+            for (seq, frame) in held {
+                if floor.is_some() && seq <= last {
+                    // A copy of what the replay sent.
+                    continue;
+                }
+                last = last.max(seq);
+                if !self.out.send(frame).await {
+                    return;
+                }
             }
+        }
+    }
+
+    /// Forgets what a replay of `stream` left to drop (a resync moved its position).
+    pub fn clear_floor(&self, stream: &str) {
+        if let Some(g) = lock(&self.gate).as_deref_mut() {
+            g.clear_floor(stream);
         }
     }
 

@@ -29,9 +29,13 @@ pub(crate) struct Asked {
 pub(crate) const MAX_ASKED: usize = 64;
 pub(crate) const MAX_STREAM_NAME: usize = 256;
 
-/// Live events one stream may hold back during its replay; past it the connection is closed
-/// as too slow (it reconnects and resumes again), because dropping them would be a gap.
+/// Live events (and their bytes) one stream may hold back during its replay, and for how long;
+/// past any of them the connection is closed as too slow (it reconnects and resumes again),
+/// because dropping them would be a gap. A client that asked to resume and never sends its
+/// hello is closed by the same rule at its stream's first event after the deadline.
 pub(crate) const MAX_HELD: usize = 4096;
+pub(crate) const MAX_HELD_BYTES: usize = 4 << 20;
+const HOLD_FOR: Duration = Duration::from_secs(30);
 
 /// How long after a replay a live event at or below its offset may still arrive (it was on its
 /// way, in another server's or Redis's queue, when the history was read).
@@ -49,6 +53,8 @@ pub(crate) struct Gate {
 struct Hold {
     stream: Arc<str>,
     held: Vec<(u64, Bytes)>,
+    bytes: usize,
+    since: Instant,
 }
 
 #[derive(Debug)]
@@ -81,41 +87,60 @@ impl Gate {
             self.holds.push(Hold {
                 stream: Arc::from(stream),
                 held: Vec::new(),
+                bytes: 0,
+                since: Instant::now(),
             });
         }
     }
 
-    /// Ends the hold of `stream` once everything up to `replayed` was queued: returns the held
-    /// events after it, in order, to queue now; a live event at or below it that arrives later
-    /// is dropped.
-    pub fn release(&mut self, stream: &str, replayed: u64) -> Vec<Bytes> {
-        let Some(at) = self.holds.iter().position(|h| &*h.stream == stream) else {
-            return Vec::new();
-        };
-        let hold = self.holds.swap_remove(at);
-        let mut last = replayed;
-        let mut out = Vec::new();
-        for (seq, frame) in hold.held {
-            if seq > last {
-                last = seq;
-                out.push(frame);
+    /// Takes what `stream` holds back so far (the hold stays: what arrives meanwhile waits).
+    pub fn take_held(&mut self, stream: &str) -> Vec<(u64, Bytes)> {
+        match self.holds.iter_mut().find(|h| &*h.stream == stream) {
+            Some(hold) => {
+                hold.bytes = 0;
+                std::mem::take(&mut hold.held)
             }
+            None => Vec::new(),
         }
+    }
+
+    /// Ends the hold of `stream` if it holds nothing more (`false`: more arrived, take it
+    /// first). With `floor`, a live event at or below it that arrives later is a copy of one
+    /// already sent, and is dropped.
+    pub fn finish(&mut self, stream: &str, floor: Option<u64>) -> bool {
+        let Some(at) = self.holds.iter().position(|h| &*h.stream == stream) else {
+            return true;
+        };
+        if !self.holds[at].held.is_empty() {
+            return false;
+        }
+        let hold = self.holds.swap_remove(at);
         self.floors.retain(|f| &*f.stream != stream);
-        self.floors.push(Floor {
-            stream: hold.stream,
-            seq: last,
-            until: Instant::now() + FLOOR_FOR,
-        });
-        out
+        if let Some(seq) = floor {
+            self.floors.push(Floor {
+                stream: hold.stream,
+                seq,
+                until: Instant::now() + FLOOR_FOR,
+            });
+        }
+        true
+    }
+
+    /// Forgets the floor of `stream` (its position moved elsewhere: a resync).
+    pub fn clear_floor(&mut self, stream: &str) {
+        self.floors.retain(|f| &*f.stream != stream);
     }
 
     /// Decides about a live event of a stream.
     pub fn offer(&mut self, stamp: Stamp<'_>, frame: &Bytes) -> Verdict {
         if let Some(hold) = self.holds.iter_mut().find(|h| &*h.stream == stamp.stream) {
-            if hold.held.len() >= MAX_HELD {
+            if hold.held.len() >= MAX_HELD
+                || hold.bytes + frame.len() > MAX_HELD_BYTES
+                || hold.since.elapsed() > HOLD_FOR
+            {
                 return Verdict::Overflow;
             }
+            hold.bytes += frame.len();
             hold.held.push((stamp.seq, frame.clone()));
             return Verdict::Taken;
         }
@@ -166,8 +191,23 @@ mod tests {
             ),
             Verdict::Pass
         ));
-        // The replay sent up to 5: 6 is what is left.
-        assert_eq!(g.release("u", 5), vec![f(6)]);
+        // The replay sent up to 5: the connection sends what is held after it, then ends the
+        // hold with the floor it reached.
+        let held = g.take_held("u");
+        assert_eq!(held.iter().map(|(s, _)| *s).collect::<Vec<_>>(), [4, 5, 6]);
+        assert!(matches!(
+            g.offer(
+                Stamp {
+                    stream: "u",
+                    seq: 7
+                },
+                &f(7)
+            ),
+            Verdict::Taken
+        ));
+        assert!(!g.finish("u", Some(6)), "7 arrived meanwhile");
+        assert_eq!(g.take_held("u"), vec![(7, f(7))]);
+        assert!(g.finish("u", Some(7)));
         // 5 and 6 were on their way: copies, dropped; 7 is new.
         assert!(matches!(
             g.offer(
