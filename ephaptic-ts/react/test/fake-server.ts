@@ -11,6 +11,8 @@ export interface FakeServer {
   sockets: FakeSocket[];
   /** How many times each function was called. */
   calls: Map<string, number>;
+  /** Every call received, oldest first: its function and arguments. */
+  log: Array<{ name: string; args: unknown[] }>;
   /** Sends an event (or a channel announcement) to every open socket. */
   emit(name: string, payload: unknown): void;
   /** Drops every open socket, as a server restart would. */
@@ -36,6 +38,7 @@ const bytes = (frame: unknown): ArrayBuffer => {
 export function fakeServer(handlers: Record<string, Handler> = {}): FakeServer {
   const sockets: FakeSocket[] = [];
   const calls = new Map<string, number>();
+  const log: Array<{ name: string; args: unknown[] }> = [];
   class Socket implements FakeSocket {
     binaryType = "blob";
     readyState = 0;
@@ -55,6 +58,7 @@ export function fakeServer(handlers: Record<string, Handler> = {}): FakeServer {
       const frame = decode(data) as { type?: string; id?: unknown; name?: string; args?: unknown[] };
       if (frame.type !== "rpc" || typeof frame.name !== "string") return;
       calls.set(frame.name, (calls.get(frame.name) ?? 0) + 1);
+      log.push({ name: frame.name, args: frame.args ?? [] });
       const handler = handlers[frame.name];
       const id = frame.id;
       setTimeout(() => {
@@ -76,6 +80,7 @@ export function fakeServer(handlers: Record<string, Handler> = {}): FakeServer {
     WebSocket: Socket,
     sockets,
     calls,
+    log,
     emit(name, payload) {
       const frame = bytes({ type: "event", name, payload: { args: [], kwargs: payload } });
       for (const s of sockets) if (s.readyState === 1) s.onmessage?.({ data: frame });
