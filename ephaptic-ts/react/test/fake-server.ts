@@ -1,7 +1,9 @@
 // An in-memory ephaptic server for the unit tests: a WebSocket class the real @ephaptic/client
 // connects through, which answers `rpc` frames with the handlers given and pushes events on
-// demand. The client under test is the real one; only the network is replaced.
+// demand (`lobby` below plays a presence group). The client under test is the real one; only the
+// network is replaced.
 import { decode, encode } from "@msgpack/msgpack";
+import type { PresenceMember, User } from "./schema.js";
 
 type Handler = (...args: unknown[]) => unknown;
 
@@ -105,4 +107,40 @@ export async function until(check: () => boolean, what: string, ms = 2000): Prom
     if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
     await sleep(5);
   }
+}
+
+/**
+ * The presence group `lobby` as a server keeps it: `handlers` answer `enterLobby` and the reserved
+ * `__ephaptic.presence.watch|unwatch` (a snapshot of the members now; other groups are empty),
+ * and `join` / `leave` change the members and send the diff to every open socket (none with
+ * `server` null: a change while the client is away, whose diff is lost).
+ */
+export function lobby(initial: Record<string, string>) {
+  const members = new Map<string, PresenceMember<User>>();
+  const member = (id: number, name: string): PresenceMember<User> => ({ key: `i:${id}`, connections: [{ id: `local:${id}`, meta: { id, name } }] });
+  for (const [id, name] of Object.entries(initial)) members.set(`i:${id}`, member(Number(id), name));
+  const snapshot = (group: unknown) => {
+    const list = group === "lobby" ? [...members.values()].sort((a, b) => a.key.localeCompare(b.key)) : [];
+    return { group, members: list, truncated: false, users: list.length, connections: list.length };
+  };
+  const handlers = {
+    enterLobby: () => null,
+    "__ephaptic.presence.watch": snapshot,
+    "__ephaptic.presence.unwatch": () => true,
+  };
+  return {
+    handlers,
+    /** Changes the group now; `server` (when given) sends the diff to its open sockets. */
+    join(server: FakeServer | null, id: number, name: string) {
+      const m = member(id, name);
+      members.set(m.key, m);
+      server?.emit("__ephaptic.presence", { group: "lobby", joins: [m], leaves: [] });
+    },
+    leave(server: FakeServer | null, id: number) {
+      const key = `i:${id}`;
+      const conns = members.get(key)?.connections.map((c) => c.id) ?? [];
+      members.delete(key);
+      server?.emit("__ephaptic.presence", { group: "lobby", joins: [], leaves: [{ key, connections: conns }] });
+    },
+  };
 }

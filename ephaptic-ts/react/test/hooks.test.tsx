@@ -8,7 +8,7 @@ import { createRoot, type Root } from "react-dom/client";
 import { QueryClient, QueryClientProvider } from "@tanstack/react-query";
 import { connect, type Client } from "@ephaptic/client";
 import { createEphapticReact } from "@ephaptic/react";
-import { fakeServer, until, type FakeServer } from "./fake-server.js";
+import { fakeServer, lobby, until, type FakeServer } from "./fake-server.js";
 import {
   ephapticMutations,
   type EphapticErrors,
@@ -243,37 +243,6 @@ test("queries refetch when their channel arrives; a mutation invalidates them; u
   queryClient.clear();
   client.disconnect();
 });
-
-/** A presence group on the fake server: its members, answered by `watch`; `diff` tells the watchers. */
-function lobby(initial: Record<string, string>) {
-  const members = new Map<string, PresenceMember<User>>();
-  const member = (id: number, name: string): PresenceMember<User> => ({ key: `i:${id}`, connections: [{ id: `local:${id}`, meta: { id, name } }] });
-  for (const [id, name] of Object.entries(initial)) members.set(`i:${id}`, member(Number(id), name));
-  const snapshot = (group: unknown) => {
-    const list = group === "lobby" ? [...members.values()].sort((a, b) => a.key.localeCompare(b.key)) : [];
-    return { group, members: list, truncated: false, users: list.length, connections: list.length };
-  };
-  const handlers = {
-    enterLobby: () => null,
-    "__ephaptic.presence.watch": snapshot,
-    "__ephaptic.presence.unwatch": () => true,
-  };
-  return {
-    handlers,
-    /** Changes the group now; `server` (when given) sends the diff to its open sockets. */
-    join(server: FakeServer | null, id: number, name: string) {
-      const m = member(id, name);
-      members.set(m.key, m);
-      server?.emit("__ephaptic.presence", { group: "lobby", joins: [m], leaves: [] });
-    },
-    leave(server: FakeServer | null, id: number) {
-      const key = `i:${id}`;
-      const conns = members.get(key)?.connections.map((c) => c.id) ?? [];
-      members.delete(key);
-      server?.emit("__ephaptic.presence", { group: "lobby", joins: [], leaves: [{ key, connections: conns }] });
-    },
-  };
-}
 
 const names = (members: readonly PresenceMember<User>[]): string => members.map((m) => m.connections[0]?.meta.name).join(" ");
 
