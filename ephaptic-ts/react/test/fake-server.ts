@@ -144,3 +144,23 @@ export function lobby(initial: Record<string, string>) {
     },
   };
 }
+
+/**
+ * A hello handler for a server with sessions (PROTOCOL.md 5.6) that keeps history and recovers
+ * the `b` stream on every reconnect (it sends no events with positions, so there is nothing to
+ * replay): `fakeServer({ ...sessions(), ... })`. Without it the fake answers the hello
+ * `NOT_FOUND`, as a server without sessions does.
+ */
+export function sessions(): Record<string, (...args: unknown[]) => unknown> {
+  return {
+    "__ephaptic.hello": () => ({
+      v: 2,
+      server: "fake/0",
+      identity: null,
+      schema: null,
+      resume: true,
+      limits: {},
+      streams: { b: { epoch: "fake1", offset: 0, recovered: true, was_recovering: true, replayed: 0 } },
+    }),
+  };
+}

@@ -8,7 +8,7 @@ import { createRoot, type Root } from "react-dom/client";
 import { QueryClient, QueryClientProvider } from "@tanstack/react-query";
 import { connect, type Client } from "@ephaptic/client";
 import { createEphapticReact } from "@ephaptic/react";
-import { fakeServer, lobby, until, type FakeServer } from "./fake-server.js";
+import { fakeServer, lobby, sessions, until, type FakeServer } from "./fake-server.js";
 import {
   ephapticMutations,
   type EphapticErrors,
@@ -316,6 +316,29 @@ test("usePresence enters and resyncs after a reconnect, with the latest render's
   assert.deepEqual(entered, ["first", "latest"], "entered again before watching again, with the latest enter");
   const names_ = server.log.map((c) => c.name).filter((n) => n !== "__ephaptic.hello");
   assert.deepEqual(names_, ["enterLobby", "__ephaptic.presence.watch", "enterLobby", "__ephaptic.presence.watch"]);
+  act(() => view.root.unmount());
+  client.disconnect();
+});
+
+test("with sessions, a recovered reconnect still calls useReconnected (saying so) and resyncs usePresence", async () => {
+  const group = lobby({ 1: "Ann" });
+  const server = fakeServer({ ...sessions(), ...group.handlers });
+  const { client } = counted(server);
+  await client.ready();
+  assert.equal(client.session?.legacy, false, "the fake speaks sessions");
+  const recovered: Array<boolean | undefined> = [];
+  function View(): ReactNode {
+    useReconnected((change) => recovered.push(change.session?.recovered));
+    return <p>{names(usePresence("lobby", { enter: () => client.enterLobby() }))}</p>;
+  }
+  const view = mount(<EphapticProvider client={client}><View /></EphapticProvider>);
+  await act(async () => until(() => view.container.textContent === "Ann", "the snapshot"));
+  await act(async () => server.dropAll());
+  // Presence diffs are never replayed: the list must come from a new snapshot.
+  group.join(null, 2, "Bob");
+  await act(async () => until(() => view.container.textContent === "Ann Bob", "the resync"));
+  assert.deepEqual(recovered, [true], "called once, with the session saying every stream was recovered");
+  assert.equal(server.calls.get("enterLobby"), 2);
   act(() => view.root.unmount());
   client.disconnect();
 });

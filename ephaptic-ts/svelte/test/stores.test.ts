@@ -9,7 +9,7 @@ import { test } from "node:test";
 import { get } from "svelte/store";
 import { connect, type Client } from "@ephaptic/client";
 import { ephapticStores } from "@ephaptic/svelte";
-import { fakeServer, lobby, sleep, until, type FakeServer } from "./fake-server.js";
+import { fakeServer, lobby, sessions, sleep, until, type FakeServer } from "./fake-server.js";
 import type { EphapticErrors, EphapticEvents, EphapticService, PresenceMember, SomethingHappened, Todo, User } from "./schema.js";
 
 type C = Client<EphapticService, EphapticErrors>;
@@ -201,6 +201,33 @@ test("presence enters and resyncs after a reconnect", async () => {
   const calls = server.log.map((c) => c.name).filter((n) => n !== "__ephaptic.hello");
   assert.deepEqual(calls, ["enterLobby", "__ephaptic.presence.watch", "enterLobby", "__ephaptic.presence.watch"]);
   stop();
+  client.disconnect();
+});
+
+test("with sessions, a recovered reconnect still refetches live and resyncs presence", async () => {
+  const todos: Todo[] = [];
+  const group = lobby({ 1: "Ann" });
+  const server = fakeServer({ ...sessions(), ...group.handlers, listTodos: () => [...todos] });
+  const { client } = counted(server);
+  await client.ready();
+  assert.equal(client.session?.legacy, false, "the fake speaks sessions");
+  const stores = ephapticStores<EphapticEvents>(client);
+  const list = stores.live(() => client.listTodos(), { on: ["todoCreated"], initial: [] });
+  const here = stores.presence("lobby", { enter: () => client.enterLobby() });
+  const stops = [list.subscribe(() => undefined), here.subscribe(() => undefined)];
+  await until(() => server.calls.get("listTodos") === 1 && names(get(here)) === "Ann", "the first fetch and snapshot");
+  let recovered: boolean | undefined;
+  const stopState = client.onStateChange((state, change) => {
+    if (state === "connected") recovered = change.session?.recovered;
+  });
+  server.dropAll();
+  // Changed while away without an event (as data a restarted server lost would be), and a
+  // presence diff lost with the connection (diffs are never replayed).
+  todos.push({ id: 1, title: "changed while away" });
+  group.join(null, 2, "Bob");
+  await until(() => get(list).data?.length === 1 && names(get(here)) === "Ann Bob", "the refetch and the resync");
+  assert.equal(recovered, true, "the reconnect recovered every stream");
+  for (const stop of [...stops, stopState]) stop();
   client.disconnect();
 });
 
