@@ -2,7 +2,8 @@
 # Builds and tests @ephaptic/react from any directory: `npm ci` when needed, the build and the
 # test files under `tsc --strict` (the type tests in test/hooks.test.tsx must fail to compile where
 # marked), then the unit tests (node --test): cleanup on unmount, handler identity, a new client,
-# the connection state, TanStack queries / mutations / channel invalidation, server rendering.
+# the connection state, TanStack queries / mutations / channel invalidation, presence (usePresence),
+# a reconnect with and without sessions, server rendering.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")"
 # The client, linked from ../client: its dist/ (types, and the code the tests run) and its one

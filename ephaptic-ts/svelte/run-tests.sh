@@ -3,7 +3,8 @@
 # test files under `tsc --strict` (the type tests in test/stores.test.ts must fail to compile where
 # marked) and svelte-check over the test component, then the unit tests (node --test): listeners
 # removed with the last subscriber and with a destroyed component, lists, the connection state,
-# channel-driven refetch, stale replies dropped, SSR (stores and a component) without a window.
+# channel-driven refetch, stale replies dropped, presence, a reconnect with and without sessions,
+# SSR (stores and a component) without a window.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")"
 # The client, linked from ../client: its dist/ (types, and the code the tests run) and its one

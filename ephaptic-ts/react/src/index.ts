@@ -3,7 +3,7 @@
 // cannot carry a type, so the types come from the factory (as tRPC's `createTRPCReact` does).
 //
 // The hooks use the client's public API only (`on`, `state`, `onStateChange`, `queries`,
-// `mutations`, `invalidateOn`), so they work with any `connect(...)` client.
+// `mutations`, `invalidateOn`, `presence`), so they work with any `connect(...)` client.
 import {
   createContext,
   createElement,
@@ -11,6 +11,7 @@ import {
   useEffect,
   useLayoutEffect,
   useMemo,
+  useCallback,
   useRef,
   useState,
   useSyncExternalStore,
@@ -29,6 +30,9 @@ import type {
   Client,
   ConnectionState,
   EphapticError,
+  Presence,
+  PresenceMember,
+  PresenceOptions,
   QueryClientLike,
   QueryKey,
   QueryKeyOf,
@@ -43,7 +47,22 @@ interface ClientCore {
   invalidateOn(event: string, queryClient: QueryClientLike, queryKeys: readonly QueryKey[]): () => void;
   readonly queries: unknown;
   readonly mutations: unknown;
+  presence<M>(group: string, options?: PresenceOptions): Presence<M>;
 }
+
+/**
+ * The meta connections track themselves with, as the schema declares it
+ * (`ephaptic::presence_meta!(Meta)` types the event `__ephaptic.presence` as
+ * `PresenceDiff<Meta>`); `unknown` for a schema without it.
+ */
+export type PresenceMetaOf<Events> = Events extends {
+  "__ephaptic.presence": { joins: ReadonlyArray<{ connections: ReadonlyArray<{ meta: infer M }> }> };
+}
+  ? M
+  : unknown;
+
+/** The members before a list is open (and during server rendering): one frozen empty array. */
+const NO_MEMBERS: readonly PresenceMember<never>[] = Object.freeze([]);
 
 /** The schema's `queries` (`EphapticQueries`), or never without a schema. */
 export type QueriesOf<S> = S extends { queries: infer Q } ? Q : never;
@@ -167,17 +186,59 @@ export function createEphapticReact<S, Errs = {}, Events extends object = Record
     return useSyncExternalStore(subscribe, get, get);
   }
 
-  /** Calls `handler` when the connection comes back after a drop (events sent meanwhile are lost). */
-  function useReconnected(handler: () => void): void {
+  /**
+   * Calls `handler` each time the connection comes back after a drop (`reconnecting` then
+   * `connected`), with the state change. A new connection has joined no group and, against a
+   * server without sessions, missed the events sent meanwhile: refetching everything there is
+   * always correct. With sessions, `change.session?.recovered` is true when the server replayed
+   * every missed event, so a handler that only refetches for missed events may skip it then.
+   */
+  function useReconnected(handler: (change: StateChange) => void): void {
     const client = useClient();
     const latest = useLatest(handler);
     useEffect(
       () =>
         core(client).onStateChange((state, change) => {
-          if (state === "connected" && change.previous === "reconnecting") latest.current();
+          if (state === "connected" && change.previous === "reconnecting") latest.current(change);
         }),
       [client, latest],
     );
+  }
+
+  /**
+   * A group's members, kept in sync with the server (`client.presence(group, options)`): a
+   * snapshot, then the diffs, resynced after every reconnect; re-renders on each change. Opened
+   * when the component mounts and closed when it unmounts (the last component using the group
+   * stops watching it); a new client or group moves it. `options.enter` runs before each watch
+   * (the latest render's, so it may be a new closure each render); the first `usePresence` of a
+   * group opens it. The meta type is the schema's (`presence_meta!`) unless given. Empty until
+   * the first snapshot, and during server rendering.
+   */
+  function usePresence<M = PresenceMetaOf<Events>>(group: string, options: PresenceOptions = {}): readonly PresenceMember<M>[] {
+    const client = useClient();
+    const enter = useLatest(options.enter);
+    const hasEnter = options.enter !== undefined;
+    // The open list, with what it was opened for: while another group renders before the effects
+    // moved it, the old group's members are not shown.
+    const open = useRef<{ client: C; group: string; list: Presence<M> } | null>(null);
+    const subscribe = useCallback(
+      (onChange: () => void) => {
+        const list = core(client).presence<M>(group, hasEnter ? { enter: () => enter.current?.() ?? Promise.resolve() } : {});
+        open.current = { client, group, list };
+        const stop = list.subscribe(onChange);
+        return () => {
+          stop();
+          list.close();
+          if (open.current?.list === list) open.current = null;
+        };
+      },
+      [client, group, hasEnter, enter],
+    );
+    const get = (): readonly PresenceMember<M>[] => {
+      const o = open.current;
+      return o !== null && o.client === client && o.group === group ? o.list.members : NO_MEMBERS;
+    };
+    return useSyncExternalStore(subscribe, get, () => NO_MEMBERS);
   }
 
   /**
@@ -262,6 +323,7 @@ export function createEphapticReact<S, Errs = {}, Events extends object = Record
     useEventList,
     useConnectionState,
     useReconnected,
+    usePresence,
     useInvalidateOn,
     useEphapticQuery,
     useEphapticMutation,

@@ -8,8 +8,17 @@ import { createRoot, type Root } from "react-dom/client";
 import { QueryClient, QueryClientProvider } from "@tanstack/react-query";
 import { connect, type Client } from "@ephaptic/client";
 import { createEphapticReact } from "@ephaptic/react";
-import { fakeServer, until, type FakeServer } from "./fake-server.js";
-import { ephapticMutations, type EphapticErrors, type EphapticEvents, type EphapticService, type SomethingHappened, type Todo } from "./schema.js";
+import { fakeServer, lobby, sessions, until, type FakeServer } from "./fake-server.js";
+import {
+  ephapticMutations,
+  type EphapticErrors,
+  type EphapticEvents,
+  type EphapticService,
+  type PresenceMember,
+  type SomethingHappened,
+  type Todo,
+  type User,
+} from "./schema.js";
 
 const {
   EphapticProvider,
@@ -21,6 +30,7 @@ const {
   useEphapticQuery,
   useEphapticMutation,
   useReconnected,
+  usePresence,
 } = createEphapticReact<EphapticService, EphapticErrors, EphapticEvents>();
 
 type C = Client<EphapticService, EphapticErrors>;
@@ -150,10 +160,14 @@ test("useConnectionState follows the connection, and useReconnected fires after 
   const { client } = counted(server);
   const states: string[] = [];
   let reconnected = 0;
+  const changes: string[] = [];
   function View(): ReactNode {
     const state = useConnectionState();
     if (states.at(-1) !== state) states.push(state);
-    useReconnected(() => reconnected++);
+    useReconnected((change) => {
+      reconnected++;
+      changes.push(change.previous);
+    });
     return <p>{state}</p>;
   }
   const view = mount(<EphapticProvider client={client}><View /></EphapticProvider>);
@@ -166,6 +180,7 @@ test("useConnectionState follows the connection, and useReconnected fires after 
   await act(async () => until(() => client.state === "connected", "the reconnection"));
   assert.equal(view.container.textContent, "connected");
   assert.equal(reconnected, 1);
+  assert.deepEqual(changes, ["reconnecting"], "the handler gets the state change");
   assert.deepEqual(states.slice(-3), ["connected", "reconnecting", "connected"]);
   act(() => view.root.unmount());
   client.disconnect();
@@ -229,6 +244,131 @@ test("queries refetch when their channel arrives; a mutation invalidates them; u
   client.disconnect();
 });
 
+const names = (members: readonly PresenceMember<User>[]): string => members.map((m) => m.connections[0]?.meta.name).join(" ");
+
+test("usePresence shows the members and their changes; the last unmount stops watching", async () => {
+  const group = lobby({ 1: "Ann" });
+  const server = fakeServer(group.handlers);
+  const { client } = counted(server);
+  await client.ready();
+  let renders = 0;
+  function Online(props: { tag: string }): ReactNode {
+    renders++;
+    // A new `enter` closure every render, as an inline one is.
+    const members = usePresence("lobby", { enter: () => (void props.tag, client.enterLobby()) });
+    return <p className={props.tag}>{names(members)}</p>;
+  }
+  const page = (both: boolean, tag = "a"): ReactNode => (
+    <EphapticProvider client={client}>
+      <Online tag={tag} />
+      {both ? <Online tag="second" /> : null}
+    </EphapticProvider>
+  );
+  const view = mount(page(true));
+  const text = (): string => view.container.querySelector("p")?.textContent ?? "";
+  await act(async () => until(() => text() === "Ann", "the snapshot"));
+  assert.deepEqual(server.log.map((c) => c.name), ["__ephaptic.hello", "enterLobby", "__ephaptic.presence.watch"], "entered, then one watch for both components");
+  assert.deepEqual(server.log.at(-1)?.args, ["lobby"]);
+
+  await act(async () => group.join(server, 2, "Bob"));
+  await act(async () => until(() => text() === "Ann Bob", "Bob's join"));
+  assert.equal(view.container.querySelector("p.second")?.textContent, "Ann Bob", "both components follow the list");
+  await act(async () => group.leave(server, 1));
+  await act(async () => until(() => text() === "Bob", "Ann's leave"));
+
+  // New props (and a new enter) re-render without watching again.
+  view.render(page(true, "b"));
+  view.render(page(true, "c"));
+  assert.equal(server.calls.get("__ephaptic.presence.watch"), 1);
+
+  view.render(page(false, "c"));
+  await act(async () => undefined);
+  assert.equal(server.calls.get("__ephaptic.presence.unwatch"), undefined, "another component still shows the group");
+  act(() => view.root.unmount());
+  await act(async () => until(() => server.calls.get("__ephaptic.presence.unwatch") === 1, "the unwatch"));
+  assert.deepEqual(server.log.at(-1), { name: "__ephaptic.presence.unwatch", args: ["lobby"] });
+  const after = renders;
+  await act(async () => group.join(server, 3, "Cy"));
+  await new Promise((r) => setTimeout(r, 20));
+  assert.equal(renders, after, "no render after unmount");
+  client.disconnect();
+});
+
+test("usePresence enters and resyncs after a reconnect, with the latest render's enter", async () => {
+  const group = lobby({ 1: "Ann" });
+  const server = fakeServer(group.handlers);
+  const { client } = counted(server);
+  await client.ready();
+  const entered: string[] = [];
+  function Online(props: { tag: string }): ReactNode {
+    const members = usePresence("lobby", { enter: () => (entered.push(props.tag), client.enterLobby()) });
+    return <p>{names(members)}</p>;
+  }
+  const view = mount(<EphapticProvider client={client}><Online tag="first" /></EphapticProvider>);
+  await act(async () => until(() => view.container.textContent === "Ann", "the snapshot"));
+  view.render(<EphapticProvider client={client}><Online tag="latest" /></EphapticProvider>);
+
+  // Away: Bob arrives and Ann leaves, and the diffs are lost with the connection.
+  await act(async () => server.dropAll());
+  group.join(null, 2, "Bob");
+  group.leave(null, 1);
+  await act(async () => until(() => view.container.textContent === "Bob", "the resync from a new snapshot"));
+  assert.deepEqual(entered, ["first", "latest"], "entered again before watching again, with the latest enter");
+  const names_ = server.log.map((c) => c.name).filter((n) => n !== "__ephaptic.hello");
+  assert.deepEqual(names_, ["enterLobby", "__ephaptic.presence.watch", "enterLobby", "__ephaptic.presence.watch"]);
+  act(() => view.root.unmount());
+  client.disconnect();
+});
+
+test("with sessions, a recovered reconnect still calls useReconnected (saying so) and resyncs usePresence", async () => {
+  const group = lobby({ 1: "Ann" });
+  const server = fakeServer({ ...sessions(), ...group.handlers });
+  const { client } = counted(server);
+  await client.ready();
+  assert.equal(client.session?.legacy, false, "the fake speaks sessions");
+  const recovered: Array<boolean | undefined> = [];
+  function View(): ReactNode {
+    useReconnected((change) => recovered.push(change.session?.recovered));
+    return <p>{names(usePresence("lobby", { enter: () => client.enterLobby() }))}</p>;
+  }
+  const view = mount(<EphapticProvider client={client}><View /></EphapticProvider>);
+  await act(async () => until(() => view.container.textContent === "Ann", "the snapshot"));
+  await act(async () => server.dropAll());
+  // Presence diffs are never replayed: the list must come from a new snapshot.
+  group.join(null, 2, "Bob");
+  await act(async () => until(() => view.container.textContent === "Ann Bob", "the resync"));
+  assert.deepEqual(recovered, [true], "called once, with the session saying every stream was recovered");
+  assert.equal(server.calls.get("enterLobby"), 2);
+  act(() => view.root.unmount());
+  client.disconnect();
+});
+
+test("usePresence moves to a new group without showing the old group's members", async () => {
+  const group = lobby({ 1: "Ann", 2: "Bob" });
+  const server = fakeServer(group.handlers);
+  const { client } = counted(server);
+  await client.ready();
+  const shown: string[] = [];
+  function Online(props: { group: string }): ReactNode {
+    const members = usePresence(props.group);
+    shown.push(`${props.group}: ${names(members)}`);
+    return <p>{names(members)}</p>;
+  }
+  const view = mount(<EphapticProvider client={client}><Online group="lobby" /></EphapticProvider>);
+  await act(async () => until(() => view.container.textContent === "Ann Bob", "the lobby"));
+  view.render(<EphapticProvider client={client}><Online group="room:2" /></EphapticProvider>);
+  await act(async () => until(() => server.calls.get("__ephaptic.presence.watch") === 2, "the second watch"));
+  assert.deepEqual(server.log.filter((c) => c.name.startsWith("__ephaptic.presence")).map((c) => `${c.name} ${String(c.args[0])}`), [
+    "__ephaptic.presence.watch lobby",
+    "__ephaptic.presence.unwatch lobby",
+    "__ephaptic.presence.watch room:2",
+  ]);
+  assert.ok(!shown.some((s) => s.startsWith("room:2: A")), `room:2 never shows the lobby's members: ${JSON.stringify(shown)}`);
+  assert.equal(view.container.textContent, "");
+  act(() => view.root.unmount());
+  client.disconnect();
+});
+
 test("useClient outside a provider says what to do", () => {
   function Orphan(): ReactNode {
     useEvent("SomethingHappened", () => undefined);
@@ -260,6 +400,15 @@ export function typeChecks(client: C): ReactNode {
     const q = useEphapticQuery((queries) => queries.listTodos());
     const first: Todo | undefined = q.data?.[0];
     const [s] = useState(first);
+    // The meta is the schema's (presence_meta!), unless given.
+    const here: string | undefined = usePresence("lobby")[0]?.connections[0]?.meta.name;
+    // @ts-expect-error: the meta is typed
+    void usePresence("lobby")[0]?.connections[0]?.meta.nam;
+    const own: number | undefined = usePresence<{ x: number }>("room:1")[0]?.connections[0]?.meta.x;
+    // @ts-expect-error: enter returns a promise
+    usePresence("lobby", { enter: () => 1 });
+    void here;
+    void own;
     return s?.title;
   }
   return <EphapticProvider client={client}><Typed /></EphapticProvider>;

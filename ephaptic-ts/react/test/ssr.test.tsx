@@ -23,7 +23,7 @@ test("renders on the server without a window", () => {
     mutations: ephapticMutations,
     WebSocket: NoSocket as never,
   });
-  const { EphapticProvider, useEvent, useLatestEvent, useConnectionState, useInvalidateOn, useEphapticQuery } =
+  const { EphapticProvider, useEvent, useLatestEvent, useConnectionState, useInvalidateOn, useEphapticQuery, usePresence } =
     createEphapticReact<EphapticService, EphapticErrors, EphapticEvents>();
   function Page(): ReactNode {
     useEvent("SomethingHappened", () => undefined);
@@ -31,13 +31,14 @@ test("renders on the server without a window", () => {
     const state = useConnectionState();
     useInvalidateOn("todoCreated", [["listTodos"]]);
     const todos = useEphapticQuery((q) => q.listTodos(), { enabled: false });
-    return <p>{state} {last?.message ?? "none"} {todos.data?.length ?? "no data"}</p>;
+    const here = usePresence("lobby", { enter: () => client.enterLobby() });
+    return <p>{state} {last?.message ?? "none"} {todos.data?.length ?? "no data"} {here.length} here</p>;
   }
   const html = renderToString(
     <QueryClientProvider client={new QueryClient()}>
       <EphapticProvider client={client}><Page /></EphapticProvider>
     </QueryClientProvider>,
   );
-  assert.equal(html, "<p>disconnected<!-- --> <!-- -->none<!-- --> <!-- -->no data</p>");
+  assert.equal(html, "<p>disconnected<!-- --> <!-- -->none<!-- --> <!-- -->no data<!-- --> <!-- -->0<!-- --> here</p>");
   assert.equal(constructed, 0, "no connection attempt during server rendering");
 });

@@ -7,15 +7,16 @@
 // (SSR: no `window`) the stores keep their initial value and never touch the client, so a page
 // can create them at import time.
 //
-// The stores use the client's public API only (`on`, `state`, `onStateChange`).
+// The stores use the client's public API only (`on`, `state`, `onStateChange`, `presence`).
 import { readable, type Readable } from "svelte/store";
-import type { ConnectionState, StateChange } from "@ephaptic/client";
+import type { ConnectionState, Presence, PresenceMember, PresenceOptions, StateChange } from "@ephaptic/client";
 
 /** The members of a client these stores use; any `connect(...)` client has them. */
 export interface ClientLike {
   readonly state: ConnectionState;
   on(event: never, callback: (data: never) => void): () => void;
   onStateChange(callback: (state: ConnectionState, change: StateChange) => void): () => void;
+  presence(group: string, options?: PresenceOptions): unknown;
 }
 
 /** Loosely typed view of a client, for the calls below (the factory's types sit on top). */
@@ -23,7 +24,19 @@ interface ClientCore {
   readonly state: ConnectionState;
   on(event: string, callback: (data: unknown) => void): () => void;
   onStateChange(callback: (state: ConnectionState, change: StateChange) => void): () => void;
+  presence<M>(group: string, options?: PresenceOptions): Presence<M>;
 }
+
+/**
+ * The meta connections track themselves with, as the schema declares it
+ * (`ephaptic::presence_meta!(Meta)` types the event `__ephaptic.presence` as
+ * `PresenceDiff<Meta>`); `unknown` for a schema without it.
+ */
+export type PresenceMetaOf<Events> = Events extends {
+  "__ephaptic.presence": { joins: ReadonlyArray<{ connections: ReadonlyArray<{ meta: infer M }> }> };
+}
+  ? M
+  : unknown;
 
 /** Whether this runs in a browser (not server-side rendering). */
 export const inBrowser = (): boolean => typeof window !== "undefined" && typeof document !== "undefined";
@@ -111,7 +124,8 @@ export function ephapticStores<Events extends object>(client: ClientLike) {
   /**
    * Data that stays current: `fetch` runs when the store is first subscribed, again whenever one
    * of `options.on` arrives (the data-operation pattern: a list refetches on `todoCreated` /
-   * `todoDeleted`), and after every reconnection (events sent while disconnected are lost). A
+   * `todoDeleted`), and after every reconnection (a new connection: without sessions the events
+   * sent meanwhile are lost, and with them a fetch is still correct, if not always needed). A
    * reply that arrives after a newer fetch started is dropped, so the data never goes back in
    * time. On the server it holds `initial` and fetches nothing.
    */
@@ -148,7 +162,27 @@ export function ephapticStores<Events extends object>(client: ClientLike) {
     return { subscribe: store.subscribe, refetch: () => run?.() ?? Promise.resolve() };
   }
 
-  return { event, eventList, connectionState, live };
+  /**
+   * A group's members, kept in sync with the server (`client.presence(group, options)`): a
+   * snapshot, then the diffs, resynced after every reconnect. The list is opened when the store
+   * is first subscribed and closed when its last subscriber leaves (the last component showing
+   * it is destroyed); `options.enter` runs before each watch. The meta type is the schema's
+   * (`presence_meta!`) unless given. Empty until the first snapshot, and on the server, where it
+   * never opens.
+   */
+  function presence<M = PresenceMetaOf<Events>>(group: string, options: PresenceOptions = {}): Readable<readonly PresenceMember<M>[]> {
+    return readable<readonly PresenceMember<M>[]>([], (set) => {
+      if (!inBrowser()) return;
+      const list = core.presence<M>(group, options);
+      const stop = list.subscribe(set);
+      return () => {
+        stop();
+        list.close();
+      };
+    });
+  }
+
+  return { event, eventList, connectionState, live, presence };
 }
 
 /** What `ephapticStores` returns. */

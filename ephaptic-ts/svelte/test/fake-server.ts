@@ -1,7 +1,9 @@
 // An in-memory ephaptic server for the unit tests: a WebSocket class the real @ephaptic/client
 // connects through, which answers `rpc` frames with the handlers given and pushes events on
-// demand. The client under test is the real one; only the network is replaced.
+// demand (`lobby` below plays a presence group). The client under test is the real one; only the
+// network is replaced.
 import { decode, encode } from "@msgpack/msgpack";
+import type { PresenceMember, User } from "./schema.js";
 
 type Handler = (...args: unknown[]) => unknown;
 
@@ -11,6 +13,8 @@ export interface FakeServer {
   sockets: FakeSocket[];
   /** How many times each function was called. */
   calls: Map<string, number>;
+  /** Every call received, oldest first: its function and arguments. */
+  log: Array<{ name: string; args: unknown[] }>;
   /** Sends an event (or a channel announcement) to every open socket. */
   emit(name: string, payload: unknown): void;
   /** Drops every open socket, as a server restart would. */
@@ -36,6 +40,7 @@ const bytes = (frame: unknown): ArrayBuffer => {
 export function fakeServer(handlers: Record<string, Handler> = {}): FakeServer {
   const sockets: FakeSocket[] = [];
   const calls = new Map<string, number>();
+  const log: Array<{ name: string; args: unknown[] }> = [];
   class Socket implements FakeSocket {
     binaryType = "blob";
     readyState = 0;
@@ -55,6 +60,7 @@ export function fakeServer(handlers: Record<string, Handler> = {}): FakeServer {
       const frame = decode(data) as { type?: string; id?: unknown; name?: string; args?: unknown[] };
       if (frame.type !== "rpc" || typeof frame.name !== "string") return;
       calls.set(frame.name, (calls.get(frame.name) ?? 0) + 1);
+      log.push({ name: frame.name, args: frame.args ?? [] });
       const handler = handlers[frame.name];
       const id = frame.id;
       setTimeout(() => {
@@ -76,6 +82,7 @@ export function fakeServer(handlers: Record<string, Handler> = {}): FakeServer {
     WebSocket: Socket,
     sockets,
     calls,
+    log,
     emit(name, payload) {
       const frame = bytes({ type: "event", name, payload: { args: [], kwargs: payload } });
       for (const s of sockets) if (s.readyState === 1) s.onmessage?.({ data: frame });
@@ -100,4 +107,60 @@ export async function until(check: () => boolean, what: string, ms = 2000): Prom
     if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
     await sleep(5);
   }
+}
+
+/**
+ * The presence group `lobby` as a server keeps it: `handlers` answer `enterLobby` and the reserved
+ * `__ephaptic.presence.watch|unwatch` (a snapshot of the members now; other groups are empty),
+ * and `join` / `leave` change the members and send the diff to every open socket (none with
+ * `server` null: a change while the client is away, whose diff is lost).
+ */
+export function lobby(initial: Record<string, string>) {
+  const members = new Map<string, PresenceMember<User>>();
+  const member = (id: number, name: string): PresenceMember<User> => ({ key: `i:${id}`, connections: [{ id: `local:${id}`, meta: { id, name } }] });
+  for (const [id, name] of Object.entries(initial)) members.set(`i:${id}`, member(Number(id), name));
+  const snapshot = (group: unknown) => {
+    const list = group === "lobby" ? [...members.values()].sort((a, b) => a.key.localeCompare(b.key)) : [];
+    return { group, members: list, truncated: false, users: list.length, connections: list.length };
+  };
+  const handlers = {
+    enterLobby: () => null,
+    "__ephaptic.presence.watch": snapshot,
+    "__ephaptic.presence.unwatch": () => true,
+  };
+  return {
+    handlers,
+    /** Changes the group now; `server` (when given) sends the diff to its open sockets. */
+    join(server: FakeServer | null, id: number, name: string) {
+      const m = member(id, name);
+      members.set(m.key, m);
+      server?.emit("__ephaptic.presence", { group: "lobby", joins: [m], leaves: [] });
+    },
+    leave(server: FakeServer | null, id: number) {
+      const key = `i:${id}`;
+      const conns = members.get(key)?.connections.map((c) => c.id) ?? [];
+      members.delete(key);
+      server?.emit("__ephaptic.presence", { group: "lobby", joins: [], leaves: [{ key, connections: conns }] });
+    },
+  };
+}
+
+/**
+ * A hello handler for a server with sessions (PROTOCOL.md 5.6) that keeps history and recovers
+ * the `b` stream on every reconnect (it sends no events with positions, so there is nothing to
+ * replay): `fakeServer({ ...sessions(), ... })`. Without it the fake answers the hello
+ * `NOT_FOUND`, as a server without sessions does.
+ */
+export function sessions(): Record<string, (...args: unknown[]) => unknown> {
+  return {
+    "__ephaptic.hello": () => ({
+      v: 2,
+      server: "fake/0",
+      identity: null,
+      schema: null,
+      resume: true,
+      limits: {},
+      streams: { b: { epoch: "fake1", offset: 0, recovered: true, was_recovering: true, replayed: 0 } },
+    }),
+  };
 }

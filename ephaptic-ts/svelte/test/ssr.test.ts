@@ -30,8 +30,15 @@ test("on the server the stores keep their initial values and touch nothing", asy
   assert.deepEqual(get(stores.eventList("SomethingHappened")), []);
   assert.equal(get(stores.connectionState), "disconnected");
   assert.deepEqual(get(live), { data: [], error: undefined, loading: false });
+  let presences = 0;
+  const counting = new Proxy(watched, {
+    get: (t, k, r) => (k === "presence" ? (...a: unknown[]) => (presences++, (t.presence as (...x: unknown[]) => unknown)(...a)) : Reflect.get(t, k, r)),
+  });
+  let entered = 0;
+  assert.deepEqual(get(ephapticStores<EphapticEvents>(counting).presence("lobby", { enter: async () => void entered++ })), []);
   await live.refetch();
   assert.equal(ons, 0, "no listener registered");
   assert.equal(fetches, 0, "nothing fetched");
+  assert.equal(presences + entered, 0, "no presence list opened");
   assert.equal(sockets, 0, "no connection attempt");
 });

@@ -9,8 +9,8 @@ import { test } from "node:test";
 import { get } from "svelte/store";
 import { connect, type Client } from "@ephaptic/client";
 import { ephapticStores } from "@ephaptic/svelte";
-import { fakeServer, sleep, until, type FakeServer } from "./fake-server.js";
-import type { EphapticErrors, EphapticEvents, EphapticService, SomethingHappened, Todo } from "./schema.js";
+import { fakeServer, lobby, sessions, sleep, until, type FakeServer } from "./fake-server.js";
+import type { EphapticErrors, EphapticEvents, EphapticService, PresenceMember, SomethingHappened, Todo, User } from "./schema.js";
 
 type C = Client<EphapticService, EphapticErrors>;
 
@@ -142,6 +142,95 @@ test("live drops a reply that a newer fetch overtook", async () => {
   client.disconnect();
 });
 
+const names = (members: readonly PresenceMember<User>[]): string => members.map((m) => m.connections[0]?.meta.name).join(" ");
+
+test("presence: the members while subscribed; the last subscriber stops watching", async () => {
+  const group = lobby({ 1: "Ann" });
+  const server = fakeServer(group.handlers);
+  const { client } = counted(server);
+  await client.ready();
+  const stores = ephapticStores<EphapticEvents>(client);
+  const here = stores.presence("lobby", { enter: () => client.enterLobby() });
+  await sleep(10);
+  assert.equal(server.calls.get("__ephaptic.presence.watch"), undefined, "nothing watched before a subscriber");
+  const seen: string[] = [];
+  const stopA = here.subscribe((m) => seen.push(names(m)));
+  const stopB = here.subscribe(() => undefined);
+  await until(() => seen.at(-1) === "Ann", "the snapshot");
+  assert.deepEqual(server.log.map((c) => c.name), ["__ephaptic.hello", "enterLobby", "__ephaptic.presence.watch"], "entered, then one watch");
+  assert.deepEqual(server.log.at(-1)?.args, ["lobby"]);
+
+  group.join(server, 2, "Bob");
+  await until(() => seen.at(-1) === "Ann Bob", "Bob's join");
+  group.leave(server, 1);
+  await until(() => seen.at(-1) === "Bob", "Ann's leave");
+  assert.deepEqual(seen.filter((v, i) => v !== seen[i - 1]), ["", "Ann", "Ann Bob", "Bob"], "empty until the snapshot, then each change");
+
+  stopA();
+  await sleep(10);
+  assert.equal(server.calls.get("__ephaptic.presence.unwatch"), undefined, "a subscriber is left");
+  stopB();
+  await until(() => server.calls.get("__ephaptic.presence.unwatch") === 1, "the unwatch");
+  const count = seen.length;
+  group.join(server, 3, "Cy");
+  await sleep(20);
+  assert.equal(seen.length, count, "nothing after the last unsubscribe");
+
+  // Subscribed anew: a new list, entered and watched again.
+  const stopC = here.subscribe((m) => seen.push(names(m)));
+  await until(() => seen.at(-1) === "Bob Cy", "the new snapshot");
+  assert.equal(server.calls.get("enterLobby"), 2);
+  assert.equal(server.calls.get("__ephaptic.presence.watch"), 2);
+  stopC();
+  client.disconnect();
+});
+
+test("presence enters and resyncs after a reconnect", async () => {
+  const group = lobby({ 1: "Ann" });
+  const server = fakeServer(group.handlers);
+  const { client } = counted(server);
+  await client.ready();
+  const here = ephapticStores<EphapticEvents>(client).presence("lobby", { enter: () => client.enterLobby() });
+  const stop = here.subscribe(() => undefined);
+  await until(() => names(get(here)) === "Ann", "the snapshot");
+  // Away: Bob arrives and Ann leaves, and the diffs are lost with the connection.
+  server.dropAll();
+  group.join(null, 2, "Bob");
+  group.leave(null, 1);
+  await until(() => names(get(here)) === "Bob", "the resync from a new snapshot");
+  const calls = server.log.map((c) => c.name).filter((n) => n !== "__ephaptic.hello");
+  assert.deepEqual(calls, ["enterLobby", "__ephaptic.presence.watch", "enterLobby", "__ephaptic.presence.watch"]);
+  stop();
+  client.disconnect();
+});
+
+test("with sessions, a recovered reconnect still refetches live and resyncs presence", async () => {
+  const todos: Todo[] = [];
+  const group = lobby({ 1: "Ann" });
+  const server = fakeServer({ ...sessions(), ...group.handlers, listTodos: () => [...todos] });
+  const { client } = counted(server);
+  await client.ready();
+  assert.equal(client.session?.legacy, false, "the fake speaks sessions");
+  const stores = ephapticStores<EphapticEvents>(client);
+  const list = stores.live(() => client.listTodos(), { on: ["todoCreated"], initial: [] });
+  const here = stores.presence("lobby", { enter: () => client.enterLobby() });
+  const stops = [list.subscribe(() => undefined), here.subscribe(() => undefined)];
+  await until(() => server.calls.get("listTodos") === 1 && names(get(here)) === "Ann", "the first fetch and snapshot");
+  let recovered: boolean | undefined;
+  const stopState = client.onStateChange((state, change) => {
+    if (state === "connected") recovered = change.session?.recovered;
+  });
+  server.dropAll();
+  // Changed while away without an event (as data a restarted server lost would be), and a
+  // presence diff lost with the connection (diffs are never replayed).
+  todos.push({ id: 1, title: "changed while away" });
+  group.join(null, 2, "Bob");
+  await until(() => get(list).data?.length === 1 && names(get(here)) === "Ann Bob", "the refetch and the resync");
+  assert.equal(recovered, true, "the reconnect recovered every stream");
+  for (const stop of [...stops, stopState]) stop();
+  client.disconnect();
+});
+
 // Not a test: the types. `tsc --strict` (npm run build:test) must reject each line marked.
 export function typeChecks(client: C): void {
   const stores = ephapticStores<EphapticEvents>(client);
@@ -156,4 +245,13 @@ export function typeChecks(client: C): void {
   stores.live(() => client.listTodos(), { on: ["todoDeleted"] });
   const data: Todo[] | undefined = get(stores.live(() => client.listTodos())).data;
   void data;
+  // The meta is the schema's (presence_meta!), unless given.
+  const here: string | undefined = get(stores.presence("lobby"))[0]?.connections[0]?.meta.name;
+  // @ts-expect-error: the meta is typed
+  void get(stores.presence("lobby"))[0]?.connections[0]?.meta.nam;
+  const own: number | undefined = get(stores.presence<{ x: number }>("room:1"))[0]?.connections[0]?.meta.x;
+  // @ts-expect-error: enter returns a promise
+  stores.presence("lobby", { enter: () => 1 });
+  void here;
+  void own;
 }

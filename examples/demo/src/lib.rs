@@ -16,8 +16,10 @@
 //!   `list_todos` when one arrives, so it updates without a reload. Titles are checked and a bad
 //!   one answers the typed error `INVALID_TITLE`.
 //! - **A chat.** Rooms are groups (`Caller::join`, `ephaptic::group(..).emit`); direct messages
-//!   go to every tab of one user (`to(user)`); who is online comes from the connection hooks
-//!   (the `online` module: the one seam to replace with ephaptic's presence).
+//!   go to every tab of one user (`to(user)`).
+//! - **Who is online: presence.** Each signed-in page tracks itself in the [`LOBBY`] group with
+//!   its [`User`] (`enter_lobby`: `caller.presence(..).track(user)`) and watches it
+//!   (`client.presence("lobby")`); a user's tabs are one member, gone with the last of them.
 //! - **A stream.** `clock` streams the server's time once a second.
 //!
 //! The functions live in this library target so that `tests/schema.rs` can link them;
@@ -53,10 +55,7 @@ pub const ROOMS: [&str; 2] = ["general", "random"];
 /// The demo's ephaptic server settings (everything but the allowed origins, which `main` sets
 /// once it knows its address).
 pub fn server() -> ephaptic::Server {
-    ephaptic::Server::new()
-        .rename_all(NAMING)
-        .on_connect(online::arrived)
-        .on_disconnect(online::left)
+    ephaptic::Server::new().rename_all(NAMING)
 }
 
 /// Locks `m` even if a handler panicked while holding it (every change below is a single
@@ -427,101 +426,24 @@ async fn send_direct(caller: Caller, to: u64, text: String) -> ephaptic::Result<
     Ok(message)
 }
 
-// --- who is online ---------------------------------------------------------------------------
+// --- who is online: presence ------------------------------------------------------------------
 
-/// Who is online: the demo's own mechanism, kept in this one module so that it can be replaced by
-/// ephaptic's presence (`caller.presence(group).track(meta)` and `client.presence(group)`) in
-/// one place. The frontends read it through one seam each (`useOnline()` in React, the `online`
-/// store in Svelte): [`online_users`] once, then the [`Online`] event.
-pub mod online {
-    use super::*;
+/// The presence group of every signed-in page: who is online is its member list.
+pub const LOBBY: &str = "lobby";
 
-    /// The signed-in users with at least one open connection, and a version that grows with
-    /// every change: a page keeps the list with the highest version, so a reply that raced an
-    /// event never takes it back in time.
-    #[event]
-    #[derive(Debug, Clone, Default)]
-    pub struct Online {
-        pub version: u64,
-        pub users: Vec<User>,
-    }
+// Each page is tracked in the lobby with its user (number and name): `schema.ts` then types the
+// lobby's diffs as `PresenceDiff<User>`, so a page shows names without asking for them.
+ephaptic::presence_meta!(User);
 
-    #[derive(Debug)]
-    struct Counts {
-        version: u64,
-        /// Open connections per user number.
-        connections: Vec<(u64, usize)>,
-    }
-
-    static COUNTS: Mutex<Counts> = Mutex::new(Counts {
-        version: 0,
-        connections: Vec::new(),
-    });
-
-    fn snapshot(counts: &Counts) -> Online {
-        Online {
-            version: counts.version,
-            users: counts
-                .connections
-                .iter()
-                .filter_map(|&(id, _)| user(id))
-                .collect(),
-        }
-    }
-
-    fn id_of(caller: &Caller) -> Option<u64> {
-        u64::try_from(caller.identity()?.as_i64()?).ok()
-    }
-
-    /// The connect hook: counts the connection and tells everyone when its user came online.
-    pub(crate) async fn arrived(caller: Caller) {
-        let Some(id) = id_of(&caller) else { return };
-        let update = {
-            let mut counts = lock(&COUNTS);
-            match counts.connections.iter_mut().find(|(user, _)| *user == id) {
-                Some((_, n)) => {
-                    *n += 1;
-                    None
-                }
-                None => {
-                    counts.connections.push((id, 1));
-                    counts.version += 1;
-                    Some(snapshot(&counts))
-                }
-            }
-        };
-        if let Some(online) = update {
-            ephaptic::emit(online).await;
-        }
-    }
-
-    /// The disconnect hook: tells everyone when a user's last connection closed.
-    pub(crate) async fn left(caller: Caller) {
-        let Some(id) = id_of(&caller) else { return };
-        let update = {
-            let mut counts = lock(&COUNTS);
-            let Some(index) = counts.connections.iter().position(|(user, _)| *user == id) else {
-                return;
-            };
-            counts.connections[index].1 -= 1;
-            if counts.connections[index].1 > 0 {
-                None
-            } else {
-                counts.connections.remove(index);
-                counts.version += 1;
-                Some(snapshot(&counts))
-            }
-        };
-        if let Some(online) = update {
-            ephaptic::emit(online).await;
-        }
-    }
-
-    /// Who is online now; later changes arrive as the `Online` event.
-    #[expose]
-    pub async fn online_users() -> Online {
-        snapshot(&lock(&COUNTS))
-    }
+/// Tracks this connection in the lobby as its user, which also lets it watch the lobby (the
+/// default rule: a connection may watch a group it tracks itself in). Pages call it as the
+/// `enter` of `client.presence("lobby")`, so before each watch: a new connection (after a
+/// reconnection, or a restarted server) is tracked again before it asks for the list. The entry
+/// goes with the connection, so a closed page leaves the list by itself.
+#[expose(requires_login)]
+async fn enter_lobby(caller: Caller) -> ephaptic::Result<()> {
+    let user = me(&caller).ok_or_else(|| NoSuchUser { id: 0 }.into_error())?;
+    caller.presence(LOBBY).track(user).await
 }
 
 // --- a stream ---------------------------------------------------------------------------------

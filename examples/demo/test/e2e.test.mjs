@@ -177,6 +177,25 @@ for (const framework of FRAMEWORKS) {
       for (const u of [ann, bob]) await u.page.evaluate(() => (window.__sameDocument = true));
     });
 
+    scenario("a user's second tab is the same one online, and closing it keeps the user online", async () => {
+      const again = await openAs(browser, `${demo.url}${framework}/`, "Ann");
+      users.push(again);
+      await see(again, "#me", "Ann (#1)");
+      // Its own snapshot lists it: it was tracked before it watched.
+      await see(again, "#online li", "Ann");
+      await see(again, "#online li", "Bob");
+      await bob.page.waitForTimeout(QUIET_MS); // longer than a presence batch (200 ms)
+      for (const u of [ann, bob, again]) {
+        const shown = await u.page.locator("#online li").allInnerTexts();
+        assert.deepEqual(shown, ["Ann", "Bob"], `${u.name}'s page lists each user once`);
+      }
+      await again.context.close();
+      users.splice(users.indexOf(again), 1);
+      await neverSees(bob, "#nothing", "");
+      assert.deepEqual(await bob.page.locator("#online li").allInnerTexts(), ["Ann", "Bob"], "Ann's first tab is still open");
+      assert.deepEqual(again.problems, [], "no errors in the second tab's console");
+    });
+
     scenario("a broadcast reaches both, with the event's defaults", async () => {
       await ann.page.fill("#message-input", "John created an account!");
       await ann.page.click("#broadcast");

@@ -1,5 +1,5 @@
 // A real Svelte component (test/components/Probe.svelte, compiled for the browser) mounted into
-// happy-dom and destroyed: its stores' listeners must go with it. Run with
+// happy-dom and destroyed: its stores' listeners (and its presence list) must go with it. Run with
 // `node --conditions=browser` so that `svelte` is its browser build.
 import { Window } from "happy-dom";
 const window = new Window({ url: "http://127.0.0.1/" });
@@ -13,16 +13,17 @@ import { test } from "node:test";
 import { flushSync, mount, unmount, type Component } from "svelte";
 import { connect } from "@ephaptic/client";
 import { ephapticStores, type EphapticStores } from "@ephaptic/svelte";
-import { fakeServer, until } from "../fake-server.js";
+import { fakeServer, lobby, until } from "../fake-server.js";
 import type { EphapticErrors, EphapticEvents, EphapticService, Todo } from "../schema.js";
 
-type Props = { stores: EphapticStores<EphapticEvents>; fetchTodos: () => Promise<Todo[]> };
+type Props = { stores: EphapticStores<EphapticEvents>; fetchTodos: () => Promise<Todo[]>; enter: () => Promise<unknown> };
 const probePath = "../components/Probe.client.js";
 const { default: Probe } = (await import(probePath)) as { default: Component<Props> };
 
 test("a mounted component listens; destroying it removes every listener", async () => {
   const todos: Todo[] = [{ id: 1, title: "milk" }];
-  const server = fakeServer({ listTodos: () => [...todos] });
+  const group = lobby({ 1: "Ann" });
+  const server = fakeServer({ listTodos: () => [...todos], ...group.handlers });
   const client = connect<EphapticService, EphapticErrors>({ url: "ws://test/_ephaptic", WebSocket: server.WebSocket });
   let active = 0;
   const on = client.on.bind(client) as (n: string, cb: (d: unknown) => void) => () => void;
@@ -41,13 +42,17 @@ test("a mounted component listens; destroying it removes every listener", async 
   });
   await client.ready();
   const target = window.document.createElement("div") as unknown as HTMLElement;
-  const component = mount(Probe, { target, props: { stores: ephapticStores<EphapticEvents>(counted), fetchTodos: () => client.listTodos() } });
+  const component = mount(Probe, { target, props: { stores: ephapticStores<EphapticEvents>(counted), fetchTodos: () => client.listTodos(), enter: () => client.enterLobby() },
+  });
   flushSync();
   const text = (id: string) => target.querySelector(`#${id}`)?.textContent;
   assert.equal(text("state"), "connected");
   assert.equal(text("latest"), "none");
   assert.equal(active, 3, "event, eventList and live's channel: one listener each");
   await until(() => target.querySelectorAll("li").length === 1, "the first fetch");
+  await until(() => text("here") === "Ann", "the lobby's snapshot");
+  group.join(server, 2, "Bob");
+  await until(() => text("here") === "Ann Bob", "Bob's join");
 
   server.emit("SomethingHappened", { code: 1, message: "hello", isError: false });
   flushSync();
@@ -60,5 +65,6 @@ test("a mounted component listens; destroying it removes every listener", async 
 
   unmount(component);
   assert.equal(active, 0, "destroying the component removed its listeners");
+  await until(() => server.calls.get("__ephaptic.presence.unwatch") === 1, "the presence list closed with the component");
   client.disconnect();
 });

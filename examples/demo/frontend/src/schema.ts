@@ -59,11 +59,56 @@ export type NoSuchUser = { id: number, };
 export type NotFound = { id: number, };
 
 /**
- * The signed-in users with at least one open connection, and a version that grows with
- * every change: a page keeps the list with the highest version, so a reply that raced an
- * event never takes it back in time.
+ * One connection of a member, with its meta.
  */
-export type Online = { version: number, users: Array<User>, };
+export type PresenceConn<M> = { 
+/**
+ * The connection, unique across servers (`<server>:<number>`).
+ */
+id: string, 
+/**
+ * What the connection tracked itself with.
+ */
+meta: M, };
+
+/**
+ * What changed in a group since the last diff: connections that joined (or changed their
+ * meta: a join of a connection already present replaces its meta) and connections that left,
+ * by member. A member whose first connection joins is new; one whose last connection leaves is
+ * gone. Sent to a group's watchers as the event `__ephaptic.presence`.
+ */
+export type PresenceDiff<M> = { 
+/**
+ * The group.
+ */
+group: string, joins: Array<PresenceMember<M>>, leaves: Array<PresenceLeave>, };
+
+/**
+ * Connections that left a group, by member.
+ */
+export type PresenceLeave = { 
+/**
+ * The member.
+ */
+key: string, 
+/**
+ * The ids of its connections that left.
+ */
+connections: Array<string>, };
+
+/**
+ * A member of a group: one identity (or one anonymous connection) and its connections.
+ */
+export type PresenceMember<M> = { 
+/**
+ * The member: the identity's key (`s:alice`, `i:7`), or `c:<connection>` for an anonymous
+ * connection.
+ */
+key: string, 
+/**
+ * Its connections in the group (each tab, each device), at least one.
+ */
+connections: Array<PresenceConn<M>>, };
 
 /**
  * Something happened on the server: the Events tutorial's event.
@@ -104,14 +149,10 @@ export interface EphapticEvents {
   "ChatMessage": ChatMessage;
   /** A message to one user, heard by every tab of that user and no one else. */
   "DirectMessage": DirectMessage;
-  /**
-   * The signed-in users with at least one open connection, and a version that grows with
-   * every change: a page keeps the list with the highest version, so a reply that raced an
-   * event never takes it back in time.
-   */
-  "Online": Online;
   /** Something happened on the server: the Events tutorial's event. */
   "SomethingHappened": SomethingHappened;
+  /** Presence diffs of the groups this client watches (`client.presence(group)`). */
+  "__ephaptic.presence": PresenceDiff<User>;
   /** Channel: announced by `createTodo` after it succeeds. */
   "todoCreated": Todo;
   /** Channel: announced by `deleteTodo` after it succeeds. */
@@ -160,12 +201,12 @@ export interface EphapticQueries {
   clock(): { queryKey: readonly ["clock"]; queryFn: () => Promise<Array<number>> };
   createTodo(title: string): { queryKey: readonly ["createTodo", string]; queryFn: () => Promise<Todo> };
   deleteTodo(id: number): { queryKey: readonly ["deleteTodo", number]; queryFn: () => Promise<Todo> };
+  enterLobby(): { queryKey: readonly ["enterLobby"]; queryFn: () => Promise<null> };
   joinRoom(room: string): { queryKey: readonly ["joinRoom", string]; queryFn: () => Promise<Array<ChatMessage>> };
   listTodos(): { queryKey: readonly ["listTodos"]; queryFn: () => Promise<Array<Todo>> };
   notifyFirstThree(event: SomethingHappenedInput): { queryKey: readonly ["notifyFirstThree", SomethingHappenedInput]; queryFn: () => Promise<number> };
   notifyUser(user_id: number, event: SomethingHappenedInput): { queryKey: readonly ["notifyUser", number, SomethingHappenedInput]; queryFn: () => Promise<number> };
   notifyUserOne(event: SomethingHappenedInput): { queryKey: readonly ["notifyUserOne", SomethingHappenedInput]; queryFn: () => Promise<number> };
-  onlineUsers(): { queryKey: readonly ["onlineUsers"]; queryFn: () => Promise<Online> };
   rooms(): { queryKey: readonly ["rooms"]; queryFn: () => Promise<Array<string>> };
   sendDirect(to: number, text: string): { queryKey: readonly ["sendDirect", number, string]; queryFn: () => Promise<DirectMessage> };
   sendMessage(room: string, text: string): { queryKey: readonly ["sendMessage", string, string]; queryFn: () => Promise<ChatMessage> };
@@ -202,7 +243,7 @@ export const ephapticMutations = {
  * `connect({ url, schemaHash: ephapticSchemaHash })`: a client whose bundle is older than the
  * server it reaches is told so (`onSchemaMismatch`).
  */
-export const ephapticSchemaHash = "050339a00c282d7b";
+export const ephapticSchemaHash = "57e67752997bbf43";
 
 /** The server's functions, events and queries, as `@ephaptic/client` exposes them. */
 export interface EphapticService {
@@ -225,6 +266,16 @@ export interface EphapticService {
    * Requires login.
    */
   deleteTodo(id: number): Promise<Todo>;
+  /**
+   * Tracks this connection in the lobby as its user, which also lets it watch the lobby (the
+   * default rule: a connection may watch a group it tracks itself in). Pages call it as the
+   * `enter` of `client.presence("lobby")`, so before each watch: a new connection (after a
+   * reconnection, or a restarted server) is tracked again before it asks for the list. The entry
+   * goes with the connection, so a closed page leaves the list by itself.
+   *
+   * Requires login.
+   */
+  enterLobby(): Promise<null>;
   /**
    * Joins `room` (leaving any other), and returns its recent messages, oldest first. A page calls
    * it again after each reconnection: a connection's rooms end with it.
@@ -255,8 +306,6 @@ export interface EphapticService {
    * Requires login.
    */
   notifyUserOne(event: SomethingHappenedInput): Promise<number>;
-  /** Who is online now; later changes arrive as the `Online` event. */
-  onlineUsers(): Promise<Online>;
   /** The rooms a page may join. */
   rooms(): Promise<Array<string>>;
   /**

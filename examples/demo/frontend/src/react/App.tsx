@@ -38,8 +38,9 @@ export function App(props: { onLeave: () => void }): ReactNode {
   const me = useEphapticQuery((q) => q.whoAmI());
   const online = useOnline();
   const queryClient = useQueryClient();
-  // Events sent while the connection was down are lost, and a restarted server has forgotten
-  // this connection's rooms: fetch everything again (joinRoom is one of the queries).
+  // A new connection has joined no room (joinRoom is one of the queries), and a restarted server
+  // has none of the events sent meanwhile: fetch everything again. (With sessions a recovered
+  // reconnect, `change.session?.recovered`, would need only the join; a refetch is still correct.)
   useReconnected(() => void queryClient.invalidateQueries());
   return (
     <main>

@@ -9,6 +9,7 @@ export const {
   useEventList,
   useConnectionState,
   useReconnected,
+  usePresence,
   useInvalidateOn,
   useEphapticQuery,
   useEphapticMutation,

@@ -1,23 +1,13 @@
-// Who is online: THE seam for ephaptic's presence. Today the demo's own mechanism (the server's
-// `online` module: `onlineUsers()` once, then the `Online` event); once presence lands, this hook
-// becomes the presence client's member list and nothing else changes.
-import { useEffect, useState } from "react";
-import type { Online, User } from "../schema";
-import { useEphapticQuery, useEvent, useReconnected } from "./ephaptic";
+// Who is online, for the React page: the lobby's presence through `usePresence` (see
+// ../shared/online.ts). Watched while the page is mounted, resynced after every reconnection.
+import { useMemo } from "react";
+import type { User } from "../schema";
+import { LOBBY, lobby, usersOf } from "../shared/online";
+import { useClient, usePresence } from "./ephaptic";
 
-const NONE: Online = { version: -1, users: [] };
-
-/** The signed-in users with an open connection, in the order they came online. */
+/** The signed-in users with an open page, by number. */
 export function useOnline(): readonly User[] {
-  const [online, setOnline] = useState<Online>(NONE);
-  // Keep the newest list: a reply that raced an event must not take the list back in time.
-  const keep = (next: Online): void => setOnline((old) => (next.version > old.version ? next : old));
-  useEvent("Online", keep);
-  const fetched = useEphapticQuery((q) => q.onlineUsers());
-  useEffect(() => {
-    if (fetched.data) keep(fetched.data);
-  }, [fetched.data]);
-  // A restarted server counts versions from 0 again (the app refetches everything after a reconnection).
-  useReconnected(() => setOnline(NONE));
-  return online.users;
+  const client = useClient();
+  const members = usePresence(LOBBY, lobby(client));
+  return useMemo(() => usersOf(members), [members]);
 }

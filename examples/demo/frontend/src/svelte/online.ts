@@ -1,37 +1,12 @@
-// Who is online: THE seam for ephaptic's presence. Today the demo's own mechanism (the server's
-// `online` module: `onlineUsers()` once, then the `Online` event); once presence lands, this
-// store becomes the presence client's member list and nothing else changes.
-import { readable, type Readable } from "svelte/store";
-import { inBrowser } from "@ephaptic/svelte";
-import type { Online, User } from "../schema";
+// Who is online, for the Svelte page: the lobby's presence through `stores.presence` (see
+// ../shared/online.ts). Watched while a component shows it, resynced after every reconnection.
+import { derived, type Readable } from "svelte/store";
+import type { User } from "../schema";
+import { LOBBY, lobby, usersOf } from "../shared/online";
 import type { DemoClient } from "../shared/session";
+import type { Stores } from "./ephaptic";
 
-const NONE: Online = { version: -1, users: [] };
-
-/** The signed-in users with an open connection, in the order they came online. */
-export function online(client: DemoClient): Readable<readonly User[]> {
-  return readable<readonly User[]>([], (set) => {
-    if (!inBrowser()) return;
-    let current = NONE;
-    // Keep the newest list: a reply that raced an event must not take the list back in time.
-    const keep = (next: Online): void => {
-      if (next.version <= current.version) return;
-      current = next;
-      set(next.users);
-    };
-    const fetch = (): void => void client.onlineUsers().then(keep, () => undefined);
-    const stopEvent = client.on("Online", keep);
-    const stopState = client.onStateChange((state, change) => {
-      // A restarted server counts versions from 0 again.
-      if (state === "connected" && change.previous === "reconnecting") {
-        current = NONE;
-        fetch();
-      }
-    });
-    fetch();
-    return () => {
-      stopEvent();
-      stopState();
-    };
-  });
+/** The signed-in users with an open page, by number. */
+export function online(client: DemoClient, stores: Stores): Readable<readonly User[]> {
+  return derived(stores.presence(LOBBY, lobby(client)), usersOf);
 }
