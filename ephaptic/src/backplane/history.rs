@@ -10,7 +10,7 @@
 
 use bytes::Bytes;
 
-use crate::runtime::history::{Kept, Lost, Read, Retention, decide, new_epoch};
+use crate::runtime::history::{Kept, Lost, Read, Retention, decide};
 use crate::session::Asked;
 
 /// Numbers, keeps and publishes one event. KEYS: meta, stream. ARGV: a new epoch (used when
@@ -34,8 +34,11 @@ return top
 ";
 
 /// Reads a stream for a resume. KEYS: meta, stream. ARGV: the first offset wanted, how many
-/// at most, a new epoch (for a stream without one: it gets it now, so the position the client
-/// is given holds), meta ttl (s). Returns `{epoch, top, entries}`.
+/// at most (the most replayed, plus one), a new epoch (for a stream without one: it gets it now,
+/// so the position the client is given holds), meta ttl (s), the epoch the client asked for
+/// ("" for none). Returns `{epoch, top, entries}`; the entries only when they could be a
+/// recovery (same epoch, not ahead of the stream, no more than the most replayed), so a client
+/// cannot make Redis read a long range for nothing.
 pub(crate) const READ: &str = r"
 local epoch = redis.call('HGET', KEYS[1], 'e')
 if not epoch then
@@ -44,6 +47,10 @@ if not epoch then
   redis.call('EXPIRE', KEYS[1], ARGV[4])
 end
 local top = tonumber(redis.call('HGET', KEYS[1], 's') or '0')
+local from = tonumber(ARGV[1])
+if ARGV[5] ~= epoch or from > top + 1 or top - from + 1 >= tonumber(ARGV[2]) then
+  return {epoch, top, {}}
+end
 local entries = redis.call('XRANGE', KEYS[2], ARGV[1] .. '-1', '+', 'COUNT', ARGV[2])
 return {epoch, top, entries}
 ";
@@ -130,10 +137,11 @@ pub(crate) fn position_of(reply: &::redis::Value) -> Option<(String, u64)> {
     Some((epoch, top))
 }
 
-/// What a resume says when the history cannot be read.
+/// What a resume says when the history cannot be read: the client's own position (none, for a
+/// client that asked for none), to try again from.
 pub(crate) fn unavailable(asked: Option<&Asked>) -> Read {
     Read {
-        epoch: asked.map_or_else(new_epoch, |a| a.epoch.clone()),
+        epoch: asked.map_or_else(String::new, |a| a.epoch.clone()),
         top: asked.map_or(0, |a| a.offset),
         asked: asked.is_some(),
         outcome: Err(Lost::Unavailable),

@@ -315,6 +315,7 @@ impl Delivery for RedisDelivery {
                 .arg(retention.max_replay + 1)
                 .arg(crate::runtime::history::new_epoch())
                 .arg(retentions.meta_ttl.as_secs().max(1))
+                .arg(asked.map_or("", |a| a.epoch.as_str()))
                 .invoke_async::<::redis::Value>(&mut self.link.manager())
                 .await;
             match reply {
@@ -497,13 +498,18 @@ impl Interest for Link {
             let confirmed = async {
                 loop {
                     let changed = link.confirmed_changed.notified();
-                    if lock(&link.confirmed).contains(&channel) || link.is_down() {
-                        return;
+                    if lock(&link.confirmed).contains(&channel) {
+                        return true;
+                    }
+                    if link.is_down() {
+                        return false;
                     }
                     changed.await;
                 }
             };
-            let _ = tokio::time::timeout(READY_WAIT, confirmed).await;
+            tokio::time::timeout(READY_WAIT, confirmed)
+                .await
+                .unwrap_or(false)
         }))
     }
 
@@ -963,6 +969,7 @@ async fn resync(link: Arc<Link>, hub: Arc<Hub>, meta_ttl: Duration) {
             .arg(1)
             .arg(crate::runtime::history::new_epoch())
             .arg(meta_ttl.as_secs().max(1))
+            .arg("")
             .invoke_async::<::redis::Value>(&mut link.manager())
             .await;
         let Some((epoch, top)) = reply.ok().as_ref().and_then(history::position_of) else {

@@ -53,7 +53,20 @@ pub(crate) fn start(
         // Reserved names are looked for only among the names no function has (a function's
         // name is a Rust identifier, so never one of them).
         if name == super::resume::HELLO {
-            super::resume::hello(state, conn, Bytes::copy_from_slice(id_bytes));
+            // A call like any other (counted, cancellable, drained), one at a time: a hello
+            // reads history, and a client must not make the server read it in parallel.
+            let limit = state.config.max_calls_in_flight;
+            if conn.calls_running() >= limit || !conn.start_hello() {
+                out.push(too_many_calls(limit).to_frame(id_bytes, false));
+                return;
+            }
+            let (key, id) = keys(frame, raw);
+            spawn_call(
+                state,
+                conn,
+                key,
+                super::resume::hello(state.clone(), conn.clone(), id),
+            );
             return;
         }
         if let Some(answer) = super::presence::reserved(state, conn, name, frame, raw) {

@@ -305,11 +305,12 @@ struct Record {
     stream: Arc<Mutex<Stream>>,
     seq: u64,
     at: Instant,
-    bytes: usize,
 }
 
-/// What an event costs the byte bound besides its frame.
+/// What an event costs the byte bound besides its frame, while it is kept.
 const OVERHEAD: usize = 96;
+/// What its place in the append order costs, until it leaves that order.
+const RECORD: usize = 48;
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
@@ -363,6 +364,8 @@ impl Memory {
             let seq = s.top;
             let kept = retention.size > 0 && frame.len() <= self.retention.max_event;
             if kept {
+                self.bytes
+                    .fetch_add(frame.len() + OVERHEAD + RECORD, Relaxed);
                 s.entries.push_back(Entry {
                     seq,
                     at: now,
@@ -370,20 +373,19 @@ impl Memory {
                     latest,
                 });
                 while s.entries.len() > retention.size {
-                    s.entries.pop_front();
+                    if let Some(e) = s.entries.pop_front() {
+                        self.bytes.fetch_sub(e.frame.len() + OVERHEAD, Relaxed);
+                    }
                 }
             }
             let r = deliver(seq, &s.epoch);
             (r, kept.then_some(seq))
         };
         if let Some(seq) = record {
-            let bytes = frame.len() + OVERHEAD;
-            self.bytes.fetch_add(bytes, Relaxed);
             lock(&self.order).push_back(Record {
                 stream,
                 seq,
                 at: now,
-                bytes,
             });
         }
         self.evict(now);
@@ -414,20 +416,30 @@ impl Memory {
                 }
             };
             let Some(record) = record else { break };
-            self.bytes.fetch_sub(record.bytes, Relaxed);
+            self.bytes.fetch_sub(RECORD, Relaxed);
+            // The event, unless the stream's size let it go already (and counted it then).
             let mut s = lock(&record.stream);
             while s.entries.front().is_some_and(|e| e.seq <= record.seq) {
-                s.entries.pop_front();
+                if let Some(e) = s.entries.pop_front() {
+                    self.bytes.fetch_sub(e.frame.len() + OVERHEAD, Relaxed);
+                }
             }
         }
-        // Now and then, forget streams that have been quiet for long (their position only).
-        if self.appends.fetch_add(1, Relaxed) % 4096 == 4095 {
-            let meta_ttl = self.retention.meta_ttl;
-            lock(&self.streams).retain(|_, s| {
-                let s = lock(s);
-                !s.entries.is_empty() || now.duration_since(s.last_append) < meta_ttl
-            });
+        self.sweep_now_and_then(now);
+    }
+
+    /// Every 4096 appends and reads, forgets the streams that have kept nothing for longer than
+    /// `meta_ttl` (their position only: a client resuming one is told to refetch). A stream busy
+    /// delivering is left for the next sweep rather than waited for.
+    fn sweep_now_and_then(&self, now: Instant) {
+        if self.appends.fetch_add(1, Relaxed) % 4096 != 4095 {
+            return;
         }
+        let meta_ttl = self.retention.meta_ttl;
+        lock(&self.streams).retain(|_, s| match s.try_lock() {
+            Ok(s) => !s.entries.is_empty() || now.duration_since(s.last_append) < meta_ttl,
+            Err(_) => true,
+        });
     }
 
     /// Reads a stream for a resume from `asked` (or, without it, its position only).
@@ -435,6 +447,7 @@ impl Memory {
         let stream = self.stream(of);
         let retention = self.retention.of(of.kind());
         let now = Instant::now();
+        self.sweep_now_and_then(now);
         let s = lock(&stream);
         let from = asked.map_or(s.top, |a| a.offset);
         let after: Vec<Kept<'_>> = s
@@ -602,8 +615,19 @@ mod tests {
     }
 
     #[test]
+    fn what_a_stream_trims_by_size_stops_counting_at_once() {
+        let h = history(2, 1 << 20);
+        for n in 0..100 {
+            append(&h, n);
+        }
+        // Two events kept, and a hundred places in the append order.
+        let frames: usize = (98..100).map(|n: u64| frame(n).len() + OVERHEAD).sum();
+        assert_eq!(h.bytes(), frames + 100 * RECORD);
+    }
+
+    #[test]
     fn memory_is_bounded_across_streams() {
-        let h = history(1000, 10 * (100 + OVERHEAD));
+        let h = history(1000, 10 * (100 + OVERHEAD + RECORD));
         for i in 0..100 {
             let g = format!("room{i}");
             h.append(
@@ -613,7 +637,11 @@ mod tests {
                 |_, _| (),
             );
         }
-        assert!(h.bytes() <= 10 * (100 + OVERHEAD), "{} bytes", h.bytes());
+        assert!(
+            h.bytes() <= 10 * (100 + OVERHEAD + RECORD),
+            "{} bytes",
+            h.bytes()
+        );
         let first = h.read(
             &StreamOf::Group("room0"),
             Some(&Asked {

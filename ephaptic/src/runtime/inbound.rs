@@ -114,7 +114,6 @@ fn auth_of(frame: &Bytes, raw: &RawFrame) -> Option<Bytes> {
 /// sessions. At most [`MAX_ASKED`] are kept; a name or an epoch out of bounds, or an entry that
 /// does not read as `[epoch, offset]`, is left out.
 fn session_of(frame: &Bytes, raw: &RawFrame) -> Option<Vec<(String, Asked)>> {
-    use rmpv::Value;
     if raw.version.is_empty() {
         return None;
     }
@@ -126,15 +125,19 @@ fn session_of(frame: &Bytes, raw: &RawFrame) -> Option<Vec<(String, Asked)>> {
     if raw.resume.is_empty() {
         return Some(asked);
     }
-    let Ok(Value::Map(entries)) =
-        rmpv::decode::read_value_with_max_depth(&mut &frame[raw.resume.range()], 8)
-    else {
+    // Entry by entry, only the first MAX_ASKED: a client must not make the server decode a
+    // map of a million positions.
+    let mut rest = &frame[raw.resume.range()];
+    let Ok(len) = rmp::decode::read_map_len(&mut rest) else {
         return Some(asked);
     };
-    for (name, pos) in entries {
-        if asked.len() == MAX_ASKED {
+    for _ in 0..len.min(MAX_ASKED as u32) {
+        let (Ok(name), Ok(pos)) = (
+            rmpv::decode::read_value_with_max_depth(&mut rest, 8),
+            rmpv::decode::read_value_with_max_depth(&mut rest, 8),
+        ) else {
             break;
-        }
+        };
         let (Some(name), Some([epoch, offset])) =
             (name.as_str(), pos.as_array().map(Vec::as_slice))
         else {
@@ -192,5 +195,27 @@ mod tests {
         assert_eq!(asked.len(), 1, "{asked:?}");
         assert_eq!(asked[0].0, "u");
         assert_eq!(asked[0].1.offset, 3);
+
+        // A thousand positions: the first 64 are kept, the rest not even decoded.
+        let many = Value::Map(
+            (0..1000)
+                .map(|i| {
+                    (
+                        Value::from(format!("g:{i}")),
+                        Value::Array(vec![Value::from("e"), Value::from(i)]),
+                    )
+                })
+                .collect(),
+        );
+        let init = Value::Map(vec![
+            (Value::from("type"), Value::from("init")),
+            (Value::from("v"), Value::from(2)),
+            (Value::from("resume"), many),
+        ]);
+        let mut bytes = Vec::new();
+        rmpv::encode::write_value(&mut bytes, &init).unwrap();
+        let frame = Bytes::from(bytes);
+        wire::parse(&frame, &mut raw).unwrap();
+        assert_eq!(session_of(&frame, &raw).unwrap().len(), MAX_ASKED);
     }
 }

@@ -60,12 +60,11 @@ struct Hello<'a> {
     streams: BTreeMap<&'static str, Outcome>,
 }
 
-/// Answers a hello: in a task of its own, since a replay waits for room in the queue (and,
-/// with Redis, for the history).
-pub(crate) fn hello(state: &Arc<State>, conn: &Arc<Connection>, id: Bytes) {
-    let state = state.clone();
-    let conn = conn.clone();
-    tokio::spawn(async move {
+/// Answers a hello (run as a call in a task of its own: a replay waits for room in the queue
+/// and, with Redis, for the history).
+pub(crate) async fn hello(state: Arc<State>, conn: Arc<Connection>, id: Bytes) {
+    let _done = HelloDone(&conn);
+    {
         let mut streams = BTreeMap::new();
         if state.delivery.keeps_history() {
             if let Some(identity) = conn.identity() {
@@ -96,7 +95,16 @@ pub(crate) fn hello(state: &Arc<State>, conn: &Arc<Connection>, id: Bytes) {
         for (wire, outcome) in &answer.streams {
             conn.release(wire, outcome.floor).await;
         }
-    });
+    }
+}
+
+/// Lets the connection start another hello once this one ended (or was cancelled).
+struct HelloDone<'a>(&'a Connection);
+
+impl Drop for HelloDone<'_> {
+    fn drop(&mut self) {
+        self.0.end_hello();
+    }
 }
 
 /// Resumes one stream of `conn`: reads it from the position the client asked for (if it did)
@@ -104,7 +112,27 @@ pub(crate) fn hello(state: &Arc<State>, conn: &Arc<Connection>, id: Bytes) {
 /// outcome's offset, once the answer is queued.
 async fn resume(state: &State, conn: &Connection, of: StreamOf<'_>, wire: &str) -> Outcome {
     let asked = conn.take_asked(wire);
-    let read = state.delivery.read(of, asked.as_ref()).await;
+    // With Redis, the history is read only once what other servers publish on the stream
+    // reaches this one: an event in between would be neither read nor received.
+    let topic = match of {
+        StreamOf::User(id) => Some(Topic::Identity(id)),
+        StreamOf::Group(g) => Some(Topic::Group(g)),
+        StreamOf::All => None,
+    };
+    let subscribed = match topic.and_then(|t| state.hub.ready(t)) {
+        Some(ready) => ready.await,
+        None => true,
+    };
+    let read = if subscribed {
+        state.delivery.read(of, asked.as_ref()).await
+    } else {
+        Read {
+            epoch: asked.as_ref().map_or_else(String::new, |a| a.epoch.clone()),
+            top: asked.as_ref().map_or(0, |a| a.offset),
+            asked: asked.is_some(),
+            outcome: Err(Lost::Unavailable),
+        }
+    };
     let replayed = replay(conn, wire, &read).await;
     let Read {
         epoch,
@@ -157,11 +185,6 @@ impl Joined for Resumer {
         let conn = conn.clone();
         let group = group.to_owned();
         tokio::spawn(async move {
-            // With Redis, what other servers send the group must reach this one before the
-            // history is read, or an event in between would be neither read nor received.
-            if let Some(ready) = state.hub.ready(Topic::Group(&group)) {
-                ready.await;
-            }
             let wire = format!("g:{group}");
             let outcome = resume(&state, &conn, StreamOf::Group(&group), &wire).await;
             let mut extra = Vec::new();

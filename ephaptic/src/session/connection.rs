@@ -48,6 +48,8 @@ pub(crate) struct Connection {
 const SESSIONS: u8 = 2;
 /// Live events with a position go through the gate first.
 const GATED: u8 = 4;
+/// A hello is running.
+const HELLO: u8 = 8;
 
 /// A call (or stream) running in a task of its own.
 #[derive(Debug)]
@@ -165,6 +167,15 @@ impl Connection {
                 false
             }
         }
+    }
+
+    /// Marks a hello as running; `false` when one already is.
+    pub fn start_hello(&self) -> bool {
+        self.flags.fetch_or(HELLO, Ordering::AcqRel) & HELLO == 0
+    }
+
+    pub fn end_hello(&self) {
+        self.flags.fetch_and(!HELLO, Ordering::AcqRel);
     }
 
     /// Whether its client speaks sessions (`init` with `v: 2`).

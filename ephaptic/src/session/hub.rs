@@ -45,7 +45,8 @@ pub(crate) trait Joined: Send + Sync + fmt::Debug {
 }
 
 /// What [`Interest::ready`] returns.
-pub(crate) type Ready = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+/// Resolves to `true` once subscribed, `false` when it gave up (a timeout, Redis away).
+pub(crate) type Ready = std::pin::Pin<Box<dyn std::future::Future<Output = bool> + Send>>;
 
 #[derive(Debug, Default)]
 pub(crate) struct Hub {
