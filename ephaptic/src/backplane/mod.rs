@@ -261,10 +261,7 @@ impl RedisDelivery {
             }
             Audience::Users(ids) => {
                 let mut reached = 0;
-                for (i, id) in ids.iter().enumerate() {
-                    if ids[..i].contains(id) {
-                        continue;
-                    }
+                for id in crate::runtime::delivery::distinct(ids) {
                     if append(StreamOf::User(id), channel::user(id)) {
                         reached += self.hub.identity_len(id);
                     } else {

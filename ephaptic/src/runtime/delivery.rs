@@ -22,6 +22,7 @@ use bytes::Bytes;
 use super::history::{Memory, Read, Retentions, StreamOf};
 use super::ratelimit::Remote;
 use crate::handler::Audience;
+use crate::identity::Identity;
 use crate::session::{Asked, Hub, Interest, Stamp};
 use crate::wire::reply::positioned;
 
@@ -143,10 +144,7 @@ impl Local {
             }),
             Audience::Users(ids) => {
                 let mut reached = 0;
-                for (i, id) in ids.iter().enumerate() {
-                    if ids[..i].contains(id) {
-                        continue;
-                    }
+                for id in distinct(ids) {
                     reached += history.append(&StreamOf::User(id), frame, latest, |seq, epoch| {
                         let stamped = stamp(frame, "u", seq, epoch);
                         let one = std::slice::from_ref(id);
@@ -165,6 +163,21 @@ impl Local {
             Audience::Nobody => 0,
         }
     }
+}
+
+/// Each identity once, in order (`to([a, b, a])` is one event each to a and b).
+pub(crate) fn distinct(ids: &[Identity]) -> impl Iterator<Item = &Identity> {
+    let mut seen = std::collections::HashSet::new();
+    ids.iter()
+        .enumerate()
+        .filter(move |(i, id)| {
+            if ids.len() <= 16 {
+                !ids[..*i].contains(id)
+            } else {
+                seen.insert(*id)
+            }
+        })
+        .map(|(_, id)| id)
 }
 
 /// `frame` with its position; the frame as it is if it cannot take one (never, for frames

@@ -236,6 +236,7 @@ impl Connection {
     }
 
     /// Forgets what a replay of `stream` left to drop (a resync moved its position).
+    #[cfg(feature = "redis")]
     pub fn clear_floor(&self, stream: &str) {
         if let Some(g) = lock(&self.gate).as_deref_mut() {
             g.clear_floor(stream);

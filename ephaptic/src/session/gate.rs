@@ -127,6 +127,7 @@ impl Gate {
     }
 
     /// Forgets the floor of `stream` (its position moved elsewhere: a resync).
+    #[cfg(feature = "redis")]
     pub fn clear_floor(&mut self, stream: &str) {
         self.floors.retain(|f| &*f.stream != stream);
     }

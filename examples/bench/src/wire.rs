@@ -293,36 +293,6 @@ impl<'a> Reader<'a> {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn reads_replies_and_events() {
-        // {"id": 300, "result": -5}
-        let f = b"\x82\xa2id\xcd\x01\x2c\xa6result\xfb";
-        assert_eq!(
-            classify(f),
-            Frame::Result {
-                id: 300,
-                value: Some(-5)
-            }
-        );
-        let e = b"\x82\xa2id\x07\xa5error\x83\xa4code\xa1X\xa7message\xa1x\xa4data\xc0";
-        assert_eq!(classify(e), Frame::Error { id: Some(7) });
-        let ev = b"\x83\xa4type\xa5event\xa4name\xa6Notice\xa7payload\x82\xa4args\x90\xa6kwargs\x82\xa7message\xa3b:1\xa5level\x02";
-        assert_eq!(
-            classify(ev),
-            Frame::Event {
-                message: Some("b:1")
-            }
-        );
-        let mut buf = Vec::new();
-        rpc_add(&mut buf, 9, 2, 3);
-        assert_eq!(classify(&buf), Frame::Other);
-    }
-}
-
 /// `{"type": "init", "auth": token, "v": 2, "resume": {"u": [epoch, offset]}}` (sessions,
 /// docs/PROTOCOL.md 5.6); without `resume` when `from` is `None`.
 pub fn init_v2(token: &str, from: Option<(&str, u64)>) -> Vec<u8> {
@@ -372,4 +342,34 @@ pub fn rpc(id: u64, name: &str, args: &[Arg<'_>]) -> Vec<u8> {
 pub enum Arg<'a> {
     Str(&'a str),
     Int(u64),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_replies_and_events() {
+        // {"id": 300, "result": -5}
+        let f = b"\x82\xa2id\xcd\x01\x2c\xa6result\xfb";
+        assert_eq!(
+            classify(f),
+            Frame::Result {
+                id: 300,
+                value: Some(-5)
+            }
+        );
+        let e = b"\x82\xa2id\x07\xa5error\x83\xa4code\xa1X\xa7message\xa1x\xa4data\xc0";
+        assert_eq!(classify(e), Frame::Error { id: Some(7) });
+        let ev = b"\x83\xa4type\xa5event\xa4name\xa6Notice\xa7payload\x82\xa4args\x90\xa6kwargs\x82\xa7message\xa3b:1\xa5level\x02";
+        assert_eq!(
+            classify(ev),
+            Frame::Event {
+                message: Some("b:1")
+            }
+        );
+        let mut buf = Vec::new();
+        rpc_add(&mut buf, 9, 2, 3);
+        assert_eq!(classify(&buf), Frame::Other);
+    }
 }
