@@ -876,15 +876,15 @@ async fn publisher(link: Arc<Link>, hub: Weak<Hub>, mut rx: mpsc::Receiver<Job>)
                 // What was queued while this batch failed would go out late: drop it too. Events
                 // of streams were to reach this server's own listeners through Redis: those
                 // that did not reach it get them now, without a position, as without sessions.
-                // A batch lost with the connection may have run (Redis published it, and this
-                // server could not hear it): it is not delivered here again; the resync when
-                // Redis is back tells the clients to refetch. A batch Redis refused (out of
-                // memory, say) did not run.
+                // Not after a timeout: the batch may have run on a connection that still
+                // works, and its events would come back from Redis too (the resync when Redis
+                // answers again covers what did not). A refused connection, a dropped one, a
+                // refused command: this server's own listeners would not hear them otherwise.
                 let mut lost = n;
                 let hub = hub.upgrade();
-                let refused = !unreachable(&e);
+                let here = !e.is_timeout();
                 for job in batch.drain(..) {
-                    if refused {
+                    if here {
                         deliver_here(hub.as_deref(), &job);
                     }
                 }
