@@ -38,6 +38,15 @@ async fn join_room_ready(caller: Caller, room: String) -> bool {
     caller.join_ready(&room).await
 }
 
+/// Joins the caller to `room` (in the background, as `join` does) and at once sends the room an
+/// event: the caller, a member now, must get it.
+#[expose]
+async fn join_and_tell(caller: Caller, room: String, text: String) -> bool {
+    caller.join(&room);
+    ephaptic::group(room).emit(RoomNote { text }).await;
+    true
+}
+
 #[expose]
 async fn tell_room(room: String, text: String) -> usize {
     ephaptic::group(room).emit(RoomNote { text }).await
@@ -916,4 +925,28 @@ async fn after_an_outage_clients_that_speak_sessions_are_told_to_refetch() {
     // The old client (no `v: 2`) sees its own server's event, and nothing of the resync.
     assert_eq!(&old.kwarg("Notice", "message").await, &v("alone"));
     old.c.expect_silence(Duration::from_millis(300)).await;
+}
+
+/// With sessions, a server's own listeners hear its events from Redis: a member that joined a
+/// moment before an event to its group must still get it (the publish waits for the new
+/// subscription), on this server as on any other.
+#[tokio::test]
+async fn a_member_hears_an_event_sent_to_its_group_right_after_it_joined() {
+    let redis = RedisServer::start();
+    let a = node(&redis.url()).await;
+    let mut member = Peer::connect(&a).await;
+    for i in 0..20 {
+        let room = format!("fresh-{i}");
+        assert_eq!(
+            member
+                .ok("join_and_tell", vec![v(&room), v(&format!("n{i}"))])
+                .await,
+            Value::from(true)
+        );
+        assert_eq!(
+            &member.kwarg("RoomNote", "text").await,
+            &v(&format!("n{i}")),
+            "the event right after the join, room {room}"
+        );
+    }
 }
