@@ -9,8 +9,9 @@
 //! interoperates with Python ephaptic servers there (docs/PROTOCOL.md section 6).
 //!
 //! Sessions (docs/PROTOCOL.md 5.6) are on, with the default history; `--no-resume` turns them
-//! off, `--history-size N` and `--history-ttl-ms MS` change every stream kind's retention (for
-//! the tests of a history that overflows or expires).
+//! off, `--history-size N`, `--history-ttl-ms MS` and `--max-replay N` change every stream
+//! kind's retention (for the tests of a history that overflows or expires, and the replay
+//! benchmark).
 
 use std::io::Write;
 
@@ -18,7 +19,7 @@ use std::io::Write;
 use parity as _;
 
 const USAGE: &str = "usage: parity [--addr HOST:PORT] [--redis URL [--redis-compat] [--presence-ttl MS]] \
-     [--presence-batch MS] [--no-resume] [--history-size N] [--history-ttl-ms MS]   (port 0 picks a free port)";
+     [--presence-batch MS] [--no-resume] [--history-size N] [--history-ttl-ms MS] [--max-replay N]   (port 0 picks a free port)";
 
 struct Args {
     addr: String,
@@ -27,6 +28,7 @@ struct Args {
     resume: bool,
     history_size: Option<usize>,
     history_ttl: Option<std::time::Duration>,
+    max_replay: Option<usize>,
     /// Milliseconds: how long presence entries outlive their server on Redis.
     presence_ttl: Option<u64>,
     /// Milliseconds between presence diffs.
@@ -48,6 +50,7 @@ fn parse_args() -> Args {
         resume: true,
         history_size: None,
         history_ttl: None,
+        max_replay: None,
         presence_ttl: None,
         presence_batch: None,
     };
@@ -67,6 +70,7 @@ fn parse_args() -> Args {
             "--redis-compat" => parsed.compat = true,
             "--no-resume" => parsed.resume = false,
             "--history-size" => parsed.history_size = Some(number(&a, args.next())),
+            "--max-replay" => parsed.max_replay = Some(number(&a, args.next())),
             "--history-ttl-ms" => {
                 parsed.history_ttl = Some(std::time::Duration::from_millis(number(&a, args.next())))
             }
@@ -102,7 +106,7 @@ async fn main() -> std::io::Result<()> {
     let mut server = ephaptic::Server::new()
         .redis_compat(args.compat)
         .resume(args.resume);
-    if args.history_size.is_some() || args.history_ttl.is_some() {
+    if args.history_size.is_some() || args.history_ttl.is_some() || args.max_replay.is_some() {
         use ephaptic::{Retention, StreamKind};
         for kind in [StreamKind::User, StreamKind::Broadcast, StreamKind::Group] {
             let mut retention = Retention::default();
@@ -111,6 +115,9 @@ async fn main() -> std::io::Result<()> {
             }
             if let Some(ttl) = args.history_ttl {
                 retention = retention.ttl(ttl);
+            }
+            if let Some(n) = args.max_replay {
+                retention = retention.max_replay(n);
             }
             server = server.retention(kind, retention);
         }
