@@ -899,6 +899,32 @@ async fn replay(o: &Opts) -> Result<String, String> {
             .await
             .map_err(|e| e.to_string())?;
         until_answer(&mut emitter, 1).await?;
+        // With Redis, `burst_to` returns once its events are queued for Redis: wait until the
+        // stream holds them all, so that what is timed is the replay alone.
+        let waiting = Instant::now();
+        loop {
+            let mut probe = connect(&o.url, 64 * 1024).await?;
+            let init = wire::init_v2(&user, None);
+            probe
+                .send(Message::Binary(init.into()))
+                .await
+                .map_err(|e| e.to_string())?;
+            probe
+                .send(Message::Binary(hello.clone().into()))
+                .await
+                .map_err(|e| e.to_string())?;
+            let (_, answer) = until_answer(&mut probe, 0).await?;
+            let _ = probe.close(None).await;
+            if user_stream(&answer)?.1 >= offset + events {
+                break;
+            }
+            if waiting.elapsed() > STALL {
+                return Err(format!(
+                    "round {r}: the stream never held the {events} events"
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
         // Back, resuming.
         let cpu_before = server_cpu(o);
         let start = Instant::now();
