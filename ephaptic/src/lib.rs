@@ -244,14 +244,41 @@
 //! # }
 //! ```
 //!
+//! ## Sessions: nothing lost across a reconnect
+//!
+//! Every event sent to an identity, to everyone or to a group has a place in its stream and is
+//! kept for a while ([`Server::retention`]: by default 256 events per identity, 1024 for
+//! broadcasts and each group, for 300 s). A client that reconnects (a closed laptop lid, a
+//! network switch, a server that drained for a deploy) asks to resume, and gets what it missed,
+//! once and in order, before new events; or is told, per stream, that it must refetch (the
+//! history no longer reaches back, or expired). The TypeScript client does it by itself and
+//! invalidates the TanStack queries fed by a stream it could not recover. Old clients see only
+//! three more keys in event frames, which they ignore. An event that is only a signal can say
+//! how much of it to keep:
+//!
+//! ```
+//! /// "The list changed": a client that missed several needs only the last.
+//! #[ephaptic::event(recover = "latest")]
+//! pub struct TodosChanged { pub version: u64 }
+//!
+//! /// Never replayed: stale the moment it is sent.
+//! #[ephaptic::event(recover = "none")]
+//! pub struct Typing { pub user: String }
+//! ```
+//!
+//! Sessions are on by default ([`Server::resume`] turns them off); with Redis the history is in
+//! Redis, so a client resumes on any server. The wire is in `docs/PROTOCOL.md`, section 5.6.
+//!
 //! ## Many servers
 //!
 //! With the `redis` feature, servers on one Redis (or Valkey) share their events:
 //! `Server::new().redis("redis://127.0.0.1:6379")`, or the `EPHAPTIC_REDIS_URL` variable.
 //! `to(user)` then reaches that user's connections on every server, `emit` and channels every
 //! listener of every server, and rate limits are counted across all of them. Each connection
-//! still gets each event once and in emit order; delivery across servers is at most once (an
-//! event sent while Redis is away is dropped and counted in [`metrics`](fn@metrics)). Any
+//! still gets each event once, and every listener of a stream gets its events in the same
+//! order; an event sent while Redis is away reaches only this server's listeners (the others
+//! are dropped and counted in [`metrics`](fn@metrics), and clients that speak sessions are
+//! told to refetch once Redis is back). Any
 //! server can take any connection, so no sticky sessions are needed. The guide is
 //! `docs/SCALING.md` in the repository; `Server::redis_compat` interoperates with Python
 //! ephaptic servers on the same Redis.
