@@ -2,7 +2,7 @@
 // connection; the server's identity loader gives the name a number (its identity), so the
 // connection is that user for its whole life. Signing in as someone else is a new client.
 import { connect, type Client } from "@ephaptic/client";
-import { ephapticMutations, type EphapticErrors, type EphapticService } from "../schema";
+import { ephapticMutations, ephapticSchemaHash, type EphapticErrors, type EphapticService } from "../schema";
 
 export type DemoClient = Client<EphapticService, EphapticErrors>;
 
@@ -20,6 +20,10 @@ export function connectAs(name: string): DemoClient {
     url: "/_ephaptic",
     auth: name,
     mutations: ephapticMutations,
+    // A page built before the server changed is told so (the demo logs it; an app would offer
+    // a reload).
+    schemaHash: ephapticSchemaHash,
+    onSchemaMismatch: (m) => console.warn("this page is older than the server: reload it", m),
     // A demo server is restarted by hand: come back within about a second, not 30.
     reconnect: { baseMs: 200, capMs: 1500 },
   });
