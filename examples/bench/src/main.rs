@@ -64,6 +64,10 @@ const WARMUP: u8 = 0;
 const MEASURE: u8 = 1;
 const STOP: u8 = 2;
 
+/// The id of the readiness probe after a socket.io connect; a late answer to a repeated probe
+/// is ignored by the call loop.
+const PROBE_ID: u64 = 1 << 40;
+
 /// How long any single wait on the server may take before the run is declared failed.
 const STALL: Duration = Duration::from_secs(15);
 
@@ -254,6 +258,29 @@ async fn connect(url: &str, read_buffer: usize) -> Result<Ws, String> {
                     _ => {}
                 },
                 _ => return Err(format!("{url} closed during the handshake")),
+            }
+        }
+        // socketioxide answers the connect before the namespace handler has registered the
+        // socket's event handlers, and drops an event that comes in between: a probe call,
+        // repeated until one is answered, makes sure the socket is ready.
+        let deadline = Instant::now() + STALL;
+        'ready: loop {
+            ws.send(proto::call(PROBE_ID, 0, 0))
+                .await
+                .map_err(|e| e.to_string())?;
+            let again = Instant::now() + Duration::from_millis(300);
+            while let Ok(m) = tokio::time::timeout_at(again.into(), ws.next()).await {
+                match m {
+                    Some(Ok(m)) => {
+                        if let wire::Frame::Result { id: PROBE_ID, .. } = proto::classify(&m) {
+                            break 'ready;
+                        }
+                    }
+                    _ => return Err(format!("{url} closed during the handshake")),
+                }
+            }
+            if Instant::now() > deadline {
+                return Err(format!("{url} never answered a call after the connect"));
             }
         }
     }
@@ -455,6 +482,9 @@ async fn call_loop(
             }
             _ => continue,
         };
+        if id >= PROBE_ID {
+            continue;
+        }
         let slot = (id % n) as usize;
         match phase.load(Relaxed) {
             MEASURE => {
@@ -817,7 +847,9 @@ async fn idle(o: &Opts) -> Result<String, String> {
             let mut ws = match opened.await {
                 Ok(ws) => ws,
                 Err(e) => {
-                    failed.fetch_add(1, Relaxed);
+                    if failed.fetch_add(1, Relaxed) == 0 {
+                        eprintln!("idle: first failure: {e}");
+                    }
                     return Err(e);
                 }
             };
