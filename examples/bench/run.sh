@@ -446,7 +446,12 @@ print(json.dumps(r))' "$name" "$r" "$shown" >>"$RESULTS"
             PIDS+=($!)
             url="$(wait_for_url "$out")"
             rm -f "$out"
-            [ -n "$url" ] || { log "$server did not start"; stop_all; return 0; }
+            if [ -z "$url" ]; then
+                log "$server did not start"
+                printf '{"kind":"result","mode":"fanout","server":"%s","case":"%s","run":%s,"cmd":"","error":"the server did not start"}\n' "$server" "$name" "$r" >>"$RESULTS"
+                stop_all
+                return 0
+            fi
             URLS+=("$url")
         done
         # Node's redis adapter subscribes after the server prints; give it a moment.

@@ -56,6 +56,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             axum::Router::new().layer(layer)
         }
         Some(url) => {
+            // socketioxide-redis receives through RESP3 push messages.
+            let url = if url.contains("protocol=") {
+                url
+            } else if url.contains('?') {
+                format!("{url}&protocol=resp3")
+            } else {
+                format!("{url}?protocol=resp3")
+            };
             let client = redis::Client::open(url)?;
             let adapter = RedisAdapterCtr::new_with_redis(&client).await?;
             let (layer, io) = SocketIo::builder()
