@@ -250,31 +250,52 @@ mod tests {
 
     #[test]
     fn reads_the_peers_frames() {
-        assert_eq!(socketio("437[8]"), Frame::Result { id: 7, value: Some(8) });
+        assert_eq!(
+            socketio("437[8]"),
+            Frame::Result {
+                id: 7,
+                value: Some(8)
+            }
+        );
         assert_eq!(socketio("2"), Frame::Ping);
         assert_eq!(
             socketio("42[\"notice\",\"b:1:2\"]"),
-            Frame::Event { message: Some("b:1:2") }
+            Frame::Event {
+                message: Some("b:1:2")
+            }
         );
         assert_eq!(
             jsonrpc("{\"jsonrpc\":\"2.0\",\"id\":5,\"result\":6}"),
-            Frame::Result { id: 5, value: Some(6) }
+            Frame::Result {
+                id: 5,
+                value: Some(6)
+            }
         );
         assert_eq!(
             jsonrpc(
                 "{\"jsonrpc\":\"2.0\",\"method\":\"notice\",\"params\":{\"subscription\":\"x\",\"result\":\"b:3:4\"}}"
             ),
-            Frame::Event { message: Some("b:3:4") }
+            Frame::Event {
+                message: Some("b:3:4")
+            }
         );
         assert_eq!(
             trpc("{\"id\":9,\"result\":{\"type\":\"data\",\"data\":10}}"),
-            Frame::Result { id: 9, value: Some(10) }
+            Frame::Result {
+                id: 9,
+                value: Some(10)
+            }
         );
         assert_eq!(
             trpc("{\"id\":0,\"result\":{\"type\":\"data\",\"data\":\"b:5:6\"}}"),
-            Frame::Event { message: Some("b:5:6") }
+            Frame::Event {
+                message: Some("b:5:6")
+            }
         );
-        assert_eq!(trpc("{\"id\":0,\"result\":{\"type\":\"started\"}}"), Frame::Other);
+        assert_eq!(
+            trpc("{\"id\":0,\"result\":{\"type\":\"started\"}}"),
+            Frame::Other
+        );
         assert_eq!(int_after("\"id\": -3,", "\"id\":"), Some(-3));
     }
 }

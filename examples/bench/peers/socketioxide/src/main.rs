@@ -18,9 +18,12 @@ use socketioxide_redis::drivers::redis::redis_client as redis;
 use socketioxide_redis::{RedisAdapter, RedisAdapterCtr};
 
 async fn on_connect<A: Adapter>(s: SocketRef<A>) {
-    s.on("add", async |Data::<(i64, i64)>((a, b)), ack: AckSender<A>| {
-        let _ = ack.send(&(a + b));
-    });
+    s.on(
+        "add",
+        async |Data::<(i64, i64)>((a, b)), ack: AckSender<A>| {
+            let _ = ack.send(&(a + b));
+        },
+    );
     s.on(
         "shout",
         async |io: SocketIo<A>, Data::<String>(message), ack: AckSender<A>| {
