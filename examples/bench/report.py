@@ -362,6 +362,259 @@ for s in SERVERS:
     )
 w("")
 
+# ---- peers
+PEERS = ["socketioxide", "jsonrpsee", "socketio", "trpc"]
+PNAMES = {
+    "ephaptic": "ephaptic (Rust)",
+    "ephaptic-py": "ephaptic, Python client's frames",
+    "socketioxide": "socketioxide (Rust, socket.io)",
+    "jsonrpsee": "jsonrpsee (Rust, JSON-RPC)",
+    "socketio": "socket.io (Node)",
+    "trpc": "tRPC (Node)",
+}
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(notes_path))))
+PEERS_DIR = os.path.join(ROOT, "examples", "bench", "peers")
+
+
+def cargo_version(peer, crate):
+    try:
+        with open(os.path.join(PEERS_DIR, peer, "Cargo.lock")) as f:
+            text = f.read()
+    except OSError:
+        return "?"
+    for block in text.split("[[package]]"):
+        if f'name = "{crate}"\n' in block:
+            for line in block.splitlines():
+                if line.startswith("version = "):
+                    return line.split('"')[1]
+    return "?"
+
+
+def npm_version(peer, package):
+    try:
+        with open(os.path.join(PEERS_DIR, peer, "package-lock.json")) as f:
+            lock = json.load(f)
+        return lock["packages"][f"node_modules/{package}"]["version"]
+    except (OSError, KeyError, ValueError):
+        return "?"
+
+
+def present(servers, case):
+    return [s for s in servers if runs(s, case)]
+
+
+def best_peer(case, field, lowest=False):
+    vals = [(med(s, case, field), s) for s in PEERS if med(s, case, field) is not None]
+    if not vals:
+        return None, None
+    return (min if lowest else max)(vals)
+
+
+if any(runs(s, c) for s in PEERS for c in ("peers_calls_1x64", "peers_fanout_1000", "peers_idle_10000")):
+    w("## Peers: what a team would use instead")
+    w("")
+    w(
+        "The same two jobs as `examples/parity` in each peer (`examples/bench/peers/`), each set up "
+        "as its own docs recommend for speed (release builds, no debug logging, WebSocket only), "
+        "measured in this run by the same load generator speaking each one's protocol, with the "
+        "same pipelining: `add(a, b)` is a call with a reply, `shout(message)` sends one event to "
+        "every connection. ephaptic's and the peers' runs are rotated per configuration (run r "
+        "starts with the r-th server). The ratio column is ephaptic's figure over the row's."
+    )
+    w("")
+    w(
+        f"- socketioxide {cargo_version('socketioxide', 'socketioxide')} (socketioxide-redis "
+        f"{cargo_version('socketioxide', 'socketioxide-redis')}), on axum "
+        f"{cargo_version('socketioxide', 'axum')}: `add` is an event with an acknowledgement, "
+        "`shout` an `io.emit` to the namespace (`peers/socketioxide`)."
+    )
+    w(
+        f"- jsonrpsee {cargo_version('jsonrpsee', 'jsonrpsee')}: `add` a method, `shout` a method "
+        "that sends to every `subscribe_notice` subscription through a tokio broadcast channel, "
+        "the payload serialized once per event (`peers/jsonrpsee`)."
+    )
+    w(
+        f"- socket.io {npm_version('socketio', 'socket.io')} on Node {machine.get('node', '?')} "
+        f"(ws {npm_version('socketio', 'ws')} with bufferutil {npm_version('socketio', 'bufferutil')} "
+        f"and utf-8-validate {npm_version('socketio', 'utf-8-validate')}; "
+        f"@socket.io/redis-adapter {npm_version('socketio', '@socket.io/redis-adapter')} on redis "
+        f"{npm_version('socketio', 'redis')}), one process, `transports: [\"websocket\"]`: `add` "
+        "an event with an acknowledgement, `shout` an `io.emit` (`peers/socketio`)."
+    )
+    w(
+        f"- tRPC {npm_version('trpc', '@trpc/server')} with `applyWSSHandler` on ws "
+        f"{npm_version('trpc', 'ws')}: `add` a mutation, `shout` a mutation that sends to every "
+        "`onNotice` subscription (an async generator) (`peers/trpc`)."
+    )
+    w("")
+
+    def row_ratio(s, case, field, lower_better=False):
+        e, v = med("ephaptic", case, field), med(s, case, field)
+        if s == "ephaptic" or e is None or v is None or v == 0 or e == 0:
+            return ""
+        return ratio(v, e) if lower_better else ratio(e, v)
+
+    for title, a, b, extra in (
+        ("Calls, the load generator's batched pipeline", "peers_calls_1x64", "peers_calls_100x8", []),
+        (
+            "Calls, one frame per call written and flushed on its own (the shape browsers, the TS "
+            "client and the Python client send)",
+            "peers_unbatched_1x64",
+            "peers_unbatched_100x8",
+            ["ephaptic-py"],
+        ),
+    ):
+        servers = present(["ephaptic"] + extra + PEERS, a)
+        if not servers:
+            continue
+        w(f"### {title}")
+        w("")
+        w("| server | 1 x 64: calls/s | ephaptic / it | p50 / p99 | CPU per call | 100 x 8: calls/s | ephaptic / it | p50 / p99 | CPU per call |")
+        w("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+        for s in servers:
+            cells = []
+            for c in (a, b):
+                if not ok_runs(s, c):
+                    cells.append(f"{note(s, c)} | | | ")
+                    continue
+                cells.append(
+                    f"{fmt(med(s, c, 'calls_per_s'))} | {row_ratio(s, c, 'calls_per_s')} "
+                    f"| {fmt(med(s, c, 'p50_us'), 0, ' us')} / {fmt(med(s, c, 'p99_us'), 0, ' us')} "
+                    f"| {fmt(med(s, c, 'server_cpu_us_per_call'), 2, ' us')}"
+                )
+            w(f"| {PNAMES[s]} | {cells[0]} | {cells[1]} |")
+        w("")
+
+    servers = present(["ephaptic"] + PEERS, "peers_fanout_1000")
+    if servers:
+        w("### Fan-out")
+        w("")
+        w(
+            "Subscribers as in the fan-out section above (ephaptic's send `init`; jsonrpsee's and "
+            "tRPC's subscribe; socket.io's are in the namespace), one emitter calling `shout` as "
+            "fast as they take it (at most 4 events not yet delivered to everyone)."
+        )
+        w("")
+        w("| server | 1,000 subs: deliveries/s | ephaptic / it | p50 / p99 delivery | CPU per delivery | 10,000 subs: deliveries/s | ephaptic / it | p50 / p99 delivery | CPU per delivery |")
+        w("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+        for s in servers:
+            cells = []
+            for c in ("peers_fanout_1000", "peers_fanout_10000"):
+                if not ok_runs(s, c):
+                    cells.append(f"{note(s, c)} | | | ")
+                    continue
+                p50, p99 = med(s, c, "p50_us"), med(s, c, "p99_us")
+                cells.append(
+                    f"{fmt(med(s, c, 'deliveries_per_s'))} | {row_ratio(s, c, 'deliveries_per_s')} "
+                    f"| {fmt(p50 and p50 / 1000, 1, ' ms')} / {fmt(p99 and p99 / 1000, 1, ' ms')} "
+                    f"| {fmt(med(s, c, 'server_cpu_us_per_delivery'), 2, ' us')}"
+                )
+            w(f"| {PNAMES[s]} | {cells[0]} | {cells[1]} |")
+        w("")
+
+    servers = present(["ephaptic"] + PEERS, "peers_idle_10000")
+    if servers:
+        w("### Idle connections")
+        w("")
+        w("10,000 connections, one `add` on each (after socket.io's handshake), held; the server's VmRSS before and after.")
+        w("")
+        w("| server | RSS before | RSS with 10,000 idle | per connection | it / ephaptic |")
+        w("|---|---:|---:|---:|---:|")
+        for s in servers:
+            c = "peers_idle_10000"
+            if not ok_runs(s, c):
+                w(f"| {PNAMES[s]} | {note(s, c)} | | | |")
+                continue
+            b = med(s, c, "bytes_per_conn")
+            w(
+                f"| {PNAMES[s]} | {fmt(med(s, c, 'rss_before_kib'), 0, ' KiB')} | {fmt(med(s, c, 'rss_after_kib'), 0, ' KiB')} "
+                f"| {fmt(b and b / 1024, 2, ' KiB')} | {row_ratio(s, c, 'bytes_per_conn', lower_better=True)} |"
+            )
+        w("")
+
+    scalers = present(["ephaptic", "socketioxide", "socketio"], "peers_scale_2")
+    if scalers:
+        w("### Across two servers (Redis)")
+        w("")
+        w(
+            "Fan-out to 1,000 subscribers: one server without Redis, then two servers on one fresh "
+            "`redis-server`, 500 + 500, the emitter on the first (ephaptic `parity --redis`, "
+            "socketioxide with socketioxide-redis, socket.io with @socket.io/redis-adapter). CPU is "
+            "both servers' together."
+        )
+        w("")
+        w("| server | one server: deliveries/s | p99 | two servers: deliveries/s | p99 | two / one | p99 added | CPU per delivery (two) | Redis CPU per event |")
+        w("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+        for s in scalers:
+            one, two = med(s, "peers_scale_1", "deliveries_per_s"), med(s, "peers_scale_2", "deliveries_per_s")
+            p1_, p2_ = med(s, "peers_scale_1", "p99_us"), med(s, "peers_scale_2", "p99_us")
+            if not ok_runs(s, "peers_scale_2"):
+                w(f"| {PNAMES[s]} | {fmt(one)} | {fmt(p1_ and p1_ / 1000, 1, ' ms')} | {note(s, 'peers_scale_2')} | | | | | |")
+                continue
+            w(
+                f"| {PNAMES[s]} | {fmt(one)} | {fmt(p1_ and p1_ / 1000, 1, ' ms')} | {fmt(two)} | {fmt(p2_ and p2_ / 1000, 1, ' ms')} "
+                f"| {ratio(two, one)} | {fmt(p1_ and p2_ and (p2_ - p1_) / 1000, 1, ' ms')} "
+                f"| {fmt(med(s, 'peers_scale_2', 'server_cpu_us_per_delivery'), 2, ' us')} "
+                f"| {fmt(med(s, 'peers_scale_2', 'redis_cpu_us_per_event'), 1, ' us')} |"
+            )
+        w("")
+
+    # Targets against the best peer of each configuration, and a plain sentence wherever
+    # ephaptic is not ahead.
+    w("### Targets against the best peer")
+    w("")
+    w("| target | ephaptic | best peer | ratio | |")
+    w("|---|---:|---:|---:|---|")
+    behind = []
+    checks = [
+        ("calls/s 1 x 64 >= 2x", "peers_calls_1x64", "calls_per_s", False, 2.0, 0),
+        ("calls/s 100 x 8 >= 2x", "peers_calls_100x8", "calls_per_s", False, 2.0, 0),
+        ("calls/s 1 x 64 unbatched >= 2x", "peers_unbatched_1x64", "calls_per_s", False, 2.0, 0),
+        ("calls/s 100 x 8 unbatched >= 2x", "peers_unbatched_100x8", "calls_per_s", False, 2.0, 0),
+        ("CPU per call 1 x 64 <= 0.5x", "peers_calls_1x64", "server_cpu_us_per_call", True, 0.5, 2),
+        ("CPU per call 100 x 8 <= 0.5x", "peers_calls_100x8", "server_cpu_us_per_call", True, 0.5, 2),
+        ("CPU per call 1 x 64 unbatched <= 0.5x", "peers_unbatched_1x64", "server_cpu_us_per_call", True, 0.5, 2),
+        ("CPU per call 100 x 8 unbatched <= 0.5x", "peers_unbatched_100x8", "server_cpu_us_per_call", True, 0.5, 2),
+        ("deliveries/s to 1,000 >= 2x", "peers_fanout_1000", "deliveries_per_s", False, 2.0, 0),
+        ("deliveries/s to 10,000 >= 2x", "peers_fanout_10000", "deliveries_per_s", False, 2.0, 0),
+        ("CPU per delivery to 1,000 <= 0.5x", "peers_fanout_1000", "server_cpu_us_per_delivery", True, 0.5, 2),
+        ("CPU per delivery to 10,000 <= 0.5x", "peers_fanout_10000", "server_cpu_us_per_delivery", True, 0.5, 2),
+        ("memory per idle connection <= 1x", "peers_idle_10000", "bytes_per_conn", True, 1.0, 0),
+    ]
+    for label, c, field, lowest, k, digits in checks:
+        e = med("ephaptic", c, field)
+        b, who = best_peer(c, field, lowest)
+        if e is None or b is None:
+            if runs("ephaptic", c):
+                w(f"| {label} | {fmt(e, digits)} | {fmt(b, digits)} | n/a | not measured |")
+            continue
+        ok = (e <= k * b) if lowest else (e >= k * b)
+        w(
+            f"| {label} the best peer | {fmt(e, digits)} | {fmt(b, digits)} ({PNAMES[who]}) "
+            f"| {ratio(e, b)} | {'met' if ok else '**NOT met**'} |"
+        )
+        ahead = (e < b) if lowest else (e > b)
+        if not ahead:
+            behind.append(f"{label.split(' >=')[0].split(' <=')[0]}: ephaptic {fmt(e, digits)}, {PNAMES[who]} {fmt(b, digits)}")
+    for s in ("ephaptic",):
+        one, two = med(s, "peers_scale_1", "deliveries_per_s"), med(s, "peers_scale_2", "deliveries_per_s")
+        p1_, p2_ = med(s, "peers_scale_1", "p99_us"), med(s, "peers_scale_2", "p99_us")
+        if one and two:
+            w(f"| two servers: deliveries/s >= 0.8x one server | {fmt(two)} | (one server: {fmt(one)}) | {ratio(two, one)} | {'met' if two >= 0.8 * one else '**NOT met**'} |")
+        if p1_ and p2_:
+            added = (p2_ - p1_) / 1000
+            w(f"| two servers: p99 added <= 2 ms | {added:.1f} ms | | | {'met' if added <= 2 else '**NOT met**'} |")
+    w("")
+    if behind:
+        w(
+            "Where ephaptic is not ahead of the best peer in this run: "
+            + "; ".join(behind)
+            + ". The profile that explains each is in the notes below (\"Against the peers\")."
+        )
+    else:
+        w("ephaptic is ahead of the best peer in every configuration of this run.")
+    w("")
+
 # ---- targets
 w("## Targets")
 w("")
@@ -410,11 +663,19 @@ w("target/release/parity --addr 127.0.0.1:0          # ephaptic (EPHAPTIC_LOG=wa
 w("target/release/floor --addr 127.0.0.1:0           # the floor")
 w("target/bench-venv/bin/python examples/bench/reference_server.py --addr 127.0.0.1:0   # reference")
 w("# latency cases: the server runs under `taskset -c 0`")
+if any(r["server"] in PEERS for r in rows):
+    w("target/peers/socketioxide/release/peer-socketioxide --addr 127.0.0.1:0 [--redis URL]   # examples/bench/peers/socketioxide, cargo build --release --locked")
+    w("target/peers/jsonrpsee/release/peer-jsonrpsee --addr 127.0.0.1:0                      # examples/bench/peers/jsonrpsee")
+    w("NODE_ENV=production node examples/bench/peers/socketio/server.js --addr 127.0.0.1:0 [--redis URL]   # after npm ci")
+    w("NODE_ENV=production node examples/bench/peers/trpc/server.js --addr 127.0.0.1:0       # after npm ci")
+    w("# ephaptic-py: parity, with the Python client's frames (bench --proto ephaptic-python --unbatched)")
 seen = set()
 for r in rows:
-    if r["case"] in seen:
+    # The peers' cases differ per server (their --proto); the others only by the URL.
+    key = (r["case"], r["server"]) if r["case"].startswith("peers_") else r["case"]
+    if key in seen:
         continue
-    seen.add(r["case"])
+    seen.add(key)
     w(f"{r['cmd']}")
 w("```")
 w("")

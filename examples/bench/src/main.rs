@@ -28,11 +28,21 @@
 //!   for those Redis had not kept yet when the history was read) is the replay time. With
 //!   `--server-pid`, the server's CPU during the replays, per replayed event.
 //!
+//! * **--proto**: `ephaptic` (default), `ephaptic-python` (the Python client's frames: `kwargs`
+//!   always there), or a peer's (examples/bench/peers/): `socketio` (engine.io v4 / socket.io
+//!   v5 over WebSocket; `add` an event with an ack, `shout` a broadcast), `jsonrpc` (JSON-RPC
+//!   2.0: `add` a method, a `subscribe_notice` subscription), `trpc` (tRPC 11's WebSocket
+//!   messages: `add` a mutation, an `onNotice` subscription). Same pipelining, same figures.
+//! * **--unbatched**: each call is its own frame, written and flushed on its own, as browsers,
+//!   the TS client and the Python client send them (the default batches: replies already read
+//!   are all answered before one flush, as a pipelining client would).
+//!
 //! Progress goes to stderr; the result is one JSON line on stdout. Every loop is bounded in
 //! time; every wait has a timeout. For 10,000 connections the open-file limit is raised to its
 //! hard limit (run `ulimit -n 20000` first where the hard limit is lower).
 
 mod hist;
+mod proto;
 mod wire;
 
 use std::sync::Arc;
@@ -53,6 +63,10 @@ type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 const WARMUP: u8 = 0;
 const MEASURE: u8 = 1;
 const STOP: u8 = 2;
+
+/// The id of the readiness probe after a socket.io connect; a late answer to a repeated probe
+/// is ignored by the call loop.
+const PROBE_ID: u64 = 1 << 40;
 
 /// How long any single wait on the server may take before the run is declared failed.
 const STALL: Duration = Duration::from_secs(15);
@@ -78,6 +92,8 @@ struct Opts {
     /// replay: events missed per round, and rounds.
     events: u64,
     rounds: usize,
+    /// Flush every call on its own instead of batching the ones ready together.
+    unbatched: bool,
 }
 
 fn usage() -> ! {
@@ -85,7 +101,8 @@ fn usage() -> ! {
         "usage: bench <calls|fanout|idle> <ws-url> [--conns N] [--inflight N] [--duration S] \
          [--warmup S] [--server-pid PID] [--rate EVENTS_PER_S] [--window N] [--hold S] \
          [--threads N] [--label TEXT] [--also WS_URL] [--also-pid PID] [--redis-pid PID] \
-         [--events N] [--rounds N]"
+         [--events N] [--rounds N] [--proto ephaptic|ephaptic-python|socketio|jsonrpc|trpc] \
+         [--unbatched]"
     );
     std::process::exit(2)
 }
@@ -115,8 +132,13 @@ fn parse_opts() -> Opts {
         redis_pid: None,
         events: 1000,
         rounds: 10,
+        unbatched: false,
     };
     while let Some(flag) = args.next() {
+        if flag == "--unbatched" {
+            o.unbatched = true;
+            continue;
+        }
         let value = args.next().unwrap_or_else(|| usage());
         let num = || -> f64 { value.parse().unwrap_or_else(|_| usage()) };
         match flag.as_str() {
@@ -135,6 +157,7 @@ fn parse_opts() -> Opts {
             "--redis-pid" => o.redis_pid = Some(num() as u32),
             "--events" => o.events = num() as u64,
             "--rounds" => o.rounds = num() as usize,
+            "--proto" => proto::set(proto::parse(&value).unwrap_or_else(|| usage())),
             _ => usage(),
         }
     }
@@ -175,7 +198,19 @@ fn main() {
         }
     });
     match result {
-        Ok(json) => println!("{json}"),
+        // Which protocol and client shape made these figures, first in every line.
+        Ok(json) => println!(
+            "{}",
+            json.replacen(
+                '{',
+                &format!(
+                    "{{\"proto\":\"{}\",\"unbatched\":{},",
+                    proto::name(),
+                    o.unbatched
+                ),
+                1
+            )
+        ),
         Err(e) => {
             eprintln!("bench {} failed: {e}", o.mode);
             println!(
@@ -200,12 +235,56 @@ fn ws_config(read_buffer: usize) -> WebSocketConfig {
 }
 
 async fn connect(url: &str, read_buffer: usize) -> Result<Ws, String> {
+    let url = &proto::url(url);
     let fut = tokio_tungstenite::connect_async_with_config(url, Some(ws_config(read_buffer)), true);
-    match tokio::time::timeout(STALL, fut).await {
-        Ok(Ok((ws, _))) => Ok(ws),
-        Ok(Err(e)) => Err(format!("connect to {url} failed: {e}")),
-        Err(_) => Err(format!("connect to {url} timed out")),
+    let mut ws = match tokio::time::timeout(STALL, fut).await {
+        Ok(Ok((ws, _))) => ws,
+        Ok(Err(e)) => return Err(format!("connect to {url} failed: {e}")),
+        Err(_) => return Err(format!("connect to {url} timed out")),
+    };
+    if proto::needs_handshake() {
+        // socket.io: the server's open packet, then our namespace connect and its answer.
+        ws.send(proto::handshake_open())
+            .await
+            .map_err(|e| e.to_string())?;
+        loop {
+            let m = tokio::time::timeout(STALL, ws.next())
+                .await
+                .map_err(|_| format!("no handshake answer from {url}"))?;
+            match m {
+                Some(Ok(m)) => match proto::classify(&m) {
+                    wire::Frame::Connected => break,
+                    wire::Frame::Error { .. } => return Err(format!("{url} refused the connect")),
+                    _ => {}
+                },
+                _ => return Err(format!("{url} closed during the handshake")),
+            }
+        }
+        // socketioxide answers the connect before the namespace handler has registered the
+        // socket's event handlers, and drops an event that comes in between: a probe call,
+        // repeated until one is answered, makes sure the socket is ready.
+        let deadline = Instant::now() + STALL;
+        'ready: loop {
+            ws.send(proto::call(PROBE_ID, 0, 0))
+                .await
+                .map_err(|e| e.to_string())?;
+            let again = Instant::now() + Duration::from_millis(300);
+            while let Ok(m) = tokio::time::timeout_at(again.into(), ws.next()).await {
+                match m {
+                    Some(Ok(m)) => {
+                        if let wire::Frame::Result { id: PROBE_ID, .. } = proto::classify(&m) {
+                            break 'ready;
+                        }
+                    }
+                    _ => return Err(format!("{url} closed during the handshake")),
+                }
+            }
+            if Instant::now() > deadline {
+                return Err(format!("{url} never answered a call after the connect"));
+            }
+        }
     }
+    Ok(ws)
 }
 
 /// Opens `n` connections, at most 64 handshakes at a time.
@@ -288,7 +367,7 @@ async fn calls(o: &Opts) -> Result<String, String> {
     let phase = Arc::new(AtomicU8::new(WARMUP));
     let tasks: Vec<_> = conns
         .into_iter()
-        .map(|ws| tokio::spawn(call_loop(ws, o.inflight, phase.clone())))
+        .map(|ws| tokio::spawn(call_loop(ws, o.inflight, o.unbatched, phase.clone())))
         .collect();
     tokio::time::sleep(Duration::from_secs_f64(o.warmup)).await;
     let cpu0 = server_cpu(o);
@@ -343,15 +422,18 @@ async fn calls(o: &Opts) -> Result<String, String> {
 }
 
 fn add_frame(id: u64) -> Message {
-    let mut buf = Vec::with_capacity(40);
     // a = id, b = 1: the reply must be id + 1.
-    wire::rpc_add(&mut buf, id, id as i64, 1);
-    Message::Binary(buf.into())
+    proto::call(id, id as i64, 1)
 }
 
 /// One connection keeping `inflight` calls in flight. Replies that are already buffered are
 /// all handled before one flush sends their successors, as a real pipelining client would.
-async fn call_loop(mut ws: Ws, inflight: usize, phase: Arc<AtomicU8>) -> Result<CallStats, String> {
+async fn call_loop(
+    mut ws: Ws,
+    inflight: usize,
+    unbatched: bool,
+    phase: Arc<AtomicU8>,
+) -> Result<CallStats, String> {
     let mut st = CallStats::default();
     let n = inflight as u64;
     let mut rounds = vec![0u64; inflight];
@@ -361,6 +443,9 @@ async fn call_loop(mut ws: Ws, inflight: usize, phase: Arc<AtomicU8>) -> Result<
         ws.feed(add_frame(slot as u64))
             .await
             .map_err(|e| e.to_string())?;
+        if unbatched {
+            ws.flush().await.map_err(|e| e.to_string())?;
+        }
     }
     let mut outstanding = inflight;
     while outstanding > 0 {
@@ -373,14 +458,13 @@ async fn call_loop(mut ws: Ws, inflight: usize, phase: Arc<AtomicU8>) -> Result<
                     .map_err(|_| "timed out waiting for a reply".to_string())?
             }
         };
-        let bytes = match msg {
-            Some(Ok(Message::Binary(b))) => b,
-            Some(Ok(_)) => continue,
+        let msg = match msg {
+            Some(Ok(m)) => m,
             Some(Err(e)) => return Err(format!("connection failed: {e}")),
             None => return Err("the server closed the connection".into()),
         };
         let now = Instant::now();
-        let id = match wire::classify(&bytes) {
+        let id = match proto::classify(&msg) {
             wire::Frame::Result { id, value } => {
                 if value != Some(id as i64 + 1) {
                     st.wrong += 1;
@@ -392,8 +476,15 @@ async fn call_loop(mut ws: Ws, inflight: usize, phase: Arc<AtomicU8>) -> Result<
                 id
             }
             wire::Frame::Error { id: None } => return Err("an error frame without id".into()),
+            wire::Frame::Ping => {
+                ws.feed(proto::pong()).await.map_err(|e| e.to_string())?;
+                continue;
+            }
             _ => continue,
         };
+        if id >= PROBE_ID {
+            continue;
+        }
         let slot = (id % n) as usize;
         match phase.load(Relaxed) {
             MEASURE => {
@@ -411,6 +502,9 @@ async fn call_loop(mut ws: Ws, inflight: usize, phase: Arc<AtomicU8>) -> Result<
         ws.feed(add_frame(rounds[slot] * n + slot as u64))
             .await
             .map_err(|e| e.to_string())?;
+        if unbatched {
+            ws.flush().await.map_err(|e| e.to_string())?;
+        }
     }
     let _ = tokio::time::timeout(Duration::from_secs(1), ws.close(None)).await;
     Ok(st)
@@ -473,7 +567,7 @@ async fn fanout(o: &Opts) -> Result<String, String> {
         started.elapsed().as_secs_f64()
     );
     let (stop_tx, stop_rx) = watch::channel(false);
-    let init = wire::init("bench");
+    let init = proto::subscribe();
     let mut tasks = Vec::with_capacity(subs.len());
     for ws in subs {
         tasks.push(tokio::spawn(subscriber(
@@ -492,12 +586,11 @@ async fn fanout(o: &Opts) -> Result<String, String> {
         loop {
             tokio::select! {
                 m = stream.next() => match m {
-                    Some(Ok(Message::Binary(b))) => {
-                        if matches!(wire::classify(&b), wire::Frame::Error { .. }) {
+                    Some(Ok(m)) => {
+                        if matches!(proto::classify(&m), wire::Frame::Error { .. }) {
                             errors += 1;
                         }
                     }
-                    Some(Ok(_)) => {}
                     _ => break,
                 },
                 _ = stop.changed() => break,
@@ -511,8 +604,8 @@ async fn fanout(o: &Opts) -> Result<String, String> {
     let shout = |seq: u64, buf: &mut Vec<u8>| {
         fan.counts[seq as usize % RING].store(0, Relaxed);
         let ts = ns(fan.epoch.elapsed());
-        wire::rpc_shout(buf, seq + 1, &format!("b:{seq}:{ts}"));
-        Message::Binary(buf.clone().into())
+        buf.clear();
+        proto::shout(seq + 1, &format!("b:{seq}:{ts}"))
     };
 
     // Probe until one event reaches every subscriber: all are registered (a server that
@@ -671,27 +764,29 @@ fn parse_message(m: &str) -> Option<(u64, u64)> {
 
 async fn subscriber(
     mut ws: Ws,
-    init: Vec<u8>,
+    init: Option<Message>,
     fan: Arc<Fan>,
     mut stop: watch::Receiver<bool>,
 ) -> Result<SubStats, String> {
     let mut st = SubStats::default();
-    ws.send(Message::Binary(init.into()))
-        .await
-        .map_err(|e| e.to_string())?;
+    if let Some(init) = init {
+        ws.send(init).await.map_err(|e| e.to_string())?;
+    }
     loop {
         let msg = tokio::select! {
             biased;
             m = ws.next() => m,
             _ = stop.changed() => break,
         };
-        let bytes = match msg {
-            Some(Ok(Message::Binary(b))) => b,
-            Some(Ok(_)) => continue,
+        let msg = match msg {
+            Some(Ok(m)) => m,
             Some(Err(e)) => return Err(e.to_string()),
             None => return Err("closed".into()),
         };
-        if let wire::Frame::Event { message: Some(m) } = wire::classify(&bytes)
+        let frame = proto::classify(&msg);
+        if frame == wire::Frame::Ping {
+            ws.send(proto::pong()).await.map_err(|e| e.to_string())?;
+        } else if let wire::Frame::Event { message: Some(m) } = frame
             && let Some((seq, ts)) = parse_message(m)
         {
             if fan.phase.load(Relaxed) == MEASURE {
@@ -740,12 +835,11 @@ async fn idle(o: &Opts) -> Result<String, String> {
                     .map_err(|e| e.to_string())?;
                 loop {
                     match tokio::time::timeout(STALL, ws.next()).await {
-                        Ok(Some(Ok(Message::Binary(b)))) => {
-                            if matches!(wire::classify(&b), wire::Frame::Result { .. }) {
+                        Ok(Some(Ok(m))) => {
+                            if matches!(proto::classify(&m), wire::Frame::Result { .. }) {
                                 return Ok(ws);
                             }
                         }
-                        Ok(Some(Ok(_))) => {}
                         _ => return Err("no reply to the first call".to_string()),
                     }
                 }
@@ -753,7 +847,9 @@ async fn idle(o: &Opts) -> Result<String, String> {
             let mut ws = match opened.await {
                 Ok(ws) => ws,
                 Err(e) => {
-                    failed.fetch_add(1, Relaxed);
+                    if failed.fetch_add(1, Relaxed) == 0 {
+                        eprintln!("idle: first failure: {e}");
+                    }
                     return Err(e);
                 }
             };
@@ -762,7 +858,12 @@ async fn idle(o: &Opts) -> Result<String, String> {
             // Hold the connection, answering pings, until told to stop.
             loop {
                 tokio::select! {
-                    m = ws.next() => if !matches!(m, Some(Ok(_))) { return Err("dropped".to_string()) },
+                    m = ws.next() => match m {
+                        Some(Ok(m)) => if proto::classify(&m) == wire::Frame::Ping {
+                            ws.send(proto::pong()).await.map_err(|e| e.to_string())?;
+                        },
+                        _ => return Err("dropped".to_string()),
+                    },
                     _ = stop.changed() => break,
                 }
             }

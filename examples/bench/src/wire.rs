@@ -32,6 +32,42 @@ pub fn rpc_shout(buf: &mut Vec<u8>, id: u64, message: &str) {
     rmp::encode::write_str(buf, message).unwrap();
 }
 
+/// `add` as the Python client writes it: `{"type": "rpc", "id": id, "name": "add", "args":
+/// [a, b], "kwargs": {}}` (it always sends `kwargs`, empty when every argument is positional).
+pub fn rpc_add_kwargs(buf: &mut Vec<u8>, id: u64, a: i64, b: i64) {
+    buf.clear();
+    rmp::encode::write_map_len(buf, 5).unwrap();
+    rmp::encode::write_str(buf, "type").unwrap();
+    rmp::encode::write_str(buf, "rpc").unwrap();
+    rmp::encode::write_str(buf, "id").unwrap();
+    rmp::encode::write_uint(buf, id).unwrap();
+    rmp::encode::write_str(buf, "name").unwrap();
+    rmp::encode::write_str(buf, "add").unwrap();
+    rmp::encode::write_str(buf, "args").unwrap();
+    rmp::encode::write_array_len(buf, 2).unwrap();
+    rmp::encode::write_sint(buf, a).unwrap();
+    rmp::encode::write_sint(buf, b).unwrap();
+    rmp::encode::write_str(buf, "kwargs").unwrap();
+    rmp::encode::write_map_len(buf, 0).unwrap();
+}
+
+/// `shout` as the Python client writes it (`kwargs` present, empty).
+pub fn rpc_shout_kwargs(buf: &mut Vec<u8>, id: u64, message: &str) {
+    buf.clear();
+    rmp::encode::write_map_len(buf, 5).unwrap();
+    rmp::encode::write_str(buf, "type").unwrap();
+    rmp::encode::write_str(buf, "rpc").unwrap();
+    rmp::encode::write_str(buf, "id").unwrap();
+    rmp::encode::write_uint(buf, id).unwrap();
+    rmp::encode::write_str(buf, "name").unwrap();
+    rmp::encode::write_str(buf, "shout").unwrap();
+    rmp::encode::write_str(buf, "args").unwrap();
+    rmp::encode::write_array_len(buf, 1).unwrap();
+    rmp::encode::write_str(buf, message).unwrap();
+    rmp::encode::write_str(buf, "kwargs").unwrap();
+    rmp::encode::write_map_len(buf, 0).unwrap();
+}
+
 /// `{"type": "init", "auth": token}`.
 pub fn init(token: &str) -> Vec<u8> {
     let mut buf = Vec::new();
@@ -52,6 +88,10 @@ pub enum Frame<'a> {
     Error { id: Option<u64> },
     /// `{type: "event", ..., payload: {kwargs: {message}}}`: the message string.
     Event { message: Option<&'a str> },
+    /// A keep-alive the client must answer (engine.io's `2`; see `proto::pong`).
+    Ping,
+    /// A handshake's answer (socket.io's namespace `40{...}`).
+    Connected,
     /// Anything else.
     Other,
 }
