@@ -8,7 +8,7 @@ import { createRoot, type Root } from "react-dom/client";
 import { QueryClient, QueryClientProvider } from "@tanstack/react-query";
 import { connect, type Client } from "@ephaptic/client";
 import { createEphapticReact } from "@ephaptic/react";
-import { fakeServer, lobby, sessions, until, type FakeServer } from "./fake-server.js";
+import { fakeServer, lobby, sessions, until, type FakeServer } from "../../client/test/helpers/bindings/fake-server.js";
 import {
   ephapticMutations,
   type EphapticErrors,
@@ -18,7 +18,7 @@ import {
   type SomethingHappened,
   type Todo,
   type User,
-} from "./schema.js";
+} from "../../client/test/helpers/bindings/schema.js";
 
 const {
   EphapticProvider,

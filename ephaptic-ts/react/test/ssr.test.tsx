@@ -7,7 +7,7 @@ import { renderToString } from "react-dom/server";
 import { QueryClient, QueryClientProvider } from "@tanstack/react-query";
 import { connect } from "@ephaptic/client";
 import { createEphapticReact } from "@ephaptic/react";
-import { ephapticMutations, type EphapticErrors, type EphapticEvents, type EphapticService } from "./schema.js";
+import { ephapticMutations, type EphapticErrors, type EphapticEvents, type EphapticService } from "../../client/test/helpers/bindings/schema.js";
 
 test("renders on the server without a window", () => {
   assert.equal(typeof (globalThis as { window?: unknown }).window, "undefined");

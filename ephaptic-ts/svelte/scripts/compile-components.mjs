@@ -1,5 +1,7 @@
 // Compiles the test components (test/components/*.svelte) for the browser and for the server,
-// into .test-build/components/<Name>.client.js and <Name>.server.js, for the component tests.
+// into .test-build/svelte/test/components/<Name>.client.js and <Name>.server.js (next to the
+// compiled tests, which tsconfig.test.json puts under .test-build/svelte/test/), for the
+// component tests.
 import { mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -7,7 +9,7 @@ import { compile, preprocess } from "svelte/compiler";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
 const from = join(root, "test", "components");
-const to = join(root, ".test-build", "components");
+const to = join(root, ".test-build", "svelte", "test", "components");
 mkdirSync(to, { recursive: true });
 
 // Strips `lang="ts"` types: the test components use type annotations only.

@@ -6,7 +6,7 @@ import type { Component } from "svelte";
 import { render } from "svelte/server";
 import { connect } from "@ephaptic/client";
 import { ephapticStores, type EphapticStores } from "@ephaptic/svelte";
-import type { EphapticErrors, EphapticEvents, EphapticService, Todo } from "./schema.js";
+import type { EphapticErrors, EphapticEvents, EphapticService, Todo } from "../../client/test/helpers/bindings/schema.js";
 
 type Props = { stores: EphapticStores<EphapticEvents>; fetchTodos: () => Promise<Todo[]>; enter: () => Promise<unknown> };
 const probePath = "./components/Probe.server.js";

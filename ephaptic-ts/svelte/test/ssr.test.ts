@@ -5,7 +5,7 @@ import { test } from "node:test";
 import { get } from "svelte/store";
 import { connect } from "@ephaptic/client";
 import { ephapticStores, inBrowser } from "@ephaptic/svelte";
-import type { EphapticErrors, EphapticEvents, EphapticService } from "./schema.js";
+import type { EphapticErrors, EphapticEvents, EphapticService } from "../../client/test/helpers/bindings/schema.js";
 
 test("on the server the stores keep their initial values and touch nothing", async () => {
   assert.equal(typeof (globalThis as { window?: unknown }).window, "undefined");

@@ -9,8 +9,8 @@ import { test } from "node:test";
 import { get } from "svelte/store";
 import { connect, type Client } from "@ephaptic/client";
 import { ephapticStores } from "@ephaptic/svelte";
-import { fakeServer, lobby, sessions, sleep, until, type FakeServer } from "./fake-server.js";
-import type { EphapticErrors, EphapticEvents, EphapticService, PresenceMember, SomethingHappened, Todo, User } from "./schema.js";
+import { fakeServer, lobby, sessions, sleep, until, type FakeServer } from "../../client/test/helpers/bindings/fake-server.js";
+import type { EphapticErrors, EphapticEvents, EphapticService, PresenceMember, SomethingHappened, Todo, User } from "../../client/test/helpers/bindings/schema.js";
 
 type C = Client<EphapticService, EphapticErrors>;
 

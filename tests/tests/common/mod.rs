@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod child;
+pub mod redis_server;
 pub mod tab;
 
 use std::time::Duration;

@@ -13,8 +13,8 @@ import { test } from "node:test";
 import { flushSync, mount, unmount, type Component } from "svelte";
 import { connect } from "@ephaptic/client";
 import { ephapticStores, type EphapticStores } from "@ephaptic/svelte";
-import { fakeServer, lobby, until } from "../fake-server.js";
-import type { EphapticErrors, EphapticEvents, EphapticService, Todo } from "../schema.js";
+import { fakeServer, lobby, until } from "../../../client/test/helpers/bindings/fake-server.js";
+import type { EphapticErrors, EphapticEvents, EphapticService, Todo } from "../../../client/test/helpers/bindings/schema.js";
 
 type Props = { stores: EphapticStores<EphapticEvents>; fetchTodos: () => Promise<Todo[]>; enter: () => Promise<unknown> };
 const probePath = "../components/Probe.client.js";

@@ -1,4 +1,5 @@
-// A schema of the shape ephaptic-ts generates (a subset of examples/demo's), for the tests.
+// A schema of the shape ephaptic-ts generates (a subset of examples/demo's), for the tests of
+// @ephaptic/react and @ephaptic/svelte (one copy for both, next to fake-server.ts).
 export type SomethingHappened = { code: number; message: string; isError: boolean };
 export type Todo = { id: number; title: string };
 /** The meta of the demo's presence (`presence_meta!(User)`): how a connection shows in a list. */

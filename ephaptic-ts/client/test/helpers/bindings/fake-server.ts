@@ -1,7 +1,8 @@
-// An in-memory ephaptic server for the unit tests: a WebSocket class the real @ephaptic/client
-// connects through, which answers `rpc` frames with the handlers given and pushes events on
-// demand (`lobby` below plays a presence group). The client under test is the real one; only the
-// network is replaced.
+// An in-memory ephaptic server for the unit tests of @ephaptic/react and @ephaptic/svelte (one
+// copy for both; each compiles it into its own .test-build/, see their tsconfig.test.json): a
+// WebSocket class the real @ephaptic/client connects through, which answers `rpc` frames with the
+// handlers given and pushes events on demand (`lobby` below plays a presence group). The client
+// under test is the real one; only the network is replaced.
 import { decode, encode } from "@msgpack/msgpack";
 import type { PresenceMember, User } from "./schema.js";
 
