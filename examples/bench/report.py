@@ -272,9 +272,9 @@ if runs("ephaptic", "history_fanout_1000") or runs("ephaptic-replay", "replay_10
         "one-subscriber path (so the delivery is a small part of an event's cost) and two servers "
         "with and without the history script. Redis commands are counted from `INFO commandstats` "
         "(a script's own commands included). Replay: a user connects, notes its position and "
-        "leaves; 1,000 events are sent to it; the time from its reconnect (TCP connect included) "
-        "to the hello's answer, with all 1,000 received before it (`bench replay`, 50 rounds per "
-        "run)."
+        "leaves; 1,000 events are sent to it (and, with Redis, are all in the history); the time "
+        "from its reconnect (TCP connect included) to the last of the 1,000 received, all of them "
+        "before the hello's answer (`bench replay`, 50 rounds per run)."
     )
     w("")
     w("| configuration | deliveries/s | p50 / p99 delivery | server CPU per delivery | server CPU per event | Redis CPU per event | Redis commands per event |")
