@@ -10,7 +10,7 @@
 
 use bytes::Bytes;
 
-use crate::runtime::history::{Kept, Lost, Read, Retention, decide};
+use crate::runtime::history::{Kept, Read, Retention, decide};
 use crate::session::Asked;
 
 /// Numbers, keeps and publishes one event. KEYS: meta, stream. ARGV: a new epoch (used when
@@ -77,18 +77,11 @@ pub(crate) fn read_reply(
     retention: &Retention,
 ) -> Option<Read> {
     use ::redis::Value;
+    let (epoch, top) = position_of(reply)?;
     let Value::Array(parts) = reply else {
         return None;
     };
-    let [epoch, top, entries] = &parts[..] else {
-        return None;
-    };
-    let epoch = text(epoch)?;
-    let top = match top {
-        Value::Int(n) => u64::try_from(*n).ok()?,
-        other => text(other)?.parse().ok()?,
-    };
-    let Value::Array(entries) = entries else {
+    let Some(Value::Array(entries)) = parts.get(2) else {
         return None;
     };
     let now = now_ms();
@@ -135,17 +128,6 @@ pub(crate) fn position_of(reply: &::redis::Value) -> Option<(String, u64)> {
     let epoch = text(parts.first()?)?;
     let top = text(parts.get(1)?)?.parse().ok()?;
     Some((epoch, top))
-}
-
-/// What a resume says when the history cannot be read: the client's own position (none, for a
-/// client that asked for none), to try again from.
-pub(crate) fn unavailable(asked: Option<&Asked>) -> Read {
-    Read {
-        epoch: asked.map_or_else(String::new, |a| a.epoch.clone()),
-        top: asked.map_or(0, |a| a.offset),
-        asked: asked.is_some(),
-        outcome: Err(Lost::Unavailable),
-    }
 }
 
 fn text(v: &::redis::Value) -> Option<String> {

@@ -296,11 +296,11 @@ impl Delivery for RedisDelivery {
     ) -> crate::runtime::delivery::Reading<'a> {
         Box::pin(async move {
             let Some(retentions) = &self.history else {
-                return history::unavailable(asked);
+                return crate::runtime::history::Read::unavailable(asked);
             };
             let retention = retentions.of(stream.kind());
             if self.link.is_down() {
-                return history::unavailable(asked);
+                return crate::runtime::history::Read::unavailable(asked);
             }
             let (meta, key) = history::keys(&stream.key());
             let from = asked.map_or(u64::MAX, |a| a.offset.saturating_add(1));
@@ -317,10 +317,10 @@ impl Delivery for RedisDelivery {
                 .await;
             match reply {
                 Ok(reply) => history::read_reply(&reply, asked, retention)
-                    .unwrap_or_else(|| history::unavailable(asked)),
+                    .unwrap_or_else(|| crate::runtime::history::Read::unavailable(asked)),
                 Err(e) => {
                     self.link.failed(&e);
-                    history::unavailable(asked)
+                    crate::runtime::history::Read::unavailable(asked)
                 }
             }
         })
@@ -931,13 +931,15 @@ async fn resync(link: Arc<Link>, hub: Arc<Hub>, meta_ttl: Duration) {
         .into_iter()
         .filter(|c| c.speaks_sessions())
     {
-        let mut of = vec![("b".to_owned(), "b".to_owned())];
+        use crate::runtime::history::StreamOf;
+        let mut of = vec![(StreamOf::All.key(), "b".to_owned())];
         if let Some(id) = conn.identity() {
-            of.push((format!("u:{}", id.key()), "u".to_owned()));
+            of.push((StreamOf::User(id).key(), "u".to_owned()));
         }
         for g in conn.groups() {
             if !g.starts_with("__ephaptic.") {
-                of.push((format!("g:{g}"), format!("g:{g}")));
+                // A group's stream has the same name across servers and on the wire.
+                of.push((StreamOf::Group(&g).key(), crate::session::group_stream(&g)));
             }
         }
         for (key, wire) in of {
@@ -1080,7 +1082,7 @@ fn on_message(link: &Link, hub: &Hub, channel: &[u8], body: &[u8]) {
                 )
             }
             Target::Group(name) => {
-                let wire = format!("g:{name}");
+                let wire = crate::session::group_stream(name);
                 let f = stamp(&frame, &wire, seq, &epoch);
                 hub.offer_group(name, &f, Some(Stamp { stream: &wire, seq }))
             }

@@ -23,7 +23,7 @@ use super::history::{Memory, Read, Retentions, StreamOf};
 use super::ratelimit::Remote;
 use crate::handler::Audience;
 use crate::identity::Identity;
-use crate::session::{Asked, Hub, Interest, Stamp};
+use crate::session::{Asked, Hub, Interest, Stamp, group_stream};
 use crate::wire::reply::positioned;
 
 /// Whether an event is kept in its stream's history (`#[event(recover = ..)]`).
@@ -154,7 +154,7 @@ impl Local {
                 reached
             }
             Audience::Group(name) => {
-                let wire = format!("g:{name}");
+                let wire = group_stream(name);
                 history.append(&StreamOf::Group(name), frame, latest, |seq, epoch| {
                     let stamped = stamp(frame, &wire, seq, epoch);
                     hub.offer_group(name, &stamped, Some(Stamp { stream: &wire, seq }))

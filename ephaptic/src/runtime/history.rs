@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use crate::identity::Identity;
-use crate::session::Asked;
+use crate::session::{Asked, group_stream};
 
 /// How much history one kind of stream keeps (see [`Server::retention`](crate::Server::retention)).
 ///
@@ -143,7 +143,7 @@ impl StreamOf<'_> {
         match self {
             StreamOf::User(id) => format!("u:{}", id.key()),
             StreamOf::All => "b".to_owned(),
-            StreamOf::Group(g) => format!("g:{g}"),
+            StreamOf::Group(g) => group_stream(g),
         }
     }
 
@@ -195,8 +195,7 @@ pub(crate) enum Lost {
     Epoch,
     Trimmed,
     Expired,
-    /// The history could not be read (Redis away).
-    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    /// The history could not be read (Redis away, a subscription not confirmed).
     Unavailable,
 }
 
@@ -220,6 +219,19 @@ pub(crate) struct Read {
     pub asked: bool,
     /// `Ok(events to replay, in order, without their positions)`, or why not.
     pub outcome: Result<Vec<(u64, Bytes)>, Lost>,
+}
+
+impl Read {
+    /// What a resume says when the history cannot be read: the client's own position (none,
+    /// for a client that asked for none), to try again from.
+    pub fn unavailable(asked: Option<&Asked>) -> Read {
+        Read {
+            epoch: asked.map_or_else(String::new, |a| a.epoch.clone()),
+            top: asked.map_or(0, |a| a.offset),
+            asked: asked.is_some(),
+            outcome: Err(Lost::Unavailable),
+        }
+    }
 }
 
 /// Decides a resume from `asked` given a stream's epoch and top and the kept events after the

@@ -21,7 +21,7 @@ use super::history::{Lost, Read, StreamOf};
 use super::state::State;
 use crate::identity::Identity;
 use crate::session::hub::Joined;
-use crate::session::{Connection, Topic};
+use crate::session::{Connection, Topic, group_stream};
 use crate::wire::reply;
 
 /// The reserved name of the hello.
@@ -126,12 +126,7 @@ async fn resume(state: &State, conn: &Connection, of: StreamOf<'_>, wire: &str) 
     let read = if subscribed {
         state.delivery.read(of, asked.as_ref()).await
     } else {
-        Read {
-            epoch: asked.as_ref().map_or_else(String::new, |a| a.epoch.clone()),
-            top: asked.as_ref().map_or(0, |a| a.offset),
-            asked: asked.is_some(),
-            outcome: Err(Lost::Unavailable),
-        }
+        Read::unavailable(asked.as_ref())
     };
     let replayed = replay(conn, wire, &read).await;
     let Read {
@@ -185,7 +180,7 @@ impl Joined for Resumer {
         let conn = conn.clone();
         let group = group.to_owned();
         tokio::spawn(async move {
-            let wire = format!("g:{group}");
+            let wire = group_stream(&group);
             let outcome = resume(&state, &conn, StreamOf::Group(&group), &wire).await;
             let mut extra = Vec::new();
             let mut pairs = 3;

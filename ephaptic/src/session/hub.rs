@@ -169,7 +169,7 @@ impl Hub {
             if follow.is_some() {
                 // Before it is indexed: no live event of the group reaches it ahead of its
                 // position.
-                conn.with_gate(|g| g.hold(&format!("g:{group}")));
+                conn.with_gate(|g| g.hold(&super::gate::group_stream(group)));
             }
             // Told under the lock, so that what is told comes in the order the index changed.
             let mut groups = write(&self.groups);
@@ -245,11 +245,6 @@ impl Hub {
     /// How many distinct identities are connected.
     pub fn identities(&self) -> usize {
         read(&self.users).len()
-    }
-
-    #[cfg(test)]
-    pub fn group_len(&self, group: &str) -> usize {
-        self.members(group)
     }
 
     /// The entries and capacities of the three indexes: connections, identities, groups.
@@ -347,7 +342,7 @@ mod tests {
         assert!(hub.join(&a, "room"));
         assert!(!hub.join(&a, "room"), "joining twice is one membership");
         assert!(hub.join(&b, "room"));
-        assert_eq!(hub.group_len("room"), 2);
+        assert_eq!(hub.members("room"), 2);
         assert_eq!(hub.offer_group("room", &Bytes::from_static(b"x"), None), 2);
         assert!(hub.leave(&a, "room"));
         assert!(!hub.leave(&a, "room"));
@@ -355,7 +350,7 @@ mod tests {
         assert_eq!(hub.offer_group("room", &Bytes::from_static(b"y"), None), 1);
         assert_eq!((drain(&mut ra), drain(&mut rb)), (1, 2));
         assert!(hub.leave(&b, "room"));
-        assert_eq!(hub.group_len("room"), 0);
+        assert_eq!(hub.members("room"), 0);
         assert_eq!(hub.offer_group("room", &Bytes::from_static(b"z"), None), 0);
     }
 
@@ -438,7 +433,7 @@ mod tests {
         hub.join(&a, "two");
         hub.remove(&a);
         assert_eq!(
-            (hub.group_len("one"), hub.group_len("two"), hub.len()),
+            (hub.members("one"), hub.members("two"), hub.len()),
             (0, 0, 0)
         );
     }

@@ -11,7 +11,7 @@ mod queue;
 
 pub(crate) use budget::MemoryBudget;
 pub(crate) use connection::Connection;
-pub(crate) use gate::{Asked, Stamp};
+pub(crate) use gate::{Asked, Stamp, group_stream};
 pub(crate) use hub::{Hub, Interest, Topic};
 pub use outbound::SlowClient;
 pub(crate) use outbound::{CloseSignal, Outbox, Policy, Receiver};
