@@ -589,7 +589,6 @@ impl Server {
             })
         });
         announce(&registry, loader.is_some(), &self.config.path, addr);
-        let schema = crate::export::schema_hash(&registry.introspect());
         Ok(State::new(Parts {
             registry,
             config: self.config,
@@ -597,7 +596,6 @@ impl Server {
             on_connect: self.on_connect,
             on_disconnect: self.on_disconnect,
             backplane,
-            schema: Some(schema),
             presence: self.presence,
             presence_store,
         }))

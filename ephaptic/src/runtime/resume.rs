@@ -54,7 +54,7 @@ struct Hello<'a> {
     v: u8,
     server: &'static str,
     identity: Option<&'a Identity>,
-    schema: Option<&'a str>,
+    schema: &'a str,
     resume: bool,
     limits: Limits,
     streams: BTreeMap<&'static str, Outcome>,
@@ -77,7 +77,7 @@ pub(crate) async fn hello(state: Arc<State>, conn: Arc<Connection>, id: Bytes) {
             v: 2,
             server: concat!("ephaptic-rs/", env!("CARGO_PKG_VERSION")),
             identity: conn.identity(),
-            schema: state.schema.as_deref(),
+            schema: state.schema_hash(),
             resume: state.delivery.keeps_history(),
             limits: Limits {
                 max_frame_size: state.config.max_frame_size,

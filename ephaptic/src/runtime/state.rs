@@ -105,8 +105,9 @@ pub(crate) struct State {
     pub on_connect: Option<Hook>,
     pub on_disconnect: Option<Hook>,
     pub limiter: Limiter,
-    /// The hash of the exported schema (the hello's `schema`).
-    pub schema: Option<String>,
+    /// The hash of the exported schema (the hello's `schema`), computed at the first hello:
+    /// it renders every type's TypeScript, which a server that no client greets never needs.
+    schema: std::sync::OnceLock<String>,
     /// Who is in which group (`runtime/presence`).
     pub presence: Tracker,
     /// What the transport refused, for the metrics.
@@ -127,7 +128,6 @@ pub(crate) struct Parts {
     pub on_disconnect: Option<Hook>,
     /// How events reach other servers; `None`: this server alone.
     pub backplane: Option<Box<dyn Backplane>>,
-    pub schema: Option<String>,
     /// Presence: its settings, and the store shared with other servers (`None`: in memory).
     pub presence: super::presence::Settings,
     pub presence_store: Option<(Arc<dyn super::presence::Store>, String)>,
@@ -144,7 +144,6 @@ impl State {
             on_connect,
             on_disconnect,
             backplane,
-            schema,
             presence,
             presence_store,
         } = parts;
@@ -180,7 +179,7 @@ impl State {
             on_connect,
             on_disconnect,
             limiter,
-            schema,
+            schema: std::sync::OnceLock::new(),
             presence,
             next_connection: AtomicU64::new(0),
         });
@@ -206,10 +205,16 @@ impl State {
             on_connect: None,
             on_disconnect: None,
             backplane: None,
-            schema: None,
             presence: Default::default(),
             presence_store: None,
         })
+    }
+
+    /// The hash of what this server serves, as `cargo ephaptic export` writes it into
+    /// `schema.ts` (`ephaptic::export::schema_hash`).
+    pub fn schema_hash(&self) -> &str {
+        self.schema
+            .get_or_init(|| crate::export::schema_hash(&self.registry.introspect()))
     }
 
     /// Whether a graceful shutdown has started.
