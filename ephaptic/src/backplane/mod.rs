@@ -1066,29 +1066,14 @@ fn on_message(link: &Link, hub: &Hub, channel: &[u8], body: &[u8]) {
         else {
             return;
         };
-        use crate::runtime::delivery::stamp;
-        use crate::session::Stamp;
-        let reached = match &target {
-            Target::Everyone => {
-                let f = stamp(&frame, "b", seq, &epoch);
-                hub.offer_all(&f, Some(Stamp { stream: "b", seq }))
-            }
-            Target::User(id) => {
-                let f = stamp(&frame, "u", seq, &epoch);
-                hub.offer_users_at(
-                    std::slice::from_ref(id),
-                    &f,
-                    Some(Stamp { stream: "u", seq }),
-                )
-            }
-            Target::Group(name) => {
-                let wire = crate::session::group_stream(name);
-                let f = stamp(&frame, &wire, seq, &epoch);
-                hub.offer_group(name, &f, Some(Stamp { stream: &wire, seq }))
-            }
+        use crate::runtime::history::StreamOf;
+        let of = match &target {
+            Target::Everyone => StreamOf::All,
+            Target::User(id) => StreamOf::User(id),
+            Target::Group(name) => StreamOf::Group(name),
             Target::Probe | Target::Legacy => return,
         };
-        let _ = reached;
+        crate::runtime::delivery::offer_at(hub, of, &frame, seq, &epoch);
         link.counters.received.fetch_add(1, Relaxed);
         return;
     }

@@ -137,29 +137,15 @@ impl Local {
         let latest = event.keep.latest();
         let hub = &self.hub;
         let frame = &event.frame;
+        let append = |of: StreamOf<'_>| {
+            history.append(&of, frame, latest, |seq, epoch| {
+                offer_at(hub, of, frame, seq, epoch)
+            })
+        };
         match event.audience {
-            Audience::Everyone => history.append(&StreamOf::All, frame, latest, |seq, epoch| {
-                let stamped = stamp(frame, "b", seq, epoch);
-                hub.offer_all(&stamped, Some(Stamp { stream: "b", seq }))
-            }),
-            Audience::Users(ids) => {
-                let mut reached = 0;
-                for id in distinct(ids) {
-                    reached += history.append(&StreamOf::User(id), frame, latest, |seq, epoch| {
-                        let stamped = stamp(frame, "u", seq, epoch);
-                        let one = std::slice::from_ref(id);
-                        hub.offer_users_at(one, &stamped, Some(Stamp { stream: "u", seq }))
-                    });
-                }
-                reached
-            }
-            Audience::Group(name) => {
-                let wire = group_stream(name);
-                history.append(&StreamOf::Group(name), frame, latest, |seq, epoch| {
-                    let stamped = stamp(frame, &wire, seq, epoch);
-                    hub.offer_group(name, &stamped, Some(Stamp { stream: &wire, seq }))
-                })
-            }
+            Audience::Everyone => append(StreamOf::All),
+            Audience::Users(ids) => distinct(ids).map(|id| append(StreamOf::User(id))).sum(),
+            Audience::Group(name) => append(StreamOf::Group(name)),
             Audience::Nobody => 0,
         }
     }
@@ -178,6 +164,27 @@ pub(crate) fn distinct(ids: &[Identity]) -> impl Iterator<Item = &Identity> {
             }
         })
         .map(|(_, id)| id)
+}
+
+/// Offers an event of stream `of`, at `seq` under `epoch`, to the stream's listeners on this
+/// server (positioned here, or by Redis and received back); returns how many queued it.
+pub(crate) fn offer_at(hub: &Hub, of: StreamOf<'_>, frame: &Bytes, seq: u64, epoch: &str) -> usize {
+    match of {
+        StreamOf::All => {
+            let stamped = stamp(frame, "b", seq, epoch);
+            hub.offer_all(&stamped, Some(Stamp { stream: "b", seq }))
+        }
+        StreamOf::User(id) => {
+            let stamped = stamp(frame, "u", seq, epoch);
+            let one = std::slice::from_ref(id);
+            hub.offer_users_at(one, &stamped, Some(Stamp { stream: "u", seq }))
+        }
+        StreamOf::Group(name) => {
+            let wire = group_stream(name);
+            let stamped = stamp(frame, &wire, seq, epoch);
+            hub.offer_group(name, &stamped, Some(Stamp { stream: &wire, seq }))
+        }
+    }
 }
 
 /// `frame` with its position; the frame as it is if it cannot take one (never, for frames
