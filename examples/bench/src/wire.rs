@@ -1,71 +1,25 @@
 //! Just enough MessagePack for the load generator, written by hand so the client spends as
 //! little CPU per frame as possible (it shares the machine with the server it measures).
 
-/// `{"type": "rpc", "id": id, "name": name, "args": [a, b]}`.
+/// `{"type": "rpc", "id": id, "name": "add", "args": [a, b]}`.
 pub fn rpc_add(buf: &mut Vec<u8>, id: u64, a: i64, b: i64) {
-    buf.clear();
-    rmp::encode::write_map_len(buf, 4).unwrap();
-    rmp::encode::write_str(buf, "type").unwrap();
-    rmp::encode::write_str(buf, "rpc").unwrap();
-    rmp::encode::write_str(buf, "id").unwrap();
-    rmp::encode::write_uint(buf, id).unwrap();
-    rmp::encode::write_str(buf, "name").unwrap();
-    rmp::encode::write_str(buf, "add").unwrap();
-    rmp::encode::write_str(buf, "args").unwrap();
-    rmp::encode::write_array_len(buf, 2).unwrap();
-    rmp::encode::write_sint(buf, a).unwrap();
-    rmp::encode::write_sint(buf, b).unwrap();
+    rpc_into(buf, id, "add", &[Arg::Sint(a), Arg::Sint(b)], false);
 }
 
 /// `{"type": "rpc", "id": id, "name": "shout", "args": [message]}`.
 pub fn rpc_shout(buf: &mut Vec<u8>, id: u64, message: &str) {
-    buf.clear();
-    rmp::encode::write_map_len(buf, 4).unwrap();
-    rmp::encode::write_str(buf, "type").unwrap();
-    rmp::encode::write_str(buf, "rpc").unwrap();
-    rmp::encode::write_str(buf, "id").unwrap();
-    rmp::encode::write_uint(buf, id).unwrap();
-    rmp::encode::write_str(buf, "name").unwrap();
-    rmp::encode::write_str(buf, "shout").unwrap();
-    rmp::encode::write_str(buf, "args").unwrap();
-    rmp::encode::write_array_len(buf, 1).unwrap();
-    rmp::encode::write_str(buf, message).unwrap();
+    rpc_into(buf, id, "shout", &[Arg::Str(message)], false);
 }
 
 /// `add` as the Python client writes it: `{"type": "rpc", "id": id, "name": "add", "args":
 /// [a, b], "kwargs": {}}` (it always sends `kwargs`, empty when every argument is positional).
 pub fn rpc_add_kwargs(buf: &mut Vec<u8>, id: u64, a: i64, b: i64) {
-    buf.clear();
-    rmp::encode::write_map_len(buf, 5).unwrap();
-    rmp::encode::write_str(buf, "type").unwrap();
-    rmp::encode::write_str(buf, "rpc").unwrap();
-    rmp::encode::write_str(buf, "id").unwrap();
-    rmp::encode::write_uint(buf, id).unwrap();
-    rmp::encode::write_str(buf, "name").unwrap();
-    rmp::encode::write_str(buf, "add").unwrap();
-    rmp::encode::write_str(buf, "args").unwrap();
-    rmp::encode::write_array_len(buf, 2).unwrap();
-    rmp::encode::write_sint(buf, a).unwrap();
-    rmp::encode::write_sint(buf, b).unwrap();
-    rmp::encode::write_str(buf, "kwargs").unwrap();
-    rmp::encode::write_map_len(buf, 0).unwrap();
+    rpc_into(buf, id, "add", &[Arg::Sint(a), Arg::Sint(b)], true);
 }
 
 /// `shout` as the Python client writes it (`kwargs` present, empty).
 pub fn rpc_shout_kwargs(buf: &mut Vec<u8>, id: u64, message: &str) {
-    buf.clear();
-    rmp::encode::write_map_len(buf, 5).unwrap();
-    rmp::encode::write_str(buf, "type").unwrap();
-    rmp::encode::write_str(buf, "rpc").unwrap();
-    rmp::encode::write_str(buf, "id").unwrap();
-    rmp::encode::write_uint(buf, id).unwrap();
-    rmp::encode::write_str(buf, "name").unwrap();
-    rmp::encode::write_str(buf, "shout").unwrap();
-    rmp::encode::write_str(buf, "args").unwrap();
-    rmp::encode::write_array_len(buf, 1).unwrap();
-    rmp::encode::write_str(buf, message).unwrap();
-    rmp::encode::write_str(buf, "kwargs").unwrap();
-    rmp::encode::write_map_len(buf, 0).unwrap();
+    rpc_into(buf, id, "shout", &[Arg::Str(message)], true);
 }
 
 /// `{"type": "init", "auth": token}`.
@@ -358,30 +312,46 @@ pub fn init_v2(token: &str, from: Option<(&str, u64)>) -> Vec<u8> {
 /// `{"type": "rpc", "id": id, "name": name, "args": [<strings and integers>]}`.
 pub fn rpc(id: u64, name: &str, args: &[Arg<'_>]) -> Vec<u8> {
     let mut buf = Vec::new();
-    rmp::encode::write_map_len(&mut buf, 4).unwrap();
-    rmp::encode::write_str(&mut buf, "type").unwrap();
-    rmp::encode::write_str(&mut buf, "rpc").unwrap();
-    rmp::encode::write_str(&mut buf, "id").unwrap();
-    rmp::encode::write_uint(&mut buf, id).unwrap();
-    rmp::encode::write_str(&mut buf, "name").unwrap();
-    rmp::encode::write_str(&mut buf, name).unwrap();
-    rmp::encode::write_str(&mut buf, "args").unwrap();
-    rmp::encode::write_array_len(&mut buf, args.len() as u32).unwrap();
+    rpc_into(&mut buf, id, name, args, false);
+    buf
+}
+
+/// Every call frame the load generator sends, into `buf` (reused between calls):
+/// `{"type": "rpc", "id", "name", "args"}`, then an empty `"kwargs": {}` when `kwargs` is set
+/// (the Python client's shape).
+fn rpc_into(buf: &mut Vec<u8>, id: u64, name: &str, args: &[Arg<'_>], kwargs: bool) {
+    buf.clear();
+    rmp::encode::write_map_len(buf, if kwargs { 5 } else { 4 }).unwrap();
+    rmp::encode::write_str(buf, "type").unwrap();
+    rmp::encode::write_str(buf, "rpc").unwrap();
+    rmp::encode::write_str(buf, "id").unwrap();
+    rmp::encode::write_uint(buf, id).unwrap();
+    rmp::encode::write_str(buf, "name").unwrap();
+    rmp::encode::write_str(buf, name).unwrap();
+    rmp::encode::write_str(buf, "args").unwrap();
+    rmp::encode::write_array_len(buf, args.len() as u32).unwrap();
     for a in args {
         match a {
-            Arg::Str(s) => rmp::encode::write_str(&mut buf, s).unwrap(),
+            Arg::Str(s) => rmp::encode::write_str(buf, s).unwrap(),
             Arg::Int(n) => {
-                rmp::encode::write_uint(&mut buf, *n).unwrap();
+                rmp::encode::write_uint(buf, *n).unwrap();
+            }
+            Arg::Sint(n) => {
+                rmp::encode::write_sint(buf, *n).unwrap();
             }
         }
     }
-    buf
+    if kwargs {
+        rmp::encode::write_str(buf, "kwargs").unwrap();
+        rmp::encode::write_map_len(buf, 0).unwrap();
+    }
 }
 
 /// An argument of [`rpc`].
 pub enum Arg<'a> {
     Str(&'a str),
     Int(u64),
+    Sint(i64),
 }
 
 #[cfg(test)]
@@ -411,5 +381,43 @@ mod tests {
         let mut buf = Vec::new();
         rpc_add(&mut buf, 9, 2, 3);
         assert_eq!(classify(&buf), Frame::Other);
+    }
+
+    #[test]
+    fn call_frames_are_the_maps_the_clients_send() {
+        use rmpv::Value;
+        let frame = |name: &str, args: Vec<Value>, kwargs: bool| {
+            let mut m = vec![
+                (Value::from("type"), Value::from("rpc")),
+                (Value::from("id"), Value::from(9)),
+                (Value::from("name"), Value::from(name)),
+                (Value::from("args"), Value::Array(args)),
+            ];
+            if kwargs {
+                m.push((Value::from("kwargs"), Value::Map(vec![])));
+            }
+            let mut out = Vec::new();
+            rmpv::encode::write_value(&mut out, &Value::Map(m)).unwrap();
+            out
+        };
+        let add = vec![Value::from(-2), Value::from(3)];
+        let mut buf = Vec::new();
+        rpc_add(&mut buf, 9, -2, 3);
+        assert_eq!(buf, frame("add", add.clone(), false));
+        rpc_add_kwargs(&mut buf, 9, -2, 3);
+        assert_eq!(buf, frame("add", add, true));
+        rpc_shout(&mut buf, 9, "hi");
+        assert_eq!(buf, frame("shout", vec![Value::from("hi")], false));
+        rpc_shout_kwargs(&mut buf, 9, "hi");
+        assert_eq!(buf, frame("shout", vec![Value::from("hi")], true));
+        let burst = rpc(9, "burst_to", &[Arg::Str("u"), Arg::Int(0), Arg::Int(1000)]);
+        assert_eq!(
+            burst,
+            frame(
+                "burst_to",
+                vec![Value::from("u"), Value::from(0), Value::from(1000)],
+                false
+            )
+        );
     }
 }
