@@ -31,6 +31,27 @@ pub(crate) fn put_str(buf: &mut impl BufMut, s: &str) {
     buf.put_slice(s.as_bytes());
 }
 
+/// An unsigned integer in its shortest MessagePack form (the fast value writer's and the
+/// position keys' of event frames).
+#[inline]
+pub(crate) fn put_uint(buf: &mut impl BufMut, n: u64) {
+    if n < 128 {
+        buf.put_u8(n as u8);
+    } else if n <= u8::MAX as u64 {
+        buf.put_u8(0xcc);
+        buf.put_u8(n as u8);
+    } else if n <= u16::MAX as u64 {
+        buf.put_u8(0xcd);
+        buf.put_u16(n as u16);
+    } else if n <= u32::MAX as u64 {
+        buf.put_u8(0xce);
+        buf.put_u32(n as u32);
+    } else {
+        buf.put_u8(0xcf);
+        buf.put_u64(n);
+    }
+}
+
 /// Whether an encoded value is a map (its first byte is a map header).
 pub(crate) fn is_map(encoded: &[u8]) -> bool {
     matches!(encoded.first(), Some(0x80..=0x8f | 0xde | 0xdf))

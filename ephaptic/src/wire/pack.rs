@@ -24,20 +24,7 @@ struct Pack<'a> {
 
 impl Pack<'_> {
     fn uint(&mut self, v: u64) {
-        if v < 128 {
-            self.out.push(v as u8);
-        } else if v < 256 {
-            self.out.extend_from_slice(&[0xcc, v as u8]);
-        } else if v < 65536 {
-            self.out.push(0xcd);
-            self.out.extend_from_slice(&(v as u16).to_be_bytes());
-        } else if v < 1 << 32 {
-            self.out.push(0xce);
-            self.out.extend_from_slice(&(v as u32).to_be_bytes());
-        } else {
-            self.out.push(0xcf);
-            self.out.extend_from_slice(&v.to_be_bytes());
-        }
+        super::msgpack::put_uint(self.out, v);
     }
 
     fn sint(&mut self, v: i64) {

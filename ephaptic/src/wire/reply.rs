@@ -4,7 +4,7 @@
 use bytes::{BufMut, Bytes, BytesMut};
 use serde::Serialize;
 
-use super::msgpack::{NIL, put_str};
+use super::msgpack::{NIL, put_str, put_uint};
 
 /// Writes `{id, <key>` leaving the value of `key` to the caller.
 fn reply_head(buf: &mut impl BufMut, id: &[u8], key: &str) {
@@ -210,25 +210,6 @@ pub(crate) fn position_frame(
     put_uint(&mut buf, offset);
     buf.put_slice(extra);
     buf.freeze()
-}
-
-/// An unsigned integer in its shortest MessagePack form.
-pub(crate) fn put_uint(buf: &mut impl BufMut, n: u64) {
-    if n < 128 {
-        buf.put_u8(n as u8);
-    } else if n <= u8::MAX as u64 {
-        buf.put_u8(0xcc);
-        buf.put_u8(n as u8);
-    } else if n <= u16::MAX as u64 {
-        buf.put_u8(0xcd);
-        buf.put_u16(n as u16);
-    } else if n <= u32::MAX as u64 {
-        buf.put_u8(0xce);
-        buf.put_u32(n as u32);
-    } else {
-        buf.put_u8(0xcf);
-        buf.put_u64(n);
-    }
 }
 
 #[cfg(test)]
