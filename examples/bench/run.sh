@@ -427,8 +427,11 @@ print(json.dumps(r))' "$name" "$r" "$shown" >>"$RESULTS"
     # (socketioxide-redis, @socket.io/redis-adapter): fan-out to 1,000 subscribers on one server
     # without Redis, then on two servers sharing a Redis, 500 + 500, the emitter on the first.
     # pscale_one CASE RUN SERVER N(1: one server, no Redis; 2: two on Redis)
+    # pscale_one NAME RUN SERVER N [BENCH ARGS...]: one fan-out run against N servers.
     pscale_one() {
         local name="$1" r="$2" server="$3" n="$4" rport="" extra=() out url
+        shift 4
+        local more=("$@")
         if [ "$n" -eq 2 ]; then
             rport="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
             redis-server --port "$rport" --bind 127.0.0.1 --save "" --appendonly no >/dev/null 2>&1 &
@@ -459,7 +462,7 @@ print(json.dumps(r))' "$name" "$r" "$shown" >>"$RESULTS"
         bench_args "$server"
         local args=(--server-pid "${PIDS[0]}")
         [ "$n" -eq 2 ] && args+=(--also "${URLS[1]}" --also-pid "${PIDS[1]}" --redis-pid "$RPID")
-        local cmd=("$BIN/bench" fanout "${URLS[0]}" --conns 1000 "${common[@]}" "${BARGS[@]}" "${args[@]}" --label "$server/$name/$r")
+        local cmd=("$BIN/bench" fanout "${URLS[0]}" --conns 1000 "${common[@]}" "${more[@]}" "${BARGS[@]}" "${args[@]}" --label "$server/$name/$r")
         log "$server $name run $r/$RUNS: ${cmd[*]}"
         local line
         line="$(timeout 180 "${cmd[@]}" 2>/dev/null || true)"
@@ -474,15 +477,22 @@ print(json.dumps(r))' "$server" "$name" "$r" "$shown" >>"$RESULTS"
         stop_all
     }
     if $PEERS; then
+        PACE=50
         scalers=(ephaptic socketioxide)
         [[ " ${PEER_SERVERS[*]} " == *" socketio "* ]] && scalers+=(socketio)
         for r in $(seq 1 "$RUNS"); do
             for i in $(seq 0 $((${#scalers[@]} - 1))); do
                 s="${scalers[$(((i + r - 1) % ${#scalers[@]}))]}"
+                # As fast as each goes, then at a pace well below it (50 events/s, 50,000
+                # deliveries/s), where the latency is the path's and not the queue's.
                 if [ $((r % 2)) -eq 1 ]; then
                     pscale_one peers_scale_1 "$r" "$s" 1
                     pscale_one peers_scale_2 "$r" "$s" 2
+                    pscale_one peers_paced_1 "$r" "$s" 1 --rate "$PACE"
+                    pscale_one peers_paced_2 "$r" "$s" 2 --rate "$PACE"
                 else
+                    pscale_one peers_paced_2 "$r" "$s" 2 --rate "$PACE"
+                    pscale_one peers_paced_1 "$r" "$s" 1 --rate "$PACE"
                     pscale_one peers_scale_2 "$r" "$s" 2
                     pscale_one peers_scale_1 "$r" "$s" 1
                 fi
