@@ -61,6 +61,37 @@ async fn burst(n: u32) -> u32 {
     n
 }
 
+/// Emits to `ghost` (an identity nobody holds: its events only fill this server's publish
+/// queue) until the queue is full, then to `user` while it is: returns how many of `user`'s
+/// events never reached Redis (3, or fewer if the queue did not stay full).
+#[expose]
+async fn flood_then_tell(user: String, ghost: String) -> u32 {
+    let dropped = || ephaptic::metrics().map_or(0, |m| m.redis_dropped);
+    let mut lost = 0;
+    for round in 0..1_000u32 {
+        let before = dropped();
+        for i in 0..1_000 {
+            ephaptic::to(ghost.as_str())
+                .emit(Tick {
+                    i: round * 1_000 + i,
+                })
+                .await;
+        }
+        if dropped() == before {
+            continue;
+        }
+        let before = dropped();
+        ephaptic::to(user.as_str()).emit(Tick { i: u32::MAX }).await;
+        if dropped() > before {
+            lost += 1;
+            if lost == 3 {
+                break;
+            }
+        }
+    }
+    lost
+}
+
 fn room_of(_caller: &Caller, note: &RoomNote) -> Audience {
     Audience::group(note.text.split(':').next().unwrap_or_default().to_owned())
 }
@@ -814,5 +845,57 @@ async fn a_member_hears_an_event_sent_to_its_group_right_after_it_joined() {
             &v(&format!("n{i}")),
             "the event right after the join, room {room}"
         );
+    }
+}
+
+/// An event that never reached Redis (the emitting server's publish queue was full) is lost for
+/// the other servers' clients of its stream: they are told to refetch that stream, and only it.
+#[tokio::test]
+async fn events_that_never_reached_redis_make_the_other_servers_clients_refetch() {
+    use common::tab::Tab;
+    let redis = RedisServer::start();
+    let a = node(&redis.url()).await;
+    let b = node(&redis.url()).await;
+    let (mut tab, _, _) = Tab::open(&b, "kim", vec![]).await;
+    let mut old = Peer::user(&b, "kim").await;
+    let mut emitter = Peer::connect(&a).await;
+    // Redis holds every command for a second (less than the servers' 2 s timeouts, so neither
+    // takes it for an outage): the emitter's publish queue fills.
+    redis.pause(Duration::from_millis(1_000)).await;
+    let lost = emitter
+        .ok("flood_then_tell", vec![v("kim"), v("ghost")])
+        .await;
+    assert!(
+        lost.as_u64().unwrap() >= 1,
+        "the publish queue never filled: {lost:?}"
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut resyncs = Vec::new();
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let wait = if resyncs.is_empty() {
+            left
+        } else {
+            left.min(Duration::from_millis(800))
+        };
+        let Some(raw) = tab.c.recv_raw_within(wait).await else {
+            // Quiet for 800 ms after the first resync: what came is all there is.
+            assert!(
+                !resyncs.is_empty(),
+                "kim's tab on the other server was not told to refetch"
+            );
+            break;
+        };
+        let f = decode(&raw);
+        if get(&f, "type") == &v("resync") {
+            assert_eq!(get(&f, "reason"), &v("gap"));
+            resyncs.push(get(&f, "stream").as_str().unwrap().to_owned());
+        }
+    }
+    assert_eq!(resyncs, ["u"], "only the stream that lost events, once");
+    // The old client of the same identity sees kim's events that made it, nothing else.
+    while let Some(raw) = old.c.recv_raw_within(Duration::from_millis(300)).await {
+        let f = decode(&raw);
+        assert!(is_event(&f, "Tick"), "an old client got {f:?}");
     }
 }

@@ -12,7 +12,9 @@
 //!
 //! Our message body is `E`, a version byte (1), the length of the sender's node id (one byte),
 //! the node id, then the event frame exactly as clients receive it. A server skips what it sent
-//! itself (it delivered that locally already), and what it cannot read.
+//! itself (it delivered that locally already), and what it cannot read. Version 2 is an event
+//! of a stream as Redis numbered it; version 3 says that a stream's events were lost on their
+//! way to Redis (servers before it skip it, as anything they cannot read).
 
 use bytes::Bytes;
 
@@ -109,6 +111,38 @@ pub(crate) fn unwrap_positioned(body: &Bytes) -> Option<(String, u64, Bytes)> {
     Some((epoch, seq, body.slice(at + digits + 1..)))
 }
 
+/// Version 3: events of the channel's stream (of every stream, with `everything`) never
+/// reached Redis from the sender (its publish queue was full, or Redis refused the batch):
+/// the head, then one byte, 1 for every stream, 0 for the channel's. A server that receives it
+/// tells its clients of that stream to refetch (`resync`).
+const LOST: u8 = 3;
+
+/// A notice that events were lost on their way to Redis.
+pub(crate) fn lost(node: &str, everything: bool) -> Vec<u8> {
+    let mut body = Vec::with_capacity(4 + node.len());
+    body.extend_from_slice(&[MAGIC, LOST, node.len() as u8]);
+    body.extend_from_slice(node.as_bytes());
+    body.push(u8::from(everything));
+    body
+}
+
+/// Whether a notice of lost events, from another server than `node`, stands for every stream;
+/// `None` for anything else (its own notices included).
+pub(crate) fn unwrap_lost(node: &str, body: &[u8]) -> Option<bool> {
+    let [MAGIC, LOST, len, ..] = body[..] else {
+        return None;
+    };
+    let start = 3 + len as usize;
+    let origin = body.get(3..start)?;
+    if origin == node.as_bytes() {
+        return None;
+    }
+    match body.get(start..)? {
+        [flag] => Some(*flag == 1),
+        _ => None,
+    }
+}
+
 /// The frame of a message `node` did not send itself; `None` for its own and for what is not
 /// ours (another version, garbage).
 pub(crate) fn unwrap(node: &str, body: Bytes) -> Option<Bytes> {
@@ -180,6 +214,18 @@ mod tests {
         assert_eq!(unwrap("node-a", body), None);
         assert_eq!(unwrap("node-b", Bytes::from_static(b"junk")), None);
         assert_eq!(unwrap("node-b", Bytes::from_static(b"E\x02\x00x")), None);
+    }
+
+    #[test]
+    fn a_notice_of_lost_events_is_read_by_the_others_and_by_nothing_else() {
+        assert_eq!(unwrap_lost("node-b", &lost("node-a", false)), Some(false));
+        assert_eq!(unwrap_lost("node-b", &lost("node-a", true)), Some(true));
+        assert_eq!(unwrap_lost("node-a", &lost("node-a", true)), None);
+        // Not an event for a server that predates it, nor an event here.
+        assert_eq!(unwrap("node-b", Bytes::from(lost("node-a", false))), None);
+        assert_eq!(unwrap_positioned(&Bytes::from(lost("node-a", false))), None);
+        assert_eq!(unwrap_lost("node-b", &wrap("node-a", b"\x01")), None);
+        assert_eq!(unwrap_lost("node-b", b"E\x03\x06node-a"), None, "no flag");
     }
 
     #[test]

@@ -33,7 +33,9 @@ mod presence;
 
 use std::collections::HashSet;
 use std::fmt;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{
+    AtomicBool, AtomicU64, Ordering::AcqRel, Ordering::Relaxed, Ordering::Release,
+};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
@@ -54,6 +56,12 @@ const PUBLISH_QUEUE: usize = 16 * 1024;
 const RECEIVE_QUEUE: usize = 16 * 1024;
 /// Publishes sent to Redis in one round trip at most.
 const BATCH: usize = 256;
+/// Streams named one by one in a set of lost or to-be-resynced streams; past it, the set stands
+/// for every stream.
+const NAMED_STREAMS: usize = 1024;
+/// At most one round of notices of lost events per this long (with more, each receiving server
+/// would resync the same streams again and again while Redis is slow).
+const LOST_EVERY: Duration = Duration::from_millis(200);
 /// How long a new connection waits at most for the subscription to its identity's channel.
 const READY_WAIT: Duration = Duration::from_secs(2);
 
@@ -151,6 +159,11 @@ impl Redis {
             outage: Mutex::new(None),
             probe_seen: AtomicU64::new(0),
             gap_pending: AtomicBool::new(false),
+            lost: Mutex::new(StreamSet::default()),
+            lost_any: AtomicBool::new(false),
+            lost_told: Mutex::new(None),
+            resync_wanted: Mutex::new(StreamSet::default()),
+            resync_scheduled: AtomicBool::new(false),
             started: AtomicBool::new(false),
             connected: AtomicBool::new(false),
             hub: Mutex::new(Weak::new()),
@@ -248,8 +261,8 @@ impl RedisDelivery {
             };
             self.link.enqueue_job(job)
         };
-        // What Redis could not take is delivered here at once, without a position (and is
-        // lost for the other servers, counted).
+        // What Redis could not take is delivered here at once, without a position; the other
+        // servers are told that the stream lost events (`Link::lose`), and it is counted.
         let missed = || self.link.counters.dropped.fetch_add(1, Relaxed);
         match event.audience {
             Audience::Everyone => {
@@ -393,6 +406,46 @@ struct Tasks {
     hub: Weak<Hub>,
 }
 
+/// Streams by name (channels or keys), up to [`NAMED_STREAMS`] of them; past that, every
+/// stream.
+#[derive(Default)]
+struct StreamSet {
+    named: HashSet<String>,
+    all: bool,
+}
+
+impl StreamSet {
+    fn add(&mut self, name: &str) {
+        if self.all || self.named.contains(name) {
+            return;
+        }
+        if self.named.len() >= NAMED_STREAMS {
+            self.add_all();
+        } else {
+            self.named.insert(name.to_owned());
+        }
+    }
+
+    fn add_all(&mut self) {
+        self.all = true;
+        self.named = HashSet::new();
+    }
+
+    fn merge(&mut self, other: StreamSet) {
+        if other.all {
+            self.add_all();
+        } else {
+            for name in &other.named {
+                self.add(name);
+            }
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        !self.all && self.named.is_empty()
+    }
+}
+
 /// One server's link to Redis, shared by its delivery and its background tasks.
 struct Link {
     /// Itself, weakly: for the connection's push handler, which must not keep it alive.
@@ -429,6 +482,16 @@ struct Link {
     probe_seen: AtomicU64,
     /// Pushes were dropped since the last probe tick: a resync is due.
     gap_pending: AtomicBool,
+    /// Channels of streams whose events never reached Redis from here (the publish queue was
+    /// full, a batch failed), to tell the other servers about, and whether there are any.
+    lost: Mutex<StreamSet>,
+    lost_any: AtomicBool,
+    /// When notices of lost events last went out.
+    lost_told: Mutex<Option<Instant>>,
+    /// Streams (keys) whose clients here are to be told to refetch, and whether a resync task
+    /// that will take them is on its way.
+    resync_wanted: Mutex<StreamSet>,
+    resync_scheduled: AtomicBool,
     started: AtomicBool,
     /// Whether Redis answered the last command (false until it first does).
     connected: AtomicBool,
@@ -667,10 +730,81 @@ impl Link {
         let _ = tokio::time::timeout(READY_WAIT, waited).await;
     }
 
-    /// Queues a job for the publisher; `false` (nothing queued) while Redis is known to be
-    /// away, before the tasks run, or when the queue is full.
+    /// Queues a job for the publisher; `false` (nothing queued, and the loss noted) while Redis
+    /// is known to be away, before the tasks run, or when the queue is full.
     fn enqueue_job(&self, job: Job) -> bool {
-        !self.is_down() && self.started.load(Relaxed) && self.publish_tx.try_send(job).is_ok()
+        let refused = if self.is_down() || !self.started.load(Relaxed) {
+            job
+        } else {
+            match self.publish_tx.try_send(job) {
+                Ok(()) => return true,
+                Err(e) => e.into_inner(),
+            }
+        };
+        self.lose(&refused);
+        false
+    }
+
+    /// Notes that an event of a stream never reached Redis from here: the other servers'
+    /// listeners of that stream would never hear of it, so they are told (a version-3 notice,
+    /// [`tell_lost`](Self::tell_lost)) and tell their clients to refetch.
+    fn lose(&self, job: &Job) {
+        if let Job::Append { channel, .. } = job {
+            lock(&self.lost).add(channel);
+            self.lost_any.store(true, Relaxed);
+        }
+    }
+
+    /// Publishes the notices of lost events, at most once per [`LOST_EVERY`] and not while
+    /// Redis is away (they wait for it); what could not be sent is kept for the next round.
+    async fn tell_lost(&self) {
+        if !self.lost_any.load(Relaxed) || self.is_down() {
+            return;
+        }
+        // Logged as a warning at the first round after a quiet while, not at every round of a
+        // long overload.
+        let first = {
+            let mut told = lock(&self.lost_told);
+            if told.is_some_and(|at| at.elapsed() < LOST_EVERY) {
+                return;
+            }
+            let first = told.is_none_or(|at| at.elapsed() > Duration::from_secs(10));
+            *told = Some(Instant::now());
+            first
+        };
+        let lost = {
+            let mut lost = lock(&self.lost);
+            self.lost_any.store(false, Relaxed);
+            std::mem::take(&mut *lost)
+        };
+        let mut pipe = ::redis::pipe();
+        if lost.all {
+            pipe.cmd("PUBLISH")
+                .arg(channel::ALL)
+                .arg(channel::lost(&self.node, true))
+                .ignore();
+        } else {
+            let body = channel::lost(&self.node, false);
+            for c in &lost.named {
+                pipe.cmd("PUBLISH").arg(c).arg(body.as_slice()).ignore();
+            }
+        }
+        if pipe.query_async::<()>(&mut self.manager()).await.is_err() {
+            lock(&self.lost).merge(lost);
+            self.lost_any.store(true, Relaxed);
+        } else {
+            let streams = if lost.all {
+                "all".to_owned()
+            } else {
+                lost.named.len().to_string()
+            };
+            let what = "events of streams never reached Redis from here (its publish queue was full: Redis is too slow for the event rate, or it refused them): the other servers' clients of those streams are told to refetch";
+            if first {
+                tracing::warn!(node = %self.node, streams, "{what}");
+            } else {
+                tracing::debug!(node = %self.node, streams, "{what}");
+            }
+        }
     }
 
     fn is_down(&self) -> bool {
@@ -734,15 +868,34 @@ impl Link {
     /// This server may have missed events of other servers (Redis was away, or its
     /// subscription deaf): tells the connections that speak sessions, once subscribed again.
     fn gap(&self) {
-        let (Some(link), Some(meta_ttl)) = (self.me.upgrade(), *lock(&self.history_meta_ttl))
-        else {
+        self.want_resync(None);
+    }
+
+    /// Tells the connections that speak sessions to refetch `stream` (a stream key; `None`:
+    /// every stream), once this server is subscribed again; what is asked for while a resync is
+    /// on its way goes with it.
+    fn want_resync(&self, stream: Option<&str>) {
+        let Some(meta_ttl) = *lock(&self.history_meta_ttl) else {
             return;
         };
-        let Some(hub) = lock(&self.hub).upgrade() else {
+        {
+            let mut wanted = lock(&self.resync_wanted);
+            match stream {
+                Some(key) => wanted.add(key),
+                None => wanted.add_all(),
+            }
+        }
+        if self.resync_scheduled.swap(true, AcqRel) {
+            return;
+        }
+        let (Some(link), Some(hub)) = (self.me.upgrade(), lock(&self.hub).upgrade()) else {
+            self.resync_scheduled.store(false, Release);
             return;
         };
         if tokio::runtime::Handle::try_current().is_ok() {
             tokio::spawn(resync(link, hub, meta_ttl));
+        } else {
+            self.resync_scheduled.store(false, Release);
         }
     }
 
@@ -870,6 +1023,7 @@ async fn publisher(link: Arc<Link>, hub: Weak<Hub>, mut rx: mpsc::Receiver<Job>)
             Ok(()) => {
                 link.up();
                 link.counters.published.fetch_add(n, Relaxed);
+                link.tell_lost().await;
             }
             Err(e) => {
                 link.failed(&e);
@@ -887,9 +1041,11 @@ async fn publisher(link: Arc<Link>, hub: Weak<Hub>, mut rx: mpsc::Receiver<Job>)
                     if here {
                         deliver_here(hub.as_deref(), &job);
                     }
+                    link.lose(&job);
                 }
                 while let Ok(job) = rx.try_recv() {
                     deliver_here(hub.as_deref(), &job);
+                    link.lose(&job);
                     lost += 1;
                 }
                 link.counters.dropped.fetch_add(lost, Relaxed);
@@ -921,6 +1077,12 @@ async fn resync(link: Arc<Link>, hub: Arc<Hub>, meta_ttl: Duration) {
         }
     };
     let _ = tokio::time::timeout(READY_WAIT, subscribed).await;
+    // What was asked for until now is this resync's; what is asked for after, the next one's.
+    link.resync_scheduled.store(false, Release);
+    let only = std::mem::take(&mut *lock(&link.resync_wanted));
+    if only.is_empty() {
+        return;
+    }
     // Stream -> (its wire name, the connections that read it).
     let mut streams: std::collections::HashMap<
         String,
@@ -943,6 +1105,9 @@ async fn resync(link: Arc<Link>, hub: Arc<Hub>, meta_ttl: Duration) {
             }
         }
         for (key, wire) in of {
+            if !only.all && !only.named.contains(&key) {
+                continue;
+            }
             streams
                 .entry(key)
                 .or_insert_with(|| (wire, Vec::new()))
@@ -956,7 +1121,7 @@ async fn resync(link: Arc<Link>, hub: Arc<Hub>, meta_ttl: Duration) {
     tracing::info!(
         node = %link.node,
         streams = streams.len(),
-        "events of other servers may have been missed while Redis was away: telling the clients to refetch"
+        "events of other servers may have been missed (Redis was away, or they never reached it): telling the clients to refetch"
     );
     let read = ::redis::Script::new(history::READ);
     for (key, (wire, conns)) in streams {
@@ -1061,6 +1226,18 @@ fn on_message(link: &Link, hub: &Hub, channel: &[u8], body: &[u8]) {
     let Some(target) = channel::target(channel) else {
         return;
     };
+    if let Some(everything) = channel::unwrap_lost(&link.node, body) {
+        use crate::runtime::history::StreamOf;
+        let key = match &target {
+            _ if everything => None,
+            Target::Everyone => Some(StreamOf::All.key()),
+            Target::User(id) => Some(StreamOf::User(id).key()),
+            Target::Group(name) => Some(StreamOf::Group(name).key()),
+            Target::Probe | Target::Legacy => return,
+        };
+        link.want_resync(key.as_deref());
+        return;
+    }
     if body.starts_with(&[b'E', 2]) {
         let Some((epoch, seq, frame)) = channel::unwrap_positioned(&Bytes::copy_from_slice(body))
         else {
@@ -1195,6 +1372,8 @@ async fn subscriptions(
                     deaf = 0;
                 }
                 link.reconcile().await;
+                // Notices the publisher left for later (sent at most once per LOST_EVERY).
+                link.tell_lost().await;
                 probe_sent += 1;
                 let probe = ::redis::cmd("PUBLISH")
                     .arg(channel::probe(&link.node))

@@ -44,7 +44,8 @@ pub struct Metrics {
     /// With Redis: messages received from other servers and delivered here.
     pub redis_received: u64,
     /// With Redis: events for other servers (or from them) dropped because Redis could not be
-    /// reached or kept up. Never silent: each outage is also logged.
+    /// reached or kept up. Never silent: each outage is also logged, and with sessions the
+    /// other servers' clients of a stream whose events were dropped here are told to refetch.
     pub redis_dropped: u64,
     /// With Redis: how many times it became unreachable.
     pub redis_outages: u64,
