@@ -34,7 +34,8 @@ mod presence;
 use std::collections::HashSet;
 use std::fmt;
 use std::sync::atomic::{
-    AtomicBool, AtomicU64, Ordering::AcqRel, Ordering::Relaxed, Ordering::Release,
+    AtomicBool, AtomicU64, Ordering::AcqRel, Ordering::Acquire, Ordering::Relaxed,
+    Ordering::Release,
 };
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
@@ -59,9 +60,12 @@ const BATCH: usize = 256;
 /// Streams named one by one in a set of lost or to-be-resynced streams; past it, the set stands
 /// for every stream.
 const NAMED_STREAMS: usize = 1024;
-/// At most one round of notices of lost events per this long (with more, each receiving server
-/// would resync the same streams again and again while Redis is slow).
-const LOST_EVERY: Duration = Duration::from_millis(200);
+/// At most one round of notices of lost events per this long: the first goes out as soon as
+/// Redis takes publishes again, the next ones (while Redis stays too slow) once a second, so
+/// that the other servers' clients do not refetch the same streams again and again.
+const LOST_EVERY: Duration = Duration::from_secs(1);
+/// A round of notices after this long without one is logged as a warning again.
+const LOST_QUIET: Duration = Duration::from_secs(10);
 /// How long a new connection waits at most for the subscription to its identity's channel.
 const READY_WAIT: Duration = Duration::from_secs(2);
 
@@ -164,6 +168,8 @@ impl Redis {
             lost_told: Mutex::new(None),
             resync_wanted: Mutex::new(StreamSet::default()),
             resync_scheduled: AtomicBool::new(false),
+            resync_asked: AtomicU64::new(0),
+            resync_logged: AtomicU64::new(0),
             started: AtomicBool::new(false),
             connected: AtomicBool::new(false),
             hub: Mutex::new(Weak::new()),
@@ -492,6 +498,10 @@ struct Link {
     /// that will take them is on its way.
     resync_wanted: Mutex<StreamSet>,
     resync_scheduled: AtomicBool,
+    /// How many resyncs were asked for (a request joining a waiting resync extends its wait).
+    resync_asked: AtomicU64,
+    /// When a resync was last logged at info (seconds since the epoch).
+    resync_logged: AtomicU64,
     started: AtomicBool,
     /// Whether Redis answered the last command (false until it first does).
     connected: AtomicBool,
@@ -755,6 +765,15 @@ impl Link {
         }
     }
 
+    /// When the next round of notices of lost events is due; `None` when nothing was lost, or
+    /// while Redis is away (the probe tick sends them once it is back).
+    fn lost_due(&self) -> Option<Instant> {
+        if !self.lost_any.load(Relaxed) || self.is_down() {
+            return None;
+        }
+        Some(lock(&self.lost_told).map_or_else(Instant::now, |at| at + LOST_EVERY))
+    }
+
     /// Publishes the notices of lost events, at most once per [`LOST_EVERY`] and not while
     /// Redis is away (they wait for it); what could not be sent is kept for the next round.
     async fn tell_lost(&self) {
@@ -768,7 +787,7 @@ impl Link {
             if told.is_some_and(|at| at.elapsed() < LOST_EVERY) {
                 return;
             }
-            let first = told.is_none_or(|at| at.elapsed() > Duration::from_secs(10));
+            let first = told.is_none_or(|at| at.elapsed() >= LOST_QUIET);
             *told = Some(Instant::now());
             first
         };
@@ -777,6 +796,9 @@ impl Link {
             self.lost_any.store(false, Relaxed);
             std::mem::take(&mut *lost)
         };
+        if lost.is_empty() {
+            return;
+        }
         let mut pipe = ::redis::pipe();
         if lost.all {
             pipe.cmd("PUBLISH")
@@ -789,20 +811,27 @@ impl Link {
                 pipe.cmd("PUBLISH").arg(c).arg(body.as_slice()).ignore();
             }
         }
-        if pipe.query_async::<()>(&mut self.manager()).await.is_err() {
-            lock(&self.lost).merge(lost);
-            self.lost_any.store(true, Relaxed);
-        } else {
-            let streams = if lost.all {
-                "all".to_owned()
-            } else {
-                lost.named.len().to_string()
-            };
-            let what = "events of streams never reached Redis from here (its publish queue was full: Redis is too slow for the event rate, or it refused them): the other servers' clients of those streams are told to refetch";
-            if first {
-                tracing::warn!(node = %self.node, streams, "{what}");
-            } else {
-                tracing::debug!(node = %self.node, streams, "{what}");
+        let sent = pipe.query_async::<()>(&mut self.manager()).await;
+        // The next round counts from the end of this one (which may have waited on Redis).
+        *lock(&self.lost_told) = Some(Instant::now());
+        match sent {
+            Err(e) => {
+                lock(&self.lost).merge(lost);
+                self.lost_any.store(true, Relaxed);
+                self.failed(&e);
+            }
+            Ok(()) => {
+                let streams = if lost.all {
+                    "all".to_owned()
+                } else {
+                    lost.named.len().to_string()
+                };
+                let what = "events of streams never reached Redis from here (its publish queue was full: Redis is too slow for the event rate, or it refused them): the other servers' clients of those streams are told to refetch";
+                if first {
+                    tracing::warn!(node = %self.node, streams, "{what}");
+                } else {
+                    tracing::debug!(node = %self.node, streams, "{what}");
+                }
             }
         }
     }
@@ -885,6 +914,7 @@ impl Link {
                 None => wanted.add_all(),
             }
         }
+        self.resync_asked.fetch_add(1, AcqRel);
         if self.resync_scheduled.swap(true, AcqRel) {
             return;
         }
@@ -982,6 +1012,10 @@ impl Link {
     }
 }
 
+fn far_future() -> tokio::time::Instant {
+    tokio::time::Instant::now() + Duration::from_secs(86_400)
+}
+
 /// Sends queued publishes in order, in batches of one round trip each.
 async fn publisher(link: Arc<Link>, hub: Weak<Hub>, mut rx: mpsc::Receiver<Job>) {
     let mut batch = Vec::with_capacity(BATCH);
@@ -989,10 +1023,17 @@ async fn publisher(link: Arc<Link>, hub: Weak<Hub>, mut rx: mpsc::Receiver<Job>)
     let append = ::redis::Script::new(history::APPEND);
     let mut loaded = false;
     loop {
+        let lost_due = link.lost_due();
         let received = tokio::select! {
             n = rx.recv_many(&mut batch, BATCH) => n,
             _ = ended.wait_for(|gone| *gone) => 0,
+            // Notices of lost events that waited for their round, with nothing else to send.
+            _ = tokio::time::sleep_until(lost_due.map_or_else(far_future, Into::into)), if lost_due.is_some() => usize::MAX,
         };
+        if received == usize::MAX {
+            link.tell_lost().await;
+            continue;
+        }
         if received == 0 || link.is_shut_down() {
             return;
         }
@@ -1041,6 +1082,8 @@ async fn publisher(link: Arc<Link>, hub: Weak<Hub>, mut rx: mpsc::Receiver<Job>)
                     if here {
                         deliver_here(hub.as_deref(), &job);
                     }
+                    // After a timeout the batch may have run after all: the other servers'
+                    // clients then refetch for nothing, which is better than missing it.
                     link.lose(&job);
                 }
                 while let Ok(job) = rx.try_recv() {
@@ -1059,7 +1102,7 @@ async fn publisher(link: Arc<Link>, hub: Weak<Hub>, mut rx: mpsc::Receiver<Job>)
 /// sessions, with the stream's position now, once this server is subscribed again (so what
 /// follows the position arrives live).
 async fn resync(link: Arc<Link>, hub: Arc<Hub>, meta_ttl: Duration) {
-    let subscribed = async {
+    let subscribed = || async {
         loop {
             let changed = link.confirmed_changed.notified();
             let done = {
@@ -1076,7 +1119,15 @@ async fn resync(link: Arc<Link>, hub: Arc<Hub>, meta_ttl: Duration) {
             changed.await;
         }
     };
-    let _ = tokio::time::timeout(READY_WAIT, subscribed).await;
+    // A request that joined this resync while it waited (a gap after an outage, say) gets a
+    // whole wait of its own: its subscriptions may only now be under way.
+    for _ in 0..5 {
+        let asked = link.resync_asked.load(Acquire);
+        let _ = tokio::time::timeout(READY_WAIT, subscribed()).await;
+        if link.resync_asked.load(Acquire) == asked {
+            break;
+        }
+    }
     // What was asked for until now is this resync's; what is asked for after, the next one's.
     link.resync_scheduled.store(false, Release);
     let only = std::mem::take(&mut *lock(&link.resync_wanted));
@@ -1118,11 +1169,14 @@ async fn resync(link: Arc<Link>, hub: Arc<Hub>, meta_ttl: Duration) {
     if streams.is_empty() {
         return;
     }
-    tracing::info!(
-        node = %link.node,
-        streams = streams.len(),
-        "events of other servers may have been missed (Redis was away, or they never reached it): telling the clients to refetch"
-    );
+    // One line a minute at most at info (a long overload resyncs once a second).
+    let now = history::now_ms() / 1000;
+    let what = "events of other servers may have been missed (Redis was away, or they never reached it): telling the clients to refetch";
+    if now.saturating_sub(link.resync_logged.swap(now, Relaxed)) >= 60 {
+        tracing::info!(node = %link.node, streams = streams.len(), "{what}");
+    } else {
+        tracing::debug!(node = %link.node, streams = streams.len(), "{what}");
+    }
     let read = ::redis::Script::new(history::READ);
     for (key, (wire, conns)) in streams {
         let (meta, stream) = history::keys(&key);
@@ -1372,7 +1426,7 @@ async fn subscriptions(
                     deaf = 0;
                 }
                 link.reconcile().await;
-                // Notices the publisher left for later (sent at most once per LOST_EVERY).
+                // Notices left for later (Redis was away).
                 link.tell_lost().await;
                 probe_sent += 1;
                 let probe = ::redis::cmd("PUBLISH")

@@ -115,6 +115,13 @@ impl Members {
     }
 
     fn push(&mut self, conn: &Arc<Connection>) {
+        debug_assert!(
+            match &self.places {
+                Some(places) => !places.contains_key(&conn.id()),
+                None => !self.list.iter().any(|c| c.id() == conn.id()),
+            },
+            "a connection indexed twice under one key"
+        );
         if let Some(places) = &mut self.places {
             places.insert(conn.id(), self.list.len());
         }
