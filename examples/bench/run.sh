@@ -311,6 +311,22 @@ if $REDIS && command -v redis-server >/dev/null 2>&1; then
     RPID=""
     PIDS=()
     URLS=()
+    RPORT=""
+    RURL=""
+    # start_redis: a fresh redis-server on a free loopback port (RPID, RPORT, RURL), once it
+    # listens.
+    start_redis() {
+        local rport
+        rport="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
+        redis-server --port "$rport" --bind 127.0.0.1 --save "" --appendonly no >/dev/null 2>&1 &
+        RPID=$!
+        for _ in $(seq 1 100); do
+            (exec 3<>"/dev/tcp/127.0.0.1/$rport") 2>/dev/null && break
+            sleep 0.05
+        done
+        RPORT="$rport"
+        RURL="redis://127.0.0.1:$rport"
+    }
     # start_parity [ARGS...]: one more parity; appends to PIDS and URLS.
     start_parity() {
         local out
@@ -329,23 +345,19 @@ if $REDIS && command -v redis-server >/dev/null 2>&1; then
         PIDS=()
         URLS=()
         RPID=""
+        RPORT=""
+        RURL=""
     }
     trap 'stop_server; stop_all' EXIT
     # scale_one CASE RUN SERVERS(0 = no Redis, 1, 2) [SUBSCRIBERS (default 1000)] [MODE (fanout,
     # or replay)] [PARITY ARGS...]
     scale_one() {
-        local name="$1" r="$2" n="$3" subs="${4:-1000}" mode="${5:-fanout}" rport="" extra=()
+        local name="$1" r="$2" n="$3" subs="${4:-1000}" mode="${5:-fanout}" extra=()
         shift 5 2>/dev/null || shift $#
         local parity_args=("$@")
         if [ "$n" -gt 0 ]; then
-            rport="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
-            redis-server --port "$rport" --bind 127.0.0.1 --save "" --appendonly no >/dev/null 2>&1 &
-            RPID=$!
-            for _ in $(seq 1 100); do
-                (exec 3<>"/dev/tcp/127.0.0.1/$rport") 2>/dev/null && break
-                sleep 0.05
-            done
-            extra=(--redis "redis://127.0.0.1:$rport")
+            start_redis
+            extra=(--redis "$RURL")
         fi
         start_parity "${extra[@]}" "${parity_args[@]}" || { log "parity did not start"; stop_all; return 0; }
         local args=(--server-pid "${PIDS[0]}")
@@ -364,8 +376,8 @@ if $REDIS && command -v redis-server >/dev/null 2>&1; then
         # Redis's commands while the bench runs (scripts' own commands included), for the
         # operations an event costs Redis.
         redis_calls() {
-            [ -n "$rport" ] || { echo 0; return; }
-            redis-cli -p "$rport" INFO commandstats 2>/dev/null | sed -n 's/^cmdstat_\([a-z|]*\):calls=\([0-9]*\),.*/\1 \2/p' \
+            [ -n "$RPORT" ] || { echo 0; return; }
+            redis-cli -p "$RPORT" INFO commandstats 2>/dev/null | sed -n 's/^cmdstat_\([a-z|]*\):calls=\([0-9]*\),.*/\1 \2/p' \
                 | awk '$1 != "info" { n += $2 } END { print n + 0 }'
         }
         local calls_before
@@ -426,21 +438,15 @@ print(json.dumps(r))' "$name" "$r" "$shown" >>"$RESULTS"
     # Across two servers, for ephaptic and the peers that scale out through Redis
     # (socketioxide-redis, @socket.io/redis-adapter): fan-out to 1,000 subscribers on one server
     # without Redis, then on two servers sharing a Redis, 500 + 500, the emitter on the first.
-    # pscale_one CASE RUN SERVER N(1: one server, no Redis; 2: two on Redis)
-    # pscale_one NAME RUN SERVER N [BENCH ARGS...]: one fan-out run against N servers.
+    # pscale_one CASE RUN SERVER N [BENCH ARGS...]: one fan-out run (N = 1: one server, no
+    # Redis; 2: two on one Redis).
     pscale_one() {
-        local name="$1" r="$2" server="$3" n="$4" rport="" extra=() out url
+        local name="$1" r="$2" server="$3" n="$4" extra=() out url
         shift 4
         local more=("$@")
         if [ "$n" -eq 2 ]; then
-            rport="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
-            redis-server --port "$rport" --bind 127.0.0.1 --save "" --appendonly no >/dev/null 2>&1 &
-            RPID=$!
-            for _ in $(seq 1 100); do
-                (exec 3<>"/dev/tcp/127.0.0.1/$rport") 2>/dev/null && break
-                sleep 0.05
-            done
-            extra=(--redis "redis://127.0.0.1:$rport")
+            start_redis
+            extra=(--redis "$RURL")
         fi
         server_cmd "$server" || return 0
         for _ in $(seq 1 "$n"); do
