@@ -906,3 +906,63 @@ async fn events_that_never_reached_redis_make_the_other_servers_clients_refetch(
         assert!(is_event(&f, "Tick"), "an old client got {f:?}");
     }
 }
+
+/// Issue 23's first finding, across servers: a member that left a group on one server and is
+/// let in again on another is not replayed what the group was sent after it left (its tenure
+/// is kept in Redis beside the stream), while a member that was only disconnected is.
+#[tokio::test]
+async fn a_group_resume_elsewhere_never_replays_what_was_sent_after_a_leave() {
+    use common::tab::{Tab, int, messages};
+    let redis = RedisServer::start();
+    let (a, b) = (node(&redis.url()).await, node(&redis.url()).await);
+    let (mut eve, _, _) = Tab::open(&a, "eve", vec![]).await;
+    let (mut dan, _, _) = Tab::open(&a, "dan", vec![]).await;
+    for t in [&mut eve, &mut dan] {
+        t.c.ok("enter_room", vec![v("vault")]).await;
+    }
+    let mut speaker = Client::connect(&a).await;
+    speaker.ok("room_say", vec![v("vault"), v("public")]).await;
+    for t in [&mut eve, &mut dan] {
+        let mut seen = Vec::new();
+        while seen.is_empty() {
+            seen.extend(messages(&[t.next().await]));
+        }
+        assert_eq!(seen, ["public"]);
+    }
+    eve.c.ok("leave_room", vec![v("vault")]).await;
+    let (eve_pos, dan_pos) = (eve.pos.clone(), dan.pos.clone());
+    drop((eve, dan));
+    for i in 0..20 {
+        speaker
+            .ok("room_say", vec![v("vault"), v(&format!("secret {i}"))])
+            .await;
+    }
+    // Both come back on the other server with their positions from before.
+    for (user, pos, recovered) in [("eve", eve_pos, false), ("dan", dan_pos, true)] {
+        let (mut tab, _, _) = Tab::open(&b, user, pos).await;
+        tab.c.send(&rpc(5, "enter_room", vec![v("vault")])).await;
+        let mut got = Vec::new();
+        let position = loop {
+            let f = tab.next().await;
+            got.extend(messages(std::slice::from_ref(&f)));
+            if get(&f, "type") == &v("position") {
+                break f;
+            }
+        };
+        assert_eq!(
+            get(&position, "recovered"),
+            &Value::from(recovered),
+            "{user}"
+        );
+        if recovered {
+            while got.len() < 20 {
+                got.extend(messages(&[tab.next().await]));
+            }
+            assert_eq!(got.len(), 20, "{user}");
+        } else {
+            assert_eq!(get(&position, "reason"), &v("membership"));
+            assert_eq!(get(&position, "replayed"), &int(0));
+            assert!(got.is_empty(), "{user} was replayed {got:?}");
+        }
+    }
+}

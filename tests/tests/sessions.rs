@@ -208,3 +208,126 @@ async fn an_old_client_gets_the_same_events_with_keys_it_ignores() {
     assert_eq!(keys, ["type", "name", "payload", "stream", "seq", "epoch"]);
     assert_eq!(get(kwargs(&e), "message"), &v("7"));
 }
+
+/// Issue 23's first finding: a client joined a group once (so it had a position), left it,
+/// the group got 20 messages, and a reconnect that joined again with the old position was
+/// replayed all 20. A group's history is now replayed only within the reader's tenure.
+#[tokio::test]
+async fn a_group_resume_never_replays_what_the_group_was_sent_after_a_leave() {
+    let url = start(ephaptic::Server::new()).await;
+    let (mut tab, _, _) = Tab::open(&url, "eve", vec![]).await;
+    assert_eq!(
+        tab.c.ok("enter_room", vec![v("vault")]).await,
+        Value::from(true)
+    );
+    let mut speaker = Client::connect(&url).await;
+    speaker.ok("room_say", vec![v("vault"), v("public")]).await;
+    let mut seen = Vec::new();
+    while seen.is_empty() {
+        seen.extend(messages(&[tab.next().await]));
+    }
+    assert_eq!(seen, ["public"]);
+    assert_eq!(
+        tab.c.ok("leave_room", vec![v("vault")]).await,
+        Value::from(true)
+    );
+    let pos = tab.pos.clone();
+    assert!(
+        pos.iter().any(|(s, (_, o))| s == "g:vault" && *o == 1),
+        "{pos:?}"
+    );
+    for i in 0..20 {
+        speaker
+            .ok("room_say", vec![v("vault"), v(&format!("secret {i}"))])
+            .await;
+    }
+    drop(tab);
+
+    // Back with the position from before the leave, and let in again.
+    let (mut tab, _, _) = Tab::open(&url, "eve", pos).await;
+    tab.c.send(&rpc(5, "enter_room", vec![v("vault")])).await;
+    let position = loop {
+        let f = tab.next().await;
+        assert!(
+            messages(std::slice::from_ref(&f)).is_empty(),
+            "replayed: {f:?}"
+        );
+        if get(&f, "type") == &v("position") {
+            break f;
+        }
+    };
+    assert_eq!(get(&position, "recovered"), &Value::from(false));
+    assert_eq!(get(&position, "reason"), &v("membership"));
+    assert_eq!(get(&position, "replayed"), &int(0));
+    assert_eq!(get(&position, "offset"), &int(21));
+    // What the group is sent from now on arrives, and nothing from before.
+    speaker.ok("room_say", vec![v("vault"), v("now")]).await;
+    let mut got = Vec::new();
+    while got.is_empty() {
+        got.extend(messages(&[tab.next().await]));
+    }
+    assert_eq!(got, ["now"]);
+
+    // The new tenure began at the join: a later reconnect resumes within it.
+    let pos = tab.pos.clone();
+    drop(tab);
+    speaker.ok("room_say", vec![v("vault"), v("missed")]).await;
+    let (mut tab, _, _) = Tab::open(&url, "eve", pos).await;
+    tab.c.send(&rpc(6, "enter_room", vec![v("vault")])).await;
+    let mut got = Vec::new();
+    let mut position = None;
+    while position.is_none() || got.is_empty() {
+        let f = tab.next().await;
+        match get(&f, "type").as_str() {
+            Some("event") => got.extend(messages(&[f])),
+            Some("position") => position = Some(f),
+            _ => {}
+        }
+    }
+    assert_eq!(got, ["missed"]);
+    assert_eq!(get(&position.unwrap(), "recovered"), &Value::from(true));
+}
+
+/// A position forged for a group the identity joins for the first time (no tenure yet) is not
+/// replayed either: the tenure begins at the join.
+#[tokio::test]
+async fn a_forged_group_position_is_not_replayed_to_a_first_time_member() {
+    let url = start(ephaptic::Server::new()).await;
+    let (mut insider, _, _) = Tab::open(&url, "ivan", vec![]).await;
+    insider.c.ok("enter_room", vec![v("board")]).await;
+    let mut speaker = Client::connect(&url).await;
+    for i in 0..5 {
+        speaker
+            .ok("room_say", vec![v("board"), v(&format!("minute {i}"))])
+            .await;
+    }
+    let mut seen = Vec::new();
+    while seen.len() < 5 {
+        seen.extend(messages(&[insider.next().await]));
+    }
+    // The outsider learns the epoch (from its own earlier join, or anywhere) and forges 0.
+    let epoch = insider
+        .pos
+        .iter()
+        .find(|(s, _)| s == "g:board")
+        .map(|(_, (e, _))| e.clone())
+        .unwrap();
+    let forged = vec![("g:board".to_owned(), (epoch, 0))];
+    let (mut outsider, _, _) = Tab::open(&url, "mallory", forged).await;
+    outsider
+        .c
+        .send(&rpc(7, "enter_room", vec![v("board")]))
+        .await;
+    let position = loop {
+        let f = outsider.next().await;
+        assert!(
+            messages(std::slice::from_ref(&f)).is_empty(),
+            "replayed: {f:?}"
+        );
+        if get(&f, "type") == &v("position") {
+            break f;
+        }
+    };
+    assert_eq!(get(&position, "recovered"), &Value::from(false));
+    assert_eq!(get(&position, "reason"), &v("membership"));
+}

@@ -10,7 +10,8 @@
 
 use bytes::Bytes;
 
-use crate::runtime::history::{Kept, Read, Retention, decide};
+use crate::identity::Identity;
+use crate::runtime::history::{Kept, Read, Retention, StreamOf, Tenure, decide};
 use crate::session::Asked;
 
 /// Numbers, keeps and publishes one event. KEYS: meta, stream. ARGV: a new epoch (used when
@@ -36,9 +37,12 @@ return top
 /// Reads a stream for a resume. KEYS: meta, stream. ARGV: the first offset wanted, how many
 /// at most (the most replayed, plus one), a new epoch (for a stream without one: it gets it now,
 /// so the position the client is given holds), meta ttl (s), the epoch the client asked for
-/// ("" for none). Returns `{epoch, top, entries}`; the entries only when they could be a
-/// recovery (same epoch, not ahead of the stream, no more than the most replayed), so a client
-/// cannot make Redis read a long range for nothing.
+/// ("" for none), and the reader's tenure field in the meta hash (`t:<identity key>` for a group
+/// stream's identified reader, `-` for an anonymous one, "" for other streams). Returns
+/// `{epoch, top, entries, since}`: the entries only when they could be a recovery (same epoch,
+/// not ahead of the stream, no more than the most replayed, within the reader's tenure), so a
+/// client cannot make Redis read a long range for nothing; `since` is where the reader's tenure
+/// began (-1: none, -2: not a group stream). A reader without a tenure starts one at `top`.
 pub(crate) const READ: &str = r"
 local epoch = redis.call('HGET', KEYS[1], 'e')
 if not epoch then
@@ -48,12 +52,36 @@ if not epoch then
 end
 local top = tonumber(redis.call('HGET', KEYS[1], 's') or '0')
 local from = tonumber(ARGV[1])
+local since = -2
+if ARGV[6] == '-' then
+  since = -1
+elseif ARGV[6] ~= '' then
+  local t = redis.call('HGET', KEYS[1], ARGV[6])
+  if t then
+    since = tonumber(t)
+  else
+    since = -1
+    redis.call('HSET', KEYS[1], ARGV[6], top)
+  end
+end
 if ARGV[5] ~= epoch or from > top + 1 or top - from + 1 >= tonumber(ARGV[2]) then
-  return {epoch, top, {}}
+  return {epoch, top, {}, since}
+end
+if since == -1 or since > from - 1 then
+  return {epoch, top, {}, since}
 end
 local entries = redis.call('XRANGE', KEYS[2], ARGV[1] .. '-1', '+', 'COUNT', ARGV[2])
-return {epoch, top, entries}
+return {epoch, top, entries, since}
 ";
+
+/// The reader's field for [`READ`]'s last argument.
+pub(crate) fn tenure_field(stream: &StreamOf<'_>, reader: Option<&Identity>) -> String {
+    match (stream, reader) {
+        (StreamOf::Group(_), Some(id)) => format!("t:{}", id.key()),
+        (StreamOf::Group(_), None) => "-".to_owned(),
+        _ => String::new(),
+    }
+}
 
 /// The keys of a stream: its hash and its Redis stream.
 pub(crate) fn keys(stream: &str) -> (String, String) {
@@ -83,6 +111,11 @@ pub(crate) fn read_reply(
     };
     let Some(Value::Array(entries)) = parts.get(2) else {
         return None;
+    };
+    let tenure = match parts.get(3) {
+        Some(Value::Int(-2)) => Tenure::Unscoped,
+        Some(Value::Int(since)) if *since >= 0 => Tenure::Since(*since as u64),
+        _ => Tenure::None,
     };
     let now = now_ms();
     let mut kept = Vec::with_capacity(entries.len());
@@ -117,7 +150,7 @@ pub(crate) fn read_reply(
             latest: (!name.is_empty()).then_some(name.as_str()),
         })
         .collect();
-    Some(decide(asked, &epoch, top, &after, retention))
+    Some(decide(asked, &epoch, top, tenure, &after, retention))
 }
 
 /// The epoch and top of what [`READ`] returned.

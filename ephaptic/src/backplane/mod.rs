@@ -47,6 +47,7 @@ use tokio::sync::{Notify, mpsc};
 
 use self::channel::Target;
 use crate::handler::Audience;
+use crate::identity::Identity;
 use crate::runtime::delivery::{Backplane, Delivery, DeliveryStats, Local, Outgoing};
 use crate::runtime::ratelimit::Remote;
 use crate::session::{Hub, Interest, Topic};
@@ -308,10 +309,34 @@ impl Delivery for RedisDelivery {
         self.history.is_some()
     }
 
+    fn left(&self, group: &str, member: &Identity) {
+        if self.history.is_none() {
+            return;
+        }
+        use crate::runtime::history::StreamOf;
+        let stream = StreamOf::Group(group);
+        let (meta, _) = history::keys(&stream.key());
+        let field = history::tenure_field(&stream, Some(member));
+        let link = self.link.clone();
+        // In the background: a leave is not awaited by the handler that makes it. A join that
+        // overtakes it only keeps the tenure the leave ends, for the events of that instant.
+        tokio::spawn(async move {
+            let done = ::redis::cmd("HDEL")
+                .arg(meta)
+                .arg(field)
+                .query_async::<()>(&mut link.manager())
+                .await;
+            if let Err(e) = done {
+                link.failed(&e);
+            }
+        });
+    }
+
     fn read<'a>(
         &'a self,
         stream: crate::runtime::history::StreamOf<'a>,
         asked: Option<&'a crate::session::Asked>,
+        reader: Option<&'a Identity>,
     ) -> crate::runtime::delivery::Reading<'a> {
         Box::pin(async move {
             let Some(retentions) = &self.history else {
@@ -332,6 +357,7 @@ impl Delivery for RedisDelivery {
                 .arg(crate::runtime::history::new_epoch())
                 .arg(retentions.meta_ttl.as_secs().max(1))
                 .arg(asked.map_or("", |a| a.epoch.as_str()))
+                .arg(history::tenure_field(&stream, reader))
                 .invoke_async::<::redis::Value>(&mut self.link.manager())
                 .await;
             match reply {
@@ -1188,6 +1214,7 @@ async fn resync(link: Arc<Link>, hub: Arc<Hub>, meta_ttl: Duration) {
             .arg(crate::runtime::history::new_epoch())
             .arg(meta_ttl.as_secs().max(1))
             .arg("")
+            .arg("")
             .invoke_async::<::redis::Value>(&mut link.manager())
             .await;
         let Some((epoch, top)) = reply.ok().as_ref().and_then(history::position_of) else {
@@ -1220,6 +1247,7 @@ fn deliver_here(hub: Option<&Hub>, job: &Job) {
 
 /// One round trip for a batch of jobs.
 fn pipeline(link: &Link, batch: &[Job], append: &::redis::Script) -> ::redis::Pipeline {
+    let meta_ttl = lock(&link.history_meta_ttl).map_or(3600, |t| t.as_secs().max(1));
     let mut pipe = ::redis::pipe();
     let head = channel::positioned_head(&link.node);
     let now = history::now_ms();
@@ -1246,7 +1274,9 @@ fn pipeline(link: &Link, batch: &[Job], append: &::redis::Script) -> ::redis::Pi
                     .arg(crate::runtime::history::new_epoch())
                     .arg(retention.size)
                     .arg(retention.ttl.as_secs().max(1))
-                    .arg(7 * 24 * 3600)
+                    // A stream's position (and its members' tenures) lives on the same clock as
+                    // in memory: `meta_ttl` after its last event.
+                    .arg(meta_ttl)
                     .arg(channel)
                     .arg(head.as_slice())
                     .arg(&frame[..])

@@ -78,11 +78,24 @@ pub(crate) trait Delivery: Send + Sync + fmt::Debug {
         false
     }
 
-    /// Reads `stream` for a resume from `asked` (its position only, without): what to replay,
-    /// or why not. Only called when [`keeps_history`](Self::keeps_history).
-    fn read<'a>(&'a self, stream: StreamOf<'a>, asked: Option<&'a Asked>) -> Reading<'a> {
-        let _ = (stream, asked);
+    /// Reads `stream` for `reader`'s resume from `asked` (its position only, without): what to
+    /// replay, or why not. A group stream's read is the reader's join: it starts the reader's
+    /// tenure there (see [`Tenure`](super::history::Tenure)). Only called when
+    /// [`keeps_history`](Self::keeps_history).
+    fn read<'a>(
+        &'a self,
+        stream: StreamOf<'a>,
+        asked: Option<&'a Asked>,
+        reader: Option<&'a Identity>,
+    ) -> Reading<'a> {
+        let _ = (stream, asked, reader);
         Box::pin(async { unreachable!("read on a delivery without history") })
+    }
+
+    /// `member` left `group` on purpose: its tenure there ends, so a later join cannot be
+    /// replayed what the group was sent meanwhile.
+    fn left(&self, group: &str, member: &Identity) {
+        let _ = (group, member);
     }
 }
 
@@ -207,9 +220,20 @@ impl Delivery for Local {
         self.history.is_some()
     }
 
-    fn read<'a>(&'a self, stream: StreamOf<'a>, asked: Option<&'a Asked>) -> Reading<'a> {
+    fn left(&self, group: &str, member: &Identity) {
+        if let Some(history) = &self.history {
+            history.leave(group, member);
+        }
+    }
+
+    fn read<'a>(
+        &'a self,
+        stream: StreamOf<'a>,
+        asked: Option<&'a Asked>,
+        reader: Option<&'a Identity>,
+    ) -> Reading<'a> {
         let read = match &self.history {
-            Some(h) => h.read(&stream, asked),
+            Some(h) => h.read_as(&stream, asked, reader),
             None => unreachable!("read on a delivery without history"),
         };
         Box::pin(async move { read })

@@ -197,6 +197,8 @@ pub(crate) enum Lost {
     Expired,
     /// The history could not be read (Redis away, a subscription not confirmed).
     Unavailable,
+    /// A group's events from outside the reader's tenure (see [`Tenure`]): never replayed.
+    Membership,
 }
 
 impl Lost {
@@ -206,6 +208,7 @@ impl Lost {
             Lost::Trimmed => "trimmed",
             Lost::Expired => "expired",
             Lost::Unavailable => "unavailable",
+            Lost::Membership => "membership",
         }
     }
 }
@@ -234,13 +237,50 @@ impl Read {
     }
 }
 
-/// Decides a resume from `asked` given a stream's epoch and top and the kept events after the
-/// asked offset (in order; at most `retention.max_replay + 1` of them suffice): recovered only
-/// when every event after it is there, young enough, and no more than the replay limit.
+/// Which of a stream's events a reader may be replayed (docs/PROTOCOL.md 5.6).
+///
+/// A group's history is scoped to membership: membership is checked when a connection joins,
+/// so a replay must not reach back before the reader was a member. The history remembers, per
+/// group stream and identity, the offset at which the identity's *tenure* began: its first
+/// join since it last left the group on purpose ([`Caller::leave`](crate::Caller::leave)).
+/// Being disconnected does not end a tenure (that is what a resume is for); a leave does, and
+/// the next join starts a new one at the stream's top. Anonymous connections have no tenure:
+/// nothing ties a reconnect to the connection before it, so their group resumes are never
+/// recovered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Tenure {
+    /// Identity and broadcast streams: every event is the reader's.
+    Unscoped,
+    /// A group stream whose reader's tenure began at this offset.
+    Since(u64),
+    /// A group stream the reader has no tenure in (anonymous, or never joined since it left).
+    None,
+}
+
+impl Tenure {
+    /// Whether a replay from after `offset` stays within the tenure.
+    fn covers(self, offset: u64) -> bool {
+        match self {
+            Tenure::Unscoped => true,
+            Tenure::Since(since) => since <= offset,
+            Tenure::None => false,
+        }
+    }
+}
+
+/// The most identities one group stream remembers a tenure of (in memory); past it, a new
+/// member's group resume is not recovered (it refetches), which costs correctness nothing.
+pub(crate) const MAX_TENURES: usize = 10_000;
+
+/// Decides a resume from `asked` given a stream's epoch and top, the reader's tenure and the
+/// kept events after the asked offset (in order; at most `retention.max_replay + 1` of them
+/// suffice): recovered only when every event after it is there, young enough, within the
+/// reader's tenure, and no more than the replay limit.
 pub(crate) fn decide(
     asked: Option<&Asked>,
     epoch: &str,
     top: u64,
+    tenure: Tenure,
     after: &[Kept<'_>],
     retention: &Retention,
 ) -> Read {
@@ -259,6 +299,9 @@ pub(crate) fn decide(
     let missed = top - asked.offset;
     if missed == 0 {
         return read(Ok(Vec::new()));
+    }
+    if !tenure.covers(asked.offset) {
+        return read(Err(Lost::Membership));
     }
     if missed > retention.max_replay as u64
         || after.first().map(|k| k.seq) != Some(asked.offset + 1)
@@ -302,6 +345,8 @@ struct Stream {
     kind: StreamKind,
     entries: VecDeque<Entry>,
     last_append: Instant,
+    /// Group streams: where each identity's tenure began (see [`Tenure`]).
+    tenures: HashMap<Box<str>, u64>,
 }
 
 #[derive(Debug)]
@@ -351,6 +396,7 @@ impl Memory {
             kind: of.kind(),
             entries: VecDeque::new(),
             last_append: Instant::now(),
+            tenures: HashMap::new(),
         }));
         streams.insert(key, s.clone());
         s
@@ -455,12 +501,42 @@ impl Memory {
     }
 
     /// Reads a stream for a resume from `asked` (or, without it, its position only).
+    #[cfg(test)]
     pub fn read(&self, of: &StreamOf<'_>, asked: Option<&Asked>) -> Read {
+        self.read_as(of, asked, None)
+    }
+
+    /// Reads a stream for `reader`'s resume from `asked` (or, without it, its position only).
+    /// A group stream's read is the reader's join: it starts the reader's tenure unless one
+    /// is going on (see [`Tenure`]).
+    pub fn read_as(
+        &self,
+        of: &StreamOf<'_>,
+        asked: Option<&Asked>,
+        reader: Option<&Identity>,
+    ) -> Read {
         let stream = self.stream(of);
         let retention = self.retention.of(of.kind());
         let now = Instant::now();
         self.sweep_now_and_then(now);
-        let s = lock(&stream);
+        let mut s = lock(&stream);
+        let tenure = match (of, reader) {
+            (StreamOf::Group(_), None) => Tenure::None,
+            (StreamOf::Group(_), Some(id)) => {
+                let top = s.top;
+                let key = id.key();
+                let since = match s.tenures.get(key.as_str()) {
+                    Some(since) => Some(*since),
+                    None if s.tenures.len() < MAX_TENURES => {
+                        s.tenures.insert(key.into(), top);
+                        None
+                    }
+                    None => None,
+                };
+                since.map_or(Tenure::None, Tenure::Since)
+            }
+            _ => Tenure::Unscoped,
+        };
         let from = asked.map_or(s.top, |a| a.offset);
         let after: Vec<Kept<'_>> = s
             .entries
@@ -475,7 +551,16 @@ impl Memory {
             })
             .collect();
         debug_assert!(s.kind == of.kind());
-        decide(asked, &s.epoch, s.top, &after, retention)
+        decide(asked, &s.epoch, s.top, tenure, &after, retention)
+    }
+
+    /// Ends `member`'s tenure in `group` (it left on purpose): a later join starts afresh.
+    pub fn leave(&self, group: &str, member: &Identity) {
+        let key = group_stream(group);
+        let stream = lock(&self.streams).get(&key).cloned();
+        if let Some(stream) = stream {
+            lock(&stream).tenures.remove(member.key().as_str());
+        }
     }
 
     /// Bytes held.
@@ -640,6 +725,9 @@ mod tests {
     #[test]
     fn memory_is_bounded_across_streams() {
         let h = history(1000, 10 * (100 + OVERHEAD + RECORD));
+        let member = Identity::Str("m".into());
+        let room0 = StreamOf::Group("room0");
+        let epoch = h.read_as(&room0, None, Some(&member)).epoch;
         for i in 0..100 {
             let g = format!("room{i}");
             h.append(
@@ -654,13 +742,54 @@ mod tests {
             "{} bytes",
             h.bytes()
         );
-        let first = h.read(
-            &StreamOf::Group("room0"),
-            Some(&Asked {
-                epoch: h.read(&StreamOf::Group("room0"), None).epoch,
-                offset: 0,
-            }),
-        );
+        let first = h.read_as(&room0, Some(&Asked { epoch, offset: 0 }), Some(&member));
         assert_eq!(first.outcome.unwrap_err(), Lost::Trimmed);
+    }
+
+    #[test]
+    fn a_group_replays_only_within_the_readers_tenure() {
+        let h = history(100, 1 << 20);
+        let room = StreamOf::Group("room");
+        let (ann, bob) = (Identity::Str("ann".into()), Identity::Str("bob".into()));
+        let say = |n| h.append(&room, &frame(n), None, |seq, e| (seq, e.to_owned()));
+        let (_, epoch) = say(1);
+        let at = |offset| Asked {
+            epoch: epoch.clone(),
+            offset,
+        };
+        // ann joins at 1: her tenure begins there.
+        assert!(h.read_as(&room, None, Some(&ann)).outcome.is_ok());
+        for n in 2..=4 {
+            say(n);
+        }
+        // Away and back (not a leave): what she missed since 1 is hers.
+        let replay = h.read_as(&room, Some(&at(2)), Some(&ann)).outcome.unwrap();
+        assert_eq!(replay.iter().map(|(s, _)| *s).collect::<Vec<_>>(), [3, 4]);
+        // Not from before her tenure, whatever position she names.
+        let before = h.read_as(&room, Some(&at(0)), Some(&ann));
+        assert_eq!(before.outcome.unwrap_err(), Lost::Membership);
+        // bob never joined: a forged position reads nothing; nor does an anonymous reader.
+        let forged = h.read_as(&room, Some(&at(1)), Some(&bob));
+        assert_eq!(forged.outcome.unwrap_err(), Lost::Membership);
+        let anonymous = h.read_as(&room, Some(&at(1)), None);
+        assert_eq!(anonymous.outcome.unwrap_err(), Lost::Membership);
+        // ann leaves at 4; the group goes on; her next join starts a new tenure at 6.
+        h.leave("room", &ann);
+        say(5);
+        say(6);
+        let back = h.read_as(&room, Some(&at(4)), Some(&ann));
+        assert_eq!(back.outcome.unwrap_err(), Lost::Membership);
+        assert_eq!(back.top, 6);
+        say(7);
+        let replay = h.read_as(&room, Some(&at(6)), Some(&ann)).outcome.unwrap();
+        assert_eq!(replay.iter().map(|(s, _)| *s).collect::<Vec<_>>(), [7]);
+        // A position at the top replays nothing and needs no tenure; other streams need none.
+        assert!(h.read_as(&room, Some(&at(7)), None).outcome.is_ok());
+        let (_, b) = append(&h, 1);
+        let all = Asked {
+            epoch: b,
+            offset: 0,
+        };
+        assert!(h.read_as(&StreamOf::All, Some(&all), None).outcome.is_ok());
     }
 }

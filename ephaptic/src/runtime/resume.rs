@@ -124,7 +124,10 @@ async fn resume(state: &State, conn: &Connection, of: StreamOf<'_>, wire: &str) 
         None => true,
     };
     let read = if subscribed {
-        state.delivery.read(of, asked.as_ref()).await
+        state
+            .delivery
+            .read(of, asked.as_ref(), conn.identity())
+            .await
     } else {
         Read::unavailable(asked.as_ref())
     };
@@ -171,6 +174,12 @@ pub(crate) struct Resumer(pub Weak<State>);
 impl Joined for Resumer {
     fn active(&self) -> bool {
         self.0.upgrade().is_some_and(|s| s.delivery.keeps_history())
+    }
+
+    fn left(&self, conn: &Arc<Connection>, group: &str) {
+        if let (Some(state), Some(identity)) = (self.0.upgrade(), conn.identity()) {
+            state.delivery.left(group, identity);
+        }
     }
 
     fn joined(&self, conn: &Arc<Connection>, group: &str) {

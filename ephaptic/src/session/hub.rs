@@ -42,6 +42,8 @@ pub(crate) trait Joined: Send + Sync + fmt::Debug {
     fn active(&self) -> bool;
     /// `conn` joined `group`; the group's live events for it are held until it releases them.
     fn joined(&self, conn: &Arc<Connection>, group: &str);
+    /// `conn` left `group` on purpose (not by closing): its identity's tenure there ends.
+    fn left(&self, conn: &Arc<Connection>, group: &str);
 }
 
 /// What [`Interest::ready`] returns.
@@ -258,8 +260,17 @@ impl Hub {
         self.interest.as_ref()?.ready(topic)
     }
 
-    /// Removes `conn` from `group`; `false` when it was not a member.
+    /// Removes `conn` from `group` on purpose; `false` when it was not a member.
     pub fn leave(&self, conn: &Arc<Connection>, group: &str) -> bool {
+        let left = self.unjoin(conn, group);
+        if left && let Some(follow) = self.joined.get() {
+            follow.left(conn, group);
+        }
+        left
+    }
+
+    /// Takes `conn` out of `group`'s index (a leave, or its close).
+    fn unjoin(&self, conn: &Arc<Connection>, group: &str) -> bool {
         conn.remove_group(group, || {
             let mut groups = write(&self.groups);
             if unindex(&mut groups, group, conn.id()) {
@@ -282,7 +293,7 @@ impl Hub {
             }
         }
         for group in conn.groups() {
-            self.leave(conn, &group);
+            self.unjoin(conn, &group);
         }
     }
 

@@ -240,6 +240,12 @@ async fn enter_room(caller: Caller, room: String) -> bool {
     caller.join_ready(&room).await
 }
 
+/// Takes the caller out of group `room`; `true` when it was a member.
+#[expose]
+async fn leave_room(caller: Caller, room: String) -> bool {
+    caller.leave(&room)
+}
+
 /// Emits `Notice {message, level: 4}` to every member of group `room`; returns how many
 /// connections it reached on this server.
 #[expose]
