@@ -31,7 +31,18 @@ pub enum Identity {
     Uuid(Uuid),
 }
 
+/// The longest identity a connection may have, in bytes of its key: an identity is kept per
+/// connection, indexed, and (with Redis) names channels and rate-limit keys, so a loader that
+/// passes a client's token through must not let that client choose its size.
+pub(crate) const MAX_IDENTITY: usize = 1024;
+
 impl Identity {
+    /// Longer than any connection's identity may be ([`MAX_IDENTITY`]): nobody holds it, so
+    /// `to(..)` such a target reaches no one and keeps nothing.
+    pub(crate) fn too_long(&self) -> bool {
+        self.as_str().is_some_and(|s| s.len() > MAX_IDENTITY)
+    }
+
     /// The key that names this identity across servers (`s:alice`, `i:7`, `b:1`, `u:<uuid>`),
     /// as docs/PROTOCOL.md section 6 specifies.
     pub fn key(&self) -> String {

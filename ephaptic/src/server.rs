@@ -179,6 +179,30 @@ impl Server {
         self
     }
 
+    /// The longest group name application code may join, emit to or track presence in, in
+    /// bytes (default 200, at most 254: a group's stream is `g:<group>`, and a client names
+    /// streams of at most 256 bytes when it resumes). Group names often come from clients
+    /// (`room:{id}`), and each is kept while the group has members or history, here and in
+    /// Redis: a longer name is refused (`Caller::try_join` answers `INVALID_NAME`, `join`
+    /// returns `false`, an emit to it reaches no one), with a log line.
+    ///
+    /// ```
+    /// let server = ephaptic::Server::new().max_group_name_len(64);
+    /// ```
+    pub fn max_group_name_len(mut self, bytes: usize) -> Self {
+        self.config.names.max_group_len = bytes.clamp(1, crate::session::names::MAX_GROUP_NAME);
+        self
+    }
+
+    /// The most groups one connection may be in at once (default 1024; its presence watches
+    /// are counted apart, at most 256). A join beyond it is refused (`Caller::try_join`
+    /// answers `TOO_MANY_GROUPS` with `{"limit": n}`), so what one connection costs to hold
+    /// and to close stays bounded.
+    pub fn max_groups_per_connection(mut self, groups: usize) -> Self {
+        self.config.names.max_groups = groups.max(1);
+        self
+    }
+
     /// How many bytes the server may buffer across all connections (default 512 MiB), beyond
     /// the first 64 KiB of each: events and replies waiting for clients, and messages read from
     /// clients that are not whole yet. When it is spent, the connection that asks for more is

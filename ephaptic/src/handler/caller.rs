@@ -5,10 +5,11 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use super::event::{Event, encode};
+use crate::error::Error;
 use crate::handshake::Handshake;
 use crate::identity::Identity;
 use crate::runtime::Emit;
-use crate::session::{Connection, Hub};
+use crate::session::{Connection, Hub, Refused};
 
 /// Who is calling. Add a parameter of this type to an exposed function to get it; it is filled
 /// in by the server, never sent by the client, and may stand anywhere in the parameter list.
@@ -95,9 +96,38 @@ impl Caller {
     /// Adds this connection to a group (a room), so `ephaptic::group(name).emit(..)` and
     /// channels with `Audience::group(name)` reach it. Membership ends when the connection
     /// closes. Authorise before joining: a group is only as private as the code that joins it.
-    /// Returns `false` when it was already a member.
+    /// Returns `false` when it was already a member, or when the join was refused (see
+    /// [`try_join`](Self::try_join), which says why; a refusal is logged here).
     pub fn join(&self, group: &str) -> bool {
-        self.hub.join(&self.conn, group)
+        self.try_join(group).unwrap_or_else(|e| {
+            refused(self, group, &e);
+            false
+        })
+    }
+
+    /// [`join`](Self::join), or why not: a name starting with `__ephaptic.` (the server's
+    /// own groups, such as a group's presence watchers), a name longer than
+    /// [`Server::max_group_name_len`](crate::Server::max_group_name_len), or a connection
+    /// already in [`Server::max_groups_per_connection`](crate::Server::max_groups_per_connection)
+    /// groups. The error (`INVALID_NAME` or `TOO_MANY_GROUPS`) can be returned to the client
+    /// as it is. `Ok(false)` when it was already a member.
+    ///
+    /// ```
+    /// # use ephaptic::Caller;
+    /// #[ephaptic::expose]
+    /// async fn enter(caller: Caller, room: String) -> ephaptic::Result<bool> {
+    ///     // A client-chosen name: too long a one is answered INVALID_NAME.
+    ///     caller.try_join(&format!("room:{room}"))
+    /// }
+    /// ```
+    pub fn try_join(&self, group: &str) -> Result<bool, Error> {
+        self.hub.join_checked(&self.conn, group).map_err(|e| {
+            let error = Error::new(e.code(), e.to_string());
+            match e {
+                Refused::TooMany { max } => error.with_data(&Limit { limit: max }),
+                _ => error,
+            }
+        })
     }
 
     /// [`join`](Self::join), then waits until events sent to the group from other servers
@@ -122,14 +152,40 @@ impl Caller {
         joined
     }
 
-    /// Removes this connection from a group; `false` when it was not a member.
+    /// Removes this connection from a group; `false` when it was not a member. A leave ends
+    /// the identity's tenure in the group: when it joins again, it is not replayed what the
+    /// group was sent in between (docs/PROTOCOL.md 5.6). The server's own groups
+    /// (`__ephaptic.`) cannot be left from here.
     pub fn leave(&self, group: &str) -> bool {
+        if self.hub.rules().group(group) == Err(Refused::Reserved) {
+            return false;
+        }
         self.hub.leave(&self.conn, group)
     }
 
     /// The groups this connection has joined.
     pub fn groups(&self) -> Vec<String> {
         self.conn.groups().iter().map(|g| g.to_string()).collect()
+    }
+}
+
+/// The `data` of a `TOO_MANY_GROUPS` error.
+#[derive(serde::Serialize)]
+struct Limit {
+    limit: usize,
+}
+
+/// Logs a join refused by [`Caller::join`] (at most a few lines a minute: names come from
+/// clients).
+fn refused(caller: &Caller, group: &str, e: &Error) {
+    static LOGGED: crate::session::names::Every = crate::session::names::Every::new();
+    if LOGGED.ready() {
+        tracing::warn!(
+            connection = caller.connection_id(),
+            group = %crate::session::names::for_log(group),
+            "a join was refused: {} (Caller::try_join returns this as an error)",
+            e.message()
+        );
     }
 }
 

@@ -10,6 +10,8 @@ use serde::Serialize;
 use super::delivery::{Keep, Outgoing};
 use super::scope::current;
 use crate::handler::{Audience, Event, Recover, encode};
+use crate::session::NameRules;
+use crate::session::names::{Every, RESERVED, for_log};
 
 /// Every connected client, for the free [`emit`], whose future must not borrow a temporary.
 static EVERYONE: Audience = Audience::Everyone;
@@ -81,8 +83,23 @@ impl Audience {
         let Some(frame) = frame else {
             return 0;
         };
+        let checked;
+        let audience = match checked_audience(self, name, state.hub.rules()) {
+            Ok(None) => self,
+            Ok(Some(fewer)) => {
+                checked = fewer;
+                &checked
+            }
+            Err(why) => {
+                static LOGGED: Every = Every::new();
+                if LOGGED.ready() {
+                    tracing::warn!(event = %for_log(name), "an event was not sent: {why}");
+                }
+                return 0;
+            }
+        };
         let reached = state.delivery.deliver(Outgoing {
-            audience: self,
+            audience,
             name,
             frame,
             keep,
@@ -91,6 +108,32 @@ impl Audience {
         // clients and get them treated as slow.
         tokio::task::yield_now().await;
         reached
+    }
+}
+
+/// Checks an audience and event name that application code chose (often from a client's
+/// input): no `__ephaptic.` name (the runtime's own: presence diffs and their watchers), no
+/// group name past the bound, and no identity longer than any connection's can be (it would
+/// reach no one, but keep a stream). `Ok(Some(..))`: the audience without such identities.
+fn checked_audience(
+    audience: &Audience,
+    name: &str,
+    rules: &NameRules,
+) -> Result<Option<Audience>, String> {
+    if name.starts_with(RESERVED) {
+        return Err(format!(
+            "event names starting with \"{RESERVED}\" are the server's own; rename the event"
+        ));
+    }
+    match audience {
+        Audience::Group(group) => rules
+            .group(group)
+            .map(|()| None)
+            .map_err(|why| format!("to group \"{}\": {why}", for_log(group))),
+        Audience::Users(ids) if ids.iter().any(|id| id.too_long()) => Ok(Some(Audience::Users(
+            ids.iter().filter(|id| !id.too_long()).cloned().collect(),
+        ))),
+        _ => Ok(None),
     }
 }
 

@@ -18,16 +18,13 @@ use crate::handler::Caller;
 use crate::handshake::Handshake;
 use crate::session::{CloseSignal, Connection, Outbox, Receiver, Topic, outbound};
 
-/// The longest identity a connection may have, in bytes of its key: an identity is kept per
-/// connection, indexed, and (with Redis) names channels and rate-limit keys, so a loader that
-/// passes a client's token through must not let that client choose its size.
-pub(crate) const MAX_IDENTITY: usize = 1024;
+use crate::identity::MAX_IDENTITY;
 
 /// Close code "policy violation" (RFC 6455).
 const CLOSE_POLICY: u16 = 1008;
 
 fn identity_too_long(identity: &crate::identity::Identity) -> bool {
-    identity.as_str().is_some_and(|s| s.len() > MAX_IDENTITY)
+    identity.too_long()
 }
 
 /// A connection task that has not finished yet; see [`Session::live`].

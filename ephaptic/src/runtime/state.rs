@@ -13,7 +13,7 @@ use super::presence::Tracker;
 use super::ratelimit::Limiter;
 use crate::handler::{BoxFuture, Caller, DynLoader};
 use crate::registry::{FunctionIndex, Registry};
-use crate::session::{Hub, MemoryBudget, Policy, SlowClient};
+use crate::session::{Hub, MemoryBudget, NameRules, Policy, SlowClient};
 
 /// A connection hook (`Server::on_connect` / `on_disconnect`), type-erased.
 pub(crate) type Hook = Arc<dyn Fn(Caller) -> BoxFuture<()> + Send + Sync>;
@@ -60,6 +60,8 @@ pub(crate) struct Config {
     /// Whether events get positions and a history, so clients resume (docs/PROTOCOL.md 5.6).
     pub resume: bool,
     pub retention: Retentions,
+    /// Bounds on group names and on the groups one connection may be in.
+    pub names: NameRules,
 }
 
 impl Default for Config {
@@ -85,6 +87,7 @@ impl Default for Config {
             keep_handshake: false,
             resume: true,
             retention: Retentions::default(),
+            names: NameRules::default(),
         }
     }
 }
@@ -151,7 +154,9 @@ impl State {
             Some((store, node)) => Tracker::new(store, node, presence),
             None => Tracker::memory(presence),
         };
-        let hub = Arc::new(Hub::new(backplane.as_ref().and_then(|b| b.interest())));
+        let hub = Arc::new(
+            Hub::new(backplane.as_ref().and_then(|b| b.interest())).with_rules(config.names),
+        );
         let limiter = match backplane.as_ref().and_then(|b| b.limiter()) {
             Some(remote) => Limiter::shared(remote),
             None => Limiter::default(),

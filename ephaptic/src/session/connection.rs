@@ -3,7 +3,7 @@
 //! state and calls nothing above it. The runtime decides what its frames mean; the hub indexes
 //! it; the transport's task drains its queue.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
@@ -12,12 +12,21 @@ use bytes::Bytes;
 use tokio::task::AbortHandle;
 
 use super::gate::{Gate, Stamp, Verdict};
+use super::names::{RESERVED, Refused};
 use super::outbound::{CloseSignal, Outbound, Outbox};
 use crate::handshake::Handshake;
 use crate::identity::Identity;
 
 /// Unusable frames logged per connection; the rest are counted and summed up at its close.
 pub(crate) const BAD_FRAMES_LOGGED: usize = 3;
+
+/// A connection's groups: a set, so that a join and a leave cost O(1) however many it holds
+/// (a list made 100,000 joins cost 21 s of CPU), and how many are the runtime's own.
+#[derive(Debug, Default)]
+struct Groups {
+    set: HashSet<Arc<str>>,
+    own: usize,
+}
 
 pub(crate) struct Connection {
     id: u64,
@@ -27,7 +36,7 @@ pub(crate) struct Connection {
     handshake: Option<Handshake>,
     out: Outbound,
     /// Groups (rooms) this connection has joined; the hub keeps the index the other way.
-    groups: Mutex<Vec<Arc<str>>>,
+    groups: Mutex<Groups>,
     /// Calls in flight, by the encoded id the client chose, so `cancel` and disconnect can
     /// stop them. A client may reuse an id while a call with it runs: all of them are kept, and
     /// `cancel` stops all of them (never a call that nothing can stop). The sequence number
@@ -87,7 +96,7 @@ impl Connection {
             identity: OnceLock::new(),
             handshake,
             out,
-            groups: Mutex::new(Vec::new()),
+            groups: Mutex::new(Groups::default()),
             calls: Mutex::new(HashMap::new()),
             running: AtomicUsize::new(0),
             bad_frames: AtomicUsize::new(0),
@@ -269,32 +278,52 @@ impl Connection {
     }
 
     /// Records membership of `group` and runs `index` (the hub's side) under the same lock,
-    /// so a concurrent close sees both or neither. `false` when already a member.
-    pub(super) fn add_group(&self, group: &str, index: impl FnOnce(Arc<str>)) -> bool {
+    /// so a concurrent close sees both or neither. `Ok(false)` when already a member; refused
+    /// when `max` application groups are held already (the runtime's own are not counted).
+    pub(super) fn add_group(
+        &self,
+        group: &str,
+        max: usize,
+        index: impl FnOnce(Arc<str>),
+    ) -> Result<bool, Refused> {
         let mut groups = lock(&self.groups);
-        if groups.iter().any(|g| &**g == group) {
-            return false;
+        if groups.set.contains(group) {
+            return Ok(false);
+        }
+        let own = group.starts_with(RESERVED);
+        if !own && groups.set.len() - groups.own >= max {
+            return Err(Refused::TooMany { max });
         }
         let name: Arc<str> = Arc::from(group);
-        groups.push(name.clone());
+        groups.set.insert(name.clone());
+        groups.own += usize::from(own);
         index(name);
-        true
+        Ok(true)
     }
 
     /// Drops membership of `group`, running `unindex` under the same lock. `false` when not a
     /// member.
     pub(super) fn remove_group(&self, group: &str, unindex: impl FnOnce()) -> bool {
         let mut groups = lock(&self.groups);
-        let Some(at) = groups.iter().position(|g| &**g == group) else {
+        if !groups.set.remove(group) {
             return false;
-        };
-        groups.swap_remove(at);
+        }
+        groups.own -= usize::from(group.starts_with(RESERVED));
+        if groups.set.is_empty() {
+            groups.set = HashSet::new();
+        }
         unindex();
         true
     }
 
+    /// The groups this connection is in, in no particular order.
     pub fn groups(&self) -> Vec<Arc<str>> {
-        lock(&self.groups).clone()
+        lock(&self.groups).set.iter().cloned().collect()
+    }
+
+    /// Whether this connection is in `group` (O(1)).
+    pub fn in_group(&self, group: &str) -> bool {
+        lock(&self.groups).set.contains(group)
     }
 
     pub fn next_call_seq(&self) -> u64 {

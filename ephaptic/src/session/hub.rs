@@ -13,6 +13,7 @@ use bytes::Bytes;
 
 use super::connection::Connection;
 use super::gate::Stamp;
+use super::names::{NameRules, RESERVED, Refused};
 use crate::identity::Identity;
 
 /// What this server holds connections of.
@@ -57,6 +58,7 @@ pub(crate) struct Hub {
     groups: RwLock<HashMap<Arc<str>, Members>>,
     interest: Option<Arc<dyn Interest>>,
     joined: std::sync::OnceLock<Arc<dyn Joined>>,
+    rules: NameRules,
 }
 
 fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
@@ -204,6 +206,24 @@ impl Hub {
         }
     }
 
+    /// The same hub with these bounds on names and groups per connection.
+    pub fn with_rules(mut self, rules: NameRules) -> Self {
+        self.rules = rules;
+        self
+    }
+
+    /// The bounds on names every application join and emit checks.
+    pub fn rules(&self) -> &NameRules {
+        &self.rules
+    }
+
+    /// An application's join (`Caller::join`): `group` is checked against the name rules and
+    /// the connection's cap on groups first. `Ok(false)` when it was a member already.
+    pub fn join_checked(&self, conn: &Arc<Connection>, group: &str) -> Result<bool, Refused> {
+        self.rules.group(group)?;
+        self.add_to(conn, group, self.rules.max_groups)
+    }
+
     fn tell(&self, topic: Topic<'_>, held: bool) {
         if let Some(interest) = &self.interest {
             interest.changed(topic, held);
@@ -230,14 +250,19 @@ impl Hub {
         let _ = self.joined.set(joined);
     }
 
-    /// Adds `conn` to `group`; `false` when it was already a member.
+    /// Adds `conn` to the runtime's own `group` (presence watchers; not checked, not counted
+    /// against the cap on application groups); `false` when it was already a member.
     pub fn join(&self, conn: &Arc<Connection>, group: &str) -> bool {
+        self.add_to(conn, group, usize::MAX).unwrap_or(false)
+    }
+
+    fn add_to(&self, conn: &Arc<Connection>, group: &str, max: usize) -> Result<bool, Refused> {
         // The runtime's own groups (`__ephaptic.*`: presence watchers) carry no stream.
         let follow = self
             .joined
             .get()
-            .filter(|j| conn.speaks_sessions() && !group.starts_with("__ephaptic.") && j.active());
-        let joined = conn.add_group(group, |name| {
+            .filter(|j| conn.speaks_sessions() && !group.starts_with(RESERVED) && j.active());
+        let joined = conn.add_group(group, max, |name| {
             if follow.is_some() {
                 // Before it is indexed: no live event of the group reaches it ahead of its
                 // position.
@@ -249,7 +274,9 @@ impl Hub {
                 self.tell(Topic::Group(group), true);
             }
         });
-        if joined && let Some(follow) = follow {
+        if joined == Ok(true)
+            && let Some(follow) = follow
+        {
             follow.joined(conn, group);
         }
         joined

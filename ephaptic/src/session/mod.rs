@@ -6,6 +6,7 @@ pub(crate) mod budget;
 pub(crate) mod connection;
 pub(crate) mod gate;
 pub(crate) mod hub;
+pub(crate) mod names;
 pub(crate) mod outbound;
 mod queue;
 
@@ -13,5 +14,6 @@ pub(crate) use budget::MemoryBudget;
 pub(crate) use connection::Connection;
 pub(crate) use gate::{Asked, Stamp, group_stream};
 pub(crate) use hub::{Hub, Interest, Topic};
+pub(crate) use names::{NameRules, Refused};
 pub use outbound::SlowClient;
 pub(crate) use outbound::{CloseSignal, Outbox, Policy, Receiver};

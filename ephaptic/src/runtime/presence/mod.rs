@@ -548,7 +548,7 @@ impl Tracker {
         match &self.settings.authorize {
             Some(hook) => hook(caller.clone(), group.to_owned()).await,
             None => {
-                conn.groups().iter().any(|g| &**g == group)
+                conn.in_group(group)
                     || lock(&self.local)
                         .get(&conn.id())
                         .is_some_and(|l| l.iter().any(|t| &*t.group == group))
@@ -608,6 +608,7 @@ impl CallerPresence<'_> {
     /// already. The group's watchers hear of it in the next diff.
     pub async fn track<M: Serialize>(&self, meta: M) -> Result<(), Error> {
         let state = server()?;
+        named(&state, &self.group)?;
         let meta = crate::wire::reply::encoded(&meta)
             .map_err(|e| Error::internal(format!("the presence meta cannot be encoded: {e}")))?;
         state
@@ -621,6 +622,9 @@ impl CallerPresence<'_> {
         let Ok(state) = server() else {
             return false;
         };
+        if named(&state, &self.group).is_err() {
+            return false;
+        }
         state
             .presence
             .untrack(&state, self.caller.connection(), &self.group)
@@ -670,6 +674,7 @@ impl Presence {
     /// were left out. A meta that does not read as `M` is an `INTERNAL` error.
     pub async fn list<M: DeserializeOwned>(&self) -> Result<PresenceList<M>, Error> {
         let state = server()?;
+        named(&state, &self.group)?;
         let cap = state.presence.settings.list_cap;
         let listing = state.presence.listing(&state, &self.group, cap).await?;
         listing_into(&self.group, listing, |meta| {
@@ -686,12 +691,23 @@ impl Presence {
     /// How many members and connections the group has (cheap whatever its size).
     pub async fn count(&self) -> Result<PresenceCount, Error> {
         let state = server()?;
+        named(&state, &self.group)?;
         let listing = state.presence.listing(&state, &self.group, 0).await?;
         Ok(PresenceCount {
             users: listing.users,
             connections: listing.connections,
         })
     }
+}
+
+/// Whether application code or a client may name `group` here: not one of the runtime's own
+/// (`__ephaptic.`: a group's watchers), and not past the bound on group names.
+fn named(state: &State, group: &str) -> Result<(), Error> {
+    state
+        .hub
+        .rules()
+        .group(group)
+        .map_err(|why| Error::new(why.code(), why.to_string()))
 }
 
 /// What a reserved presence call asks.
@@ -738,9 +754,10 @@ pub(crate) fn reserved(
     Some(Box::pin(async move {
         let debug = state.config.debug;
         let answer = match group {
-            Some(group) if group.len() <= MAX_GROUP => {
-                answer(&state, &conn, call, group, &id).await
-            }
+            Some(group) if group.len() <= MAX_GROUP => match named(&state, &group) {
+                Ok(()) => answer(&state, &conn, call, group, &id).await,
+                Err(e) => Err(e),
+            },
             _ => Err(Error::new(
                 "VALIDATION_ERROR",
                 format!(
@@ -786,7 +803,7 @@ async fn answer(
             let name = watchers(&group);
             let watching = conn.groups();
             let watching = watching.iter().filter(|g| g.starts_with(WATCHERS));
-            if watching.count() >= MAX_WATCHES && !conn.groups().iter().any(|g| **g == *name) {
+            if watching.count() >= MAX_WATCHES && !conn.in_group(&name) {
                 return Err(Error::new(
                     "TOO_MANY_WATCHES",
                     format!(
