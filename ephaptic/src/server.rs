@@ -318,10 +318,28 @@ impl Server {
         self
     }
 
-    /// The most bytes the in-memory history holds for all streams together (default 64 MiB);
-    /// past it the oldest events go first. Not used with Redis, where Redis holds it.
+    /// The most bytes the in-memory history holds for all streams together (default 64 MiB),
+    /// streams' names and positions included; past it the oldest events go first, then the
+    /// least recently used streams. Not used with Redis, where Redis holds it.
     pub fn history_memory(mut self, bytes: usize) -> Self {
         self.config.retention.memory = bytes;
+        self
+    }
+
+    /// The most streams the in-memory history keeps (default 100,000: one per identity that
+    /// was sent an event or resumed, one per group, and `b`). Each costs its name and about
+    /// 200 bytes, and client-chosen names (`to(user)`, `group(room)`) can make many; past the
+    /// bound the least recently used stream is let go. Its listeners lose nothing live (its
+    /// next event starts a new epoch); a client resuming it from before is answered
+    /// `reason: "epoch"` and refetches. A stream without kept events is let go anyway once
+    /// its kind's longest `ttl` has passed since its last event. Not used with Redis, where
+    /// each stream's keys expire on the same clock.
+    ///
+    /// ```
+    /// let server = ephaptic::Server::new().history_max_streams(20_000);
+    /// ```
+    pub fn history_max_streams(mut self, streams: usize) -> Self {
+        self.config.retention.max_streams = streams.max(1);
         self
     }
 

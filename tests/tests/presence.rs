@@ -476,3 +476,73 @@ async fn a_track_after_the_close_leaves_no_entry() {
     let list = watcher.ok("presence_members", vec![v("haunted")]).await;
     assert_eq!(get(&list, "users"), &Value::from(0), "{list}");
 }
+
+/// Joins `group` and says why not, as an application that passes the refusal on would.
+#[expose]
+async fn try_join(caller: Caller, group: String) -> ephaptic::Result<bool> {
+    caller.try_join(&group)
+}
+
+/// Issue 23: a client that got `FORBIDDEN` for a group's presence called an application
+/// function that joins any group, named the group's watchers (`__ephaptic.presence:<group>`),
+/// and then received the group's diffs; the same way it could inject application events into
+/// the watchers' stream. The runtime's own names are now refused to application code.
+#[tokio::test]
+async fn a_client_refused_a_groups_presence_cannot_join_its_watchers_or_write_to_them() {
+    let url = start(fast().presence_authorize(|caller, group| async move {
+        group.starts_with("private:") && caller.identity() == Some(&ephaptic::Identity::from("ann"))
+    }))
+    .await;
+    let mut ann = Peer::user(&url, "ann").await;
+    let mut view = watch(&mut ann, "private:1").await;
+    assert!(view.0.is_empty());
+
+    let mut mallory = Peer::user(&url, "mallory").await;
+    let reply = mallory
+        .reply("__ephaptic.presence.watch", vec![v("private:1")])
+        .await;
+    assert_eq!(get(get(&reply, "error"), "code"), &v("FORBIDDEN"));
+    let watchers = "__ephaptic.presence:private:1";
+    // Through the application's join: refused, and said why.
+    assert_eq!(
+        mallory.ok("just_join", vec![v(watchers)]).await,
+        Value::from(false)
+    );
+    let reply = mallory.reply("try_join", vec![v(watchers)]).await;
+    let error = get(&reply, "error");
+    assert_eq!(get(error, "code"), &v("INVALID_NAME"), "{reply}");
+    assert!(
+        get(error, "message")
+            .as_str()
+            .unwrap()
+            .contains("__ephaptic."),
+        "{reply}"
+    );
+    // Nor through the presence calls themselves, nested.
+    let reply = mallory
+        .reply("__ephaptic.presence.watch", vec![v(watchers)])
+        .await;
+    assert_eq!(get(get(&reply, "error"), "code"), &v("INVALID_NAME"));
+    // An application emit to the watchers reaches no one.
+    assert_eq!(
+        mallory.ok("room_say", vec![v(watchers), v("forged")]).await,
+        Value::from(0)
+    );
+
+    // bob joins the group: ann, its authorised watcher, hears of it; mallory hears nothing.
+    let mut bob = Peer::user(&url, "bob").await;
+    bob.track("private:1", "bob").await;
+    let diff = ann
+        .diff_within(Duration::from_secs(5))
+        .await
+        .expect("a diff");
+    view.apply(&diff);
+    assert!(view.0.contains_key("s:bob"), "{view:?}");
+    assert_eq!(mallory.diff_within(Duration::from_millis(300)).await, None);
+    assert!(mallory.events.is_empty(), "{:?}", mallory.events);
+    assert!(
+        ann.events.iter().all(|e| get(e, "name") != &v("Notice")),
+        "{:?}",
+        ann.events
+    );
+}

@@ -10,6 +10,8 @@
 //! (`backplane/history.rs`) follows the same rules with the same [`decide`].
 
 use std::collections::{HashMap, VecDeque};
+
+use lru::LruCache;
 use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -94,8 +96,13 @@ pub(crate) struct Retentions {
     /// The largest event frame kept; a larger one still gets its position, but a resume that
     /// would need it is not recovered (big payloads are for refetching, not for replaying).
     pub max_event: usize,
-    /// How long the position of a stream without events is remembered.
+    /// How long the position of a stream without events is remembered: as long as the
+    /// longest-kept kind keeps events (past that, a client that was away is not recovered
+    /// anyway), so a stream nobody writes to is let go soon after its last event.
     pub meta_ttl: Duration,
+    /// The most streams the in-memory history keeps (each costs its name and ~200 bytes);
+    /// past it, the least recently used is let go.
+    pub max_streams: usize,
 }
 
 impl Default for Retentions {
@@ -106,7 +113,8 @@ impl Default for Retentions {
             group: Retention::default(),
             memory: 64 << 20,
             max_event: 64 << 10,
-            meta_ttl: Duration::from_secs(3600),
+            meta_ttl: Duration::from_secs(300),
+            max_streams: 100_000,
         }
     }
 }
@@ -126,6 +134,15 @@ impl Retentions {
             StreamKind::Broadcast => self.broadcast = retention,
             StreamKind::Group => self.group = retention,
         }
+        self.meta_ttl = self.longest_ttl();
+    }
+
+    /// The longest time any kind keeps an event.
+    fn longest_ttl(&self) -> Duration {
+        [self.user.ttl, self.broadcast.ttl, self.group.ttl]
+            .into_iter()
+            .max()
+            .unwrap_or_default()
     }
 }
 
@@ -330,7 +347,8 @@ pub(crate) fn decide(
 /// The history of a server without Redis.
 #[derive(Debug)]
 pub(crate) struct Memory {
-    streams: Mutex<HashMap<String, Arc<Mutex<Stream>>>>,
+    /// Every stream, the least recently appended to or read first.
+    streams: Mutex<LruCache<String, Arc<Mutex<Stream>>>>,
     /// Every kept event in the order appended, for the byte bound and expiry.
     order: Mutex<VecDeque<Record>>,
     bytes: AtomicUsize,
@@ -368,6 +386,8 @@ struct Record {
 const OVERHEAD: usize = 96;
 /// What its place in the append order costs, until it leaves that order.
 const RECORD: usize = 48;
+/// What a stream costs the byte bound besides its name, while it is kept.
+const STREAM: usize = 200;
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
@@ -376,7 +396,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 impl Memory {
     pub fn new(retention: Retentions) -> Self {
         Memory {
-            streams: Mutex::default(),
+            streams: Mutex::new(LruCache::unbounded()),
             order: Mutex::default(),
             bytes: AtomicUsize::new(0),
             appends: AtomicU64::new(0),
@@ -390,6 +410,20 @@ impl Memory {
         if let Some(s) = streams.get(&key) {
             return s.clone();
         }
+        // Room for one more: the oldest events go first, then the least recently used streams.
+        // A stream's listeners lose nothing
+        // live (the stream's next event starts a new epoch, which moves them on); a client
+        // resuming one of them from its old epoch is told `epoch`, and refetches.
+        self.evict_events(Instant::now(), key.len() + STREAM);
+        while streams.len() >= self.retention.max_streams.max(1)
+            || (self.bytes.load(Relaxed) + key.len() + STREAM > self.retention.memory
+                && !streams.is_empty())
+        {
+            match streams.pop_lru() {
+                Some((old, stream)) => self.forget(&old, &stream),
+                None => break,
+            }
+        }
         let s = Arc::new(Mutex::new(Stream {
             epoch: new_epoch(),
             top: 0,
@@ -398,8 +432,23 @@ impl Memory {
             last_append: Instant::now(),
             tenures: HashMap::new(),
         }));
-        streams.insert(key, s.clone());
+        self.bytes.fetch_add(key.len() + STREAM, Relaxed);
+        streams.put(key, s.clone());
         s
+    }
+
+    /// Gives back what a stream let go of held: its events and its own cost.
+    fn forget(&self, key: &str, stream: &Mutex<Stream>) {
+        let mut s = lock(stream);
+        let held: usize = s.entries.iter().map(|e| e.frame.len() + OVERHEAD).sum();
+        s.entries.clear();
+        s.tenures = HashMap::new();
+        self.bytes.fetch_sub(held + key.len() + STREAM, Relaxed);
+    }
+
+    /// How many streams are kept.
+    pub fn streams(&self) -> usize {
+        lock(&self.streams).len()
     }
 
     /// Appends an event (its frame without a position) to a stream and runs `deliver` with
@@ -452,6 +501,13 @@ impl Memory {
 
     /// Lets go of what is over the byte bound or older than every stream kind keeps.
     fn evict(&self, now: Instant) {
+        self.evict_events(now, 0);
+        self.sweep_now_and_then(now);
+    }
+
+    /// Lets go of the oldest events while `need` more bytes would not fit the byte bound, and
+    /// of those older than every stream kind keeps.
+    fn evict_events(&self, now: Instant, need: usize) {
         let oldest = [
             self.retention.user.ttl,
             self.retention.broadcast.ttl,
@@ -465,7 +521,7 @@ impl Memory {
                 let mut order = lock(&self.order);
                 match order.front() {
                     Some(r)
-                        if self.bytes.load(Relaxed) > self.retention.memory
+                        if self.bytes.load(Relaxed) + need > self.retention.memory
                             || now.duration_since(r.at) > oldest =>
                     {
                         order.pop_front()
@@ -483,7 +539,6 @@ impl Memory {
                 }
             }
         }
-        self.sweep_now_and_then(now);
     }
 
     /// Every 4096 appends and reads, forgets the streams that have kept nothing for longer than
@@ -494,10 +549,20 @@ impl Memory {
             return;
         }
         let meta_ttl = self.retention.meta_ttl;
-        lock(&self.streams).retain(|_, s| match s.try_lock() {
-            Ok(s) => !s.entries.is_empty() || now.duration_since(s.last_append) < meta_ttl,
-            Err(_) => true,
-        });
+        let mut streams = lock(&self.streams);
+        let idle: Vec<String> = streams
+            .iter()
+            .filter(|(_, s)| match s.try_lock() {
+                Ok(s) => s.entries.is_empty() && now.duration_since(s.last_append) >= meta_ttl,
+                Err(_) => false,
+            })
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in idle {
+            if let Some(stream) = streams.pop(&key) {
+                self.forget(&key, &stream);
+            }
+        }
     }
 
     /// Reads a stream for a resume from `asked` (or, without it, its position only).
@@ -587,6 +652,7 @@ mod tests {
             memory,
             max_event: 1 << 20,
             meta_ttl: Duration::from_secs(60),
+            max_streams: 1000,
         })
     }
 
@@ -719,12 +785,13 @@ mod tests {
         }
         // Two events kept, and a hundred places in the append order.
         let frames: usize = (98..100).map(|n: u64| frame(n).len() + OVERHEAD).sum();
-        assert_eq!(h.bytes(), frames + 100 * RECORD);
+        assert_eq!(h.bytes(), STREAM + "b".len() + frames + 100 * RECORD);
     }
 
     #[test]
     fn memory_is_bounded_across_streams() {
-        let h = history(1000, 10 * (100 + OVERHEAD + RECORD));
+        let names = 100 * (STREAM + "g:room00".len());
+        let h = history(1000, names + 10 * (100 + OVERHEAD + RECORD));
         let member = Identity::Str("m".into());
         let room0 = StreamOf::Group("room0");
         let epoch = h.read_as(&room0, None, Some(&member)).epoch;
@@ -738,7 +805,7 @@ mod tests {
             );
         }
         assert!(
-            h.bytes() <= 10 * (100 + OVERHEAD + RECORD),
+            h.bytes() <= names + 10 * (100 + OVERHEAD + RECORD),
             "{} bytes",
             h.bytes()
         );
@@ -791,5 +858,53 @@ mod tests {
             offset: 0,
         };
         assert!(h.read_as(&StreamOf::All, Some(&all), None).outcome.is_ok());
+    }
+
+    #[test]
+    fn the_least_recently_used_streams_go_past_the_bound_and_give_back_what_they_held() {
+        let h = history(10, 1 << 20);
+        let group = |i: usize| format!("g{i}");
+        let say = |i: usize| {
+            let g = group(i);
+            h.append(&StreamOf::Group(&g), &frame(i as u64), None, |_, e| {
+                e.to_owned()
+            })
+        };
+        let first = say(0);
+        let g2 = say(2);
+        for i in (1..1000).filter(|i| *i != 2) {
+            say(i);
+        }
+        assert_eq!(h.streams(), 1000);
+        // Stream 0 used again: it is now the most recent, and stream 1 the least.
+        assert_eq!(say(0), first);
+        for i in 1000..1500 {
+            say(i);
+        }
+        assert_eq!(h.streams(), 1000, "bounded in number");
+        assert_eq!(say(0), first, "the recently used stream kept its epoch");
+        assert_ne!(
+            say(2),
+            g2,
+            "a stream let go starts again under another epoch"
+        );
+        // What a stream let go of held is given back: a thousand streams of one event each.
+        let per = |i: usize| STREAM + group(i).len() + 2 + frame(i as u64).len() + OVERHEAD;
+        assert!(
+            h.bytes() <= 1000 * (per(1499) + RECORD) + 1500 * RECORD,
+            "{}",
+            h.bytes()
+        );
+    }
+
+    #[test]
+    fn a_name_of_any_length_costs_the_byte_bound() {
+        let h = history(10, 64 << 10);
+        for i in 0..200 {
+            let long = format!("{i}{}", "x".repeat(10_000));
+            h.append(&StreamOf::Group(&long), &frame(1), None, |_, _| ());
+        }
+        assert!(h.bytes() <= 64 << 10, "{} bytes", h.bytes());
+        assert!(h.streams() < 10, "{} streams", h.streams());
     }
 }
