@@ -447,6 +447,7 @@ impl Memory {
     }
 
     /// How many streams are kept.
+    #[cfg(test)]
     pub fn streams(&self) -> usize {
         lock(&self.streams).len()
     }
