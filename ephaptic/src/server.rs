@@ -534,6 +534,26 @@ impl Server {
         self
     }
 
+    /// The largest meta a connection may track itself with, encoded (default 4 KiB). A larger
+    /// one is refused at `track` with `META_TOO_LARGE` (`{"size": n, "limit": m}`): every
+    /// watcher is sent every meta, so a meta is for a name and a status, not a document.
+    ///
+    /// ```
+    /// let server = ephaptic::Server::new().presence_max_meta(1024);
+    /// ```
+    pub fn presence_max_meta(mut self, bytes: usize) -> Self {
+        self.presence.max_meta = bytes.max(1);
+        self
+    }
+
+    /// The most bytes of members one presence list, snapshot or diff frame holds (default
+    /// 512 KiB, with the list cap of members as well): a list past it holds the members that
+    /// fit, with `truncated: true`, and diffs are split into more frames.
+    pub fn presence_max_snapshot(mut self, bytes: usize) -> Self {
+        self.presence.max_snapshot = bytes.max(1024);
+        self
+    }
+
     /// How presence changes are batched (default every 200 ms, at most 256 connections per
     /// frame): each group's watchers get at most one diff per `every` (more frames only when
     /// more than `max` connections changed), so a mass reconnect is a few frames, not one per

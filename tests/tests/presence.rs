@@ -546,3 +546,55 @@ async fn a_client_refused_a_groups_presence_cannot_join_its_watchers_or_write_to
         ann.events
     );
 }
+
+/// Issue 23: 200 members tracked with 900 KB metas made one `list` reply a 180 MB frame, and
+/// twelve lists at once took the server to 3 GB. A meta is now bounded at `track`, and a list
+/// at a byte bound (`truncated: true`), so no presence frame outgrows what a client accepts.
+#[tokio::test]
+async fn presence_metas_and_lists_are_bounded_in_bytes() {
+    let url = start(fast()).await;
+    let mut greedy = Peer::user(&url, "greedy").await;
+    let reply = greedy
+        .reply("presence_track", vec![v("hall"), v(&"m".repeat(900_000))])
+        .await;
+    let error = get(&reply, "error");
+    assert_eq!(get(error, "code"), &v("META_TOO_LARGE"), "{reply}");
+    assert_eq!(get(get(error, "data"), "limit"), &Value::from(4096));
+    // The connection goes on, and a meta within the bound is tracked.
+    greedy.track("hall", "greedy").await;
+
+    // 200 members with metas just under the bound: 800 KB of metas in all.
+    let name = |i: usize| format!("{i:03}{}", "n".repeat(3_900));
+    let joins = (0..200).map(|i| {
+        let (url, name) = (url.clone(), name(i));
+        async move {
+            let mut p = Peer::user(&url, &format!("member-{i:03}")).await;
+            p.track("hall", &name).await;
+            p
+        }
+    });
+    let _members = futures_util::future::join_all(joins).await;
+
+    let mut watcher = Peer::user(&url, "watcher").await;
+    watcher.ok("just_join", vec![v("hall")]).await;
+    watcher
+        .c
+        .send(&rpc(9, "__ephaptic.presence.list", vec![v("hall")]))
+        .await;
+    let raw = loop {
+        let raw = watcher.c.recv_raw().await;
+        if get(&decode(&raw), "id") == &Value::from(9) {
+            break raw;
+        }
+    };
+    assert!(
+        raw.len() <= 600 << 10,
+        "a list frame of {} bytes",
+        raw.len()
+    );
+    let list = get(&decode(&raw), "result").clone();
+    assert_eq!(get(&list, "truncated"), &Value::from(true));
+    assert_eq!(get(&list, "users"), &Value::from(201));
+    let listed = get(&list, "members").as_array().unwrap().len();
+    assert!((100..201).contains(&listed), "{listed} members listed");
+}
