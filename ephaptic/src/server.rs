@@ -179,6 +179,16 @@ impl Server {
         self
     }
 
+    /// The largest frame the server sends (default 16 MiB; `limits.max_sent_frame` in the
+    /// hello, docs/PROTOCOL.md 5.7), so a client can size what it accepts. An answer past it
+    /// is answered `FRAME_TOO_LARGE` (`{"size": n, "limit": m}`) instead, a stream chunk past it
+    /// ends the stream with that error, and an event past it is not sent (and logged). Large
+    /// data is better streamed, or fetched over HTTP.
+    pub fn max_sent_frame(mut self, bytes: usize) -> Self {
+        self.config.max_sent_frame = bytes.max(4096);
+        self
+    }
+
     /// The longest group name application code may join, emit to or track presence in, in
     /// bytes (default 200, at most 254: a group's stream is `g:<group>`, and a client names
     /// streams of at most 256 bytes when it resumes). Group names often come from clients

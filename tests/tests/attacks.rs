@@ -478,3 +478,36 @@ async fn forged_names_and_a_flood_of_bad_frames_write_a_few_log_lines() {
     assert!(written < 8 * 1024, "{written} B of log:\n{log}");
     server.assert_alive();
 }
+
+/// Issue 23: 300 `notify` calls to 900 KB user names took the server from 4 to 270 MB, still
+/// held 33 s later (each name became a stream kept for an hour), and `v: 2` joins of 900 KB
+/// room names held 877 KiB each. A `to(..)` target longer than any identity reaches no one and
+/// keeps nothing; a group name past the bound is refused at the join and at the emit.
+#[tokio::test]
+async fn long_user_and_room_names_keep_no_memory() {
+    let mut server = Parity::start("warn");
+    let mut ok = healthy(&server).await;
+    let baseline = server.rss_mib();
+    let mut c = Client::connect_as(&server.url, v("namer")).await;
+    for i in 0..300 {
+        let user = format!("{i}{}", "u".repeat(900_000));
+        assert_eq!(c.ok("notify", vec![v(&user), v("hi")]).await, int(0));
+    }
+    served(&mut ok, 1).await;
+    // A client that speaks sessions (its joins are followed by a position and a history read).
+    let (mut tab, _, _) = common::tab::Tab::open(&server.url, "roomer", vec![]).await;
+    for i in 0..50 {
+        let room = format!("{i}{}", "r".repeat(900_000));
+        assert_eq!(
+            tab.c.ok("enter_room", vec![v(&room)]).await,
+            Value::from(false)
+        );
+        assert_eq!(tab.c.ok("room_say", vec![v(&room), v("x")]).await, int(0));
+    }
+    drop((c, tab));
+    served(&mut ok, 2).await;
+    // Was +266 MB, held. What remains is the allocator's and the debug build's noise.
+    let after = assert_rss_back(&server, baseline, 24.0, "long names").await;
+    eprintln!("300 long user names and 50 long room names: {baseline:.1} -> {after:.1} MiB");
+    server.assert_alive();
+}

@@ -20,6 +20,7 @@ use super::scope::in_scope;
 use super::state::State;
 use crate::error::Error;
 use crate::handler::{FunctionDef, Outcome, Request, Started};
+use crate::session::names::Every;
 use crate::session::{Connection, Outbox};
 use crate::wire::{NIL, RawFrame, reply};
 
@@ -151,7 +152,7 @@ pub(crate) fn start(
             }
         }
     }));
-    let debug = state.config.debug;
+    let debug = Answer::of(state);
     let outcome = match first {
         Ok(Ok(outcome)) => outcome,
         Ok(Err(running)) => {
@@ -169,10 +170,10 @@ pub(crate) fn start(
         Err(panic) => Outcome::Error(panicked(panic)),
     };
     let reply = match outcome {
-        Outcome::Reply(reply) => reply,
+        Outcome::Reply(reply) => debug.bounded(reply, id_bytes, def),
         Outcome::Error(e) => {
             log_internal(def, &e);
-            e.to_frame(id_bytes, debug)
+            e.to_frame(id_bytes, debug.debug)
         }
         stream @ Outcome::Stream(_) => {
             let (key, id) = keys(frame, raw);
@@ -229,7 +230,7 @@ fn start_after(
     let (key, id) = keys(frame, raw);
     let (frame, raw) = (frame.clone(), raw.clone());
     let (task_conn, task_state) = (conn.clone(), state.clone());
-    let debug = state.config.debug;
+    let debug = Answer::of(state);
     spawn_call(state, conn, key, async move {
         if let Err(e) = decision.await {
             task_conn.send(e.to_frame(&id, false)).await;
@@ -292,18 +293,18 @@ where
 /// Sends every frame a call's outcome answers with.
 async fn send_outcome(
     conn: Arc<Connection>,
-    debug: bool,
+    how: Answer,
     def: &'static FunctionDef,
     id: Bytes,
     outcome: Outcome,
 ) {
     match outcome {
         Outcome::Reply(frame) => {
-            conn.send(frame).await;
+            conn.send(how.bounded(frame, &id, def)).await;
         }
         Outcome::Error(e) => {
             log_internal(def, &e);
-            conn.send(e.to_frame(&id, debug)).await;
+            conn.send(e.to_frame(&id, how.debug)).await;
         }
         Outcome::Stream(stream) => {
             // A function whose first poll was pending runs as a call until it turns out to be
@@ -315,6 +316,12 @@ async fn send_outcome(
             let mut stream = CatchUnwind(stream);
             loop {
                 match std::future::poll_fn(|cx| stream.poll_next_caught(cx)).await {
+                    Ok(Some(Ok(frame))) if frame.len() > how.max_frame => {
+                        // An error ends the stream: the client is told, rather than sent a
+                        // frame it may not accept.
+                        conn.send(how.bounded(frame, &id, def)).await;
+                        return;
+                    }
                     Ok(Some(Ok(frame))) => {
                         // Awaiting room in the connection's queue is the stream's backpressure:
                         // a client that reads slowly slows its own stream, nothing else.
@@ -324,7 +331,7 @@ async fn send_outcome(
                     }
                     Ok(Some(Err(e))) => {
                         log_internal(def, &e);
-                        conn.send(e.to_frame(&id, debug)).await;
+                        conn.send(e.to_frame(&id, how.debug)).await;
                         return;
                     }
                     Ok(None) => {
@@ -334,13 +341,64 @@ async fn send_outcome(
                     Err(panic) => {
                         let e = panicked(panic);
                         log_internal(def, &e);
-                        conn.send(e.to_frame(&id, debug)).await;
+                        conn.send(e.to_frame(&id, how.debug)).await;
                         return;
                     }
                 }
             }
         }
     }
+}
+
+/// How a call's answers are written: with details of internal errors (debug mode) or not, and
+/// no frame larger than the server sends ([`Server::max_sent_frame`](crate::Server::max_sent_frame)).
+#[derive(Debug, Clone, Copy)]
+struct Answer {
+    debug: bool,
+    max_frame: usize,
+}
+
+impl Answer {
+    fn of(state: &State) -> Self {
+        Answer {
+            debug: state.config.debug,
+            max_frame: state.config.max_sent_frame,
+        }
+    }
+
+    /// `frame`, or `FRAME_TOO_LARGE` in its place when it is larger than a client is promised.
+    fn bounded(self, frame: Bytes, id: &[u8], def: &FunctionDef) -> Bytes {
+        if frame.len() <= self.max_frame {
+            return frame;
+        }
+        static LOGGED: Every = Every::new();
+        if LOGGED.ready() {
+            tracing::warn!(
+                function = def.name,
+                size = frame.len(),
+                limit = self.max_frame,
+                "an answer larger than Server::max_sent_frame was not sent; the caller got FRAME_TOO_LARGE"
+            );
+        }
+        too_large(frame.len(), self.max_frame).to_frame(id, self.debug)
+    }
+}
+
+/// The error in place of a frame larger than the server sends.
+fn too_large(size: usize, limit: usize) -> Error {
+    #[derive(serde::Serialize)]
+    struct SizeLimit {
+        size: usize,
+        limit: usize,
+    }
+    Error::new(
+        "FRAME_TOO_LARGE",
+        format!(
+            "The answer is {size} bytes, more than the {limit} this server sends in one frame \
+             (Server::max_sent_frame); return less at once, or stream it in parts."
+        ),
+    )
+    .with_data(&SizeLimit { size, limit })
 }
 
 fn log_internal(def: &FunctionDef, e: &Error) {

@@ -83,6 +83,18 @@ impl Audience {
         let Some(frame) = frame else {
             return 0;
         };
+        if frame.len() > state.config.max_sent_frame {
+            static LOGGED: Every = Every::new();
+            if LOGGED.ready() {
+                tracing::warn!(
+                    event = %for_log(name),
+                    size = frame.len(),
+                    limit = state.config.max_sent_frame,
+                    "an event larger than Server::max_sent_frame was not sent"
+                );
+            }
+            return 0;
+        }
         let checked;
         let audience = match checked_audience(self, name, state.hub.rules()) {
             Ok(None) => self,

@@ -47,6 +47,7 @@ struct Outcome {
 struct Limits {
     max_frame_size: usize,
     max_calls_in_flight: usize,
+    max_sent_frame: usize,
 }
 
 #[derive(Debug, Serialize)]
@@ -82,6 +83,7 @@ pub(crate) async fn hello(state: Arc<State>, conn: Arc<Connection>, id: Bytes) {
             limits: Limits {
                 max_frame_size: state.config.max_frame_size,
                 max_calls_in_flight: state.config.max_calls_in_flight,
+                max_sent_frame: state.config.max_sent_frame,
             },
             streams,
         };

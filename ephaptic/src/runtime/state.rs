@@ -62,6 +62,8 @@ pub(crate) struct Config {
     pub retention: Retentions,
     /// Bounds on group names and on the groups one connection may be in.
     pub names: NameRules,
+    /// The largest frame the server sends (an answer or event past it is not sent).
+    pub max_sent_frame: usize,
 }
 
 impl Default for Config {
@@ -88,6 +90,7 @@ impl Default for Config {
             resume: true,
             retention: Retentions::default(),
             names: NameRules::default(),
+            max_sent_frame: 16 << 20,
         }
     }
 }
