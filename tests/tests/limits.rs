@@ -261,6 +261,25 @@ async fn unfinished_messages_beyond_the_memory_budget_close_their_connections_on
         m.connections < 5,
         "at least one hostile connection is closed: {m:?}"
     );
+    // Each one closed is told why, with a close frame (it used to be dropped: 1005).
+    let mut told = 0;
+    for c in &mut hostile {
+        let until = tokio::time::Instant::now() + Duration::from_millis(300);
+        while let Ok(Some(msg)) = tokio::time::timeout_at(until, c.ws.next()).await {
+            match msg {
+                Ok(Message::Close(frame)) => {
+                    let frame = frame.expect("a close code");
+                    assert_eq!(u16::from(frame.code), 1013, "{frame:?}");
+                    assert!(frame.reason.contains("Server::memory_budget"), "{frame:?}");
+                    told += 1;
+                    break;
+                }
+                Ok(_) => {}
+                Err(e) => panic!("closed without a close frame: {e}"),
+            }
+        }
+    }
+    assert!(told >= 1, "no hostile connection was told it was closed");
     // Healthy traffic, including a large whole message, still goes through.
     let big = Value::Binary(vec![1; 200 * 1024]);
     assert_eq!(healthy.ok("echo", vec![big.clone()]).await, big);

@@ -134,6 +134,9 @@ pub(crate) struct Meter {
     charged: AtomicUsize,
     /// Whether it ever charged any (then its close asks the allocator to trim).
     ever_charged: AtomicBool,
+    /// The budget refused what the open WebSocket read: it is no longer read, and the pump
+    /// closes it with a close code (it used to be dropped without one).
+    refused: AtomicBool,
     memory: Arc<MemoryBudget>,
 }
 
@@ -168,6 +171,12 @@ impl Meter {
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
                 Some(n.saturating_sub(own))
             });
+    }
+
+    /// Whether the memory budget refused what this open WebSocket read: its pump closes it
+    /// with close code 1013 (try again later).
+    pub fn refused(&self) -> bool {
+        self.refused.load(Ordering::Relaxed)
     }
 
     /// Counts `n` bytes read; `false` when the memory budget has no room for them.
@@ -273,6 +282,10 @@ impl AsyncRead for Guarded {
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         this.check_deadline(cx)?;
+        if this.meter.refused() {
+            // Read no more: the pump is closing it (the first refusal woke it).
+            return Poll::Pending;
+        }
         let before = buf.filled().len();
         ready!(Pin::new(&mut this.tcp).poll_read(cx, buf))?;
         let n = buf.filled().len() - before;
@@ -280,15 +293,29 @@ impl AsyncRead for Guarded {
             return Poll::Ready(Ok(()));
         }
         if !this.meter.read(n) {
+            if this.meter.stage.load(Ordering::Relaxed) == ACCEPTED {
+                // Still HTTP: no WebSocket to say why on.
+                tracing::warn!(
+                    memory_budget = this.meter.memory.limit(),
+                    "closing a connection whose upgrade request would exceed the server's \
+                     memory budget for buffered bytes (Server::memory_budget)"
+                );
+                return Poll::Ready(Err(io::Error::new(
+                    io::ErrorKind::OutOfMemory,
+                    "the server's memory budget for buffered messages is spent",
+                )));
+            }
+            // An open WebSocket: its pump says why with a close frame (1013). What was just
+            // read is not handed on, and nothing more is read.
             tracing::warn!(
                 memory_budget = this.meter.memory.limit(),
-                "closing a connection whose unfinished message would exceed the server's memory \
-                 budget for buffered bytes (Server::memory_budget)"
+                "closing a connection (1013) whose unfinished message would exceed the server's \
+                 memory budget for buffered bytes (Server::memory_budget)"
             );
-            return Poll::Ready(Err(io::Error::new(
-                io::ErrorKind::OutOfMemory,
-                "the server's memory budget for buffered messages is spent",
-            )));
+            buf.set_filled(before);
+            this.meter.refused.store(true, Ordering::Relaxed);
+            cx.waker().wake_by_ref();
+            return Poll::Pending;
         }
         if this.meter.charged.load(Ordering::Relaxed) == 0 {
             this.charging = None;
@@ -411,6 +438,7 @@ impl axum::serve::Listener for Listener {
                 unfinished: AtomicUsize::new(0),
                 charged: AtomicUsize::new(0),
                 ever_charged: AtomicBool::new(false),
+                refused: AtomicBool::new(false),
                 memory: a.memory.clone(),
             });
             let guarded = Guarded {

@@ -31,6 +31,8 @@ use crate::session::{CloseSignal, Outbox, Receiver};
 const CLOSE_TOO_BIG: u16 = 1009;
 /// Close code "going away": the server shuts down.
 const GOING_AWAY: u16 = 1001;
+/// Close code "try again later" (RFC 6455 registry): the server's memory budget is spent.
+const TRY_AGAIN_LATER: u16 = 1013;
 /// How many frames are written before a flush even if more are waiting, so one busy connection
 /// cannot starve its own socket of flushes.
 const MAX_BATCH: usize = 64;
@@ -210,6 +212,12 @@ impl<W: Socket, C: Future<Output = (u16, String)> + Unpin> Pump<W, C> {
                     self.read_since_tick = true;
                     // Write the answers, then read again.
                     continue;
+                }
+                if self.meter.as_deref().is_some_and(Meter::refused) {
+                    return Poll::Ready(Step::End(End::Close((
+                        TRY_AGAIN_LATER,
+                        "the server's memory for buffered messages is spent (Server::memory_budget); try again later".into(),
+                    ))));
                 }
             }
 
