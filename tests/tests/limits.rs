@@ -417,3 +417,45 @@ async fn calls_still_running_at_the_drain_deadline_are_answered_shutting_down() 
         .unwrap()
         .unwrap();
 }
+
+/// Issue 23: 80 sockets that did not read and 22 broadcasts of 512 KiB spent the 512 MiB budget
+/// while the server held 60 MB (the same frame was counted once per queue), and then the
+/// broadcaster and every fresh connection sending a large message were dropped. A frame shared
+/// by many queues now counts about once.
+#[tokio::test]
+async fn a_broadcast_held_by_many_slow_readers_counts_once_against_the_memory_budget() {
+    // 64 MiB here (the issue's 512 MiB scaled down): 40 readers holding 20 broadcasts of
+    // 512 KiB each would count 400 MiB, one per queue; held once, it is 10 MiB.
+    let url = start(
+        ephaptic::Server::new()
+            .memory_budget(64 << 20)
+            .outbound_byte_budget(32 << 20),
+    )
+    .await;
+    let mut stalled = Vec::new();
+    for _ in 0..40 {
+        // Connected, then never read from again.
+        stalled.push(Client::connect(&url).await);
+    }
+    let mut broadcaster = Client::connect(&url).await;
+    let big = "b".repeat(512 << 10);
+    for _ in 0..20 {
+        // Each reaches every stalled client too (their queues hold it).
+        let reached = broadcaster.ok_skipping_events("shout", vec![v(&big)]).await;
+        assert_eq!(reached, Value::from(41));
+    }
+    let m = ephaptic::metrics().unwrap();
+    assert_eq!(m.memory_refusals, 0, "{m:?}");
+    assert!(m.buffered_bytes <= 16 << 20, "{m:?}");
+    assert_eq!(m.connections, 41, "nobody was dropped: {m:?}");
+    // A fresh connection sending a large message is served.
+    let mut fresh = Client::connect(&url).await;
+    let payload = Value::Binary(vec![7; 512 << 10]);
+    assert_eq!(
+        fresh
+            .ok_skipping_events("echo", vec![payload.clone()])
+            .await,
+        payload
+    );
+    drop(stalled);
+}

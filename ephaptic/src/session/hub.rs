@@ -69,10 +69,12 @@ fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
     lock.read().unwrap_or_else(|e| e.into_inner())
 }
 
-fn offer(conn: &Connection, frame: &Bytes, stamp: Option<Stamp<'_>>) -> bool {
+/// Offers `frame` to one of the `holders` connections it is offered to at once (their queues
+/// share it, and the memory budget counts it about once).
+fn offer(conn: &Connection, frame: &Bytes, stamp: Option<Stamp<'_>>, holders: usize) -> bool {
     match stamp {
-        Some(stamp) => conn.push_event_at(frame.clone(), stamp),
-        None => conn.push_event(frame.clone()),
+        Some(stamp) => conn.push_event_at(frame.clone(), stamp, holders),
+        None => conn.push_shared(frame.clone(), holders),
     }
 }
 
@@ -380,9 +382,11 @@ impl Hub {
     /// Offers `frame` to every connection; returns how many queued it. `stamp`: its place in
     /// the broadcast stream, if it has one.
     pub fn offer_all(&self, frame: &Bytes, stamp: Option<Stamp<'_>>) -> usize {
-        read(&self.conns)
+        let conns = read(&self.conns);
+        let holders = conns.len();
+        conns
             .values()
-            .filter(|c| offer(c, frame, stamp))
+            .filter(|c| offer(c, frame, stamp, holders))
             .count()
     }
 
@@ -400,6 +404,10 @@ impl Hub {
         stamp: Option<Stamp<'_>>,
     ) -> usize {
         let users = read(&self.users);
+        let holders: usize = identities
+            .iter()
+            .map(|id| users.get(id).map_or(0, Members::len))
+            .sum();
         let mut reached = 0;
         let mut seen: Vec<u64> = Vec::new();
         for identity in identities {
@@ -415,7 +423,7 @@ impl Hub {
                     }
                     seen.push(conn.id());
                 }
-                reached += usize::from(offer(conn, frame, stamp));
+                reached += usize::from(offer(conn, frame, stamp, holders));
             }
         }
         reached
@@ -426,10 +434,11 @@ impl Hub {
         read(&self.groups)
             .get(group)
             .map(|members| {
+                let holders = members.len();
                 members
                     .as_slice()
                     .iter()
-                    .filter(|c| offer(c, frame, stamp))
+                    .filter(|c| offer(c, frame, stamp, holders))
                     .count()
             })
             .unwrap_or(0)

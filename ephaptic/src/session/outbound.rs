@@ -113,7 +113,16 @@ impl Outbound {
     /// Queues an event without waiting; on a full queue, applies the slow-client policy.
     /// `true` when the frame was queued. `connection` names the connection in the log.
     pub fn push_event(&self, frame: Bytes, connection: u64) -> bool {
-        match self.tx.try_send_within(frame, self.policy.byte_budget) {
+        self.push_shared(frame, connection, 1)
+    }
+
+    /// [`push_event`](Self::push_event) of a frame offered to `holders` connections at once:
+    /// the memory budget counts this queue's share of it.
+    pub fn push_shared(&self, frame: Bytes, connection: u64, holders: usize) -> bool {
+        match self
+            .tx
+            .try_send_shared(frame, self.policy.byte_budget, holders)
+        {
             Ok(()) => true,
             Err(TrySendError::Closed) => false,
             Err(e) => {

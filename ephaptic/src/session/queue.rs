@@ -17,11 +17,14 @@ use super::budget::{MemoryBudget, chargeable};
 
 #[derive(Debug)]
 struct Frames {
-    frames: VecDeque<Bytes>,
-    /// The bytes of the frames that wait.
+    /// Each waiting frame with its weight: its share of the memory it holds (see `weigh`).
+    frames: VecDeque<(Bytes, u32)>,
+    /// The bytes of the frames that wait (what the connection's own byte budget counts).
     bytes: usize,
-    /// How many of them are charged against the process-wide memory budget (those beyond the
-    /// connection's free allowance), and whether any ever were.
+    /// Their weights together: what the process-wide memory budget counts.
+    weight: usize,
+    /// How much of that is charged against the process-wide memory budget (what lies beyond
+    /// the connection's free allowance), and whether any ever was.
     charged: usize,
     ever_charged: bool,
     /// The consumer is gone: senders fail instead of waiting.
@@ -71,11 +74,19 @@ pub(crate) struct Sender(Arc<Inner>);
 #[derive(Debug)]
 pub(crate) struct Receiver(Arc<Inner>);
 
+/// A frame's weight in one of `holders` queues: its share of the bytes it holds (at least one
+/// byte). Exact while every holder still has it; a frame some holders already wrote counts
+/// less than it holds, which each connection's own byte budget bounds.
+fn weigh(len: usize, holders: usize) -> u32 {
+    u32::try_from(len.div_ceil(holders.max(1)).max(1)).unwrap_or(u32::MAX)
+}
+
 pub(crate) fn channel(capacity: usize, memory: Arc<MemoryBudget>) -> (Sender, Receiver) {
     let inner = Arc::new(Inner {
         state: Mutex::new(Frames {
             frames: VecDeque::new(),
             bytes: 0,
+            weight: 0,
             charged: 0,
             ever_charged: false,
             receiver_gone: false,
@@ -101,11 +112,34 @@ impl Sender {
     /// [`try_send`](Self::try_send), also full when the frames waiting would exceed `budget`
     /// bytes with this one, or when the process-wide memory budget has no room for the bytes
     /// beyond the connection's free allowance (a frame still fits an empty queue).
+    #[cfg(test)]
     pub fn try_send_within(&self, frame: Bytes, budget: usize) -> Result<(), TrySendError> {
-        self.push(frame, budget, true)
+        self.push_weighed(frame, budget, true, 1)
+    }
+
+    /// [`try_send_within`](Self::try_send_within) for a frame queued for `holders` connections
+    /// at once (an event to many): the memory budget counts each queue's share of it, so a
+    /// frame shared by many queues counts about once, as it is held once.
+    pub fn try_send_shared(
+        &self,
+        frame: Bytes,
+        budget: usize,
+        holders: usize,
+    ) -> Result<(), TrySendError> {
+        self.push_weighed(frame, budget, true, holders)
     }
 
     fn push(&self, frame: Bytes, budget: usize, bounded: bool) -> Result<(), TrySendError> {
+        self.push_weighed(frame, budget, bounded, 1)
+    }
+
+    fn push_weighed(
+        &self,
+        frame: Bytes,
+        budget: usize,
+        bounded: bool,
+        holders: usize,
+    ) -> Result<(), TrySendError> {
         let mut state = self.0.lock();
         if state.receiver_gone {
             return Err(TrySendError::Closed);
@@ -115,7 +149,9 @@ impl Sender {
         if state.frames.len() >= self.0.capacity || over_budget {
             return Err(TrySendError::Full(frame));
         }
-        let charge = chargeable(held).saturating_sub(state.charged);
+        let weight = weigh(frame.len(), holders);
+        let weighed = state.weight + weight as usize;
+        let charge = chargeable(weighed).saturating_sub(state.charged);
         if charge > 0 {
             if bounded && !state.frames.is_empty() {
                 if !self.0.memory.try_charge(charge) {
@@ -128,7 +164,8 @@ impl Sender {
             state.ever_charged = true;
         }
         state.bytes = held;
-        state.frames.push_back(frame);
+        state.weight = weighed;
+        state.frames.push_back((frame, weight));
         self.0.len.store(state.frames.len(), Ordering::Release);
         drop(state);
         self.0.readable.wake();
@@ -223,11 +260,15 @@ impl Receiver {
             return None;
         }
         let mut state = self.0.lock();
-        let frame = state.frames.pop_front();
+        let popped = state.frames.pop_front();
         self.0.len.store(state.frames.len(), Ordering::Release);
-        if let Some(frame) = &frame {
+        let frame = popped.map(|(frame, weight)| {
             state.bytes -= frame.len();
-            let keep = chargeable(state.bytes);
+            state.weight -= weight as usize;
+            frame
+        });
+        if frame.is_some() {
+            let keep = chargeable(state.weight);
             if state.charged > keep {
                 self.0.memory.release(state.charged - keep);
                 state.charged = keep;
@@ -249,6 +290,7 @@ impl Drop for Receiver {
         state.receiver_gone = true;
         state.frames.clear();
         state.bytes = 0;
+        state.weight = 0;
         self.0.memory.release(std::mem::take(&mut state.charged));
         let held_much = state.ever_charged;
         self.0.len.store(0, Ordering::Release);
@@ -353,6 +395,38 @@ mod tests {
         assert_eq!(memory.used(), FREE_PER_CONNECTION);
         drop(rx_b);
         rx_a.try_recv().unwrap();
+        assert_eq!(memory.used(), 0);
+    }
+
+    #[test]
+    fn a_frame_shared_by_many_queues_counts_about_once() {
+        use super::super::budget::FREE_PER_CONNECTION;
+        let memory = Arc::new(MemoryBudget::new(usize::MAX));
+        let queues: Vec<_> = (0..80).map(|_| channel(64, memory.clone())).collect();
+        // 22 broadcasts of 512 KiB to 80 queues that are not read: 880 MiB counted once per
+        // queue, 11 MiB held.
+        for _ in 0..22 {
+            let frame = Bytes::from(vec![0u8; 512 << 10]);
+            for (tx, _) in &queues {
+                tx.try_send_shared(frame.clone(), usize::MAX, queues.len())
+                    .unwrap();
+            }
+        }
+        let held = 22 * (512 << 10);
+        assert!(
+            memory.used() <= held,
+            "{} counted for {held} held",
+            memory.used()
+        );
+        // Each queue's share beyond its free allowance.
+        let share = (held / 80).saturating_sub(FREE_PER_CONNECTION);
+        assert!(memory.used() >= 80 * share, "{}", memory.used());
+        // Taken, they give it back; closed, they give back the rest.
+        let before = memory.used();
+        let mut queues = queues;
+        while queues[0].1.try_recv().is_some() {}
+        assert!(memory.used() < before);
+        drop(queues);
         assert_eq!(memory.used(), 0);
     }
 }

@@ -182,6 +182,22 @@ impl Client {
         get(&reply, "result").clone()
     }
 
+    /// The `result` of a call, skipping the events that arrive before it.
+    pub async fn ok_skipping_events(&mut self, name: &str, args: Vec<Value>) -> Value {
+        self.send(&rpc(1, name, args)).await;
+        loop {
+            let reply = self.recv().await;
+            if get(&reply, "type") == &Value::from("event") {
+                continue;
+            }
+            assert!(
+                has(&reply, "result"),
+                "{name}: expected a result, got {reply}"
+            );
+            return get(&reply, "result").clone();
+        }
+    }
+
     /// The `error` map of a call, panicking on a result.
     pub async fn err(&mut self, name: &str, args: Vec<Value>) -> Value {
         let reply = self.call(name, args).await;
