@@ -41,6 +41,9 @@ struct Counts {
     fragmented: AtomicU64,
     slow_readers: AtomicU64,
     slow_closed: AtomicU64,
+    /// Rounds of client-chosen names and sizes (issue 23): long user and room names, many
+    /// groups, an oversized presence meta, a deeply nested argument.
+    names: AtomicU64,
     /// Fragmented messages answered with a 1009 close frame (the others ended without one: a
     /// server that closes with unread input resets the socket, which can discard the frame).
     closed_1009: AtomicU64,
@@ -127,6 +130,53 @@ async fn churn(url: &str, n: u64, counts: &Counts) {
     }
     let _ = c.ws.close(None).await;
     bump(&counts.churned);
+}
+
+/// A value nested `depth` arrays deep.
+fn nested(depth: usize) -> Value {
+    (0..depth).fold(Value::from(0), |inner, _| Value::Array(vec![inner]))
+}
+
+/// A call's reply, skipping events (the joined rooms' own traffic).
+async fn answer(c: &mut Client, name: &str, args: Vec<Value>) -> Value {
+    c.send(&rpc(1, name, args)).await;
+    reply_to(c, 1).await.0
+}
+
+/// One round of names and sizes a client chooses: a `to(..)` a 200 KB name, a 200 KB room
+/// (refused), 200 short rooms of its own, a 100 KB presence meta (refused), and an argument
+/// nested 120 deep. Each gets the answer the bounds promise, and none of it stays.
+async fn namer(url: &str, n: u64, counts: &Counts) {
+    let mut c = Client::connect_as(url, v(&format!("namer{}", n % 20))).await;
+    let long = |tag: &str| format!("{tag}{n}{}", "x".repeat(200_000));
+    let checks = [
+        ("notify", vec![v(&long("user")), v("hi")], "result", int(0)),
+        ("enter_room", vec![v(&long("room"))], "result", Value::from(false)),
+    ];
+    for (name, args, key, want) in checks {
+        let reply = answer(&mut c, name, args).await;
+        if get(&reply, key) != &want {
+            counts.wrong(format!("names: {name}: {reply}"));
+        }
+    }
+    for room in 0..200 {
+        let reply = answer(&mut c, "enter_room", vec![v(&format!("soak:{n}:{room}"))]).await;
+        if get(&reply, "result") != &Value::from(true) {
+            counts.wrong(format!("names: a short room: {reply}"));
+        }
+    }
+    let meta = "m".repeat(100_000);
+    let reply = answer(&mut c, "presence_track", vec![v("soak:lobby"), v(&meta)]).await;
+    if get(get(&reply, "error"), "code") != &v("META_TOO_LARGE") {
+        counts.wrong(format!("names: a large meta: {reply}"));
+    }
+    // Answered either way (echoed, or refused for its depth), and the connection goes on.
+    let reply = answer(&mut c, "echo", vec![nested(120)]).await;
+    if !has(&reply, "result") && !has(&reply, "error") {
+        counts.wrong(format!("names: a deep argument: {reply}"));
+    }
+    let _ = c.ws.close(None).await;
+    bump(&counts.names);
 }
 
 /// A raw client's next reply (skipping events), decoded.
@@ -305,6 +355,11 @@ async fn a_bounded_soak_leaves_healthy_clients_served_and_the_server_back_at_its
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }));
+    let (url, c) = (server.url.clone(), counts.clone());
+    hostile.push(spawn_loop(&hostile_stop, move |n| {
+        let (url, c) = (url.clone(), c.clone());
+        async move { namer(&url, n, &c).await }
+    }));
     for _ in 0..3 {
         let (addr, c, s) = (server.addr.clone(), counts.clone(), hostile_stop.clone());
         hostile.push(spawn_loop(&hostile_stop, move |_| {
@@ -364,7 +419,7 @@ async fn a_bounded_soak_leaves_healthy_clients_served_and_the_server_back_at_its
         "soak {secs} s: healthy calls {} and shouts {shouts} (events per healthy client \
          {events:?}); hostile: churned {} + dropped mid-call {}, garbage {}, oversized {}, \
          fragmented past the limit {} ({} with a 1009 frame), slow readers {} ({} closed by the \
-         server); wrong answers {} {:?}; RSS baseline {baseline:.1} MiB, peak {peak:.1}, after {after:.1}; fds baseline \
+         server), names and sizes {}; wrong answers {} {:?}; RSS baseline {baseline:.1} MiB, peak {peak:.1}, after {after:.1}; fds baseline \
          {baseline_fds}, max {max_fds}, after {fds}",
         n(&counts.calls),
         n(&counts.churned),
@@ -375,6 +430,7 @@ async fn a_bounded_soak_leaves_healthy_clients_served_and_the_server_back_at_its
         n(&counts.closed_1009),
         n(&counts.slow_readers),
         n(&counts.slow_closed),
+        n(&counts.names),
         n(&counts.wrong),
         counts.why.lock().unwrap(),
     );
@@ -387,6 +443,7 @@ async fn a_bounded_soak_leaves_healthy_clients_served_and_the_server_back_at_its
     assert!(n(&counts.fragmented) > 0 && n(&counts.oversized) > 0 && n(&counts.garbage) > 0);
     assert!(n(&counts.closed_1009) > 0, "no 1009 close frame was seen");
     assert!(n(&counts.slow_closed) > 0, "no slow reader was closed");
+    assert!(n(&counts.names) > 0, "no round of names and sizes");
     assert!(fds <= baseline_fds, "fds {baseline_fds} -> {fds}");
     assert!(
         after <= baseline + margin,

@@ -25,7 +25,9 @@ export interface StateChange {
 /**
  * Why a stream was not recovered. From the server (PROTOCOL.md 5.6): `epoch` (its history started
  * again), `trimmed` (no longer reaches back far enough), `expired`, `unavailable` (could not be
- * read), `disabled` (the server keeps none), `gap` (a `resync` frame: events missed live). From
+ * read), `membership` (a group position from before this identity's latest join after a leave:
+ * a group replays only what was sent while the reader was a member), `disabled` (the server
+ * keeps none), `gap` (a `resync` frame: events missed live). From
  * the client: `legacy` (a reconnect to a server without sessions, or with `resume: false`: every
  * stream counts as lost), `identity` (the connection has another identity than before, so its
  * `u` stream is another one), `timeout` (the hello got no answer in time), `ignored` (the server
@@ -36,6 +38,7 @@ export type ResyncReason =
   | "trimmed"
   | "expired"
   | "unavailable"
+  | "membership"
   | "disabled"
   | "gap"
   | "legacy"
