@@ -151,7 +151,12 @@ async fn namer(url: &str, n: u64, counts: &Counts) {
     let long = |tag: &str| format!("{tag}{n}{}", "x".repeat(200_000));
     let checks = [
         ("notify", vec![v(&long("user")), v("hi")], "result", int(0)),
-        ("enter_room", vec![v(&long("room"))], "result", Value::from(false)),
+        (
+            "enter_room",
+            vec![v(&long("room"))],
+            "result",
+            Value::from(false),
+        ),
     ];
     for (name, args, key, want) in checks {
         let reply = answer(&mut c, name, args).await;

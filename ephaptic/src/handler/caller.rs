@@ -81,12 +81,26 @@ impl Caller {
 
     /// Sends `event` to this connection only. It is queued in order with this connection's
     /// replies, so an event emitted before a handler returns arrives before its result.
-    /// Returns whether the connection was still open.
+    /// Returns whether the connection was still open (`false` too for an event larger than
+    /// [`Server::max_sent_frame`](crate::Server::max_sent_frame), which is not sent).
     /// Nothing is sent until the returned future is awaited.
     pub fn emit<E: Event>(&self, event: E) -> Emit<'_, bool> {
         let frame = encode(E::NAME, &event);
         Emit::new(async move {
             match frame {
+                Some(frame) if frame.len() > self.conn.max_sent_frame() => {
+                    static LOGGED: crate::session::names::Every =
+                        crate::session::names::Every::new();
+                    if LOGGED.ready() {
+                        tracing::warn!(
+                            event = E::NAME,
+                            size = frame.len(),
+                            limit = self.conn.max_sent_frame(),
+                            "an event larger than Server::max_sent_frame was not sent"
+                        );
+                    }
+                    false
+                }
                 Some(frame) => self.conn.send(frame).await,
                 None => false,
             }

@@ -175,6 +175,7 @@ impl State {
             outbound: Arc::new(Policy {
                 byte_budget: config.outbound_byte_budget,
                 memory: Arc::new(MemoryBudget::new(config.memory_budget)),
+                max_sent_frame: config.max_sent_frame,
                 ..Policy::new(config.outbound_capacity, config.slow_client)
             }),
             refusals: Arc::default(),

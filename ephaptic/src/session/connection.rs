@@ -134,6 +134,11 @@ impl Connection {
         self.out.send(frame).await
     }
 
+    /// The largest frame this connection is sent (`Server::max_sent_frame`).
+    pub fn max_sent_frame(&self) -> usize {
+        self.out.max_sent_frame()
+    }
+
     /// Queues an answer without waiting; `false` when the queue is full or gone.
     pub fn try_answer(&self, frame: Bytes) -> bool {
         self.out.try_answer(frame)

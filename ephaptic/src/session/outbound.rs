@@ -48,6 +48,8 @@ pub(crate) struct Policy {
     pub counters: Counters,
     /// The process-wide budget for buffered bytes, shared with the transport's reads.
     pub memory: Arc<MemoryBudget>,
+    /// The largest frame sent (`Server::max_sent_frame`), for the caller's own events.
+    pub max_sent_frame: usize,
 }
 
 impl Policy {
@@ -58,6 +60,7 @@ impl Policy {
             slow_client,
             counters: Counters::default(),
             memory: Arc::new(MemoryBudget::new(usize::MAX)),
+            max_sent_frame: usize::MAX,
         }
     }
 }
@@ -176,6 +179,11 @@ impl Outbound {
             Ok(()) | Err(TrySendError::Closed) => Ok(()),
             Err(TrySendError::Full(frame) | TrySendError::OverMemory(frame)) => Err(frame),
         }
+    }
+
+    /// The largest frame this connection is sent.
+    pub fn max_sent_frame(&self) -> usize {
+        self.policy.max_sent_frame
     }
 
     /// How many frames wait in the queue.
