@@ -331,3 +331,42 @@ async fn a_forged_group_position_is_not_replayed_to_a_first_time_member() {
     assert_eq!(get(&position, "recovered"), &Value::from(false));
     assert_eq!(get(&position, "reason"), &v("membership"));
 }
+
+/// Issue 23: 200,000 unique stream names cost 730 B each, kept for an hour. The history keeps
+/// at most `history_max_streams`, letting the least recently used go: a client resuming one
+/// that went is told `epoch` (and refetches), while a stream still in use resumes.
+#[tokio::test]
+async fn past_the_bound_on_streams_the_least_recently_used_go_and_their_resumes_say_so() {
+    let url = start(ephaptic::Server::new().history_max_streams(40)).await;
+    let open_and_leave = |user: &'static str| {
+        let url = url.clone();
+        async move {
+            let (mut tab, _, _) = Tab::open(&url, user, vec![]).await;
+            burst(&url, user, 0, 1).await;
+            tab.next().await;
+            tab.pos.clone()
+        }
+    };
+    let old = open_and_leave("olga").await;
+    let recent_user = "rita";
+    // 100 names through the history: `to(..)` a user nobody holds keeps a stream for it.
+    let mut sender = Client::connect(&url).await;
+    for i in 0..100 {
+        sender
+            .ok("notify", vec![v(&format!("nobody-{i}")), v("x")])
+            .await;
+    }
+    let recent = open_and_leave(recent_user).await;
+    let (_, _, hello) = Tab::open(&url, "olga", old).await;
+    let u = stream(&hello, "u");
+    assert_eq!(get(u, "recovered"), &Value::from(false), "{hello}");
+    assert_eq!(get(u, "reason"), &v("epoch"));
+    burst(&url, recent_user, 1, 2).await;
+    let (_, before, hello) = Tab::open(&url, recent_user, recent).await;
+    assert_eq!(
+        get(stream(&hello, "u"), "recovered"),
+        &Value::from(true),
+        "{hello}"
+    );
+    assert_eq!(messages(&before), ["1", "2"]);
+}
