@@ -162,6 +162,7 @@ export interface EphapticQueries {
   enter_room(room: string): { queryKey: readonly ["enter_room", string]; queryFn: () => Promise<boolean> };
   falsy_stream(): { queryKey: readonly ["falsy_stream"]; queryFn: () => Promise<Array<unknown>> };
   kaboom(): { queryKey: readonly ["kaboom"]; queryFn: () => Promise<null> };
+  leave_room(room: string): { queryKey: readonly ["leave_room", string]; queryFn: () => Promise<boolean> };
   limited(): { queryKey: readonly ["limited"]; queryFn: () => Promise<string> };
   make_item(item: ItemInput): { queryKey: readonly ["make_item", ItemInput]; queryFn: () => Promise<Item> };
   named(first: string, second: string): { queryKey: readonly ["named", string, string]; queryFn: () => Promise<string> };
@@ -203,7 +204,7 @@ export const ephapticMutations = {
  * `connect({ url, schemaHash: ephapticSchemaHash })`: a client whose bundle is older than the
  * server it reaches is told so (`onSchemaMismatch`).
  */
-export const ephapticSchemaHash = "6af49f02f4f19363";
+export const ephapticSchemaHash = "49b8f6cc1b6b19e2";
 
 /** The server's functions, events and queries, as `@ephaptic/client` exposes them. */
 export interface EphapticService {
@@ -231,6 +232,8 @@ export interface EphapticService {
   falsy_stream(): Promise<AsyncIterableIterator<unknown>>;
   /** Fails with an undeclared error: clients must see `INTERNAL`, never its text. */
   kaboom(): Promise<null>;
+  /** Takes the caller out of group `room`; `true` when it was a member. */
+  leave_room(room: string): Promise<boolean>;
   /** Rate limited to 2 calls a minute per identity (per peer address when anonymous). */
   limited(): Promise<string>;
   /** Returns the item it was given. */
