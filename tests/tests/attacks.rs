@@ -18,6 +18,10 @@
 //! | `Origin: http://evil.example` with a cookie | limits.rs `by_default_pages_of_other_sites_are_refused_and_the_servers_own_are_not` |
 //! | two calls with one `id`, then `cancel` | wire.rs `cancel_stops_every_call_that_shares_its_id` |
 //! | a function name with newlines; 200,000 one-byte bad frames | `forged_names_and_a_flood_of_bad_frames_write_a_few_log_lines` here |
+//! | 20,000 panicking calls under `RUST_BACKTRACE=1` (148 MB of stderr) | `two_thousand_panicking_calls_with_rust_backtrace_write_a_few_kib_of_log` here |
+//! | an unknown function name of 1 MB (2 MB of log) | `a_megabyte_function_name_writes_a_short_log_line` here |
+//!
+//! The rows after the one of forged names came later, with the hardening of logs.
 //!
 //! The memory bounds are the server's RSS in a debug build (the tests' profile), read from
 //! `/proc`; each one is chosen from measurements with a wide margin (each comment says which)
@@ -476,5 +480,83 @@ async fn forged_names_and_a_flood_of_bad_frames_write_a_few_log_lines() {
     // Was 37 MB. The first three bad frames, a count at the close, a line or two about the
     // name: a few lines of a few hundred bytes.
     assert!(written < 8 * 1024, "{written} B of log:\n{log}");
+    server.assert_alive();
+}
+
+/// A line the server logs after everything before it, to wait for (see `wait_for_log`): a call
+/// to an unknown function, on a connection of its own (the first three bad frames of a
+/// connection are logged).
+async fn log_sentinel(server: &Parity, name: &str) {
+    let mut c = Raw::connect(&server.addr).await;
+    assert!(c.send(&rpc(1, name, vec![])).await);
+    let (_, reply) = c.next(Duration::from_secs(10)).await.expect("NOT_FOUND");
+    assert_eq!(get(get(&decode(&reply), "error"), "code"), &v("NOT_FOUND"));
+    assert!(
+        server.wait_for_log(name, Duration::from_secs(10)).await,
+        "the sentinel {name:?} was not logged"
+    );
+}
+
+#[tokio::test]
+async fn two_thousand_panicking_calls_with_rust_backtrace_write_a_few_kib_of_log() {
+    // The issue: 20,000 panicking calls wrote 148 MB of stderr under RUST_BACKTRACE=1 (a
+    // backtrace for each), besides a log line each.
+    let mut cmd = std::process::Command::new(parity_bin());
+    cmd.env("RUST_BACKTRACE", "1");
+    let mut server = Parity::start_with(cmd, "info");
+    let mut ok = healthy(&server).await;
+    let before = server.log_bytes();
+    let mut c = Raw::connect(&server.addr).await;
+    let calls = 2_000;
+    let mut frames = Vec::new();
+    for id in 0..calls {
+        frames.extend_from_slice(&binary_frame(&encode(&rpc(id, "panics", vec![]))));
+    }
+    assert!(c.write(&frames).await);
+    let mut answered = vec![false; calls as usize];
+    for _ in 0..calls {
+        let (_, reply) = c.next(Duration::from_secs(30)).await.expect("a reply");
+        let reply = decode(&reply);
+        // Each call still costs only itself.
+        assert_eq!(get(get(&reply, "error"), "code"), &v("INTERNAL"), "{reply}");
+        answered[get(&reply, "id").as_u64().unwrap() as usize] = true;
+    }
+    assert!(answered.iter().all(|a| *a), "every call answered once");
+    served(&mut ok, 1).await;
+    log_sentinel(&server, "after-the-panics").await;
+    let written = server.log_bytes() - before;
+    let log = server.log();
+    eprintln!("{calls} panicking calls: {written} B of log");
+    // The first three in full: the hook's message and backtrace, and the server's line.
+    let hook_lines = log.matches("panicked at").count();
+    let server_lines = log.matches("'panics' failed: panicked").count();
+    assert!(
+        log.contains("stack backtrace"),
+        "RUST_BACKTRACE is on:\n{log}"
+    );
+    assert!((1..=3).contains(&hook_lines), "{hook_lines} hook messages");
+    assert!((1..=3).contains(&server_lines), "{server_lines} lines");
+    // Measured: 35 KiB (three backtraces of a debug build). Was 2,000 backtraces.
+    assert!(written < 64 * 1024, "{written} B of log");
+    server.assert_alive();
+}
+
+#[tokio::test]
+async fn a_megabyte_function_name_writes_a_short_log_line() {
+    let mut server = Parity::start("info");
+    let before = server.log_bytes();
+    let mut c = Raw::connect(&server.addr).await;
+    let name = "n".repeat(1_000_000);
+    assert!(c.send(&rpc(1, &name, vec![])).await);
+    let (_, reply) = c.next(Duration::from_secs(10)).await.expect("NOT_FOUND");
+    assert_eq!(get(get(&decode(&reply), "error"), "code"), &v("NOT_FOUND"));
+    log_sentinel(&server, "after-the-long-name").await;
+    let written = server.log_bytes() - before;
+    let log = server.log();
+    eprintln!("a 1 MB function name: {written} B of log");
+    // Quoted in part, with its length.
+    assert!(log.contains("(1000000 bytes)"), "{log}");
+    // Was 2 MB (the name, twice). Now two lines of a few hundred bytes.
+    assert!(written < 4 * 1024, "{written} B of log");
     server.assert_alive();
 }

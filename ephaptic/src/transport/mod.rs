@@ -12,6 +12,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
 use crate::handshake::Handshake;
+use crate::runtime::loglimit::{Gate, Quoted, Verdict};
 use crate::runtime::{Origins, Session, State, in_scope};
 
 pub(crate) mod listener;
@@ -35,6 +36,9 @@ pub(crate) fn hard_limit(max_frame_size: usize) -> usize {
 const WRITE_BUFFER: usize = 64 * 1024;
 
 pub(crate) fn router(state: Arc<State>) -> axum::Router {
+    // Every server is served through here: its handlers' panics are logged a few times a
+    // minute, the hook's output included (`runtime/panic.rs`).
+    crate::runtime::panic::install_hook();
     let path = state.config.path.clone();
     axum::Router::new()
         .route(&path, get(upgrade))
@@ -73,14 +77,19 @@ async fn upgrade(
         let origin = origin.to_str().unwrap_or_default();
         let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
         if !origin_allowed(&state.config.origins, origin, host) {
-            tracing::warn!(
-                origin = origin.escape_debug().to_string(),
-                host,
-                "refused a WebSocket upgrade from another site's page: list its origin with \
-                 Server::allowed_origins([..]) (or Server::allow_any_origin() for a server no \
-                 cookie authenticates). Behind a reverse proxy, pass the Host header through \
-                 (nginx: proxy_set_header Host $host), or the server's own pages look foreign"
-            );
+            static REFUSED: Gate = Gate::new();
+            if let Verdict::Log { unlogged } = REFUSED.admit() {
+                tracing::warn!(
+                    origin = %Quoted(origin),
+                    host = %Quoted(host.unwrap_or_default()),
+                    "refused a WebSocket upgrade from another site's page{}: list its origin \
+                     with Server::allowed_origins([..]) (or Server::allow_any_origin() for a \
+                     server no cookie authenticates). Behind a reverse proxy, pass the Host \
+                     header through (nginx: proxy_set_header Host $host), or the server's own \
+                     pages look foreign",
+                    refused_since(unlogged)
+                );
+            }
             return (
                 StatusCode::FORBIDDEN,
                 "origin not allowed: the server accepts its own origin, loopback origins and \
@@ -112,6 +121,14 @@ async fn upgrade(
             // so the handlers it polls inline can `emit` without a scope per call.
             in_scope(state, pump::run(session, socket, rx, ping, meter))
         })
+}
+
+/// " (and N more since the last line)" for a refusal's line, after refusals held back.
+fn refused_since(unlogged: u64) -> String {
+    if unlogged == 0 {
+        return String::new();
+    }
+    format!(" (and {unlogged} more since the last line)")
 }
 
 /// Whether a page from `origin` may open a WebSocket: its own server's pages (the origin's host
