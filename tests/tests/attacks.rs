@@ -20,8 +20,9 @@
 //! | a function name with newlines; 200,000 one-byte bad frames | `forged_names_and_a_flood_of_bad_frames_write_a_few_log_lines` here |
 //! | 20,000 panicking calls under `RUST_BACKTRACE=1` (148 MB of stderr) | `two_thousand_panicking_calls_with_rust_backtrace_write_a_few_kib_of_log` here |
 //! | an unknown function name of 1 MB (2 MB of log) | `a_megabyte_function_name_writes_a_short_log_line` here |
+//! | `Host` and `Origin` both the attacker's name (DNS rebinding) | limits.rs `with_allowed_hosts_a_rebound_name_is_refused_and_the_listed_ones_are_served` |
 //!
-//! The rows after the one of forged names came later, with the hardening of logs.
+//! The rows after the one of forged names came later, with the hardening of logs and hosts.
 //!
 //! The memory bounds are the server's RSS in a debug build (the tests' profile), read from
 //! `/proc`; each one is chosen from measurements with a wide margin (each comment says which)

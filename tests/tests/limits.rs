@@ -305,6 +305,57 @@ async fn by_default_pages_of_other_sites_are_refused_and_the_servers_own_are_not
     assert!(tokio_tungstenite::connect_async(req).await.is_ok());
 }
 
+#[tokio::test]
+async fn with_allowed_hosts_a_rebound_name_is_refused_and_the_listed_ones_are_served() {
+    // DNS rebinding: the attacker's page, on a name it points at this server, sends its own
+    // name as both `Host` and `Origin`, which the origin check alone takes for the server's
+    // own page.
+    let upgrade = |url: &str, host: &str| {
+        let mut req = url.into_client_request().unwrap();
+        req.headers_mut().insert("Host", host.parse().unwrap());
+        req.headers_mut()
+            .insert("Origin", format!("http://{host}").parse().unwrap());
+        req
+    };
+    let plain = start(ephaptic::Server::new()).await;
+    let port = addr_of(&plain).rsplit_once(':').unwrap().1.to_string();
+    let rebound = format!("evil.example:{port}");
+    assert!(
+        tokio_tungstenite::connect_async(upgrade(&plain, &rebound))
+            .await
+            .is_ok(),
+        "without the setting, any Host is served (as before)"
+    );
+
+    let url = start(ephaptic::Server::new().allowed_hosts(["App.Example.test"])).await;
+    let port = addr_of(&url).rsplit_once(':').unwrap().1.to_string();
+    let err = tokio_tungstenite::connect_async(upgrade(&url, &format!("evil.example:{port}")))
+        .await
+        .unwrap_err();
+    let tokio_tungstenite::tungstenite::Error::Http(refused) = err else {
+        panic!("an HTTP refusal, got {err}");
+    };
+    assert_eq!(refused.status(), 403);
+    let body = String::from_utf8_lossy(refused.body().as_deref().unwrap_or_default()).into_owned();
+    assert!(body.contains("Server::allowed_hosts"), "{body}");
+    // Listed (any port, any case) and loopback names are served.
+    for host in [
+        format!("app.example.test:{port}"),
+        format!("localhost:{port}"),
+    ] {
+        let (ws, _) = tokio_tungstenite::connect_async(upgrade(&url, &host))
+            .await
+            .unwrap_or_else(|e| panic!("{host}: {e}"));
+        let mut c = Client { ws };
+        assert_eq!(c.ok("add", vec![int(1), int(1)]).await, int(2));
+    }
+    // A client that sends no `Origin` is held to the list too.
+    let mut req = url.as_str().into_client_request().unwrap();
+    req.headers_mut()
+        .insert("Host", format!("evil.example:{port}").parse().unwrap());
+    assert!(tokio_tungstenite::connect_async(req).await.is_err());
+}
+
 /// A server whose graceful shutdown starts when the returned sender fires; the task ends when
 /// the shutdown has.
 async fn stoppable(

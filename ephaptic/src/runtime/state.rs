@@ -60,6 +60,8 @@ pub(crate) struct Config {
     /// Whether events get positions and a history, so clients resume (docs/PROTOCOL.md 5.6).
     pub resume: bool,
     pub retention: Retentions,
+    /// The `Host` names upgrades may be for (`Server::allowed_hosts`); `None`: any.
+    pub allowed_hosts: Option<Vec<String>>,
 }
 
 impl Default for Config {
@@ -85,6 +87,7 @@ impl Default for Config {
             keep_handshake: false,
             resume: true,
             retention: Retentions::default(),
+            allowed_hosts: None,
         }
     }
 }
