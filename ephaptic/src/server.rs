@@ -186,6 +186,25 @@ impl Server {
         self
     }
 
+    /// How many values the arguments of one call may hold (default 50,000), counted on their
+    /// bytes before anything is decoded: each list, map, map key and scalar counts one, a
+    /// string or a binary one whatever its length. A call over it is answered
+    /// `VALIDATION_ERROR` (one issue, of type `too_large`, that names this setting) without
+    /// being decoded, and the connection goes on. Lists or maps nested 128 deep, where the
+    /// decoders stop anyway, are refused the same way (`too_deep`), whatever this setting.
+    ///
+    /// Why: [`max_frame_size`](Self::max_frame_size) bounds bytes, not what they decode to.
+    /// A value can take one byte on the wire and near two hundred once decoded (a list in a
+    /// list): one 1 MB argument of lists nested 120 deep, a million values, took 168 MB and
+    /// most of a second to decode into a dynamic `Value` and echo. At 50,000 values the worst
+    /// shape decodes into about 9 MB and a flat list into about 2 MB (`RELIABILITY.md`), while
+    /// a call of a few thousand records of ten fields still fits. Long lists of numbers are
+    /// better sent as binary (one value); raise this for calls that must carry more.
+    pub fn max_frame_nodes(mut self, values: usize) -> Self {
+        self.config.max_frame_nodes = values.max(16);
+        self
+    }
+
     /// Debug mode: internal errors carry their detail to the client, and `NOT_FOUND` says how
     /// to register a function. Never turn this on in production.
     pub fn debug(mut self, on: bool) -> Self {

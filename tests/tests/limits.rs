@@ -356,6 +356,43 @@ async fn with_allowed_hosts_a_rebound_name_is_refused_and_the_listed_ones_are_se
     assert!(tokio_tungstenite::connect_async(req).await.is_err());
 }
 
+#[tokio::test]
+async fn a_call_over_max_frame_nodes_is_refused_unread_and_the_connection_goes_on() {
+    let url = start(ephaptic::Server::new().max_frame_nodes(1_000)).await;
+    let mut c = Client::connect(&url).await;
+    // The list and 999 items: 1,000 values, the most this server reads in a call.
+    let at_bound = Value::Array(vec![int(7); 999]);
+    assert_eq!(c.ok("echo", vec![at_bound.clone()]).await, at_bound);
+    let over = Value::Array(vec![int(7); 1_000]);
+    let e = c.err("echo", vec![over]).await;
+    assert_eq!(get(&e, "code"), &v("VALIDATION_ERROR"));
+    let issue = &get(&e, "data").as_array().expect("an issue list")[0];
+    assert_eq!(get(issue, "type"), &v("too_large"));
+    let message = get(&e, "message").as_str().unwrap();
+    assert!(
+        message.contains("1000") && message.contains("Server::max_frame_nodes"),
+        "{message}"
+    );
+    // Keyword arguments count too, keys included.
+    c.send(&rpc_kw(
+        2,
+        "echo",
+        vec![],
+        vec![("value", Value::Array(vec![int(7); 999]))],
+    ))
+    .await;
+    let reply = c.recv().await;
+    assert_eq!(get(get(&reply, "error"), "code"), &v("VALIDATION_ERROR"));
+    // Nesting as deep as the decoders stop at (128 lists), whatever the bound.
+    let deep = (0..128).fold(Value::Nil, |inner, _| Value::Array(vec![inner]));
+    let e = c.err("echo", vec![deep]).await;
+    assert_eq!(get(&get(&e, "data")[0], "type"), &v("too_deep"), "{e}");
+    let deep_enough = (0..127).fold(Value::Nil, |inner, _| Value::Array(vec![inner]));
+    assert_eq!(c.ok("echo", vec![deep_enough.clone()]).await, deep_enough);
+    // The connection goes on.
+    assert_eq!(c.ok("add", vec![int(1), int(2)]).await, int(3));
+}
+
 /// A server whose graceful shutdown starts when the returned sender fires; the task ends when
 /// the shutdown has.
 async fn stoppable(

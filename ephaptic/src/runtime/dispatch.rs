@@ -123,6 +123,11 @@ pub(crate) fn start(
         out.push(too_many_calls(limit).to_frame(id_bytes, false));
         return;
     }
+    // Before anything is decoded: what the arguments would decode to is bounded too.
+    if let Err(e) = crate::handler::check_cost(frame, raw, state.config.max_frame_nodes) {
+        out.push(e.to_frame(id_bytes, false));
+        return;
+    }
     match state.limiter.check(def, conn) {
         Check::Allowed => {}
         Check::Refused(e) => {

@@ -62,6 +62,8 @@ pub(crate) struct Config {
     pub retention: Retentions,
     /// The `Host` names upgrades may be for (`Server::allowed_hosts`); `None`: any.
     pub allowed_hosts: Option<Vec<String>>,
+    /// Values a call's arguments may hold, counted before they are decoded.
+    pub max_frame_nodes: usize,
 }
 
 impl Default for Config {
@@ -88,6 +90,7 @@ impl Default for Config {
             resume: true,
             retention: Retentions::default(),
             allowed_hosts: None,
+            max_frame_nodes: 50_000,
         }
     }
 }
