@@ -46,6 +46,9 @@ struct Inner {
     data: Option<Bytes>,
     /// What went wrong inside the server; never sent unless debug mode is on.
     detail: Option<String>,
+    /// Its log line was already decided (a panic's, when it was caught), so the call's
+    /// answer does not write another.
+    logged: bool,
 }
 
 /// `Result<T, ephaptic::Error>`, the usual return type of an exposed function.
@@ -65,6 +68,7 @@ impl Error {
                 message: message.into(),
                 data: None,
                 detail: None,
+                logged: false,
             }),
         }
     }
@@ -93,6 +97,7 @@ impl Error {
                 message: Cow::Borrowed(INTERNAL_MESSAGE),
                 data: None,
                 detail: Some(detail.to_string()),
+                logged: false,
             }),
         }
     }
@@ -138,6 +143,17 @@ impl Error {
 
     pub(crate) fn is_internal(&self) -> bool {
         self.inner.code == INTERNAL
+    }
+
+    /// Marks the error as logged where it arose (see `runtime::panic`).
+    pub(crate) fn logged(mut self) -> Self {
+        self.inner.logged = true;
+        self
+    }
+
+    /// Whether the error is internal and its log line is still to be decided.
+    pub(crate) fn is_unlogged_internal(&self) -> bool {
+        self.is_internal() && !self.inner.logged
     }
 
     /// The `{id, error}` frame for this error. In debug mode an internal error carries its

@@ -232,7 +232,9 @@
 //! reconnect. [`router`] gives an axum [`Router`](axum::Router) to merge into an existing app;
 //! [`Server`] configures the path, allowed origins, limits and debug mode. By default only the
 //! server's own pages (and pages on loopback hosts, such as a dev server) may open a WebSocket
-//! from a browser; see [`Server::allowed_origins`] and the auth guide (`docs/AUTH.md`).
+//! from a browser; see [`Server::allowed_origins`] and the auth guide (`docs/AUTH.md`). A
+//! server that trusts where a request comes from (a private network, loopback) lists its
+//! names with [`Server::allowed_hosts`] against DNS rebinding.
 //!
 //! ```no_run
 //! # async fn run() -> std::io::Result<()> {

@@ -127,6 +127,54 @@ impl Server {
         self
     }
 
+    /// Serve WebSocket upgrades only for these `Host` names (default: any `Host`), against
+    /// DNS rebinding. An entry is a name or an address as the `Host` header carries it:
+    /// `app.example.com` or `203.0.113.7` matches any port, `app.example.com:8443` or
+    /// `[2001:db8::1]:8443` that port only; case does not matter. Loopback names (`localhost`,
+    /// `127.0.0.1`, `[::1]`, on any port) are always served: a browser sends them only for a
+    /// page on this machine. Any other `Host` is refused with 403 before the
+    /// [origin check](Self::allowed_origins), and logged (a few lines a minute at most).
+    ///
+    /// Why: the origin check accepts a page whose `Origin` is the request's `Host`, and DNS
+    /// rebinding makes both the attacker's: a page on `evil.example` whose name is then
+    /// pointed at your server's address is "same-origin" with it, and can call a server that
+    /// trusts where a request comes from (one on a private network or on `127.0.0.1`, a dev
+    /// server) rather than who sends it. Listing the names the server is reached by closes
+    /// that: the browser still sends `Host: evil.example`.
+    ///
+    /// ```no_run
+    /// # async fn run() -> std::io::Result<()> {
+    /// ephaptic::Server::new()
+    ///     .allowed_hosts(["app.example.com", "internal.example.com:8443"])
+    ///     .serve("0.0.0.0:8000")
+    ///     .await
+    /// # }
+    /// ```
+    ///
+    /// A server for this machine only serves loopback names with any list, an empty one too:
+    /// `.allowed_hosts(["localhost"])`. Behind a reverse proxy, list the public names and
+    /// pass the `Host` header through (nginx: `proxy_set_header Host $host;`).
+    ///
+    /// # Panics
+    /// When an entry is a URL (`https://app.example.com`) rather than a name: the message
+    /// says what to write.
+    pub fn allowed_hosts<I, S>(mut self, hosts: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        let hosts = hosts.into_iter().map(Into::into).collect::<Vec<_>>();
+        if let Some(url) = hosts.iter().find(|h| h.contains('/')) {
+            let name = url.split("://").last().unwrap_or(url).trim_end_matches('/');
+            panic!(
+                "Server::allowed_hosts takes names as the Host header carries them, not URLs: \
+                 write {name:?} instead of {url:?}"
+            );
+        }
+        self.config.allowed_hosts = Some(hosts);
+        self
+    }
+
     /// The largest frame a client may send, in bytes (default 1 MiB). A larger frame is
     /// skipped and answered with `FRAME_TOO_LARGE`; the connection lives on. A message beyond
     /// twice this size (or this size plus 64 KiB, whichever is more), whether in one frame or
@@ -135,6 +183,25 @@ impl Server {
     /// cost.
     pub fn max_frame_size(mut self, bytes: usize) -> Self {
         self.config.max_frame_size = bytes.max(64);
+        self
+    }
+
+    /// How many values the arguments of one call may hold (default 50,000), counted on their
+    /// bytes before anything is decoded: each list, map, map key and scalar counts one, a
+    /// string or a binary one whatever its length. A call over it is answered
+    /// `VALIDATION_ERROR` (one issue, of type `too_large`, that names this setting) without
+    /// being decoded, and the connection goes on. Lists or maps nested 128 deep, where the
+    /// decoders stop anyway, are refused the same way (`too_deep`), whatever this setting.
+    ///
+    /// Why: [`max_frame_size`](Self::max_frame_size) bounds bytes, not what they decode to.
+    /// A value can take one byte on the wire and near two hundred once decoded (a list in a
+    /// list): one 1 MB argument of lists nested 120 deep, a million values, took 168 MB and
+    /// most of a second to decode into a dynamic `Value` and echo. At 50,000 values the worst
+    /// shape decodes into about 9 MB and a flat list into about 2 MB (`RELIABILITY.md`), while
+    /// a call of a few thousand records of ten fields still fits. Long lists of numbers are
+    /// better sent as binary (one value); raise this for calls that must carry more.
+    pub fn max_frame_nodes(mut self, values: usize) -> Self {
+        self.config.max_frame_nodes = values.max(16);
         self
     }
 

@@ -324,6 +324,94 @@ async fn by_default_pages_of_other_sites_are_refused_and_the_servers_own_are_not
     assert!(tokio_tungstenite::connect_async(req).await.is_ok());
 }
 
+#[tokio::test]
+async fn with_allowed_hosts_a_rebound_name_is_refused_and_the_listed_ones_are_served() {
+    // DNS rebinding: the attacker's page, on a name it points at this server, sends its own
+    // name as both `Host` and `Origin`, which the origin check alone takes for the server's
+    // own page.
+    let upgrade = |url: &str, host: &str| {
+        let mut req = url.into_client_request().unwrap();
+        req.headers_mut().insert("Host", host.parse().unwrap());
+        req.headers_mut()
+            .insert("Origin", format!("http://{host}").parse().unwrap());
+        req
+    };
+    let plain = start(ephaptic::Server::new()).await;
+    let port = addr_of(&plain).rsplit_once(':').unwrap().1.to_string();
+    let rebound = format!("evil.example:{port}");
+    assert!(
+        tokio_tungstenite::connect_async(upgrade(&plain, &rebound))
+            .await
+            .is_ok(),
+        "without the setting, any Host is served (as before)"
+    );
+
+    let url = start(ephaptic::Server::new().allowed_hosts(["App.Example.test"])).await;
+    let port = addr_of(&url).rsplit_once(':').unwrap().1.to_string();
+    let err = tokio_tungstenite::connect_async(upgrade(&url, &format!("evil.example:{port}")))
+        .await
+        .unwrap_err();
+    let tokio_tungstenite::tungstenite::Error::Http(refused) = err else {
+        panic!("an HTTP refusal, got {err}");
+    };
+    assert_eq!(refused.status(), 403);
+    let body = String::from_utf8_lossy(refused.body().as_deref().unwrap_or_default()).into_owned();
+    assert!(body.contains("Server::allowed_hosts"), "{body}");
+    // Listed (any port, any case) and loopback names are served.
+    for host in [
+        format!("app.example.test:{port}"),
+        format!("localhost:{port}"),
+    ] {
+        let (ws, _) = tokio_tungstenite::connect_async(upgrade(&url, &host))
+            .await
+            .unwrap_or_else(|e| panic!("{host}: {e}"));
+        let mut c = Client { ws };
+        assert_eq!(c.ok("add", vec![int(1), int(1)]).await, int(2));
+    }
+    // A client that sends no `Origin` is held to the list too.
+    let mut req = url.as_str().into_client_request().unwrap();
+    req.headers_mut()
+        .insert("Host", format!("evil.example:{port}").parse().unwrap());
+    assert!(tokio_tungstenite::connect_async(req).await.is_err());
+}
+
+#[tokio::test]
+async fn a_call_over_max_frame_nodes_is_refused_unread_and_the_connection_goes_on() {
+    let url = start(ephaptic::Server::new().max_frame_nodes(1_000)).await;
+    let mut c = Client::connect(&url).await;
+    // The list and 999 items: 1,000 values, the most this server reads in a call.
+    let at_bound = Value::Array(vec![int(7); 999]);
+    assert_eq!(c.ok("echo", vec![at_bound.clone()]).await, at_bound);
+    let over = Value::Array(vec![int(7); 1_000]);
+    let e = c.err("echo", vec![over]).await;
+    assert_eq!(get(&e, "code"), &v("VALIDATION_ERROR"));
+    let issue = &get(&e, "data").as_array().expect("an issue list")[0];
+    assert_eq!(get(issue, "type"), &v("too_large"));
+    let message = get(&e, "message").as_str().unwrap();
+    assert!(
+        message.contains("1000") && message.contains("Server::max_frame_nodes"),
+        "{message}"
+    );
+    // Keyword arguments count too, keys included.
+    c.send(&rpc_kw(
+        2,
+        "echo",
+        vec![],
+        vec![("value", Value::Array(vec![int(7); 999]))],
+    ))
+    .await;
+    let reply = c.recv().await;
+    assert_eq!(get(get(&reply, "error"), "code"), &v("VALIDATION_ERROR"));
+    // Nesting as deep as the decoders stop at (128 lists), whatever the bound.
+    let deep = (0..128).fold(Value::Nil, |inner, _| Value::Array(vec![inner]));
+    let e = c.err("echo", vec![deep]).await;
+    assert_eq!(get(&get(&e, "data")[0], "type"), &v("too_deep"), "{e}");
+    let deep_enough = (0..127).fold(Value::Nil, |inner, _| Value::Array(vec![inner]));
+    assert_eq!(c.ok("echo", vec![deep_enough.clone()]).await, deep_enough);
+    // The connection goes on.
+    assert_eq!(c.ok("add", vec![int(1), int(2)]).await, int(3));
+}
+
 /// A server whose graceful shutdown starts when the returned sender fires; the task ends when
 /// the shutdown has.
 async fn stoppable(

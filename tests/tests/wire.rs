@@ -419,11 +419,13 @@ async fn parity_reports_an_overflow_and_treats_binary_auth_as_anonymous() {
 
 #[tokio::test]
 async fn a_call_with_a_hundred_thousand_bad_arguments_gets_a_reply_of_a_few() {
-    let url = server().await;
+    // A server that reads that many values in a call (by default it refuses more than 50,000
+    // before reading them: below).
+    let url = start(base().max_frame_nodes(200_000)).await;
     let mut c = Client::connect(&url).await;
     // 100,000 surplus positional arguments: one problem, reported once.
     let surplus: Vec<Value> = (0..100_002).map(int).collect();
-    c.send(&rpc(1, "add", surplus)).await;
+    c.send(&rpc(1, "add", surplus.clone())).await;
     let reply = c.recv_raw().await;
     assert!(reply.len() < 1024, "a {} byte reply", reply.len());
     let e = get(&decode(&reply), "error").clone();
@@ -431,6 +433,14 @@ async fn a_call_with_a_hundred_thousand_bad_arguments_gets_a_reply_of_a_few() {
     assert_eq!(items.len(), 1);
     assert_eq!(get(&items[0], "type"), &v("unexpected_argument"));
     assert_eq!(get(&items[0], "loc"), &Value::Array(vec![int(2)]));
+    // With the default bound, one issue as well, saying so.
+    let mut d = Client::connect(&server().await).await;
+    d.send(&rpc(1, "add", surplus)).await;
+    let reply = d.recv_raw().await;
+    assert!(reply.len() < 1024, "a {} byte reply", reply.len());
+    let items = issues(get(&decode(&reply), "error"));
+    assert_eq!(items.len(), 1);
+    assert_eq!(get(&items[0], "type"), &v("too_large"));
     // 10,000 unknown keyword arguments: the first 16, then one item counting the rest.
     let unknown = (0..10_000)
         .map(|i| (format!("k{i}"), int(i)))

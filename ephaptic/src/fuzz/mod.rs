@@ -5,7 +5,8 @@
 //!
 //! - [`frame`]: the frame reader (`wire/frame.rs`) never panics, its spans lie inside the
 //!   frame, and it accepts exactly what a general MessagePack decoder (`rmpv`) reads as a
-//!   frame, with the same parts.
+//!   frame, with the same parts; the cost check (`wire/cost.rs`) counts the values of its
+//!   arguments as `rmpv` decodes them.
 //! - [`bind`]: binding arguments to a few real signatures agrees with `rmp_serde` alone, on
 //!   what binds, to which values, and on which parameters are reported; the fast argument
 //!   reader (`wire/unpack.rs`) never binds a value `rmp_serde` would not bind the same way.
@@ -58,6 +59,7 @@ pub fn frame(data: &[u8]) {
             check_spans(data, &raw);
             if !reference.duplicates {
                 same_parts(data, &raw, reference);
+                same_cost(data, &raw, reference);
                 assert_eq!(salvaged, reference.id.clone(), "salvage_id finds the id");
             }
         }
@@ -377,6 +379,48 @@ fn same_parts(data: &[u8], raw: &RawFrame, reference: &oracle::Frame) {
         raw.kwargs_not_map, reference.kwargs_not_map,
         "kwargs is not a map"
     );
+}
+
+/// The cost check (`wire/cost.rs`) counts the values of a frame's arguments, and the depth of
+/// their lists and maps, as `rmpv` decodes them: exactly that many pass its bound, one fewer
+/// does not, and nesting `MAX_NESTING` deep is refused whatever the bound.
+fn same_cost(data: &[u8], raw: &RawFrame, reference: &oracle::Frame) {
+    use wire::cost::{TooCostly, check};
+    fn count(v: &Value, depth: usize, deepest: &mut usize) -> usize {
+        let children: Vec<&Value> = match v {
+            Value::Array(items) => items.iter().collect(),
+            Value::Map(entries) => entries.iter().flat_map(|(k, v)| [k, v]).collect(),
+            _ => return 1,
+        };
+        *deepest = (*deepest).max(depth + 1);
+        1 + children
+            .into_iter()
+            .map(|c| count(c, depth + 1, deepest))
+            .sum::<usize>()
+    }
+    let decoded = |r: &std::ops::Range<usize>| {
+        rmpv::decode::read_value(&mut &data[r.clone()]).expect("read whole by the oracle")
+    };
+    let mut deepest = 0;
+    let mut values = 0;
+    for arg in &reference.args {
+        values += count(&decoded(arg), 0, &mut deepest);
+    }
+    for (_, value) in &reference.kwargs {
+        values += 1 + count(&decoded(value), 0, &mut deepest);
+    }
+    if deepest >= wire::MAX_NESTING {
+        assert_eq!(check(data, raw, values), Err(TooCostly::Depth), "too deep");
+        return;
+    }
+    assert_eq!(check(data, raw, values), Ok(()), "{values} values");
+    if values > 0 {
+        assert_eq!(
+            check(data, raw, values - 1),
+            Err(TooCostly::Values),
+            "{values} values"
+        );
+    }
 }
 
 /// Binds the call in `frame` to `sig` through the server's binder, and checks it against

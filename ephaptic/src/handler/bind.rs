@@ -267,6 +267,37 @@ impl<'a> Binder<'a> {
     }
 }
 
+/// Refuses, before anything is decoded, a call whose arguments hold more than `max_values`
+/// values (`Server::max_frame_nodes`) or nest deeper than the decoders go: `VALIDATION_ERROR`
+/// with one issue, `too_large` or `too_deep`, that names the bound.
+pub(crate) fn check_cost(frame: &[u8], raw: &RawFrame, max_values: usize) -> Result<(), Error> {
+    use crate::wire::cost::{TooCostly, check};
+    let Err(why) = check(frame, raw, max_values) else {
+        return Ok(());
+    };
+    let issue = match why {
+        TooCostly::Values => Issue::plain(
+            "too_large",
+            Vec::new(),
+            format!(
+                "the arguments hold more than {max_values} values (each list, map, key and \
+                 scalar counts one), the most this server decodes for one call \
+                 (Server::max_frame_nodes): send fewer per call"
+            ),
+        ),
+        TooCostly::Depth => Issue::plain(
+            "too_deep",
+            Vec::new(),
+            format!(
+                "an argument nests lists or maps {MAX_NESTING} deep or more, deeper than this \
+                 server decodes"
+            ),
+        ),
+    };
+    let message = issue.msg.clone();
+    Err(Error::new("VALIDATION_ERROR", message).with_data(&[issue]))
+}
+
 impl Issue {
     fn plain(kind: &'static str, loc: Vec<Loc>, msg: String) -> Self {
         Issue {

@@ -16,6 +16,7 @@ pub(crate) mod request;
 pub mod returns;
 
 pub use audience::{Audience, IntoTargets, group, to};
+pub(crate) use bind::check_cost;
 pub use bind::{Issue, Loc};
 pub use caller::Caller;
 pub(crate) use defs::{

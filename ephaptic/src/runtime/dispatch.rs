@@ -8,13 +8,13 @@
 //! cross-thread wake-up (`examples/bench/NOTES.md`, step 3: 306k -> 522k calls/s).
 
 use std::future::Future;
-use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
 
-use super::panic::{CatchUnwind, panicked};
+use super::loglimit::{self, Quoted};
+use super::panic::{self, CatchUnwind, panicked};
 use super::ratelimit::Check;
 use super::scope::in_scope;
 use super::state::State;
@@ -85,12 +85,14 @@ pub(crate) fn start(
         }
         // `parse` checked that the name is UTF-8.
         let name = std::str::from_utf8(name).unwrap_or_default();
-        // The name is the client's: escaped (`{:?}`), so it cannot forge log lines; and counted
-        // with the connection's unusable frames, so a flood of them is a count, not a line each.
+        // The name is the client's: escaped and cut short (`Quoted`), so it can neither forge
+        // log lines nor make one long; and counted with the connection's unusable frames, so a
+        // flood of them is a count, not a line each.
         if conn.note_bad_frame() {
+            let quoted = Quoted(name);
             tracing::warn!(
-                function = ?name,
-                "call to unknown function {name:?}; the server serves {} function(s). If it is defined with \
+                function = %quoted,
+                "call to unknown function {quoted}; the server serves {} function(s). If it is defined with \
                  #[ephaptic::expose], make sure its crate or module is linked (`use my_handlers as _;`) or \
                  register it explicitly with `Server::new().register::<function_name>()`",
                 state.registry.functions.len()
@@ -122,6 +124,11 @@ pub(crate) fn start(
         out.push(too_many_calls(limit).to_frame(id_bytes, false));
         return;
     }
+    // Before anything is decoded: what the arguments would decode to is bounded too.
+    if let Err(e) = crate::handler::check_cost(frame, raw, state.config.max_frame_nodes) {
+        out.push(e.to_frame(id_bytes, false));
+        return;
+    }
     match state.limiter.check(def, conn) {
         Check::Allowed => {}
         Check::Refused(e) => {
@@ -142,7 +149,7 @@ pub(crate) fn start(
     // task's own waker (so the no-op waker of this first poll is never relied on), it stays
     // concurrent with the connection's other calls, and it can be cancelled.
     let request = Request::new(frame, raw, def.call_sig(), conn, &state.hub);
-    let first = catch_unwind(AssertUnwindSafe(|| match (def.handler)(&request) {
+    let first = panic::catch(def.name, || match (def.handler)(&request) {
         Started::Done(outcome) => Ok(outcome),
         Started::Running(mut fut) => {
             let mut cx = Context::from_waker(std::task::Waker::noop());
@@ -151,7 +158,7 @@ pub(crate) fn start(
                 Poll::Pending => Err(fut),
             }
         }
-    }));
+    });
     let debug = Answer::of(state);
     let outcome = match first {
         Ok(Ok(outcome)) => outcome,
@@ -159,15 +166,15 @@ pub(crate) fn start(
             let (key, id) = keys(frame, raw);
             let task_conn = conn.clone();
             spawn_call(state, conn, key, async move {
-                let outcome = match CatchUnwind(running).await {
+                let outcome = match CatchUnwind::handler(def.name, running).await {
                     Ok(outcome) => outcome,
-                    Err(panic) => Outcome::Error(panicked(panic)),
+                    Err(panic) => Outcome::Error(panicked(def.name, panic)),
                 };
                 send_outcome(task_conn, debug, def, id, outcome).await;
             });
             return;
         }
-        Err(panic) => Outcome::Error(panicked(panic)),
+        Err(panic) => Outcome::Error(panicked(def.name, panic)),
     };
     let reply = match outcome {
         Outcome::Reply(reply) => debug.bounded(reply, id_bytes, def),
@@ -236,17 +243,17 @@ fn start_after(
             task_conn.send(e.to_frame(&id, false)).await;
             return;
         }
-        let started = catch_unwind(AssertUnwindSafe(|| {
+        let started = panic::catch(def.name, || {
             let request = Request::new(&frame, &raw, def.call_sig(), &task_conn, &task_state.hub);
             (def.handler)(&request)
-        }));
+        });
         let outcome = match started {
             Ok(Started::Done(outcome)) => outcome,
-            Ok(Started::Running(running)) => match CatchUnwind(running).await {
+            Ok(Started::Running(running)) => match CatchUnwind::handler(def.name, running).await {
                 Ok(outcome) => outcome,
-                Err(panic) => Outcome::Error(panicked(panic)),
+                Err(panic) => Outcome::Error(panicked(def.name, panic)),
             },
-            Err(panic) => Outcome::Error(panicked(panic)),
+            Err(panic) => Outcome::Error(panicked(def.name, panic)),
         };
         send_outcome(task_conn, debug, def, id, outcome).await;
     });
@@ -313,7 +320,7 @@ async fn send_outcome(
             if !conn.send(reply::stream_open_frame(&id)).await {
                 return;
             }
-            let mut stream = CatchUnwind(stream);
+            let mut stream = CatchUnwind::handler(def.name, stream);
             loop {
                 match std::future::poll_fn(|cx| stream.poll_next_caught(cx)).await {
                     Ok(Some(Ok(frame))) if frame.len() > how.max_frame => {
@@ -339,8 +346,7 @@ async fn send_outcome(
                         return;
                     }
                     Err(panic) => {
-                        let e = panicked(panic);
-                        log_internal(def, &e);
+                        let e = panicked(def.name, panic);
                         conn.send(e.to_frame(&id, how.debug)).await;
                         return;
                     }
@@ -401,14 +407,13 @@ fn too_large(size: usize, limit: usize) -> Error {
     .with_data(&SizeLimit { size, limit })
 }
 
+/// Logs a call's internal error, a few times a minute per function at most (`loglimit`): a
+/// client that can make a function fail can make it fail at every call. A panic's line was
+/// decided where it was caught.
 fn log_internal(def: &FunctionDef, e: &Error) {
-    if e.is_internal() {
-        tracing::error!(
-            function = def.name,
-            "'{}' failed: {}",
-            def.name,
-            e.detail().unwrap_or("no detail")
-        );
+    if e.is_unlogged_internal() {
+        let verdict = loglimit::failure(def.name);
+        loglimit::log_failure(def.name, verdict, e.detail().unwrap_or("no detail"));
     }
 }
 

@@ -156,7 +156,7 @@ impl Session {
         }
         if let Some(loader) = self.state.loader.clone() {
             let handshake = self.handshake.take().unwrap_or_else(Handshake::empty);
-            let result = CatchUnwind(loader(auth, handshake)).await;
+            let result = CatchUnwind::other(loader(auth, handshake)).await;
             let id = self.conn.id();
             match result {
                 Ok(Ok(Some(identity))) if identity_too_long(&identity) => tracing::warn!(

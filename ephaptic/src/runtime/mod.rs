@@ -11,6 +11,7 @@ pub(crate) mod emit;
 pub(crate) mod history;
 pub(crate) mod inbound;
 pub(crate) mod lifecycle;
+pub(crate) mod loglimit;
 pub(crate) mod metrics;
 pub(crate) mod panic;
 pub(crate) mod presence;

@@ -64,6 +64,10 @@ pub(crate) struct Config {
     pub names: NameRules,
     /// The largest frame the server sends (an answer or event past it is not sent).
     pub max_sent_frame: usize,
+    /// The `Host` names upgrades may be for (`Server::allowed_hosts`); `None`: any.
+    pub allowed_hosts: Option<Vec<String>>,
+    /// Values a call's arguments may hold, counted before they are decoded.
+    pub max_frame_nodes: usize,
 }
 
 impl Default for Config {
@@ -91,6 +95,8 @@ impl Default for Config {
             retention: Retentions::default(),
             names: NameRules::default(),
             max_sent_frame: 16 << 20,
+            allowed_hosts: None,
+            max_frame_nodes: 50_000,
         }
     }
 }

@@ -1,6 +1,6 @@
-//! The WebSocket transport (axum): the route, the upgrade with its origin check, and the task
-//! that pumps frames between the socket and a runtime [`Session`]. The only layer that knows
-//! about WebSockets; it moves frames and knows nothing of what they mean.
+//! The WebSocket transport (axum): the route, the upgrade with its host and origin checks, and
+//! the task that pumps frames between the socket and a runtime [`Session`]. The only layer that
+//! knows about WebSockets; it moves frames and knows nothing of what they mean.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -12,6 +12,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
 use crate::handshake::Handshake;
+use crate::runtime::loglimit::{Gate, Quoted, Verdict};
 use crate::runtime::{Origins, Session, State, in_scope};
 
 pub(crate) mod listener;
@@ -35,6 +36,9 @@ pub(crate) fn hard_limit(max_frame_size: usize) -> usize {
 const WRITE_BUFFER: usize = 64 * 1024;
 
 pub(crate) fn router(state: Arc<State>) -> axum::Router {
+    // Every server is served through here: its handlers' panics are logged a few times a
+    // minute, the hook's output included (`runtime/panic.rs`).
+    crate::runtime::panic::install_hook();
     let path = state.config.path.clone();
     axum::Router::new()
         .route(&path, get(upgrade))
@@ -69,18 +73,47 @@ async fn upgrade(
     uri: Uri,
     ws: WebSocketUpgrade,
 ) -> Response {
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| uri.authority().map(|a| a.as_str()));
+    if let Some(allowed) = &state.config.allowed_hosts
+        && !host_allowed(allowed, host)
+    {
+        static REFUSED: Gate = Gate::new();
+        if let Verdict::Log { unlogged } = REFUSED.admit() {
+            tracing::warn!(
+                host = %Quoted(host.unwrap_or_default()),
+                "refused a WebSocket upgrade for a host this server does not serve{}: list it \
+                 with Server::allowed_hosts([..]) if it is one of its names. Otherwise it is a \
+                 page whose name was pointed at this server (DNS rebinding), or a reverse proxy \
+                 that does not pass the Host header through (nginx: proxy_set_header Host $host)",
+                refused_since(unlogged)
+            );
+        }
+        return (
+            StatusCode::FORBIDDEN,
+            "host not allowed: the server accepts the hosts listed with Server::allowed_hosts \
+             and loopback names",
+        )
+            .into_response();
+    }
     if let Some(origin) = headers.get(header::ORIGIN) {
         let origin = origin.to_str().unwrap_or_default();
-        let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
         if !origin_allowed(&state.config.origins, origin, host) {
-            tracing::warn!(
-                origin = origin.escape_debug().to_string(),
-                host,
-                "refused a WebSocket upgrade from another site's page: list its origin with \
-                 Server::allowed_origins([..]) (or Server::allow_any_origin() for a server no \
-                 cookie authenticates). Behind a reverse proxy, pass the Host header through \
-                 (nginx: proxy_set_header Host $host), or the server's own pages look foreign"
-            );
+            static REFUSED: Gate = Gate::new();
+            if let Verdict::Log { unlogged } = REFUSED.admit() {
+                tracing::warn!(
+                    origin = %Quoted(origin),
+                    host = %Quoted(host.unwrap_or_default()),
+                    "refused a WebSocket upgrade from another site's page{}: list its origin \
+                     with Server::allowed_origins([..]) (or Server::allow_any_origin() for a \
+                     server no cookie authenticates). Behind a reverse proxy, pass the Host \
+                     header through (nginx: proxy_set_header Host $host), or the server's own \
+                     pages look foreign",
+                    refused_since(unlogged)
+                );
+            }
             return (
                 StatusCode::FORBIDDEN,
                 "origin not allowed: the server accepts its own origin, loopback origins and \
@@ -112,6 +145,46 @@ async fn upgrade(
             // so the handlers it polls inline can `emit` without a scope per call.
             in_scope(state, pump::run(session, socket, rx, ping, meter))
         })
+}
+
+/// " (and N more since the last line)" for a refusal's line, after refusals held back.
+fn refused_since(unlogged: u64) -> String {
+    if unlogged == 0 {
+        return String::new();
+    }
+    format!(" (and {unlogged} more since the last line)")
+}
+
+/// Whether an upgrade for `host` (its `Host` header) is served under `Server::allowed_hosts`:
+/// a loopback name (a browser sends one only for a page on this machine, which DNS rebinding
+/// cannot produce), or a listed one. An entry without a port matches any port; names compare
+/// without case and without a final dot.
+fn host_allowed(allowed: &[String], host: Option<&str>) -> bool {
+    let Some(host) = host else {
+        return false;
+    };
+    if is_loopback(host) {
+        return true;
+    }
+    let (name, port) = split_authority(host);
+    allowed.iter().any(|entry| {
+        let (entry_name, entry_port) = split_authority(entry.trim());
+        !entry_name.is_empty()
+            && entry_name.eq_ignore_ascii_case(name)
+            && entry_port.is_none_or(|p| Some(p) == port)
+    })
+}
+
+/// An authority's name (without a final dot; an IPv6 address keeps its brackets) and port.
+fn split_authority(authority: &str) -> (&str, Option<&str>) {
+    let (name, port) = match authority.rfind(':') {
+        // `[::1]:80`, `example.com:80`; not a bare IPv6 address, whose colons end before `]`.
+        Some(i) if !authority[..i].contains(':') || authority[..i].ends_with(']') => {
+            (&authority[..i], Some(&authority[i + 1..]))
+        }
+        _ => (authority, None),
+    };
+    (name.strip_suffix('.').unwrap_or(name), port)
 }
 
 /// Whether a page from `origin` may open a WebSocket: its own server's pages (the origin's host
@@ -200,5 +273,41 @@ mod tests {
         assert!(origin_allowed(&listed, "https://app.example.com", host));
         assert!(!origin_allowed(&listed, "https://evil.example", host));
         assert!(origin_allowed(&Origins::Any, "https://evil.example", host));
+    }
+
+    #[test]
+    fn listed_hosts_and_loopback_names_are_served_and_no_other() {
+        let listed = |hosts: &[&str]| hosts.iter().map(|h| h.to_string()).collect::<Vec<_>>();
+        let allowed = listed(&["app.example.com", "API.example.com:8443", "[2001:db8::1]"]);
+        let ok = |host| host_allowed(&allowed, Some(host));
+        // A name without a port matches any port, case aside, a final dot aside.
+        assert!(ok("app.example.com"));
+        assert!(ok("APP.Example.com:8000"));
+        assert!(ok("app.example.com."));
+        // A name with a port matches that port only.
+        assert!(ok("api.example.com:8443"));
+        assert!(!ok("api.example.com"));
+        assert!(!ok("api.example.com:443"));
+        assert!(ok("[2001:db8::1]:9000"));
+        assert!(ok("[2001:db8::1]"));
+        // DNS rebinding: the attacker's name, whatever address it points at.
+        assert!(!ok("evil.example"));
+        assert!(!ok("evil.example:8000"));
+        assert!(!ok("app.example.com.evil.example"));
+        assert!(!ok("evilapp.example.com"));
+        assert!(!host_allowed(&allowed, None));
+        assert!(!ok(""));
+        // Loopback names are always served, with any list, an empty one too.
+        for host in [
+            "localhost",
+            "localhost:8000",
+            "127.0.0.1:5173",
+            "[::1]:8000",
+        ] {
+            assert!(ok(host), "{host}");
+            assert!(host_allowed(&[], Some(host)), "{host}");
+        }
+        assert!(!host_allowed(&[], Some("app.example.com")));
+        assert!(!host_allowed(&listed(&[""]), Some("")));
     }
 }

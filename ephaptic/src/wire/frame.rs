@@ -358,9 +358,9 @@ const SCALAR_SIZE: [u8; 256] = {
     t
 };
 
-struct Reader<'a> {
-    buf: &'a [u8],
-    pos: usize,
+pub(super) struct Reader<'a> {
+    pub(super) buf: &'a [u8],
+    pub(super) pos: usize,
 }
 
 const TRUNCATED: FrameError = FrameError::Malformed(Malformed::Truncated);
@@ -507,34 +507,42 @@ impl Reader<'_> {
         let mut pending: usize = 1;
         while pending > 0 {
             pending -= 1;
-            let b = self.byte()?;
-            let (skip, children) = match b {
-                0x80..=0x8f => (0, 2 * (b & 0x0f) as usize),
-                0x90..=0x9f => (0, (b & 0x0f) as usize),
-                0xa0..=0xbf => ((b & 0x1f) as usize, 0),
-                0xc1 => return Err(FrameError::Malformed(Malformed::ReservedByte)),
-                0xc4 | 0xd9 => (self.be(1)?, 0),
-                0xc5 | 0xda => (self.be(2)?, 0),
-                0xc6 | 0xdb => (self.be(4)?, 0),
-                0xc7 => (self.be(1)? + 1, 0),
-                0xc8 => (self.be(2)? + 1, 0),
-                0xc9 => (self.be(4)? + 1, 0),
-                0xdc => (0, self.be(2)?),
-                0xdd => (0, self.be(4)?),
-                0xde => (0, 2 * self.be(2)?),
-                0xdf => (0, 2 * self.be(4)?),
-                // Every other marker is fixed-size: the table has its whole size.
-                _ => (SCALAR_SIZE[b as usize] as usize - 1, 0),
-            };
-            self.advance(skip)?;
-            // Every child needs at least one byte: a count larger than what is left is a lie,
-            // and refusing it here keeps a forged length from spinning the loop.
-            if children > self.buf.len() - self.pos {
-                return Err(TRUNCATED);
-            }
-            pending += children;
+            pending += self.head()?;
         }
         Ok(())
+    }
+
+    /// Reads one value's header and moves past its own bytes (a string's or an extension's
+    /// content); returns how many values it contains (a map counts its keys and its values),
+    /// which follow it.
+    #[inline(always)]
+    pub(super) fn head(&mut self) -> Result<usize, FrameError> {
+        let b = self.byte()?;
+        let (skip, children) = match b {
+            0x80..=0x8f => (0, 2 * (b & 0x0f) as usize),
+            0x90..=0x9f => (0, (b & 0x0f) as usize),
+            0xa0..=0xbf => ((b & 0x1f) as usize, 0),
+            0xc1 => return Err(FrameError::Malformed(Malformed::ReservedByte)),
+            0xc4 | 0xd9 => (self.be(1)?, 0),
+            0xc5 | 0xda => (self.be(2)?, 0),
+            0xc6 | 0xdb => (self.be(4)?, 0),
+            0xc7 => (self.be(1)? + 1, 0),
+            0xc8 => (self.be(2)? + 1, 0),
+            0xc9 => (self.be(4)? + 1, 0),
+            0xdc => (0, self.be(2)?),
+            0xdd => (0, self.be(4)?),
+            0xde => (0, 2 * self.be(2)?),
+            0xdf => (0, 2 * self.be(4)?),
+            // Every other marker is fixed-size: the table has its whole size.
+            _ => (SCALAR_SIZE[b as usize] as usize - 1, 0),
+        };
+        self.advance(skip)?;
+        // Every child needs at least one byte: a count larger than what is left is a lie,
+        // and refusing it here keeps a forged length from spinning the loop.
+        if children > self.buf.len() - self.pos {
+            return Err(TRUNCATED);
+        }
+        Ok(children)
     }
 }
 

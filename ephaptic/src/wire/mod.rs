@@ -10,7 +10,12 @@
 //!   its reader set-up; both give up with [`msgpack::Fallback`] on anything they do not
 //!   handle exactly like `rmp_serde`, which then does the work, so bytes and errors are the
 //!   same either way (`examples/bench/NOTES.md`, steps 10-15, has the measurements).
+//!
+//! Before any argument is decoded, [`cost::check`] counts on its bytes how many values the
+//! call's arguments hold, so that a megabyte of nested lists is refused before it becomes a
+//! hundred megabytes of values.
 
+pub(crate) mod cost;
 pub(crate) mod frame;
 pub(crate) mod msgpack;
 mod pack;

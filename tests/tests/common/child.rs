@@ -166,6 +166,22 @@ impl Parity {
         String::from_utf8_lossy(&self.log.lock().unwrap()).into_owned()
     }
 
+    /// Waits (up to `limit`) until the log holds `needle`; whether it does. The log is read by a
+    /// thread: a line the server wrote after everything else it logged shows that all of it
+    /// has been read.
+    pub async fn wait_for_log(&self, needle: &str, limit: Duration) -> bool {
+        let until = tokio::time::Instant::now() + limit;
+        loop {
+            if self.log().contains(needle) {
+                return true;
+            }
+            if tokio::time::Instant::now() >= until {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// Panics when the server has exited.
     pub fn assert_alive(&mut self) {
         if let Some(status) = self.child.try_wait().unwrap() {
