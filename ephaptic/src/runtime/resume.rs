@@ -48,6 +48,7 @@ struct Limits {
     max_frame_size: usize,
     max_calls_in_flight: usize,
     max_sent_frame: usize,
+    max_frame_nodes: usize,
 }
 
 #[derive(Debug, Serialize)]
@@ -84,6 +85,7 @@ pub(crate) async fn hello(state: Arc<State>, conn: Arc<Connection>, id: Bytes) {
                 max_frame_size: state.config.max_frame_size,
                 max_calls_in_flight: state.config.max_calls_in_flight,
                 max_sent_frame: state.config.max_sent_frame,
+                max_frame_nodes: state.config.max_frame_nodes,
             },
             streams,
         };

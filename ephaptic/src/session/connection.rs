@@ -144,7 +144,9 @@ impl Connection {
         self.out.try_answer(frame)
     }
 
-    /// Queues an event without waiting; see [`Outbound::push_event`].
+    /// Queues an event without waiting; see [`Outbound::push_event`]. (The backplane's resync
+    /// notices; events to many go through [`push_shared`](Self::push_shared).)
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
     pub fn push_event(&self, frame: Bytes) -> bool {
         self.out.push_event(frame, self.id)
     }

@@ -292,7 +292,7 @@ fn listing_into<M>(
 }
 
 fn store_failed(what: &str, group: &str, e: String) -> Error {
-    tracing::warn!(group = ?group, "presence {what} failed: {e}");
+    tracing::warn!(group = %crate::session::names::for_log(group), "presence {what} failed: {e}");
     Error::internal(format!("presence {what} failed: {e}"))
 }
 
