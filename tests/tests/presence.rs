@@ -587,7 +587,10 @@ async fn presence_metas_and_lists_are_bounded_in_bytes() {
             break raw;
         }
     };
-    eprintln!("a list of 201 members with 4 KB metas: a {} B frame", raw.len());
+    eprintln!(
+        "a list of 201 members with 4 KB metas: a {} B frame",
+        raw.len()
+    );
     assert!(
         raw.len() <= 600 << 10,
         "a list frame of {} bytes",
