@@ -365,14 +365,17 @@ impl Fnv {
     }
 }
 
-/// When [`ENV`] is set: writes what `server` would serve to the file it names and exits the
-/// process (status 0, or 2 with the reason on stderr). Does nothing otherwise.
-pub(crate) fn if_requested(server: &crate::Server) {
+/// When [`ENV`] is set: writes what a server would serve (`introspect`: its declarations) to
+/// the file it names and exits the process (status 0, or 2 with the reason on stderr). Does
+/// nothing otherwise. (It takes the server's introspection rather than the server, so that this
+/// module stays below the builder.)
+pub(crate) fn if_requested(
+    introspect: impl FnOnce() -> Result<crate::Introspection, crate::RegistryError>,
+) {
     let Some(path) = std::env::var_os(ENV).filter(|p| !p.is_empty()) else {
         return;
     };
-    let written = server
-        .introspect()
+    let written = introspect()
         .map_err(|e| format!("the declarations conflict:\n{e}"))
         .and_then(|intro| {
             let large_int = std::env::var(ENV_LARGE_INT).ok().filter(|t| !t.is_empty());

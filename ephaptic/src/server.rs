@@ -718,7 +718,7 @@ impl Server {
     /// Builds the runtime state: the registry (failing on duplicate names) and the loader.
     /// `addr` is where it listens, when it serves itself (for the start line).
     pub(crate) fn build(self, addr: Option<SocketAddr>) -> Result<Arc<State>, RegistryError> {
-        crate::export::if_requested(&self);
+        crate::export::if_requested(|| self.introspect());
         let registry = Registry::build(&self.explicit, self.naming)?;
         let (backplane, presence_store) = self.backplane().map_err(|e| RegistryError(vec![e]))?;
         let loader = self.loader.or_else(|| {
@@ -728,7 +728,7 @@ impl Server {
             })
         });
         announce(&registry, loader.is_some(), &self.config.path, addr);
-        Ok(State::new(Parts {
+        Ok(crate::runtime::build(Parts {
             registry,
             config: self.config,
             loader,
@@ -774,7 +774,7 @@ impl Server {
     /// during the drain ends it at once.
     pub async fn serve(self, addr: impl ToSocketAddrs) -> std::io::Result<()> {
         // Before binding: an export must not fail because the app already runs on `addr`.
-        crate::export::if_requested(&self);
+        crate::export::if_requested(|| self.introspect());
         let listener = TcpListener::bind(addr).await?;
         self.serve_listener(listener).await
     }

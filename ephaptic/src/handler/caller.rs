@@ -4,11 +4,11 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use super::emit::Emit;
 use super::event::{Event, encode};
 use crate::error::Error;
 use crate::handshake::Handshake;
 use crate::identity::Identity;
-use crate::runtime::Emit;
 use crate::session::{Connection, Hub, Refused};
 
 /// Who is calling. Add a parameter of this type to an exposed function to get it; it is filled

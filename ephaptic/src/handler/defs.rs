@@ -179,7 +179,7 @@ pub struct LoaderDef {
 #[derive(Debug)]
 pub struct NamingDef {
     /// The rule.
-    pub naming: crate::Naming,
+    pub naming: Naming,
     /// Where it is declared.
     pub site: Site,
 }
@@ -204,3 +204,18 @@ pub trait Exposed {
     /// The function's record.
     fn def() -> &'static FunctionDef;
 }
+
+/// How functions without an explicit `name = "..."` are named on the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Naming {
+    /// The Rust name (`create_todo`). The default.
+    #[default]
+    AsWritten,
+    /// camelCase (`create_todo` is called as `createTodo`), which reads naturally in
+    /// TypeScript. Declare it once for the build with [`naming!`](crate::naming)
+    /// (`ephaptic::naming!(CamelCase);`): servers and the TypeScript export both read it.
+    CamelCase,
+}
+
+// Its rules (`apply`, `rename`) live with the registry that applies them: `registry/naming.rs`.

@@ -10,6 +10,7 @@ pub(crate) mod audience;
 pub(crate) mod bind;
 pub(crate) mod caller;
 pub(crate) mod defs;
+pub(crate) mod emit;
 pub(crate) mod event;
 pub(crate) mod loader;
 pub(crate) mod request;
@@ -22,6 +23,7 @@ pub use caller::Caller;
 pub(crate) use defs::{
     BoxFuture, ErrorDef, EventDef, Exposed, FunctionDef, LoaderDef, NamingDef, Registration,
 };
+pub use emit::Emit;
 pub(crate) use event::encode;
 pub use event::{Event, Recover};
 pub(crate) use loader::DynLoader;

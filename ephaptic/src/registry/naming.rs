@@ -5,19 +5,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 
 use crate::handler::FunctionDef;
-
-/// How functions without an explicit `name = "..."` are named on the wire.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-#[non_exhaustive]
-pub enum Naming {
-    /// The Rust name (`create_todo`). The default.
-    #[default]
-    AsWritten,
-    /// camelCase (`create_todo` is called as `createTodo`), which reads naturally in
-    /// TypeScript. Declare it once for the build with [`naming!`](crate::naming)
-    /// (`ephaptic::naming!(CamelCase);`): servers and the TypeScript export both read it.
-    CamelCase,
-}
+pub use crate::handler::defs::Naming;
 
 impl Naming {
     /// The wire name of `f` under this rule.

@@ -1,20 +1,6 @@
 //! The numbers a server reports about itself.
 
-use std::sync::atomic::AtomicU64;
-
 use super::scope::current;
-
-/// What the transport refused, counted for [`Metrics`].
-#[derive(Debug, Default)]
-pub(crate) struct Refusals {
-    /// Connections closed at accept by a connection cap.
-    pub connections: AtomicU64,
-    /// Connections closed for not finishing the upgrade, or not sending a first message, in
-    /// time.
-    pub timeouts: AtomicU64,
-    /// Connections closed for having more connections of their identity than allowed.
-    pub identity: AtomicU64,
-}
 
 /// Numbers a server reports about itself; see [`metrics`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

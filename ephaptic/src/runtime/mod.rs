@@ -16,18 +16,29 @@ pub(crate) mod metrics;
 pub(crate) mod panic;
 pub(crate) mod presence;
 pub(crate) mod ratelimit;
+pub(crate) mod refusals;
 pub(crate) mod resume;
 pub(crate) mod scope;
 pub(crate) mod state;
 
-pub use emit::{Emit, announce, emit};
+pub use emit::{announce, emit};
 pub(crate) use inbound::Init;
 pub(crate) use lifecycle::Session;
-pub(crate) use metrics::Refusals;
 pub use metrics::{Metrics, metrics};
 pub use presence::{
     CallerPresence, Presence, PresenceConn, PresenceCount, PresenceDiff, PresenceLeave,
     PresenceList, PresenceMember, presence,
 };
+pub(crate) use refusals::Refusals;
 pub(crate) use scope::{in_scope, set_default, sync_in_scope};
 pub(crate) use state::{Config, Hook, Origins, Parts, State};
+
+/// Builds a server's runtime from what the builder collected: its [`State`], with the joins of
+/// clients that speak sessions followed up by their group's position (`resume.rs`). Here, in
+/// the facade, so that `state.rs` knows nothing of the layers that read the state.
+pub(crate) fn build(parts: Parts) -> std::sync::Arc<State> {
+    let state = State::new(parts);
+    let follow = resume::Resumer(std::sync::Arc::downgrade(&state));
+    state.hub.on_join(std::sync::Arc::new(follow));
+    state
+}

@@ -8,9 +8,9 @@ use std::time::Duration;
 
 use super::delivery::{Backplane, Delivery, Local};
 use super::history::{Memory, Retentions};
-use super::metrics::Refusals;
-use super::presence::Tracker;
+use super::presence::{Host, Tracker};
 use super::ratelimit::Limiter;
+use super::refusals::Refusals;
 use crate::handler::{BoxFuture, Caller, DynLoader};
 use crate::registry::{FunctionIndex, Registry};
 use crate::session::{Hub, MemoryBudget, NameRules, Policy, SlowClient};
@@ -175,7 +175,7 @@ impl State {
             Some(backplane) => backplane.into_delivery(hub.clone(), history),
             None => Box::new(Local::new(hub.clone(), history.map(Memory::new))),
         };
-        let state = Arc::new(State {
+        Arc::new(State {
             functions: FunctionIndex::new(&registry.functions),
             registry,
             outbound: Arc::new(Policy {
@@ -197,11 +197,7 @@ impl State {
             schema: std::sync::OnceLock::new(),
             presence,
             next_connection: AtomicU64::new(0),
-        });
-        state
-            .hub
-            .on_join(Arc::new(super::resume::Resumer(Arc::downgrade(&state))));
-        state
+        })
     }
 
     /// Whether a new connection's upgrade request must be kept: for the identity loader (until
@@ -213,7 +209,7 @@ impl State {
     /// A server with `config`, serving every function linked into the test binary.
     #[cfg(test)]
     pub fn for_tests(config: Config) -> Arc<Self> {
-        State::new(Parts {
+        super::build(Parts {
             registry: Registry::build(&[], None).expect("no conflicts"),
             config,
             loader: None,
@@ -254,5 +250,20 @@ impl fmt::Debug for State {
             .field("connections", &self.hub.len())
             .field("counters", &self.outbound.counters)
             .finish_non_exhaustive()
+    }
+}
+
+/// What presence reaches of its server (`presence/tracker.rs`).
+impl Host for State {
+    fn hub(&self) -> &Hub {
+        &self.hub
+    }
+
+    fn delivery(&self) -> &dyn Delivery {
+        &*self.delivery
+    }
+
+    fn tracker(&self) -> &Tracker {
+        &self.presence
     }
 }
