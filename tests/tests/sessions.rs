@@ -370,3 +370,111 @@ async fn past_the_bound_on_streams_the_least_recently_used_go_and_their_resumes_
     );
     assert_eq!(messages(&before), ["1", "2"]);
 }
+
+/// Joins `room` and leaves it at once, in one handler: the join's follow-up (its position and
+/// the start of the tenure) runs after the leave.
+#[ephaptic::expose]
+async fn enter_and_leave(caller: ephaptic::Caller, room: String) -> bool {
+    caller.join(&room) && caller.leave(&room)
+}
+
+/// From the review of issue 23: a join followed at once by a leave must not leave a tenure
+/// behind, or a later join with the position it was given is replayed what the group was sent
+/// while the client was out of it.
+#[tokio::test]
+async fn a_join_and_a_leave_in_one_breath_leave_no_tenure_behind() {
+    let url = start(ephaptic::Server::new()).await;
+    let mut speaker = Client::connect(&url).await;
+    speaker.ok("room_say", vec![v("den"), v("before")]).await;
+    let (mut tab, _, _) = Tab::open(&url, "flo", vec![]).await;
+    tab.c.send(&rpc(3, "enter_and_leave", vec![v("den")])).await;
+    // The position frame of the join still comes (the client learns the epoch).
+    let position = loop {
+        let f = tab.next().await;
+        if get(&f, "type") == &v("position") {
+            break f;
+        }
+    };
+    let epoch = get(&position, "epoch").as_str().unwrap().to_owned();
+    let offset = get(&position, "offset").as_u64().unwrap();
+    let mut pos = tab.pos.clone();
+    pos.push(("g:den".to_owned(), (epoch, offset)));
+    for i in 0..20 {
+        speaker
+            .ok("room_say", vec![v("den"), v(&format!("secret {i}"))])
+            .await;
+    }
+    drop(tab);
+    let (mut tab, _, _) = Tab::open(&url, "flo", pos).await;
+    tab.c.send(&rpc(4, "enter_room", vec![v("den")])).await;
+    let position = loop {
+        let f = tab.next().await;
+        assert!(
+            messages(std::slice::from_ref(&f)).is_empty(),
+            "replayed: {f:?}"
+        );
+        if get(&f, "type") == &v("position") {
+            break f;
+        }
+    };
+    assert_eq!(
+        get(&position, "recovered"),
+        &Value::from(false),
+        "{position}"
+    );
+    assert_eq!(get(&position, "reason"), &v("membership"));
+}
+
+/// From the review of issue 23: a quiet group's stream is let go, and its next event starts a
+/// new epoch; the members who were connected all along keep their tenure in it and resume.
+#[tokio::test]
+async fn members_connected_when_a_group_starts_a_new_epoch_resume_in_it() {
+    let url = start(ephaptic::Server::new().history_max_streams(30)).await;
+    let (mut tab, _, _) = Tab::open(&url, "gus", vec![]).await;
+    tab.c.ok("enter_room", vec![v("quiet")]).await;
+    let first = tab
+        .pos
+        .iter()
+        .find(|(s, _)| s == "g:quiet")
+        .map(|(_, (e, _))| e.clone());
+    // Many other streams push the quiet group's stream out of the history.
+    let mut speaker = Client::connect(&url).await;
+    for i in 0..60 {
+        speaker
+            .ok("notify", vec![v(&format!("nobody-{i}")), v("x")])
+            .await;
+    }
+    speaker.ok("room_say", vec![v("quiet"), v("hello")]).await;
+    let mut got = Vec::new();
+    while got.is_empty() {
+        got.extend(messages(&[tab.next().await]));
+    }
+    assert_eq!(got, ["hello"]);
+    let pos = tab.pos.clone();
+    let second = pos
+        .iter()
+        .find(|(s, _)| s == "g:quiet")
+        .map(|(_, (e, _))| e.clone());
+    assert_ne!(first, second, "the group started a new epoch");
+    drop(tab);
+    speaker.ok("room_say", vec![v("quiet"), v("missed")]).await;
+    let (mut tab, _, _) = Tab::open(&url, "gus", pos).await;
+    tab.c.send(&rpc(5, "enter_room", vec![v("quiet")])).await;
+    let mut got = Vec::new();
+    let mut position = None;
+    while position.is_none() || got.is_empty() {
+        let f = tab.next().await;
+        match get(&f, "type").as_str() {
+            Some("event") => got.extend(messages(&[f])),
+            Some("position") => position = Some(f),
+            _ => {}
+        }
+    }
+    let position = position.unwrap();
+    assert_eq!(
+        get(&position, "recovered"),
+        &Value::from(true),
+        "{position}"
+    );
+    assert_eq!(got, ["missed"]);
+}

@@ -37,8 +37,10 @@ return top
 /// Reads a stream for a resume. KEYS: meta, stream. ARGV: the first offset wanted, how many
 /// at most (the most replayed, plus one), a new epoch (for a stream without one: it gets it now,
 /// so the position the client is given holds), meta ttl (s), the epoch the client asked for
-/// ("" for none), and the reader's tenure field in the meta hash (`t:<identity key>` for a group
-/// stream's identified reader, `-` for an anonymous one, "" for other streams). Returns
+/// ("" for none), the reader's tenure field in the meta hash (`t:<identity key>` for a group
+/// stream's identified reader, `-` for an anonymous one, "" for other streams), `1` when the
+/// reader's tenure starts afresh whatever the hash says (a leave of it may not have reached
+/// Redis yet), and the most tenures a stream keeps (past it a new reader gets none). Returns
 /// `{epoch, top, entries, since}`: the entries only when they could be a recovery (same epoch,
 /// not ahead of the stream, no more than the most replayed, within the reader's tenure), so a
 /// client cannot make Redis read a long range for nothing; `since` is where the reader's tenure
@@ -57,11 +59,13 @@ if ARGV[6] == '-' then
   since = -1
 elseif ARGV[6] ~= '' then
   local t = redis.call('HGET', KEYS[1], ARGV[6])
-  if t then
+  if t and ARGV[7] ~= '1' then
     since = tonumber(t)
   else
     since = -1
-    redis.call('HSET', KEYS[1], ARGV[6], top)
+    if t or redis.call('HLEN', KEYS[1]) < tonumber(ARGV[8]) + 2 then
+      redis.call('HSET', KEYS[1], ARGV[6], top)
+    end
   end
 end
 if ARGV[5] ~= epoch or from > top + 1 or top - from + 1 >= tonumber(ARGV[2]) then

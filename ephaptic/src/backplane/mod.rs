@@ -176,6 +176,7 @@ impl Redis {
             hub: Mutex::new(Weak::new()),
             wanted: Mutex::new(HashSet::new()),
             history_meta_ttl: Mutex::new(None),
+            leaves: Mutex::new(Leaves::default()),
         });
         Ok(Redis { link })
     }
@@ -317,19 +318,7 @@ impl Delivery for RedisDelivery {
         let stream = StreamOf::Group(group);
         let (meta, _) = history::keys(&stream.key());
         let field = history::tenure_field(&stream, Some(member));
-        let link = self.link.clone();
-        // In the background: a leave is not awaited by the handler that makes it. A join that
-        // overtakes it only keeps the tenure the leave ends, for the events of that instant.
-        tokio::spawn(async move {
-            let done = ::redis::cmd("HDEL")
-                .arg(meta)
-                .arg(field)
-                .query_async::<()>(&mut link.manager())
-                .await;
-            if let Err(e) = done {
-                link.failed(&e);
-            }
-        });
+        self.link.leave(meta, field);
     }
 
     fn read<'a>(
@@ -347,6 +336,8 @@ impl Delivery for RedisDelivery {
                 return crate::runtime::history::Read::unavailable(asked);
             }
             let (meta, key) = history::keys(&stream.key());
+            let field = history::tenure_field(&stream, reader);
+            let meta_key = meta.clone();
             let from = asked.map_or(u64::MAX, |a| a.offset.saturating_add(1));
             let reply = self
                 .read
@@ -357,7 +348,13 @@ impl Delivery for RedisDelivery {
                 .arg(crate::runtime::history::new_epoch())
                 .arg(retentions.meta_ttl.as_secs().max(1))
                 .arg(asked.map_or("", |a| a.epoch.as_str()))
-                .arg(history::tenure_field(&stream, reader))
+                .arg(&field)
+                .arg(if self.link.leaving(&meta_key, &field) {
+                    "1"
+                } else {
+                    ""
+                })
+                .arg(crate::runtime::history::MAX_TENURES)
                 .invoke_async::<::redis::Value>(&mut self.link.manager())
                 .await;
             match reply {
@@ -539,7 +536,24 @@ struct Link {
     wanted: Mutex<HashSet<String>>,
     /// With sessions on: how long a stream's position is kept (`None`: no history).
     history_meta_ttl: Mutex<Option<Duration>>,
+    /// Tenures ended by a leave that Redis has not confirmed yet, as (stream hash, field): a
+    /// join that reads one meanwhile starts afresh, and they are sent again at each probe tick
+    /// until Redis takes them, so no leave is lost to an outage.
+    leaves: Mutex<Leaves>,
 }
+
+/// Leaves on their way to Redis (see [`Link::leaves`]).
+#[derive(Debug, Default)]
+struct Leaves {
+    pending: HashSet<(String, String)>,
+    /// More were pending than are named (a long outage with many leaves): from then on every
+    /// group read of this server starts a fresh tenure (nobody is replayed a group here), since
+    /// a leave that was not named may never reach Redis.
+    overflow: bool,
+}
+
+/// The most leaves named while Redis does not take them.
+const PENDING_LEAVES: usize = 16 * 1024;
 
 impl fmt::Debug for Link {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -864,6 +878,97 @@ impl Link {
 
     fn is_down(&self) -> bool {
         lock(&self.outage).is_some()
+    }
+
+    /// Ends a tenure in Redis (`HDEL` of its field), in the background: a leave is not awaited
+    /// by the handler that makes it. Until Redis confirms it, it is pending.
+    fn leave(&self, meta: String, field: String) {
+        {
+            let mut leaves = lock(&self.leaves);
+            if leaves.pending.len() >= PENDING_LEAVES {
+                if !leaves.overflow {
+                    tracing::warn!(
+                        node = %self.node,
+                        "more group leaves are waiting for Redis than are kept: from now on this server replays no group history (clients refetch)"
+                    );
+                }
+                leaves.overflow = true;
+            } else {
+                leaves.pending.insert((meta.clone(), field.clone()));
+            }
+        }
+        let Some(link) = self.me.upgrade() else {
+            return;
+        };
+        if tokio::runtime::Handle::try_current().is_err() {
+            return;
+        }
+        tokio::spawn(async move { link.send_leaves(vec![(meta, field)]).await });
+    }
+
+    /// Starts, at offset 0 and unless they have one, the tenures of `members` (identity keys)
+    /// in the group stream `stream`, whose epoch just began (in the background).
+    fn seed_tenures(&self, stream: &str, members: Vec<String>) {
+        if members.is_empty() || tokio::runtime::Handle::try_current().is_err() {
+            return;
+        }
+        let Some(link) = self.me.upgrade() else {
+            return;
+        };
+        let (meta, _) = history::keys(stream);
+        tokio::spawn(async move {
+            let mut pipe = ::redis::pipe();
+            for key in members {
+                let field = format!("t:{key}");
+                if !link.leaving(&meta, &field) {
+                    pipe.cmd("HSETNX").arg(&meta).arg(field).arg(0).ignore();
+                }
+            }
+            if let Err(e) = pipe.query_async::<()>(&mut link.manager()).await {
+                link.failed(&e);
+            }
+        });
+    }
+
+    /// Whether a leave of this tenure may not have reached Redis yet.
+    fn leaving(&self, meta: &str, field: &str) -> bool {
+        let leaves = lock(&self.leaves);
+        leaves.overflow
+            || (!leaves.pending.is_empty()
+                && leaves
+                    .pending
+                    .contains(&(meta.to_owned(), field.to_owned())))
+    }
+
+    /// Sends leaves to Redis; those it takes are no longer pending.
+    async fn send_leaves(&self, batch: Vec<(String, String)>) {
+        if batch.is_empty() || self.is_down() {
+            return;
+        }
+        let mut pipe = ::redis::pipe();
+        for (meta, field) in &batch {
+            pipe.cmd("HDEL").arg(meta).arg(field).ignore();
+        }
+        match pipe.query_async::<()>(&mut self.manager()).await {
+            Ok(()) => {
+                let mut leaves = lock(&self.leaves);
+                for key in &batch {
+                    leaves.pending.remove(key);
+                }
+            }
+            Err(e) => self.failed(&e),
+        }
+    }
+
+    /// Sends again the leaves Redis did not take (at each probe tick).
+    async fn retry_leaves(&self) {
+        let batch: Vec<(String, String)> = lock(&self.leaves)
+            .pending
+            .iter()
+            .take(1024)
+            .cloned()
+            .collect();
+        self.send_leaves(batch).await;
     }
 
     /// Notes that a command failed: an outage when Redis cannot be reached (logged once per
@@ -1215,6 +1320,8 @@ async fn resync(link: Arc<Link>, hub: Arc<Hub>, meta_ttl: Duration) {
             .arg(meta_ttl.as_secs().max(1))
             .arg("")
             .arg("")
+            .arg("")
+            .arg(0)
             .invoke_async::<::redis::Value>(&mut link.manager())
             .await;
         let Some((epoch, top)) = reply.ok().as_ref().and_then(history::position_of) else {
@@ -1336,6 +1443,13 @@ fn on_message(link: &Link, hub: &Hub, channel: &[u8], body: &[u8]) {
         };
         crate::runtime::delivery::offer_at(hub, of, &frame, seq, &epoch);
         link.counters.received.fetch_add(1, Relaxed);
+        if seq == 1
+            && let StreamOf::Group(name) = of
+        {
+            // A new epoch of a group's stream (a quiet group's keys expire): the members this
+            // server holds were there all along, and resume it.
+            link.seed_tenures(&of.key(), hub.member_keys(name));
+        }
         return;
     }
     let delivered = match target {
@@ -1456,8 +1570,9 @@ async fn subscriptions(
                     deaf = 0;
                 }
                 link.reconcile().await;
-                // Notices left for later (Redis was away).
+                // Notices and leaves left for later (Redis was away).
                 link.tell_lost().await;
+                link.retry_leaves().await;
                 probe_sent += 1;
                 let probe = ::redis::cmd("PUBLISH")
                     .arg(channel::probe(&link.node))

@@ -151,7 +151,11 @@ impl Local {
         let hub = &self.hub;
         let frame = &event.frame;
         let append = |of: StreamOf<'_>| {
-            history.append(&of, frame, latest, |seq, epoch| {
+            let members = || match of {
+                StreamOf::Group(name) => hub.member_keys(name),
+                _ => Vec::new(),
+            };
+            history.append_to(&of, frame, latest, members, |seq, epoch| {
                 offer_at(hub, of, frame, seq, epoch)
             })
         };

@@ -9,6 +9,10 @@ use crate::handler::{Audience, Emit, Event, Recover, encode};
 use crate::session::NameRules;
 use crate::session::names::{Every, RESERVED, for_log};
 
+/// The most bytes a stream's position adds to an event frame (a 256-byte stream name, a
+/// 64-bit offset, an epoch, their keys).
+const STAMP_ROOM: usize = 320;
+
 /// Every connected client, for the free [`emit`], whose future must not borrow a temporary.
 static EVERYONE: Audience = Audience::Everyone;
 
@@ -52,7 +56,8 @@ impl Audience {
         let Some(frame) = frame else {
             return 0;
         };
-        if frame.len() > state.config.max_sent_frame {
+        // Room for the position a stream's event gets on its way (`stream`, `seq`, `epoch`).
+        if frame.len() + STAMP_ROOM > state.config.max_sent_frame {
             static LOGGED: Every = Every::new();
             if LOGGED.ready() {
                 tracing::warn!(

@@ -285,9 +285,60 @@ impl Tenure {
     }
 }
 
-/// The most identities one group stream remembers a tenure of (in memory); past it, a new
-/// member's group resume is not recovered (it refetches), which costs correctness nothing.
-pub(crate) const MAX_TENURES: usize = 10_000;
+/// The most identities one group stream remembers a tenure of: in memory the least recently
+/// joined is let go past it (its next resume is not recovered, and it refetches); in Redis a
+/// new member past it gets none. Each is counted against the history's bytes.
+pub(crate) const MAX_TENURES: usize = 4096;
+
+/// What a tenure costs the byte bound besides its identity key.
+const TENURE: usize = 64;
+
+/// The tenures of a group stream's readers (see [`Tenure`]): identity key -> where the tenure
+/// began, and when the identity last joined.
+#[derive(Debug, Default)]
+struct Tenures(HashMap<Box<str>, (u64, Instant)>);
+
+impl Tenures {
+    /// `key`'s tenure, if it has one (its last join is now).
+    fn get(&mut self, key: &str, now: Instant) -> Option<u64> {
+        self.0.get_mut(key).map(|(since, joined)| {
+            *joined = now;
+            *since
+        })
+    }
+
+    /// Starts `key`'s tenure at `since` unless it has one; past [`MAX_TENURES`] the least
+    /// recently joined goes. The bytes it added, and those it freed.
+    fn start(&mut self, key: String, since: u64, now: Instant) -> (usize, usize) {
+        if self.0.contains_key(key.as_str()) {
+            return (0, 0);
+        }
+        let mut freed = 0;
+        if self.0.len() >= MAX_TENURES {
+            let oldest = self
+                .0
+                .iter()
+                .min_by_key(|(_, (_, joined))| *joined)
+                .map(|(k, _)| k.clone());
+            if let Some(oldest) = oldest {
+                freed = self.end(&oldest);
+            }
+        }
+        let added = key.len() + TENURE;
+        self.0.insert(key.into(), (since, now));
+        (added, freed)
+    }
+
+    /// Ends `key`'s tenure; the bytes it held.
+    fn end(&mut self, key: &str) -> usize {
+        self.0.remove(key).map_or(0, |_| key.len() + TENURE)
+    }
+
+    /// The bytes all of them hold.
+    fn bytes(&self) -> usize {
+        self.0.keys().map(|k| k.len() + TENURE).sum()
+    }
+}
 
 /// Decides a resume from `asked` given a stream's epoch and top, the reader's tenure and the
 /// kept events after the asked offset (in order; at most `retention.max_replay + 1` of them
@@ -364,7 +415,7 @@ struct Stream {
     entries: VecDeque<Entry>,
     last_append: Instant,
     /// Group streams: where each identity's tenure began (see [`Tenure`]).
-    tenures: HashMap<Box<str>, u64>,
+    tenures: Tenures,
 }
 
 #[derive(Debug)]
@@ -430,7 +481,7 @@ impl Memory {
             kind: of.kind(),
             entries: VecDeque::new(),
             last_append: Instant::now(),
-            tenures: HashMap::new(),
+            tenures: Tenures::default(),
         }));
         self.bytes.fetch_add(key.len() + STREAM, Relaxed);
         streams.put(key, s.clone());
@@ -442,8 +493,9 @@ impl Memory {
         let mut s = lock(stream);
         let held: usize = s.entries.iter().map(|e| e.frame.len() + OVERHEAD).sum();
         s.entries.clear();
-        s.tenures = HashMap::new();
-        self.bytes.fetch_sub(held + key.len() + STREAM, Relaxed);
+        let tenures = std::mem::take(&mut s.tenures).bytes();
+        self.bytes
+            .fetch_sub(held + tenures + key.len() + STREAM, Relaxed);
     }
 
     /// How many streams are kept.
@@ -455,6 +507,7 @@ impl Memory {
     /// Appends an event (its frame without a position) to a stream and runs `deliver` with
     /// its offset and epoch while the stream is locked, so that every listener gets the
     /// stream's events in offset order and a resume reads either before or after it.
+    #[cfg(test)]
     pub fn append<R>(
         &self,
         of: &StreamOf<'_>,
@@ -462,11 +515,33 @@ impl Memory {
         latest: Option<&'static str>,
         deliver: impl FnOnce(u64, &str) -> R,
     ) -> R {
+        self.append_to(of, frame, latest, Vec::new, deliver)
+    }
+
+    /// [`append`](Self::append); when the event starts a group stream's epoch, `members` (the
+    /// identity keys of the group's members here) begin their tenures with it, so that members
+    /// who were there all along resume it (a quiet group's stream is let go, and its next event
+    /// starts a new epoch).
+    pub fn append_to<R>(
+        &self,
+        of: &StreamOf<'_>,
+        frame: &Bytes,
+        latest: Option<&'static str>,
+        members: impl FnOnce() -> Vec<String>,
+        deliver: impl FnOnce(u64, &str) -> R,
+    ) -> R {
         let stream = self.stream(of);
         let retention = *self.retention.of(of.kind());
         let now = Instant::now();
         let (r, record) = {
             let mut s = lock(&stream);
+            if s.top == 0 && matches!(of, StreamOf::Group(_)) {
+                for key in members() {
+                    let (added, freed) = s.tenures.start(key, 0, now);
+                    self.bytes.fetch_add(added, Relaxed);
+                    self.bytes.fetch_sub(freed, Relaxed);
+                }
+            }
             s.top += 1;
             s.last_append = now;
             let seq = s.top;
@@ -581,25 +656,25 @@ impl Memory {
         asked: Option<&Asked>,
         reader: Option<&Identity>,
     ) -> Read {
+        let now = Instant::now();
+        // Before the stream is taken: a sweep must not let go of the stream being read.
+        self.sweep_now_and_then(now);
         let stream = self.stream(of);
         let retention = self.retention.of(of.kind());
-        let now = Instant::now();
-        self.sweep_now_and_then(now);
         let mut s = lock(&stream);
         let tenure = match (of, reader) {
             (StreamOf::Group(_), None) => Tenure::None,
             (StreamOf::Group(_), Some(id)) => {
                 let top = s.top;
-                let key = id.key();
-                let since = match s.tenures.get(key.as_str()) {
-                    Some(since) => Some(*since),
-                    None if s.tenures.len() < MAX_TENURES => {
-                        s.tenures.insert(key.into(), top);
-                        None
+                match s.tenures.get(&id.key(), now) {
+                    Some(since) => Tenure::Since(since),
+                    None => {
+                        let (added, freed) = s.tenures.start(id.key(), top, now);
+                        self.bytes.fetch_add(added, Relaxed);
+                        self.bytes.fetch_sub(freed, Relaxed);
+                        Tenure::None
                     }
-                    None => None,
-                };
-                since.map_or(Tenure::None, Tenure::Since)
+                }
             }
             _ => Tenure::Unscoped,
         };
@@ -623,9 +698,10 @@ impl Memory {
     /// Ends `member`'s tenure in `group` (it left on purpose): a later join starts afresh.
     pub fn leave(&self, group: &str, member: &Identity) {
         let key = group_stream(group);
-        let stream = lock(&self.streams).get(&key).cloned();
+        let stream = lock(&self.streams).peek(&key).cloned();
         if let Some(stream) = stream {
-            lock(&stream).tenures.remove(member.key().as_str());
+            let freed = lock(&stream).tenures.end(&member.key());
+            self.bytes.fetch_sub(freed, Relaxed);
         }
     }
 
@@ -907,5 +983,40 @@ mod tests {
         }
         assert!(h.bytes() <= 64 << 10, "{} bytes", h.bytes());
         assert!(h.streams() < 10, "{} streams", h.streams());
+    }
+
+    #[test]
+    fn tenures_are_bounded_counted_and_the_least_recently_joined_go_first() {
+        let h = history(10, 64 << 20);
+        let room = StreamOf::Group("lobby");
+        let empty = {
+            h.read_as(&room, None, None);
+            h.bytes()
+        };
+        let id = |i: usize| Identity::Str(format!("guest-{i}"));
+        let first = id(0);
+        h.read_as(&room, None, Some(&first));
+        let (_, epoch) = h.append(&room, &frame(1), None, |seq, e| (seq, e.to_owned()));
+        for i in 1..MAX_TENURES + 500 {
+            h.read_as(&room, None, Some(&id(i)));
+            if i % 1000 == 0 {
+                // The first guest comes back now and then: it stays among the recently joined.
+                h.read_as(&room, None, Some(&first));
+            }
+        }
+        let per = TENURE + "s:guest-0000".len();
+        let held = h.bytes() - empty;
+        assert!(held <= MAX_TENURES * per + (frame(1).len() + OVERHEAD + RECORD), "{held}");
+        let at = |offset| Asked {
+            epoch: epoch.clone(),
+            offset,
+        };
+        h.append(&room, &frame(2), None, |_, _| ());
+        // The first guest kept its tenure (it began before event 1); guest 1 was let go.
+        assert!(h.read_as(&room, Some(&at(0)), Some(&first)).outcome.is_ok());
+        assert_eq!(
+            h.read_as(&room, Some(&at(1)), Some(&id(1))).outcome.unwrap_err(),
+            Lost::Membership
+        );
     }
 }

@@ -195,6 +195,13 @@ impl Joined for Resumer {
         tokio::spawn(async move {
             let wire = group_stream(&group);
             let outcome = resume(&state, &conn, StreamOf::Group(&group), &wire).await;
+            // The read started the identity's tenure; a leave that came first (a join and a
+            // leave in one read of the socket) must not leave one behind.
+            if !conn.in_group(&group)
+                && let Some(identity) = conn.identity()
+            {
+                state.delivery.left(&group, identity);
+            }
             let mut extra = Vec::new();
             let mut pairs = 3;
             put_pair(&mut extra, "recovered", outcome.recovered);

@@ -292,7 +292,11 @@ impl Hub {
     /// Removes `conn` from `group` on purpose; `false` when it was not a member.
     pub fn leave(&self, conn: &Arc<Connection>, group: &str) -> bool {
         let left = self.unjoin(conn, group);
-        if left && let Some(follow) = self.joined.get() {
+        // The runtime's own groups (presence watchers) carry no stream, hence no tenure.
+        if left
+            && !group.starts_with(RESERVED)
+            && let Some(follow) = self.joined.get()
+        {
             follow.left(conn, group);
         }
         left
@@ -334,6 +338,21 @@ impl Hub {
     /// The connections open now.
     pub fn connections(&self) -> Vec<Arc<Connection>> {
         read(&self.conns).values().cloned().collect()
+    }
+
+    /// The identity keys of `group`'s members here, each once (anonymous members have none).
+    pub fn member_keys(&self, group: &str) -> Vec<String> {
+        let groups = read(&self.groups);
+        let mut keys: Vec<String> = groups
+            .get(group)
+            .map(Members::as_slice)
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|c| c.identity().map(Identity::key))
+            .collect();
+        keys.sort_unstable();
+        keys.dedup();
+        keys
     }
 
     /// How many connections of `identity` are open here.
@@ -404,29 +423,25 @@ impl Hub {
         stamp: Option<Stamp<'_>>,
     ) -> usize {
         let users = read(&self.users);
-        let holders: usize = identities
-            .iter()
-            .map(|id| users.get(id).map_or(0, Members::len))
-            .sum();
-        let mut reached = 0;
-        let mut seen: Vec<u64> = Vec::new();
-        for identity in identities {
-            for conn in users
-                .get(identity)
-                .map(Members::as_slice)
-                .unwrap_or_default()
-            {
-                // Listing one identity twice must not deliver twice.
-                if identities.len() > 1 {
-                    if seen.contains(&conn.id()) {
-                        continue;
-                    }
-                    seen.push(conn.id());
-                }
-                reached += usize::from(offer(conn, frame, stamp, holders));
-            }
+        let of = |id: &Identity| users.get(id).map(Members::as_slice).unwrap_or_default();
+        if let [identity] = identities {
+            let conns = of(identity);
+            return conns
+                .iter()
+                .filter(|c| offer(c, frame, stamp, conns.len()))
+                .count();
         }
-        reached
+        // Listing one identity twice must not deliver twice, nor count as two holders.
+        let mut seen = std::collections::HashSet::new();
+        let conns: Vec<&Arc<Connection>> = identities
+            .iter()
+            .flat_map(|id| of(id).iter())
+            .filter(|c| seen.insert(c.id()))
+            .collect();
+        conns
+            .iter()
+            .filter(|c| offer(c, frame, stamp, conns.len()))
+            .count()
     }
 
     /// Offers `frame` to every connection in `group`.

@@ -180,6 +180,15 @@ impl<W: Socket, C: Future<Output = (u16, String)> + Unpin> Pump<W, C> {
                 Err(end) => return Poll::Ready(Step::End(end)),
             };
 
+            // A message the memory budget refused: the connection is closed with why, whether or
+            // not its socket takes writes now (the close waits its turn like any frame).
+            if self.meter.as_deref().is_some_and(Meter::refused) {
+                return Poll::Ready(Step::End(End::Close((
+                    TRY_AGAIN_LATER,
+                    "the server's memory for buffered messages is spent (Server::memory_budget); try again later".into(),
+                ))));
+            }
+
             // 2. Read, unless the socket will not take more: a client that does not read its
             // answers is not read from (its own backpressure), and nothing else waits on it.
             // Only when the socket may have something: a wake-up for a queued event does not
@@ -212,12 +221,6 @@ impl<W: Socket, C: Future<Output = (u16, String)> + Unpin> Pump<W, C> {
                     self.read_since_tick = true;
                     // Write the answers, then read again.
                     continue;
-                }
-                if self.meter.as_deref().is_some_and(Meter::refused) {
-                    return Poll::Ready(Step::End(End::Close((
-                        TRY_AGAIN_LATER,
-                        "the server's memory for buffered messages is spent (Server::memory_budget); try again later".into(),
-                    ))));
                 }
             }
 
