@@ -455,7 +455,10 @@ impl Memory {
         }
     }
 
-    fn stream(&self, of: &StreamOf<'_>) -> Arc<Mutex<Stream>> {
+    /// The stream `of`, made when there is none. A stream a read makes (a join, a hello: no
+    /// event yet) is put last in line to be let go, so that a client joining many groups of its
+    /// own cannot push out the streams that hold events; its first event moves it up.
+    fn stream(&self, of: &StreamOf<'_>, by_read: bool) -> Arc<Mutex<Stream>> {
         let key = of.key();
         let mut streams = lock(&self.streams);
         if let Some(s) = streams.get(&key) {
@@ -484,7 +487,12 @@ impl Memory {
             tenures: Tenures::default(),
         }));
         self.bytes.fetch_add(key.len() + STREAM, Relaxed);
-        streams.put(key, s.clone());
+        if by_read {
+            streams.put(key.clone(), s.clone());
+            streams.demote(&key);
+        } else {
+            streams.put(key, s.clone());
+        }
         s
     }
 
@@ -530,7 +538,7 @@ impl Memory {
         members: impl FnOnce() -> Vec<String>,
         deliver: impl FnOnce(u64, &str) -> R,
     ) -> R {
-        let stream = self.stream(of);
+        let stream = self.stream(of, false);
         let retention = *self.retention.of(of.kind());
         let now = Instant::now();
         let (r, record) = {
@@ -659,7 +667,7 @@ impl Memory {
         let now = Instant::now();
         // Before the stream is taken: a sweep must not let go of the stream being read.
         self.sweep_now_and_then(now);
-        let stream = self.stream(of);
+        let stream = self.stream(of, true);
         let retention = self.retention.of(of.kind());
         let mut s = lock(&stream);
         let tenure = match (of, reader) {
@@ -1006,7 +1014,10 @@ mod tests {
         }
         let per = TENURE + "s:guest-0000".len();
         let held = h.bytes() - empty;
-        assert!(held <= MAX_TENURES * per + (frame(1).len() + OVERHEAD + RECORD), "{held}");
+        assert!(
+            held <= MAX_TENURES * per + (frame(1).len() + OVERHEAD + RECORD),
+            "{held}"
+        );
         let at = |offset| Asked {
             epoch: epoch.clone(),
             offset,
@@ -1015,8 +1026,30 @@ mod tests {
         // The first guest kept its tenure (it began before event 1); guest 1 was let go.
         assert!(h.read_as(&room, Some(&at(0)), Some(&first)).outcome.is_ok());
         assert_eq!(
-            h.read_as(&room, Some(&at(1)), Some(&id(1))).outcome.unwrap_err(),
+            h.read_as(&room, Some(&at(1)), Some(&id(1)))
+                .outcome
+                .unwrap_err(),
             Lost::Membership
         );
+    }
+
+    #[test]
+    fn streams_made_by_reads_go_first_and_cannot_push_out_those_with_events() {
+        let h = history(10, 64 << 20);
+        // 1000 is the bound (the test history's): 900 streams with an event each.
+        let say = |i: usize| {
+            let g = format!("kept{i}");
+            h.append(&StreamOf::Group(&g), &frame(1), None, |_, e| e.to_owned())
+        };
+        let epochs: Vec<String> = (0..900).map(say).collect();
+        // A client joins 5,000 groups of its own: each makes a stream with no event.
+        for i in 0..5000 {
+            let g = format!("junk{i}");
+            h.read_as(&StreamOf::Group(&g), None, None);
+        }
+        assert_eq!(h.streams(), 1000);
+        for (i, epoch) in epochs.iter().enumerate() {
+            assert_eq!(&say(i), epoch, "stream {i} was pushed out");
+        }
     }
 }
