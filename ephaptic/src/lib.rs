@@ -392,7 +392,7 @@ pub use handler::{
 pub use handshake::Handshake;
 pub use identity::Identity;
 pub use registry::{Introspection, Naming, RegistryError};
-pub use runtime::history::{Retention, StreamKind};
+pub use runtime::history::Retention;
 pub use runtime::{
     CallerPresence, Metrics, Presence, PresenceConn, PresenceCount, PresenceDiff, PresenceLeave,
     PresenceList, PresenceMember, emit, metrics, presence,
@@ -400,6 +400,7 @@ pub use runtime::{
 pub use schema::Model;
 pub use server::Server;
 pub use session::SlowClient;
+pub use session::StreamKind;
 #[doc(hidden)]
 pub use ts_rs;
 /// Derives the TypeScript description of a type (ts-rs). `#[ephaptic::model]`, `#[event]` and

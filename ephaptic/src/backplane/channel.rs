@@ -19,6 +19,7 @@
 use bytes::Bytes;
 
 use crate::identity::Identity;
+use crate::session::{OwnedStream, Stream};
 
 pub(crate) const ALL: &str = "ephaptic:all";
 pub(crate) const LEGACY: &str = "ephaptic:broadcast";
@@ -29,40 +30,41 @@ const PROBE: &str = "ephaptic:probe:";
 const MAGIC: u8 = b'E';
 const VERSION: u8 = 1;
 
-pub(crate) fn user(identity: &Identity) -> String {
-    format!("{USER}{}", identity.key())
-}
-
-pub(crate) fn group(name: &str) -> String {
-    format!("{GROUP}{name}")
+/// The channel a stream's events travel on.
+pub(crate) fn of(stream: Stream<'_>) -> String {
+    match stream {
+        Stream::All => ALL.to_owned(),
+        Stream::User(identity) => format!("{USER}{}", identity.key()),
+        Stream::Group(name) => format!("{GROUP}{name}"),
+    }
 }
 
 pub(crate) fn probe(node: &str) -> String {
     format!("{PROBE}{node}")
 }
 
-/// Who a message received on `channel` is for.
+/// What a channel a message arrived on carries: a stream's events, this server's probes, or
+/// the reference's envelope.
 #[derive(Debug, PartialEq, Eq)]
-pub(crate) enum Target {
-    Everyone,
-    User(Identity),
-    Group(String),
+pub(crate) enum Channel {
+    Stream(OwnedStream),
     Probe,
     Legacy,
 }
 
-pub(crate) fn target(channel: &[u8]) -> Option<Target> {
+/// Reads a channel's name (`None` for one that is not ours).
+pub(crate) fn parse(channel: &[u8]) -> Option<Channel> {
     let channel = std::str::from_utf8(channel).ok()?;
     if channel == ALL {
-        Some(Target::Everyone)
+        Some(Channel::Stream(OwnedStream::All))
     } else if channel == LEGACY {
-        Some(Target::Legacy)
+        Some(Channel::Legacy)
     } else if let Some(key) = channel.strip_prefix(USER) {
-        Identity::from_key(key).map(Target::User)
+        Identity::from_key(key).map(|id| Channel::Stream(OwnedStream::User(id)))
     } else if let Some(name) = channel.strip_prefix(GROUP) {
-        Some(Target::Group(name.to_owned()))
+        Some(Channel::Stream(OwnedStream::Group(name.to_owned())))
     } else if channel.starts_with(PROBE) {
-        Some(Target::Probe)
+        Some(Channel::Probe)
     } else {
         None
     }
@@ -229,21 +231,24 @@ mod tests {
     }
 
     #[test]
-    fn channels_name_their_audience() {
-        assert_eq!(
-            target(user(&Identity::from(7)).as_bytes()),
-            Some(Target::User(Identity::from(7)))
-        );
-        assert_eq!(
-            target(user(&Identity::from("7")).as_bytes()),
-            Some(Target::User(Identity::from("7")))
-        );
-        assert_eq!(
-            target(group("room:1").as_bytes()),
-            Some(Target::Group("room:1".into()))
-        );
-        assert_eq!(target(ALL.as_bytes()), Some(Target::Everyone));
-        assert_eq!(target(b"other"), None);
+    fn channels_name_their_stream_and_read_back() {
+        let (seven, text_seven) = (Identity::from(7), Identity::from("7"));
+        for stream in [
+            Stream::All,
+            Stream::User(&seven),
+            Stream::User(&text_seven),
+            Stream::Group("room:1"),
+        ] {
+            assert_eq!(
+                parse(of(stream).as_bytes()),
+                Some(Channel::Stream(stream.to_owned()))
+            );
+        }
+        assert_eq!(of(Stream::All), ALL);
+        assert_eq!(of(Stream::Group("room:1")), "ephaptic:g:room:1");
+        assert_eq!(parse(probe("n").as_bytes()), Some(Channel::Probe));
+        assert_eq!(parse(LEGACY.as_bytes()), Some(Channel::Legacy));
+        assert_eq!(parse(b"other"), None);
     }
 
     #[test]

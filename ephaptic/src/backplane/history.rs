@@ -11,8 +11,9 @@
 use bytes::Bytes;
 
 use crate::identity::Identity;
-use crate::runtime::history::{Kept, Read, Retention, StreamOf, Tenure, decide};
+use crate::runtime::history::{Kept, Read, Retention, Tenure, decide};
 use crate::session::Asked;
+use crate::session::Stream;
 
 /// Numbers, keeps and publishes one event. KEYS: meta, stream. ARGV: a new epoch (used when
 /// the stream has none), size, ttl (s), meta ttl (s), channel, message head, frame, `latest`
@@ -79,10 +80,10 @@ return {epoch, top, entries, since}
 ";
 
 /// The reader's field for [`READ`]'s last argument.
-pub(crate) fn tenure_field(stream: &StreamOf<'_>, reader: Option<&Identity>) -> String {
+pub(crate) fn tenure_field(stream: &Stream<'_>, reader: Option<&Identity>) -> String {
     match (stream, reader) {
-        (StreamOf::Group(_), Some(id)) => format!("t:{}", id.key()),
-        (StreamOf::Group(_), None) => "-".to_owned(),
+        (Stream::Group(_), Some(id)) => format!("t:{}", id.key()),
+        (Stream::Group(_), None) => "-".to_owned(),
         _ => String::new(),
     }
 }

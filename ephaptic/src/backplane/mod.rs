@@ -45,12 +45,11 @@ use ::redis::{Client, IntoConnectionInfo, ProtocolVersion, PushInfo, PushKind, V
 use bytes::Bytes;
 use tokio::sync::{Notify, mpsc};
 
-use self::channel::Target;
 use crate::handler::Audience;
 use crate::identity::Identity;
 use crate::runtime::delivery::{Backplane, Delivery, DeliveryStats, Local, Outgoing};
 use crate::runtime::ratelimit::Remote;
-use crate::session::{Hub, Interest, Topic};
+use crate::session::{Hub, Interest, Stream};
 
 /// Events that may wait to be published before new ones are dropped (and counted).
 const PUBLISH_QUEUE: usize = 16 * 1024;
@@ -252,9 +251,9 @@ impl RedisDelivery {
         event: &Outgoing<'_>,
         retentions: &crate::runtime::history::Retentions,
     ) -> usize {
-        use crate::runtime::history::StreamOf;
         let latest = event.keep.latest().unwrap_or("");
-        let append = |of: StreamOf<'_>, channel: String| {
+        let append = |of: Stream<'_>| {
+            let channel = channel::of(of);
             let mut retention = *retentions.of(of.kind());
             if event.frame.len() > retentions.max_event {
                 // Numbered and published, not kept: a resume across it is not recovered.
@@ -271,37 +270,19 @@ impl RedisDelivery {
         };
         // What Redis could not take is delivered here at once, without a position; the other
         // servers are told that the stream lost events (`Link::lose`), and it is counted.
-        let missed = || self.link.counters.dropped.fetch_add(1, Relaxed);
-        match event.audience {
-            Audience::Everyone => {
-                if !append(StreamOf::All, channel::ALL.to_owned()) {
-                    missed();
-                    return self.local.unpositioned(event);
+        event
+            .audience
+            .streams()
+            .map(|stream| {
+                if append(stream) {
+                    // It reaches this server's listeners when Redis publishes it back.
+                    self.hub.listeners(stream)
+                } else {
+                    self.link.counters.dropped.fetch_add(1, Relaxed);
+                    self.hub.offer(stream, &event.frame, None)
                 }
-                self.hub.len()
-            }
-            Audience::Users(ids) => {
-                let mut reached = 0;
-                for id in crate::runtime::delivery::distinct(ids) {
-                    if append(StreamOf::User(id), channel::user(id)) {
-                        reached += self.hub.identity_len(id);
-                    } else {
-                        missed();
-                        let one = std::slice::from_ref(id);
-                        reached += self.hub.offer_users(one, &event.frame);
-                    }
-                }
-                reached
-            }
-            Audience::Group(name) => {
-                if !append(StreamOf::Group(name), channel::group(name)) {
-                    missed();
-                    return self.local.unpositioned(event);
-                }
-                self.hub.members(name)
-            }
-            Audience::Nobody => 0,
-        }
+            })
+            .sum()
     }
 }
 
@@ -314,8 +295,7 @@ impl Delivery for RedisDelivery {
         if self.history.is_none() {
             return;
         }
-        use crate::runtime::history::StreamOf;
-        let stream = StreamOf::Group(group);
+        let stream = Stream::Group(group);
         let (meta, _) = history::keys(&stream.key());
         let field = history::tenure_field(&stream, Some(member));
         self.link.leave(meta, field);
@@ -323,7 +303,7 @@ impl Delivery for RedisDelivery {
 
     fn read<'a>(
         &'a self,
-        stream: crate::runtime::history::StreamOf<'a>,
+        stream: Stream<'a>,
         asked: Option<&'a crate::session::Asked>,
         reader: Option<&'a Identity>,
     ) -> crate::runtime::delivery::Reading<'a> {
@@ -376,19 +356,16 @@ impl Delivery for RedisDelivery {
         }
         let link = &self.link;
         match event.audience {
-            Audience::Everyone => link.publish(channel::ALL, &event.frame),
+            // In compatibility mode `to(..)` goes through the reference's envelope.
             Audience::Users(ids) if link.settings.compat => {
                 let body = channel::legacy_envelope(&link.node, ids, &event.frame);
                 link.enqueue(channel::LEGACY.to_owned(), body);
             }
-            Audience::Users(ids) => {
-                let mut seen = HashSet::new();
-                for id in ids.iter().filter(|id| seen.insert(*id)) {
-                    link.publish(&channel::user(id), &event.frame);
+            audience => {
+                for stream in audience.streams() {
+                    link.publish(&channel::of(stream), &event.frame);
                 }
             }
-            Audience::Group(name) => link.publish(&channel::group(name), &event.frame),
-            Audience::Nobody => {}
         }
         self.local.deliver(event)
     }
@@ -584,7 +561,7 @@ fn node_id() -> String {
 }
 
 fn permanent_channels(node: &str, compat: bool) -> Vec<String> {
-    let mut channels = vec![channel::ALL.to_owned(), channel::probe(node)];
+    let mut channels = vec![channel::of(Stream::All), channel::probe(node)];
     if compat {
         channels.push(channel::LEGACY.to_owned());
     }
@@ -592,12 +569,13 @@ fn permanent_channels(node: &str, compat: bool) -> Vec<String> {
 }
 
 impl Interest for Link {
-    fn ready(&self, topic: Topic<'_>) -> Option<crate::session::hub::Ready> {
-        let channel = match topic {
-            // Identity events come through the compatibility channel, always subscribed.
-            Topic::Identity(_) if self.settings.compat => return None,
-            Topic::Identity(id) => channel::user(id),
-            Topic::Group(name) => channel::group(name),
+    fn ready(&self, stream: Stream<'_>) -> Option<crate::session::hub::Ready> {
+        let channel = match stream {
+            // Identity events come through the compatibility channel, and events to everyone
+            // through theirs: both always subscribed.
+            Stream::User(_) if self.settings.compat => return None,
+            Stream::All => return None,
+            other => channel::of(other),
         };
         if self.is_down() || lock(&self.confirmed).contains(&channel) {
             // Redis is away, and waiting would not help; or it is subscribed already.
@@ -623,12 +601,12 @@ impl Interest for Link {
         }))
     }
 
-    fn changed(&self, topic: Topic<'_>, held: bool) {
-        let channel = match topic {
+    fn changed(&self, stream: Stream<'_>, held: bool) {
+        let channel = match stream {
             // In compatibility mode identity events come through the reference's channel.
-            Topic::Identity(_) if self.settings.compat => return,
-            Topic::Identity(id) => channel::user(id),
-            Topic::Group(name) => channel::group(name),
+            Stream::User(_) if self.settings.compat => return,
+            Stream::All => return,
+            other => channel::of(other),
         };
         let change = if held {
             lock(&self.wanted).insert(channel.clone());
@@ -1275,18 +1253,18 @@ async fn resync(link: Arc<Link>, hub: Arc<Hub>, meta_ttl: Duration) {
         .into_iter()
         .filter(|c| c.speaks_sessions())
     {
-        use crate::runtime::history::StreamOf;
-        let mut of = vec![(StreamOf::All.key(), "b".to_owned())];
-        if let Some(id) = conn.identity() {
-            of.push((StreamOf::User(id).key(), "u".to_owned()));
-        }
-        for g in conn.groups() {
-            if !g.starts_with("__ephaptic.") {
-                // A group's stream has the same name across servers and on the wire.
-                of.push((StreamOf::Group(&g).key(), crate::session::group_stream(&g)));
-            }
-        }
-        for (key, wire) in of {
+        let groups = conn.groups();
+        let mut of = vec![Stream::All];
+        of.extend(conn.identity().map(Stream::User));
+        // The runtime's own groups (presence watchers) carry no stream.
+        of.extend(
+            groups
+                .iter()
+                .filter(|g| !g.starts_with(crate::session::names::RESERVED))
+                .map(|g| Stream::Group(g)),
+        );
+        for stream in of {
+            let (key, wire) = (stream.key(), stream.wire().into_owned());
             if !only.all && !only.named.contains(&key) {
                 continue;
             }
@@ -1344,12 +1322,9 @@ fn deliver_here(hub: Option<&Hub>, job: &Job) {
     let (Some(hub), Job::Append { channel, frame, .. }) = (hub, job) else {
         return;
     };
-    match channel::target(channel.as_bytes()) {
-        Some(Target::Everyone) => hub.offer_all(frame, None),
-        Some(Target::User(id)) => hub.offer_users(std::slice::from_ref(&id), frame),
-        Some(Target::Group(name)) => hub.offer_group(&name, frame, None),
-        _ => 0,
-    };
+    if let Some(channel::Channel::Stream(stream)) = channel::parse(channel.as_bytes()) {
+        hub.offer(stream.as_stream(), frame, None);
+    }
 }
 
 /// One round trip for a batch of jobs.
@@ -1414,18 +1389,28 @@ async fn receiver(link: Arc<Link>, hub: Weak<Hub>, mut rx: mpsc::Receiver<PushIn
 }
 
 fn on_message(link: &Link, hub: &Hub, channel: &[u8], body: &[u8]) {
-    let Some(target) = channel::target(channel) else {
+    use channel::Channel;
+    let Some(channel) = channel::parse(channel) else {
         return;
     };
+    let stream = match &channel {
+        Channel::Stream(stream) => stream.as_stream(),
+        Channel::Probe => {
+            if let Some(n) = std::str::from_utf8(body).ok().and_then(|s| s.parse().ok()) {
+                link.probe_seen.fetch_max(n, Relaxed);
+            }
+            return;
+        }
+        Channel::Legacy => {
+            if let Some((users, frame)) = channel::read_legacy(&link.node, body) {
+                hub.offer_users(&users, &frame);
+                link.counters.received.fetch_add(1, Relaxed);
+            }
+            return;
+        }
+    };
     if let Some(everything) = channel::unwrap_lost(&link.node, body) {
-        use crate::runtime::history::StreamOf;
-        let key = match &target {
-            _ if everything => None,
-            Target::Everyone => Some(StreamOf::All.key()),
-            Target::User(id) => Some(StreamOf::User(id).key()),
-            Target::Group(name) => Some(StreamOf::Group(name).key()),
-            Target::Probe | Target::Legacy => return,
-        };
+        let key = (!everything).then(|| stream.key());
         link.want_resync(key.as_deref());
         return;
     }
@@ -1434,42 +1419,19 @@ fn on_message(link: &Link, hub: &Hub, channel: &[u8], body: &[u8]) {
         else {
             return;
         };
-        use crate::runtime::history::StreamOf;
-        let of = match &target {
-            Target::Everyone => StreamOf::All,
-            Target::User(id) => StreamOf::User(id),
-            Target::Group(name) => StreamOf::Group(name),
-            Target::Probe | Target::Legacy => return,
-        };
-        crate::runtime::delivery::offer_at(hub, of, &frame, seq, &epoch);
+        crate::runtime::delivery::offer_at(hub, stream, &frame, seq, &epoch);
         link.counters.received.fetch_add(1, Relaxed);
         if seq == 1
-            && let StreamOf::Group(name) = of
+            && let Stream::Group(name) = stream
         {
             // A new epoch of a group's stream (a quiet group's keys expire): the members this
             // server holds were there all along, and resume it.
-            link.seed_tenures(&of.key(), hub.member_keys(name));
+            link.seed_tenures(&stream.key(), hub.member_keys(name));
         }
         return;
     }
-    let delivered = match target {
-        Target::Probe => {
-            if let Some(n) = std::str::from_utf8(body).ok().and_then(|s| s.parse().ok()) {
-                link.probe_seen.fetch_max(n, Relaxed);
-            }
-            return;
-        }
-        Target::Legacy => channel::read_legacy(&link.node, body)
-            .map(|(users, frame)| hub.offer_users(&users, &frame)),
-        other => {
-            channel::unwrap(&link.node, Bytes::copy_from_slice(body)).map(|frame| match other {
-                Target::Everyone => hub.offer_all(&frame, None),
-                Target::User(id) => hub.offer_users(std::slice::from_ref(&id), &frame),
-                Target::Group(name) => hub.offer_group(&name, &frame, None),
-                Target::Probe | Target::Legacy => 0,
-            })
-        }
-    };
+    let delivered = channel::unwrap(&link.node, Bytes::copy_from_slice(body))
+        .map(|frame| hub.offer(stream, &frame, None));
     if delivered.is_some() {
         link.counters.received.fetch_add(1, Relaxed);
     }

@@ -2,6 +2,7 @@
 //! sending is the runtime's (`Audience::emit`, in `runtime/emit.rs`).
 
 use crate::identity::Identity;
+use crate::session::Stream;
 
 /// Who an event goes to. Built by [`to`], [`group`] and the constructors below; also what a
 /// `broadcast_to` function returns for a channel.
@@ -38,6 +39,34 @@ impl Audience {
     pub fn nobody() -> Self {
         Audience::Nobody
     }
+
+    /// The streams this audience is: everyone's, each listed identity's once (`to([a, b, a])`
+    /// is a and b), the group's, or none. Delivery, the history and the backplane go through
+    /// these rather than matching the audience again.
+    pub(crate) fn streams(&self) -> impl Iterator<Item = Stream<'_>> {
+        let (one, ids): (Option<Stream<'_>>, &[Identity]) = match self {
+            Audience::Everyone => (Some(Stream::All), &[]),
+            Audience::Group(name) => (Some(Stream::Group(name)), &[]),
+            Audience::Users(ids) => (None, ids),
+            Audience::Nobody => (None, &[]),
+        };
+        one.into_iter().chain(distinct(ids).map(Stream::User))
+    }
+}
+
+/// Each identity once, in order.
+fn distinct(ids: &[Identity]) -> impl Iterator<Item = &Identity> {
+    let mut seen = std::collections::HashSet::new();
+    ids.iter()
+        .enumerate()
+        .filter(move |(i, id)| {
+            if ids.len() <= 16 {
+                !ids[..*i].contains(id)
+            } else {
+                seen.insert(*id)
+            }
+        })
+        .map(|(_, id)| id)
 }
 
 /// Addresses every connection of one or more identities: `to(7)`, `to("alice")`,

@@ -160,7 +160,7 @@ impl Caller {
     /// ```
     pub async fn join_ready(&self, group: &str) -> bool {
         let joined = self.join(group);
-        if let Some(ready) = self.hub.ready(crate::session::Topic::Group(group)) {
+        if let Some(ready) = self.hub.ready(crate::session::Stream::Group(group)) {
             ready.await;
         }
         joined

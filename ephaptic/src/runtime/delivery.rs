@@ -19,11 +19,11 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use super::history::{Memory, Read, Retentions, StreamOf};
+use super::history::{Memory, Read, Retentions};
 use super::ratelimit::Remote;
 use crate::handler::Audience;
 use crate::identity::Identity;
-use crate::session::{Asked, Hub, Interest, Stamp, group_stream};
+use crate::session::{Asked, Hub, Interest, Stamp, Stream};
 use crate::wire::reply::positioned;
 
 /// Whether an event is kept in its stream's history (`#[event(recover = ..)]`).
@@ -84,7 +84,7 @@ pub(crate) trait Delivery: Send + Sync + fmt::Debug {
     /// [`keeps_history`](Self::keeps_history).
     fn read<'a>(
         &'a self,
-        stream: StreamOf<'a>,
+        stream: Stream<'a>,
         asked: Option<&'a Asked>,
         reader: Option<&'a Identity>,
     ) -> Reading<'a> {
@@ -138,70 +138,34 @@ impl Local {
     /// Delivers a frame as it is, without a position (events that are not kept, and what
     /// another server positioned already is offered by the backplane itself).
     pub fn unpositioned(&self, event: &Outgoing<'_>) -> usize {
-        match event.audience {
-            Audience::Everyone => self.hub.offer_all(&event.frame, None),
-            Audience::Users(ids) => self.hub.offer_users(ids, &event.frame),
-            Audience::Group(name) => self.hub.offer_group(name, &event.frame, None),
-            Audience::Nobody => 0,
-        }
+        (event.audience.streams())
+            .map(|stream| self.hub.offer(stream, &event.frame, None))
+            .sum()
     }
 
     fn positioned(&self, history: &Memory, event: &Outgoing<'_>) -> usize {
         let latest = event.keep.latest();
         let hub = &self.hub;
         let frame = &event.frame;
-        let append = |of: StreamOf<'_>| {
+        let append = |of: Stream<'_>| {
             let members = || match of {
-                StreamOf::Group(name) => hub.member_keys(name),
+                Stream::Group(name) => hub.member_keys(name),
                 _ => Vec::new(),
             };
             history.append_to(&of, frame, latest, members, |seq, epoch| {
                 offer_at(hub, of, frame, seq, epoch)
             })
         };
-        match event.audience {
-            Audience::Everyone => append(StreamOf::All),
-            Audience::Users(ids) => distinct(ids).map(|id| append(StreamOf::User(id))).sum(),
-            Audience::Group(name) => append(StreamOf::Group(name)),
-            Audience::Nobody => 0,
-        }
+        event.audience.streams().map(append).sum()
     }
-}
-
-/// Each identity once, in order (`to([a, b, a])` is one event each to a and b).
-pub(crate) fn distinct(ids: &[Identity]) -> impl Iterator<Item = &Identity> {
-    let mut seen = std::collections::HashSet::new();
-    ids.iter()
-        .enumerate()
-        .filter(move |(i, id)| {
-            if ids.len() <= 16 {
-                !ids[..*i].contains(id)
-            } else {
-                seen.insert(*id)
-            }
-        })
-        .map(|(_, id)| id)
 }
 
 /// Offers an event of stream `of`, at `seq` under `epoch`, to the stream's listeners on this
 /// server (positioned here, or by Redis and received back); returns how many queued it.
-pub(crate) fn offer_at(hub: &Hub, of: StreamOf<'_>, frame: &Bytes, seq: u64, epoch: &str) -> usize {
-    match of {
-        StreamOf::All => {
-            let stamped = stamp(frame, "b", seq, epoch);
-            hub.offer_all(&stamped, Some(Stamp { stream: "b", seq }))
-        }
-        StreamOf::User(id) => {
-            let stamped = stamp(frame, "u", seq, epoch);
-            let one = std::slice::from_ref(id);
-            hub.offer_users_at(one, &stamped, Some(Stamp { stream: "u", seq }))
-        }
-        StreamOf::Group(name) => {
-            let wire = group_stream(name);
-            let stamped = stamp(frame, &wire, seq, epoch);
-            hub.offer_group(name, &stamped, Some(Stamp { stream: &wire, seq }))
-        }
-    }
+pub(crate) fn offer_at(hub: &Hub, of: Stream<'_>, frame: &Bytes, seq: u64, epoch: &str) -> usize {
+    let wire = of.wire();
+    let stamped = stamp(frame, &wire, seq, epoch);
+    hub.offer(of, &stamped, Some(Stamp { stream: &wire, seq }))
 }
 
 /// `frame` with its position; the frame as it is if it cannot take one (never, for frames
@@ -232,7 +196,7 @@ impl Delivery for Local {
 
     fn read<'a>(
         &'a self,
-        stream: StreamOf<'a>,
+        stream: Stream<'a>,
         asked: Option<&'a Asked>,
         reader: Option<&'a Identity>,
     ) -> Reading<'a> {

@@ -11,16 +11,16 @@
 
 use std::collections::{HashMap, VecDeque};
 
-use lru::LruCache;
 use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use lru::LruCache;
 
 use crate::identity::Identity;
-use crate::session::{Asked, group_stream};
+use crate::session::{Asked, Stream, StreamKind, group_stream};
 
 /// How much history one kind of stream keeps (see [`Server::retention`](crate::Server::retention)).
 ///
@@ -71,18 +71,6 @@ impl Retention {
         self.max_replay = n;
         self
     }
-}
-
-/// The kinds of stream, each with its own [`Retention`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum StreamKind {
-    /// One per identity: its `to(identity)` events (default: 256 events).
-    User,
-    /// Events to everyone (default: 1024 events).
-    Broadcast,
-    /// One per group (default: 1024 events).
-    Group,
 }
 
 /// The retention of each kind of stream, and the in-memory bound.
@@ -143,33 +131,6 @@ impl Retentions {
             .into_iter()
             .max()
             .unwrap_or_default()
-    }
-}
-
-/// One stream, by what it carries.
-#[derive(Debug, Clone, Copy)]
-pub(crate) enum StreamOf<'a> {
-    User(&'a Identity),
-    All,
-    Group(&'a str),
-}
-
-impl StreamOf<'_> {
-    /// Its name across servers: `u:<identity key>`, `b`, `g:<group>`.
-    pub fn key(&self) -> String {
-        match self {
-            StreamOf::User(id) => format!("u:{}", id.key()),
-            StreamOf::All => "b".to_owned(),
-            StreamOf::Group(g) => group_stream(g),
-        }
-    }
-
-    pub fn kind(&self) -> StreamKind {
-        match self {
-            StreamOf::User(_) => StreamKind::User,
-            StreamOf::All => StreamKind::Broadcast,
-            StreamOf::Group(_) => StreamKind::Group,
-        }
     }
 }
 
@@ -399,7 +360,7 @@ pub(crate) fn decide(
 #[derive(Debug)]
 pub(crate) struct Memory {
     /// Every stream, the least recently appended to or read first.
-    streams: Mutex<LruCache<String, Arc<Mutex<Stream>>>>,
+    streams: Mutex<LruCache<String, Arc<Mutex<StreamState>>>>,
     /// Every kept event in the order appended, for the byte bound and expiry.
     order: Mutex<VecDeque<Record>>,
     bytes: AtomicUsize,
@@ -408,7 +369,7 @@ pub(crate) struct Memory {
 }
 
 #[derive(Debug)]
-struct Stream {
+struct StreamState {
     epoch: String,
     top: u64,
     kind: StreamKind,
@@ -428,7 +389,7 @@ struct Entry {
 
 #[derive(Debug)]
 struct Record {
-    stream: Arc<Mutex<Stream>>,
+    stream: Arc<Mutex<StreamState>>,
     seq: u64,
     at: Instant,
 }
@@ -458,7 +419,7 @@ impl Memory {
     /// The stream `of`, made when there is none. A stream a read makes (a join, a hello: no
     /// event yet) is put last in line to be let go, so that a client joining many groups of its
     /// own cannot push out the streams that hold events; its first event moves it up.
-    fn stream(&self, of: &StreamOf<'_>, by_read: bool) -> Arc<Mutex<Stream>> {
+    fn stream(&self, of: &Stream<'_>, by_read: bool) -> Arc<Mutex<StreamState>> {
         let key = of.key();
         let mut streams = lock(&self.streams);
         if let Some(s) = streams.get(&key) {
@@ -478,7 +439,7 @@ impl Memory {
                 None => break,
             }
         }
-        let s = Arc::new(Mutex::new(Stream {
+        let s = Arc::new(Mutex::new(StreamState {
             epoch: new_epoch(),
             top: 0,
             kind: of.kind(),
@@ -497,7 +458,7 @@ impl Memory {
     }
 
     /// Gives back what a stream let go of held: its events and its own cost.
-    fn forget(&self, key: &str, stream: &Mutex<Stream>) {
+    fn forget(&self, key: &str, stream: &Mutex<StreamState>) {
         let mut s = lock(stream);
         let held: usize = s.entries.iter().map(|e| e.frame.len() + OVERHEAD).sum();
         s.entries.clear();
@@ -518,7 +479,7 @@ impl Memory {
     #[cfg(test)]
     pub fn append<R>(
         &self,
-        of: &StreamOf<'_>,
+        of: &Stream<'_>,
         frame: &Bytes,
         latest: Option<&'static str>,
         deliver: impl FnOnce(u64, &str) -> R,
@@ -532,7 +493,7 @@ impl Memory {
     /// starts a new epoch).
     pub fn append_to<R>(
         &self,
-        of: &StreamOf<'_>,
+        of: &Stream<'_>,
         frame: &Bytes,
         latest: Option<&'static str>,
         members: impl FnOnce() -> Vec<String>,
@@ -543,7 +504,7 @@ impl Memory {
         let now = Instant::now();
         let (r, record) = {
             let mut s = lock(&stream);
-            if s.top == 0 && matches!(of, StreamOf::Group(_)) {
+            if s.top == 0 && matches!(of, Stream::Group(_)) {
                 for key in members() {
                     let (added, freed) = s.tenures.start(key, 0, now);
                     self.bytes.fetch_add(added, Relaxed);
@@ -651,7 +612,7 @@ impl Memory {
 
     /// Reads a stream for a resume from `asked` (or, without it, its position only).
     #[cfg(test)]
-    pub fn read(&self, of: &StreamOf<'_>, asked: Option<&Asked>) -> Read {
+    pub fn read(&self, of: &Stream<'_>, asked: Option<&Asked>) -> Read {
         self.read_as(of, asked, None)
     }
 
@@ -660,7 +621,7 @@ impl Memory {
     /// is going on (see [`Tenure`]).
     pub fn read_as(
         &self,
-        of: &StreamOf<'_>,
+        of: &Stream<'_>,
         asked: Option<&Asked>,
         reader: Option<&Identity>,
     ) -> Read {
@@ -671,8 +632,8 @@ impl Memory {
         let retention = self.retention.of(of.kind());
         let mut s = lock(&stream);
         let tenure = match (of, reader) {
-            (StreamOf::Group(_), None) => Tenure::None,
-            (StreamOf::Group(_), Some(id)) => {
+            (Stream::Group(_), None) => Tenure::None,
+            (Stream::Group(_), Some(id)) => {
                 let top = s.top;
                 match s.tenures.get(&id.key(), now) {
                     Some(since) => Tenure::Since(since),
@@ -742,9 +703,7 @@ mod tests {
     }
 
     fn append(h: &Memory, n: u64) -> (u64, String) {
-        h.append(&StreamOf::All, &frame(n), None, |seq, e| {
-            (seq, e.to_owned())
-        })
+        h.append(&Stream::All, &frame(n), None, |seq, e| (seq, e.to_owned()))
     }
 
     #[test]
@@ -758,7 +717,7 @@ mod tests {
             epoch: epoch.clone(),
             offset,
         };
-        let read = h.read(&StreamOf::All, Some(&asked(2)));
+        let read = h.read(&Stream::All, Some(&asked(2)));
         assert_eq!(read.top, 5);
         let replay = read.outcome.unwrap();
         assert_eq!(
@@ -767,7 +726,7 @@ mod tests {
         );
         assert_eq!(replay[0].1, frame(3));
         assert!(
-            h.read(&StreamOf::All, Some(&asked(5)))
+            h.read(&Stream::All, Some(&asked(5)))
                 .outcome
                 .unwrap()
                 .is_empty()
@@ -777,11 +736,11 @@ mod tests {
             offset: 2,
         };
         assert_eq!(
-            h.read(&StreamOf::All, Some(&other)).outcome.unwrap_err(),
+            h.read(&Stream::All, Some(&other)).outcome.unwrap_err(),
             Lost::Epoch
         );
         assert_eq!(
-            h.read(&StreamOf::All, Some(&asked(9))).outcome.unwrap_err(),
+            h.read(&Stream::All, Some(&asked(9))).outcome.unwrap_err(),
             Lost::Epoch,
             "a position ahead of the stream is not this stream's"
         );
@@ -790,17 +749,17 @@ mod tests {
         }
         // Only 11..=20 are kept.
         assert_eq!(
-            h.read(&StreamOf::All, Some(&asked(5))).outcome.unwrap_err(),
+            h.read(&Stream::All, Some(&asked(5))).outcome.unwrap_err(),
             Lost::Trimmed
         );
         assert_eq!(
-            h.read(&StreamOf::All, Some(&asked(10)))
+            h.read(&Stream::All, Some(&asked(10)))
                 .outcome
                 .unwrap()
                 .len(),
             10
         );
-        let fresh = h.read(&StreamOf::All, None);
+        let fresh = h.read(&Stream::All, None);
         assert!(!fresh.asked && fresh.top == 20 && fresh.epoch == epoch);
     }
 
@@ -809,24 +768,19 @@ mod tests {
         let h = history(10, 1 << 20);
         let alice = Identity::from("alice");
         let bob = Identity::from("bob");
-        let (seq, ea) = h.append(&StreamOf::User(&alice), &frame(1), None, |s, e| {
+        let (seq, ea) = h.append(&Stream::User(&alice), &frame(1), None, |s, e| {
             (s, e.to_owned())
         });
-        let (seq_b, eb) = h.append(&StreamOf::User(&bob), &frame(1), None, |s, e| {
+        let (seq_b, eb) = h.append(&Stream::User(&bob), &frame(1), None, |s, e| {
             (s, e.to_owned())
         });
         assert_eq!((seq, seq_b), (1, 1));
         assert_ne!(ea, eb, "each stream has its own epoch");
         for n in 2..=4 {
-            h.append(
-                &StreamOf::User(&alice),
-                &frame(n),
-                Some("Changed"),
-                |_, _| (),
-            );
+            h.append(&Stream::User(&alice), &frame(n), Some("Changed"), |_, _| ());
         }
         let read = h.read(
-            &StreamOf::User(&alice),
+            &Stream::User(&alice),
             Some(&Asked {
                 epoch: ea,
                 offset: 1,
@@ -843,21 +797,18 @@ mod tests {
             ..Retentions::default()
         });
         let (_, epoch) = append(&h, 1);
-        h.append(&StreamOf::All, &Bytes::from(vec![0; 11]), None, |_, _| ());
+        h.append(&Stream::All, &Bytes::from(vec![0; 11]), None, |_, _| ());
         append(&h, 3);
         let asked = |offset| Asked {
             epoch: epoch.clone(),
             offset,
         };
         assert_eq!(
-            h.read(&StreamOf::All, Some(&asked(1))).outcome.unwrap_err(),
+            h.read(&Stream::All, Some(&asked(1))).outcome.unwrap_err(),
             Lost::Trimmed
         );
         assert_eq!(
-            h.read(&StreamOf::All, Some(&asked(2)))
-                .outcome
-                .unwrap()
-                .len(),
+            h.read(&Stream::All, Some(&asked(2))).outcome.unwrap().len(),
             1
         );
     }
@@ -878,12 +829,12 @@ mod tests {
         let names = 100 * (STREAM + "g:room00".len());
         let h = history(1000, names + 10 * (100 + OVERHEAD + RECORD));
         let member = Identity::Str("m".into());
-        let room0 = StreamOf::Group("room0");
+        let room0 = Stream::Group("room0");
         let epoch = h.read_as(&room0, None, Some(&member)).epoch;
         for i in 0..100 {
             let g = format!("room{i}");
             h.append(
-                &StreamOf::Group(&g),
+                &Stream::Group(&g),
                 &Bytes::from(vec![0; 100]),
                 None,
                 |_, _| (),
@@ -901,7 +852,7 @@ mod tests {
     #[test]
     fn a_group_replays_only_within_the_readers_tenure() {
         let h = history(100, 1 << 20);
-        let room = StreamOf::Group("room");
+        let room = Stream::Group("room");
         let (ann, bob) = (Identity::Str("ann".into()), Identity::Str("bob".into()));
         let say = |n| h.append(&room, &frame(n), None, |seq, e| (seq, e.to_owned()));
         let (_, epoch) = say(1);
@@ -942,7 +893,7 @@ mod tests {
             epoch: b,
             offset: 0,
         };
-        assert!(h.read_as(&StreamOf::All, Some(&all), None).outcome.is_ok());
+        assert!(h.read_as(&Stream::All, Some(&all), None).outcome.is_ok());
     }
 
     #[test]
@@ -951,7 +902,7 @@ mod tests {
         let group = |i: usize| format!("g{i}");
         let say = |i: usize| {
             let g = group(i);
-            h.append(&StreamOf::Group(&g), &frame(i as u64), None, |_, e| {
+            h.append(&Stream::Group(&g), &frame(i as u64), None, |_, e| {
                 e.to_owned()
             })
         };
@@ -961,7 +912,7 @@ mod tests {
             say(i);
         }
         assert_eq!(h.streams(), 1000);
-        // Stream 0 used again: it is now the most recent, and stream 1 the least.
+        // StreamState 0 used again: it is now the most recent, and stream 1 the least.
         assert_eq!(say(0), first);
         for i in 1000..1500 {
             say(i);
@@ -987,7 +938,7 @@ mod tests {
         let h = history(10, 64 << 10);
         for i in 0..200 {
             let long = format!("{i}{}", "x".repeat(10_000));
-            h.append(&StreamOf::Group(&long), &frame(1), None, |_, _| ());
+            h.append(&Stream::Group(&long), &frame(1), None, |_, _| ());
         }
         assert!(h.bytes() <= 64 << 10, "{} bytes", h.bytes());
         assert!(h.streams() < 10, "{} streams", h.streams());
@@ -996,7 +947,7 @@ mod tests {
     #[test]
     fn tenures_are_bounded_counted_and_the_least_recently_joined_go_first() {
         let h = history(10, 64 << 20);
-        let room = StreamOf::Group("lobby");
+        let room = Stream::Group("lobby");
         let empty = {
             h.read_as(&room, None, None);
             h.bytes()
@@ -1039,13 +990,13 @@ mod tests {
         // 1000 is the bound (the test history's): 900 streams with an event each.
         let say = |i: usize| {
             let g = format!("kept{i}");
-            h.append(&StreamOf::Group(&g), &frame(1), None, |_, e| e.to_owned())
+            h.append(&Stream::Group(&g), &frame(1), None, |_, e| e.to_owned())
         };
         let epochs: Vec<String> = (0..900).map(say).collect();
         // A client joins 5,000 groups of its own: each makes a stream with no event.
         for i in 0..5000 {
             let g = format!("junk{i}");
-            h.read_as(&StreamOf::Group(&g), None, None);
+            h.read_as(&Stream::Group(&g), None, None);
         }
         assert_eq!(h.streams(), 1000);
         for (i, epoch) in epochs.iter().enumerate() {

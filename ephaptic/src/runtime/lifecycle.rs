@@ -16,7 +16,9 @@ use super::scope::in_scope;
 use super::state::{Hook, State};
 use crate::handler::Caller;
 use crate::handshake::Handshake;
-use crate::session::{CloseSignal, Connection, Outbox, Receiver, Topic, outbound};
+use crate::session::{
+    ALL_WIRE, CloseSignal, Connection, Outbox, Receiver, Stream, USER_WIRE, outbound,
+};
 
 use crate::identity::MAX_IDENTITY;
 
@@ -147,9 +149,9 @@ impl Session {
                 .is_some_and(|asked| asked.iter().any(|(s, _)| s == stream))
                 && self.state.delivery.keeps_history()
         };
-        let hold_user = resuming("u");
-        if resuming("b") {
-            self.conn.with_gate(|g| g.hold("b"));
+        let hold_user = resuming(USER_WIRE);
+        if resuming(ALL_WIRE) {
+            self.conn.with_gate(|g| g.hold(ALL_WIRE));
         }
         if let Some(asked) = session {
             self.conn.start_session(asked);
@@ -167,7 +169,7 @@ impl Session {
                 Ok(Ok(Some(identity))) => {
                     if let Some(identity) = self.conn.set_identity(identity) {
                         if hold_user {
-                            self.conn.with_gate(|g| g.hold("u"));
+                            self.conn.with_gate(|g| g.hold(USER_WIRE));
                         }
                         self.state.hub.identify(&self.conn, identity);
                         if let Some(cap) = self.state.config.max_connections_per_identity
@@ -187,7 +189,7 @@ impl Session {
                         // Events for this identity from other servers must reach it before its
                         // client hears that it is connected (its next frame is read).
                         // (The hub's interest is the backplane's: `Hub::ready` asks it.)
-                        if let Some(ready) = self.state.hub.ready(Topic::Identity(identity)) {
+                        if let Some(ready) = self.state.hub.ready(Stream::User(identity)) {
                             ready.await;
                         }
                     }

@@ -17,11 +17,11 @@ use bytes::Bytes;
 use serde::Serialize;
 
 use super::delivery::stamp;
-use super::history::{Lost, Read, StreamOf};
+use super::history::{Lost, Read};
 use super::state::State;
 use crate::identity::Identity;
 use crate::session::hub::Joined;
-use crate::session::{Connection, Topic, group_stream};
+use crate::session::{ALL_WIRE, Connection, Stream, USER_WIRE};
 use crate::wire::reply;
 
 /// The reserved name of the hello.
@@ -70,10 +70,10 @@ pub(crate) async fn hello(state: Arc<State>, conn: Arc<Connection>, id: Bytes) {
         let mut streams = BTreeMap::new();
         if state.delivery.keeps_history() {
             if let Some(identity) = conn.identity() {
-                let outcome = resume(&state, &conn, StreamOf::User(identity), "u").await;
-                streams.insert("u", outcome);
+                let outcome = resume(&state, &conn, Stream::User(identity)).await;
+                streams.insert(USER_WIRE, outcome);
             }
-            streams.insert("b", resume(&state, &conn, StreamOf::All, "b").await);
+            streams.insert(ALL_WIRE, resume(&state, &conn, Stream::All).await);
         }
         let answer = Hello {
             v: 2,
@@ -114,14 +114,16 @@ impl Drop for HelloDone<'_> {
 /// Resumes one stream of `conn`: reads it from the position the client asked for (if it did)
 /// and queues the replay. Its held live events wait for [`Connection::release`] with the
 /// outcome's offset, once the answer is queued.
-async fn resume(state: &State, conn: &Connection, of: StreamOf<'_>, wire: &str) -> Outcome {
+async fn resume(state: &State, conn: &Connection, of: Stream<'_>) -> Outcome {
+    let wire = of.wire();
+    let wire = wire.as_ref();
     let asked = conn.take_asked(wire);
     // With Redis, the history is read only once what other servers publish on the stream
     // reaches this one: an event in between would be neither read nor received.
     let topic = match of {
-        StreamOf::User(id) => Some(Topic::Identity(id)),
-        StreamOf::Group(g) => Some(Topic::Group(g)),
-        StreamOf::All => None,
+        Stream::User(id) => Some(Stream::User(id)),
+        Stream::Group(g) => Some(Stream::Group(g)),
+        Stream::All => None,
     };
     let subscribed = match topic.and_then(|t| state.hub.ready(t)) {
         Some(ready) => ready.await,
@@ -193,8 +195,9 @@ impl Joined for Resumer {
         let conn = conn.clone();
         let group = group.to_owned();
         tokio::spawn(async move {
-            let wire = group_stream(&group);
-            let outcome = resume(&state, &conn, StreamOf::Group(&group), &wire).await;
+            let stream = Stream::Group(&group);
+            let wire = stream.wire();
+            let outcome = resume(&state, &conn, stream).await;
             // The read started the identity's tenure; a leave that came first (a join and a
             // leave in one read of the socket) must not leave one behind.
             if !conn.in_group(&group)

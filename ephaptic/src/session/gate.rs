@@ -11,11 +11,6 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-/// The name of a group's stream, on the wire and across servers: `g:<group>`.
-pub(crate) fn group_stream(group: &str) -> String {
-    format!("g:{group}")
-}
-
 /// Where an event sits: its stream's wire name (`u`, `b`, `g:<group>`) and its offset.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Stamp<'a> {

@@ -14,24 +14,19 @@ use bytes::Bytes;
 use super::connection::Connection;
 use super::gate::Stamp;
 use super::names::{NameRules, RESERVED, Refused};
+use super::stream::Stream;
 use crate::identity::Identity;
 
-/// What this server holds connections of.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Topic<'a> {
-    Identity(&'a Identity),
-    Group(&'a str),
-}
-
 /// Told when this server's first connection of an identity or a group arrives (`held`), and
-/// when its last one leaves. Called under the hub's lock: it must not block.
+/// when its last one leaves ([`Stream::User`], [`Stream::Group`]; never [`Stream::All`], which
+/// every server holds). Called under the hub's lock: it must not block.
 pub(crate) trait Interest: Send + Sync + fmt::Debug {
-    fn changed(&self, topic: Topic<'_>, held: bool);
+    fn changed(&self, topic: Stream<'_>, held: bool);
 
     /// Resolves once what other servers send about `topic` reaches this one (a backplane's
     /// subscription is confirmed), or when waiting longer would not help; `None` when there is
     /// nothing to wait for.
-    fn ready(&self, _topic: Topic<'_>) -> Option<Ready> {
+    fn ready(&self, _topic: Stream<'_>) -> Option<Ready> {
         None
     }
 }
@@ -226,7 +221,7 @@ impl Hub {
         self.add_to(conn, group, self.rules.max_groups)
     }
 
-    fn tell(&self, topic: Topic<'_>, held: bool) {
+    fn tell(&self, topic: Stream<'_>, held: bool) {
         if let Some(interest) = &self.interest {
             interest.changed(topic, held);
         }
@@ -242,7 +237,7 @@ impl Hub {
         let mut users = write(&self.users);
         let first = index(&mut users, identity.clone(), conn);
         if first {
-            self.tell(Topic::Identity(identity), true);
+            self.tell(Stream::User(identity), true);
         }
         first
     }
@@ -268,12 +263,12 @@ impl Hub {
             if follow.is_some() {
                 // Before it is indexed: no live event of the group reaches it ahead of its
                 // position.
-                conn.with_gate(|g| g.hold(&super::gate::group_stream(group)));
+                conn.with_gate(|g| g.hold(&super::stream::group_stream(group)));
             }
             // Told under the lock, so that what is told comes in the order the index changed.
             let mut groups = write(&self.groups);
             if index(&mut groups, name, conn) {
-                self.tell(Topic::Group(group), true);
+                self.tell(Stream::Group(group), true);
             }
         });
         if joined == Ok(true)
@@ -285,7 +280,7 @@ impl Hub {
     }
 
     /// What to await for events about `topic` from other servers to reach this one.
-    pub fn ready(&self, topic: Topic<'_>) -> Option<Ready> {
+    pub fn ready(&self, topic: Stream<'_>) -> Option<Ready> {
         self.interest.as_ref()?.ready(topic)
     }
 
@@ -307,7 +302,7 @@ impl Hub {
         conn.remove_group(group, || {
             let mut groups = write(&self.groups);
             if unindex(&mut groups, group, conn.id()) {
-                self.tell(Topic::Group(group), false);
+                self.tell(Stream::Group(group), false);
             }
         })
     }
@@ -322,7 +317,7 @@ impl Hub {
         if let Some(identity) = conn.identity() {
             let mut users = write(&self.users);
             if unindex(&mut users, identity, conn.id()) {
-                self.tell(Topic::Identity(identity), false);
+                self.tell(Stream::User(identity), false);
             }
         }
         for group in conn.groups() {
@@ -398,6 +393,27 @@ impl Hub {
             .unwrap_or(0)
     }
 
+    /// How many connections listen to `stream` here.
+    #[cfg(feature = "redis")]
+    pub fn listeners(&self, stream: Stream<'_>) -> usize {
+        match stream {
+            Stream::All => self.len(),
+            Stream::User(id) => self.identity_len(id),
+            Stream::Group(name) => self.members(name),
+        }
+    }
+
+    /// Offers `frame` to the listeners of `stream` here (`stamp`: its place in the stream, if
+    /// it has one); returns how many queued it. The one switch from who gets an event to the
+    /// connections that do.
+    pub fn offer(&self, stream: Stream<'_>, frame: &Bytes, stamp: Option<Stamp<'_>>) -> usize {
+        match stream {
+            Stream::All => self.offer_all(frame, stamp),
+            Stream::User(id) => self.offer_users_at(std::slice::from_ref(id), frame, stamp),
+            Stream::Group(name) => self.offer_group(name, frame, stamp),
+        }
+    }
+
     /// Offers `frame` to every connection; returns how many queued it. `stamp`: its place in
     /// the broadcast stream, if it has one.
     pub fn offer_all(&self, frame: &Bytes, stamp: Option<Stamp<'_>>) -> usize {
@@ -410,6 +426,7 @@ impl Hub {
     }
 
     /// Offers `frame` to every connection of each identity, once per connection.
+    #[cfg(any(feature = "redis", test))]
     pub fn offer_users(&self, identities: &[Identity], frame: &Bytes) -> usize {
         self.offer_users_at(identities, frame, None)
     }
@@ -528,10 +545,10 @@ mod tests {
     struct Log(std::sync::Mutex<Vec<String>>);
 
     impl Interest for Log {
-        fn changed(&self, topic: Topic<'_>, held: bool) {
+        fn changed(&self, topic: Stream<'_>, held: bool) {
             let what = match topic {
-                Topic::Identity(id) => id.key(),
-                Topic::Group(g) => format!("g:{g}"),
+                Stream::User(id) => id.key(),
+                other => other.key(),
             };
             self.0
                 .lock()

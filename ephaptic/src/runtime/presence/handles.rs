@@ -17,7 +17,7 @@ use crate::error::Error;
 use crate::handler::{BoxFuture, Caller};
 use crate::runtime::scope::current;
 use crate::runtime::state::State;
-use crate::session::{Connection, Topic};
+use crate::session::{Connection, Stream};
 use crate::wire::RawFrame;
 
 /// The running server, or the error a presence call outside one gets.
@@ -280,7 +280,7 @@ async fn answer(
             // Watched groups are swept at each heartbeat, so that the leaves of a crashed
             // server's members reach this server's watchers even when it tracks no one.
             tracker.start_heartbeat(state);
-            if let Some(ready) = state.hub.ready(Topic::Group(&name)) {
+            if let Some(ready) = state.hub.ready(Stream::Group(&name)) {
                 ready.await;
             }
         }
