@@ -8,7 +8,7 @@
 //! from what Redis publishes too, which gives every listener a stream's events in offset order.
 //! The braces make both keys of a stream one Redis Cluster slot.
 
-use bytes::Bytes;
+use super::driver::ReadReply;
 
 use crate::identity::Identity;
 use crate::runtime::history::{Kept, Read, Retention, Tenure, decide};
@@ -103,59 +103,25 @@ pub(crate) fn now_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
-/// Makes a [`Read`] of what [`READ`] returned.
-pub(crate) fn read_reply(
-    reply: &::redis::Value,
-    asked: Option<&Asked>,
-    retention: &Retention,
-) -> Option<Read> {
-    use ::redis::Value;
-    let (epoch, top) = position_of(reply)?;
-    let Value::Array(parts) = reply else {
-        return None;
-    };
-    let Some(Value::Array(entries)) = parts.get(2) else {
-        return None;
-    };
-    let tenure = match parts.get(3) {
-        Some(Value::Int(-2)) => Tenure::Unscoped,
-        Some(Value::Int(since)) if *since >= 0 => Tenure::Since(*since as u64),
+/// Decides a resume from what a driver's read found.
+pub(crate) fn decide_read(reply: &ReadReply, asked: Option<&Asked>, retention: &Retention) -> Read {
+    let tenure = match reply.since {
+        -2 => Tenure::Unscoped,
+        since if since >= 0 => Tenure::Since(since as u64),
         _ => Tenure::None,
     };
     let now = now_ms();
-    let mut kept = Vec::with_capacity(entries.len());
-    let mut names = Vec::new();
-    for entry in entries {
-        let Value::Array(e) = entry else { return None };
-        let [id, Value::Array(fields)] = &e[..] else {
-            return None;
-        };
-        let seq: u64 = text(id)?.split('-').next()?.parse().ok()?;
-        let (mut frame, mut at, mut name) = (None, 0u64, String::new());
-        for pair in fields.chunks(2) {
-            if let [k, v] = pair {
-                match text(k)?.as_str() {
-                    "d" => frame = Some(bytes(v)?),
-                    "t" => at = text(v)?.parse().unwrap_or(0),
-                    "n" => name = text(v)?,
-                    _ => {}
-                }
-            }
-        }
-        names.push(name);
-        kept.push((seq, now.saturating_sub(at), frame?));
-    }
-    let after: Vec<Kept<'_>> = kept
-        .into_iter()
-        .zip(&names)
-        .map(|((seq, age, frame), name)| Kept {
-            seq,
-            age: std::time::Duration::from_millis(age),
-            frame,
-            latest: (!name.is_empty()).then_some(name.as_str()),
+    let after: Vec<Kept<'_>> = reply
+        .entries
+        .iter()
+        .map(|e| Kept {
+            seq: e.seq,
+            age: std::time::Duration::from_millis(now.saturating_sub(e.at_ms)),
+            frame: e.frame.clone(),
+            latest: (!e.latest.is_empty()).then_some(e.latest.as_str()),
         })
         .collect();
-    Some(decide(asked, &epoch, top, tenure, &after, retention))
+    decide(asked, &reply.epoch, reply.top, tenure, &after, retention)
 }
 
 /// The epoch and top of what [`READ`] returned.
@@ -173,13 +139,6 @@ fn text(v: &::redis::Value) -> Option<String> {
         ::redis::Value::BulkString(b) => String::from_utf8(b.clone()).ok(),
         ::redis::Value::SimpleString(s) => Some(s.clone()),
         ::redis::Value::Int(n) => Some(n.to_string()),
-        _ => None,
-    }
-}
-
-fn bytes(v: &::redis::Value) -> Option<Bytes> {
-    match v {
-        ::redis::Value::BulkString(b) => Some(Bytes::copy_from_slice(b)),
         _ => None,
     }
 }

@@ -9,6 +9,7 @@ use std::time::Duration;
 use ::redis::Script;
 
 use super::Link;
+use super::redis_driver;
 use crate::handler::BoxFuture;
 use crate::runtime::ratelimit::Remote;
 
@@ -91,13 +92,13 @@ impl Remote for Shared {
                 .key(key)
                 .arg(interval)
                 .arg(period.as_micros() as u64)
-                .invoke_async::<u64>(&mut link.manager())
+                .invoke_async::<u64>(&mut link.redis_manager())
                 .await;
             match decided {
                 Ok(0) => Ok(None),
                 Ok(wait) => Ok(Some(Duration::from_micros(wait))),
                 Err(e) => {
-                    link.failed(&e);
+                    link.failed(&redis_driver::fault(&e));
                     Err(())
                 }
             }

@@ -27,9 +27,11 @@
 //! [`Server::redis`]: crate::Server::redis
 
 mod channel;
+mod driver;
 mod history;
 mod limit;
 mod presence;
+mod redis_driver;
 
 use std::collections::HashSet;
 use std::fmt;
@@ -37,14 +39,15 @@ use std::sync::atomic::{
     AtomicBool, AtomicU64, Ordering::AcqRel, Ordering::Acquire, Ordering::Relaxed,
     Ordering::Release,
 };
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
-use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use ::redis::{Client, IntoConnectionInfo, ProtocolVersion, PushInfo, PushKind, Value};
+use ::redis::{Client, IntoConnectionInfo, ProtocolVersion};
 use bytes::Bytes;
 use tokio::sync::{Notify, mpsc};
 
+use self::driver::{AppendContext, Driver, Fault, FaultKind, Inbox, Job, ReadRequest};
+use self::redis_driver::RedisDriver;
 use crate::handler::Audience;
 use crate::identity::Identity;
 use crate::runtime::delivery::{Backplane, Delivery, DeliveryStats, Local, Outgoing};
@@ -90,21 +93,6 @@ impl Settings {
     }
 }
 
-/// What the publisher sends to Redis.
-#[derive(Debug)]
-enum Job {
-    /// `PUBLISH channel body`.
-    Publish(String, Vec<u8>),
-    /// An event of a stream: the append script (numbered, kept, published).
-    Append {
-        keys: (String, String),
-        channel: String,
-        frame: Bytes,
-        latest: &'static str,
-        retention: crate::runtime::history::Retention,
-    },
-}
-
 /// A change of what this server holds, for the subscription task.
 #[derive(Debug)]
 enum Change {
@@ -132,52 +120,63 @@ impl Redis {
             .set_protocol(ProtocolVersion::RESP3);
         let client = Client::open(info.set_redis_settings(resp3))
             .map_err(|e| format!("the Redis URL {:?} cannot be used: {e}", settings.url))?;
+        let redis = Arc::new(RedisDriver::new(client));
+        let backplane = Self::with_driver(settings, redis.clone());
+        let _ = backplane.link.redis.set(redis);
+        Ok(backplane)
+    }
+
+    /// A backplane on any driver (an in-process one in tests).
+    pub(super) fn with_driver(settings: Settings, driver: Arc<dyn Driver>) -> Self {
         let (changes_tx, changes_rx) = mpsc::unbounded_channel();
         let (publish_tx, publish_rx) = mpsc::channel(PUBLISH_QUEUE);
         let (push_tx, push_rx) = mpsc::channel(RECEIVE_QUEUE);
         let node = node_id();
-        let link = Arc::new_cyclic(|me| Link {
-            me: me.clone(),
-            permanent: permanent_channels(&node, settings.compat),
-            node,
-            settings,
-            client,
-            manager: Mutex::new(None),
-            push_tx,
-            publish_tx,
-            tasks: Mutex::new(Some(Tasks {
-                publish_rx,
-                push_rx,
-                changes_rx,
-                hub: Weak::new(),
-            })),
-            changes_tx,
-            counters: Counters::default(),
-            desired: Mutex::new(HashSet::new()),
-            confirmed: Mutex::new(HashSet::new()),
-            stale: Mutex::new(HashSet::new()),
-            confirmed_changed: Notify::new(),
-            wake: Notify::new(),
-            pushes_dropped: AtomicU64::new(0),
-            shutdown: tokio::sync::watch::channel(false).0,
-            outage: Mutex::new(None),
-            probe_seen: AtomicU64::new(0),
-            gap_pending: AtomicBool::new(false),
-            lost: Mutex::new(StreamSet::default()),
-            lost_any: AtomicBool::new(false),
-            lost_told: Mutex::new(None),
-            resync_wanted: Mutex::new(StreamSet::default()),
-            resync_scheduled: AtomicBool::new(false),
-            resync_asked: AtomicU64::new(0),
-            resync_logged: AtomicU64::new(0),
-            started: AtomicBool::new(false),
-            connected: AtomicBool::new(false),
-            hub: Mutex::new(Weak::new()),
-            wanted: Mutex::new(HashSet::new()),
-            history_meta_ttl: Mutex::new(None),
-            leaves: Mutex::new(Leaves::default()),
+        let link = Arc::new_cyclic(|me: &Weak<Link>| {
+            driver.attach(me.clone());
+            Link {
+                me: me.clone(),
+                permanent: permanent_channels(&node, settings.compat),
+                node,
+                settings,
+                driver,
+                redis: OnceLock::new(),
+                push_tx,
+                publish_tx,
+                tasks: Mutex::new(Some(Tasks {
+                    publish_rx,
+                    push_rx,
+                    changes_rx,
+                    hub: Weak::new(),
+                })),
+                changes_tx,
+                counters: Counters::default(),
+                desired: Mutex::new(HashSet::new()),
+                confirmed: Mutex::new(HashSet::new()),
+                stale: Mutex::new(HashSet::new()),
+                confirmed_changed: Notify::new(),
+                wake: Notify::new(),
+                pushes_dropped: AtomicU64::new(0),
+                shutdown: tokio::sync::watch::channel(false).0,
+                outage: Mutex::new(None),
+                probe_seen: AtomicU64::new(0),
+                gap_pending: AtomicBool::new(false),
+                lost: Mutex::new(StreamSet::default()),
+                lost_any: AtomicBool::new(false),
+                lost_told: Mutex::new(None),
+                resync_wanted: Mutex::new(StreamSet::default()),
+                resync_scheduled: AtomicBool::new(false),
+                resync_asked: AtomicU64::new(0),
+                resync_logged: AtomicU64::new(0),
+                started: AtomicBool::new(false),
+                connected: AtomicBool::new(false),
+                hub: Mutex::new(Weak::new()),
+                wanted: Mutex::new(HashSet::new()),
+                history_meta_ttl: Mutex::new(None),
+                leaves: Mutex::new(Leaves::default()),
+            }
         });
-        Ok(Redis { link })
+        Redis { link }
     }
 }
 
@@ -189,6 +188,10 @@ impl Redis {
         ttl: Duration,
     ) -> (Arc<dyn crate::runtime::presence::Store>, String) {
         let store = presence::Shared::new(self.link.clone(), ttl);
+        debug_assert!(
+            self.link.redis.get().is_some(),
+            "presence is shared through Redis only"
+        );
         (Arc::new(store), self.link.node.clone())
     }
 }
@@ -199,6 +202,8 @@ impl Backplane for Redis {
     }
 
     fn limiter(&self) -> Option<Arc<dyn Remote>> {
+        // Shared through Redis; on another driver each server counts its own.
+        self.link.redis.get()?;
         Some(Arc::new(limit::Shared::new(self.link.clone())))
     }
 
@@ -225,7 +230,6 @@ impl Backplane for Redis {
             hub,
             link,
             history,
-            read: ::redis::Script::new(history::READ),
         })
     }
 }
@@ -238,7 +242,6 @@ struct RedisDelivery {
     link: Arc<Link>,
     /// With sessions on: the retention of each kind of stream, kept in Redis.
     history: Option<crate::runtime::history::Retentions>,
-    read: ::redis::Script,
 }
 
 impl RedisDelivery {
@@ -317,29 +320,29 @@ impl Delivery for RedisDelivery {
             }
             let (meta, key) = history::keys(&stream.key());
             let field = history::tenure_field(&stream, reader);
-            let meta_key = meta.clone();
             let from = asked.map_or(u64::MAX, |a| a.offset.saturating_add(1));
+            let fresh = self.link.leaving(&meta, &field);
             let reply = self
-                .read
-                .key(meta)
-                .key(key)
-                .arg(from)
-                .arg(retention.max_replay + 1)
-                .arg(crate::runtime::history::new_epoch())
-                .arg(retentions.meta_ttl.as_secs().max(1))
-                .arg(asked.map_or("", |a| a.epoch.as_str()))
-                .arg(&field)
-                .arg(if self.link.leaving(&meta_key, &field) {
-                    "1"
-                } else {
-                    ""
+                .link
+                .driver
+                .read(ReadRequest {
+                    meta: &meta,
+                    stream: &key,
+                    from,
+                    count: retention.max_replay + 1,
+                    new_epoch: crate::runtime::history::new_epoch(),
+                    meta_ttl_secs: retentions.meta_ttl.as_secs().max(1),
+                    asked_epoch: asked.map_or("", |a| a.epoch.as_str()),
+                    tenure_field: &field,
+                    fresh,
+                    max_tenures: crate::runtime::history::MAX_TENURES,
                 })
-                .arg(crate::runtime::history::MAX_TENURES)
-                .invoke_async::<::redis::Value>(&mut self.link.manager())
                 .await;
             match reply {
-                Ok(reply) => history::read_reply(&reply, asked, retention)
-                    .unwrap_or_else(|| crate::runtime::history::Read::unavailable(asked)),
+                Ok(reply) => {
+                    self.link.up();
+                    history::decide_read(&reply, asked, retention)
+                }
                 Err(e) => {
                     self.link.failed(&e);
                     crate::runtime::history::Read::unavailable(asked)
@@ -391,7 +394,7 @@ impl Drop for RedisDelivery {
         // The server is gone: its tasks end and its connection to Redis closes.
         self.link.shutdown.send_replace(true);
         self.link.wake.notify_one();
-        lock(&self.link.manager).take();
+        self.link.driver.close();
     }
 }
 
@@ -406,7 +409,7 @@ struct Counters {
 /// What the background tasks take when they start.
 struct Tasks {
     publish_rx: mpsc::Receiver<Job>,
-    push_rx: mpsc::Receiver<PushInfo>,
+    push_rx: mpsc::Receiver<(Vec<u8>, Vec<u8>)>,
     changes_rx: mpsc::UnboundedReceiver<Change>,
     /// Weakly: the tasks end with their server.
     hub: Weak<Hub>,
@@ -458,10 +461,13 @@ struct Link {
     me: Weak<Link>,
     node: String,
     settings: Settings,
-    client: Client,
-    /// The connection in use; replaced when the liveness probe finds it deaf.
-    manager: Mutex<Option<ConnectionManager>>,
-    push_tx: mpsc::Sender<PushInfo>,
+    /// The engine: Redis, or another implementation of the seam.
+    driver: Arc<dyn Driver>,
+    /// The Redis connection when the driver is Redis's, for the shared rate limiter and
+    /// presence store (on another driver those stay on each server).
+    redis: OnceLock<Arc<RedisDriver>>,
+    /// What arrives from the driver, bounded: (channel, body).
+    push_tx: mpsc::Sender<(Vec<u8>, Vec<u8>)>,
     publish_tx: mpsc::Sender<Job>,
     tasks: Mutex<Option<Tasks>>,
     changes_tx: mpsc::UnboundedSender<Change>,
@@ -568,6 +574,29 @@ fn permanent_channels(node: &str, compat: bool) -> Vec<String> {
     channels
 }
 
+impl Inbox for Link {
+    /// Queued for the receiver; a full queue drops it (counted), and this server's listeners
+    /// are told to refetch at the next probe tick, once per burst.
+    fn message(&self, channel: &[u8], body: &[u8]) {
+        if self
+            .push_tx
+            .try_send((channel.to_vec(), body.to_vec()))
+            .is_err()
+        {
+            self.pushes_dropped.fetch_add(1, Relaxed);
+            self.counters.dropped.fetch_add(1, Relaxed);
+            self.gap_pending.store(true, Relaxed);
+        }
+    }
+
+    fn disconnected(&self) {
+        self.down(&Fault::new(
+            FaultKind::Unreachable,
+            "the connection to the backplane was lost",
+        ));
+    }
+}
+
 impl Interest for Link {
     fn ready(&self, stream: Stream<'_>) -> Option<crate::session::hub::Ready> {
         let channel = match stream {
@@ -622,11 +651,6 @@ impl Interest for Link {
     }
 }
 
-/// Whether an error means Redis cannot be reached (rather than refusing one command).
-fn unreachable(e: &::redis::RedisError) -> bool {
-    e.is_io_error() || e.is_timeout() || e.is_connection_dropped() || e.is_connection_refusal()
-}
-
 /// How many channels one `SUBSCRIBE` or `UNSUBSCRIBE` names at most.
 const CHANNELS_PER_COMMAND: usize = 512;
 
@@ -660,57 +684,13 @@ impl Link {
         *self.shutdown.borrow()
     }
 
-    /// The connection in use (made, lazily, when there is none).
-    fn manager(&self) -> ConnectionManager {
-        let mut current = lock(&self.manager);
-        if let Some(manager) = &*current {
-            return manager.clone();
-        }
-        let manager = self.connect();
-        *current = Some(manager.clone());
-        manager
-    }
-
-    /// A new connection: lazy (an unreachable Redis is not an error here), RESP3, re-subscribing
-    /// by itself after a reconnect. Only published messages go into the bounded receive queue
-    /// (subscription confirmations are command replies, and a lost connection is a flag), so a
-    /// flood of confirmations cannot push messages or probes out.
-    fn connect(&self) -> ConnectionManager {
-        let push = self.push_tx.clone();
-        let link = self.me.clone();
-        let config = ConnectionManagerConfig::new()
-            .set_push_sender(move |info: PushInfo| {
-                let Some(link) = link.upgrade() else {
-                    return Ok::<(), ()>(());
-                };
-                match info.kind {
-                    PushKind::Message if push.try_send(info).is_err() => {
-                        link.pushes_dropped.fetch_add(1, Relaxed);
-                        link.counters.dropped.fetch_add(1, Relaxed);
-                        // Events this server's listeners will never get: they are told to
-                        // refetch (at the next probe tick, once per burst).
-                        link.gap_pending.store(true, Relaxed);
-                    }
-                    PushKind::Disconnection => {
-                        // The connection manager reconnects and re-subscribes by itself; until
-                        // it has, this server hears nothing from the others.
-                        link.down(&::redis::RedisError::from((
-                            ::redis::ErrorKind::Io,
-                            "the connection to Redis was lost",
-                        )));
-                    }
-                    _ => {}
-                }
-                Ok(())
-            })
-            .set_automatic_resubscription()
-            .set_connection_timeout(Some(Duration::from_secs(2)))
-            .set_response_timeout(Some(Duration::from_secs(2)))
-            .set_number_of_retries(1)
-            .set_min_delay(Duration::from_millis(100))
-            .set_max_delay(Duration::from_secs(1));
-        ConnectionManager::new_lazy_with_config(self.client.clone(), config)
-            .expect("a RESP3 client with a push sender")
+    /// The Redis connection (for the shared rate limiter and presence store, which exist only
+    /// on Redis).
+    fn redis_manager(&self) -> ::redis::aio::ConnectionManager {
+        self.redis
+            .get()
+            .expect("shared limits and presence are made only on Redis")
+            .manager()
     }
 
     /// Publishes `frame` on `channel` (our body), without waiting.
@@ -817,19 +797,16 @@ impl Link {
         if lost.is_empty() {
             return;
         }
-        let mut pipe = ::redis::pipe();
-        if lost.all {
-            pipe.cmd("PUBLISH")
-                .arg(channel::ALL)
-                .arg(channel::lost(&self.node, true))
-                .ignore();
+        let notices: Vec<Job> = if lost.all {
+            let body = channel::lost(&self.node, true);
+            vec![Job::Publish(channel::of(Stream::All), body)]
         } else {
             let body = channel::lost(&self.node, false);
-            for c in &lost.named {
-                pipe.cmd("PUBLISH").arg(c).arg(body.as_slice()).ignore();
-            }
-        }
-        let sent = pipe.query_async::<()>(&mut self.manager()).await;
+            (lost.named.iter())
+                .map(|c| Job::Publish(c.clone(), body.clone()))
+                .collect()
+        };
+        let sent = self.driver.send(&notices, &self.append_context()).await;
         // The next round counts from the end of this one (which may have waited on Redis).
         *lock(&self.lost_told) = Some(Instant::now());
         match sent {
@@ -895,14 +872,12 @@ impl Link {
         };
         let (meta, _) = history::keys(stream);
         tokio::spawn(async move {
-            let mut pipe = ::redis::pipe();
-            for key in members {
-                let field = format!("t:{key}");
-                if !link.leaving(&meta, &field) {
-                    pipe.cmd("HSETNX").arg(&meta).arg(field).arg(0).ignore();
-                }
-            }
-            if let Err(e) = pipe.query_async::<()>(&mut link.manager()).await {
+            let fields: Vec<String> = members
+                .into_iter()
+                .map(|key| format!("t:{key}"))
+                .filter(|field| !link.leaving(&meta, field))
+                .collect();
+            if let Err(e) = link.driver.seed(&meta, &fields).await {
                 link.failed(&e);
             }
         });
@@ -923,11 +898,7 @@ impl Link {
         if batch.is_empty() || self.is_down() {
             return;
         }
-        let mut pipe = ::redis::pipe();
-        for (meta, field) in &batch {
-            pipe.cmd("HDEL").arg(meta).arg(field).ignore();
-        }
-        match pipe.query_async::<()>(&mut self.manager()).await {
+        match self.driver.forget(&batch).await {
             Ok(()) => {
                 let mut leaves = lock(&self.leaves);
                 for key in &batch {
@@ -951,8 +922,8 @@ impl Link {
 
     /// Notes that a command failed: an outage when Redis cannot be reached (logged once per
     /// outage), a warning otherwise.
-    fn failed(&self, e: &::redis::RedisError) {
-        if unreachable(e) {
+    fn failed(&self, e: &Fault) {
+        if e.is_outage() {
             self.down(e);
         } else {
             static LAST: AtomicU64 = AtomicU64::new(0);
@@ -967,7 +938,7 @@ impl Link {
     }
 
     /// Notes that Redis cannot be reached; logged once per outage.
-    fn down(&self, why: &::redis::RedisError) {
+    fn down(&self, why: &Fault) {
         self.connected.store(false, Relaxed);
         let mut outage = lock(&self.outage);
         if outage.is_none() {
@@ -1071,7 +1042,7 @@ impl Link {
     }
 
     async fn subscribe(&self, channels: &[String]) -> bool {
-        match self.manager().subscribe(channels).await {
+        match self.driver.subscribe(channels).await {
             Ok(()) => {
                 self.up();
                 lock(&self.confirmed).extend(channels.iter().cloned());
@@ -1086,7 +1057,7 @@ impl Link {
     }
 
     async fn unsubscribe(&self, channels: &[String]) -> bool {
-        match self.manager().unsubscribe(channels).await {
+        match self.driver.unsubscribe(channels).await {
             Ok(()) => {
                 let mut stale = lock(&self.stale);
                 for c in channels {
@@ -1108,15 +1079,20 @@ impl Link {
     /// the background, best effort), so that a connection that was not deaf after all does not
     /// deliver twice.
     fn reconnect(&self) {
-        let old = lock(&self.manager).replace(self.connect());
+        let mut all: Vec<String> = lock(&self.desired).iter().cloned().collect();
+        all.extend(self.permanent.iter().cloned());
+        self.driver.reconnect(all);
         lock(&self.confirmed).clear();
         self.gap();
-        if let Some(mut old) = old {
-            let mut all: Vec<String> = lock(&self.desired).iter().cloned().collect();
-            all.extend(self.permanent.iter().cloned());
-            tokio::spawn(async move {
-                let _ = tokio::time::timeout(Duration::from_secs(2), old.unsubscribe(&all)).await;
-            });
+    }
+
+    /// What an append needs besides its job (see [`AppendContext`]).
+    fn append_context(&self) -> AppendContext {
+        AppendContext {
+            head: channel::positioned_head(&self.node),
+            new_epoch: crate::runtime::history::new_epoch(),
+            meta_ttl_secs: lock(&self.history_meta_ttl).map_or(3600, |t| t.as_secs().max(1)),
+            now_ms: history::now_ms(),
         }
     }
 }
@@ -1129,8 +1105,6 @@ fn far_future() -> tokio::time::Instant {
 async fn publisher(link: Arc<Link>, hub: Weak<Hub>, mut rx: mpsc::Receiver<Job>) {
     let mut batch = Vec::with_capacity(BATCH);
     let mut ended = link.shutdown.subscribe();
-    let append = ::redis::Script::new(history::APPEND);
-    let mut loaded = false;
     loop {
         let lost_due = link.lost_due();
         let received = tokio::select! {
@@ -1153,22 +1127,7 @@ async fn publisher(link: Arc<Link>, hub: Weak<Hub>, mut rx: mpsc::Receiver<Job>)
             // listen on must be subscribed before the event is published on it.
             link.await_subscribed(&batch).await;
         }
-        if appends && !loaded {
-            loaded = append.load_async(&mut link.manager()).await.is_ok();
-        }
-        let mut sent = pipeline(&link, &batch, &append)
-            .query_async::<()>(&mut link.manager())
-            .await;
-        if matches!(&sent, Err(e) if e.kind() == ::redis::ErrorKind::Server(::redis::ServerErrorKind::NoScript))
-        {
-            // A Redis that restarted (or was flushed) forgot the script: load it and send the
-            // appends again (they did not run; the plain publishes went out).
-            loaded = append.load_async(&mut link.manager()).await.is_ok();
-            batch.retain(|j| matches!(j, Job::Append { .. }));
-            sent = pipeline(&link, &batch, &append)
-                .query_async::<()>(&mut link.manager())
-                .await;
-        }
+        let sent = link.driver.send(&batch, &link.append_context()).await;
         match sent {
             Ok(()) => {
                 link.up();
@@ -1286,23 +1245,24 @@ async fn resync(link: Arc<Link>, hub: Arc<Hub>, meta_ttl: Duration) {
     } else {
         tracing::debug!(node = %link.node, streams = streams.len(), "{what}");
     }
-    let read = ::redis::Script::new(history::READ);
     for (key, (wire, conns)) in streams {
         let (meta, stream) = history::keys(&key);
-        let reply = read
-            .key(meta)
-            .key(stream)
-            .arg(u64::MAX)
-            .arg(1)
-            .arg(crate::runtime::history::new_epoch())
-            .arg(meta_ttl.as_secs().max(1))
-            .arg("")
-            .arg("")
-            .arg("")
-            .arg(0)
-            .invoke_async::<::redis::Value>(&mut link.manager())
+        let reply = link
+            .driver
+            .read(ReadRequest {
+                meta: &meta,
+                stream: &stream,
+                from: u64::MAX,
+                count: 1,
+                new_epoch: crate::runtime::history::new_epoch(),
+                meta_ttl_secs: meta_ttl.as_secs().max(1),
+                asked_epoch: "",
+                tenure_field: "",
+                fresh: false,
+                max_tenures: 0,
+            })
             .await;
-        let Some((epoch, top)) = reply.ok().as_ref().and_then(history::position_of) else {
+        let Ok(driver::ReadReply { epoch, top, .. }) = reply else {
             continue;
         };
         let mut extra = Vec::new();
@@ -1327,52 +1287,8 @@ fn deliver_here(hub: Option<&Hub>, job: &Job) {
     }
 }
 
-/// One round trip for a batch of jobs.
-fn pipeline(link: &Link, batch: &[Job], append: &::redis::Script) -> ::redis::Pipeline {
-    let meta_ttl = lock(&link.history_meta_ttl).map_or(3600, |t| t.as_secs().max(1));
-    let mut pipe = ::redis::pipe();
-    let head = channel::positioned_head(&link.node);
-    let now = history::now_ms();
-    for job in batch {
-        match job {
-            Job::Publish(channel, body) => {
-                pipe.cmd("PUBLISH")
-                    .arg(channel)
-                    .arg(body.as_slice())
-                    .ignore();
-            }
-            Job::Append {
-                keys,
-                channel,
-                frame,
-                latest,
-                retention,
-            } => {
-                pipe.cmd("EVALSHA")
-                    .arg(append.get_hash())
-                    .arg(2)
-                    .arg(&keys.0)
-                    .arg(&keys.1)
-                    .arg(crate::runtime::history::new_epoch())
-                    .arg(retention.size)
-                    .arg(retention.ttl.as_secs().max(1))
-                    // A stream's position (and its members' tenures) lives on the same clock as
-                    // in memory: `meta_ttl` after its last event.
-                    .arg(meta_ttl)
-                    .arg(channel)
-                    .arg(head.as_slice())
-                    .arg(&frame[..])
-                    .arg(*latest)
-                    .arg(now)
-                    .ignore();
-            }
-        }
-    }
-    pipe
-}
-
 /// Delivers what Redis pushes to this server's connections.
-async fn receiver(link: Arc<Link>, hub: Weak<Hub>, mut rx: mpsc::Receiver<PushInfo>) {
+async fn receiver(link: Arc<Link>, hub: Weak<Hub>, mut rx: mpsc::Receiver<(Vec<u8>, Vec<u8>)>) {
     let mut ended = link.shutdown.subscribe();
     loop {
         let push = tokio::select! {
@@ -1382,9 +1298,8 @@ async fn receiver(link: Arc<Link>, hub: Weak<Hub>, mut rx: mpsc::Receiver<PushIn
         let (Some(push), Some(hub)) = (push, hub.upgrade()) else {
             return;
         };
-        if let [Value::BulkString(channel), Value::BulkString(body)] = &push.data[..] {
-            on_message(&link, &hub, channel, body);
-        }
+        let (channel, body) = push;
+        on_message(&link, &hub, &channel, &body);
     }
 }
 
@@ -1536,11 +1451,11 @@ async fn subscriptions(
                 link.tell_lost().await;
                 link.retry_leaves().await;
                 probe_sent += 1;
-                let probe = ::redis::cmd("PUBLISH")
-                    .arg(channel::probe(&link.node))
-                    .arg(probe_sent.to_string())
-                    .query_async::<i64>(&mut link.manager())
-                    .await;
+                let probe = [Job::Publish(
+                    channel::probe(&link.node),
+                    probe_sent.to_string().into_bytes(),
+                )];
+                let probe = link.driver.send(&probe, &link.append_context()).await;
                 match probe {
                     Ok(_) => link.up(),
                     Err(e) => link.failed(&e),

@@ -25,6 +25,7 @@ use ::redis::{Script, Value};
 use bytes::Bytes;
 
 use super::Link;
+use super::redis_driver;
 use crate::handler::BoxFuture;
 use crate::runtime::presence::{Changes, Entry, Joined, Left, Listing, Mine, Store};
 
@@ -267,13 +268,16 @@ impl Shared {
         for arg in args {
             invocation.arg(arg);
         }
-        match invocation.invoke_async::<Value>(&mut link.manager()).await {
+        match invocation
+            .invoke_async::<Value>(&mut link.redis_manager())
+            .await
+        {
             Ok(v) => {
                 link.up();
                 Ok(v)
             }
             Err(e) => {
-                link.failed(&e);
+                link.failed(&redis_driver::fault(&e));
                 Err(format!("Redis: {e}"))
             }
         }
