@@ -29,9 +29,13 @@
 mod channel;
 mod driver;
 mod history;
+#[cfg(test)]
+mod in_process;
 mod limit;
 mod presence;
 mod redis_driver;
+#[cfg(test)]
+mod tests;
 
 use std::collections::HashSet;
 use std::fmt;

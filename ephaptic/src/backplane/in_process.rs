@@ -1,0 +1,319 @@
+//! An in-process engine for the backplane: several servers in one process share a [`Bus`], each
+//! through an [`InProcess`] driver, with faults on demand (partition and heal, refused
+//! publishes, a deaf subscription, delay). It keeps streams as the Redis scripts do (numbered
+//! under an epoch, trimmed to the retention's size, tenures), without their expiry. It is for
+//! tests of the backplane's own logic (outages, lost events, resyncs, subscriptions) without a
+//! `redis-server`; the Redis tests stay the acceptance check of the Redis driver.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
+use std::time::Duration;
+
+use super::driver::{
+    AppendContext, Done, Driver, Fault, FaultKind, Inbox, Job, KeptEntry, ReadReply, ReadRequest,
+};
+
+/// What the in-process drivers of one test share: the channels and who listens to them, and
+/// the streams.
+#[derive(Default)]
+pub(crate) struct Bus {
+    state: Mutex<BusState>,
+    next_id: AtomicUsize,
+}
+
+#[derive(Default)]
+struct BusState {
+    /// Channel -> the drivers subscribed to it.
+    subscribers: HashMap<String, HashSet<usize>>,
+    drivers: HashMap<usize, Weak<InProcess>>,
+    /// Stream hash key -> the stream.
+    streams: HashMap<String, Kept>,
+}
+
+/// One stream, as the append and read scripts keep it.
+#[derive(Default)]
+struct Kept {
+    epoch: String,
+    top: u64,
+    entries: VecDeque<KeptEntry>,
+    tenures: HashMap<String, u64>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// One server's driver on a [`Bus`].
+pub(crate) struct InProcess {
+    bus: Arc<Bus>,
+    id: usize,
+    inbox: OnceLock<Weak<dyn Inbox>>,
+    /// Cut off from the bus: every operation is `Unreachable`, and nothing arrives.
+    partitioned: AtomicBool,
+    /// Publishes (and appends) are refused; the rest works.
+    refusing: AtomicBool,
+    /// Messages for this driver are lost on the way (a subscription gone deaf), until it
+    /// reconnects.
+    deaf: AtomicBool,
+    /// Every operation first waits this long (milliseconds).
+    delay_ms: AtomicU64,
+    /// How many times the backplane asked for a new connection.
+    pub reconnects: AtomicU64,
+}
+
+impl std::fmt::Debug for InProcess {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InProcess").field("id", &self.id).finish()
+    }
+}
+
+impl InProcess {
+    pub fn new(bus: &Arc<Bus>) -> Arc<Self> {
+        let id = bus.next_id.fetch_add(1, Relaxed);
+        let driver = Arc::new(InProcess {
+            bus: bus.clone(),
+            id,
+            inbox: OnceLock::new(),
+            partitioned: AtomicBool::new(false),
+            refusing: AtomicBool::new(false),
+            deaf: AtomicBool::new(false),
+            delay_ms: AtomicU64::new(0),
+            reconnects: AtomicU64::new(0),
+        });
+        lock(&bus.state).drivers.insert(id, Arc::downgrade(&driver));
+        driver
+    }
+
+    /// Cuts this server off the bus, as a lost connection: its backplane is told at once.
+    pub fn partition(&self) {
+        self.partitioned.store(true, Relaxed);
+        if let Some(inbox) = self.inbox.get().and_then(Weak::upgrade) {
+            inbox.disconnected();
+        }
+    }
+
+    /// Ends a partition (its subscriptions held on the bus, as Redis's automatic
+    /// resubscription would have them).
+    pub fn heal(&self) {
+        self.partitioned.store(false, Relaxed);
+    }
+
+    pub fn refuse_publishes(&self, on: bool) {
+        self.refusing.store(on, Relaxed);
+    }
+
+    /// Messages for this server are lost until it reconnects (a subscription gone deaf).
+    pub fn go_deaf(&self) {
+        self.deaf.store(true, Relaxed);
+    }
+
+    pub fn delay(&self, by: Duration) {
+        self.delay_ms.store(by.as_millis() as u64, Relaxed);
+    }
+
+    /// Waits the delay, then says whether the bus can be reached.
+    async fn reach(&self) -> Result<(), Fault> {
+        let delay = self.delay_ms.load(Relaxed);
+        if delay > 0 {
+            tokio::time::sleep(Duration::from_millis(delay)).await;
+        } else {
+            // A round trip lets the other tasks run, as a network does.
+            tokio::task::yield_now().await;
+        }
+        if self.partitioned.load(Relaxed) {
+            return Err(Fault::new(
+                FaultKind::Unreachable,
+                "partitioned from the bus",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Hands `body` to every driver subscribed to `channel` that can hear it.
+    fn publish(&self, state: &BusState, channel: &str, body: &[u8]) {
+        let Some(ids) = state.subscribers.get(channel) else {
+            return;
+        };
+        for id in ids {
+            let Some(driver) = state.drivers.get(id).and_then(Weak::upgrade) else {
+                continue;
+            };
+            if driver.partitioned.load(Relaxed) || driver.deaf.load(Relaxed) {
+                continue;
+            }
+            if let Some(inbox) = driver.inbox.get().and_then(Weak::upgrade) {
+                inbox.message(channel.as_bytes(), body);
+            }
+        }
+    }
+}
+
+impl Drop for InProcess {
+    fn drop(&mut self) {
+        let mut state = lock(&self.bus.state);
+        state.drivers.remove(&self.id);
+        for ids in state.subscribers.values_mut() {
+            ids.remove(&self.id);
+        }
+    }
+}
+
+impl Driver for InProcess {
+    fn attach(&self, inbox: Weak<dyn Inbox>) {
+        let _ = self.inbox.set(inbox);
+    }
+
+    fn send<'a>(&'a self, batch: &'a [Job], ctx: &'a AppendContext) -> Done<'a, ()> {
+        Box::pin(async move {
+            self.reach().await?;
+            if self.refusing.load(Relaxed) {
+                return Err(Fault::new(FaultKind::Refused, "publishes are refused"));
+            }
+            let mut state = lock(&self.bus.state);
+            for job in batch {
+                match job {
+                    Job::Publish(channel, body) => self.publish(&state, channel, body),
+                    Job::Append {
+                        keys,
+                        channel,
+                        frame,
+                        latest,
+                        retention,
+                    } => {
+                        let kept = state.streams.entry(keys.0.clone()).or_default();
+                        if kept.epoch.is_empty() {
+                            kept.epoch = ctx.new_epoch.clone();
+                        }
+                        kept.top += 1;
+                        let top = kept.top;
+                        if retention.size > 0 {
+                            kept.entries.push_back(KeptEntry {
+                                seq: top,
+                                at_ms: ctx.now_ms,
+                                frame: frame.clone(),
+                                latest: latest.to_string(),
+                            });
+                            while kept.entries.len() > retention.size {
+                                kept.entries.pop_front();
+                            }
+                        }
+                        let mut body = ctx.head.clone();
+                        body.push(kept.epoch.len() as u8);
+                        body.extend_from_slice(kept.epoch.as_bytes());
+                        body.extend_from_slice(top.to_string().as_bytes());
+                        body.push(b':');
+                        body.extend_from_slice(frame);
+                        self.publish(&state, channel, &body);
+                    }
+                }
+            }
+            Ok(())
+        })
+    }
+
+    fn subscribe<'a>(&'a self, channels: &'a [String]) -> Done<'a, ()> {
+        Box::pin(async move {
+            self.reach().await?;
+            let mut state = lock(&self.bus.state);
+            for c in channels {
+                state
+                    .subscribers
+                    .entry(c.clone())
+                    .or_default()
+                    .insert(self.id);
+            }
+            Ok(())
+        })
+    }
+
+    fn unsubscribe<'a>(&'a self, channels: &'a [String]) -> Done<'a, ()> {
+        Box::pin(async move {
+            self.reach().await?;
+            let mut state = lock(&self.bus.state);
+            for c in channels {
+                if let Some(ids) = state.subscribers.get_mut(c) {
+                    ids.remove(&self.id);
+                }
+            }
+            Ok(())
+        })
+    }
+
+    fn read<'a>(&'a self, r: ReadRequest<'a>) -> Done<'a, ReadReply> {
+        Box::pin(async move {
+            self.reach().await?;
+            let mut state = lock(&self.bus.state);
+            let kept = state.streams.entry(r.meta.to_owned()).or_default();
+            if kept.epoch.is_empty() {
+                kept.epoch = r.new_epoch.clone();
+            }
+            let top = kept.top;
+            let since: i64 = match r.tenure_field {
+                "" => -2,
+                "-" => -1,
+                field => match kept.tenures.get(field) {
+                    Some(since) if !r.fresh => *since as i64,
+                    had => {
+                        if had.is_some() || kept.tenures.len() < r.max_tenures {
+                            kept.tenures.insert(field.to_owned(), top);
+                        }
+                        -1
+                    }
+                },
+            };
+            let mut reply = ReadReply {
+                epoch: kept.epoch.clone(),
+                top,
+                entries: Vec::new(),
+                since,
+            };
+            let from = r.from;
+            let recoverable = r.asked_epoch == kept.epoch
+                && from <= top.saturating_add(1)
+                && top.saturating_add(1).saturating_sub(from) < r.count as u64
+                && !(since == -1 || (since >= 0 && since as u64 > from.saturating_sub(1)));
+            if recoverable {
+                reply.entries = (kept.entries.iter())
+                    .filter(|e| e.seq >= from)
+                    .take(r.count)
+                    .cloned()
+                    .collect();
+            }
+            Ok(reply)
+        })
+    }
+
+    fn forget<'a>(&'a self, tenures: &'a [(String, String)]) -> Done<'a, ()> {
+        Box::pin(async move {
+            self.reach().await?;
+            let mut state = lock(&self.bus.state);
+            for (meta, field) in tenures {
+                if let Some(kept) = state.streams.get_mut(meta) {
+                    kept.tenures.remove(field);
+                }
+            }
+            Ok(())
+        })
+    }
+
+    fn seed<'a>(&'a self, meta: &'a str, fields: &'a [String]) -> Done<'a, ()> {
+        Box::pin(async move {
+            self.reach().await?;
+            let mut state = lock(&self.bus.state);
+            let kept = state.streams.entry(meta.to_owned()).or_default();
+            for field in fields {
+                kept.tenures.entry(field.clone()).or_insert(0);
+            }
+            Ok(())
+        })
+    }
+
+    fn reconnect(&self, _channels: Vec<String>) {
+        // A new connection hears again; the subscriptions are made anew by the backplane.
+        self.reconnects.fetch_add(1, Relaxed);
+        self.deaf.store(false, Relaxed);
+    }
+
+    fn close(&self) {}
+}
