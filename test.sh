@@ -47,6 +47,10 @@ if ! command -v redis-server >/dev/null 2>&1; then
     step "install redis-server" need_apt redis-server
 fi
 
+# The Redis tests skip themselves on a machine without redis-server (a plain `cargo test`);
+# here it was installed above, so a missing one is a failure.
+export EPHAPTIC_REQUIRE_REDIS=1
+
 rust_tests() {
     if cargo nextest --version >/dev/null 2>&1; then
         cargo nextest run --workspace --no-fail-fast

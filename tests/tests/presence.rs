@@ -346,7 +346,7 @@ async fn node(redis: &str, ttl: Duration) -> String {
 
 #[tokio::test]
 async fn two_servers_on_one_redis_list_the_same_members() {
-    let redis = RedisServer::start();
+    let redis = redis_or_skip!();
     let a = node(&redis.url(), Duration::from_secs(30)).await;
     let b = node(&redis.url(), Duration::from_secs(30)).await;
     let mut watcher = Peer::user(&b, "watcher").await;
@@ -401,7 +401,7 @@ async fn two_servers_on_one_redis_list_the_same_members() {
 /// every 10 s, so the leave can only come from the watcher's server's sweep.
 #[tokio::test]
 async fn kill_9_of_a_server_removes_its_members_within_the_ttl() {
-    let redis = RedisServer::start();
+    let redis = redis_or_skip!();
     let ttl = Duration::from_millis(1500);
     let mut cmd = Command::new(parity_bin());
     cmd.args(["--redis", &redis.url(), "--presence-ttl", "1500"])

@@ -256,7 +256,7 @@ fn kwargs(frame: &Value) -> &Value {
 
 #[tokio::test]
 async fn to_user_reaches_every_connection_of_that_user_on_every_server_once() {
-    let redis = RedisServer::start();
+    let redis = redis_or_skip!();
     let (a, b, c) = (
         node(&redis.url()).await,
         node(&redis.url()).await,
@@ -284,7 +284,7 @@ async fn to_user_reaches_every_connection_of_that_user_on_every_server_once() {
 
 #[tokio::test]
 async fn shout_reaches_every_connection_of_every_server_once() {
-    let redis = RedisServer::start();
+    let redis = redis_or_skip!();
     let (a, b, c) = (
         node(&redis.url()).await,
         node(&redis.url()).await,
@@ -313,7 +313,7 @@ async fn shout_reaches_every_connection_of_every_server_once() {
 
 #[tokio::test]
 async fn groups_and_channels_cross_servers_and_reach_members_only() {
-    let redis = RedisServer::start();
+    let redis = redis_or_skip!();
     let (a, b) = (node(&redis.url()).await, node(&redis.url()).await);
     let mut member_a = Peer::connect(&a).await;
     let mut member_b = Peer::connect(&b).await;
@@ -362,7 +362,7 @@ async fn groups_and_channels_cross_servers_and_reach_members_only() {
 
 #[tokio::test]
 async fn a_member_that_joined_ready_is_subscribed_when_the_join_returns() {
-    let redis = RedisServer::start();
+    let redis = redis_or_skip!();
     let (a, b) = (node(&redis.url()).await, node(&redis.url()).await);
     let mut sender = Peer::connect(&a).await;
     sender.ok("add", vec![Value::from(1), Value::from(1)]).await;
@@ -387,7 +387,7 @@ async fn a_member_that_joined_ready_is_subscribed_when_the_join_returns() {
 
 #[tokio::test]
 async fn a_thousand_events_from_one_emitter_arrive_in_order_everywhere() {
-    let redis = RedisServer::start();
+    let redis = redis_or_skip!();
     let (a, b) = (node(&redis.url()).await, node(&redis.url()).await);
     let mut listeners = Vec::new();
     for url in [&a, &b, &b] {
@@ -422,7 +422,7 @@ async fn a_thousand_events_from_one_emitter_arrive_in_order_everywhere() {
 
 #[tokio::test]
 async fn rate_limits_are_counted_across_servers() {
-    let redis = RedisServer::start();
+    let redis = redis_or_skip!();
     let (a, b) = (node(&redis.url()).await, node(&redis.url()).await);
     let mut on_a = Peer::user(&a, "rl-user").await;
     let mut on_b = Peer::user(&b, "rl-user").await;
@@ -465,6 +465,9 @@ async fn rate_limits_are_counted_across_servers() {
 
 #[tokio::test]
 async fn a_server_starts_without_redis_and_joins_the_others_when_it_comes_up() {
+    if !RedisServer::installed() {
+        return;
+    }
     let port = free_port();
     let url = format!("redis://127.0.0.1:{port}");
     let (a, b) = (node(&url).await, node(&url).await);
@@ -499,7 +502,7 @@ async fn a_server_starts_without_redis_and_joins_the_others_when_it_comes_up() {
 
 #[tokio::test]
 async fn a_redis_killed_mid_run_costs_only_remote_events_and_delivery_resumes_by_itself() {
-    let mut redis = RedisServer::start();
+    let mut redis = redis_or_skip!();
     let port = redis.port;
     let (a, b) = (node(&redis.url()).await, node(&redis.url()).await);
     let mut alice = Peer::user(&b, "alice").await;
@@ -607,7 +610,7 @@ impl SwappingProxy {
 
 #[tokio::test]
 async fn a_subscription_that_went_deaf_is_found_by_the_probe_and_replaced() {
-    let redis = RedisServer::start();
+    let redis = redis_or_skip!();
     let proxy = SwappingProxy::start(redis.port).await;
     let a = node(&redis.url()).await;
     let b = node(&format!("redis://127.0.0.1:{}", proxy.port)).await;
@@ -628,7 +631,7 @@ async fn a_subscription_that_went_deaf_is_found_by_the_probe_and_replaced() {
 
 #[tokio::test]
 async fn a_user_who_reconnects_at_once_is_reached_by_the_first_event_after() {
-    let redis = RedisServer::start();
+    let redis = redis_or_skip!();
     let (a, b) = (node(&redis.url()).await, node(&redis.url()).await);
     let mut here = Peer::connect(&a).await;
     let tab = Peer::user(&b, "alice").await;
@@ -645,7 +648,7 @@ async fn a_user_who_reconnects_at_once_is_reached_by_the_first_event_after() {
 
 #[tokio::test]
 async fn what_a_server_left_during_an_outage_it_unsubscribes_from_when_redis_is_back() {
-    let mut redis = RedisServer::start();
+    let mut redis = redis_or_skip!();
     let port = redis.port;
     let b = node(&redis.url()).await;
     let mut member = Peer::connect(&b).await;
@@ -673,7 +676,7 @@ async fn what_a_server_left_during_an_outage_it_unsubscribes_from_when_redis_is_
 #[tokio::test]
 async fn a_client_that_comes_back_on_another_server_resumes_there() {
     use common::tab::{Tab, burst, messages, numbers, stream};
-    let redis = RedisServer::start();
+    let redis = redis_or_skip!();
     let (a, b) = (node(&redis.url()).await, node(&redis.url()).await);
     let (mut tab, _, _) = Tab::open(&a, "alice", vec![]).await;
     let (mut stays, _, _) = Tab::open(&b, "alice", vec![]).await;
@@ -715,7 +718,7 @@ async fn a_client_that_comes_back_on_another_server_resumes_there() {
 #[tokio::test]
 async fn a_drain_loses_no_event_for_a_client_that_resumes_elsewhere() {
     use common::tab::{Tab, burst, int, messages, numbers, stream};
-    let redis = RedisServer::start();
+    let redis = redis_or_skip!();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let a = start(
         ephaptic::Server::new()
@@ -791,7 +794,7 @@ async fn a_drain_loses_no_event_for_a_client_that_resumes_elsewhere() {
 #[tokio::test]
 async fn after_an_outage_clients_that_speak_sessions_are_told_to_refetch() {
     use common::tab::Tab;
-    let mut redis = RedisServer::start();
+    let mut redis = redis_or_skip!();
     let port = redis.port;
     let a = node(&redis.url()).await;
     let (mut tab, _, _) = Tab::open(&a, "hana", vec![]).await;
@@ -833,7 +836,7 @@ async fn after_an_outage_clients_that_speak_sessions_are_told_to_refetch() {
 /// subscription), on this server as on any other.
 #[tokio::test]
 async fn a_member_hears_an_event_sent_to_its_group_right_after_it_joined() {
-    let redis = RedisServer::start();
+    let redis = redis_or_skip!();
     let a = node(&redis.url()).await;
     let mut member = Peer::connect(&a).await;
     for i in 0..20 {
@@ -857,7 +860,7 @@ async fn a_member_hears_an_event_sent_to_its_group_right_after_it_joined() {
 #[tokio::test]
 async fn events_that_never_reached_redis_make_the_other_servers_clients_refetch() {
     use common::tab::Tab;
-    let redis = RedisServer::start();
+    let redis = redis_or_skip!();
     let a = node(&redis.url()).await;
     let b = node(&redis.url()).await;
     let (mut tab, _, _) = Tab::open(&b, "kim", vec![]).await;
@@ -913,7 +916,7 @@ async fn events_that_never_reached_redis_make_the_other_servers_clients_refetch(
 #[tokio::test]
 async fn a_group_resume_elsewhere_never_replays_what_was_sent_after_a_leave() {
     use common::tab::{Tab, int, messages};
-    let redis = RedisServer::start();
+    let redis = redis_or_skip!();
     let (a, b) = (node(&redis.url()).await, node(&redis.url()).await);
     let (mut eve, _, _) = Tab::open(&a, "eve", vec![]).await;
     let (mut dan, _, _) = Tab::open(&a, "dan", vec![]).await;

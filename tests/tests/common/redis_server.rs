@@ -17,9 +17,50 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// Set (as `./test.sh` and CI do) to make a missing `redis-server` fail the Redis tests
+/// instead of skipping them.
+pub const REQUIRE: &str = "EPHAPTIC_REQUIRE_REDIS";
+
+/// A redis-server for this test, or `return` from it with a line saying so on a machine that
+/// has none (a plain `cargo test` passes there; the backplane's logic is still tested on the
+/// in-process driver), unless [`REQUIRE`] is set.
+#[macro_export]
+macro_rules! redis_or_skip {
+    () => {
+        match $crate::common::redis_server::RedisServer::available() {
+            Some(redis) => redis,
+            None => return,
+        }
+    };
+}
+
 impl RedisServer {
     pub fn start() -> RedisServer {
         RedisServer::start_on(free_port())
+    }
+
+    /// A started redis-server, or `None` when this machine has none and [`REQUIRE`] is unset.
+    pub fn available() -> Option<RedisServer> {
+        RedisServer::installed().then(RedisServer::start)
+    }
+
+    /// Whether this test can have a redis-server (see [`available`](Self::available)); says so
+    /// when not.
+    pub fn installed() -> bool {
+        let installed = Command::new("redis-server")
+            .arg("--version")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok();
+        if !installed && std::env::var_os(REQUIRE).is_none() {
+            eprintln!(
+                "skipped: no redis-server on this machine (./test.sh installs it; set {REQUIRE}=1 \
+                 to fail instead)"
+            );
+            return false;
+        }
+        true
     }
 
     pub fn start_on(port: u16) -> RedisServer {
