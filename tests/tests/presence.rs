@@ -11,7 +11,6 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::child::{Parity, parity_bin};
-use common::redis_server::RedisServer;
 use common::*;
 use ephaptic::{Caller, Value, expose};
 
