@@ -136,7 +136,7 @@ fn paths(src: &Source, modules: &BTreeSet<Vec<String>>) -> Vec<Vec<String>> {
             }
         }
         i = j.max(start + 1);
-        if segments.len() < 2 {
+        if segments.len() < 2 && !code[j..].starts_with("::{") {
             continue;
         }
         // Where the path starts.
@@ -193,7 +193,8 @@ fn paths(src: &Source, modules: &BTreeSet<Vec<String>>) -> Vec<Vec<String>> {
     out
 }
 
-/// Re-exports of each module: module -> name -> the module path it comes from.
+/// What each module's `use` items bring in (what its children, and with `pub` everyone, can
+/// name through it): module -> name -> the module path it comes from.
 fn reexports(srcs: &[Source]) -> HashMap<Vec<String>, HashMap<String, Vec<String>>> {
     let mut out: HashMap<Vec<String>, HashMap<String, Vec<String>>> = HashMap::new();
     for src in srcs {
@@ -202,7 +203,8 @@ fn reexports(srcs: &[Source]) -> HashMap<Vec<String>, HashMap<String, Vec<String
             let Some(at) = stmt.find("use ") else {
                 continue;
             };
-            if !stmt[..at].contains("pub") {
+            // A `use` in a module, public or not, is what `super::name` names in its children.
+            if !(stmt[..at].trim().is_empty() || stmt[..at].trim_start().starts_with("pub")) {
                 continue;
             }
             let path = stmt[at + 4..].trim();
