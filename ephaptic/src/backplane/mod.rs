@@ -24,6 +24,12 @@
 //! of Redis-based systems) is caught by a probe this server publishes to itself every few
 //! seconds; when the probe does not come back, the connection is replaced.
 //!
+//! **Layout.** The logic reaches its engine only through [`driver::Driver`] (Redis in
+//! `redis_driver.rs`; an in-process bus for the tests in `in_process.rs`). Each part owns its
+//! state in its own file (health, subscriptions, publisher, receiver, resync, leaves),
+//! `link.rs` holds and coordinates them, and the tasks that run on the link are above it
+//! (publishing, receiving, subscribing, resyncing). ARCHITECTURE.md has the map.
+//!
 //! [`Server::redis`]: crate::Server::redis
 
 mod channel;
