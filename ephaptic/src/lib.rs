@@ -372,6 +372,7 @@ mod transport;
 mod backplane;
 
 mod server;
+mod settings;
 
 #[doc(hidden)]
 #[path = "bench.rs"]
@@ -401,6 +402,7 @@ pub use schema::Model;
 pub use server::Server;
 pub use session::SlowClient;
 pub use session::StreamKind;
+pub use settings::{ConnectionSettings, LimitSettings, PresenceSettings, SessionSettings};
 #[doc(hidden)]
 pub use ts_rs;
 /// Derives the TypeScript description of a type (ts-rs). `#[ephaptic::model]`, `#[event]` and

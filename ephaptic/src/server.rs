@@ -14,6 +14,7 @@ use crate::handler::{DynLoader, Exposed, FunctionDef, IdentityLoader};
 use crate::registry::{Introspection, Naming, Registry, RegistryError};
 use crate::runtime::{Config, Hook, Origins, Parts, State};
 use crate::session::SlowClient;
+use crate::settings::{ConnectionSettings, LimitSettings, PresenceSettings, SessionSettings};
 
 /// A configurable ephaptic server. [`serve`](crate::serve) and [`router`](crate::router) are
 /// `Server::new().serve(..)` and `Server::new().router()`.
@@ -92,6 +93,111 @@ impl Server {
             #[cfg(feature = "redis")]
             redis: RedisConfig::default(),
         }
+    }
+
+    /// What one client can make this server hold or do, and what it is sent (docs/PROTOCOL.md 5.7): frames, values per call, calls in flight, queued bytes, the memory budget, names and groups. Every bound has a safe default; set only those you change.
+    pub fn limits(mut self, settings: LimitSettings) -> Self {
+        if let Some(v) = settings.max_frame_size {
+            self = self.max_frame_size(v);
+        }
+        if let Some(v) = settings.max_frame_nodes {
+            self = self.max_frame_nodes(v);
+        }
+        if let Some(v) = settings.max_calls_in_flight {
+            self = self.max_calls_in_flight(v);
+        }
+        if let Some(v) = settings.max_sent_frame {
+            self = self.max_sent_frame(v);
+        }
+        if let Some(v) = settings.outbound_capacity {
+            self = self.outbound_capacity(v);
+        }
+        if let Some(v) = settings.outbound_byte_budget {
+            self = self.outbound_byte_budget(v);
+        }
+        if let Some(v) = settings.read_buffer_size {
+            self = self.read_buffer_size(v);
+        }
+        if let Some(v) = settings.memory_budget {
+            self = self.memory_budget(v);
+        }
+        if let Some(v) = settings.slow_client {
+            self = self.slow_client(v);
+        }
+        if let Some(v) = settings.max_group_name_len {
+            self = self.max_group_name_len(v);
+        }
+        if let Some(v) = settings.max_groups_per_connection {
+            self = self.max_groups_per_connection(v);
+        }
+        self
+    }
+
+    /// How connections are admitted and kept: caps (in total, per peer address, per identity), the opening deadlines, pings, and how long a graceful shutdown waits.
+    pub fn connections(mut self, settings: ConnectionSettings) -> Self {
+        if let Some(v) = settings.max_connections {
+            self = self.max_connections(v);
+        }
+        if let Some(v) = settings.max_connections_per_peer {
+            self = self.max_connections_per_peer(v);
+        }
+        if let Some(v) = settings.max_connections_per_identity {
+            self = self.max_connections_per_identity(v);
+        }
+        if let Some(v) = settings.handshake_timeout {
+            self = self.handshake_timeout(v);
+        }
+        if let Some(v) = settings.first_message_timeout {
+            self = self.first_message_timeout(v);
+        }
+        if let Some(v) = settings.ping_interval {
+            self = self.ping_interval(v);
+        }
+        if let Some(v) = settings.drain_timeout {
+            self = self.drain_timeout(v);
+        }
+        self
+    }
+
+    /// Sessions that survive reconnects (docs/PROTOCOL.md 5.6): whether events get positions and a history, and how much of it each kind of stream keeps.
+    pub fn sessions(mut self, settings: SessionSettings) -> Self {
+        if let Some(v) = settings.resume {
+            self = self.resume(v);
+        }
+        for (kind, retention) in settings.retention {
+            self = self.retention(kind, retention);
+        }
+        if let Some(v) = settings.history_memory {
+            self = self.history_memory(v);
+        }
+        if let Some(v) = settings.history_max_streams {
+            self = self.history_max_streams(v);
+        }
+        if let Some(v) = settings.history_max_event {
+            self = self.history_max_event(v);
+        }
+        self
+    }
+
+    /// Presence (docs/PROTOCOL.md 5.10): how lists and diffs are bounded and batched, and (with Redis) how long entries outlive their server. Who may see a group's presence is a hook: [`Server::presence_authorize`].
+    pub fn presence(mut self, settings: PresenceSettings) -> Self {
+        if let Some(v) = settings.list_cap {
+            self = self.presence_list_cap(v);
+        }
+        if let Some(v) = settings.max_meta {
+            self = self.presence_max_meta(v);
+        }
+        if let Some(v) = settings.max_snapshot {
+            self = self.presence_max_snapshot(v);
+        }
+        if let Some(v) = settings.batch {
+            self = self.presence_batch(v.0, v.1);
+        }
+        #[cfg(feature = "redis")]
+        if let Some(v) = settings.ttl {
+            self = self.presence_ttl(v);
+        }
+        self
     }
 
     /// The WebSocket path (default `/_ephaptic`).
@@ -181,6 +287,7 @@ impl Server {
     /// reassembled from fragments, closes the connection with code 1009 as soon as it is seen:
     /// everything up to that bound is buffered whole, so it is what one connection's input can
     /// cost.
+    #[doc(hidden)] // Kept for one release: the grouped settings above are the way.
     pub fn max_frame_size(mut self, bytes: usize) -> Self {
         self.config.max_frame_size = bytes.max(64);
         self
@@ -200,6 +307,7 @@ impl Server {
     /// shape decodes into about 9 MB and a flat list into about 2 MB (`RELIABILITY.md`), while
     /// a call of a few thousand records of ten fields still fits. Long lists of numbers are
     /// better sent as binary (one value); raise this for calls that must carry more.
+    #[doc(hidden)] // Kept for one release: the grouped settings above are the way.
     pub fn max_frame_nodes(mut self, values: usize) -> Self {
         self.config.max_frame_nodes = values.max(16);
         self
@@ -215,6 +323,7 @@ impl Server {
     /// How many frames may wait for one client (default 1024). Replies and stream chunks wait
     /// for room (slowing only their own call); an event that finds the queue full applies the
     /// [slow-client policy](Self::slow_client).
+    #[doc(hidden)] // Kept for one release: the grouped settings above are the way.
     pub fn outbound_capacity(mut self, frames: usize) -> Self {
         self.config.outbound_capacity = frames.max(1);
         self
@@ -225,6 +334,7 @@ impl Server {
     /// stream's next chunk waits for room instead (slowing only its own call). A few large
     /// events or chunks to a client that does not read cannot make the server hold more. (A
     /// single frame larger than this still goes to a client whose queue is empty.)
+    #[doc(hidden)] // Kept for one release: the grouped settings above are the way.
     pub fn outbound_byte_budget(mut self, bytes: usize) -> Self {
         self.config.outbound_byte_budget = bytes.max(1024);
         self
@@ -232,6 +342,7 @@ impl Server {
 
     /// The WebSocket read buffer per connection (default 4 KiB; larger frames still arrive,
     /// in several reads). The main cost of an idle connection.
+    #[doc(hidden)] // Kept for one release: the grouped settings above are the way.
     pub fn read_buffer_size(mut self, bytes: usize) -> Self {
         self.config.read_buffer_size = bytes.max(256);
         self
@@ -241,6 +352,7 @@ impl Server {
     /// a call beyond it is answered `TOO_MANY_CALLS` (with `data.limit`) without running, and
     /// the connection goes on. Calls that finish at once do not count. This bounds what one
     /// client can make the server hold.
+    #[doc(hidden)] // Kept for one release: the grouped settings above are the way.
     pub fn max_calls_in_flight(mut self, calls: usize) -> Self {
         self.config.max_calls_in_flight = calls.max(1);
         self
@@ -251,6 +363,7 @@ impl Server {
     /// is answered `FRAME_TOO_LARGE` (`{"size": n, "limit": m}`) instead, a stream chunk past it
     /// ends the stream with that error, and an event past it is not sent (and logged). Large
     /// data is better streamed, or fetched over HTTP.
+    #[doc(hidden)] // Kept for one release: the grouped settings above are the way.
     pub fn max_sent_frame(mut self, bytes: usize) -> Self {
         self.config.max_sent_frame = bytes.max(4096);
         self
@@ -266,6 +379,7 @@ impl Server {
     /// ```
     /// let server = ephaptic::Server::new().max_group_name_len(64);
     /// ```
+    #[doc(hidden)] // Kept for one release: the grouped settings above are the way.
     pub fn max_group_name_len(mut self, bytes: usize) -> Self {
         self.config.names.max_group_len = bytes.clamp(1, crate::session::names::MAX_GROUP_NAME);
         self
@@ -275,6 +389,7 @@ impl Server {
     /// are counted apart, at most 256). A join beyond it is refused (`Caller::try_join`
     /// answers `TOO_MANY_GROUPS` with `{"limit": n}`), so what one connection costs to hold
     /// and to close stays bounded.
+    #[doc(hidden)] // Kept for one release: the grouped settings above are the way.
     pub fn max_groups_per_connection(mut self, groups: usize) -> Self {
         self.config.names.max_groups = groups.max(1);
         self
@@ -287,6 +402,7 @@ impl Server {
     /// unfinished message closes it. Ordinary connections, which buffer less than 64 KiB, are
     /// never refused. [`metrics`](fn@crate::metrics) reports `buffered_bytes` and
     /// `memory_refusals`.
+    #[doc(hidden)] // Kept for one release: the grouped settings above are the way.
     pub fn memory_budget(mut self, bytes: usize) -> Self {
         self.config.memory_budget = bytes.max(1 << 20);
         self
@@ -295,6 +411,7 @@ impl Server {
     /// How many connections may be open at once (default 100,000); one more is closed at
     /// accept, before a byte of it is read, and counted in `metrics().connections_refused`.
     /// Counts TCP connections of [`serve`](Self::serve), upgraded or not.
+    #[doc(hidden)] // Kept for one release: the grouped settings above are the way.
     pub fn max_connections(mut self, connections: usize) -> Self {
         self.config.max_connections = connections.max(1);
         self
@@ -304,6 +421,7 @@ impl Server {
     /// many users can share an address behind a NAT or a proxy). Applies under
     /// [`serve`](Self::serve); behind a reverse proxy every client shares its address, so set
     /// it only when clients connect directly.
+    #[doc(hidden)] // Kept for one release: the grouped settings above are the way.
     pub fn max_connections_per_peer(mut self, connections: usize) -> Self {
         self.config.max_connections_per_peer = Some(connections.max(1));
         self
@@ -315,6 +433,7 @@ impl Server {
     /// frame runs and without `on_connect`. The newest connection is the one refused: a client
     /// whose old connection died without a close still holds that place until the server notices
     /// (three ping intervals, 60 s by default), so leave room for a reconnect.
+    #[doc(hidden)] // Kept for one release: the grouped settings above are the way.
     pub fn max_connections_per_identity(mut self, connections: usize) -> Self {
         self.config.max_connections_per_identity = Some(connections.max(1));
         self
@@ -325,6 +444,7 @@ impl Server {
     /// ([`first_message_timeout`](Self::first_message_timeout)). A connection that sends a
     /// request slowly, or nothing, is closed then instead of holding a descriptor. Applies under
     /// [`serve`](Self::serve).
+    #[doc(hidden)] // Kept for one release: the grouped settings above are the way.
     pub fn handshake_timeout(mut self, timeout: Duration) -> Self {
         self.config.handshake_timeout = timeout;
         self
@@ -332,6 +452,7 @@ impl Server {
 
     /// How long a client has, after the WebSocket upgrade, to send its first message (default
     /// 10 s). Every ephaptic client sends `init` at once. Applies under [`serve`](Self::serve).
+    #[doc(hidden)] // Kept for one release: the grouped settings above are the way.
     pub fn first_message_timeout(mut self, timeout: Duration) -> Self {
         self.config.first_message_timeout = timeout;
         self
@@ -360,6 +481,7 @@ impl Server {
 
     /// How long a graceful shutdown lets calls in flight finish (default 10 s) before it stops
     /// them, answers them `SHUTTING_DOWN` and closes every connection.
+    #[doc(hidden)] // Kept for one release: the grouped settings above are the way.
     pub fn drain_timeout(mut self, timeout: Duration) -> Self {
         self.config.drain_timeout = timeout;
         self
@@ -372,6 +494,7 @@ impl Server {
     /// memory on a server alone, in Redis with [`redis`](Self::redis). Off: events carry no
     /// position and nothing is kept; clients are told there are no sessions and refetch
     /// after each reconnect.
+    #[doc(hidden)] // Kept for one release: the grouped settings above are the way.
     pub fn resume(mut self, on: bool) -> Self {
         self.config.resume = on;
         self
@@ -390,6 +513,7 @@ impl Server {
     ///     .retention(StreamKind::User, Retention::default().size(1000))
     ///     .retention(StreamKind::Group, Retention::default().ttl(Duration::from_secs(60)));
     /// ```
+    #[doc(hidden)] // Kept for one release: the grouped settings above are the way.
     pub fn retention(mut self, kind: crate::StreamKind, retention: crate::Retention) -> Self {
         self.config.retention.set(kind, retention);
         self
@@ -398,6 +522,7 @@ impl Server {
     /// The most bytes the in-memory history holds for all streams together (default 64 MiB),
     /// streams' names and positions included; past it the oldest events go first, then the
     /// least recently used streams. Not used with Redis, where Redis holds it.
+    #[doc(hidden)] // Kept for one release: the grouped settings above are the way.
     pub fn history_memory(mut self, bytes: usize) -> Self {
         self.config.retention.memory = bytes;
         self
@@ -415,6 +540,7 @@ impl Server {
     /// ```
     /// let server = ephaptic::Server::new().history_max_streams(20_000);
     /// ```
+    #[doc(hidden)] // Kept for one release: the grouped settings above are the way.
     pub fn history_max_streams(mut self, streams: usize) -> Self {
         self.config.retention.max_streams = streams.max(1);
         self
@@ -424,6 +550,7 @@ impl Server {
     /// is still numbered and delivered, but not kept: a client that missed it is told to
     /// refetch instead of being sent it again. Large payloads are cheaper refetched than held
     /// for every stream's time to live.
+    #[doc(hidden)] // Kept for one release: the grouped settings above are the way.
     pub fn history_max_event(mut self, bytes: usize) -> Self {
         self.config.retention.max_event = bytes;
         self
@@ -432,6 +559,7 @@ impl Server {
     /// What to do with a client too slow to take the events emitted to it (default
     /// [`SlowClient::Disconnect`]). How far behind a client may fall first is
     /// [`outbound_capacity`](Self::outbound_capacity).
+    #[doc(hidden)] // Kept for one release: the grouped settings above are the way.
     pub fn slow_client(mut self, policy: SlowClient) -> Self {
         self.config.slow_client = policy;
         self
@@ -441,6 +569,7 @@ impl Server {
     /// sends nothing (not even a pong) for three intervals is disconnected at the next ping, and
     /// one whose socket takes nothing for two intervals while frames wait for it (it stopped
     /// reading) is dropped.
+    #[doc(hidden)] // Kept for one release: the grouped settings above are the way.
     pub fn ping_interval(mut self, every: Option<Duration>) -> Self {
         self.config.ping_interval = every;
         self
@@ -544,6 +673,7 @@ impl Server {
     /// watchers at most a refresh (plus a batch) later. Shorter finds crashes sooner for more
     /// Redis traffic (one script per group with members on this server, per refresh).
     #[cfg(feature = "redis")]
+    #[doc(hidden)] // Kept for one release: the grouped settings above are the way.
     pub fn presence_ttl(mut self, ttl: Duration) -> Self {
         self.redis.presence_ttl = Some(ttl.max(Duration::from_millis(300)));
         self
@@ -606,6 +736,7 @@ impl Server {
     /// How many members a presence list (and a client's snapshot) holds at most (default
     /// 1000); a longer list is cut, sorted by key, with `truncated: true`. Counts are always
     /// whole: use [`Presence::count`](crate::Presence::count) for big groups.
+    #[doc(hidden)] // Kept for one release: the grouped settings above are the way.
     pub fn presence_list_cap(mut self, members: usize) -> Self {
         self.presence.list_cap = members.max(1);
         self
@@ -618,6 +749,7 @@ impl Server {
     /// ```
     /// let server = ephaptic::Server::new().presence_max_meta(1024);
     /// ```
+    #[doc(hidden)] // Kept for one release: the grouped settings above are the way.
     pub fn presence_max_meta(mut self, bytes: usize) -> Self {
         self.presence.max_meta = bytes.max(1);
         self
@@ -626,6 +758,7 @@ impl Server {
     /// The most bytes of members one presence list, snapshot or diff frame holds (default
     /// 512 KiB, with the list cap of members as well): a list past it holds the members that
     /// fit, with `truncated: true`, and diffs are split into more frames.
+    #[doc(hidden)] // Kept for one release: the grouped settings above are the way.
     pub fn presence_max_snapshot(mut self, bytes: usize) -> Self {
         self.presence.max_snapshot = bytes.max(1024);
         self
@@ -635,6 +768,7 @@ impl Server {
     /// frame): each group's watchers get at most one diff per `every` (more frames only when
     /// more than `max` connections changed), so a mass reconnect is a few frames, not one per
     /// connection per watcher. Phoenix batches every 1.5 s.
+    #[doc(hidden)] // Kept for one release: the grouped settings above are the way.
     pub fn presence_batch(mut self, every: Duration, max: usize) -> Self {
         self.presence.batch_every = every.max(Duration::from_millis(1));
         self.presence.batch_max = max.max(1);

@@ -71,7 +71,11 @@ async fn a_long_group_name_is_refused_with_the_setting_named_and_the_connection_
 
 #[tokio::test]
 async fn a_connection_is_in_at_most_its_cap_of_groups_and_closing_it_frees_them_at_once() {
-    let url = start(ephaptic::Server::new().max_groups_per_connection(3000)).await;
+    let url = start(
+        ephaptic::Server::new()
+            .limits(ephaptic::LimitSettings::default().max_groups_per_connection(3000)),
+    )
+    .await;
     let mut hoarder = Client::connect_as(&url, v("hoarder")).await;
     let (joined, refused) = {
         let reply = hoarder
@@ -143,7 +147,10 @@ async fn the_runtimes_own_names_are_refused_to_application_joins_and_emits() {
 
 #[tokio::test]
 async fn an_answer_larger_than_the_server_sends_is_an_error_in_its_place() {
-    let url = start(ephaptic::Server::new().max_sent_frame(64 << 10)).await;
+    let url = start(
+        ephaptic::Server::new().limits(ephaptic::LimitSettings::default().max_sent_frame(64 << 10)),
+    )
+    .await;
     let mut c = Client::connect(&url).await;
     // A result past the bound.
     let error = c.err("echo", vec![v(&"e".repeat(100_000))]).await;

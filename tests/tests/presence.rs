@@ -166,7 +166,8 @@ async fn watch(peer: &mut Peer, group: &str) -> View {
 }
 
 fn fast() -> ephaptic::Server {
-    ephaptic::Server::new().presence_batch(Duration::from_millis(50), 256)
+    ephaptic::Server::new()
+        .presence(ephaptic::PresenceSettings::default().batch(Duration::from_millis(50), 256))
 }
 
 // ----------------------------------------------------------------------------------------------

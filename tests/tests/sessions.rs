@@ -337,7 +337,11 @@ async fn a_forged_group_position_is_not_replayed_to_a_first_time_member() {
 /// that went is told `epoch` (and refetches), while a stream still in use resumes.
 #[tokio::test]
 async fn past_the_bound_on_streams_the_least_recently_used_go_and_their_resumes_say_so() {
-    let url = start(ephaptic::Server::new().history_max_streams(40)).await;
+    let url = start(
+        ephaptic::Server::new()
+            .sessions(ephaptic::SessionSettings::default().history_max_streams(40)),
+    )
+    .await;
     let open_and_leave = |user: &'static str| {
         let url = url.clone();
         async move {
