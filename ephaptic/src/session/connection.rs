@@ -151,20 +151,21 @@ impl Connection {
         self.out.push_event(frame, self.id)
     }
 
-    /// [`push_event`](Self::push_event) of a frame offered to `holders` connections at once.
+    /// [`push_event`](Self::push_event) of a frame offered to many connections at once,
+    /// `weight` being this connection's share of it.
     #[inline]
-    pub fn push_shared(&self, frame: Bytes, holders: usize) -> bool {
-        self.out.push_shared(frame, self.id, holders)
+    pub fn push_shared(&self, frame: Bytes, weight: u32) -> bool {
+        self.out.push_shared(frame, self.id, weight)
     }
 
     /// Queues an event of a stream, unless the connection is resuming that stream (then it
     /// waits for the replay) or the replay already sent it.
     #[inline]
-    pub fn push_event_at(&self, frame: Bytes, stamp: Stamp<'_>, holders: usize) -> bool {
+    pub fn push_event_at(&self, frame: Bytes, stamp: Stamp<'_>, weight: u32) -> bool {
         if self.flags.load(Ordering::Acquire) & GATED != 0 {
             return self.push_gated(frame, stamp);
         }
-        self.out.push_shared(frame, self.id, holders)
+        self.out.push_shared(frame, self.id, weight)
     }
 
     #[cold]

@@ -14,6 +14,7 @@ use bytes::Bytes;
 use super::connection::Connection;
 use super::gate::Stamp;
 use super::names::{NameRules, RESERVED, Refused};
+use super::queue::weigh;
 use super::stream::Stream;
 use crate::identity::Identity;
 
@@ -64,12 +65,12 @@ fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
     lock.read().unwrap_or_else(|e| e.into_inner())
 }
 
-/// Offers `frame` to one of the `holders` connections it is offered to at once (their queues
-/// share it, and the memory budget counts it about once).
-fn offer(conn: &Connection, frame: &Bytes, stamp: Option<Stamp<'_>>, holders: usize) -> bool {
+/// Offers `frame` to one of the connections it is offered to at once, `weight` being each one's
+/// share of it (their queues share it, and the memory budget counts it about once).
+fn offer(conn: &Connection, frame: &Bytes, stamp: Option<Stamp<'_>>, weight: u32) -> bool {
     match stamp {
-        Some(stamp) => conn.push_event_at(frame.clone(), stamp, holders),
-        None => conn.push_shared(frame.clone(), holders),
+        Some(stamp) => conn.push_event_at(frame.clone(), stamp, weight),
+        None => conn.push_shared(frame.clone(), weight),
     }
 }
 
@@ -418,10 +419,10 @@ impl Hub {
     /// the broadcast stream, if it has one.
     pub fn offer_all(&self, frame: &Bytes, stamp: Option<Stamp<'_>>) -> usize {
         let conns = read(&self.conns);
-        let holders = conns.len();
+        let weight = weigh(frame.len(), conns.len());
         conns
             .values()
-            .filter(|c| offer(c, frame, stamp, holders))
+            .filter(|c| offer(c, frame, stamp, weight))
             .count()
     }
 
@@ -443,9 +444,10 @@ impl Hub {
         let of = |id: &Identity| users.get(id).map(Members::as_slice).unwrap_or_default();
         if let [identity] = identities {
             let conns = of(identity);
+            let weight = weigh(frame.len(), conns.len());
             return conns
                 .iter()
-                .filter(|c| offer(c, frame, stamp, conns.len()))
+                .filter(|c| offer(c, frame, stamp, weight))
                 .count();
         }
         // Listing one identity twice must not deliver twice, nor count as two holders.
@@ -455,9 +457,10 @@ impl Hub {
             .flat_map(|id| of(id).iter())
             .filter(|c| seen.insert(c.id()))
             .collect();
+        let weight = weigh(frame.len(), conns.len());
         conns
             .iter()
-            .filter(|c| offer(c, frame, stamp, conns.len()))
+            .filter(|c| offer(c, frame, stamp, weight))
             .count()
     }
 
@@ -466,11 +469,11 @@ impl Hub {
         read(&self.groups)
             .get(group)
             .map(|members| {
-                let holders = members.len();
+                let weight = weigh(frame.len(), members.len());
                 members
                     .as_slice()
                     .iter()
-                    .filter(|c| offer(c, frame, stamp, holders))
+                    .filter(|c| offer(c, frame, stamp, weight))
                     .count()
             })
             .unwrap_or(0)

@@ -116,15 +116,16 @@ impl Outbound {
     /// Queues an event without waiting; on a full queue, applies the slow-client policy.
     /// `true` when the frame was queued. `connection` names the connection in the log.
     pub fn push_event(&self, frame: Bytes, connection: u64) -> bool {
-        self.push_shared(frame, connection, 1)
+        let weight = super::queue::weigh(frame.len(), 1);
+        self.push_shared(frame, connection, weight)
     }
 
-    /// [`push_event`](Self::push_event) of a frame offered to `holders` connections at once:
-    /// the memory budget counts this queue's share of it.
-    pub fn push_shared(&self, frame: Bytes, connection: u64, holders: usize) -> bool {
+    /// [`push_event`](Self::push_event) of a frame offered to many connections at once:
+    /// the memory budget counts this queue's share of it, `weight`.
+    pub fn push_shared(&self, frame: Bytes, connection: u64, weight: u32) -> bool {
         match self
             .tx
-            .try_send_shared(frame, self.policy.byte_budget, holders)
+            .try_send_shared(frame, self.policy.byte_budget, weight)
         {
             Ok(()) => true,
             Err(TrySendError::Closed) => false,

@@ -77,7 +77,7 @@ pub(crate) struct Receiver(Arc<Inner>);
 /// A frame's weight in one of `holders` queues: its share of the bytes it holds (at least one
 /// byte). Exact while every holder still has it; a frame some holders already wrote counts
 /// less than it holds, which each connection's own byte budget bounds.
-fn weigh(len: usize, holders: usize) -> u32 {
+pub(crate) fn weigh(len: usize, holders: usize) -> u32 {
     u32::try_from(len.div_ceil(holders.max(1)).max(1)).unwrap_or(u32::MAX)
 }
 
@@ -114,23 +114,24 @@ impl Sender {
     /// beyond the connection's free allowance (a frame still fits an empty queue).
     #[cfg(test)]
     pub fn try_send_within(&self, frame: Bytes, budget: usize) -> Result<(), TrySendError> {
-        self.push_weighed(frame, budget, true, 1)
+        self.push_weighed(frame, budget, true, None)
     }
 
-    /// [`try_send_within`](Self::try_send_within) for a frame queued for `holders` connections
-    /// at once (an event to many): the memory budget counts each queue's share of it, so a
-    /// frame shared by many queues counts about once, as it is held once.
+    /// [`try_send_within`](Self::try_send_within) for a frame queued for many connections at
+    /// once (an event to many), `weight` being this queue's share of it ([`weigh`], computed
+    /// once per frame): the memory budget counts the shares, so a frame shared by many queues
+    /// counts about once, as it is held once.
     pub fn try_send_shared(
         &self,
         frame: Bytes,
         budget: usize,
-        holders: usize,
+        weight: u32,
     ) -> Result<(), TrySendError> {
-        self.push_weighed(frame, budget, true, holders)
+        self.push_weighed(frame, budget, true, Some(weight))
     }
 
     fn push(&self, frame: Bytes, budget: usize, bounded: bool) -> Result<(), TrySendError> {
-        self.push_weighed(frame, budget, bounded, 1)
+        self.push_weighed(frame, budget, bounded, None)
     }
 
     fn push_weighed(
@@ -138,7 +139,7 @@ impl Sender {
         frame: Bytes,
         budget: usize,
         bounded: bool,
-        holders: usize,
+        weight: Option<u32>,
     ) -> Result<(), TrySendError> {
         let mut state = self.0.lock();
         if state.receiver_gone {
@@ -149,7 +150,7 @@ impl Sender {
         if state.frames.len() >= self.0.capacity || over_budget {
             return Err(TrySendError::Full(frame));
         }
-        let weight = weigh(frame.len(), holders);
+        let weight = weight.unwrap_or_else(|| weigh(frame.len(), 1));
         let weighed = state.weight + weight as usize;
         let charge = chargeable(weighed).saturating_sub(state.charged);
         if charge > 0 {
@@ -408,7 +409,7 @@ mod tests {
         for _ in 0..22 {
             let frame = Bytes::from(vec![0u8; 512 << 10]);
             for (tx, _) in &queues {
-                tx.try_send_shared(frame.clone(), usize::MAX, queues.len())
+                tx.try_send_shared(frame.clone(), usize::MAX, weigh(frame.len(), queues.len()))
                     .unwrap();
             }
         }
