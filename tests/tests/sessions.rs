@@ -236,26 +236,11 @@ async fn a_group_resume_never_replays_what_the_group_was_sent_after_a_leave() {
         pos.iter().any(|(s, (_, o))| s == "g:vault" && *o == 1),
         "{pos:?}"
     );
-    for i in 0..20 {
-        speaker
-            .ok("room_say", vec![v("vault"), v(&format!("secret {i}"))])
-            .await;
-    }
+    say_secrets(&mut speaker, "vault", 20).await;
     drop(tab);
 
     // Back with the position from before the leave, and let in again.
-    let (mut tab, _, _) = Tab::open(&url, "eve", pos).await;
-    tab.c.send(&rpc(5, "enter_room", vec![v("vault")])).await;
-    let position = loop {
-        let f = tab.next().await;
-        assert!(
-            messages(std::slice::from_ref(&f)).is_empty(),
-            "replayed: {f:?}"
-        );
-        if get(&f, "type") == &v("position") {
-            break f;
-        }
-    };
+    let (mut tab, position) = rejoin_replaying_nothing(&url, "eve", pos, "vault").await;
     assert_eq!(get(&position, "recovered"), &Value::from(false));
     assert_eq!(get(&position, "reason"), &v("membership"));
     assert_eq!(get(&position, "replayed"), &int(0));
@@ -313,21 +298,7 @@ async fn a_forged_group_position_is_not_replayed_to_a_first_time_member() {
         .map(|(_, (e, _))| e.clone())
         .unwrap();
     let forged = vec![("g:board".to_owned(), (epoch, 0))];
-    let (mut outsider, _, _) = Tab::open(&url, "mallory", forged).await;
-    outsider
-        .c
-        .send(&rpc(7, "enter_room", vec![v("board")]))
-        .await;
-    let position = loop {
-        let f = outsider.next().await;
-        assert!(
-            messages(std::slice::from_ref(&f)).is_empty(),
-            "replayed: {f:?}"
-        );
-        if get(&f, "type") == &v("position") {
-            break f;
-        }
-    };
+    let (_tab, position) = rejoin_replaying_nothing(&url, "mallory", forged, "board").await;
     assert_eq!(get(&position, "recovered"), &Value::from(false));
     assert_eq!(get(&position, "reason"), &v("membership"));
 }
@@ -403,24 +374,9 @@ async fn a_join_and_a_leave_in_one_breath_leave_no_tenure_behind() {
     let offset = get(&position, "offset").as_u64().unwrap();
     let mut pos = tab.pos.clone();
     pos.push(("g:den".to_owned(), (epoch, offset)));
-    for i in 0..20 {
-        speaker
-            .ok("room_say", vec![v("den"), v(&format!("secret {i}"))])
-            .await;
-    }
+    say_secrets(&mut speaker, "den", 20).await;
     drop(tab);
-    let (mut tab, _, _) = Tab::open(&url, "flo", pos).await;
-    tab.c.send(&rpc(4, "enter_room", vec![v("den")])).await;
-    let position = loop {
-        let f = tab.next().await;
-        assert!(
-            messages(std::slice::from_ref(&f)).is_empty(),
-            "replayed: {f:?}"
-        );
-        if get(&f, "type") == &v("position") {
-            break f;
-        }
-    };
+    let (_tab, position) = rejoin_replaying_nothing(&url, "flo", pos, "den").await;
     assert_eq!(
         get(&position, "recovered"),
         &Value::from(false),
@@ -481,4 +437,35 @@ async fn members_connected_when_a_group_starts_a_new_epoch_resume_in_it() {
         "{position}"
     );
     assert_eq!(got, ["missed"]);
+}
+
+/// `n` messages to `room` (`secret 0`, `secret 1`, ...).
+async fn say_secrets(speaker: &mut Client, room: &str, n: usize) {
+    for i in 0..n {
+        speaker
+            .ok("room_say", vec![v(room), v(&format!("secret {i}"))])
+            .await;
+    }
+}
+
+/// Opens a tab of `user` resuming from `pos`, joins `room`, and returns the tab and the group's
+/// position frame, asserting that no event of the group was replayed before it.
+async fn rejoin_replaying_nothing(
+    url: &str,
+    user: &str,
+    pos: Vec<(String, (String, u64))>,
+    room: &str,
+) -> (Tab, Value) {
+    let (mut tab, _, _) = Tab::open(url, user, pos).await;
+    tab.c.send(&rpc(5, "enter_room", vec![v(room)])).await;
+    loop {
+        let f = tab.next().await;
+        assert!(
+            messages(std::slice::from_ref(&f)).is_empty(),
+            "replayed: {f:?}"
+        );
+        if get(&f, "type") == &v("position") {
+            return (tab, f);
+        }
+    }
 }
