@@ -21,7 +21,7 @@ use super::settings::{READY_WAIT, Settings, lock};
 use super::subscriptions::{CHANNELS_PER_COMMAND, Change, Subscriptions};
 use crate::session::{Hub, Stream};
 
-/// The resync task's future (see [`Link::resync_task`]).
+/// The resync task's future (see [`Lifecycle::resync_task`]).
 pub(super) type ResyncTask = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
 
 /// One server's link to the engine, shared by its delivery and its background tasks: each part
@@ -43,6 +43,11 @@ pub(super) struct Link {
     pub inbox: Receiving,
     pub resync: Resync,
     pub leaves: Mutex<Leaves>,
+    pub lifecycle: Lifecycle,
+}
+
+/// The link's tasks: what they take when they start (once), and the end of the server.
+pub(super) struct Lifecycle {
     /// The resync task (`resyncing.rs`, above this file: handed down, not imported).
     pub resync_task: fn(Arc<Link>, Arc<Hub>, Duration) -> ResyncTask,
     /// The tasks' ends of the queues, until they start (once).
@@ -241,7 +246,7 @@ impl Link {
     /// Queues a job for the publisher; `false` (nothing queued, and the loss noted) while Redis
     /// is known to be away, before the tasks run, or when the queue is full.
     pub(super) fn enqueue_job(&self, job: Job) -> bool {
-        let refused = if self.is_down() || !self.started.load(Relaxed) {
+        let refused = if self.is_down() || !self.lifecycle.started.load(Relaxed) {
             job
         } else {
             match self.publisher.publish_tx.try_send(job) {
@@ -370,7 +375,7 @@ impl Link {
             return;
         };
         if tokio::runtime::Handle::try_current().is_ok() {
-            tokio::spawn((self.resync_task)(link, hub, meta_ttl));
+            tokio::spawn((self.lifecycle.resync_task)(link, hub, meta_ttl));
         } else {
             self.resync.scheduled.store(false, Release);
         }
@@ -486,7 +491,7 @@ impl Link {
     }
 
     pub(super) fn is_shut_down(&self) -> bool {
-        *self.shutdown.borrow()
+        *self.lifecycle.shutdown.borrow()
     }
 
     /// The Redis connection (for the shared rate limiter and presence store, which exist only

@@ -65,7 +65,7 @@ use tokio::sync::{Notify, mpsc};
 
 use self::driver::{Driver, Job, ReadRequest};
 use self::health::Health;
-use self::link::{Counters, Link, Tasks};
+use self::link::{Counters, Lifecycle, Link, Tasks};
 use self::publisher::{PUBLISH_QUEUE, Publisher};
 use self::receiver::{RECEIVE_QUEUE, Receiving};
 use self::redis_driver::RedisDriver;
@@ -143,15 +143,17 @@ impl Redis {
                 inbox: Receiving { push_tx },
                 resync: Resync::default(),
                 leaves: Mutex::default(),
-                tasks: Mutex::new(Some(Tasks {
-                    publish_rx,
-                    push_rx,
-                    changes_rx,
-                    hub: Weak::new(),
-                })),
-                resync_task: resyncing::task,
-                started: AtomicBool::new(false),
-                shutdown: tokio::sync::watch::channel(false).0,
+                lifecycle: Lifecycle {
+                    tasks: Mutex::new(Some(Tasks {
+                        publish_rx,
+                        push_rx,
+                        changes_rx,
+                        hub: Weak::new(),
+                    })),
+                    resync_task: resyncing::task,
+                    started: AtomicBool::new(false),
+                    shutdown: tokio::sync::watch::channel(false).0,
+                },
             }
         });
         Redis { link }
@@ -191,7 +193,7 @@ impl Backplane for Redis {
         history: Option<crate::runtime::history::Retentions>,
     ) -> Box<dyn Delivery> {
         let link = self.link;
-        if let Some(tasks) = lock(&link.tasks).as_mut() {
+        if let Some(tasks) = lock(&link.lifecycle.tasks).as_mut() {
             tasks.hub = Arc::downgrade(&hub);
         }
         // With a runtime at hand, connect now; otherwise at the first connection.
@@ -370,7 +372,7 @@ impl Delivery for RedisDelivery {
 impl Drop for RedisDelivery {
     fn drop(&mut self) {
         // The server is gone: its tasks end and its connection to Redis closes.
-        self.link.shutdown.send_replace(true);
+        self.link.lifecycle.shutdown.send_replace(true);
         self.link.subs.wake.notify_one();
         self.link.driver.close();
     }
@@ -378,10 +380,10 @@ impl Drop for RedisDelivery {
 
 /// Starts a link's background tasks, once (there must be a runtime).
 fn start(link: &Arc<Link>) {
-    if link.started.swap(true, Relaxed) {
+    if link.lifecycle.started.swap(true, Relaxed) {
         return;
     }
-    let Some(tasks) = lock(&link.tasks).take() else {
+    let Some(tasks) = lock(&link.lifecycle.tasks).take() else {
         return;
     };
     let Tasks {

@@ -20,7 +20,7 @@ fn far_future() -> tokio::time::Instant {
 /// Sends queued publishes in order, in batches of one round trip each.
 pub(super) async fn publisher(link: Arc<Link>, hub: Weak<Hub>, mut rx: mpsc::Receiver<Job>) {
     let mut batch = Vec::with_capacity(BATCH);
-    let mut ended = link.shutdown.subscribe();
+    let mut ended = link.lifecycle.shutdown.subscribe();
     loop {
         let lost_due = link.lost_due();
         let received = tokio::select! {

@@ -43,7 +43,7 @@ pub(super) async fn receiver(
     hub: Weak<Hub>,
     mut rx: mpsc::Receiver<(Vec<u8>, Vec<u8>)>,
 ) {
-    let mut ended = link.shutdown.subscribe();
+    let mut ended = link.lifecycle.shutdown.subscribe();
     loop {
         let push = tokio::select! {
             push = rx.recv() => push,

@@ -15,7 +15,7 @@ use crate::session::{Hub, Stream};
 /// Sends `resync` (docs/PROTOCOL.md 5.6) for every stream of every connection that speaks
 /// sessions, with the stream's position now, once this server is subscribed again (so what
 /// follows the position arrives live).
-/// The resync task, boxed for [`Link::resync_task`].
+/// The resync task, boxed for [`Lifecycle::resync_task`](super::link::Lifecycle::resync_task).
 pub(super) fn task(link: Arc<Link>, hub: Arc<Hub>, meta_ttl: Duration) -> ResyncTask {
     Box::pin(resync(link, hub, meta_ttl))
 }
