@@ -12,7 +12,8 @@
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Weak;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
 
 use bytes::Bytes;
 
@@ -53,6 +54,20 @@ impl Fault {
 
     pub fn is_timeout(&self) -> bool {
         self.kind == FaultKind::Timeout
+    }
+}
+
+/// What a Redis error means for the backplane.
+impl From<&::redis::RedisError> for Fault {
+    fn from(e: &::redis::RedisError) -> Self {
+        let kind = if e.is_timeout() {
+            FaultKind::Timeout
+        } else if e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal() {
+            FaultKind::Unreachable
+        } else {
+            FaultKind::Refused
+        };
+        Fault::new(kind, e.to_string())
     }
 }
 
@@ -133,6 +148,13 @@ pub(crate) struct KeptEntry {
     pub latest: String,
 }
 
+/// What a store on the engine (presence) tells the backplane of the engine's health, and asks.
+pub(crate) trait Reports: Send + Sync {
+    fn is_down(&self) -> bool;
+    fn up(&self);
+    fn failed(&self, fault: &Fault);
+}
+
 /// Where a driver hands what arrives.
 pub(crate) trait Inbox: Send + Sync {
     /// A message published on `channel`, which this server is subscribed to.
@@ -151,6 +173,16 @@ pub(crate) trait Driver: Send + Sync + fmt::Debug {
     fn unsubscribe<'a>(&'a self, channels: &'a [String]) -> Done<'a, ()>;
     /// Reads a stream for a resume; a group's read starts the reader's tenure.
     fn read<'a>(&'a self, request: ReadRequest<'a>) -> Done<'a, ReadReply>;
+    /// A shared rate-limit check (GCRA, on the engine's clock) of the caller whose state is at
+    /// `key`: 0 when the call is allowed now (and counted), else the microseconds to wait.
+    fn rate<'a>(&'a self, key: &'a str, interval_us: u64, period_us: u64) -> Done<'a, u64>;
+    /// The presence store every server on this engine shares, its entries expiring `ttl` after
+    /// their server's last heartbeat where the engine expires them; `reports` hears of faults.
+    fn presence_store(
+        &self,
+        ttl: Duration,
+        reports: Weak<dyn Reports>,
+    ) -> Arc<dyn crate::runtime::presence::Store>;
     /// Ends tenures: `(stream hash, field)` pairs.
     fn forget<'a>(&'a self, tenures: &'a [(String, String)]) -> Done<'a, ()>;
     /// Starts, at offset 0 and unless they have one, tenures `fields` in stream hash `meta`.

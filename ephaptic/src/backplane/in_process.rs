@@ -12,14 +12,29 @@ use std::time::Duration;
 
 use super::driver::{
     AppendContext, Done, Driver, Fault, FaultKind, Inbox, Job, KeptEntry, ReadReply, ReadRequest,
+    Reports,
 };
 
 /// What the in-process drivers of one test share: the channels and who listens to them, and
 /// the streams.
-#[derive(Default)]
 pub(crate) struct Bus {
     state: Mutex<BusState>,
     next_id: AtomicUsize,
+    /// The bus's clock (one for every server, as Redis's `TIME` is).
+    born: std::time::Instant,
+    /// The presence every server on the bus shares (entries never expire here).
+    presence: Arc<crate::runtime::presence::Memory>,
+}
+
+impl Default for Bus {
+    fn default() -> Self {
+        Bus {
+            state: Mutex::default(),
+            next_id: AtomicUsize::new(0),
+            born: std::time::Instant::now(),
+            presence: Arc::default(),
+        }
+    }
 }
 
 #[derive(Default)]
@@ -29,6 +44,8 @@ struct BusState {
     drivers: HashMap<usize, Weak<InProcess>>,
     /// Stream hash key -> the stream.
     streams: HashMap<String, Kept>,
+    /// Rate-limit key -> its theoretical arrival time, in microseconds of the bus's clock.
+    rates: HashMap<String, u64>,
 }
 
 /// One stream, as the append and read scripts keep it.
@@ -282,6 +299,31 @@ impl Driver for InProcess {
             }
             Ok(reply)
         })
+    }
+
+    fn rate<'a>(&'a self, key: &'a str, interval_us: u64, period_us: u64) -> Done<'a, u64> {
+        Box::pin(async move {
+            self.reach().await?;
+            // The GCRA of the Redis script, on the bus's clock.
+            let now = self.bus.born.elapsed().as_micros() as u64;
+            let mut state = lock(&self.bus.state);
+            let tat = state.rates.get(key).copied().unwrap_or(now).max(now);
+            let next = tat + interval_us;
+            let wait = next.saturating_sub(now).saturating_sub(period_us);
+            if wait > 0 {
+                return Ok(wait);
+            }
+            state.rates.insert(key.to_owned(), next);
+            Ok(0)
+        })
+    }
+
+    fn presence_store(
+        &self,
+        _ttl: Duration,
+        _reports: Weak<dyn Reports>,
+    ) -> Arc<dyn crate::runtime::presence::Store> {
+        self.bus.presence.clone()
     }
 
     fn forget<'a>(&'a self, tenures: &'a [(String, String)]) -> Done<'a, ()> {

@@ -1,33 +1,14 @@
-//! Rate limits shared by every server on one Redis: the same GCRA as the local limiter
-//! (`runtime/ratelimit.rs`), its state one key per function and caller, updated by one atomic
-//! script per check. The clock is Redis's own (`TIME`), so servers whose clocks disagree still
-//! agree on every decision.
+//! Rate limits shared by every server on one engine: the same GCRA as the local limiter
+//! (`runtime/ratelimit.rs`), its state one key per function and caller, decided by the engine
+//! in one step per check ([`Driver::rate`](super::driver::Driver::rate): on Redis one atomic
+//! script whose clock is Redis's own, so servers whose clocks disagree still agree).
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use ::redis::Script;
-
 use super::Link;
-use super::redis_driver;
 use crate::handler::BoxFuture;
 use crate::runtime::ratelimit::Remote;
-
-/// `KEYS[1]`: the caller's key. `ARGV[1]`: the interval between calls (T / N) and `ARGV[2]` the
-/// period T, both in microseconds. Returns 0 when the call is allowed, else the microseconds
-/// to wait. (Microseconds since the epoch fit a Lua number exactly; `%.0f` keeps all their
-/// digits, where Lua's default formatting would round to 14.)
-const GCRA: &str = r"
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local tat = tonumber(redis.call('GET', KEYS[1])) or now
-if tat < now then tat = now end
-local next = tat + tonumber(ARGV[1])
-local wait = next - now - tonumber(ARGV[2])
-if wait > 0 then return wait end
-redis.call('SET', KEYS[1], string.format('%.0f', next), 'PX', math.max(1, math.ceil((next - now) / 1000)))
-return 0
-";
 
 /// A caller part longer than this (with the function name and its colon) is replaced by its
 /// digest, so that no client chooses the size of a key Redis keeps.
@@ -53,7 +34,6 @@ fn redis_key(function: &str, caller: &str) -> String {
 
 pub(super) struct Shared {
     link: Arc<Link>,
-    script: Script,
 }
 
 impl std::fmt::Debug for Shared {
@@ -64,10 +44,7 @@ impl std::fmt::Debug for Shared {
 
 impl Shared {
     pub fn new(link: Arc<Link>) -> Self {
-        Shared {
-            link,
-            script: Script::new(GCRA),
-        }
+        Shared { link }
     }
 }
 
@@ -80,7 +57,6 @@ impl Remote for Shared {
         period: Duration,
     ) -> BoxFuture<Result<Option<Duration>, ()>> {
         let link = self.link.clone();
-        let script = self.script.clone();
         Box::pin(async move {
             if link.is_down() {
                 // Known to be away: decide here at once instead of waiting for a timeout.
@@ -88,17 +64,15 @@ impl Remote for Shared {
             }
             let key = redis_key(function, &caller);
             let interval = (period / limit.max(1)).as_micros() as u64;
-            let decided = script
-                .key(key)
-                .arg(interval)
-                .arg(period.as_micros() as u64)
-                .invoke_async::<u64>(&mut link.redis_manager())
+            let decided = link
+                .driver
+                .rate(&key, interval, period.as_micros() as u64)
                 .await;
             match decided {
                 Ok(0) => Ok(None),
                 Ok(wait) => Ok(Some(Duration::from_micros(wait))),
                 Err(e) => {
-                    link.failed(&redis_driver::fault(&e));
+                    link.failed(&e);
                     Err(())
                 }
             }

@@ -3,19 +3,18 @@
 use std::sync::atomic::{
     AtomicBool, AtomicU64, Ordering::AcqRel, Ordering::Relaxed, Ordering::Release,
 };
-use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 
 use super::channel;
-use super::driver::{AppendContext, Driver, Fault, Job};
+use super::driver::{AppendContext, Driver, Fault, Job, Reports};
 use super::health::Health;
 use super::history;
 use super::leaves::{Leaves, PENDING_LEAVES};
 use super::publisher::{LOST_EVERY, LOST_QUIET, Publisher};
 use super::receiver::Receiving;
-use super::redis_driver::RedisDriver;
 use super::resync::Resync;
 use super::settings::{READY_WAIT, Settings, lock};
 use super::subscriptions::{CHANNELS_PER_COMMAND, Change, Subscriptions};
@@ -33,9 +32,6 @@ pub(super) struct Link {
     pub settings: Settings,
     /// The engine: Redis, or another implementation of the seam.
     pub driver: Arc<dyn Driver>,
-    /// The Redis connection when the driver is Redis's, for the shared rate limiter and
-    /// presence store (on another driver those stay on each server).
-    pub redis: OnceLock<Arc<RedisDriver>>,
     pub counters: Counters,
     pub health: Health,
     pub subs: Subscriptions,
@@ -493,13 +489,19 @@ impl Link {
     pub(super) fn is_shut_down(&self) -> bool {
         *self.lifecycle.shutdown.borrow()
     }
+}
 
-    /// The Redis connection (for the shared rate limiter and presence store, which exist only
-    /// on Redis).
-    pub(super) fn redis_manager(&self) -> ::redis::aio::ConnectionManager {
-        self.redis
-            .get()
-            .expect("shared limits and presence are made only on Redis")
-            .manager()
+/// What the presence store on the engine reports.
+impl Reports for Link {
+    fn is_down(&self) -> bool {
+        Link::is_down(self)
+    }
+
+    fn up(&self) {
+        Link::up(self)
+    }
+
+    fn failed(&self, fault: &Fault) {
+        Link::failed(self, fault)
     }
 }

@@ -57,7 +57,7 @@ mod subscriptions;
 mod tests;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use ::redis::{Client, IntoConnectionInfo, ProtocolVersion};
@@ -99,10 +99,7 @@ impl Redis {
             .set_protocol(ProtocolVersion::RESP3);
         let client = Client::open(info.set_redis_settings(resp3))
             .map_err(|e| format!("the Redis URL {:?} cannot be used: {e}", settings.url))?;
-        let redis = Arc::new(RedisDriver::new(client));
-        let backplane = Self::with_driver(settings, redis.clone());
-        let _ = backplane.link.redis.set(redis);
-        Ok(backplane)
+        Ok(Self::with_driver(settings, RedisDriver::new(client)))
     }
 
     /// A backplane on any driver (an in-process one in tests).
@@ -131,7 +128,6 @@ impl Redis {
                 node,
                 settings,
                 driver,
-                redis: OnceLock::new(),
                 counters: Counters::default(),
                 health: Health::default(),
                 publisher: Publisher {
@@ -167,12 +163,10 @@ impl Redis {
         &self,
         ttl: Duration,
     ) -> (Arc<dyn crate::runtime::presence::Store>, String) {
-        let store = presence::Shared::new(self.link.clone(), ttl);
-        debug_assert!(
-            self.link.redis.get().is_some(),
-            "presence is shared through Redis only"
-        );
-        (Arc::new(store), self.link.node.clone())
+        let link: Arc<Link> = self.link.clone();
+        let reports: Weak<dyn driver::Reports> = Arc::downgrade(&link) as Weak<dyn driver::Reports>;
+        let store = self.link.driver.presence_store(ttl, reports);
+        (store, self.link.node.clone())
     }
 }
 
@@ -182,8 +176,6 @@ impl Backplane for Redis {
     }
 
     fn limiter(&self) -> Option<Arc<dyn Remote>> {
-        // Shared through Redis; on another driver each server counts its own.
-        self.link.redis.get()?;
         Some(Arc::new(limit::Shared::new(self.link.clone())))
     }
 

@@ -18,14 +18,15 @@
 //! The scripts build no key names, but all of a group's keys are named in `KEYS`: they work on
 //! one Redis or Valkey (not Redis Cluster, as the rest of the backplane).
 
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use ::redis::{Script, Value};
 use bytes::Bytes;
 
-use super::Link;
-use super::redis_driver;
+use ::redis::aio::ConnectionManager;
+
+use super::driver::{Fault, Reports};
 use crate::handler::BoxFuture;
 use crate::runtime::presence::{Changes, Entry, Joined, Left, Listing, Mine, Store};
 
@@ -217,7 +218,7 @@ fn expired(v: &Value) -> Vec<Left> {
 
 /// The Redis store of one server.
 pub(super) struct Shared {
-    link: Arc<Link>,
+    engine: Arc<Engine>,
     ttl: Duration,
     track: Script,
     untrack: Script,
@@ -233,11 +234,31 @@ impl std::fmt::Debug for Shared {
     }
 }
 
+/// The connection the store runs its scripts on (the Redis driver's; `None` once it is gone),
+/// and where it reports the engine's health.
+pub(super) struct Engine {
+    connection: Box<dyn Fn() -> Option<ConnectionManager> + Send + Sync>,
+    reports: Weak<dyn Reports>,
+}
+
+impl Engine {
+    fn is_down(&self) -> bool {
+        self.reports.upgrade().is_some_and(|r| r.is_down())
+    }
+}
+
 impl Shared {
-    pub fn new(link: Arc<Link>, ttl: Duration) -> Self {
+    pub fn new(
+        connection: Box<dyn Fn() -> Option<ConnectionManager> + Send + Sync>,
+        reports: Weak<dyn Reports>,
+        ttl: Duration,
+    ) -> Self {
         let script = |body: &str| Script::new(&format!("{PRELUDE}{body}"));
         Shared {
-            link,
+            engine: Arc::new(Engine {
+                connection,
+                reports,
+            }),
             ttl,
             track: script(TRACK),
             untrack: script(UNTRACK),
@@ -256,7 +277,7 @@ impl Shared {
 
     /// Runs `script` on `group`'s keys.
     async fn run(
-        link: &Link,
+        engine: &Engine,
         script: &Script,
         group: &str,
         args: Vec<Vec<u8>>,
@@ -268,16 +289,20 @@ impl Shared {
         for arg in args {
             invocation.arg(arg);
         }
-        match invocation
-            .invoke_async::<Value>(&mut link.redis_manager())
-            .await
-        {
+        let Some(mut connection) = (engine.connection)() else {
+            return Err("the server is gone".to_owned());
+        };
+        match invocation.invoke_async::<Value>(&mut connection).await {
             Ok(v) => {
-                link.up();
+                if let Some(reports) = engine.reports.upgrade() {
+                    reports.up();
+                }
                 Ok(v)
             }
             Err(e) => {
-                link.failed(&redis_driver::fault(&e));
+                if let Some(reports) = engine.reports.upgrade() {
+                    reports.failed(&Fault::from(&e));
+                }
                 Err(format!("Redis: {e}"))
             }
         }
@@ -290,7 +315,7 @@ fn num(n: u64) -> Vec<u8> {
 
 impl Store for Shared {
     fn track(&self, group: &str, entry: Entry) -> BoxFuture<Result<Changes, String>> {
-        let link = self.link.clone();
+        let engine = self.engine.clone();
         let script = self.track.clone();
         let group = group.to_owned();
         let args = vec![
@@ -301,7 +326,7 @@ impl Store for Shared {
             entry.meta.to_vec(),
         ];
         Box::pin(async move {
-            let v = Self::run(&link, &script, &group, args).await?;
+            let v = Self::run(&engine, &script, &group, args).await?;
             let parts = array(&v);
             let first = parts.first().map(int) == Some(1);
             Ok(Changes {
@@ -317,13 +342,13 @@ impl Store for Shared {
     }
 
     fn untrack(&self, group: &str, member: &str, conn: &str) -> BoxFuture<Result<Changes, String>> {
-        let link = self.link.clone();
+        let engine = self.engine.clone();
         let script = self.untrack.clone();
         let group = group.to_owned();
         let (member, conn) = (member.to_owned(), conn.to_owned());
         let args = vec![member.clone().into_bytes(), conn.clone().into_bytes()];
         Box::pin(async move {
-            let v = Self::run(&link, &script, &group, args).await?;
+            let v = Self::run(&engine, &script, &group, args).await?;
             let parts = array(&v);
             let mut left = parts.get(1).map(expired).unwrap_or_default();
             let last = parts.first().map(int).unwrap_or(-1);
@@ -342,12 +367,12 @@ impl Store for Shared {
     }
 
     fn list(&self, group: &str, cap: usize) -> BoxFuture<Result<Listing, String>> {
-        let link = self.link.clone();
+        let engine = self.engine.clone();
         let script = self.list.clone();
         let group = group.to_owned();
         let args = vec![num(cap as u64)];
         Box::pin(async move {
-            let v = Self::run(&link, &script, &group, args).await?;
+            let v = Self::run(&engine, &script, &group, args).await?;
             let parts = array(&v);
             let at = |i: usize| parts.get(i).map(int).unwrap_or(0);
             let mut entries: Vec<Entry> = parts
@@ -385,11 +410,11 @@ impl Store for Shared {
     }
 
     fn heartbeat(&self, mine: Vec<Mine>, sweep: Vec<String>) -> BoxFuture<Vec<(String, Changes)>> {
-        let link = self.link.clone();
+        let engine = self.engine.clone();
         let script = self.heartbeat.clone();
         let (ttl, keep) = (self.ttl_ms(), self.keep_ms());
         Box::pin(async move {
-            if link.is_down() {
+            if engine.is_down() {
                 // Nothing can be refreshed; the next beat after Redis is back restores.
                 return Vec::new();
             }
@@ -411,7 +436,7 @@ impl Store for Shared {
                         args.push(e.conn.clone().into_bytes());
                         args.push(e.meta.to_vec());
                     }
-                    let Ok(v) = Self::run(&link, &script, &group, args).await else {
+                    let Ok(v) = Self::run(&engine, &script, &group, args).await else {
                         return out;
                     };
                     let parts = array(&v);

@@ -5,7 +5,7 @@
 //! the same connection ([`RedisDriver::manager`]).
 
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
-use std::sync::{Mutex, MutexGuard, OnceLock, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 use std::time::Duration;
 
 use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
@@ -14,16 +14,37 @@ use bytes::Bytes;
 
 use super::driver::{
     AppendContext, Done, Driver, Fault, FaultKind, Inbox, Job, KeptEntry, ReadReply, ReadRequest,
+    Reports,
 };
 use super::history;
+use super::presence;
+
+/// `KEYS[1]`: the caller's key. `ARGV[1]`: the interval between calls (T / N) and `ARGV[2]` the
+/// period T, both in microseconds. Returns 0 when the call is allowed, else the microseconds
+/// to wait. (Microseconds since the epoch fit a Lua number exactly; `%.0f` keeps all their
+/// digits, where Lua's default formatting would round to 14.)
+const GCRA: &str = r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local tat = tonumber(redis.call('GET', KEYS[1])) or now
+if tat < now then tat = now end
+local next = tat + tonumber(ARGV[1])
+local wait = next - now - tonumber(ARGV[2])
+if wait > 0 then return wait end
+redis.call('SET', KEYS[1], string.format('%.0f', next), 'PX', math.max(1, math.ceil((next - now) / 1000)))
+return 0
+";
 
 pub(crate) struct RedisDriver {
+    /// Itself, weakly: for the presence store, which reaches the connection through it.
+    me: Weak<RedisDriver>,
     client: Client,
     /// The connection in use; replaced when the liveness probe finds it deaf.
     manager: Mutex<Option<ConnectionManager>>,
     inbox: OnceLock<Weak<dyn Inbox>>,
     append: ::redis::Script,
     read: ::redis::Script,
+    gcra: ::redis::Script,
     /// The append script is loaded (a Redis that restarts forgets it).
     loaded: AtomicBool,
 }
@@ -40,26 +61,21 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 /// What a Redis error means for the backplane.
 pub(crate) fn fault(e: &::redis::RedisError) -> Fault {
-    let kind = if e.is_timeout() {
-        FaultKind::Timeout
-    } else if e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal() {
-        FaultKind::Unreachable
-    } else {
-        FaultKind::Refused
-    };
-    Fault::new(kind, e.to_string())
+    Fault::from(e)
 }
 
 impl RedisDriver {
-    pub fn new(client: Client) -> Self {
-        RedisDriver {
+    pub fn new(client: Client) -> Arc<Self> {
+        Arc::new_cyclic(|me| RedisDriver {
+            me: me.clone(),
             client,
             manager: Mutex::new(None),
             inbox: OnceLock::new(),
             append: ::redis::Script::new(history::APPEND),
             read: ::redis::Script::new(history::READ),
+            gcra: ::redis::Script::new(GCRA),
             loaded: AtomicBool::new(false),
-        }
+        })
     }
 
     /// The connection in use (made, lazily, when there is none).
@@ -229,6 +245,28 @@ impl Driver for RedisDriver {
                 Fault::new(FaultKind::Refused, "an unreadable reply to the read script")
             })
         })
+    }
+
+    fn rate<'a>(&'a self, key: &'a str, interval_us: u64, period_us: u64) -> Done<'a, u64> {
+        Box::pin(async move {
+            self.gcra
+                .key(key)
+                .arg(interval_us)
+                .arg(period_us)
+                .invoke_async::<u64>(&mut self.manager())
+                .await
+                .map_err(|e| fault(&e))
+        })
+    }
+
+    fn presence_store(
+        &self,
+        ttl: Duration,
+        reports: Weak<dyn Reports>,
+    ) -> Arc<dyn crate::runtime::presence::Store> {
+        let me = self.me.clone();
+        let connection = move || me.upgrade().map(|driver| driver.manager());
+        Arc::new(presence::Shared::new(Box::new(connection), reports, ttl))
     }
 
     fn forget<'a>(&'a self, tenures: &'a [(String, String)]) -> Done<'a, ()> {

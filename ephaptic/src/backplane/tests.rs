@@ -19,6 +19,8 @@ use crate::session::{Connection, Hub};
 /// One server: its hub, its delivery through the backplane, and its driver's faults.
 struct Node {
     hub: Arc<Hub>,
+    limiter: Arc<dyn crate::runtime::ratelimit::Remote>,
+    presence: Arc<dyn crate::runtime::presence::Store>,
     delivery: Box<dyn Delivery>,
     driver: Arc<InProcess>,
     next_id: std::sync::atomic::AtomicU64,
@@ -30,10 +32,14 @@ fn node(bus: &Arc<Bus>, sessions: bool) -> Node {
     settings.probe_every = Duration::from_millis(100);
     let backplane = Box::new(Redis::with_driver(settings, driver.clone()));
     let hub = Arc::new(Hub::new(backplane.interest()));
+    let limiter = backplane.limiter().expect("a shared limiter on any driver");
+    let (presence, _) = backplane.presence_store(Duration::from_secs(30));
     let delivery = backplane.into_delivery(hub.clone(), sessions.then(Retentions::default));
     delivery.opened();
     Node {
         hub,
+        limiter,
+        presence,
         delivery,
         driver,
         next_id: std::sync::atomic::AtomicU64::new(1),
@@ -314,4 +320,54 @@ async fn a_subscription_gone_deaf_is_found_by_the_probe_and_replaced() {
     a.emit(&Audience::Users(vec!["ann".into()]), "heard", Keep::Not);
     let got = receive(&mut there, 1).await;
     assert_eq!(messages(&got), ["heard"]);
+}
+
+#[tokio::test]
+async fn rate_limits_are_shared_by_the_servers_and_left_to_each_during_an_outage() {
+    let bus = Arc::new(Bus::default());
+    let (a, b) = (node(&bus, false), node(&bus, false));
+    let minute = Duration::from_secs(60);
+    let check = |n: &Node| n.limiter.check("limited", "u:s:ann".to_owned(), 2, minute);
+    assert_eq!(check(&a).await, Ok(None));
+    assert_eq!(check(&b).await, Ok(None));
+    // The third call in the minute is refused, whichever server it reaches.
+    let wait = check(&a).await.expect("decided").expect("a wait");
+    assert!(wait > Duration::from_secs(20) && wait <= minute, "{wait:?}");
+    assert!(check(&b).await.expect("decided").is_some());
+    // Another caller has its own limit.
+    let bob = b.limiter.check("limited", "u:s:bob".to_owned(), 2, minute);
+    assert_eq!(bob.await, Ok(None));
+    // Cut off, a server says so at once, and the runtime decides locally.
+    a.driver.partition();
+    assert_eq!(check(&a).await, Err(()));
+}
+
+#[tokio::test]
+async fn presence_is_one_store_for_the_servers_on_an_engine() {
+    use crate::runtime::presence::Entry;
+    let bus = Arc::new(Bus::default());
+    let (a, b) = (node(&bus, false), node(&bus, false));
+    let entry = |member: &str, conn: &str| Entry {
+        member: member.to_owned(),
+        conn: conn.to_owned(),
+        meta: Bytes::from_static(b"\x80"),
+    };
+    a.presence
+        .track("room", entry("s:ann", "a:1"))
+        .await
+        .unwrap();
+    b.presence
+        .track("room", entry("s:ann", "b:1"))
+        .await
+        .unwrap();
+    b.presence
+        .track("room", entry("s:bob", "b:2"))
+        .await
+        .unwrap();
+    // Either server lists every member with its connections on both.
+    let listing = a.presence.list("room", 10).await.unwrap();
+    assert_eq!((listing.users, listing.connections), (2, 3));
+    a.presence.untrack("room", "s:ann", "a:1").await.unwrap();
+    let listing = b.presence.list("room", 10).await.unwrap();
+    assert_eq!((listing.users, listing.connections), (2, 2));
 }

@@ -20,6 +20,8 @@ mod types;
 
 pub(crate) use self::handles::reserved;
 pub use self::handles::{CallerPresence, Presence, presence};
+#[cfg(all(test, feature = "redis"))]
+pub(crate) use self::store::Memory;
 pub(crate) use self::store::Store;
 #[cfg(feature = "redis")]
 pub(crate) use self::store::{Changes, Entry, Joined, Left, Listing, Mine};
