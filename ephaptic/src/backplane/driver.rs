@@ -95,12 +95,12 @@ pub(crate) enum Job {
     },
 }
 
-/// What an append needs besides its job: the head of the positioned message, a new epoch for
-/// a stream that has none, how long a stream's position lives after its last event, and now.
+/// What an append needs besides its job: the head of the positioned message, how long a
+/// stream's position lives after its last event, and now. (A stream without an epoch gets a new
+/// one of its own.)
 #[derive(Debug, Clone)]
 pub(crate) struct AppendContext {
     pub head: Vec<u8>,
-    pub new_epoch: String,
     pub meta_ttl_secs: u64,
     pub now_ms: u64,
 }

@@ -200,7 +200,7 @@ impl Driver for InProcess {
                     } => {
                         let kept = state.streams.entry(keys.0.clone()).or_default();
                         if kept.epoch.is_empty() {
-                            kept.epoch = ctx.new_epoch.clone();
+                            kept.epoch = crate::runtime::history::new_epoch();
                         }
                         kept.top += 1;
                         let top = kept.top;
@@ -352,8 +352,13 @@ impl Driver for InProcess {
     }
 
     fn reconnect(&self, _channels: Vec<String>) {
-        // A new connection hears again; the subscriptions are made anew by the backplane.
+        // A new connection: it hears again, and it holds no subscription until the backplane
+        // makes them anew (as a new Redis connection would).
         self.reconnects.fetch_add(1, Relaxed);
+        let mut state = lock(&self.bus.state);
+        for ids in state.subscribers.values_mut() {
+            ids.remove(&self.id);
+        }
         self.deaf.store(false, Relaxed);
     }
 

@@ -336,7 +336,6 @@ impl Link {
     pub(super) fn append_context(&self) -> AppendContext {
         AppendContext {
             head: channel::positioned_head(&self.node),
-            new_epoch: crate::runtime::history::new_epoch(),
             meta_ttl_secs: lock(&self.resync.meta_ttl).map_or(3600, |t| t.as_secs().max(1)),
             now_ms: history::now_ms(),
         }

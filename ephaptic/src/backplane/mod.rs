@@ -311,10 +311,7 @@ impl Delivery for RedisDelivery {
                 })
                 .await;
             match reply {
-                Ok(reply) => {
-                    self.link.up();
-                    history::decide_read(&reply, asked, retention)
-                }
+                Ok(reply) => history::decide_read(&reply, asked, retention),
                 Err(e) => {
                     self.link.failed(&e);
                     crate::runtime::history::Read::unavailable(asked)

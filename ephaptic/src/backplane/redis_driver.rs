@@ -147,7 +147,8 @@ impl RedisDriver {
                         .arg(2)
                         .arg(&keys.0)
                         .arg(&keys.1)
-                        .arg(&ctx.new_epoch)
+                        // Each stream that starts an epoch gets one of its own.
+                        .arg(crate::runtime::history::new_epoch())
                         .arg(retention.size)
                         .arg(retention.ttl.as_secs().max(1))
                         // A stream's position (and its members' tenures) lives on the same
