@@ -70,6 +70,8 @@ pub(crate) struct InProcess {
     partitioned: AtomicBool,
     /// Publishes (and appends) are refused; the rest works.
     refusing: AtomicBool,
+    /// Batches run, but their answer does not come back in time (a timeout that ran).
+    timing_out: AtomicBool,
     /// Messages for this driver are lost on the way (a subscription gone deaf), until it
     /// reconnects.
     deaf: AtomicBool,
@@ -94,6 +96,7 @@ impl InProcess {
             inbox: OnceLock::new(),
             partitioned: AtomicBool::new(false),
             refusing: AtomicBool::new(false),
+            timing_out: AtomicBool::new(false),
             deaf: AtomicBool::new(false),
             delay_ms: AtomicU64::new(0),
             reconnects: AtomicU64::new(0),
@@ -118,6 +121,11 @@ impl InProcess {
 
     pub fn refuse_publishes(&self, on: bool) {
         self.refusing.store(on, Relaxed);
+    }
+
+    /// Batches still run, but their answer times out (the sender cannot know they ran).
+    pub fn time_out_batches(&self, on: bool) {
+        self.timing_out.store(on, Relaxed);
     }
 
     /// Messages for this server are lost until it reconnects (a subscription gone deaf).
@@ -224,6 +232,9 @@ impl Driver for InProcess {
                         self.publish(&state, channel, &body);
                     }
                 }
+            }
+            if self.timing_out.load(Relaxed) {
+                return Err(Fault::new(FaultKind::Timeout, "no answer in time"));
             }
             Ok(())
         })

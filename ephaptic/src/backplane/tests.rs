@@ -371,3 +371,32 @@ async fn presence_is_one_store_for_the_servers_on_an_engine() {
     let listing = b.presence.list("room", 10).await.unwrap();
     assert_eq!((listing.users, listing.connections), (2, 2));
 }
+
+#[tokio::test]
+async fn a_refused_batch_reaches_the_senders_own_listeners_and_a_timed_out_one_only_once() {
+    let bus = Arc::new(Bus::default());
+    let (a, b) = (node(&bus, true), node(&bus, true));
+    let mut here = a.client(Some("kim"), true);
+    let _there = b.client(Some("kim"), true);
+    settled(&[&a, &b]).await;
+    let to_kim = Audience::Users(vec!["kim".into()]);
+
+    // Refused: the events never reach the engine, so the sender delivers them to its own
+    // listeners at once (without a position), and the other servers are told to resync.
+    a.driver.refuse_publishes(true);
+    a.emit(&to_kim, "refused", Keep::All);
+    let got = receive(&mut here, 1).await;
+    assert_eq!(messages(&got), ["refused"]);
+    a.driver.refuse_publishes(false);
+    settled(&[&a]).await;
+    frames(&mut here);
+
+    // Timed out after running: the events come back through the engine, so delivering them
+    // here too would show them twice.
+    a.driver.time_out_batches(true);
+    a.emit(&to_kim, "maybe", Keep::All);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    a.driver.time_out_batches(false);
+    let got = frames(&mut here);
+    assert_eq!(messages(&got), ["maybe"], "once: {got:?}");
+}
