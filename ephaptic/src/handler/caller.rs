@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use super::emit::Emit;
-use super::event::{Event, encode};
+use super::event::{Event, encode, too_large_to_send};
 use crate::error::Error;
 use crate::handshake::Handshake;
 use crate::identity::Identity;
@@ -88,17 +88,9 @@ impl Caller {
         let frame = encode(E::NAME, &event);
         Emit::new(async move {
             match frame {
-                Some(frame) if frame.len() > self.conn.max_sent_frame() => {
-                    static LOGGED: crate::session::names::Every =
-                        crate::session::names::Every::new();
-                    if LOGGED.ready() {
-                        tracing::warn!(
-                            event = E::NAME,
-                            size = frame.len(),
-                            limit = self.conn.max_sent_frame(),
-                            "an event larger than Server::max_sent_frame was not sent"
-                        );
-                    }
+                Some(frame)
+                    if too_large_to_send(E::NAME, frame.len(), 0, self.conn.max_sent_frame()) =>
+                {
                     false
                 }
                 Some(frame) => self.conn.send(frame).await,

@@ -3,6 +3,7 @@
 use bytes::Bytes;
 use serde::Serialize;
 
+use crate::session::names::{Every, for_log};
 use crate::wire::reply;
 
 /// A type that travels as an event. `#[ephaptic::event]` implements it; the event's `name` is
@@ -39,6 +40,27 @@ pub enum Recover {
     /// Never kept nor replayed, and sent without a position (presence diffs, typing
     /// indicators, progress ticks).
     None,
+}
+
+/// Whether an event frame of `size` bytes, with `room` more for what it gains on its way (a
+/// stream's position), is past `limit`, the largest frame the server sends
+/// ([`Server::max_sent_frame`](crate::Server::max_sent_frame)): then it is not sent, which is
+/// logged a few times a minute (the one check for `emit`, `to`, groups, channels and
+/// `Caller::emit`).
+pub(crate) fn too_large_to_send(name: &str, size: usize, room: usize, limit: usize) -> bool {
+    if size + room <= limit {
+        return false;
+    }
+    static LOGGED: Every = Every::new();
+    if LOGGED.ready() {
+        tracing::warn!(
+            event = %for_log(name),
+            size,
+            limit,
+            "an event larger than Server::max_sent_frame was not sent"
+        );
+    }
+    true
 }
 
 /// Encodes an event once for all its targets; a payload that cannot be encoded is logged and

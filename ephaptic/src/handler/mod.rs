@@ -24,8 +24,8 @@ pub(crate) use defs::{
     BoxFuture, ErrorDef, EventDef, Exposed, FunctionDef, LoaderDef, NamingDef, Registration,
 };
 pub use emit::Emit;
-pub(crate) use event::encode;
 pub use event::{Event, Recover};
+pub(crate) use event::{encode, too_large_to_send};
 pub(crate) use loader::DynLoader;
 pub use loader::{IdentityLoader, IntoIdentity, LoaderOutput, run_loader};
 pub(crate) use request::{Outcome, Request, Started};

@@ -5,7 +5,7 @@ use serde::Serialize;
 
 use super::delivery::{Keep, Outgoing};
 use super::scope::current;
-use crate::handler::{Audience, Emit, Event, Recover, encode};
+use crate::handler::{Audience, Emit, Event, Recover, encode, too_large_to_send};
 use crate::session::NameRules;
 use crate::session::names::{Every, RESERVED, for_log};
 
@@ -57,16 +57,7 @@ impl Audience {
             return 0;
         };
         // Room for the position a stream's event gets on its way (`stream`, `seq`, `epoch`).
-        if frame.len() + STAMP_ROOM > state.config.max_sent_frame {
-            static LOGGED: Every = Every::new();
-            if LOGGED.ready() {
-                tracing::warn!(
-                    event = %for_log(name),
-                    size = frame.len(),
-                    limit = state.config.max_sent_frame,
-                    "an event larger than Server::max_sent_frame was not sent"
-                );
-            }
+        if too_large_to_send(name, frame.len(), STAMP_ROOM, state.config.max_sent_frame) {
             return 0;
         }
         let checked;

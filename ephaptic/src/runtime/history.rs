@@ -635,10 +635,11 @@ impl Memory {
             (Stream::Group(_), None) => Tenure::None,
             (Stream::Group(_), Some(id)) => {
                 let top = s.top;
-                match s.tenures.get(&id.key(), now) {
+                let key = id.key();
+                match s.tenures.get(&key, now) {
                     Some(since) => Tenure::Since(since),
                     None => {
-                        let (added, freed) = s.tenures.start(id.key(), top, now);
+                        let (added, freed) = s.tenures.start(key, top, now);
                         self.bytes.fetch_add(added, Relaxed);
                         self.bytes.fetch_sub(freed, Relaxed);
                         Tenure::None

@@ -25,10 +25,6 @@ use crate::identity::MAX_IDENTITY;
 /// Close code "policy violation" (RFC 6455).
 const CLOSE_POLICY: u16 = 1008;
 
-fn identity_too_long(identity: &crate::identity::Identity) -> bool {
-    identity.too_long()
-}
-
 /// A connection task that has not finished yet; see [`Session::live`].
 #[derive(Debug)]
 pub(crate) struct LiveTask(Arc<State>);
@@ -161,7 +157,7 @@ impl Session {
             let result = CatchUnwind::other(loader(auth, handshake)).await;
             let id = self.conn.id();
             match result {
-                Ok(Ok(Some(identity))) if identity_too_long(&identity) => tracing::warn!(
+                Ok(Ok(Some(identity))) if identity.too_long() => tracing::warn!(
                     connection = id,
                     "the identity loader returned an identity of more than {MAX_IDENTITY} bytes; \
                      the connection is anonymous"

@@ -34,6 +34,12 @@ pub(crate) fn check(frame: &[u8], raw: &RawFrame, max_values: usize) -> Result<(
     if frame.len() <= max_values.min(MAX_NESTING) {
         return Ok(());
     }
+    count(frame, raw, max_values)
+}
+
+/// [`check`] without its shortcut for short frames: every argument's values, and each keyword
+/// argument's key, counted against `max_values`.
+fn count(frame: &[u8], raw: &RawFrame, max_values: usize) -> Result<(), TooCostly> {
     let mut left = max_values;
     for span in raw.args.iter() {
         values(span.of(frame), &mut left)?;
@@ -109,21 +115,8 @@ mod tests {
         parse(frame, &mut raw).unwrap();
         // Past the shortcut for short frames: every bound below is far under their length.
         (0..frame.len())
-            .find(|&n| values_all(frame, &raw, n).is_ok())
+            .find(|&n| super::count(frame, &raw, n).is_ok())
             .expect("a bound as large as the frame passes")
-    }
-
-    /// [`check`] without its shortcut for short frames.
-    fn values_all(frame: &[u8], raw: &RawFrame, max: usize) -> Result<(), TooCostly> {
-        let mut left = max;
-        for span in raw.args.iter() {
-            values(span.of(frame), &mut left)?;
-        }
-        for (_, value) in raw.kwargs.iter() {
-            left = left.checked_sub(1).ok_or(TooCostly::Values)?;
-            values(value.of(frame), &mut left)?;
-        }
-        Ok(())
     }
 
     fn nested(depth: usize, inner: Value) -> Value {
@@ -168,8 +161,8 @@ mod tests {
         let frame = call(vec![Value::Array(vec![0.into(); 10]); 3], vec![]);
         let mut raw = RawFrame::default();
         parse(&frame, &mut raw).unwrap();
-        assert_eq!(values_all(&frame, &raw, 33), Ok(()));
-        assert_eq!(values_all(&frame, &raw, 32), Err(TooCostly::Values));
+        assert_eq!(super::count(&frame, &raw, 33), Ok(()));
+        assert_eq!(super::count(&frame, &raw, 32), Err(TooCostly::Values));
         // Under the frame's length in bytes, so not spared the walk.
         assert!(frame.len() > 33);
         assert_eq!(check(&frame, &raw, 32), Err(TooCostly::Values));
