@@ -162,20 +162,8 @@ async fn a_group_is_resumed_when_the_client_joins_it_again() {
     for m in ["two", "three"] {
         speaker.ok("room_say", vec![v("attic"), v(m)]).await;
     }
-    let (mut tab, _, _) = Tab::open(&url, "dave", pos).await;
-    tab.c.send(&rpc(5, "enter_room", vec![v("attic")])).await;
-    let mut got = Vec::new();
-    let mut position = None;
-    while position.is_none() || got.len() < 2 {
-        let f = tab.next().await;
-        match get(&f, "type").as_str() {
-            Some("event") => got.extend(messages(&[f])),
-            Some("position") => position = Some(f),
-            _ => {}
-        }
-    }
+    let (got, position) = rejoin_replaying(&url, "dave", pos, "attic", 2).await;
     assert_eq!(got, ["two", "three"]);
-    let position = position.unwrap();
     assert_eq!(get(&position, "was_recovering"), &Value::from(true));
     assert_eq!(get(&position, "replayed"), &int(2));
     assert_eq!(get(&position, "offset"), &int(3));
@@ -257,20 +245,9 @@ async fn a_group_resume_never_replays_what_the_group_was_sent_after_a_leave() {
     let pos = tab.pos.clone();
     drop(tab);
     speaker.ok("room_say", vec![v("vault"), v("missed")]).await;
-    let (mut tab, _, _) = Tab::open(&url, "eve", pos).await;
-    tab.c.send(&rpc(6, "enter_room", vec![v("vault")])).await;
-    let mut got = Vec::new();
-    let mut position = None;
-    while position.is_none() || got.is_empty() {
-        let f = tab.next().await;
-        match get(&f, "type").as_str() {
-            Some("event") => got.extend(messages(&[f])),
-            Some("position") => position = Some(f),
-            _ => {}
-        }
-    }
+    let (got, position) = rejoin_replaying(&url, "eve", pos, "vault", 1).await;
     assert_eq!(got, ["missed"]);
-    assert_eq!(get(&position.unwrap(), "recovered"), &Value::from(true));
+    assert_eq!(get(&position, "recovered"), &Value::from(true));
 }
 
 /// A position forged for a group the identity joins for the first time (no tenure yet) is not
@@ -418,19 +395,7 @@ async fn members_connected_when_a_group_starts_a_new_epoch_resume_in_it() {
     assert_ne!(first, second, "the group started a new epoch");
     drop(tab);
     speaker.ok("room_say", vec![v("quiet"), v("missed")]).await;
-    let (mut tab, _, _) = Tab::open(&url, "gus", pos).await;
-    tab.c.send(&rpc(5, "enter_room", vec![v("quiet")])).await;
-    let mut got = Vec::new();
-    let mut position = None;
-    while position.is_none() || got.is_empty() {
-        let f = tab.next().await;
-        match get(&f, "type").as_str() {
-            Some("event") => got.extend(messages(&[f])),
-            Some("position") => position = Some(f),
-            _ => {}
-        }
-    }
-    let position = position.unwrap();
+    let (got, position) = rejoin_replaying(&url, "gus", pos, "quiet", 1).await;
     assert_eq!(
         get(&position, "recovered"),
         &Value::from(true),
@@ -468,4 +433,28 @@ async fn rejoin_replaying_nothing(
             return (tab, f);
         }
     }
+}
+
+/// Opens a tab of `user` resuming from `pos`, joins `room`, and returns the messages replayed
+/// and live (until there are `n`) and the group's position frame.
+async fn rejoin_replaying(
+    url: &str,
+    user: &str,
+    pos: Vec<(String, (String, u64))>,
+    room: &str,
+    n: usize,
+) -> (Vec<String>, Value) {
+    let (mut tab, _, _) = Tab::open(url, user, pos).await;
+    tab.c.send(&rpc(5, "enter_room", vec![v(room)])).await;
+    let mut got = Vec::new();
+    let mut position = None;
+    while position.is_none() || got.len() < n {
+        let f = tab.next().await;
+        match get(&f, "type").as_str() {
+            Some("event") => got.extend(messages(&[f])),
+            Some("position") => position = Some(f),
+            _ => {}
+        }
+    }
+    (got, position.expect("a position frame"))
 }
