@@ -387,16 +387,16 @@ pub mod __private;
 pub use error::{Error, Result, ServiceError};
 pub use handler::defs::{ErrorDef, EventDef, Exposed, FunctionDef, NamingDef, Site};
 pub use handler::{
-    Audience, Caller, Emit, Event, IdentityLoader, IntoIdentity, IntoTargets, Issue, LoaderOutput,
-    Loc, Recover, group, to,
+    Audience, Caller, Emit, Event, Expiring, IdentityLoader, IntoIdentity, IntoTargets, Issue,
+    LoaderOutput, Loc, Recover, group, to,
 };
 pub use handshake::Handshake;
 pub use identity::Identity;
 pub use registry::{Introspection, Naming, RegistryError};
 pub use runtime::history::Retention;
 pub use runtime::{
-    CallerPresence, Metrics, Presence, PresenceConn, PresenceCount, PresenceDiff, PresenceLeave,
-    PresenceList, PresenceMember, emit, metrics, presence,
+    CallerPresence, Disconnected, Metrics, Presence, PresenceConn, PresenceCount, PresenceDiff,
+    PresenceLeave, PresenceList, PresenceMember, disconnect, emit, metrics, presence,
 };
 pub use schema::Model;
 pub use server::Server;

@@ -34,7 +34,7 @@ pub mod ts {
 }
 
 /// What a generated identity-loader shim returns.
-pub type LoaderFuture = BoxFuture<Result<Option<crate::Identity>, String>>;
+pub type LoaderFuture = BoxFuture<Result<Option<crate::handler::Grant>, String>>;
 pub use bytes::Bytes;
 pub use inventory;
 pub use serde;

@@ -40,6 +40,7 @@ pub struct Server {
     naming: Option<Naming>,
     on_connect: Option<Hook>,
     on_disconnect: Option<Hook>,
+    revalidation: Option<crate::runtime::Revalidation>,
     /// When to shut down gracefully; `None`: at ctrl-c or SIGTERM. (In a mutex only so that
     /// a `Server` stays `Sync`; it is taken once.)
     shutdown: Option<std::sync::Mutex<crate::handler::BoxFuture<()>>>,
@@ -88,6 +89,7 @@ impl Server {
             naming: None,
             on_connect: None,
             on_disconnect: None,
+            revalidation: None,
             shutdown: None,
             presence: Default::default(),
             #[cfg(feature = "redis")]
@@ -829,6 +831,35 @@ impl Server {
         self
     }
 
+    /// Runs `hook` every `every` with the identities connected to this server (in batches of
+    /// at most 1000, each identity once however many connections it has), and ends the
+    /// sessions of the identities it returns: their connections here are closed with close
+    /// code 4401 and the reason `session revoked` (docs/PROTOCOL.md 5.11). For cookie sessions,
+    /// whose server-side record can be deleted while a WebSocket stays open:
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use ephaptic::Identity;
+    ///
+    /// # async fn sessions_gone(ids: &[Identity]) -> Vec<Identity> { Vec::new() }
+    /// let server = ephaptic::Server::new().revalidate(Duration::from_secs(60), |ids: Vec<Identity>| async move {
+    ///     // One query for the whole batch: which of these have no live session any more?
+    ///     sessions_gone(&ids).await
+    /// });
+    /// ```
+    ///
+    /// Each server revalidates its own connections; to end a session on every server at once,
+    /// call [`ephaptic::disconnect`](crate::disconnect) instead. A hook that panics keeps its
+    /// batch's sessions until the next run.
+    pub fn revalidate<F, Fut>(mut self, every: Duration, hook: F) -> Self
+    where
+        F: Fn(Vec<crate::Identity>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Vec<crate::Identity>> + Send + 'static,
+    {
+        self.revalidation = Some(crate::runtime::Revalidation::new(every, hook));
+        self
+    }
+
     /// Registers a function explicitly, for targets where link-time registration does not run
     /// (some WebAssembly and static-linking setups). `F` is the hidden handle `#[expose]`
     /// generates with the function's own name:
@@ -868,6 +899,7 @@ impl Server {
             loader,
             on_connect: self.on_connect,
             on_disconnect: self.on_disconnect,
+            revalidation: self.revalidation,
             backplane,
             presence: self.presence,
             presence_store,

@@ -156,12 +156,14 @@ export interface EphapticQueries {
   badstream(): { queryKey: readonly ["badstream"]; queryFn: () => Promise<Array<number>> };
   boom(): { queryKey: readonly ["boom"]; queryFn: () => Promise<null> };
   burst_to(user: string, from: number, n: number): { queryKey: readonly ["burst_to", string, number, number]; queryFn: () => Promise<number> };
+  connection_id(): { queryKey: readonly ["connection_id"]; queryFn: () => Promise<number> };
   countdown(n: number): { queryKey: readonly ["countdown", number]; queryFn: () => Promise<Array<number>> };
   create_todo(title: string): { queryKey: readonly ["create_todo", string]; queryFn: () => Promise<Todo> };
   echo(value: unknown): { queryKey: readonly ["echo", unknown]; queryFn: () => Promise<unknown> };
   enter_room(room: string): { queryKey: readonly ["enter_room", string]; queryFn: () => Promise<boolean> };
   falsy_stream(): { queryKey: readonly ["falsy_stream"]; queryFn: () => Promise<Array<unknown>> };
   kaboom(): { queryKey: readonly ["kaboom"]; queryFn: () => Promise<null> };
+  kick(user: string, reason: string): { queryKey: readonly ["kick", string, string]; queryFn: () => Promise<number> };
   leave_room(room: string): { queryKey: readonly ["leave_room", string]; queryFn: () => Promise<boolean> };
   limited(): { queryKey: readonly ["limited"]; queryFn: () => Promise<string> };
   make_item(item: ItemInput): { queryKey: readonly ["make_item", ItemInput]; queryFn: () => Promise<Item> };
@@ -204,7 +206,7 @@ export const ephapticMutations = {
  * `connect({ url, schemaHash: ephapticSchemaHash })`: a client whose bundle is older than the
  * server it reaches is told so (`onSchemaMismatch`).
  */
-export const ephapticSchemaHash = "49b8f6cc1b6b19e2";
+export const ephapticSchemaHash = "ede8fe9e8eeb0e23";
 
 /** The server's functions, events and queries, as `@ephaptic/client` exposes them. */
 export interface EphapticService {
@@ -220,6 +222,8 @@ export interface EphapticService {
    * client missed while it was away.
    */
   burst_to(user: string, from: number, n: number): Promise<number>;
+  /** This connection's number on its server (to tell one connection from the next). */
+  connection_id(): Promise<number>;
   /** Streams `n, n-1, ..., 1`. */
   countdown(n: number): Promise<AsyncIterableIterator<number>>;
   /** Creates a todo and announces it on the `todoCreated` channel. */
@@ -232,6 +236,11 @@ export interface EphapticService {
   falsy_stream(): Promise<AsyncIterableIterator<unknown>>;
   /** Fails with an undeclared error: clients must see `INTERNAL`, never its text. */
   kaboom(): Promise<null>;
+  /**
+   * Ends every session of `user`, on every server (close code 4401 with `reason`); returns how
+   * many of its connections this server closed.
+   */
+  kick(user: string, reason: string): Promise<number>;
   /** Takes the caller out of group `room`; `true` when it was a member. */
   leave_room(room: string): Promise<boolean>;
   /** Rate limited to 2 calls a minute per identity (per peer address when anonymous). */

@@ -14,7 +14,8 @@
 //! the node id, then the event frame exactly as clients receive it. A server skips what it sent
 //! itself (it delivered that locally already), and what it cannot read. Version 2 is an event
 //! of a stream as Redis numbered it; version 3 says that a stream's events were lost on their
-//! way to Redis (servers before it skip it, as anything they cannot read).
+//! way to Redis (servers before it skip it, as anything they cannot read); version 4 ends the
+//! sessions of a stream's listeners.
 
 use bytes::Bytes;
 
@@ -145,6 +146,48 @@ pub(crate) fn unwrap_lost(node: &str, body: &[u8]) -> Option<bool> {
     }
 }
 
+/// Version 4: end the sessions of a stream's listeners (`ephaptic::disconnect`): the head, the
+/// stream's key's length (two bytes, big-endian), its key ([`Stream::key`]), then the close
+/// reason. Published on the stream's channel; in compatibility mode a user's goes on
+/// [`ALL`], since its own channel has no subscriber there. Servers before it skip it.
+const END: u8 = 4;
+
+/// A request to end the sessions of `stream`'s listeners.
+pub(crate) fn end(node: &str, stream: Stream<'_>, reason: &str) -> Vec<u8> {
+    let key = stream.key();
+    let len = u16::try_from(key.len()).unwrap_or(u16::MAX);
+    let mut body = Vec::with_capacity(5 + node.len() + key.len() + reason.len());
+    body.extend_from_slice(&[MAGIC, END, node.len() as u8]);
+    body.extend_from_slice(node.as_bytes());
+    body.extend_from_slice(&len.to_be_bytes());
+    body.extend_from_slice(&key.as_bytes()[..usize::from(len)]);
+    body.extend_from_slice(reason.as_bytes());
+    body
+}
+
+/// The stream and reason of a request to end sessions from another server than `node`;
+/// `None` for anything else (its own included).
+pub(crate) fn unwrap_end(node: &str, body: &[u8]) -> Option<(OwnedStream, String)> {
+    let [MAGIC, END, len, ..] = body[..] else {
+        return None;
+    };
+    let start = 3 + len as usize;
+    if body.get(3..start)? == node.as_bytes() {
+        return None;
+    }
+    let klen = u16::from_be_bytes(body.get(start..start + 2)?.try_into().ok()?) as usize;
+    let key = std::str::from_utf8(body.get(start + 2..start + 2 + klen)?).ok()?;
+    let reason = std::str::from_utf8(body.get(start + 2 + klen..)?).ok()?;
+    let stream = if key == crate::session::ALL_WIRE {
+        OwnedStream::All
+    } else if let Some(id) = key.strip_prefix("u:") {
+        OwnedStream::User(Identity::from_key(id)?)
+    } else {
+        OwnedStream::Group(key.strip_prefix("g:")?.to_owned())
+    };
+    Some((stream, reason.to_owned()))
+}
+
 /// The frame of a message `node` did not send itself; `None` for its own and for what is not
 /// ours (another version, garbage).
 pub(crate) fn unwrap(node: &str, body: Bytes) -> Option<Bytes> {
@@ -228,6 +271,24 @@ mod tests {
         assert_eq!(unwrap_positioned(&Bytes::from(lost("node-a", false))), None);
         assert_eq!(unwrap_lost("node-b", &wrap("node-a", b"\x01")), None);
         assert_eq!(unwrap_lost("node-b", b"E\x03\x06node-a"), None, "no flag");
+    }
+
+    #[test]
+    fn a_request_to_end_sessions_names_its_stream_and_reason() {
+        let alice = Identity::from("alice");
+        for stream in [Stream::All, Stream::User(&alice), Stream::Group("room:1")] {
+            let body = end("node-a", stream, "revoked");
+            let (read, reason) = unwrap_end("node-b", &body).unwrap();
+            assert_eq!(read.as_stream(), stream);
+            assert_eq!(reason, "revoked");
+            assert_eq!(unwrap_end("node-a", &body), None, "its own");
+            // Not an event, nor a notice of loss, for a server that predates it.
+            assert_eq!(unwrap("node-b", Bytes::from(body.clone())), None);
+            assert_eq!(unwrap_lost("node-b", &body), None);
+            assert_eq!(unwrap_positioned(&Bytes::from(body)), None);
+        }
+        assert_eq!(unwrap_end("node-b", b"E\x04\x01x\x00\x09u:s:al"), None, "cut short");
+        assert_eq!(unwrap_end("node-b", &wrap("node-a", b"\x01")), None);
     }
 
     #[test]

@@ -346,6 +346,21 @@ impl Delivery for RedisDelivery {
         start(&self.link);
     }
 
+    fn end_sessions(&self, stream: Stream<'_>, reason: &str) -> bool {
+        let link = &self.link;
+        let channel = match stream {
+            // No server of ours subscribes to a user's channel in compatibility mode.
+            Stream::User(_) if link.settings.compat => channel::ALL.to_owned(),
+            other => channel::of(other),
+        };
+        let body = channel::end(&link.node, stream, reason);
+        let queued = link.enqueue_job(Job::Publish(channel, body));
+        if !queued {
+            link.counters.dropped.fetch_add(1, Relaxed);
+        }
+        queued
+    }
+
     fn stats(&self) -> DeliveryStats {
         let c = &self.link.counters;
         DeliveryStats {

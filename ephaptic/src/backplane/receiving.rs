@@ -11,6 +11,7 @@ use tokio::sync::mpsc;
 use super::channel;
 use super::driver::{Fault, FaultKind, Inbox};
 use super::link::Link;
+use crate::session::credentials::SESSION_ENDED;
 use crate::session::{Hub, Stream};
 
 impl Inbox for Link {
@@ -78,6 +79,11 @@ fn on_message(link: &Link, hub: &Hub, channel: &[u8], body: &[u8]) {
             return;
         }
     };
+    if let Some((target, reason)) = channel::unwrap_end(&link.node, body) {
+        let closed = hub.close(target.as_stream(), SESSION_ENDED, &reason);
+        tracing::debug!(closed, "sessions ended by another server: {reason}");
+        return;
+    }
     if let Some(everything) = channel::unwrap_lost(&link.node, body) {
         let key = (!everything).then(|| stream.key());
         link.want_resync(key.as_deref());

@@ -44,6 +44,13 @@ impl Caller {
         self.conn.identity()
     }
 
+    /// When the connection's identity expires: the loader returned an
+    /// [`Expiring`](crate::Expiring) identity (moved on by each refresh). `None`: it does not.
+    pub fn expires_at(&self) -> Option<std::time::SystemTime> {
+        let ms = self.conn.credentials().expires_ms()?;
+        Some(std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms))
+    }
+
     /// Whether the connection is authenticated.
     pub fn is_authenticated(&self) -> bool {
         self.conn.identity().is_some()

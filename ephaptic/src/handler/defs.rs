@@ -7,7 +7,6 @@ use std::fmt;
 use super::bind::CallSig;
 pub use super::request::BoxFuture;
 use super::request::{Request, Started};
-use crate::identity::Identity;
 
 /// Where an item was declared, for start-up errors and logs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -164,7 +163,7 @@ pub struct EventDef {
 pub type LoaderFn = fn(
     Option<bytes::Bytes>,
     crate::handshake::Handshake,
-) -> BoxFuture<Result<Option<Identity>, String>>;
+) -> BoxFuture<Result<Option<super::grant::Grant>, String>>;
 
 /// An identity loader declared with `#[ephaptic::identity_loader]`.
 #[derive(Debug)]

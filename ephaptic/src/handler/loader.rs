@@ -9,14 +9,14 @@ use serde::de::DeserializeOwned;
 
 use super::bind::Missing;
 use super::defs::BoxFuture;
+use super::grant::Grant;
 use crate::handshake::Handshake;
 use crate::identity::Identity;
 
 /// An identity loader, type-erased: the encoded `auth` and the upgrade request in, the
-/// identity (or anonymous, or an error text) out.
-pub(crate) type DynLoader = Arc<
-    dyn Fn(Option<Bytes>, Handshake) -> BoxFuture<Result<Option<Identity>, String>> + Send + Sync,
->;
+/// identity and its expiry (or anonymous, or an error text) out.
+pub(crate) type DynLoader =
+    Arc<dyn Fn(Option<Bytes>, Handshake) -> BoxFuture<Result<Option<Grant>, String>> + Send + Sync>;
 
 /// A function [`Server::identity_loader`](crate::Server::identity_loader) accepts: an async
 /// function (or closure) of the client's `auth` (any `Deserialize` type; an `Option` also
@@ -26,7 +26,7 @@ pub(crate) type DynLoader = Arc<
     message = "`{Self}` is not an identity loader",
     label = "takes the wrong parameters or returns the wrong type",
     note = "an identity loader is `async fn(auth: A)`, `async fn(auth: A, handshake: ephaptic::Handshake)` or `async fn(handshake: ephaptic::Handshake)`, where `A: Deserialize` (e.g. `Option<String>`); annotate the closure's parameter types",
-    note = "it returns `Option<I>` or `Result<Option<I>, E>`, where `I` converts into an `ephaptic::Identity`"
+    note = "it returns `Option<I>` or `Result<Option<I>, E>`, where `I` converts into an `ephaptic::Identity` (or is an `ephaptic::Expiring<I>`)"
 )]
 pub trait IdentityLoader<M>: Send + Sync + 'static {
     #[doc(hidden)]
@@ -34,7 +34,7 @@ pub trait IdentityLoader<M>: Send + Sync + 'static {
         self: Arc<Self>,
         auth: Option<Bytes>,
         handshake: Handshake,
-    ) -> BoxFuture<Result<Option<Identity>, String>>;
+    ) -> BoxFuture<Result<Option<Grant>, String>>;
 }
 
 /// Which parameters an [`IdentityLoader`] takes; named only in the trait's impls.
@@ -61,7 +61,7 @@ where
         self: Arc<Self>,
         auth: Option<Bytes>,
         _: Handshake,
-    ) -> BoxFuture<Result<Option<Identity>, String>> {
+    ) -> BoxFuture<Result<Option<Grant>, String>> {
         run_loader(auth, move |a| self(a))
     }
 }
@@ -77,7 +77,7 @@ where
         self: Arc<Self>,
         auth: Option<Bytes>,
         handshake: Handshake,
-    ) -> BoxFuture<Result<Option<Identity>, String>> {
+    ) -> BoxFuture<Result<Option<Grant>, String>> {
         run_loader(auth, move |a| self(a, handshake))
     }
 }
@@ -92,7 +92,7 @@ where
         self: Arc<Self>,
         auth: Option<Bytes>,
         handshake: Handshake,
-    ) -> BoxFuture<Result<Option<Identity>, String>> {
+    ) -> BoxFuture<Result<Option<Grant>, String>> {
         // Whatever `auth` holds (or nothing) is accepted and ignored.
         run_loader(auth, move |_: Option<serde::de::IgnoredAny>| {
             self(handshake)
@@ -101,14 +101,24 @@ where
 }
 
 /// What an identity loader may return: `Option<I>` or `Result<Option<I>, E>`, where `I` is
-/// an [`IntoIdentity`] (strings, integers, `bool`, `Uuid`, [`Identity`]).
+/// an [`IntoIdentity`] (strings, integers, `bool`, `Uuid`, [`Identity`]), or an
+/// [`Expiring<I>`](crate::Expiring) for credentials that expire.
 #[diagnostic::on_unimplemented(
     message = "an identity loader must return `Option<I>` or `Result<Option<I>, E>`, not `{Self}`",
-    note = "`I` is a string, an integer, a bool, a Uuid or an `ephaptic::Identity`; `None` means anonymous"
+    note = "`I` is a string, an integer, a bool, a Uuid or an `ephaptic::Identity` (or `ephaptic::Expiring<I>` for credentials that expire); `None` means anonymous"
 )]
 pub trait LoaderOutput {
     /// The identity, `None` for anonymous, or the error text to log.
     fn into_identity(self) -> Result<Option<Identity>, String>;
+
+    /// The identity with its expiry; without one, unless the output is an `Expiring`.
+    #[doc(hidden)]
+    fn into_grant(self) -> Result<Option<Grant>, String>
+    where
+        Self: Sized,
+    {
+        Ok(self.into_identity()?.map(Grant::forever))
+    }
 }
 
 /// What an identity loader's `Some(..)` may hold: a string, an integer, a `bool`, a `Uuid` or
@@ -192,7 +202,7 @@ impl<I: IntoIdentity, E: fmt::Display> LoaderOutput for Result<Option<I>, E> {
 pub fn run_loader<A, F, Fut>(
     auth: Option<Bytes>,
     loader: F,
-) -> BoxFuture<Result<Option<Identity>, String>>
+) -> BoxFuture<Result<Option<Grant>, String>>
 where
     A: DeserializeOwned + Send + 'static,
     F: FnOnce(A) -> Fut + Send + 'static,
@@ -220,6 +230,6 @@ where
                 Err(_) => return Ok(None),
             },
         };
-        loader(arg).await.into_identity()
+        loader(arg).await.into_grant()
     })
 }

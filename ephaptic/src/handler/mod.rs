@@ -12,6 +12,7 @@ pub(crate) mod caller;
 pub(crate) mod defs;
 pub(crate) mod emit;
 pub(crate) mod event;
+pub(crate) mod grant;
 pub(crate) mod loader;
 pub(crate) mod request;
 pub mod returns;
@@ -26,6 +27,7 @@ pub(crate) use defs::{
 pub use emit::Emit;
 pub use event::{Event, Recover};
 pub(crate) use event::{encode, too_large_to_send};
+pub use grant::{Expiring, Grant};
 pub(crate) use loader::DynLoader;
 pub use loader::{IdentityLoader, IntoIdentity, LoaderOutput, run_loader};
 pub(crate) use request::{Outcome, Request, Started};

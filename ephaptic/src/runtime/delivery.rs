@@ -92,6 +92,14 @@ pub(crate) trait Delivery: Send + Sync + fmt::Debug {
         Box::pin(async { unreachable!("read on a delivery without history") })
     }
 
+    /// Asks the other servers to end the sessions of `stream`'s listeners with `reason`
+    /// ([`disconnect`](crate::disconnect)); `true` when it was handed on. This server's own
+    /// are closed by the caller.
+    fn end_sessions(&self, stream: Stream<'_>, reason: &str) -> bool {
+        let _ = (stream, reason);
+        false
+    }
+
     /// `member` left `group` on purpose: its tenure there ends, so a later join cannot be
     /// replayed what the group was sent meanwhile.
     fn left(&self, group: &str, member: &Identity) {

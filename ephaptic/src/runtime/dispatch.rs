@@ -50,9 +50,33 @@ pub(crate) fn start(
         }
     };
 
+    if conn.credentials().expired() && name != super::expiry::REFRESH {
+        // The identity's grant ran out and no refresh came: its session is ending (the timer
+        // closes it), and nothing more runs under the old credentials.
+        out.push(super::expiry::expired().to_frame(id_bytes, false));
+        return;
+    }
+
     let Some(def) = state.functions.get(name) else {
         // Reserved names are looked for only among the names no function has (a function's
         // name is a Rust identifier, so never one of them).
+        if name == super::expiry::REFRESH {
+            // Counted and cancellable like a call: the loader runs on the new credentials.
+            let limit = state.config.max_calls_in_flight;
+            if conn.calls_running() >= limit {
+                out.push(too_many_calls(limit).to_frame(id_bytes, false));
+                return;
+            }
+            let auth = refreshed_auth(frame, raw);
+            let (key, id) = keys(frame, raw);
+            spawn_call(
+                state,
+                conn,
+                key,
+                super::expiry::refresh(state.clone(), conn.clone(), id, auth),
+            );
+            return;
+        }
         if name == super::resume::HELLO {
             // A call like any other (counted, cancellable, drained), one at a time: a hello
             // reads history, and a client must not make the server read it in parallel.
@@ -261,6 +285,18 @@ fn start_after(
 
 /// A running call's key in the connection's call table (the encoded id, empty without one)
 /// and the id its later answers echo.
+/// The credentials a refresh call carries: its first argument, or `kwargs.auth`; none when it
+/// has neither (the loader then runs without `auth`, as for an `init` without one).
+fn refreshed_auth(frame: &Bytes, raw: &RawFrame) -> Option<Bytes> {
+    let span = raw.args.first().copied().or_else(|| {
+        raw.kwargs
+            .iter()
+            .find(|(k, _)| k.of(frame) == b"auth")
+            .map(|(_, v)| *v)
+    })?;
+    Some(frame.slice(span.range()))
+}
+
 fn keys(frame: &Bytes, raw: &RawFrame) -> (Bytes, Bytes) {
     let key = frame.slice(raw.id.range());
     let id = if key.is_empty() {

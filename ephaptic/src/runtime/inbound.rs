@@ -14,9 +14,15 @@ use crate::wire::{self, FrameKind, RawFrame};
 /// What the identity loader must see before the next frame is handled.
 #[derive(Debug)]
 pub(crate) enum Init {
-    /// The first frame was `init`: its `auth`, absent when the client sent none, and, when it
-    /// said `v: 2`, the positions it asks to resume from (docs/PROTOCOL.md 5.6).
-    Auth(Option<Bytes>, Option<Vec<(String, Asked)>>),
+    /// The first frame was `init`.
+    Auth {
+        /// Its `auth`, absent when the client sent none.
+        auth: Option<Bytes>,
+        /// When it said `v: 2`, the positions it asks to resume from (docs/PROTOCOL.md 5.6).
+        session: Option<Vec<(String, Asked)>>,
+        /// It said `refresh: true`: it answers `refresh` frames (docs/PROTOCOL.md 5.11).
+        refresh: bool,
+    },
     /// The first frame was something else (a call, say) and the server has a loader: it runs
     /// without `auth` (a cookie in the upgrade request may still name the user), then this
     /// frame is handled. `None` for a first frame that carries nothing (text).
@@ -77,9 +83,7 @@ pub(crate) fn on_frame(
     }
     match raw.kind {
         FrameKind::Rpc => dispatch::start(state, conn, &frame, &raw, out),
-        FrameKind::Init if first => {
-            return Some(Init::Auth(auth_of(&frame, &raw), session_of(&frame, &raw)));
-        }
+        FrameKind::Init if first => return Some(init_of(&frame, &raw)),
         FrameKind::Cancel => {
             if !raw.id.is_empty() {
                 conn.cancel_call(raw.id.of(&frame));
@@ -100,10 +104,18 @@ fn first_for_loader(frame: Bytes, limit: usize) -> Init {
     if frame.len() <= limit {
         let mut raw = RawFrame::default();
         if wire::parse(&frame, &mut raw).is_ok() && matches!(raw.kind, FrameKind::Init) {
-            return Init::Auth(auth_of(&frame, &raw), session_of(&frame, &raw));
+            return init_of(&frame, &raw);
         }
     }
     Init::NoInit(Some(frame))
+}
+
+fn init_of(frame: &Bytes, raw: &RawFrame) -> Init {
+    Init::Auth {
+        auth: auth_of(frame, raw),
+        session: session_of(frame, raw),
+        refresh: raw.refresh.of(frame) == [0xc3],
+    }
 }
 
 fn auth_of(frame: &Bytes, raw: &RawFrame) -> Option<Bytes> {

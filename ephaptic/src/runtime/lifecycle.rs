@@ -10,6 +10,8 @@ use std::sync::atomic::Ordering::Relaxed;
 
 use bytes::Bytes;
 
+use super::ending::Revalidation;
+use super::expiry;
 use super::inbound::{self, Init};
 use super::panic::CatchUnwind;
 use super::scope::in_scope;
@@ -134,7 +136,16 @@ impl Session {
     /// `out`).
     pub async fn authenticate(&mut self, init: Init, out: &mut Outbox) {
         let (auth, then, session) = match init {
-            Init::Auth(auth, session) => (auth, None, session),
+            Init::Auth {
+                auth,
+                session,
+                refresh,
+            } => {
+                if refresh {
+                    self.conn.start_refreshing();
+                }
+                (auth, None, session)
+            }
             Init::NoInit(frame) => (None, frame, None),
         };
         // A client that resumes gets the live events of its streams only after their replay
@@ -154,16 +165,25 @@ impl Session {
         }
         if let Some(loader) = self.state.loader.clone() {
             let handshake = self.handshake.take().unwrap_or_else(Handshake::empty);
-            let result = CatchUnwind::other(loader(auth, handshake)).await;
+            let result = CatchUnwind::other(loader(auth, handshake.clone())).await;
             let id = self.conn.id();
             match result {
-                Ok(Ok(Some(identity))) if identity.too_long() => tracing::warn!(
+                Ok(Ok(Some(grant))) if grant.identity.too_long() => tracing::warn!(
                     connection = id,
                     "the identity loader returned an identity of more than {MAX_IDENTITY} bytes; \
                      the connection is anonymous"
                 ),
-                Ok(Ok(Some(identity))) => {
-                    if let Some(identity) = self.conn.set_identity(identity) {
+                Ok(Ok(Some(grant))) if !expiry::fresh(&grant) => tracing::warn!(
+                    connection = id,
+                    "the identity loader returned an identity that had expired already; \
+                     the connection is anonymous"
+                ),
+                Ok(Ok(Some(grant))) => {
+                    if let Some(at) = grant.expires {
+                        expiry::arm(&self.conn, at, handshake);
+                    }
+                    Revalidation::start(&self.state);
+                    if let Some(identity) = self.conn.set_identity(grant.identity) {
                         if hold_user {
                             self.conn.with_gate(|g| g.hold(USER_WIRE));
                         }

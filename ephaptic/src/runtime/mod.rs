@@ -8,6 +8,8 @@ pub(crate) mod delivery;
 pub(crate) mod dispatch;
 pub(crate) mod drain;
 pub(crate) mod emit;
+pub(crate) mod ending;
+pub(crate) mod expiry;
 pub(crate) mod history;
 pub(crate) mod inbound;
 pub(crate) mod lifecycle;
@@ -22,6 +24,8 @@ pub(crate) mod scope;
 pub(crate) mod state;
 
 pub use emit::{announce, emit};
+pub use ending::{Disconnected, disconnect};
+pub(crate) use ending::Revalidation;
 pub(crate) use inbound::Init;
 pub(crate) use lifecycle::Session;
 pub use metrics::{Metrics, metrics};

@@ -116,6 +116,8 @@ pub(crate) struct State {
     pub loader: Option<DynLoader>,
     pub on_connect: Option<Hook>,
     pub on_disconnect: Option<Hook>,
+    /// `Server::revalidate`'s hook, when there is one.
+    pub revalidation: Option<super::ending::Revalidation>,
     pub limiter: Limiter,
     /// The hash of the exported schema (the hello's `schema`), computed at the first hello:
     /// it renders every type's TypeScript, which a server that no client greets never needs.
@@ -138,6 +140,7 @@ pub(crate) struct Parts {
     pub loader: Option<DynLoader>,
     pub on_connect: Option<Hook>,
     pub on_disconnect: Option<Hook>,
+    pub revalidation: Option<super::ending::Revalidation>,
     /// How events reach other servers; `None`: this server alone.
     pub backplane: Option<Box<dyn Backplane>>,
     /// Presence: its settings, and the store shared with other servers (`None`: in memory).
@@ -155,6 +158,7 @@ impl State {
             loader,
             on_connect,
             on_disconnect,
+            revalidation,
             backplane,
             presence,
             presence_store,
@@ -193,6 +197,7 @@ impl State {
             loader,
             on_connect,
             on_disconnect,
+            revalidation,
             limiter,
             schema: std::sync::OnceLock::new(),
             presence,
@@ -215,6 +220,7 @@ impl State {
             loader: None,
             on_connect: None,
             on_disconnect: None,
+            revalidation: None,
             backplane: None,
             presence: Default::default(),
             presence_store: None,

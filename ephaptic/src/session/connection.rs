@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use bytes::Bytes;
 use tokio::task::AbortHandle;
 
+use super::credentials::Credentials;
 use super::gate::{Gate, Stamp, Verdict};
 use super::names::{RESERVED, Refused};
 use super::outbound::{CloseSignal, Outbound, Outbox};
@@ -51,6 +52,8 @@ pub(crate) struct Connection {
     flags: AtomicU8,
     /// Resume state (docs/PROTOCOL.md 5.6), for connections whose client asked to resume.
     gate: Mutex<Option<Box<Gate>>>,
+    /// When its identity expires, and what a refresh needs (docs/PROTOCOL.md 5.11).
+    credentials: Credentials,
 }
 
 /// Its client sent `init` with `v: 2`: it hears about positions (`position` frames).
@@ -59,6 +62,8 @@ const SESSIONS: u8 = 2;
 const GATED: u8 = 4;
 /// A hello is running.
 const HELLO: u8 = 8;
+/// Its client said `init.refresh: true`: it answers `refresh` frames.
+const REFRESHES: u8 = 16;
 
 /// A call (or stream) running in a task of its own.
 #[derive(Debug)]
@@ -103,6 +108,7 @@ impl Connection {
             call_seq: AtomicU64::new(0),
             flags: AtomicU8::new(0),
             gate: Mutex::new(None),
+            credentials: Credentials::default(),
         })
     }
 
@@ -204,6 +210,21 @@ impl Connection {
     /// Whether its client speaks sessions (`init` with `v: 2`).
     pub fn speaks_sessions(&self) -> bool {
         self.flags.load(Ordering::Relaxed) & SESSIONS != 0
+    }
+
+    /// Marks that its client answers `refresh` frames.
+    pub fn start_refreshing(&self) {
+        self.flags.fetch_or(REFRESHES, Ordering::Relaxed);
+    }
+
+    /// Whether its client answers `refresh` frames.
+    pub fn refreshes(&self) -> bool {
+        self.flags.load(Ordering::Relaxed) & REFRESHES != 0
+    }
+
+    /// When its identity expires and what a refresh needs.
+    pub fn credentials(&self) -> &Credentials {
+        &self.credentials
     }
 
     /// Marks that its client speaks sessions, and keeps the positions it asked for.
@@ -457,6 +478,7 @@ impl Connection {
 
     /// Stops every call and stream of the connection; called when it closes.
     pub fn abort_all(&self) {
+        self.credentials.stop();
         self.abort_running();
     }
 }

@@ -351,6 +351,31 @@ impl Hub {
         keys
     }
 
+    /// The identities connected here, each once, in no particular order.
+    pub fn identity_list(&self) -> Vec<Identity> {
+        read(&self.users).keys().cloned().collect()
+    }
+
+    /// Asks every connection of `stream` here to close with `code` and `reason`; returns how
+    /// many. (Collected first: a close takes no lock of the hub's, but a connection's end does.)
+    pub fn close(&self, stream: Stream<'_>, code: u16, reason: &str) -> usize {
+        let conns: Vec<Arc<Connection>> = match stream {
+            Stream::All => read(&self.conns).values().cloned().collect(),
+            Stream::User(id) => read(&self.users)
+                .get(id)
+                .map(|m| m.as_slice().to_vec())
+                .unwrap_or_default(),
+            Stream::Group(name) => read(&self.groups)
+                .get(name)
+                .map(|m| m.as_slice().to_vec())
+                .unwrap_or_default(),
+        };
+        for conn in &conns {
+            conn.close(code, reason);
+        }
+        conns.len()
+    }
+
     /// How many connections of `identity` are open here.
     pub fn identity_len(&self, identity: &Identity) -> usize {
         read(&self.users).get(identity).map_or(0, Members::len)

@@ -4,6 +4,7 @@
 
 pub(crate) mod budget;
 pub(crate) mod connection;
+pub(crate) mod credentials;
 pub(crate) mod gate;
 pub(crate) mod hub;
 pub(crate) mod names;

@@ -125,6 +125,8 @@ pub(crate) struct RawFrame {
     /// whole encoded values; empty when absent.
     pub version: Span,
     pub resume: Span,
+    /// `refresh`: the client answers `refresh` frames (docs/PROTOCOL.md 5.11); empty when absent.
+    pub refresh: Span,
     /// Each element of `args`, encoded.
     pub args: SmallList<Span, 4>,
     /// Each `kwargs` entry: the key (a string) and the encoded value.
@@ -142,6 +144,7 @@ impl RawFrame {
         self.auth = Span::default();
         self.version = Span::default();
         self.resume = Span::default();
+        self.refresh = Span::default();
         self.args.clear();
         self.kwargs.clear();
     }
@@ -168,6 +171,7 @@ enum Key {
     Auth,
     Version,
     Resume,
+    Refresh,
     Other,
 }
 
@@ -181,6 +185,7 @@ fn which_key(bytes: &[u8]) -> Key {
         b"kwargs" => Key::Kwargs,
         b"v" => Key::Version,
         b"resume" => Key::Resume,
+        b"refresh" => Key::Refresh,
         _ => Key::Other,
     }
 }
@@ -251,6 +256,10 @@ pub(crate) fn parse(frame: &[u8], out: &mut RawFrame) -> Result<(), FrameError> 
             Key::Resume => {
                 r.skip()?;
                 out.resume = Span::new(start, r.pos);
+            }
+            Key::Refresh => {
+                r.skip()?;
+                out.refresh = Span::new(start, r.pos);
             }
             Key::Args => match r.array_len()? {
                 Some(n) => {

@@ -5,15 +5,28 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use ephaptic::{Caller, Identity, Value, event, expose};
+use ephaptic::{Caller, Expiring, Identity, Value, event, expose};
 use futures_util::stream::{self, Stream, StreamExt};
 
 /// The loader accepts a string token or `{"token": "..."}`; the identity is that string.
 /// Anything else is anonymous: nil, an empty string, another type (binary data too, although
-/// it would decode as a string).
+/// it would decode as a string). A token `expiring:<user>:<ms>` grants `<user>` for `<ms>`
+/// milliseconds (credentials that expire, refreshed in band: docs/AUTH.md).
 #[ephaptic::identity_loader]
-async fn load(auth: Option<Value>) -> Option<String> {
-    let token = match auth? {
+async fn load(auth: Option<Value>) -> Option<Expiring<String>> {
+    let token = token(auth?)?;
+    if let Some(rest) = token.strip_prefix("expiring:")
+        && let Some((user, ms)) = rest.rsplit_once(':')
+        && let Ok(ms) = ms.parse::<u64>()
+    {
+        return (!user.is_empty())
+            .then(|| Expiring::after(user.to_owned(), Duration::from_millis(ms)));
+    }
+    Some(Expiring::never(token))
+}
+
+fn token(auth: Value) -> Option<String> {
+    let token = match auth {
         Value::String(s) => s.into_str()?,
         Value::Map(entries) => entries.into_iter().find_map(|(k, v)| match (k, v) {
             (Value::String(k), Value::String(v)) if k.as_str() == Some("token") => v.into_str(),
@@ -39,6 +52,19 @@ async fn add(a: i64, b: i64) -> Result<i64, Overflow> {
 #[expose]
 async fn echo(value: Value) -> Value {
     value
+}
+
+/// Ends every session of `user`, on every server (close code 4401 with `reason`); returns how
+/// many of its connections this server closed.
+#[expose]
+async fn kick(user: String, reason: String) -> usize {
+    ephaptic::disconnect(ephaptic::to(user), &reason).local
+}
+
+/// This connection's number on its server (to tell one connection from the next).
+#[expose]
+async fn connection_id(caller: Caller) -> u64 {
+    caller.connection_id()
 }
 
 /// The caller's identity; nil when anonymous.

@@ -1,0 +1,174 @@
+//! Sessions the server ends: [`disconnect`] (logging a user out everywhere, revoking access)
+//! closes the matching connections here and, through the backplane, on every other server,
+//! with close code 4401 (docs/PROTOCOL.md 5.11); and the revalidation hook
+//! ([`Server::revalidate`](crate::Server::revalidate)) that ends the sessions of identities
+//! whose server-side session is gone.
+
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use super::scope::{current, in_scope};
+use super::state::State;
+use crate::handler::{Audience, BoxFuture};
+use crate::identity::Identity;
+use crate::session::Stream;
+use crate::session::credentials::{SESSION_ENDED, close_reason};
+
+/// What [`disconnect`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Disconnected {
+    /// How many connections of this server it closed.
+    pub local: usize,
+    /// Whether the request was handed to the backplane for every other server (queued for
+    /// Redis). `false` without a backplane, and when Redis is away or its queue is full: the
+    /// other servers' connections then stay open, so call it again or rely on the
+    /// credentials' expiry.
+    pub published: bool,
+}
+
+/// Ends the sessions of everyone in `audience` (the same audiences as [`to`](crate::to) and
+/// [`group`](crate::group)), on every server: each of their connections is closed with close
+/// code **4401** ("session ended": `@ephaptic/client` does not reconnect with the same
+/// credentials and calls its `onSessionEnded` listeners) and `reason` (cut to the 123 bytes a
+/// close frame carries). Old clients just see a close.
+///
+/// Use it to log a user out everywhere, or to revoke a token or a role; pair it with the
+/// identity loader refusing the old credentials, or a reconnecting client would come back.
+///
+/// ```no_run
+/// # async fn logout(user_id: u64) {
+/// let ended = ephaptic::disconnect(ephaptic::to(user_id), "logged out");
+/// tracing::info!(closed_here = ended.local, published = ended.published, "logged out everywhere");
+/// # }
+/// ```
+///
+/// Inside a handler this is the server that runs the handler; elsewhere, the server started
+/// most recently in this process.
+pub fn disconnect(audience: Audience, reason: &str) -> Disconnected {
+    audience.disconnect(reason)
+}
+
+impl Audience {
+    /// Ends the sessions of this audience on every server: see [`disconnect`].
+    pub fn disconnect(&self, reason: &str) -> Disconnected {
+        let Some(state) = current() else {
+            tracing::warn!("disconnect was called but no ephaptic server is running in this process");
+            return Disconnected::default();
+        };
+        end(&state, self, reason)
+    }
+}
+
+fn end(state: &State, audience: &Audience, reason: &str) -> Disconnected {
+    let reason = close_reason(reason);
+    let mut ended = Disconnected::default();
+    let mut all_published = true;
+    let mut any = false;
+    for stream in audience.streams() {
+        if matches!(stream, Stream::User(id) if id.too_long()) {
+            continue;
+        }
+        any = true;
+        ended.local += state.hub.close(stream, SESSION_ENDED, reason);
+        all_published &= state.delivery.end_sessions(stream, reason);
+    }
+    ended.published = any && all_published;
+    tracing::info!(
+        closed = ended.local,
+        published = ended.published,
+        "sessions ended: {reason}"
+    );
+    ended
+}
+
+/// The revalidation hook, type-erased: identities in, the ones whose sessions must end out.
+pub(crate) type RevalidateFn = Arc<dyn Fn(Vec<Identity>) -> BoxFuture<Vec<Identity>> + Send + Sync>;
+
+/// How many identities one run of the hook gets at most (a server holding more makes several).
+const BATCH: usize = 1000;
+
+/// The close reason of a session the revalidation hook ended.
+const REVOKED: &str = "session revoked";
+
+/// [`Server::revalidate`](crate::Server::revalidate)'s settings, and whether its task runs.
+pub(crate) struct Revalidation {
+    every: Duration,
+    hook: RevalidateFn,
+    started: AtomicBool,
+}
+
+impl std::fmt::Debug for Revalidation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Revalidation")
+            .field("every", &self.every)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Revalidation {
+    pub fn new<F, Fut>(every: Duration, hook: F) -> Self
+    where
+        F: Fn(Vec<Identity>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Vec<Identity>> + Send + 'static,
+    {
+        Revalidation {
+            every: every.max(Duration::from_millis(10)),
+            hook: Arc::new(move |ids| Box::pin(hook(ids))),
+            started: AtomicBool::new(false),
+        }
+    }
+
+    /// Starts the task at the first identified connection (a server may be built before a
+    /// runtime runs); it ends with the server.
+    pub fn start(state: &Arc<State>) {
+        let Some(me) = &state.revalidation else {
+            return;
+        };
+        if me.started.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let weak = Arc::downgrade(state);
+        tokio::spawn(in_scope(state.clone(), run(weak, me.every)));
+    }
+}
+
+/// Every `every`, hands the identities connected here to the hook, a batch at a time, and ends
+/// the local sessions of those it returns. Local only: each server revalidates its own.
+async fn run(state: Weak<State>, every: Duration) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        let Some((hook, ids, hub)) = state.upgrade().and_then(|s| {
+            let hook = s.revalidation.as_ref()?.hook.clone();
+            Some((hook, s.hub.identity_list(), s.hub.clone()))
+        }) else {
+            return;
+        };
+        for batch in ids.chunks(BATCH) {
+            let run = hook(batch.to_vec());
+            let ended = match super::panic::CatchUnwind::other(run).await {
+                Ok(ended) => ended,
+                Err(_) => {
+                    tracing::error!("the revalidation hook panicked; its batch is kept");
+                    continue;
+                }
+            };
+            let closed: usize = ended
+                .iter()
+                .map(|id| hub.close(Stream::User(id), SESSION_ENDED, REVOKED))
+                .sum();
+            if closed > 0 {
+                tracing::info!(
+                    identities = ended.len(),
+                    closed,
+                    "the revalidation hook ended sessions"
+                );
+            }
+        }
+    }
+}
