@@ -969,3 +969,42 @@ async fn a_group_resume_elsewhere_never_replays_what_was_sent_after_a_leave() {
         }
     }
 }
+
+/// `kick` (parity's: `ephaptic::disconnect(to(user), reason)`) ends alice's three sessions on
+/// two servers, with the session-ended code and the reason, within a second; bob, on both,
+/// keeps answering calls and receiving events.
+#[tokio::test]
+async fn kick_ends_a_user_everywhere_and_nobody_else() {
+    let redis = redis_or_skip!();
+    let (a, b) = (node(&redis.url()).await, node(&redis.url()).await);
+    let mut alice = vec![
+        Peer::user(&a, "alice").await,
+        Peer::user(&a, "alice").await,
+        Peer::user(&b, "alice").await,
+    ];
+    let mut bob_a = Peer::user(&a, "bob").await;
+    let mut bob_b = Peer::user(&b, "bob").await;
+
+    let started = Instant::now();
+    assert_eq!(
+        bob_a.ok("kick", vec![v("alice"), v("revoked")]).await,
+        Value::from(2),
+        "two of alice's connections are on this server"
+    );
+    for tab in &mut alice {
+        let left = Duration::from_secs(1).saturating_sub(started.elapsed());
+        assert_eq!(
+            tab.c.closed_within(left).await,
+            Some((4401, "revoked".to_owned())),
+            "closed within 1 s of the kick"
+        );
+    }
+    // Bob, on both servers, is untouched: calls answer, and events cross servers to him.
+    assert_eq!(bob_b.ok("whoami", vec![]).await, v("bob"));
+    assert_eq!(
+        bob_b.ok("notify", vec![v("bob"), v("still here")]).await,
+        Value::from(1)
+    );
+    assert_eq!(bob_a.kwarg("Notice", "message").await, v("still here"));
+    assert_eq!(bob_b.kwarg("Notice", "message").await, v("still here"));
+}

@@ -287,7 +287,11 @@ mod tests {
             assert_eq!(unwrap_lost("node-b", &body), None);
             assert_eq!(unwrap_positioned(&Bytes::from(body)), None);
         }
-        assert_eq!(unwrap_end("node-b", b"E\x04\x01x\x00\x09u:s:al"), None, "cut short");
+        assert_eq!(
+            unwrap_end("node-b", b"E\x04\x01x\x00\x09u:s:al"),
+            None,
+            "cut short"
+        );
         assert_eq!(unwrap_end("node-b", &wrap("node-a", b"\x01")), None);
     }
 

@@ -55,7 +55,9 @@ impl Audience {
     /// Ends the sessions of this audience on every server: see [`disconnect`].
     pub fn disconnect(&self, reason: &str) -> Disconnected {
         let Some(state) = current() else {
-            tracing::warn!("disconnect was called but no ephaptic server is running in this process");
+            tracing::warn!(
+                "disconnect was called but no ephaptic server is running in this process"
+            );
             return Disconnected::default();
         };
         end(&state, self, reason)

@@ -66,7 +66,10 @@ pub(crate) fn arm(conn: &Arc<Connection>, expires: SystemTime, handshake: Handsh
             } else {
                 CLOSE_NORMAL
             };
-            tracing::debug!(connection = conn.id(), "the connection's credentials expired");
+            tracing::debug!(
+                connection = conn.id(),
+                "the connection's credentials expired"
+            );
             conn.close(code, EXPIRED);
         }
     })
@@ -106,7 +109,12 @@ struct Refreshed {
 /// Runs `__ephaptic.refresh`: the loader on `auth` with the connection's upgrade request. The
 /// same identity goes on (with the new expiry); another identity, none, or a loader that
 /// fails ends the session with 4401.
-pub(crate) async fn refresh(state: Arc<State>, conn: Arc<Connection>, id: Bytes, auth: Option<Bytes>) {
+pub(crate) async fn refresh(
+    state: Arc<State>,
+    conn: Arc<Connection>,
+    id: Bytes,
+    auth: Option<Bytes>,
+) {
     let Some(loader) = state.loader.clone() else {
         let e = Error::new(
             "NOT_FOUND",
@@ -121,21 +129,19 @@ pub(crate) async fn refresh(state: Arc<State>, conn: Arc<Connection>, id: Bytes,
         .unwrap_or_else(Handshake::empty);
     let result = CatchUnwind::other(loader(auth, handshake.clone())).await;
     let why = match result {
-        Ok(Ok(Some(grant))) if Some(&grant.identity) == conn.identity() => {
-            match grant.expires {
-                Some(at) if at > SystemTime::now() => {
-                    arm(&conn, at, handshake);
-                    answer(&conn, &id, Some(unix_ms(at))).await;
-                    return;
-                }
-                Some(_) => EXPIRED,
-                None => {
-                    conn.credentials().clear();
-                    answer(&conn, &id, None).await;
-                    return;
-                }
+        Ok(Ok(Some(grant))) if Some(&grant.identity) == conn.identity() => match grant.expires {
+            Some(at) if at > SystemTime::now() => {
+                arm(&conn, at, handshake);
+                answer(&conn, &id, Some(unix_ms(at))).await;
+                return;
             }
-        }
+            Some(_) => EXPIRED,
+            None => {
+                conn.credentials().clear();
+                answer(&conn, &id, None).await;
+                return;
+            }
+        },
         Ok(Ok(Some(_))) => "credentials refreshed for another identity",
         Ok(Ok(None)) => "credentials refused",
         Ok(Err(e)) => {
@@ -180,6 +186,48 @@ mod tests {
         assert_eq!(map[0].1.as_str(), Some("refresh"));
         assert_eq!(map[1].1.as_u64(), Some(1_700_000_000_123));
         assert_eq!(map.len(), 2, "no id: old clients ignore it");
+    }
+
+    /// The code of the error answering a call to `name` on a connection whose grant ended at
+    /// `expires_ms` (0: it has none).
+    async fn answer_to_a_call(expires_ms: u64, name: &str) -> String {
+        use crate::runtime::{Config, State, inbound};
+        let state = State::for_tests(Config::default());
+        let (out, _rx) = crate::session::outbound::channel(state.outbound.clone());
+        let conn = Connection::new(1, None, None, out);
+        if expires_ms != 0 {
+            let timer = tokio::spawn(async {}).abort_handle();
+            conn.credentials()
+                .renew(expires_ms, Handshake::empty(), timer);
+        }
+        let call = rmpv::Value::Map(vec![
+            ("type".into(), "rpc".into()),
+            ("id".into(), 1.into()),
+            ("name".into(), name.into()),
+            ("args".into(), rmpv::Value::Array(vec![])),
+        ]);
+        let mut frame = Vec::new();
+        rmpv::encode::write_value(&mut frame, &call).unwrap();
+        let mut answers = Vec::new();
+        inbound::on_frame(&state, &conn, Bytes::from(frame), false, &mut answers);
+        let reply = rmpv::decode::read_value(&mut &answers[0][..]).unwrap();
+        let error = &reply.as_map().unwrap()[1].1;
+        error.as_map().unwrap()[0].1.as_str().unwrap().to_owned()
+    }
+
+    #[tokio::test]
+    async fn calls_after_the_expiry_are_refused_unauthorized() {
+        // Without a grant, the unknown function is what is wrong with the call.
+        assert_eq!(answer_to_a_call(0, "nothing_here").await, "NOT_FOUND");
+        let future = unix_ms(SystemTime::now() + Duration::from_secs(60));
+        assert_eq!(answer_to_a_call(future, "nothing_here").await, "NOT_FOUND");
+        // Past the expiry, no call runs under the old credentials.
+        let past = unix_ms(SystemTime::now() - Duration::from_secs(1));
+        assert_eq!(answer_to_a_call(past, "nothing_here").await, "UNAUTHORIZED");
+        assert_eq!(
+            answer_to_a_call(past, "__ephaptic.presence.count").await,
+            "UNAUTHORIZED"
+        );
     }
 
     #[test]

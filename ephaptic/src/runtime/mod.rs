@@ -24,8 +24,8 @@ pub(crate) mod scope;
 pub(crate) mod state;
 
 pub use emit::{announce, emit};
-pub use ending::{Disconnected, disconnect};
 pub(crate) use ending::Revalidation;
+pub use ending::{Disconnected, disconnect};
 pub(crate) use inbound::Init;
 pub(crate) use lifecycle::Session;
 pub use metrics::{Metrics, metrics};

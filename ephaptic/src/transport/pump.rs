@@ -25,6 +25,7 @@ use tokio::time::Instant;
 
 use super::listener::Meter;
 use crate::runtime::Session;
+use crate::session::credentials::SESSION_ENDED;
 use crate::session::{CloseSignal, Outbox, Receiver};
 
 /// Close code for a message too large to buffer (RFC 6455).
@@ -406,9 +407,10 @@ async fn finish<W: Socket>(
     end: End,
 ) {
     match end {
-        // Going away (a shutdown): the answers already queued leave first, for a second at
-        // most. Any other close (a slow client, a message too big) wins over what waits.
-        End::Close(why) if why.0 == GOING_AWAY => {
+        // Going away (a shutdown) or a session the server ended: the answers already queued
+        // (the refresh call's refusal, say) leave first, for a second at most. Any other close
+        // (a slow client, a message too big) wins over what waits.
+        End::Close(why) if why.0 == GOING_AWAY || why.0 == SESSION_ENDED => {
             let flush = async {
                 for frame in outbox.drain(..) {
                     if ws.feed(Message::Binary(frame)).await.is_err() {

@@ -155,6 +155,25 @@ impl Client {
         }
     }
 
+    /// The close code and reason the server sends within `limit`, skipping any frame before it;
+    /// `None` when the connection is still open then, 1006 when it ended without a close frame.
+    pub async fn closed_within(&mut self, limit: Duration) -> Option<(u16, String)> {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let msg = tokio::time::timeout_at(deadline, self.ws.next())
+                .await
+                .ok()?;
+            match msg {
+                Some(Ok(Message::Close(Some(frame)))) => {
+                    return Some((frame.code.into(), frame.reason.to_string()));
+                }
+                Some(Ok(Message::Close(None))) => return Some((1005, String::new())),
+                Some(Ok(_)) => continue,
+                Some(Err(_)) | None => return Some((1006, String::new())),
+            }
+        }
+    }
+
     pub async fn recv(&mut self) -> Value {
         decode(&self.recv_raw().await)
     }
