@@ -35,6 +35,7 @@ async fn load(token: Option<String>) -> Option<Expiring<String>> {
 }
 
 #[event]
+#[derive(Debug)]
 pub struct Ping {
     pub n: u32,
 }
