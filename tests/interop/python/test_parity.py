@@ -402,6 +402,38 @@ class TestConcurrency(ParityCase):
         assert_same(self, await self.collect(stream), [2, 1])
 
 
+
+class TestSessionEnd(ParityCase):
+    async def test_an_expiring_identity_is_closed_at_its_expiry_and_the_client_reconnects(self):
+        # 0.5.0 does not say `refresh: true` in init: at the expiry the server closes it
+        # normally (no refresh frame), and it reconnects, the loader granting it again.
+        c = await self.client(auth="expiring:carol:1500")
+        states = []
+        reconnected = asyncio.Event()
+
+        def on_state(state):
+            states.append(state)
+            if state == "connected" and "reconnecting" in states:
+                reconnected.set()
+
+        c.on_state_change(on_state)
+        first = await c.connection_id()
+        self.assertEqual(await c.whoami(), "carol")
+        await asyncio.wait_for(reconnected.wait(), 8)
+        self.assertNotEqual(await c.connection_id(), first, "a new connection")
+        self.assertEqual(await c.whoami(), "carol")
+
+    async def test_kick_closes_the_users_connections_and_spares_the_others(self):
+        alice = await self.client(auth="alice-py")
+        bob = await self.client(auth="bob-py")
+        closed = asyncio.Event()
+        alice.on_state_change(lambda s: closed.set() if s != "connected" else None)
+        self.assertEqual(await alice.whoami(), "alice-py")
+        self.assertEqual(await bob.kick("alice-py", "revoked"), 1)
+        await asyncio.wait_for(closed.wait(), 2)
+        self.assertEqual(await bob.whoami(), "bob-py")
+
+
 if __name__ == "__main__":
     unittest.main(verbosity=2)
 
