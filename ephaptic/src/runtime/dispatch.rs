@@ -61,9 +61,10 @@ pub(crate) fn start(
         // Reserved names are looked for only among the names no function has (a function's
         // name is a Rust identifier, so never one of them).
         if name == super::expiry::REFRESH {
-            // Counted and cancellable like a call: the loader runs on the new credentials.
+            // Counted and cancellable like a call, one at a time: the loader runs on the new
+            // credentials, and a client must not make it run in parallel.
             let limit = state.config.max_calls_in_flight;
-            if conn.calls_running() >= limit {
+            if conn.calls_running() >= limit || !conn.start_refresh() {
                 out.push(too_many_calls(limit).to_frame(id_bytes, false));
                 return;
             }

@@ -115,6 +115,7 @@ pub(crate) async fn refresh(
     id: Bytes,
     auth: Option<Bytes>,
 ) {
+    let _done = RefreshDone(&conn);
     let Some(loader) = state.loader.clone() else {
         let e = Error::new(
             "NOT_FOUND",
@@ -162,6 +163,15 @@ pub(crate) async fn refresh(
     let e = Error::new("UNAUTHORIZED", format!("The session ended: {why}."));
     conn.send(e.to_frame(&id, false)).await;
     conn.close(SESSION_ENDED, why);
+}
+
+/// Lets the connection start another refresh once this one ended (or was cancelled).
+struct RefreshDone<'a>(&'a Connection);
+
+impl Drop for RefreshDone<'_> {
+    fn drop(&mut self) {
+        self.0.end_refresh();
+    }
 }
 
 async fn answer(conn: &Connection, id: &[u8], expires: Option<u64>) {

@@ -64,6 +64,8 @@ const GATED: u8 = 4;
 const HELLO: u8 = 8;
 /// Its client said `init.refresh: true`: it answers `refresh` frames.
 const REFRESHES: u8 = 16;
+/// A refresh is running (the identity loader, on new credentials).
+const REFRESHING: u8 = 32;
 
 /// A call (or stream) running in a task of its own.
 #[derive(Debug)]
@@ -205,6 +207,15 @@ impl Connection {
 
     pub fn end_hello(&self) {
         self.flags.fetch_and(!HELLO, Ordering::AcqRel);
+    }
+
+    /// Marks a refresh as running; `false` when one already is.
+    pub fn start_refresh(&self) -> bool {
+        self.flags.fetch_or(REFRESHING, Ordering::AcqRel) & REFRESHING == 0
+    }
+
+    pub fn end_refresh(&self) {
+        self.flags.fetch_and(!REFRESHING, Ordering::AcqRel);
     }
 
     /// Whether its client speaks sessions (`init` with `v: 2`).
