@@ -3,7 +3,7 @@ import { decodeFrame, encodeValue, fixIntegers, prepareForWire, rpcFrame, unsafe
 import { EphapticError, isEphapticError } from "./errors.js";
 import { EventRegistry, eventData, type Listener } from "./events.js";
 import { EphapticStream } from "./stream.js";
-import { HELLO, HELLO_ID, readHello, readOutcome, SessionListeners, SessionState } from "./session.js";
+import { HELLO, HELLO_ID, readHello, readOutcome, REFRESH, SessionListeners, SessionState } from "./session.js";
 import type {
   CallOptions,
   Client,
@@ -16,6 +16,7 @@ import type {
   Resync,
   SchemaMismatch,
   Session,
+  SessionEnded,
   StateChange,
   Untyped,
   WebSocketConstructorLike,
@@ -27,6 +28,11 @@ import { PresenceRegistry, type PresenceOptions } from "./presence.js";
 
 export const DEFAULT_TIMEOUT_MS = 30_000;
 export const DEFAULT_CONNECT_TIMEOUT_MS = 10_000;
+/**
+ * The close code of a session the server ended (PROTOCOL.md 5.11): logged out, access revoked,
+ * credentials expired or refused. The client does not reconnect after it.
+ */
+export const SESSION_ENDED_CLOSE_CODE = 4401;
 // setTimeout cannot wait longer than this; a longer timeout is no timeout.
 const MAX_TIMER_MS = 2_147_483_647;
 const OPEN = 1;
@@ -131,6 +137,9 @@ class Connection {
   private connectedBefore = false;
   /** onResync, onSchemaMismatch and the invalidation helper's listeners. */
   readonly listeners = new SessionListeners((error, context) => this.report(error, context));
+  /** How the server ended the session (close code 4401); undefined while it has not. */
+  private ended: SessionEnded | undefined;
+  private readonly endedListeners = new Set<(ended: SessionEnded) => void>();
 
   private attempt = 0;
   private attemptTimes: number[] = [];
@@ -159,6 +168,7 @@ class Connection {
     this.session = new SessionState(options.schemaHash);
     if (options.onResync) this.listeners.onResync(options.onResync);
     if (options.onSchemaMismatch) this.listeners.onSchemaMismatch(options.onSchemaMismatch);
+    if (options.onSessionEnded) this.onSessionEnded(options.onSessionEnded);
   }
 
   /** The resolved URL, or the URL as given while there is no page to resolve it against. */
@@ -250,7 +260,9 @@ class Connection {
             ? `a resync listener (stream ${context.stream})`
             : context.kind === "schema-listener"
               ? "a schema mismatch listener"
-              : `a listener of event '${context.event}'`;
+              : context.kind === "session-listener"
+                ? "a session-ended listener"
+                : `a listener of event '${context.event}'`;
     this.logger.error(`[ephaptic] ${where} threw:`, error);
   }
 
@@ -335,6 +347,8 @@ class Connection {
     if (this.resumeOn) {
       init.v = 2;
       if (resume) init.resume = resume;
+      // This client answers `refresh` frames: credentials that expire are renewed in band.
+      init.refresh = true;
     }
     const initBytes = this.attemptStep(generation, "Could not encode the auth value", () =>
       encodeValue(prepareForWire(init)),
@@ -437,6 +451,12 @@ class Connection {
     const helloPending = this.clearHello();
     const code = typeof event.code === "number" ? event.code : 1006;
     const reason = typeof event.reason === "string" ? event.reason : "";
+    if (code === SESSION_ENDED_CLOSE_CODE) {
+      // Final, whenever it comes (during an attempt, before the hello's answer, or later): the
+      // same credentials would be refused again, so there is no reconnect.
+      this.endSession({ code, reason });
+      return;
+    }
     if (!this.opened) {
       this.attemptFailed(
         new EphapticError(
@@ -592,6 +612,14 @@ class Connection {
 
   disconnect(): void {
     if (this.closedForGood) return;
+    this.shutDown(this.closedError(), {});
+  }
+
+  /**
+   * Closes for good: no attempt any more, the socket (if any) closed, everything waiting rejected
+   * with `error`, state `closed` with `extra`.
+   */
+  private shutDown(error: EphapticError, extra: Omit<StateChange, "previous">): void {
     this.closedForGood = true;
     this.attempting = false;
     this.generation++;
@@ -609,14 +637,54 @@ class Connection {
         // a socket still connecting may refuse a close code
       }
     }
-    const error = this.closedError();
     for (const call of this.queue.splice(0)) this.settle(call, undefined, error);
     this.failInflight(error);
     this.attemptEnded(error);
-    this.setState("closed");
+    this.setState("closed", extra);
   }
 
+  /** The server ended the session (close code 4401): closed for good, then `onSessionEnded`. */
+  private endSession(ended: SessionEnded): void {
+    if (this.closedForGood) return;
+    this.ended = Object.freeze({ code: ended.code, reason: ended.reason });
+    this.shutDown(this.closedError(), { code: ended.code, reason: ended.reason });
+    const listeners = [...this.endedListeners];
+    this.endedListeners.clear();
+    for (const listener of listeners) {
+      try {
+        listener(this.ended);
+      } catch (error) {
+        this.report(error, { kind: "session-listener" });
+      }
+    }
+  }
+
+  get sessionEnded(): SessionEnded | undefined {
+    return this.ended;
+  }
+
+  onSessionEnded(callback: (ended: SessionEnded) => void): () => void {
+    if (typeof callback !== "function") throw new TypeError("onSessionEnded needs a function.");
+    const wrapped = (ended: SessionEnded): void => callback(ended);
+    // Once the session ended there is nothing more to tell (read `client.sessionEnded`).
+    if (!this.ended) this.endedListeners.add(wrapped);
+    return () => {
+      this.endedListeners.delete(wrapped);
+    };
+  }
+
+  /** What calls, `ready()` and streams reject with once the client is closed for good. */
   private closedError(): EphapticError {
+    const ended = this.ended;
+    if (ended) {
+      return new EphapticError(
+        "SESSION_ENDED",
+        `The session ended: the server closed it (close code ${ended.code}${ended.reason ? `: ${ended.reason}` : ""}) ` +
+          "and this client does not reconnect with the same credentials. Log in again: create a new client with " +
+          "connect() and new credentials.",
+        ended,
+      );
+    }
     return new EphapticError(
       "DISCONNECTED",
       "The client is disconnected: disconnect() was called. Create a new client with connect().",
@@ -778,6 +846,8 @@ class Connection {
     } else if (this.resumeOn && (frame.type === "position" || frame.type === "resync")) {
       if (this.hello) this.session.early.holdFrame(() => this.streamFrame(frame));
       else this.streamFrame(frame);
+    } else if (this.resumeOn && frame.type === "refresh" && this.socket) {
+      void this.refresh(this.socket);
     }
     // Anything else is a frame type this client does not know (PROTOCOL.md section 5): ignored.
   }
@@ -837,6 +907,41 @@ class Connection {
       this.settle(call, undefined, EphapticError.fromWire(frame.error));
     } else {
       this.settle(call, frame.result);
+    }
+  }
+
+  /**
+   * A `refresh` frame (PROTOCOL.md 5.11): the connection's credentials expire soon. Fresh ones
+   * (the `auth` option, called again when it is a function) go to the server in the reserved
+   * call `__ephaptic.refresh` on this connection, which stays open. If that fails the server
+   * ends the session itself (close code 4401) at the expiry, or at once when it refuses them.
+   */
+  private async refresh(ws: WebSocketLike): Promise<void> {
+    let auth = this.options.auth;
+    if (typeof auth === "function") {
+      const fn = auth as () => unknown;
+      try {
+        auth = await Promise.resolve().then(fn);
+      } catch (error) {
+        this.logger.warn(
+          `[ephaptic] the auth function failed when the server asked for fresh credentials: ${describe(error)}. ` +
+            "The session ends when the current ones expire.",
+        );
+        return;
+      }
+    }
+    // A connection that closed meanwhile is gone: the next one sends the credentials in its init.
+    if (this.socket !== ws || !this.opened) return;
+    try {
+      // The socket is open, so the call goes out now, ahead of nothing (no queue to wait in).
+      await this.invoke(REFRESH, auth === undefined ? [] : [auth]);
+    } catch (error) {
+      if (isEphapticError(error, "DISCONNECTED") || isEphapticError(error, "SESSION_ENDED")) return;
+      const code = isEphapticError(error) ? `${error.code}: ` : "";
+      this.logger.warn(
+        `[ephaptic] the server did not take the fresh credentials (${code}${describe(error)}); ` +
+          "the session ends (close code 4401).",
+      );
     }
   }
 
@@ -976,6 +1081,10 @@ export function connect<S = Untyped, Errs = {}>(options: ConnectOptions = {}): C
     get identity() {
       return conn.session.identity;
     },
+    get sessionEnded() {
+      return conn.sessionEnded;
+    },
+    onSessionEnded: (callback: (ended: SessionEnded) => void) => conn.onSessionEnded(callback),
     onResync: (callback: (resync: Resync) => void) => conn.listeners.onResync(callback),
     onSchemaMismatch: (callback: (mismatch: SchemaMismatch) => void) => conn.listeners.onSchemaMismatch(callback),
     call: (name: string, ...args: unknown[]) => invoke(name, args),

@@ -1,3 +1,5 @@
+import type { SessionEnded } from "./types.js";
+
 /** One issue of a `VALIDATION_ERROR`: `loc` is the path to the bad value, e.g. `["item", "tags", 0]`. */
 export interface ValidationIssue {
   type: string;
@@ -26,6 +28,8 @@ export interface BuiltinErrors {
   TIMEOUT: null;
   ENCODE_ERROR: null;
   PROTOCOL_ERROR: null;
+  /** The server ended the session (close code 4401): its close code and reason. */
+  SESSION_ENDED: SessionEnded;
 }
 
 /** The codes this client produces itself; no server sends them. */
@@ -34,7 +38,8 @@ export type ClientErrorCode =
   | "DISCONNECTED"
   | "TIMEOUT"
   | "ENCODE_ERROR"
-  | "PROTOCOL_ERROR";
+  | "PROTOCOL_ERROR"
+  | "SESSION_ENDED";
 
 /** Every failure this client reports: a server error reply or one of the client-side codes. */
 export class EphapticError<C extends string = string, D = unknown> extends Error {

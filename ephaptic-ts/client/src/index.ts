@@ -1,4 +1,4 @@
-export { connect, DEFAULT_TIMEOUT_MS, DEFAULT_CONNECT_TIMEOUT_MS } from "./client.js";
+export { connect, DEFAULT_TIMEOUT_MS, DEFAULT_CONNECT_TIMEOUT_MS, SESSION_ENDED_CLOSE_CODE } from "./client.js";
 export { EphapticError, isEphapticError } from "./errors.js";
 export type { BuiltinErrors, ClientErrorCode, ErrorData, ValidationIssue } from "./errors.js";
 export { EphapticStream } from "./stream.js";
@@ -32,6 +32,7 @@ export type {
   ResyncReason,
   SchemaMismatch,
   Session,
+  SessionEnded,
   SessionLimits,
   StateChange,
   StreamOutcome,

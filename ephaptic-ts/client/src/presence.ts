@@ -195,7 +195,13 @@ export class Presence<M = unknown> {
         // DISCONNECTED and the like are retried at the reconnect; a refusal is kept for the app.
         this.error_ = error;
         const code = (error as { code?: unknown })?.code;
-        if (code !== "FORBIDDEN" && code !== "DISCONNECTED" && code !== "CONNECT_FAILED" && code !== "TIMEOUT") {
+        if (
+          code !== "FORBIDDEN" &&
+          code !== "DISCONNECTED" &&
+          code !== "CONNECT_FAILED" &&
+          code !== "TIMEOUT" &&
+          code !== "SESSION_ENDED"
+        ) {
           this.host.report(error);
         }
       },

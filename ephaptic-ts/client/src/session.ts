@@ -7,6 +7,8 @@ import type { ErrorContext, Resync, ResyncReason, SchemaMismatch, Session, Sessi
 export const HELLO = "__ephaptic.hello";
 /** The id the hello goes out with: user calls count from 1, so 0 is never theirs. */
 export const HELLO_ID = 0;
+/** The reserved name of the call that carries fresh credentials (PROTOCOL.md 5.11). */
+export const REFRESH = "__ephaptic.refresh";
 /** The most positions a server reads from `init.resume`. */
 export const MAX_RESUME = 64;
 

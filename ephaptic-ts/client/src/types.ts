@@ -9,7 +9,10 @@ export type ConnectionState = "disconnected" | "connecting" | "connected" | "rec
 export interface StateChange {
   /** The state before this change. */
   previous: ConnectionState;
-  /** For a change caused by the socket closing: its close code (1008: the server found this client too slow). */
+  /**
+   * For a change caused by the socket closing: its close code (1008: the server found this
+   * client too slow; 4401: the server ended the session, see `onSessionEnded`).
+   */
   code?: number;
   /** The close reason, when the server gave one. */
   reason?: string;
@@ -119,6 +122,19 @@ export interface SchemaMismatch {
 }
 
 /**
+ * The server ended the session (close code 4401, `SESSION_ENDED_CLOSE_CODE`): logged out
+ * everywhere, access revoked, or credentials that expired or were refused at a refresh. The
+ * client does not reconnect with the same credentials: it stays `closed`, and its calls reject
+ * with `SESSION_ENDED`. Log in again with a new client (`connect()` with new credentials).
+ */
+export interface SessionEnded {
+  /** The close code: 4401. */
+  code: number;
+  /** Why, as the server said (`"logged out"`, `"credentials expired"`, ...); may be empty. */
+  reason: string;
+}
+
+/**
  * The part of a WebSocket the client uses: the browser's `WebSocket` and the `ws` package's both
  * fit. Event parameters are `any` so either's event types are accepted.
  */
@@ -147,7 +163,8 @@ export type ErrorContext =
   | { kind: "state-listener"; state: ConnectionState }
   | { kind: "invalidation"; event: string }
   | { kind: "resync-listener"; stream: string }
-  | { kind: "schema-listener" };
+  | { kind: "schema-listener" }
+  | { kind: "session-listener" };
 
 export interface ConnectOptions {
   /**
@@ -157,7 +174,9 @@ export interface ConnectOptions {
   url?: string | { readonly href: string };
   /**
    * Sent as `init.auth`, the identity loader's input. A function (sync or async) is called before
-   * every connection and reconnection, so a refreshed token is used. `undefined` sends no `auth`.
+   * every connection and reconnection, so a refreshed token is used, and, with sessions on, each
+   * time the server asks for fresh credentials before the current ones expire (the connection
+   * stays open). `undefined` sends no `auth`.
    */
   auth?: unknown;
   /**
@@ -203,6 +222,8 @@ export interface ConnectOptions {
   onSchemaMismatch?: (mismatch: SchemaMismatch) => void;
   /** Called for each stream not recovered (see `client.onResync`). */
   onResync?: (resync: Resync) => void;
+  /** Called once when the server ends the session (close code 4401; see `client.onSessionEnded`). */
+  onSessionEnded?: (ended: SessionEnded) => void;
   /** Debug hook: every decoded incoming frame (`"in"`) and every frame sent (`"out"`). */
   trace?: (direction: "in" | "out", frame: Record<string, unknown>) => void;
 }
@@ -343,8 +364,19 @@ export interface ClientBase<S = Untyped, Errs = {}> {
   /** Observes connection state changes; returns a function that stops observing. */
   onStateChange(callback: (state: ConnectionState, change: StateChange) => void): () => void;
   /**
+   * Called once when the server ends the session (close code 4401: logged out everywhere, access
+   * revoked, credentials expired or refused at a refresh). The client is `closed` by then and
+   * does not reconnect; its calls reject with `SESSION_ENDED`. Send the user to log in and make a
+   * new client with new credentials. A callback added after the session ended is not called (read
+   * `client.sessionEnded`). Returns a function that stops it.
+   */
+  onSessionEnded(callback: (ended: SessionEnded) => void): () => void;
+  /** How the server ended the session (see `onSessionEnded`); undefined while it has not. */
+  readonly sessionEnded: SessionEnded | undefined;
+  /**
    * Resolves once connected. Rejects with `CONNECT_FAILED` if the attempt under way fails, with
-   * `DISCONNECTED` once `disconnect()` was called.
+   * `DISCONNECTED` once `disconnect()` was called, with `SESSION_ENDED` once the server ended the
+   * session.
    */
   ready(): Promise<void>;
   /** Closes the connection for good: state `closed`, pending calls reject with `DISCONNECTED`. */

@@ -3,6 +3,8 @@
 import { connect, EphapticError, EphapticStream, isEphapticError } from "@ephaptic/client";
 import type { Client, ConnectionState, QueryClientLike } from "@ephaptic/client";
 import type { Resync, ResyncReason, SchemaMismatch, Session, StreamOutcome } from "@ephaptic/client";
+import { SESSION_ENDED_CLOSE_CODE } from "@ephaptic/client";
+import type { BuiltinErrors, ClientErrorCode, ErrorContext, SessionEnded } from "@ephaptic/client";
 import type {
   EphapticErrors,
   EphapticEvents,
@@ -249,4 +251,60 @@ export async function sessions(): Promise<void> {
   connect({ resume: "yes" });
   // @ts-expect-error session is read-only
   client.session = undefined;
+}
+
+export async function sessionsTheServerEnds(): Promise<void> {
+  const client = connect<EphapticService, EphapticErrors>({
+    url: "ws://127.0.0.1:1/_ephaptic",
+    // A function is asked again for every connection and every refresh the server asks for.
+    auth: async () => "expiring:alice:2000",
+    onSessionEnded: (ended) => {
+      const code: number = ended.code;
+      const reason: string = ended.reason;
+      void [code, reason];
+    },
+  });
+  const stop: () => void = client.onSessionEnded((ended: SessionEnded) => {
+    assertType<Equal<typeof ended, SessionEnded>>();
+  });
+  stop();
+  const ended: SessionEnded | undefined = client.sessionEnded;
+  assertType<Equal<typeof client.sessionEnded, SessionEnded | undefined>>();
+  void ended;
+  const closeCode: number = SESSION_ENDED_CLOSE_CODE;
+  void closeCode;
+  client.onStateChange((state, change) => {
+    if (state === "closed" && change.code === SESSION_ENDED_CLOSE_CODE) void change.reason;
+  });
+  const kicked: number = await client.kick("alice", "revoked");
+  const connection: number = await client.connection_id();
+  void [kicked, connection];
+
+  // SESSION_ENDED is a client-side code; its data is the close code and reason.
+  const clientCode: ClientErrorCode = "SESSION_ENDED";
+  assertType<Equal<BuiltinErrors["SESSION_ENDED"], SessionEnded>>();
+  void clientCode;
+  try {
+    await client.add(1, 2);
+  } catch (e) {
+    if (client.isError(e, "SESSION_ENDED")) {
+      const reason: string = e.data.reason;
+      assertType<Equal<typeof e.code, "SESSION_ENDED">>();
+      void reason;
+    }
+    if (isEphapticError(e, "SESSION_ENDED")) void e.data.code;
+  }
+  const context: ErrorContext = { kind: "session-listener" };
+  void context;
+
+  // @ts-expect-error the callback gets a SessionEnded, not a string
+  client.onSessionEnded((reason: string) => void reason);
+  // @ts-expect-error onSessionEnded needs a callback
+  client.onSessionEnded();
+  // @ts-expect-error the option is a function
+  connect({ onSessionEnded: "logout" });
+  // @ts-expect-error sessionEnded is read-only
+  client.sessionEnded = undefined;
+  // @ts-expect-error misspelt code
+  client.isError(new Error(), "SESSION_ENDDED");
 }

@@ -13,6 +13,7 @@ test("the entry point exports the public API and nothing else", () => {
     "EphapticError",
     "EphapticStream",
     "Presence",
+    "SESSION_ENDED_CLOSE_CODE",
     "connect",
     "isEphapticError",
     "resolveUrl",

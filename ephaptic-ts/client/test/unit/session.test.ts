@@ -93,13 +93,13 @@ async function reconnect(fake: ReturnType<typeof fakeWebSocket>, ws: FakeSocket)
   return next;
 }
 
-test("sessions on (default): init says v 2, the hello follows before any call, calls count from 1", async () => {
+test("sessions on (default): init says v 2 and refresh: true, the hello follows before any call, calls count from 1", async () => {
   const { client, fake, changes } = setup({ auth: "alice" });
   const early = client.add(1, 2);
   const ws = fake.last();
   ws.open();
   assert.deepEqual(ws.sent, [
-    { type: "init", auth: "alice", v: 2 },
+    { type: "init", auth: "alice", v: 2, refresh: true },
     HELLO,
     { type: "rpc", id: 1, name: "add", args: [1, 2] },
   ]);
@@ -192,7 +192,7 @@ test("a reconnect sends the positions; a recovered stream reports nothing and in
   invalidated.length = 0;
 
   ws = await reconnect(fake, ws);
-  assert.deepEqual(ws.sent.slice(0, 2), [{ type: "init", auth: "alice", v: 2, resume: { u: ["E", 3], b: ["B", 7] } }, HELLO]);
+  assert.deepEqual(ws.sent.slice(0, 2), [{ type: "init", auth: "alice", v: 2, resume: { u: ["E", 3], b: ["B", 7] }, refresh: true }, HELLO]);
   assert.equal(client.state, "reconnecting");
   // Replayed events come before the result, as ordinary positioned events; one also sent live
   // arrives twice and is dropped.
@@ -274,7 +274,7 @@ test("a legacy server (hello NOT_FOUND): works as before, every reconnect counts
   assert.deepEqual(log.warnings, [], "NOT_FOUND is the expected answer: no warning");
 
   ws = await reconnect(fake, ws);
-  assert.deepEqual(ws.sent.slice(0, 2), [{ type: "init", auth: "x", v: 2 }, HELLO], "no positions to send");
+  assert.deepEqual(ws.sent.slice(0, 2), [{ type: "init", auth: "x", v: 2, refresh: true }, HELLO], "no positions to send");
   ws.receive(NOT_FOUND);
   await flush();
   assert.equal(client.state, "connected");
