@@ -140,6 +140,9 @@ class Connection {
   /** How the server ended the session (close code 4401); undefined while it has not. */
   private ended: SessionEnded | undefined;
   private readonly endedListeners = new Set<(ended: SessionEnded) => void>();
+  /** The connection whose credentials are being refreshed, and whether another refresh was asked meanwhile. */
+  private refreshing: WebSocketLike | undefined;
+  private refreshAgain = false;
 
   private attempt = 0;
   private attemptTimes: number[] = [];
@@ -847,7 +850,7 @@ class Connection {
       if (this.hello) this.session.early.holdFrame(() => this.streamFrame(frame));
       else this.streamFrame(frame);
     } else if (this.resumeOn && frame.type === "refresh" && this.socket) {
-      void this.refresh(this.socket);
+      this.refreshSoon(this.socket);
     }
     // Anything else is a frame type this client does not know (PROTOCOL.md section 5): ignored.
   }
@@ -908,6 +911,24 @@ class Connection {
     } else {
       this.settle(call, frame.result);
     }
+  }
+
+  /**
+   * Refreshes the credentials of connection `ws`, one refresh at a time (the server refuses a
+   * second while one runs): a request that comes meanwhile runs once the current one ended.
+   */
+  private refreshSoon(ws: WebSocketLike): void {
+    if (this.refreshing === ws) {
+      this.refreshAgain = true;
+      return;
+    }
+    this.refreshing = ws;
+    this.refreshAgain = false;
+    void this.refresh(ws).finally(() => {
+      if (this.refreshing !== ws) return;
+      this.refreshing = undefined;
+      if (this.refreshAgain && this.socket === ws) this.refreshSoon(ws);
+    });
   }
 
   /**

@@ -238,6 +238,29 @@ test("a refresh frame: the auth function runs again and its token goes out in __
   client.disconnect();
 });
 
+test("refreshes run one at a time: a second request waits for the first answer", async () => {
+  let n = 0;
+  const { client, fake, log } = setup({ auth: () => `tok-${++n}` });
+  await until(() => fake.sockets.length === 1, "the socket");
+  const ws = fake.last();
+  ws.open();
+  ws.receive(HELLO_ANSWER);
+  const refreshes = () => ws.frames("rpc").filter((f) => f.name === "__ephaptic.refresh");
+  ws.receive({ type: "refresh", expires: Date.now() + 1000 });
+  ws.receive({ type: "refresh", expires: Date.now() + 1000 });
+  await until(() => refreshes().length === 1, "the first refresh call");
+  await flush();
+  assert.equal(refreshes().length, 1, "the second waits");
+  ws.receive({ id: 1, result: { expires: Date.now() + 2000 } });
+  await until(() => refreshes().length === 2, "the second refresh call");
+  assert.deepEqual(refreshes()[1], { type: "rpc", id: 2, name: "__ephaptic.refresh", args: ["tok-3"] });
+  ws.receive({ id: 2, result: { expires: Date.now() + 2000 } });
+  await flush();
+  assert.equal(refreshes().length, 2);
+  assert.deepEqual(log.warnings, []);
+  client.disconnect();
+});
+
 test("refresh with a plain auth value sends it again; without auth the call has no argument", async () => {
   const { client, fake } = setup({ auth: { token: "static" } });
   const ws = fake.last();
