@@ -2,7 +2,7 @@
 # Builds and tests @ephaptic/react from any directory: `npm ci` when needed, the build and the
 # test files under `tsc --strict` (the type tests in test/hooks.test.tsx must fail to compile where
 # marked), then the unit tests (node --test): cleanup on unmount, handler identity, a new client,
-# the connection state, TanStack queries / mutations / channel invalidation, presence (usePresence),
+# the connection state, a session the server ended (useSessionEnded), TanStack queries / mutations / channel invalidation, presence (usePresence),
 # a reconnect with and without sessions, server rendering.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")"

@@ -3,6 +3,7 @@
 # test files under `tsc --strict` (the type tests in test/stores.test.ts must fail to compile where
 # marked) and svelte-check over the test component, then the unit tests (node --test): listeners
 # removed with the last subscriber and with a destroyed component, lists, the connection state,
+# a session the server ended (sessionEnded),
 # channel-driven refetch, stale replies dropped, presence, a reconnect with and without sessions,
 # SSR (stores and a component) without a window.
 set -euo pipefail

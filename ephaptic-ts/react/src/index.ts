@@ -3,7 +3,8 @@
 // cannot carry a type, so the types come from the factory (as tRPC's `createTRPCReact` does).
 //
 // The hooks use the client's public API only (`on`, `state`, `onStateChange`, `queries`,
-// `mutations`, `invalidateOn`, `presence`), so they work with any `connect(...)` client.
+// `mutations`, `invalidateOn`, `presence`, `sessionEnded`, `onSessionEnded`), so they work with
+// any `connect(...)` client.
 import {
   createContext,
   createElement,
@@ -36,6 +37,7 @@ import type {
   QueryClientLike,
   QueryKey,
   QueryKeyOf,
+  SessionEnded,
   StateChange,
 } from "@ephaptic/client";
 
@@ -44,6 +46,8 @@ interface ClientCore {
   readonly state: ConnectionState;
   on(event: string, callback: (data: unknown) => void): () => void;
   onStateChange(callback: (state: ConnectionState, change: StateChange) => void): () => void;
+  readonly sessionEnded: SessionEnded | undefined;
+  onSessionEnded(callback: (ended: SessionEnded) => void): () => void;
   invalidateOn(event: string, queryClient: QueryClientLike, queryKeys: readonly QueryKey[]): () => void;
   readonly queries: unknown;
   readonly mutations: unknown;
@@ -206,6 +210,30 @@ export function createEphapticReact<S, Errs = {}, Events extends object = Record
   }
 
   /**
+   * How the server ended the session (close code 4401: logged out everywhere, access revoked,
+   * credentials expired or refused), or `undefined` while it has not; re-renders when it ends.
+   * The client is `closed` then and does not reconnect: show the login, and give the provider a
+   * new client made with the new credentials. `handler`, if given, is called once when the
+   * session ends while the component is mounted (the latest render's handler; not for a session
+   * that had ended before the mount, which the returned value shows). `undefined` during server
+   * rendering.
+   *
+   * ```tsx
+   * const ended = useSessionEnded((e) => analytics.track("signed-out", e.reason));
+   * if (ended) return <Login reason={ended.reason} />;
+   * ```
+   */
+  function useSessionEnded(handler?: (ended: SessionEnded) => void): SessionEnded | undefined {
+    const client = useClient();
+    const latest = useLatest(handler);
+    useEffect(() => core(client).onSessionEnded((ended) => latest.current?.(ended)), [client, latest]);
+    // The client sets `sessionEnded` before it moves to `closed`, so a state change is the signal.
+    const subscribe = useMemo(() => (onChange: () => void) => core(client).onStateChange(onChange), [client]);
+    const get = (): SessionEnded | undefined => core(client).sessionEnded;
+    return useSyncExternalStore(subscribe, get, () => undefined);
+  }
+
+  /**
    * A group's members, kept in sync with the server (`client.presence(group, options)`): a
    * snapshot, then the diffs, resynced after every reconnect; re-renders on each change. Opened
    * when the component mounts and closed when it unmounts (the last component using the group
@@ -323,6 +351,7 @@ export function createEphapticReact<S, Errs = {}, Events extends object = Record
     useEventList,
     useConnectionState,
     useReconnected,
+    useSessionEnded,
     usePresence,
     useInvalidateOn,
     useEphapticQuery,

@@ -6,7 +6,7 @@ import { test } from "node:test";
 import { act, useState, type ReactNode } from "react";
 import { createRoot, type Root } from "react-dom/client";
 import { QueryClient, QueryClientProvider } from "@tanstack/react-query";
-import { connect, type Client } from "@ephaptic/client";
+import { connect, type Client, type SessionEnded } from "@ephaptic/client";
 import { createEphapticReact } from "@ephaptic/react";
 import { fakeServer, lobby, sessions, until, type FakeServer } from "../../client/test/helpers/bindings/fake-server.js";
 import {
@@ -30,6 +30,7 @@ const {
   useEphapticQuery,
   useEphapticMutation,
   useReconnected,
+  useSessionEnded,
   usePresence,
 } = createEphapticReact<EphapticService, EphapticErrors, EphapticEvents>();
 
@@ -184,6 +185,51 @@ test("useConnectionState follows the connection, and useReconnected fires after 
   assert.deepEqual(states.slice(-3), ["connected", "reconnecting", "connected"]);
   act(() => view.root.unmount());
   client.disconnect();
+});
+
+test("useSessionEnded: the reason once the server ends the session, the handler once, no reconnect; a new client works", async () => {
+  const server = fakeServer();
+  const { client } = counted(server);
+  const handled: Array<[string, SessionEnded]> = [];
+  function View(props: { tag: string }): ReactNode {
+    // A new closure every render: the latest one is called.
+    const ended = useSessionEnded((e) => handled.push([props.tag, e]));
+    const state = useConnectionState();
+    return <p>{ended ? `signed out: ${ended.reason} (${ended.code})` : state}</p>;
+  }
+  function Gone(): ReactNode {
+    useSessionEnded((e) => handled.push(["unmounted", e]));
+    return null;
+  }
+  const gone = mount(<EphapticProvider client={client}><Gone /></EphapticProvider>);
+  act(() => gone.root.unmount());
+  const view = mount(<EphapticProvider client={client}><View tag="a" /></EphapticProvider>);
+  await act(async () => {
+    await client.ready();
+  });
+  view.render(<EphapticProvider client={client}><View tag="b" /></EphapticProvider>);
+  assert.equal(view.container.textContent, "connected");
+  await act(async () => server.endSessions("revoked"));
+  assert.equal(view.container.textContent, "signed out: revoked (4401)");
+  assert.deepEqual(handled, [["b", { code: 4401, reason: "revoked" }]], "the latest handler, once; none after unmount");
+  assert.equal(client.state, "closed");
+
+  // A component mounted after the end shows it, without calling its handler.
+  const late = mount(<EphapticProvider client={client}><View tag="late" /></EphapticProvider>);
+  assert.equal(late.container.textContent, "signed out: revoked (4401)");
+  assert.equal(handled.length, 1);
+  assert.equal(server.sockets.length, 1, "no reconnect after 4401");
+
+  // Logging in again: the provider gets a new client, and the hooks follow it.
+  const again = counted(server).client;
+  view.render(<EphapticProvider client={again}><View tag="c" /></EphapticProvider>);
+  await act(async () => {
+    await again.ready();
+  });
+  assert.equal(view.container.textContent, "connected");
+  act(() => view.root.unmount());
+  act(() => late.root.unmount());
+  again.disconnect();
 });
 
 test("queries refetch when their channel arrives; a mutation invalidates them; unmount stops it", async () => {
@@ -407,6 +453,11 @@ export function typeChecks(client: C): ReactNode {
     const own: number | undefined = usePresence<{ x: number }>("room:1")[0]?.connections[0]?.meta.x;
     // @ts-expect-error: enter returns a promise
     usePresence("lobby", { enter: () => 1 });
+    const ended: SessionEnded | undefined = useSessionEnded((e) => void e.reason.toUpperCase());
+    const code: number | undefined = useSessionEnded()?.code;
+    // @ts-expect-error: the handler gets { code, reason }, not a string
+    useSessionEnded((reason: string) => reason);
+    void [ended, code];
     void here;
     void own;
     return s?.title;

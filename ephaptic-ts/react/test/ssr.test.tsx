@@ -23,7 +23,7 @@ test("renders on the server without a window", () => {
     mutations: ephapticMutations,
     WebSocket: NoSocket as never,
   });
-  const { EphapticProvider, useEvent, useLatestEvent, useConnectionState, useInvalidateOn, useEphapticQuery, usePresence } =
+  const { EphapticProvider, useEvent, useLatestEvent, useConnectionState, useInvalidateOn, useEphapticQuery, usePresence, useSessionEnded } =
     createEphapticReact<EphapticService, EphapticErrors, EphapticEvents>();
   function Page(): ReactNode {
     useEvent("SomethingHappened", () => undefined);
@@ -32,7 +32,8 @@ test("renders on the server without a window", () => {
     useInvalidateOn("todoCreated", [["listTodos"]]);
     const todos = useEphapticQuery((q) => q.listTodos(), { enabled: false });
     const here = usePresence("lobby", { enter: () => client.enterLobby() });
-    return <p>{state} {last?.message ?? "none"} {todos.data?.length ?? "no data"} {here.length} here</p>;
+    const ended = useSessionEnded(() => undefined);
+    return <p>{state} {last?.message ?? "none"} {todos.data?.length ?? "no data"} {here.length} here{ended ? " ended" : ""}</p>;
   }
   const html = renderToString(
     <QueryClientProvider client={new QueryClient()}>

@@ -7,9 +7,10 @@
 // (SSR: no `window`) the stores keep their initial value and never touch the client, so a page
 // can create them at import time.
 //
-// The stores use the client's public API only (`on`, `state`, `onStateChange`, `presence`).
+// The stores use the client's public API only (`on`, `state`, `onStateChange`, `presence`,
+// `sessionEnded`, `onSessionEnded`).
 import { readable, type Readable } from "svelte/store";
-import type { ConnectionState, Presence, PresenceMember, PresenceOptions, StateChange } from "@ephaptic/client";
+import type { ConnectionState, Presence, PresenceMember, PresenceOptions, SessionEnded, StateChange } from "@ephaptic/client";
 
 /** The members of a client these stores use; any `connect(...)` client has them. */
 export interface ClientLike {
@@ -17,6 +18,8 @@ export interface ClientLike {
   on(event: never, callback: (data: never) => void): () => void;
   onStateChange(callback: (state: ConnectionState, change: StateChange) => void): () => void;
   presence(group: string, options?: PresenceOptions): unknown;
+  readonly sessionEnded: SessionEnded | undefined;
+  onSessionEnded(callback: (ended: SessionEnded) => void): () => void;
 }
 
 /** Loosely typed view of a client, for the calls below (the factory's types sit on top). */
@@ -25,6 +28,8 @@ interface ClientCore {
   on(event: string, callback: (data: unknown) => void): () => void;
   onStateChange(callback: (state: ConnectionState, change: StateChange) => void): () => void;
   presence<M>(group: string, options?: PresenceOptions): Presence<M>;
+  readonly sessionEnded: SessionEnded | undefined;
+  onSessionEnded(callback: (ended: SessionEnded) => void): () => void;
 }
 
 /**
@@ -122,6 +127,22 @@ export function ephapticStores<Events extends object>(client: ClientLike) {
   });
 
   /**
+   * How the server ended the session (close code 4401: logged out everywhere, access revoked,
+   * credentials expired or refused), `undefined` while it has not. The client is `closed` then
+   * and does not reconnect: show the login, and make new stores for the new client made with the
+   * new credentials. `undefined` on the server.
+   *
+   * ```svelte
+   * {#if $sessionEnded}<Login reason={$sessionEnded.reason} />{/if}
+   * ```
+   */
+  const sessionEnded: Readable<SessionEnded | undefined> = readable<SessionEnded | undefined>(undefined, (set) => {
+    if (!inBrowser()) return;
+    set(core.sessionEnded);
+    return core.onSessionEnded((ended) => set(ended));
+  });
+
+  /**
    * Data that stays current: `fetch` runs when the store is first subscribed, again whenever one
    * of `options.on` arrives (the data-operation pattern: a list refetches on `todoCreated` /
    * `todoDeleted`), and after every reconnection (a new connection: without sessions the events
@@ -182,7 +203,7 @@ export function ephapticStores<Events extends object>(client: ClientLike) {
     });
   }
 
-  return { event, eventList, connectionState, live, presence };
+  return { event, eventList, connectionState, sessionEnded, live, presence };
 }
 
 /** What `ephapticStores` returns. */

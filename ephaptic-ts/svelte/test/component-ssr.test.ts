@@ -34,6 +34,7 @@ test("server rendering shows the initial values and touches nothing", async () =
   assert.match(body, /<p id="latest">none<\/p>/);
   assert.match(body, /<p id="count">0<\/p>/);
   assert.match(body, /<p id="here">nobody<\/p>/);
+  assert.match(body, /<p id="ended">signed in<\/p>/);
   await new Promise((r) => setTimeout(r, 10)); // anything started would have run by now
   assert.equal(ons, 0);
   assert.equal(fetches, 0);

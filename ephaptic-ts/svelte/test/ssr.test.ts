@@ -29,6 +29,7 @@ test("on the server the stores keep their initial values and touch nothing", asy
   assert.equal(get(stores.event("SomethingHappened")), undefined);
   assert.deepEqual(get(stores.eventList("SomethingHappened")), []);
   assert.equal(get(stores.connectionState), "disconnected");
+  assert.equal(get(stores.sessionEnded), undefined);
   assert.deepEqual(get(live), { data: [], error: undefined, loading: false });
   let presences = 0;
   const counting = new Proxy(watched, {

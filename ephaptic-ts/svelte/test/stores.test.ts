@@ -7,7 +7,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { get } from "svelte/store";
-import { connect, type Client } from "@ephaptic/client";
+import { connect, type Client, type SessionEnded } from "@ephaptic/client";
 import { ephapticStores } from "@ephaptic/svelte";
 import { fakeServer, lobby, sessions, sleep, until, type FakeServer } from "../../client/test/helpers/bindings/fake-server.js";
 import type { EphapticErrors, EphapticEvents, EphapticService, PresenceMember, SomethingHappened, Todo, User } from "../../client/test/helpers/bindings/schema.js";
@@ -93,6 +93,30 @@ test("connectionState follows the connection", async () => {
   assert.deepEqual(states.slice(-3), ["connected", "reconnecting", "connected"]);
   stop();
   client.disconnect();
+});
+
+test("sessionEnded: undefined until the server ends the session, then its code and reason; no reconnect", async () => {
+  const server = fakeServer();
+  const { client } = counted(server);
+  const stores = ephapticStores<EphapticEvents>(client);
+  const seen: Array<SessionEnded | undefined> = [];
+  const stop = stores.sessionEnded.subscribe((e) => seen.push(e));
+  await client.ready();
+  assert.deepEqual(seen, [undefined]);
+  server.endSessions("logged out");
+  assert.deepEqual(seen, [undefined, { code: 4401, reason: "logged out" }]);
+  assert.equal(get(stores.connectionState), "closed");
+  stop();
+  // A store subscribed after the end (a component created later) has it at once.
+  assert.deepEqual(get(ephapticStores<EphapticEvents>(client).sessionEnded), { code: 4401, reason: "logged out" });
+  await sleep(30); // several backoffs (5-10 ms): a dropped connection would have been retried
+  assert.equal(server.sockets.length, 1, "no reconnect after 4401");
+
+  // Logging in again: a new client, and stores for it.
+  const again = counted(server).client;
+  await again.ready();
+  assert.equal(get(ephapticStores<EphapticEvents>(again).sessionEnded), undefined);
+  again.disconnect();
 });
 
 test("live refetches on its channels and after a reconnection, and stops with its subscribers", async () => {
@@ -252,6 +276,10 @@ export function typeChecks(client: C): void {
   const own: number | undefined = get(stores.presence<{ x: number }>("room:1"))[0]?.connections[0]?.meta.x;
   // @ts-expect-error: enter returns a promise
   stores.presence("lobby", { enter: () => 1 });
+  const reason: string | undefined = get(stores.sessionEnded)?.reason;
+  // @ts-expect-error: the store holds { code, reason } or undefined
+  const wrong: string = get(stores.sessionEnded);
+  void [reason, wrong];
   void here;
   void own;
 }

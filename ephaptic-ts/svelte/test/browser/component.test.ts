@@ -68,3 +68,22 @@ test("a mounted component listens; destroying it removes every listener", async 
   await until(() => server.calls.get("__ephaptic.presence.unwatch") === 1, "the presence list closed with the component");
   client.disconnect();
 });
+
+test("the component shows that the server ended the session", async () => {
+  const server = fakeServer({ listTodos: () => [], ...lobby({}).handlers });
+  const client = connect<EphapticService, EphapticErrors>({ url: "ws://test/_ephaptic", WebSocket: server.WebSocket });
+  await client.ready();
+  const target = window.document.createElement("div") as unknown as HTMLElement;
+  const component = mount(Probe, {
+    target,
+    props: { stores: ephapticStores<EphapticEvents>(client), fetchTodos: () => client.listTodos(), enter: async () => undefined },
+  });
+  flushSync();
+  const text = (id: string) => target.querySelector(`#${id}`)?.textContent;
+  assert.equal(text("ended"), "signed in");
+  server.endSessions("revoked");
+  flushSync();
+  assert.equal(text("ended"), "signed out: revoked");
+  assert.equal(text("state"), "closed");
+  unmount(component);
+});

@@ -20,6 +20,11 @@ export interface FakeServer {
   emit(name: string, payload: unknown): void;
   /** Drops every open socket, as a server restart would. */
   dropAll(): void;
+  /**
+   * Ends every open socket's session, as `ephaptic::disconnect` (logging the user out) does:
+   * close code 4401 with `reason`.
+   */
+  endSessions(reason: string): void;
 }
 
 export interface FakeSocket {
@@ -93,6 +98,13 @@ export function fakeServer(handlers: Record<string, Handler> = {}): FakeServer {
         if (s.readyState === 3) continue;
         s.readyState = 3;
         s.onclose?.({ code: 1006, reason: "" });
+      }
+    },
+    endSessions(reason) {
+      for (const s of sockets) {
+        if (s.readyState === 3) continue;
+        s.readyState = 3;
+        s.onclose?.({ code: 4401, reason });
       }
     },
   };
