@@ -2,7 +2,6 @@
 
 use std::time::{Duration, SystemTime};
 
-use super::loader::{IntoIdentity, LoaderOutput};
 use crate::identity::Identity;
 
 /// An identity that holds until a moment: what an identity loader returns for a credential
@@ -58,6 +57,11 @@ impl<I> Expiring<I> {
         self.expires_at
     }
 
+    /// Its identity and expiry.
+    pub(crate) fn into_parts(self) -> (I, Option<SystemTime>) {
+        (self.identity, self.expires_at)
+    }
+
     /// `identity` for `ttl` from now.
     pub fn after(identity: I, ttl: Duration) -> Self {
         Expiring::at(identity, SystemTime::now() + ttl)
@@ -84,35 +88,5 @@ impl Grant {
             identity,
             expires: None,
         }
-    }
-}
-
-impl<I: IntoIdentity> Expiring<I> {
-    fn into_grant(self) -> Grant {
-        Grant {
-            identity: self.identity.into_identity(),
-            expires: self.expires_at,
-        }
-    }
-}
-
-impl<I: IntoIdentity> LoaderOutput for Option<Expiring<I>> {
-    fn into_identity(self) -> Result<Option<Identity>, String> {
-        Ok(self.map(|e| e.identity.into_identity()))
-    }
-
-    fn into_grant(self) -> Result<Option<Grant>, String> {
-        Ok(self.map(Expiring::into_grant))
-    }
-}
-
-impl<I: IntoIdentity, E: std::fmt::Display> LoaderOutput for Result<Option<Expiring<I>>, E> {
-    fn into_identity(self) -> Result<Option<Identity>, String> {
-        Ok(self.into_grant()?.map(|g| g.identity))
-    }
-
-    fn into_grant(self) -> Result<Option<Grant>, String> {
-        self.map(|o| o.map(Expiring::into_grant))
-            .map_err(|e| e.to_string())
     }
 }

@@ -9,7 +9,7 @@ use serde::de::DeserializeOwned;
 
 use super::bind::Missing;
 use super::defs::BoxFuture;
-use super::grant::Grant;
+use super::grant::{Expiring, Grant};
 use crate::handshake::Handshake;
 use crate::identity::Identity;
 
@@ -193,6 +193,35 @@ impl<I: IntoIdentity, E: fmt::Display> LoaderOutput for Result<Option<I>, E> {
     fn into_identity(self) -> Result<Option<Identity>, String> {
         self.map(|o| o.map(IntoIdentity::into_identity))
             .map_err(|e| e.to_string())
+    }
+}
+
+/// The grant an [`Expiring`] identity makes.
+fn grant_of<I: IntoIdentity>(expiring: Expiring<I>) -> Grant {
+    let (identity, expires) = expiring.into_parts();
+    Grant {
+        identity: identity.into_identity(),
+        expires,
+    }
+}
+
+impl<I: IntoIdentity> LoaderOutput for Option<Expiring<I>> {
+    fn into_identity(self) -> Result<Option<Identity>, String> {
+        Ok(self.into_grant()?.map(|g| g.identity))
+    }
+
+    fn into_grant(self) -> Result<Option<Grant>, String> {
+        Ok(self.map(grant_of))
+    }
+}
+
+impl<I: IntoIdentity, E: fmt::Display> LoaderOutput for Result<Option<Expiring<I>>, E> {
+    fn into_identity(self) -> Result<Option<Identity>, String> {
+        Ok(self.into_grant()?.map(|g| g.identity))
+    }
+
+    fn into_grant(self) -> Result<Option<Grant>, String> {
+        self.map(|o| o.map(grant_of)).map_err(|e| e.to_string())
     }
 }
 

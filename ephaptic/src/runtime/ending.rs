@@ -4,15 +4,12 @@
 //! ([`Server::revalidate`](crate::Server::revalidate)) that ends the sessions of identities
 //! whose server-side session is gone.
 
-use std::future::Future;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use super::scope::{current, in_scope};
 use super::state::State;
-use crate::handler::{Audience, BoxFuture};
-use crate::identity::Identity;
+use crate::handler::Audience;
 use crate::session::Stream;
 use crate::session::credentials::{SESSION_ENDED, close_reason};
 
@@ -86,55 +83,24 @@ fn end(state: &State, audience: &Audience, reason: &str) -> Disconnected {
     ended
 }
 
-/// The revalidation hook, type-erased: identities in, the ones whose sessions must end out.
-pub(crate) type RevalidateFn = Arc<dyn Fn(Vec<Identity>) -> BoxFuture<Vec<Identity>> + Send + Sync>;
-
-/// How many identities one run of the hook gets at most (a server holding more makes several).
+/// How many identities one run of the revalidation hook gets at most (a server holding more
+/// makes several).
 const BATCH: usize = 1000;
 
 /// The close reason of a session the revalidation hook ended.
 const REVOKED: &str = "session revoked";
 
-/// [`Server::revalidate`](crate::Server::revalidate)'s settings, and whether its task runs.
-pub(crate) struct Revalidation {
-    every: Duration,
-    hook: RevalidateFn,
-    started: AtomicBool,
-}
-
-impl std::fmt::Debug for Revalidation {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Revalidation")
-            .field("every", &self.every)
-            .finish_non_exhaustive()
+/// Starts the revalidation task, once, at the first identified connection (a server may be
+/// built before a runtime runs); it ends with the server.
+pub(crate) fn revalidate(state: &Arc<State>) {
+    let Some(settings) = &state.revalidation else {
+        return;
+    };
+    if !settings.start() {
+        return;
     }
-}
-
-impl Revalidation {
-    pub fn new<F, Fut>(every: Duration, hook: F) -> Self
-    where
-        F: Fn(Vec<Identity>) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = Vec<Identity>> + Send + 'static,
-    {
-        Revalidation {
-            every: every.max(Duration::from_millis(10)),
-            hook: Arc::new(move |ids| Box::pin(hook(ids))),
-            started: AtomicBool::new(false),
-        }
-    }
-
-    /// Starts the task at the first identified connection (a server may be built before a
-    /// runtime runs); it ends with the server.
-    pub fn start(state: &Arc<State>) {
-        let Some(me) = &state.revalidation else {
-            return;
-        };
-        if me.started.swap(true, Ordering::AcqRel) {
-            return;
-        }
-        let weak = Arc::downgrade(state);
-        tokio::spawn(in_scope(state.clone(), run(weak, me.every)));
-    }
+    let weak = Arc::downgrade(state);
+    tokio::spawn(in_scope(state.clone(), run(weak, settings.every)));
 }
 
 /// Every `every`, hands the identities connected here to the hook, a batch at a time, and ends

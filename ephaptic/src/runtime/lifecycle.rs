@@ -10,7 +10,7 @@ use std::sync::atomic::Ordering::Relaxed;
 
 use bytes::Bytes;
 
-use super::ending::Revalidation;
+use super::ending;
 use super::expiry;
 use super::inbound::{self, Init};
 use super::panic::CatchUnwind;
@@ -182,7 +182,7 @@ impl Session {
                     if let Some(at) = grant.expires {
                         expiry::arm(&self.conn, at, handshake);
                     }
-                    Revalidation::start(&self.state);
+                    ending::revalidate(&self.state);
                     if let Some(identity) = self.conn.set_identity(grant.identity) {
                         if hold_user {
                             self.conn.with_gate(|g| g.hold(USER_WIRE));

@@ -20,11 +20,11 @@ pub(crate) mod presence;
 pub(crate) mod ratelimit;
 pub(crate) mod refusals;
 pub(crate) mod resume;
+pub(crate) mod revalidation;
 pub(crate) mod scope;
 pub(crate) mod state;
 
 pub use emit::{announce, emit};
-pub(crate) use ending::Revalidation;
 pub use ending::{Disconnected, disconnect};
 pub(crate) use inbound::Init;
 pub(crate) use lifecycle::Session;
@@ -34,6 +34,7 @@ pub use presence::{
     PresenceList, PresenceMember, presence,
 };
 pub(crate) use refusals::Refusals;
+pub(crate) use revalidation::Revalidation;
 pub(crate) use scope::{in_scope, set_default, sync_in_scope};
 pub(crate) use state::{Config, Hook, Origins, Parts, State};
 

@@ -117,7 +117,7 @@ pub(crate) struct State {
     pub on_connect: Option<Hook>,
     pub on_disconnect: Option<Hook>,
     /// `Server::revalidate`'s hook, when there is one.
-    pub revalidation: Option<super::ending::Revalidation>,
+    pub revalidation: Option<super::revalidation::Revalidation>,
     pub limiter: Limiter,
     /// The hash of the exported schema (the hello's `schema`), computed at the first hello:
     /// it renders every type's TypeScript, which a server that no client greets never needs.
@@ -140,7 +140,7 @@ pub(crate) struct Parts {
     pub loader: Option<DynLoader>,
     pub on_connect: Option<Hook>,
     pub on_disconnect: Option<Hook>,
-    pub revalidation: Option<super::ending::Revalidation>,
+    pub revalidation: Option<super::revalidation::Revalidation>,
     /// How events reach other servers; `None`: this server alone.
     pub backplane: Option<Box<dyn Backplane>>,
     /// Presence: its settings, and the store shared with other servers (`None`: in memory).
