@@ -88,6 +88,7 @@ test("kick ends every session of the user: onSessionEnded once, closed, no recon
 
   // Logging in again: a new client.
   const again = watched({ auth: "alice" });
+  await again.client.ready();
   assert.equal(await again.client.whoami(), "alice");
   assert.equal(again.client.state, "connected");
 });
