@@ -16,8 +16,8 @@ mod ctxt;
 mod model;
 mod parse;
 
-/// Exposes a function to ephaptic clients. Options (`name`, `requires_login`, `rate_limit`,
-/// `broadcast`, `broadcast_to`) and examples: `ephaptic::expose`.
+/// Exposes a function to ephaptic clients. Options (`name`, `requires_login`, `idempotent`,
+/// `rate_limit`, `broadcast`, `broadcast_to`) and examples: `ephaptic::expose`.
 #[proc_macro_attribute]
 pub fn expose(args: TokenStream, item: TokenStream) -> TokenStream {
     codegen::finish(

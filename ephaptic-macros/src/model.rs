@@ -14,11 +14,14 @@ pub struct ExposeArgs {
     pub broadcast_to: Option<(syn::Meta, syn::Path)>,
     /// `(calls, seconds)`.
     pub rate_limit: Option<(u32, u32)>,
+    /// Calls with an idempotency key run once per key.
+    pub idempotent: bool,
 }
 
 pub const EXPOSE_KEYS: &[&str] = &[
     "name = \"...\"",
     "requires_login",
+    "idempotent",
     "rate_limit = \"10/m\"",
     "broadcast = [\"channel\", ...]",
     "broadcast_to = audience_fn",
@@ -31,6 +34,7 @@ impl ExposeArgs {
         let mut broadcast = Once::new("broadcast");
         let mut broadcast_to = Once::new("broadcast_to");
         let mut rate_limit = Once::new("rate_limit");
+        let mut idempotent = Once::new("idempotent");
         for meta in metas {
             match parse::key(meta).as_str() {
                 "name" => {
@@ -41,6 +45,11 @@ impl ExposeArgs {
                 "requires_login" => {
                     if let Some(v) = parse::flag(cx, meta) {
                         requires_login.set(cx, meta, v);
+                    }
+                }
+                "idempotent" => {
+                    if let Some(v) = parse::flag(cx, meta) {
+                        idempotent.set(cx, meta, v);
                     }
                 }
                 "rate_limit" => {
@@ -73,6 +82,7 @@ impl ExposeArgs {
             broadcast: broadcast.get(),
             broadcast_to: broadcast_to.get(),
             rate_limit: rate_limit.get(),
+            idempotent: idempotent.get().unwrap_or(false),
         }
     }
 }

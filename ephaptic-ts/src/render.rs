@@ -363,6 +363,25 @@ impl Exporter {
             }
             out.push_str("} as const;\n\n");
         }
+        let idempotent: Vec<String> = functions
+            .iter()
+            .filter(|f| f.def.idempotent)
+            .map(|f| json_string(f.def.name))
+            .collect();
+        if !idempotent.is_empty() {
+            out.push_str(
+                "/**\n \
+                 * The functions declared `#[expose(idempotent)]`: the client sends their calls with an idempotency\n \
+                 * key and sends them again after a reconnect, and the server runs each once. Pass it to\n \
+                 * `connect({ url, idempotent: ephapticIdempotent })`.\n \
+                 */\n",
+            );
+            let _ = writeln!(
+                out,
+                "export const ephapticIdempotent = [{}] as const;\n",
+                idempotent.join(", ")
+            );
+        }
         if !desc.schema_hash.is_empty() {
             out.push_str(
                 "/**\n \

@@ -81,6 +81,9 @@ pub struct FunctionMeta<'a> {
     pub doc: &'a str,
     /// Whether anonymous callers are refused.
     pub requires_login: bool,
+    /// Whether calls with an idempotency key run once per key (`#[expose(idempotent)]`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub idempotent: bool,
 }
 
 /// A function's parameters and answer.
@@ -204,6 +207,7 @@ impl Description<'static> {
                         name: def.name,
                         doc: def.doc,
                         requires_login: def.requires_login,
+                        idempotent: def.idempotent,
                     },
                     sig: SignatureDesc {
                         params: sig

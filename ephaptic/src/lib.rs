@@ -37,6 +37,7 @@
 //! | `name = "camelName"` | the wire name clients call (default: the Rust name) |
 //! | `requires_login` | anonymous callers get `UNAUTHORIZED` |
 //! | `rate_limit = "10/m"` | at most 10 calls a minute per caller (its identity, or its IP when anonymous); more get `RATELIMIT` with `data.retry_after` seconds. Units: `s`, `m`, `h`, `d`. A burst of 10, then one call every 6 s (GCRA). The server holds a few dozen bytes per caller, whatever the identity's size, until two periods after its last call (`Metrics::rate_limit_entries`); with Redis the count is shared (`docs/PROTOCOL.md` section 6) |
+//! | `idempotent` | a call carrying an idempotency key (`@ephaptic/client` adds one, and re-sends the call after a reconnect) runs at most once per key and caller within the server's window; a repeat gets the first call's answer, waiting for it if it still runs (docs/PROTOCOL.md 5.12) |
 //! | `broadcast = ["todoCreated"]` | announce the `Ok` value on these channels (see Events) |
 //! | `broadcast_to = audience_fn` | who hears the channels: `fn(&Caller, &T) -> Audience` |
 //!
@@ -402,7 +403,9 @@ pub use schema::Model;
 pub use server::Server;
 pub use session::SlowClient;
 pub use session::StreamKind;
-pub use settings::{ConnectionSettings, LimitSettings, PresenceSettings, SessionSettings};
+pub use settings::{
+    ConnectionSettings, IdempotencySettings, LimitSettings, PresenceSettings, SessionSettings,
+};
 #[doc(hidden)]
 pub use ts_rs;
 /// Derives the TypeScript description of a type (ts-rs). `#[ephaptic::model]`, `#[event]` and
@@ -425,7 +428,8 @@ pub use rmpv::Value;
 /// | `name = "camelName"` | the wire name clients call (default: the Rust name, or [`Server::rename_all`]) |
 /// | `requires_login` | anonymous callers get `UNAUTHORIZED` |
 /// | `rate_limit = "10/m"` | calls per caller (identity, or IP when anonymous) per `s`, `m`, `h` or `d`; more get `RATELIMIT` |
-/// | `broadcast = ["todoCreated"]` | after it succeeds, announce the `Ok` value on these channels |
+/// | `idempotent` | calls with an idempotency key run once per key and caller within a window; repeats get the first answer (docs/PROTOCOL.md 5.12) |
+/// | `broadcast = ["todoCreated"]` | after it succeeds, announce the `Ok` value on these channels (once per key, for an `idempotent` function) |
 /// | `broadcast_to = audience_fn` | who hears the channels: `fn(&Caller, &T) -> Audience` (default: everyone) |
 ///
 /// ```
@@ -453,7 +457,8 @@ pub use rmpv::Value;
 ///     ephaptic::to(todo.owner.as_str())
 /// }
 ///
-/// #[expose(broadcast = ["todoCreated"], broadcast_to = owner_of)]
+/// // A client that lost its connection mid-call re-sends it: it still creates one todo.
+/// #[expose(idempotent, broadcast = ["todoCreated"], broadcast_to = owner_of)]
 /// async fn create_todo(owner: String) -> ephaptic::Result<Todo> {
 ///     Ok(Todo { id: 1, owner })
 /// }

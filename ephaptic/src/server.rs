@@ -14,7 +14,9 @@ use crate::handler::{DynLoader, Exposed, FunctionDef, IdentityLoader};
 use crate::registry::{Introspection, Naming, Registry, RegistryError};
 use crate::runtime::{Config, Hook, Origins, Parts, State};
 use crate::session::SlowClient;
-use crate::settings::{ConnectionSettings, LimitSettings, PresenceSettings, SessionSettings};
+use crate::settings::{
+    ConnectionSettings, IdempotencySettings, LimitSettings, PresenceSettings, SessionSettings,
+};
 
 /// A configurable ephaptic server. [`serve`](crate::serve) and [`router`](crate::router) are
 /// `Server::new().serve(..)` and `Server::new().router()`.
@@ -177,6 +179,25 @@ impl Server {
         }
         if let Some(v) = settings.history_max_event {
             self = self.history_max_event(v);
+        }
+        self
+    }
+
+    /// Calls that take effect once (docs/PROTOCOL.md 5.12): how long and how much of the
+    /// answers of `#[expose(idempotent)]` functions is kept for their calls' repeats.
+    pub fn idempotency(mut self, settings: IdempotencySettings) -> Self {
+        let limits = &mut self.config.idempotency;
+        if let Some(v) = settings.window {
+            limits.window = v;
+        }
+        if let Some(v) = settings.max_keys {
+            limits.max_keys = v;
+        }
+        if let Some(v) = settings.memory {
+            limits.memory = v;
+        }
+        if let Some(v) = settings.max_answer {
+            limits.max_answer = v;
         }
         self
     }

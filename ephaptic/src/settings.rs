@@ -362,3 +362,57 @@ impl PresenceSettings {
         self
     }
 }
+
+/// Calls that take effect once (docs/PROTOCOL.md 5.12): how long and how much of
+/// `#[expose(idempotent)]` functions' answers is kept for the repeats of their calls.
+///
+/// Given to [`Server::idempotency`](crate::Server::idempotency); each method names one setting,
+/// and what is not set keeps its default.
+///
+/// ```
+/// use std::time::Duration;
+/// use ephaptic::IdempotencySettings;
+///
+/// let server = ephaptic::Server::new()
+///     .idempotency(IdempotencySettings::default().window(Duration::from_secs(600)));
+/// ```
+#[derive(Debug, Clone, Default)]
+#[must_use = "settings do nothing until given to the server"]
+pub struct IdempotencySettings {
+    pub(crate) window: Option<Duration>,
+    pub(crate) max_keys: Option<usize>,
+    pub(crate) memory: Option<usize>,
+    pub(crate) max_answer: Option<usize>,
+}
+
+impl IdempotencySettings {
+    /// How long a call's answer is kept after it finished (default 5 minutes): a repeat within
+    /// it gets the answer, a later one runs again. Make it longer than a client keeps retrying
+    /// (`@ephaptic/client` retries for as long as the call's timeout, 30 s by default).
+    pub fn window(mut self, window: Duration) -> Self {
+        self.window = Some(window);
+        self
+    }
+
+    /// The most answers this server keeps in memory (default 100,000); past it the oldest go
+    /// first, and their repeats run again. With Redis, Redis keeps them for the window.
+    pub fn max_keys(mut self, keys: usize) -> Self {
+        self.max_keys = Some(keys.max(1));
+        self
+    }
+
+    /// The most bytes the kept answers hold in memory (default 32 MiB), about 100 bytes per
+    /// answer beside its own; past it the oldest go first.
+    pub fn memory(mut self, bytes: usize) -> Self {
+        self.memory = Some(bytes);
+        self
+    }
+
+    /// The largest answer kept (default 64 KiB). A repeat of a call whose answer was larger is
+    /// not run again: it gets `ALREADY_DONE`, saying that the call ran and that its answer was
+    /// too large to keep.
+    pub fn max_answer(mut self, bytes: usize) -> Self {
+        self.max_answer = Some(bytes);
+        self
+    }
+}

@@ -202,6 +202,13 @@ export const ephapticMutations = {
 } as const;
 
 /**
+ * The functions declared `#[expose(idempotent)]`: the client sends their calls with an idempotency
+ * key and sends them again after a reconnect, and the server runs each once. Pass it to
+ * `connect({ url, idempotent: ephapticIdempotent })`.
+ */
+export const ephapticIdempotent = ["create_todo"] as const;
+
+/**
  * The hash of the server's functions and types this file was generated from. Pass it to
  * `connect({ url, schemaHash: ephapticSchemaHash })`: a client whose bundle is older than the
  * server it reaches is told so (`onSchemaMismatch`).
@@ -226,7 +233,10 @@ export interface EphapticService {
   connection_id(): Promise<number>;
   /** Streams `n, n-1, ..., 1`. */
   countdown(n: number): Promise<AsyncIterableIterator<number>>;
-  /** Creates a todo and announces it on the `todoCreated` channel. */
+  /**
+   * Creates a todo and announces it on the `todoCreated` channel. Idempotent: a call re-sent
+   * with its key (after a reconnect) creates one todo and announces it once.
+   */
   create_todo(title: string): Promise<Todo>;
   /** Returns its argument unchanged, whatever its shape. */
   echo(value: unknown): Promise<unknown>;

@@ -38,6 +38,7 @@ pub fn expose(args: TokenStream2, item: TokenStream2) -> syn::Result<TokenStream
         .map(|n| n.value())
         .unwrap_or_else(|| rust_name.trim_start_matches("r#").to_string());
     let requires_login = opts.requires_login;
+    let idempotent = opts.idempotent;
     let explicit_name = opts.name.is_some();
     let rate_limit = match opts.rate_limit {
         Some((calls, seconds)) => quote!(.rate_limit(#calls, #seconds)),
@@ -237,6 +238,7 @@ pub fn expose(args: TokenStream2, item: TokenStream2) -> syn::Result<TokenStream
                     #rate_limit
                     .params(&[#(#names),*])
                     .requires_login(#requires_login)
+                    .idempotent(#idempotent)
                     .channels(&[#(#channels),*])
                     .signature(__ephaptic_signature)
                     .doc(#doc);

@@ -183,6 +183,11 @@ pub(crate) trait Driver: Send + Sync + fmt::Debug {
         ttl: Duration,
         reports: Weak<dyn Reports>,
     ) -> Arc<dyn crate::runtime::presence::Store>;
+    /// Claims slot `key` of the idempotent calls' answers for `ttl_ms` unless it is taken:
+    /// `None` when it was free (it holds `R` now, for "running"), else what it holds.
+    fn claim<'a>(&'a self, key: &'a str, ttl_ms: u64) -> Done<'a, Option<Vec<u8>>>;
+    /// Sets slot `key` to `value` for `ttl_ms`; an empty `value` lets the slot go.
+    fn keep<'a>(&'a self, key: &'a str, value: &'a [u8], ttl_ms: u64) -> Done<'a, ()>;
     /// Ends tenures: `(stream hash, field)` pairs.
     fn forget<'a>(&'a self, tenures: &'a [(String, String)]) -> Done<'a, ()>;
     /// Starts, at offset 0 and unless they have one, tenures `fields` in stream hash `meta`.

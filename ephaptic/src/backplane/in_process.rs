@@ -46,6 +46,8 @@ struct BusState {
     streams: HashMap<String, Kept>,
     /// Rate-limit key -> its theoretical arrival time, in microseconds of the bus's clock.
     rates: HashMap<String, u64>,
+    /// Idempotent calls' answer slots (no expiry: a test's bus lives less than a window).
+    answers: HashMap<String, Vec<u8>>,
 }
 
 /// One stream, as the append and read scripts keep it.
@@ -326,6 +328,31 @@ impl Driver for InProcess {
             }
             state.rates.insert(key.to_owned(), next);
             Ok(0)
+        })
+    }
+
+    fn claim<'a>(&'a self, key: &'a str, _ttl_ms: u64) -> Done<'a, Option<Vec<u8>>> {
+        Box::pin(async move {
+            self.reach().await?;
+            let mut state = lock(&self.bus.state);
+            if let Some(held) = state.answers.get(key) {
+                return Ok(Some(held.clone()));
+            }
+            state.answers.insert(key.to_owned(), b"R".to_vec());
+            Ok(None)
+        })
+    }
+
+    fn keep<'a>(&'a self, key: &'a str, value: &'a [u8], _ttl_ms: u64) -> Done<'a, ()> {
+        Box::pin(async move {
+            self.reach().await?;
+            let mut state = lock(&self.bus.state);
+            if value.is_empty() {
+                state.answers.remove(key);
+            } else {
+                state.answers.insert(key.to_owned(), value.to_vec());
+            }
+            Ok(())
         })
     }
 

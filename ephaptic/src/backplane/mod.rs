@@ -32,6 +32,7 @@
 //!
 //! [`Server::redis`]: crate::Server::redis
 
+mod answers;
 mod channel;
 mod driver;
 mod health;
@@ -177,6 +178,10 @@ impl Backplane for Redis {
 
     fn limiter(&self) -> Option<Arc<dyn Remote>> {
         Some(Arc::new(limit::Shared::new(self.link.clone())))
+    }
+
+    fn answers(&self) -> Option<Arc<dyn crate::runtime::idempotency::Shared>> {
+        Some(Arc::new(answers::Answers::new(self.link.clone())))
     }
 
     fn into_delivery(

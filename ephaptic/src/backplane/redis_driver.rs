@@ -35,6 +35,15 @@ redis.call('SET', KEYS[1], string.format('%.0f', next), 'PX', math.max(1, math.c
 return 0
 ";
 
+/// `KEYS[1]`: an idempotent call's answer slot; `ARGV[1]`: its time to live in ms. Returns
+/// what the slot holds, or nil when it was free (it holds `R`, running, now).
+const CLAIM: &str = r"
+local held = redis.call('GET', KEYS[1])
+if held then return held end
+redis.call('SET', KEYS[1], 'R', 'PX', ARGV[1])
+return false
+";
+
 pub(crate) struct RedisDriver {
     /// Itself, weakly: for the presence store, which reaches the connection through it.
     me: Weak<RedisDriver>,
@@ -45,6 +54,7 @@ pub(crate) struct RedisDriver {
     append: ::redis::Script,
     read: ::redis::Script,
     gcra: ::redis::Script,
+    claim: ::redis::Script,
     /// The append script is loaded (a Redis that restarts forgets it).
     loaded: AtomicBool,
 }
@@ -74,6 +84,7 @@ impl RedisDriver {
             append: ::redis::Script::new(history::APPEND),
             read: ::redis::Script::new(history::READ),
             gcra: ::redis::Script::new(GCRA),
+            claim: ::redis::Script::new(CLAIM),
             loaded: AtomicBool::new(false),
         })
     }
@@ -255,6 +266,34 @@ impl Driver for RedisDriver {
                 .arg(interval_us)
                 .arg(period_us)
                 .invoke_async::<u64>(&mut self.manager())
+                .await
+                .map_err(|e| fault(&e))
+        })
+    }
+
+    fn claim<'a>(&'a self, key: &'a str, ttl_ms: u64) -> Done<'a, Option<Vec<u8>>> {
+        Box::pin(async move {
+            self.claim
+                .key(key)
+                .arg(ttl_ms.max(1))
+                .invoke_async::<Option<Vec<u8>>>(&mut self.manager())
+                .await
+                .map_err(|e| fault(&e))
+        })
+    }
+
+    fn keep<'a>(&'a self, key: &'a str, value: &'a [u8], ttl_ms: u64) -> Done<'a, ()> {
+        Box::pin(async move {
+            let mut cmd = if value.is_empty() {
+                ::redis::cmd("DEL")
+            } else {
+                ::redis::cmd("SET")
+            };
+            cmd.arg(key);
+            if !value.is_empty() {
+                cmd.arg(value).arg("PX").arg(ttl_ms.max(1));
+            }
+            cmd.query_async::<()>(&mut self.manager())
                 .await
                 .map_err(|e| fault(&e))
         })

@@ -54,6 +54,9 @@ pub struct FunctionDef {
     pub doc: &'static str,
     /// Channels announced with the function's `Ok` value (`#[expose(broadcast = [..])]`).
     pub channels: &'static [&'static str],
+    /// A call that carries an idempotency key runs at most once per key within the server's
+    /// window; a repeat gets the first call's answer (`#[expose(idempotent)]`).
+    pub idempotent: bool,
     /// Describes parameters and answer for the TypeScript export.
     pub signature: fn() -> crate::schema::Signature,
     /// The generated entry point.
@@ -72,6 +75,7 @@ impl FunctionDef {
             rate_limit: None,
             doc: "",
             channels: &[],
+            idempotent: false,
             signature: crate::schema::Signature::new,
             handler,
         }
@@ -101,6 +105,12 @@ impl FunctionDef {
     /// Marks the function as requiring an authenticated caller.
     pub const fn requires_login(mut self, yes: bool) -> Self {
         self.requires_login = yes;
+        self
+    }
+
+    /// Marks the function as idempotent: calls with a key run once per key.
+    pub const fn idempotent(mut self, yes: bool) -> Self {
+        self.idempotent = yes;
         self
     }
 

@@ -123,6 +123,10 @@ pub(crate) struct DeliveryStats {
 pub(crate) trait Backplane: Send {
     fn interest(&self) -> Option<Arc<dyn Interest>>;
     fn limiter(&self) -> Option<Arc<dyn Remote>>;
+    /// Where idempotent calls' answers are shared with the other servers.
+    fn answers(&self) -> Option<Arc<dyn super::idempotency::Shared>> {
+        None
+    }
     fn into_delivery(
         self: Box<Self>,
         hub: Arc<Hub>,

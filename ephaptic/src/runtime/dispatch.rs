@@ -154,6 +154,17 @@ pub(crate) fn start(
         out.push(e.to_frame(id_bytes, false));
         return;
     }
+    // An idempotent function's call with a key runs once per key (`idempotency.rs`).
+    let once = match def.idempotent {
+        true => match super::idempotency::key_of(frame, raw) {
+            Ok(key) => key.map(str::to_owned),
+            Err(e) => {
+                out.push(e.to_frame(id_bytes, false));
+                return;
+            }
+        },
+        false => None,
+    };
     match state.limiter.check(def, conn) {
         Check::Allowed => {}
         Check::Refused(e) => {
@@ -161,9 +172,13 @@ pub(crate) fn start(
             return;
         }
         Check::Shared(decision) => {
-            start_after(state, conn, frame, raw, def, decision);
+            start_after(state, conn, frame, raw, def, Some(decision), once);
             return;
         }
+    }
+    if once.is_some() {
+        start_after(state, conn, frame, raw, def, None, once);
+        return;
     }
 
     // Fast path: bind the arguments and poll the function once, right here. Most functions
@@ -247,9 +262,10 @@ fn too_many_calls(limit: usize) -> Error {
     .with_data(&Limit { limit })
 }
 
-/// Starts a call whose rate limit is decided by a limiter shared with other servers: in a
-/// task of its own (cancellable like any running call), which awaits the decision, then binds
-/// and runs the function there.
+/// Starts a call in a task of its own (cancellable like any running call): one whose rate
+/// limit is decided by a limiter shared with other servers (it awaits the `decision` first),
+/// and one with an idempotency key (`once`: it runs once per key, `idempotency.rs`). It binds
+/// the arguments there, then runs the function.
 #[cold]
 fn start_after(
     state: &Arc<State>,
@@ -257,14 +273,17 @@ fn start_after(
     frame: &Bytes,
     raw: &RawFrame,
     def: &'static FunctionDef,
-    decision: crate::handler::BoxFuture<Result<(), Error>>,
+    decision: Option<crate::handler::BoxFuture<Result<(), Error>>>,
+    once: Option<String>,
 ) {
     let (key, id) = keys(frame, raw);
     let (frame, raw) = (frame.clone(), raw.clone());
     let (task_conn, task_state) = (conn.clone(), state.clone());
     let debug = Answer::of(state);
     spawn_call(state, conn, key, async move {
-        if let Err(e) = decision.await {
+        if let Some(decision) = decision
+            && let Err(e) = decision.await
+        {
             task_conn.send(e.to_frame(&id, false)).await;
             return;
         }
@@ -274,6 +293,12 @@ fn start_after(
         });
         let outcome = match started {
             Ok(Started::Done(outcome)) => outcome,
+            Ok(Started::Running(running)) if once.is_some() => {
+                let key = once.unwrap_or_default();
+                let run = super::idempotency::once;
+                run(task_state, task_conn, def, id, key, running, debug).await;
+                return;
+            }
             Ok(Started::Running(running)) => match CatchUnwind::handler(def.name, running).await {
                 Ok(outcome) => outcome,
                 Err(panic) => Outcome::Error(panicked(def.name, panic)),
@@ -284,8 +309,6 @@ fn start_after(
     });
 }
 
-/// A running call's key in the connection's call table (the encoded id, empty without one)
-/// and the id its later answers echo.
 /// The credentials a refresh call carries: its first argument, or `kwargs.auth`; none when it
 /// has neither (the loader then runs without `auth`, as for an `init` without one).
 fn refreshed_auth(frame: &Bytes, raw: &RawFrame) -> Option<Bytes> {
@@ -298,6 +321,8 @@ fn refreshed_auth(frame: &Bytes, raw: &RawFrame) -> Option<Bytes> {
     Some(frame.slice(span.range()))
 }
 
+/// A running call's key in the connection's call table (the encoded id, empty without one)
+/// and the id its later answers echo.
 fn keys(frame: &Bytes, raw: &RawFrame) -> (Bytes, Bytes) {
     let key = frame.slice(raw.id.range());
     let id = if key.is_empty() {
@@ -335,7 +360,7 @@ where
 }
 
 /// Sends every frame a call's outcome answers with.
-async fn send_outcome(
+pub(crate) async fn send_outcome(
     conn: Arc<Connection>,
     how: Answer,
     def: &'static FunctionDef,
@@ -396,13 +421,13 @@ async fn send_outcome(
 /// How a call's answers are written: with details of internal errors (debug mode) or not, and
 /// no frame larger than the server sends ([`Server::max_sent_frame`](crate::Server::max_sent_frame)).
 #[derive(Debug, Clone, Copy)]
-struct Answer {
-    debug: bool,
+pub(crate) struct Answer {
+    pub debug: bool,
     max_frame: usize,
 }
 
 impl Answer {
-    fn of(state: &State) -> Self {
+    pub fn of(state: &State) -> Self {
         Answer {
             debug: state.config.debug,
             max_frame: state.config.max_sent_frame,
@@ -410,7 +435,7 @@ impl Answer {
     }
 
     /// `frame`, or `FRAME_TOO_LARGE` in its place when it is larger than a client is promised.
-    fn bounded(self, frame: Bytes, id: &[u8], def: &FunctionDef) -> Bytes {
+    pub fn bounded(self, frame: Bytes, id: &[u8], def: &FunctionDef) -> Bytes {
         if frame.len() <= self.max_frame {
             return frame;
         }
@@ -447,7 +472,7 @@ fn too_large(size: usize, limit: usize) -> Error {
 /// Logs a call's internal error, a few times a minute per function at most (`loglimit`): a
 /// client that can make a function fail can make it fail at every call. A panic's line was
 /// decided where it was caught.
-fn log_internal(def: &FunctionDef, e: &Error) {
+pub(crate) fn log_internal(def: &FunctionDef, e: &Error) {
     if e.is_unlogged_internal() {
         let verdict = loglimit::failure(def.name);
         loglimit::log_failure(def.name, verdict, e.detail().unwrap_or("no detail"));

@@ -23,6 +23,9 @@ pub struct Metrics {
     /// rate-limited call two periods or more after its caller's last call (with Redis, this
     /// counts only what the server decided alone while Redis was away).
     pub rate_limit_entries: usize,
+    /// Idempotent calls' answers this server keeps for their repeats, and the calls with a
+    /// key running (docs/PROTOCOL.md 5.12; with Redis, Redis keeps them).
+    pub idempotency_answers: usize,
     /// With Redis: whether it answers now (`None` without Redis).
     pub redis_connected: Option<bool>,
     /// With Redis: messages published for other servers.
@@ -79,5 +82,6 @@ pub fn metrics() -> Option<Metrics> {
         memory_refusals: s.outbound.memory.refusals.load(Relaxed),
         memory_trims: s.outbound.memory.trims(),
         rate_limit_entries: s.limiter.entries(),
+        idempotency_answers: s.answers.kept(),
     })
 }

@@ -11,6 +11,7 @@ pub(crate) mod emit;
 pub(crate) mod ending;
 pub(crate) mod expiry;
 pub(crate) mod history;
+pub(crate) mod idempotency;
 pub(crate) mod inbound;
 pub(crate) mod lifecycle;
 pub(crate) mod loglimit;

@@ -68,6 +68,8 @@ pub(crate) struct Config {
     pub allowed_hosts: Option<Vec<String>>,
     /// Values a call's arguments may hold, counted before they are decoded.
     pub max_frame_nodes: usize,
+    /// How idempotent calls' answers are kept (docs/PROTOCOL.md 5.12).
+    pub idempotency: super::idempotency::Limits,
 }
 
 impl Default for Config {
@@ -97,6 +99,7 @@ impl Default for Config {
             max_sent_frame: 16 << 20,
             allowed_hosts: None,
             max_frame_nodes: 50_000,
+            idempotency: Default::default(),
         }
     }
 }
@@ -119,6 +122,8 @@ pub(crate) struct State {
     /// `Server::revalidate`'s hook, when there is one.
     pub revalidation: Option<super::revalidation::Revalidation>,
     pub limiter: Limiter,
+    /// The answers of idempotent calls, for their repeats.
+    pub answers: super::idempotency::Answers,
     /// The hash of the exported schema (the hello's `schema`), computed at the first hello:
     /// it renders every type's TypeScript, which a server that no client greets never needs.
     schema: std::sync::OnceLock<String>,
@@ -174,6 +179,10 @@ impl State {
             Some(remote) => Limiter::shared(remote),
             None => Limiter::default(),
         };
+        let answers = super::idempotency::Answers::new(
+            config.idempotency,
+            backplane.as_ref().and_then(|b| b.answers()),
+        );
         let history = config.resume.then_some(config.retention);
         let delivery: Box<dyn Delivery> = match backplane {
             Some(backplane) => backplane.into_delivery(hub.clone(), history),
@@ -199,6 +208,7 @@ impl State {
             on_disconnect,
             revalidation,
             limiter,
+            answers,
             schema: std::sync::OnceLock::new(),
             presence,
             next_connection: AtomicU64::new(0),

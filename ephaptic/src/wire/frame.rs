@@ -127,6 +127,9 @@ pub(crate) struct RawFrame {
     pub resume: Span,
     /// `refresh`: the client answers `refresh` frames (docs/PROTOCOL.md 5.11); empty when absent.
     pub refresh: Span,
+    /// `key`, a call's idempotency key (docs/PROTOCOL.md 5.12), the whole encoded value; empty
+    /// when absent.
+    pub key: Span,
     /// Each element of `args`, encoded.
     pub args: SmallList<Span, 4>,
     /// Each `kwargs` entry: the key (a string) and the encoded value.
@@ -145,6 +148,7 @@ impl RawFrame {
         self.version = Span::default();
         self.resume = Span::default();
         self.refresh = Span::default();
+        self.key = Span::default();
         self.args.clear();
         self.kwargs.clear();
     }
@@ -172,6 +176,7 @@ enum Key {
     Version,
     Resume,
     Refresh,
+    Idempotency,
     Other,
 }
 
@@ -186,6 +191,7 @@ fn which_key(bytes: &[u8]) -> Key {
         b"v" => Key::Version,
         b"resume" => Key::Resume,
         b"refresh" => Key::Refresh,
+        b"key" => Key::Idempotency,
         _ => Key::Other,
     }
 }
@@ -260,6 +266,10 @@ pub(crate) fn parse(frame: &[u8], out: &mut RawFrame) -> Result<(), FrameError> 
             Key::Refresh => {
                 r.skip()?;
                 out.refresh = Span::new(start, r.pos);
+            }
+            Key::Idempotency => {
+                r.skip()?;
+                out.key = Span::new(start, r.pos);
             }
             Key::Args => match r.array_len()? {
                 Some(n) => {

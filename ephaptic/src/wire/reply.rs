@@ -112,6 +112,23 @@ fn value_frame<T: Serialize + ?Sized>(
     })
 }
 
+/// What follows the id in an answer (`{id, result}`, `{id, error}`), to answer another call
+/// with it ([`with_id`]): a repeat of an idempotent call. `None` for a frame not of that shape.
+pub(crate) fn after_id(frame: &Bytes, id: &[u8]) -> Option<Bytes> {
+    let head = 4 + id.len();
+    (frame.len() > head && frame[..4] == *b"\x82\xa2id" && frame[4..head] == *id)
+        .then(|| frame.slice(head..))
+}
+
+/// The answer [`after_id`] took apart, under `id`.
+pub(crate) fn with_id(id: &[u8], rest: &[u8]) -> Bytes {
+    let mut buf = BytesMut::with_capacity(4 + id.len() + rest.len());
+    buf.put_slice(b"\x82\xa2id");
+    buf.put_slice(id);
+    buf.put_slice(rest);
+    buf.freeze()
+}
+
 /// `{id, <key>: true}`.
 fn true_frame(id: &[u8], key: &str) -> Bytes {
     let mut buf = BytesMut::with_capacity(16 + id.len());

@@ -233,8 +233,9 @@ pub struct Todo {
 
 static NEXT_TODO: AtomicU64 = AtomicU64::new(1);
 
-/// Creates a todo and announces it on the `todoCreated` channel.
-#[expose(broadcast = ["todoCreated"])]
+/// Creates a todo and announces it on the `todoCreated` channel. Idempotent: a call re-sent
+/// with its key (after a reconnect) creates one todo and announces it once.
+#[expose(idempotent, broadcast = ["todoCreated"])]
 async fn create_todo(title: String) -> Todo {
     Todo {
         id: NEXT_TODO.fetch_add(1, Ordering::Relaxed),
