@@ -1008,3 +1008,66 @@ async fn kick_ends_a_user_everywhere_and_nobody_else() {
     assert_eq!(bob_a.kwarg("Notice", "message").await, v("still here"));
     assert_eq!(bob_b.kwarg("Notice", "message").await, v("still here"));
 }
+
+static MADE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Counts a thing made after `ms` milliseconds; returns its number. Idempotent.
+#[expose(idempotent)]
+async fn slow_make(ms: u64) -> u64 {
+    tokio::time::sleep(Duration::from_millis(ms)).await;
+    MADE.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1
+}
+
+/// A call with an idempotency key (docs/PROTOCOL.md 5.12).
+fn keyed(id: i64, name: &str, args: Vec<Value>, key: &str) -> Value {
+    let mut frame = rpc(id, name, args);
+    if let Value::Map(entries) = &mut frame {
+        entries.push((v("key"), v(key)));
+    }
+    frame
+}
+
+/// A call cut before its reply is read on one server, and sent again with its key on another
+/// while it still runs, runs once: the retry waits for the first and gets its answer; a later
+/// repeat on the first server gets it too.
+#[tokio::test]
+async fn a_retry_that_lands_on_another_server_runs_the_call_once() {
+    let redis = redis_or_skip!();
+    let (a, b) = (node(&redis.url()).await, node(&redis.url()).await);
+    let before = MADE.load(std::sync::atomic::Ordering::SeqCst);
+    let mut first = Peer::user(&a, "alice").await;
+    first
+        .c
+        .send(&keyed(1, "slow_make", vec![Value::from(400)], "k-9"))
+        .await;
+    // Read by the server, then cut.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    drop(first);
+
+    let mut retry = Peer::user(&b, "alice").await;
+    retry
+        .c
+        .send(&keyed(2, "slow_make", vec![Value::from(400)], "k-9"))
+        .await;
+    let answer = retry.c.recv().await;
+    assert_eq!(get(&answer, "id"), &Value::from(2));
+    let n = get(&answer, "result").clone();
+
+    let mut later = Peer::user(&a, "alice").await;
+    later
+        .c
+        .send(&keyed(3, "slow_make", vec![Value::from(400)], "k-9"))
+        .await;
+    assert_eq!(get(&later.c.recv().await, "result"), &n);
+    assert_eq!(
+        MADE.load(std::sync::atomic::Ordering::SeqCst) - before,
+        1,
+        "made once across two servers"
+    );
+    // Another caller's same key is its own.
+    let mut bob = Peer::user(&b, "bob").await;
+    bob.c
+        .send(&keyed(4, "slow_make", vec![Value::from(0)], "k-9"))
+        .await;
+    assert_ne!(get(&bob.c.recv().await, "result"), &n);
+}
