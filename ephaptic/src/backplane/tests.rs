@@ -21,6 +21,7 @@ struct Node {
     hub: Arc<Hub>,
     limiter: Arc<dyn crate::runtime::ratelimit::Remote>,
     presence: Arc<dyn crate::runtime::presence::Store>,
+    answers: Arc<dyn crate::runtime::idempotency::Shared>,
     delivery: Box<dyn Delivery>,
     driver: Arc<InProcess>,
     next_id: std::sync::atomic::AtomicU64,
@@ -34,12 +35,14 @@ fn node(bus: &Arc<Bus>, sessions: bool) -> Node {
     let hub = Arc::new(Hub::new(backplane.interest()));
     let limiter = backplane.limiter().expect("a shared limiter on any driver");
     let (presence, _) = backplane.presence_store(Duration::from_secs(30));
+    let answers = backplane.answers().expect("shared answers on any driver");
     let delivery = backplane.into_delivery(hub.clone(), sessions.then(Retentions::default));
     delivery.opened();
     Node {
         hub,
         limiter,
         presence,
+        answers,
         delivery,
         driver,
         next_id: std::sync::atomic::AtomicU64::new(1),
@@ -399,4 +402,30 @@ async fn a_refused_batch_reaches_the_senders_own_listeners_and_a_timed_out_one_o
     a.driver.time_out_batches(false);
     let got = frames(&mut here);
     assert_eq!(messages(&got), ["maybe"], "once: {got:?}");
+}
+
+#[tokio::test]
+async fn idempotent_answers_are_one_window_for_the_servers_and_each_ones_own_when_cut_off() {
+    use crate::runtime::idempotency::{Kept, Remote};
+    let bus = Arc::new(Bus::default());
+    let (a, b) = (node(&bus, false), node(&bus, false));
+    let window = Duration::from_secs(60);
+    let slot = || "make\0s:ann\0k-1".to_owned();
+    assert_eq!(a.answers.claim(slot(), window).await, Ok(Remote::Mine));
+    // The retry on the other server finds it running, then answered.
+    assert_eq!(b.answers.claim(slot(), window).await, Ok(Remote::Running));
+    let answer = Kept::Answer(Bytes::from_static(b"\xa6result\x07"));
+    a.answers.settle(slot(), Some(answer.clone()), window).await;
+    assert_eq!(
+        b.answers.claim(slot(), window).await,
+        Ok(Remote::Done(answer))
+    );
+    // Another caller's same key is free; a call that ended without an answer lets its slot go.
+    let bob = || "make\0s:bob\0k-1".to_owned();
+    assert_eq!(b.answers.claim(bob(), window).await, Ok(Remote::Mine));
+    b.answers.settle(bob(), None, window).await;
+    assert_eq!(a.answers.claim(bob(), window).await, Ok(Remote::Mine));
+    // Cut off, a server says so at once, and the runtime's own window decides.
+    a.driver.partition();
+    assert_eq!(a.answers.claim(slot(), window).await, Err(()));
 }
