@@ -1,6 +1,7 @@
 import { DEFAULT_BACKOFF, nextAttemptDelay, type BackoffOptions } from "./backoff.js";
 import { decodeFrame, encodeValue, fixIntegers, prepareForWire, rpcFrame, unsafeIntegerMessage } from "./codec.js";
-import { EphapticError, isEphapticError } from "./errors.js";
+import { EphapticError, isEphapticError, type DisconnectedData } from "./errors.js";
+import { checkIdempotencyKey, newIdempotencyKey } from "./idempotency.js";
 import { EventRegistry, eventData, type Listener } from "./events.js";
 import { EphapticStream } from "./stream.js";
 import { HELLO, HELLO_ID, readHello, readOutcome, REFRESH, SessionListeners, SessionState } from "./session.js";
@@ -60,9 +61,14 @@ interface PendingCall {
   readonly resolve: (value: unknown) => void;
   readonly reject: (error: unknown) => void;
   readonly timeoutMs: number | undefined;
-  timer?: ReturnType<typeof setTimeout>;
-  id?: number;
-  socket?: WebSocketLike;
+  /** The idempotency key (PROTOCOL.md 5.12): set for the functions of `connect({ idempotent })`. */
+  readonly key: string | undefined;
+  timer?: ReturnType<typeof setTimeout> | undefined;
+  /** Its id and socket while it is in flight. */
+  id?: number | undefined;
+  socket?: WebSocketLike | undefined;
+  /** Its frame was handed to a socket (this one or an earlier one): it may have run. */
+  sent: boolean;
   settled: boolean;
   cleanup?: () => void;
 }
@@ -107,6 +113,10 @@ class Connection {
   private readonly keepBigInt: boolean;
   private readonly backoff: BackoffOptions | undefined;
   private readonly logger: Logger;
+  /** `connect({ idempotent })`: the functions whose calls carry a key and are sent again after a drop. */
+  private readonly idempotent: ReadonlySet<string>;
+  /** `connect({ outbox })`: calls not sent yet outlive failed connection attempts. */
+  private readonly outbox: boolean;
 
   private _state: ConnectionState = "disconnected";
   private readonly stateListeners = new Set<(state: ConnectionState, change: StateChange) => void>();
@@ -164,6 +174,12 @@ class Connection {
         ? undefined
         : { ...DEFAULT_BACKOFF, ...(typeof options.reconnect === "object" ? options.reconnect : {}) };
     this.logger = options.logger ?? console;
+    const idempotent: unknown = options.idempotent ?? [];
+    if (!Array.isArray(idempotent) || idempotent.some((n) => typeof n !== "string")) {
+      throw new TypeError("idempotent must be the schema's ephapticIdempotent, a list of function names.");
+    }
+    this.idempotent = new Set(idempotent as readonly string[]);
+    this.outbox = options.outbox === true;
     this.resumeOn = options.resume !== false;
     if (options.schemaHash !== undefined && typeof options.schemaHash !== "string") {
       throw new TypeError("schemaHash must be the schema's ephapticSchemaHash, a string.");
@@ -479,12 +495,7 @@ class Connection {
           "reconnecting. Events sent meanwhile are lost: refetch what they would have updated.",
       );
     }
-    const error = new EphapticError(
-      "DISCONNECTED",
-      `The connection closed (code ${code}${reason ? `: ${reason}` : ""}) before the reply arrived.`,
-      null,
-    );
-    this.failInflight(error);
+    this.dropInflight(`The connection closed (code ${code}${reason ? `: ${reason}` : ""}) before the reply arrived.`);
     // Closed before the hello was answered: the attempt `ready()` waited for failed.
     if (helloPending) {
       this.attemptEnded(
@@ -589,8 +600,12 @@ class Connection {
   private attemptFailed(error: EphapticError, code?: number, reason?: string): void {
     clearTimeout(this.connectTimer);
     this.attempting = false;
-    // Calls waiting for this attempt learn that it failed rather than waiting without end.
-    for (const call of this.queue.splice(0)) this.settle(call, undefined, error);
+    // Calls waiting for this attempt learn that it failed rather than waiting without end, unless
+    // they are kept for the next one (idempotent calls sent before, the outbox).
+    for (const call of this.queue.splice(0)) {
+      if (this.keeps(call)) this.queue.push(call);
+      else this.settle(call, undefined, error);
+    }
     this.attemptEnded(error);
     const extra: Omit<StateChange, "previous"> = { error };
     if (code !== undefined) extra.code = code;
@@ -640,8 +655,12 @@ class Connection {
         // a socket still connecting may refuse a close code
       }
     }
-    for (const call of this.queue.splice(0)) this.settle(call, undefined, error);
-    this.failInflight(error);
+    const why = error.message;
+    for (const call of this.queue.splice(0)) this.settle(call, undefined, this.ended ? error : this.disconnected(call, why));
+    const calls = [...this.inflight.values()];
+    this.inflight.clear();
+    for (const call of calls) this.settle(call, undefined, this.ended ? error : this.disconnected(call, why));
+    this.failStreams(this.ended ? error : this.disconnected(undefined, why, true));
     this.attemptEnded(error);
     this.setState("closed", extra);
   }
@@ -688,17 +707,70 @@ class Connection {
         ended,
       );
     }
-    return new EphapticError(
-      "DISCONNECTED",
+    return this.disconnected(
+      undefined,
       "The client is disconnected: disconnect() was called. Create a new client with connect().",
-      null,
     );
   }
 
-  private failInflight(error: EphapticError): void {
+  /**
+   * A `DISCONNECTED` error, `why` followed by whether `call` may have run (its frame was sent) and
+   * its idempotency key; `mayHaveRun` without a call (a stream that was open: it ran).
+   */
+  private disconnected(
+    call: PendingCall | undefined,
+    why: string,
+    mayHaveRun = call?.sent ?? false,
+    cause?: unknown,
+  ): EphapticError<"DISCONNECTED", DisconnectedData> {
+    const data: DisconnectedData = { mayHaveRun };
+    let message = why;
+    if (call) {
+      message += mayHaveRun
+        ? ` '${call.name}' was sent: it may or may not have run on the server; check before retrying it.`
+        : ` '${call.name}' was never sent: it did not run.`;
+    }
+    if (call?.key !== undefined) {
+      data.idempotencyKey = call.key;
+      if (mayHaveRun) {
+        message +=
+          ` It carried idempotency key ${JSON.stringify(call.key)}: a retry with ` +
+          "client.withOptions({ idempotencyKey: error.data.idempotencyKey }) gets its answer instead of running it again.";
+      }
+    }
+    return new EphapticError("DISCONNECTED", message, data, cause === undefined ? undefined : { cause });
+  }
+
+  /**
+   * Whether `call`, waiting for a connection, outlives a failed attempt or a drop: only while the
+   * client reconnects by itself, an idempotent call that was sent (it may have run: the next
+   * connection gets its answer) and, with the outbox, any call.
+   */
+  private keeps(call: PendingCall): boolean {
+    return this.backoff !== undefined && !this.closedForGood && (this.outbox || (call.key !== undefined && call.sent));
+  }
+
+  /**
+   * The connection dropped (`why`): idempotent calls in flight wait for the next connection, to
+   * be sent again with their key; the others reject with `DISCONNECTED` (they may have run), and
+   * so do open streams.
+   */
+  private dropInflight(why: string): void {
     const calls = [...this.inflight.values()];
     this.inflight.clear();
-    for (const call of calls) this.settle(call, undefined, error);
+    const kept: PendingCall[] = [];
+    for (const call of calls) {
+      call.id = undefined;
+      call.socket = undefined;
+      if (call.key !== undefined && this.keeps(call)) kept.push(call);
+      else this.settle(call, undefined, this.disconnected(call, why));
+    }
+    // Ahead of anything queued since (in the order they were made): they were made first.
+    this.queue.unshift(...kept);
+    this.failStreams(this.disconnected(undefined, why.replace(/before the reply arrived\.$/, "while a stream was open."), true));
+  }
+
+  private failStreams(error: EphapticError): void {
     const streams = [...this.streams.values()];
     this.streams.clear();
     for (const { stream } of streams) stream.fail(error);
@@ -729,9 +801,15 @@ class Connection {
     }
     const signal = options.signal;
     if (signal?.aborted) return Promise.reject(signal.reason ?? new Error("The call was aborted."));
+    let key: string | undefined;
+    try {
+      key = this.keyFor(name, options.idempotencyKey);
+    } catch (error) {
+      return Promise.reject(error);
+    }
 
     return new Promise((resolve, reject) => {
-      const call: PendingCall = { name, args, encodedArgs, resolve, reject, timeoutMs, settled: false };
+      const call: PendingCall = { name, args, encodedArgs, resolve, reject, timeoutMs, key, sent: false, settled: false };
       if (timeoutMs !== undefined) {
         call.timer = setTimeout(() => {
           this.abandon(
@@ -765,6 +843,21 @@ class Connection {
     });
   }
 
+  /** The idempotency key of a call of `name`: `given` or a fresh one for an idempotent function, else none. */
+  private keyFor(name: string, given: string | undefined): string | undefined {
+    if (given !== undefined) {
+      checkIdempotencyKey(given);
+      if (!this.idempotent.has(name)) {
+        throw new TypeError(
+          `withOptions({ idempotencyKey }): '${name}' is not an idempotent function (not in connect({ idempotent })). ` +
+            'Only functions declared #[expose(idempotent)] run once per key: pass the schema\'s list, import { ephapticIdempotent } from "./schema"; connect({ url, idempotent: ephapticIdempotent }).',
+        );
+      }
+      return given;
+    }
+    return this.idempotent.has(name) ? newIdempotencyKey() : undefined;
+  }
+
   private send(call: PendingCall): void {
     const ws = this.socket;
     if (!ws) return;
@@ -773,17 +866,20 @@ class Connection {
     call.socket = ws;
     this.inflight.set(id, call);
     try {
-      ws.send(rpcFrame(id, call.name, call.encodedArgs));
+      ws.send(rpcFrame(id, call.name, call.encodedArgs, call.key));
     } catch (error) {
       this.inflight.delete(id);
-      this.settle(
-        call,
-        undefined,
-        new EphapticError("DISCONNECTED", `Could not send '${call.name}': ${describe(error)}`, null, { cause: error }),
-      );
+      call.id = undefined;
+      call.socket = undefined;
+      // The socket is going: the close that follows brings the next connection.
+      if (this.keeps(call)) this.queue.push(call);
+      else this.settle(call, undefined, this.disconnected(call, `The socket refused the frame (${describe(error)}).`, call.sent, error));
       return;
     }
-    this.trace("out", { type: "rpc", id, name: call.name, args: call.args });
+    call.sent = true;
+    const frame: Record<string, unknown> = { type: "rpc", id, name: call.name, args: call.args };
+    if (call.key !== undefined) frame.key = call.key;
+    this.trace("out", frame);
   }
 
   /** Gives up on a call (timeout, abort): rejects it and, if the server has it, cancels it there. */
@@ -1112,6 +1208,7 @@ export function connect<S = Untyped, Errs = {}>(options: ConnectOptions = {}): C
     withOptions: (callOptions: CallOptions) => {
       // Validate now rather than at the first call.
       if (callOptions.timeout !== undefined) normalizeTimeout(callOptions.timeout, undefined);
+      if (callOptions.idempotencyKey !== undefined) checkIdempotencyKey(callOptions.idempotencyKey);
       return callProxy(
         { call: (name: string, ...args: unknown[]) => invoke(name, args, callOptions) },
         (name) =>

@@ -98,17 +98,19 @@ export function prepareForWire(value: unknown): unknown {
 const ARGS_KEY = encodeValue("args");
 
 /**
- * Builds `{"type":"rpc","id":id,"name":name,"args":<args>}` from arguments encoded beforehand.
+ * Builds `{"type":"rpc","id":id,"name":name,"args":<args>}` from arguments encoded beforehand, with
+ * `"key":key` (an idempotency key, PROTOCOL.md 5.12) before `args` when one is given.
  * The arguments are encoded once, when the call is made (so an unencodable argument fails the call
  * at once with ENCODE_ERROR), while the id is only known when the frame is sent.
  */
-export function rpcFrame(id: number, name: string, encodedArgs: Uint8Array): Uint8Array {
-  const head = encodeValue({ type: "rpc", id, name });
-  // A three-entry map is a fixmap (0x83); with the args pair appended it becomes 0x84.
-  if (head[0] !== 0x83) throw new Error("unexpected rpc frame header");
+export function rpcFrame(id: number, name: string, encodedArgs: Uint8Array, key?: string): Uint8Array {
+  const head = encodeValue(key === undefined ? { type: "rpc", id, name } : { type: "rpc", id, name, key });
+  // A map of three or four entries is a fixmap (0x83, 0x84); with the args pair appended it has one more.
+  const fixmap = key === undefined ? 0x83 : 0x84;
+  if (head[0] !== fixmap) throw new Error("unexpected rpc frame header");
   const out = new Uint8Array(head.length + ARGS_KEY.length + encodedArgs.length);
   out.set(head, 0);
-  out[0] = 0x84;
+  out[0] = fixmap + 1;
   out.set(ARGS_KEY, head.length);
   out.set(encodedArgs, head.length + ARGS_KEY.length);
   return out;

@@ -9,6 +9,25 @@ export interface ValidationIssue {
 }
 
 /**
+ * The `data` of a `DISCONNECTED` error: whether the call may have run on the server.
+ */
+export interface DisconnectedData {
+  /**
+   * `true` when the call's frame was sent before the connection dropped (or `disconnect()` was
+   * called): it may or may not have run on the server, so check before retrying it. `false` when
+   * it was never sent: it did not run, and retrying it is safe. Always `false` for `ready()`.
+   */
+  mayHaveRun: boolean;
+  /**
+   * The idempotency key the call carried (its function is in `connect({ idempotent })`). Retrying
+   * with it, `client.withOptions({ idempotencyKey }).fn(...)`, from the same identity and within
+   * the server's window (5 minutes by default), gets the first call's answer instead of running it
+   * again.
+   */
+  idempotencyKey?: string;
+}
+
+/**
  * The `data` of the error codes every ephaptic server or this client may produce. An application's
  * own codes come from the generated schema's `EphapticErrors` interface.
  */
@@ -23,8 +42,14 @@ export interface BuiltinErrors {
   FRAME_TOO_LARGE: { size: number; limit: number };
   /** An old server's bare-string error. */
   ERROR: null;
+  /**
+   * A repeat of an idempotent call (same key) that ran already, whose answer was larger than the
+   * server keeps to answer repeats (PROTOCOL.md 5.12).
+   */
+  ALREADY_DONE: null;
   CONNECT_FAILED: null;
-  DISCONNECTED: null;
+  /** Whether the call may have run (it was sent before the drop), and its idempotency key if it had one. */
+  DISCONNECTED: DisconnectedData;
   TIMEOUT: null;
   ENCODE_ERROR: null;
   PROTOCOL_ERROR: null;

@@ -1,6 +1,6 @@
 export { connect, DEFAULT_TIMEOUT_MS, DEFAULT_CONNECT_TIMEOUT_MS, SESSION_ENDED_CLOSE_CODE } from "./client.js";
 export { EphapticError, isEphapticError } from "./errors.js";
-export type { BuiltinErrors, ClientErrorCode, ErrorData, ValidationIssue } from "./errors.js";
+export type { BuiltinErrors, ClientErrorCode, DisconnectedData, ErrorData, ValidationIssue } from "./errors.js";
 export { EphapticStream } from "./stream.js";
 export { resolveUrl, DEFAULT_PATH } from "./url.js";
 export type { LocationLike } from "./url.js";

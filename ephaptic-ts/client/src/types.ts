@@ -209,6 +209,26 @@ export interface ConnectOptions {
    */
   mutations?: MutationsMap;
   /**
+   * The schema's `ephapticIdempotent` (`import { ephapticIdempotent } from "./schema"`): the
+   * functions declared `#[expose(idempotent)]`. Their calls carry an idempotency key (a fresh
+   * random UUID per call, or `withOptions({ idempotencyKey })`), and a call in flight when the
+   * connection drops is not failed: it is sent again, with the same key, on the next connection,
+   * until it is answered or its timeout passes. The server runs it at most once per key and
+   * identity within its window (PROTOCOL.md 5.12), so it takes effect once and resolves once.
+   * Calls of other functions that were in flight at a drop reject with `DISCONNECTED` and
+   * `data.mayHaveRun: true`. With `reconnect: false` nothing is sent again (the error's
+   * `data.idempotencyKey` lets you retry it).
+   */
+  idempotent?: readonly string[];
+  /**
+   * Keep calls made while the client is not connected (connecting, reconnecting) queued, in
+   * memory, across failed connection attempts, until they are sent on a connection or their
+   * timeout passes. Default `false`: a failed attempt rejects the calls waiting for it with
+   * `CONNECT_FAILED`. Only while the client reconnects by itself (not with `reconnect: false`);
+   * the queue is lost with the page.
+   */
+  outbox?: boolean;
+  /**
    * Sessions (default `true`): send `v: 2` and the hello, resume every stream on reconnect and
    * drop duplicates. `false`: exactly the frames of a client without sessions.
    */
@@ -234,6 +254,15 @@ export interface CallOptions {
   timeout?: number | null;
   /** Aborting it rejects the call with the signal's reason and cancels it on the server. */
   signal?: AbortSignalLike;
+  /**
+   * The idempotency key of these calls (a string of 1 to 128 bytes), instead of a fresh one per
+   * call: for a function in `connect({ idempotent })` only (others reject with a TypeError). Every
+   * call through the view carries this key, so the server runs the first and answers the others
+   * with its answer: make one view per operation. For retrying an operation yourself (after a
+   * `DISCONNECTED` with `data.idempotencyKey`, or a reload with a key you stored), from the same
+   * identity and within the server's window.
+   */
+  idempotencyKey?: string;
 }
 
 export interface AbortSignalLike {
