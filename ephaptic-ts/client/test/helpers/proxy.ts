@@ -1,6 +1,7 @@
 // A TCP proxy in front of a server, for tests that cut a connection without a clean close (as a
 // network drop or a laptop lid would): `cut()` destroys both sockets of every proxied
-// connection; `hold()` makes new connections fail at once until `release()`.
+// connection; `hold()` makes new connections fail at once until `release()`; `stall()` stops
+// passing the server's bytes on to the client (a reply lost on the way, before a cut).
 import { createServer, connect as tcpConnect, type AddressInfo, type Server, type Socket } from "node:net";
 
 export interface Proxy {
@@ -10,6 +11,12 @@ export interface Proxy {
   readonly accepted: number;
   /** Destroys both sockets of every proxied connection (no WebSocket close, no TCP goodbye wait). */
   cut(): void;
+  /**
+   * Stops passing on what the server sends on the connections proxied now (the client's frames
+   * still reach the server): what the server answers meanwhile never arrives. `cut()` then drops
+   * it with them. Later connections are passed on both ways.
+   */
+  stall(): void;
   /** New connections are destroyed at once (the client sees its attempts fail) until `release()`. */
   hold(): void;
   release(): void;
@@ -54,6 +61,12 @@ export async function startProxy(targetPort: number): Promise<Proxy> {
       return accepted;
     },
     cut,
+    stall() {
+      for (const [downstream, upstream] of pairs) {
+        upstream.unpipe(downstream);
+        upstream.pause();
+      }
+    },
     hold() {
       held = true;
     },
