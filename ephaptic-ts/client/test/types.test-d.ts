@@ -4,7 +4,8 @@ import { connect, EphapticError, EphapticStream, isEphapticError } from "@ephapt
 import type { Client, ConnectionState, QueryClientLike } from "@ephaptic/client";
 import type { Resync, ResyncReason, SchemaMismatch, Session, StreamOutcome } from "@ephaptic/client";
 import { SESSION_ENDED_CLOSE_CODE } from "@ephaptic/client";
-import type { BuiltinErrors, ClientErrorCode, ErrorContext, SessionEnded } from "@ephaptic/client";
+import type { BuiltinErrors, ClientErrorCode, DisconnectedData, ErrorContext, SessionEnded } from "@ephaptic/client";
+import type { CallOptions, ConnectOptions } from "@ephaptic/client";
 import type {
   EphapticErrors,
   EphapticEvents,
@@ -13,7 +14,7 @@ import type {
   Notice,
   Todo,
 } from "../../../examples/parity/schema.js";
-import { ephapticSchemaHash } from "../../../examples/parity/schema.js";
+import { ephapticIdempotent, ephapticMutations, ephapticSchemaHash } from "../../../examples/parity/schema.js";
 
 type Equal<A, B> = (<T>() => T extends A ? 1 : 2) extends <T>() => T extends B ? 1 : 2 ? true : false;
 function assertType<T extends true>(): T | undefined {
@@ -307,4 +308,54 @@ export async function sessionsTheServerEnds(): Promise<void> {
   client.sessionEnded = undefined;
   // @ts-expect-error misspelt code
   client.isError(new Error(), "SESSION_ENDDED");
+}
+
+export async function callsThatTakeEffectOnce(): Promise<void> {
+  // The schema's list (a readonly tuple) is what the option takes; the outbox is a boolean.
+  const client = connect<EphapticService, EphapticErrors>({
+    url: "ws://127.0.0.1:1/_ephaptic",
+    mutations: ephapticMutations,
+    idempotent: ephapticIdempotent,
+    outbox: true,
+  });
+  assertType<Equal<ConnectOptions["idempotent"], readonly string[] | undefined>>();
+  assertType<Equal<ConnectOptions["outbox"], boolean | undefined>>();
+  const list: readonly string[] = ephapticIdempotent;
+  connect({ idempotent: ["create_todo"], outbox: false });
+  void list;
+
+  // A caller's own key for one operation: the view keeps the schema's types.
+  const once = client.withOptions({ idempotencyKey: "6f1c0e6a-3b9e-4d8e-9a51-2f0d7c1b8e44", timeout: 60_000 });
+  const todo: Todo = await once.create_todo("milk");
+  const viaCall: Todo = await once.call("create_todo", "milk");
+  assertType<Equal<CallOptions["idempotencyKey"], string | undefined>>();
+  // Mutations go through the same calls (keys included): their types are unchanged.
+  const created: Todo = await client.mutations.create_todo().mutationFn("eggs");
+  void [todo, viaCall, created];
+
+  // DISCONNECTED says whether the call may have run, and its key if it had one.
+  assertType<Equal<BuiltinErrors["DISCONNECTED"], DisconnectedData>>();
+  assertType<Equal<BuiltinErrors["ALREADY_DONE"], null>>();
+  try {
+    await client.add(1, 2);
+  } catch (e) {
+    if (client.isError(e, "DISCONNECTED")) {
+      const mayHaveRun: boolean = e.data.mayHaveRun;
+      const key: string | undefined = e.data.idempotencyKey;
+      if (mayHaveRun && key !== undefined) await client.withOptions({ idempotencyKey: key }).create_todo("milk");
+      // @ts-expect-error no such field
+      void e.data.maybeRan;
+    }
+    if (isEphapticError(e, "DISCONNECTED")) assertType<Equal<typeof e.data, DisconnectedData>>();
+    if (client.isError(e, "ALREADY_DONE")) assertType<Equal<typeof e.data, null>>();
+  }
+
+  // @ts-expect-error the list of function names, not one name
+  connect({ idempotent: "create_todo" });
+  // @ts-expect-error names are strings
+  connect({ idempotent: [1] });
+  // @ts-expect-error outbox is a boolean
+  connect({ outbox: "memory" });
+  // @ts-expect-error a key is a string
+  client.withOptions({ idempotencyKey: 7 });
 }

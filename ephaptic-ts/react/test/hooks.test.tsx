@@ -10,6 +10,7 @@ import { connect, type Client, type SessionEnded } from "@ephaptic/client";
 import { createEphapticReact } from "@ephaptic/react";
 import { fakeServer, lobby, sessions, until, type FakeServer } from "../../client/test/helpers/bindings/fake-server.js";
 import {
+  ephapticIdempotent,
   ephapticMutations,
   type EphapticErrors,
   type EphapticEvents,
@@ -286,6 +287,67 @@ test("queries refetch when their channel arrives; a mutation invalidates them; u
   await act(async () => server.emit("todoCreated", { id: 9, title: "late" }));
   await new Promise((r) => setTimeout(r, 30));
   assert.equal(server.calls.get("listTodos"), fetches, "no refetch after unmount");
+  queryClient.clear();
+  client.disconnect();
+});
+
+test("useEphapticMutation of an idempotent function: a key per mutation; a drop before the answer re-sends it with that key, run once, resolved once", async () => {
+  const todos: Todo[] = [];
+  const server = fakeServer({
+    createTodo: (title) => {
+      const todo = { id: todos.length + 1, title: String(title) };
+      todos.push(todo);
+      return todo;
+    },
+  });
+  const client = connect<EphapticService, EphapticErrors>({
+    url: "ws://test/_ephaptic",
+    WebSocket: server.WebSocket,
+    mutations: ephapticMutations,
+    idempotent: ephapticIdempotent,
+    reconnect: { baseMs: 5, capMs: 10 },
+  });
+  const queryClient = new QueryClient();
+  let create: ((title: string) => Promise<Todo>) | undefined;
+  let status = "";
+  function Create(): ReactNode {
+    const mutation = useEphapticMutation("createTodo");
+    create = mutation.mutateAsync;
+    status = mutation.status;
+    return null;
+  }
+  const view = mount(
+    <QueryClientProvider client={queryClient}>
+      <EphapticProvider client={client}><Create /></EphapticProvider>
+    </QueryClientProvider>,
+  );
+  await client.ready();
+
+  // The server runs it, but its answer is lost; then the connection drops.
+  server.loseReplies(true);
+  const results: Todo[] = [];
+  await act(async () => {
+    void create?.("milk").then((t) => void results.push(t));
+  });
+  await until(() => todos.length === 1, "the run on the server");
+  server.loseReplies(false);
+  await act(async () => server.dropAll());
+  await act(async () => until(() => results.length === 1 && status === "success", "the answer after the reconnect"));
+  assert.deepEqual(results, [{ id: 1, title: "milk" }]);
+  assert.equal(todos.length, 1, "it ran once");
+  const sent = server.log.filter((c) => c.name === "createTodo");
+  assert.equal(sent.length, 2, "sent before the drop and after the reconnect");
+  assert.match(String(sent[0]?.key), /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
+  assert.equal(sent[1]?.key, sent[0]?.key, "with the same key");
+
+  // Another mutation is another operation: a new key, a new todo.
+  await act(async () => {
+    results.push(await (create as (title: string) => Promise<Todo>)("milk"));
+  });
+  assert.deepEqual(results[1], { id: 2, title: "milk" });
+  const third = server.log.filter((c) => c.name === "createTodo")[2];
+  assert.notEqual(third?.key, sent[0]?.key);
+  act(() => view.root.unmount());
   queryClient.clear();
   client.disconnect();
 });

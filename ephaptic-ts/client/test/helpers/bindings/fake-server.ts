@@ -1,8 +1,9 @@
 // An in-memory ephaptic server for the unit tests of @ephaptic/react and @ephaptic/svelte (one
 // copy for both; each compiles it into its own .test-build/, see their tsconfig.test.json): a
 // WebSocket class the real @ephaptic/client connects through, which answers `rpc` frames with the
-// handlers given and pushes events on demand (`lobby` below plays a presence group). The client
-// under test is the real one; only the network is replaced.
+// handlers given and pushes events on demand (`lobby` below plays a presence group). A call with
+// an idempotency key (PROTOCOL.md 5.12) runs once per function and key: a repeat gets the first
+// answer. The client under test is the real one; only the network is replaced.
 import { decode, encode } from "@msgpack/msgpack";
 import type { PresenceMember, User } from "./schema.js";
 
@@ -14,8 +15,13 @@ export interface FakeServer {
   sockets: FakeSocket[];
   /** How many times each function was called. */
   calls: Map<string, number>;
-  /** Every call received, oldest first: its function and arguments. */
-  log: Array<{ name: string; args: unknown[] }>;
+  /** Every call received, oldest first: its function and arguments, and its idempotency key if it had one. */
+  log: Array<{ name: string; args: unknown[]; key?: string }>;
+  /**
+   * While on, calls still run (their answers are kept for a repeat with the same key) but the
+   * answers are lost on the way: the client never gets them.
+   */
+  loseReplies(on: boolean): void;
   /** Sends an event (or a channel announcement) to every open socket. */
   emit(name: string, payload: unknown): void;
   /** Drops every open socket, as a server restart would. */
@@ -46,7 +52,22 @@ const bytes = (frame: unknown): ArrayBuffer => {
 export function fakeServer(handlers: Record<string, Handler> = {}): FakeServer {
   const sockets: FakeSocket[] = [];
   const calls = new Map<string, number>();
-  const log: Array<{ name: string; args: unknown[] }> = [];
+  const log: FakeServer["log"] = [];
+  // The first answer of each keyed call, by function and key.
+  const answers = new Map<string, Record<string, unknown>>();
+  let losing = false;
+  const answer = (name: string, args: unknown[], key: string | undefined): Record<string, unknown> => {
+    const once = key === undefined ? undefined : `${name}\u0000${key}`;
+    const kept = once === undefined ? undefined : answers.get(once);
+    if (kept) return kept;
+    const handler = handlers[name];
+    const reply =
+      handler === undefined
+        ? { error: { code: "NOT_FOUND", message: `Function '${name}' not found.`, data: null } }
+        : { result: handler(...args) ?? null };
+    if (once !== undefined) answers.set(once, reply);
+    return reply;
+  };
   class Socket implements FakeSocket {
     binaryType = "blob";
     readyState = 0;
@@ -63,19 +84,18 @@ export function fakeServer(handlers: Record<string, Handler> = {}): FakeServer {
       }, 0);
     }
     send(data: Uint8Array): void {
-      const frame = decode(data) as { type?: string; id?: unknown; name?: string; args?: unknown[] };
+      const frame = decode(data) as { type?: string; id?: unknown; name?: string; args?: unknown[]; key?: unknown };
       if (frame.type !== "rpc" || typeof frame.name !== "string") return;
-      calls.set(frame.name, (calls.get(frame.name) ?? 0) + 1);
-      log.push({ name: frame.name, args: frame.args ?? [] });
-      const handler = handlers[frame.name];
+      const name = frame.name;
+      const args = frame.args ?? [];
+      const key = typeof frame.key === "string" ? frame.key : undefined;
+      calls.set(name, (calls.get(name) ?? 0) + 1);
+      log.push(key === undefined ? { name, args } : { name, args, key });
       const id = frame.id;
       setTimeout(() => {
         if (this.readyState !== 1) return;
-        const reply =
-          handler === undefined
-            ? { id, error: { code: "NOT_FOUND", message: `Function '${frame.name}' not found.`, data: null } }
-            : { id, result: handler(...(frame.args ?? [])) ?? null };
-        this.onmessage?.({ data: bytes(reply) });
+        const reply = { id, ...answer(name, args, key) };
+        if (!losing) this.onmessage?.({ data: bytes(reply) });
       }, 0);
     }
     close(code = 1000, reason = ""): void {
@@ -89,6 +109,9 @@ export function fakeServer(handlers: Record<string, Handler> = {}): FakeServer {
     sockets,
     calls,
     log,
+    loseReplies(on) {
+      losing = on;
+    },
     emit(name, payload) {
       const frame = bytes({ type: "event", name, payload: { args: [], kwargs: payload } });
       for (const s of sockets) if (s.readyState === 1) s.onmessage?.({ data: frame });

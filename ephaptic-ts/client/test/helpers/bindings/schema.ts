@@ -37,6 +37,9 @@ export const ephapticMutations = {
   createTodo: { params: 1, channels: ["todoCreated"] },
 } as const;
 
+/** The functions declared `#[expose(idempotent)]` (PROTOCOL.md 5.12). */
+export const ephapticIdempotent = ["createTodo"] as const;
+
 export interface EphapticService {
   listTodos(): Promise<Array<Todo>>;
   createTodo(title: string): Promise<Todo>;
