@@ -365,7 +365,9 @@ impl Exporter {
         }
         let idempotent: Vec<String> = functions
             .iter()
-            .filter(|f| f.def.idempotent)
+            // A stream is not kept by the server (each call runs its own): its calls are not
+            // sent again after a drop, so it is not listed.
+            .filter(|f| f.def.idempotent && f.sig.shape == Shape::Value)
             .map(|f| json_string(f.def.name))
             .collect();
         if !idempotent.is_empty() {
