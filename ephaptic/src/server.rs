@@ -724,6 +724,39 @@ impl Server {
         Ok((Some(Box::new(redis)), Some(store)))
     }
 
+    /// How events leave this server, for the start line.
+    #[cfg(feature = "redis")]
+    fn events_route(&self) -> String {
+        let url = self.redis.url.clone().or_else(|| {
+            std::env::var("EPHAPTIC_REDIS_URL")
+                .ok()
+                .filter(|u| !u.is_empty())
+        });
+        match url {
+            Some(url) => format!(
+                "events cross servers through Redis at {}{}",
+                crate::backplane::masked(&url),
+                if self.redis.compat {
+                    ", in compatibility mode"
+                } else {
+                    ""
+                }
+            ),
+            None => "events stay in this process (no Redis)".to_owned(),
+        }
+    }
+
+    #[cfg(not(feature = "redis"))]
+    fn events_route(&self) -> String {
+        if std::env::var_os("EPHAPTIC_REDIS_URL").is_some_and(|u| !u.is_empty()) {
+            "events stay in this process: EPHAPTIC_REDIS_URL is ignored, because ephaptic was built \
+             without its `redis` feature (add `features = [\"redis\"]` to the ephaptic dependency)"
+                .to_owned()
+        } else {
+            "events stay in this process (no Redis)".to_owned()
+        }
+    }
+
     #[cfg(not(feature = "redis"))]
     fn backplane(&self) -> Result<Backplanes, String> {
         if std::env::var_os("EPHAPTIC_REDIS_URL").is_some_and(|u| !u.is_empty()) {
@@ -907,13 +940,14 @@ impl Server {
         crate::export::if_requested(|| self.introspect());
         let registry = Registry::build(&self.explicit, self.naming)?;
         let (backplane, presence_store) = self.backplane().map_err(|e| RegistryError(vec![e]))?;
+        let route = self.events_route();
         let loader = self.loader.or_else(|| {
             registry.loader.map(|def| {
                 let load = def.load;
                 Arc::new(load) as DynLoader
             })
         });
-        announce(&registry, loader.is_some(), &self.config.path, addr);
+        announce(&registry, loader.is_some(), &self.config.path, addr, &route);
         Ok(crate::runtime::build(Parts {
             registry,
             config: self.config,
@@ -1113,7 +1147,7 @@ impl Signals {
 /// Says what the server serves, once at start: through `tracing` when the app installed a
 /// subscriber, on stderr otherwise, so that a first run is never silent, and an empty registry
 /// (a crate the linker dropped) is seen where the user looks.
-fn announce(registry: &Registry, loader: bool, path: &str, addr: Option<SocketAddr>) {
+fn announce(registry: &Registry, loader: bool, path: &str, addr: Option<SocketAddr>, route: &str) {
     let functions = registry.functions.len();
     let events = registry.events.len() + registry.channels.len();
     let at = match addr {
@@ -1121,7 +1155,7 @@ fn announce(registry: &Registry, loader: bool, path: &str, addr: Option<SocketAd
         None => path.to_owned(),
     };
     let line = format!(
-        "ephaptic: {functions} function{} and {events} event{} on {at}{}",
+        "ephaptic: {functions} function{} and {events} event{} on {at}{}; {route}",
         if functions == 1 { "" } else { "s" },
         if events == 1 { "" } else { "s" },
         if loader {

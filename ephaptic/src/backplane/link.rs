@@ -109,14 +109,22 @@ impl Link {
         let mut outage = lock(&self.health.outage);
         if outage.is_none() {
             *outage = Some((Instant::now(), self.counters.dropped.load(Relaxed)));
-            self.counters.outages.fetch_add(1, Relaxed);
+            let first = self.counters.outages.fetch_add(1, Relaxed) == 0;
+            let url = super::settings::masked(&self.settings.url);
             tracing::warn!(
                 node = %self.node,
-                "Redis at {} cannot be reached ({why}). Calls and this server's own events go on; \
+                "Redis at {url} cannot be reached ({why}). Calls and this server's own events go on; \
                  events for other servers are dropped and counted (ephaptic::metrics()) until it is \
-                 back. Reconnecting by itself; check that Redis runs and that the URL is right",
-                self.settings.url
+                 back. Reconnecting by itself; check that Redis runs and that the URL is right"
             );
+            if first && !tracing::dispatcher::has_been_set() {
+                // No logger installed (the README's `main`): the first outage still says so.
+                eprintln!(
+                    "ephaptic: Redis at {url} cannot be reached ({why}); serving this server's own \
+                     connections meanwhile (events for other servers are dropped and counted) and \
+                     reconnecting by itself"
+                );
+            }
         }
         drop(outage);
         lock(&self.subs.confirmed).clear();

@@ -71,7 +71,7 @@ use self::publisher::{PUBLISH_QUEUE, Publisher};
 use self::receiver::{RECEIVE_QUEUE, Receiving};
 use self::redis_driver::RedisDriver;
 use self::resync::Resync;
-pub(crate) use self::settings::Settings;
+pub(crate) use self::settings::{Settings, masked};
 use self::settings::{lock, node_id};
 use self::subscriptions::{Subscriptions, permanent_channels};
 use crate::handler::Audience;
@@ -89,17 +89,22 @@ impl Redis {
     /// A backplane on `settings.url`. Fails only when the URL cannot be read; an unreachable
     /// Redis is retried in the background.
     pub fn new(settings: Settings) -> Result<Self, String> {
-        let info = settings
-            .url
-            .as_str()
-            .into_connection_info()
-            .map_err(|e| format!("the Redis URL {:?} cannot be read: {e}", settings.url))?;
+        let info = settings.url.as_str().into_connection_info().map_err(|e| {
+            format!(
+                "the Redis URL {:?} cannot be read: {e}",
+                masked(&settings.url)
+            )
+        })?;
         let resp3 = info
             .redis_settings()
             .clone()
             .set_protocol(ProtocolVersion::RESP3);
-        let client = Client::open(info.set_redis_settings(resp3))
-            .map_err(|e| format!("the Redis URL {:?} cannot be used: {e}", settings.url))?;
+        let client = Client::open(info.set_redis_settings(resp3)).map_err(|e| {
+            format!(
+                "the Redis URL {:?} cannot be used: {e}",
+                masked(&settings.url)
+            )
+        })?;
         Ok(Self::with_driver(settings, RedisDriver::new(client)))
     }
 
@@ -405,7 +410,7 @@ fn start(link: &Arc<Link>) {
         node = %link.node,
         compat = link.settings.compat,
         "ephaptic delivers events across servers through Redis at {}",
-        link.settings.url
+        settings::masked(&link.settings.url)
     );
     tokio::spawn(publishing::publisher(link.clone(), hub.clone(), publish_rx));
     tokio::spawn(receiving::receiver(link.clone(), hub.clone(), push_rx));

@@ -29,6 +29,36 @@ impl Settings {
     }
 }
 
+/// `url` with its password (if any) replaced by `***`, for logs and the start line.
+pub(crate) fn masked(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let Some((userinfo, host)) = rest.rsplit_once('@') else {
+        return url.to_owned();
+    };
+    match userinfo.split_once(':') {
+        Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
+        // `redis://secret@host`: a bare password.
+        None => format!("{scheme}://***@{host}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn passwords_are_masked_and_the_rest_kept() {
+        use super::masked;
+        assert_eq!(
+            masked("redis://127.0.0.1:6379/0"),
+            "redis://127.0.0.1:6379/0"
+        );
+        assert_eq!(masked("redis://:s3cret@h:6379"), "redis://:***@h:6379");
+        assert_eq!(masked("rediss://app:p@ss@h"), "rediss://app:***@h");
+        assert_eq!(masked("redis://s3cret@h"), "redis://***@h");
+    }
+}
+
 pub(super) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
