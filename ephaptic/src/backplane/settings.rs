@@ -44,21 +44,6 @@ pub(crate) fn masked(url: &str) -> String {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn passwords_are_masked_and_the_rest_kept() {
-        use super::masked;
-        assert_eq!(
-            masked("redis://127.0.0.1:6379/0"),
-            "redis://127.0.0.1:6379/0"
-        );
-        assert_eq!(masked("redis://:s3cret@h:6379"), "redis://:***@h:6379");
-        assert_eq!(masked("rediss://app:p@ss@h"), "rediss://app:***@h");
-        assert_eq!(masked("redis://s3cret@h"), "redis://***@h");
-    }
-}
-
 pub(super) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
@@ -75,4 +60,19 @@ pub(super) fn node_id() -> String {
         nanos & 0xffff_ffff_ffff,
         SEQ.fetch_add(1, Relaxed)
     )
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn passwords_are_masked_and_the_rest_kept() {
+        use super::masked;
+        assert_eq!(
+            masked("redis://127.0.0.1:6379/0"),
+            "redis://127.0.0.1:6379/0"
+        );
+        assert_eq!(masked("redis://:s3cret@h:6379"), "redis://:***@h:6379");
+        assert_eq!(masked("rediss://app:p@ss@h"), "rediss://app:***@h");
+        assert_eq!(masked("redis://s3cret@h"), "redis://***@h");
+    }
 }
