@@ -1,5 +1,13 @@
 import { DEFAULT_BACKOFF, nextAttemptDelay, type BackoffOptions } from "./backoff.js";
-import { decodeFrame, encodeValue, fixIntegers, prepareForWire, rpcFrame, unsafeIntegerMessage } from "./codec.js";
+import {
+  decodeFrame,
+  encodeValue,
+  fixIntegers,
+  isTraceparent,
+  prepareForWire,
+  rpcFrame,
+  unsafeIntegerMessage,
+} from "./codec.js";
 import { EphapticError, isEphapticError, type DisconnectedData } from "./errors.js";
 import { checkIdempotencyKey, newIdempotencyKey } from "./idempotency.js";
 import { EventRegistry, eventData, type Listener } from "./events.js";
@@ -63,6 +71,8 @@ interface PendingCall {
   readonly timeoutMs: number | undefined;
   /** The idempotency key (PROTOCOL.md 5.12): set for the functions of `connect({ idempotent })`. */
   readonly key: string | undefined;
+  /** The W3C traceparent of `connect({ traceparent })`, taken when the call was made (PROTOCOL.md 5.13). */
+  readonly traceparent: string | undefined;
   timer?: ReturnType<typeof setTimeout> | undefined;
   /** Its id and socket while it is in flight. */
   id?: number | undefined;
@@ -117,6 +127,10 @@ class Connection {
   private readonly idempotent: ReadonlySet<string>;
   /** `connect({ outbox })`: calls not sent yet outlive failed connection attempts. */
   private readonly outbox: boolean;
+  /** `connect({ traceparent })`: gives each call its W3C trace context. */
+  private readonly traceparentOf: (() => unknown) | undefined;
+  /** Whether an invalid traceparent was already reported (once per client). */
+  private traceparentWarned = false;
 
   private _state: ConnectionState = "disconnected";
   private readonly stateListeners = new Set<(state: ConnectionState, change: StateChange) => void>();
@@ -180,6 +194,13 @@ class Connection {
     }
     this.idempotent = new Set(idempotent as readonly string[]);
     this.outbox = options.outbox === true;
+    const traceparent: unknown = options.traceparent;
+    if (traceparent !== undefined && typeof traceparent !== "function") {
+      throw new TypeError(
+        "traceparent must be a function returning a W3C traceparent string (or undefined), called for each call.",
+      );
+    }
+    this.traceparentOf = traceparent as (() => unknown) | undefined;
     this.resumeOn = options.resume !== false;
     if (options.schemaHash !== undefined && typeof options.schemaHash !== "string") {
       throw new TypeError("schemaHash must be the schema's ephapticSchemaHash, a string.");
@@ -808,8 +829,21 @@ class Connection {
       return Promise.reject(error);
     }
 
+    const traceparent = this.traceparentFor(name);
+
     return new Promise((resolve, reject) => {
-      const call: PendingCall = { name, args, encodedArgs, resolve, reject, timeoutMs, key, sent: false, settled: false };
+      const call: PendingCall = {
+        name,
+        args,
+        encodedArgs,
+        resolve,
+        reject,
+        timeoutMs,
+        key,
+        traceparent,
+        sent: false,
+        settled: false,
+      };
       if (timeoutMs !== undefined) {
         call.timer = setTimeout(() => {
           this.abandon(
@@ -858,6 +892,43 @@ class Connection {
     return this.idempotent.has(name) ? newIdempotencyKey() : undefined;
   }
 
+  /**
+   * The traceparent of a call of `name` (`connect({ traceparent })`), or none.
+   *
+   * It is taken once, here, when the call is made, not when its frame is sent: the function reads
+   * the caller's current trace context (OpenTelemetry's `context.active()`), which exists only
+   * while the caller runs. A call made before the connection is up is sent later, from the
+   * socket's `open` handler, and a kept idempotent call is re-sent from a later connection's:
+   * there the current context is not the caller's (none, or an unrelated one), and asking then
+   * would drop the trace or parent the call on the wrong span. A re-send is the same operation
+   * (same key, same arguments), so it belongs to the original call's trace.
+   */
+  private traceparentFor(name: string): string | undefined {
+    const fn = this.traceparentOf;
+    // The client's own reserved calls (refresh, presence) are not the application's operations.
+    if (fn === undefined || name.startsWith("__ephaptic.")) return undefined;
+    let value: unknown;
+    try {
+      value = fn();
+    } catch (error) {
+      this.logger.warn(`[ephaptic] the traceparent function threw; '${name}' goes out without a traceparent:`, error);
+      return undefined;
+    }
+    if (value === undefined || value === null) return undefined;
+    if (isTraceparent(value)) return value;
+    if (!this.traceparentWarned) {
+      this.traceparentWarned = true;
+      const shown =
+        typeof value === "string" ? JSON.stringify(value.length > 80 ? `${value.slice(0, 80)}...` : value) : `a ${typeof value}`;
+      this.logger.warn(
+        `[ephaptic] the traceparent function returned ${shown}, which is not a W3C traceparent ` +
+          "(00-<32 hex trace id>-<16 hex parent id>-<2 hex flags>, lowercase, ids not all zeros): calls go out " +
+          "without it. This is reported once; later invalid values are dropped silently.",
+      );
+    }
+    return undefined;
+  }
+
   private send(call: PendingCall): void {
     const ws = this.socket;
     if (!ws) return;
@@ -866,7 +937,7 @@ class Connection {
     call.socket = ws;
     this.inflight.set(id, call);
     try {
-      ws.send(rpcFrame(id, call.name, call.encodedArgs, call.key));
+      ws.send(rpcFrame(id, call.name, call.encodedArgs, call.key, call.traceparent));
     } catch (error) {
       this.inflight.delete(id);
       call.id = undefined;
@@ -879,6 +950,7 @@ class Connection {
     call.sent = true;
     const frame: Record<string, unknown> = { type: "rpc", id, name: call.name, args: call.args };
     if (call.key !== undefined) frame.key = call.key;
+    if (call.traceparent !== undefined) frame.traceparent = call.traceparent;
     this.trace("out", frame);
   }
 

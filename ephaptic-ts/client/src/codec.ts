@@ -96,25 +96,47 @@ export function prepareForWire(value: unknown): unknown {
 }
 
 const ARGS_KEY = encodeValue("args");
+const TRACEPARENT_KEY = encodeValue("traceparent");
 
 /**
  * Builds `{"type":"rpc","id":id,"name":name,"args":<args>}` from arguments encoded beforehand, with
- * `"key":key` (an idempotency key, PROTOCOL.md 5.12) before `args` when one is given.
+ * `"key":key` (an idempotency key, PROTOCOL.md 5.12) before `args` when one is given, and
+ * `"traceparent":traceparent` (W3C Trace Context, PROTOCOL.md 5.13) last when one is given.
  * The arguments are encoded once, when the call is made (so an unencodable argument fails the call
  * at once with ENCODE_ERROR), while the id is only known when the frame is sent.
  */
-export function rpcFrame(id: number, name: string, encodedArgs: Uint8Array, key?: string): Uint8Array {
+export function rpcFrame(id: number, name: string, encodedArgs: Uint8Array, key?: string, traceparent?: string): Uint8Array {
   const head = encodeValue(key === undefined ? { type: "rpc", id, name } : { type: "rpc", id, name, key });
-  // A map of three or four entries is a fixmap (0x83, 0x84); with the args pair appended it has one more.
+  // A map of three or four entries is a fixmap (0x83, 0x84); with the args pair (and the
+  // traceparent pair) appended it has one (two) more, still a fixmap.
   const fixmap = key === undefined ? 0x83 : 0x84;
   if (head[0] !== fixmap) throw new Error("unexpected rpc frame header");
-  const out = new Uint8Array(head.length + ARGS_KEY.length + encodedArgs.length);
+  const tail = traceparent === undefined ? undefined : encodeValue(traceparent);
+  const tailLength = tail === undefined ? 0 : TRACEPARENT_KEY.length + tail.length;
+  const out = new Uint8Array(head.length + ARGS_KEY.length + encodedArgs.length + tailLength);
   out.set(head, 0);
-  out[0] = fixmap + 1;
-  out.set(ARGS_KEY, head.length);
-  out.set(encodedArgs, head.length + ARGS_KEY.length);
+  out[0] = fixmap + (tail === undefined ? 1 : 2);
+  let at = head.length;
+  out.set(ARGS_KEY, at);
+  at += ARGS_KEY.length;
+  out.set(encodedArgs, at);
+  at += encodedArgs.length;
+  if (tail !== undefined) {
+    out.set(TRACEPARENT_KEY, at);
+    out.set(tail, at + TRACEPARENT_KEY.length);
+  }
   return out;
 }
+
+/**
+ * Whether `value` is a W3C Trace Context `traceparent` of version 00: `00-<trace id>-<parent id>-<flags>`,
+ * 32, 16 and 2 lowercase hex digits, neither id all zeros (both are invalid by the spec).
+ */
+export function isTraceparent(value: unknown): value is string {
+  return typeof value === "string" && TRACEPARENT.test(value);
+}
+
+const TRACEPARENT = /^00-(?!0{32})[0-9a-f]{32}-(?!0{16})[0-9a-f]{16}-[0-9a-f]{2}$/;
 
 /** Message for an integer that would lose precision as a number. */
 export function unsafeIntegerMessage(what: string, n: bigint): string {

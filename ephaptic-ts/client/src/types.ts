@@ -244,6 +244,18 @@ export interface ConnectOptions {
   onResync?: (resync: Resync) => void;
   /** Called once when the server ends the session (close code 4401; see `client.onSessionEnded`). */
   onSessionEnded?: (ended: SessionEnded) => void;
+  /**
+   * Distributed tracing (W3C Trace Context, PROTOCOL.md 5.13): called once for each call, when the
+   * call is made (synchronously, in the caller's context), and its result travels in the `rpc`
+   * frame's `traceparent`, on which the server parents the call's span. The same value goes with
+   * every send of the call (an idempotent call re-sent after a reconnect keeps it). `undefined`
+   * sends none; anything that is not a `00-<32 hex>-<16 hex>-<2 hex>` string (lowercase, ids not
+   * all zeros) is dropped, with one warning per client; a function that throws is reported to
+   * `logger` and the call goes out without it. The client's own reserved calls
+   * (`__ephaptic.*`: hello, refresh, presence) carry none. With OpenTelemetry:
+   * `traceparent: () => { const c: Record<string, string> = {}; propagation.inject(context.active(), c); return c.traceparent; }`.
+   */
+  traceparent?: () => string | undefined;
   /** Debug hook: every decoded incoming frame (`"in"`) and every frame sent (`"out"`). */
   trace?: (direction: "in" | "out", frame: Record<string, unknown>) => void;
 }

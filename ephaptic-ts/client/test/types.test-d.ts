@@ -359,3 +359,38 @@ export async function callsThatTakeEffectOnce(): Promise<void> {
   // @ts-expect-error a key is a string
   client.withOptions({ idempotencyKey: 7 });
 }
+
+// Stand-ins for `@opentelemetry/api` (not a dependency): just the shapes the README's example uses.
+declare const context: { active(): object };
+declare const propagation: { inject(context: object, carrier: Record<string, string>): void };
+
+export async function distributedTracing(): Promise<void> {
+  assertType<Equal<ConnectOptions["traceparent"], (() => string | undefined) | undefined>>();
+  // The README's OpenTelemetry example, as written there.
+  const client = connect<EphapticService, EphapticErrors>({
+    url: "ws://127.0.0.1:1/_ephaptic",
+    idempotent: ephapticIdempotent,
+    traceparent: () => {
+      const carrier: Record<string, string> = {};
+      propagation.inject(context.active(), carrier);
+      return carrier.traceparent;
+    },
+  });
+  // Calls keep their types.
+  const sum: number = await client.add(1, 2);
+  void sum;
+  // A fixed string, or nothing.
+  connect({ traceparent: () => "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01" });
+  connect({ traceparent: () => undefined });
+  // The trace hook's outgoing frames are plain records: the key reads like the others.
+  connect({ trace: (_direction, frame) => void (frame.traceparent as string | undefined) });
+
+  // @ts-expect-error a function, not the string itself
+  connect({ traceparent: "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01" });
+  // @ts-expect-error asked synchronously, when the call is made: not a promise
+  connect({ traceparent: async () => "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01" });
+  // @ts-expect-error a string, not a carrier
+  connect({ traceparent: () => ({ traceparent: "x" }) });
+  // @ts-expect-error not a per-call option
+  client.withOptions({ traceparent: () => undefined });
+}
