@@ -397,7 +397,7 @@ pub use registry::{Introspection, Naming, RegistryError};
 pub use runtime::history::Retention;
 pub use runtime::{
     CallerPresence, Disconnected, Metrics, Presence, PresenceConn, PresenceCount, PresenceDiff,
-    PresenceLeave, PresenceList, PresenceMember, disconnect, emit, metrics, presence,
+    PresenceLeave, PresenceList, PresenceMember, TraceParent, disconnect, emit, metrics, presence,
 };
 pub use schema::Model;
 pub use server::Server;

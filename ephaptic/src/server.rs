@@ -43,6 +43,7 @@ pub struct Server {
     on_connect: Option<Hook>,
     on_disconnect: Option<Hook>,
     revalidation: Option<crate::runtime::Revalidation>,
+    trace_parent: Option<crate::runtime::spans::ParentHook>,
     /// When to shut down gracefully; `None`: at ctrl-c or SIGTERM. (In a mutex only so that
     /// a `Server` stays `Sync`; it is taken once.)
     shutdown: Option<std::sync::Mutex<crate::handler::BoxFuture<()>>>,
@@ -92,6 +93,7 @@ impl Server {
             on_connect: None,
             on_disconnect: None,
             revalidation: None,
+            trace_parent: None,
             shutdown: None,
             presence: Default::default(),
             #[cfg(feature = "redis")]
@@ -914,6 +916,34 @@ impl Server {
         self
     }
 
+    /// Runs `hook` with each call's span and the W3C trace context its client sent
+    /// (`traceparent` in the `rpc` frame, docs/PROTOCOL.md 5.13), before the call runs. Every
+    /// call already runs in a DEBUG span named `rpc` (target `ephaptic::call`) with the fields
+    /// `rpc.system`, `rpc.method`, `rpc.code`, `ephaptic.connection`, `trace_id` and
+    /// `parent_id`; this hook is where an application using `tracing-opentelemetry` makes the
+    /// client's span the parent (the core crate depends on no OpenTelemetry crate):
+    ///
+    /// ```ignore
+    /// use opentelemetry::propagation::TextMapPropagator;
+    /// use opentelemetry_sdk::propagation::TraceContextPropagator;
+    /// use tracing_opentelemetry::OpenTelemetrySpanExt;
+    ///
+    /// let server = ephaptic::Server::new().on_trace_parent(|span, parent| {
+    ///     let carrier = std::collections::HashMap::from([("traceparent".to_owned(), parent.to_string())]);
+    ///     span.set_parent(TraceContextPropagator::new().extract(&carrier));
+    /// });
+    /// ```
+    ///
+    /// It runs only for the calls whose span a subscriber enabled, and only when the client
+    /// sent a valid `traceparent`.
+    pub fn on_trace_parent<F>(mut self, hook: F) -> Self
+    where
+        F: Fn(&tracing::Span, &crate::TraceParent) + Send + Sync + 'static,
+    {
+        self.trace_parent = Some(Arc::new(hook));
+        self
+    }
+
     /// Registers a function explicitly, for targets where link-time registration does not run
     /// (some WebAssembly and static-linking setups). `F` is the hidden handle `#[expose]`
     /// generates with the function's own name:
@@ -955,6 +985,7 @@ impl Server {
             on_connect: self.on_connect,
             on_disconnect: self.on_disconnect,
             revalidation: self.revalidation,
+            trace_parent: self.trace_parent,
             backplane,
             presence: self.presence,
             presence_store,

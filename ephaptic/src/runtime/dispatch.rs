@@ -23,6 +23,7 @@ use crate::handler::{FunctionDef, Outcome, Request, Started};
 use crate::session::names::Every;
 use crate::session::{Connection, Outbox};
 use crate::wire::{NIL, RawFrame, reply};
+use tracing::Instrument;
 
 /// Starts a call read from `frame`, without waiting: answers at once when it cannot run or
 /// finishes on its first poll, otherwise runs it on in a task of its own that the connection
@@ -136,22 +137,27 @@ pub(crate) fn start(
         return;
     };
 
+    // The call's span (at DEBUG: nothing to build unless a subscriber wants it); what runs
+    // here, the first poll included, runs in it, and its tasks are instrumented with it.
+    let span = super::spans::call_span(def, conn.id(), frame, raw, state.trace_parent.as_ref());
+    let _in = span.enter();
+
     if def.requires_login && conn.identity().is_none() {
-        out.push(Error::unauthorized().to_frame(id_bytes, false));
+        refuse(&span, Error::unauthorized(), id_bytes, out);
         return;
     }
     if state.draining() {
-        out.push(super::drain::shutting_down().to_frame(id_bytes, false));
+        refuse(&span, super::drain::shutting_down(), id_bytes, out);
         return;
     }
     let limit = state.config.max_calls_in_flight;
     if conn.calls_running() >= limit {
-        out.push(too_many_calls(limit).to_frame(id_bytes, false));
+        refuse(&span, too_many_calls(limit), id_bytes, out);
         return;
     }
     // Before anything is decoded: what the arguments would decode to is bounded too.
     if let Err(e) = crate::handler::check_cost(frame, raw, state.config.max_frame_nodes) {
-        out.push(e.to_frame(id_bytes, false));
+        refuse(&span, e, id_bytes, out);
         return;
     }
     // An idempotent function's call with a key runs once per key (`idempotency.rs`).
@@ -159,7 +165,7 @@ pub(crate) fn start(
         true => match super::idempotency::key_of(frame, raw) {
             Ok(key) => key.map(str::to_owned),
             Err(e) => {
-                out.push(e.to_frame(id_bytes, false));
+                refuse(&span, e, id_bytes, out);
                 return;
             }
         },
@@ -168,16 +174,25 @@ pub(crate) fn start(
     match state.limiter.check(def, conn) {
         Check::Allowed => {}
         Check::Refused(e) => {
-            out.push(e.to_frame(id_bytes, false));
+            refuse(&span, e, id_bytes, out);
             return;
         }
         Check::Shared(decision) => {
-            start_after(state, conn, frame, raw, def, Some(decision), once);
+            start_after(
+                state,
+                conn,
+                frame,
+                raw,
+                def,
+                Some(decision),
+                once,
+                span.clone(),
+            );
             return;
         }
     }
     if once.is_some() {
-        start_after(state, conn, frame, raw, def, None, once);
+        start_after(state, conn, frame, raw, def, None, once, span.clone());
         return;
     }
 
@@ -205,45 +220,47 @@ pub(crate) fn start(
         Ok(Err(running)) => {
             let (key, id) = keys(frame, raw);
             let task_conn = conn.clone();
-            spawn_call(state, conn, key, async move {
+            let rest = async move {
                 let outcome = match CatchUnwind::handler(def.name, running).await {
                     Ok(outcome) => outcome,
                     Err(panic) => Outcome::Error(panicked(def.name, panic)),
                 };
                 send_outcome(task_conn, debug, def, id, outcome).await;
-            });
+            };
+            spawn_call(state, conn, key, rest.instrument(span.clone()));
             return;
         }
         Err(panic) => Outcome::Error(panicked(def.name, panic)),
     };
     let reply = match outcome {
-        Outcome::Reply(reply) => debug.bounded(reply, id_bytes, def),
+        Outcome::Reply(reply) => {
+            super::spans::record_code(&span, "OK");
+            debug.bounded(reply, id_bytes, def)
+        }
         Outcome::Error(e) => {
+            super::spans::record_code(&span, e.code());
             log_internal(def, &e);
             e.to_frame(id_bytes, debug.debug)
         }
         stream @ Outcome::Stream(_) => {
             let (key, id) = keys(frame, raw);
-            spawn_running(
-                state,
-                conn,
-                key,
-                true,
-                send_outcome(conn.clone(), debug, def, id, stream),
-            );
+            let rest = send_outcome(conn.clone(), debug, def, id, stream);
+            spawn_running(state, conn, key, true, rest.instrument(span.clone()));
             return;
         }
     };
     if let Err(reply) = conn.answer_now(reply, out) {
         // The queue is full: wait for room in a task, so that only this call waits.
         let (key, id) = keys(frame, raw);
-        spawn_call(
-            state,
-            conn,
-            key,
-            send_outcome(conn.clone(), debug, def, id, Outcome::Reply(reply)),
-        );
+        let rest = send_outcome(conn.clone(), debug, def, id, Outcome::Reply(reply));
+        spawn_call(state, conn, key, rest.instrument(span.clone()));
     }
+}
+
+/// Answers a call that does not run with `e`, and says so on its span.
+fn refuse(span: &tracing::Span, e: Error, id: &[u8], out: &mut Outbox) {
+    super::spans::record_code(span, e.code());
+    out.push(e.to_frame(id, false));
 }
 
 /// `TOO_MANY_CALLS`: the connection has `limit` calls running; this one is not started.
@@ -275,15 +292,17 @@ fn start_after(
     def: &'static FunctionDef,
     decision: Option<crate::handler::BoxFuture<Result<(), Error>>>,
     once: Option<String>,
+    span: tracing::Span,
 ) {
     let (key, id) = keys(frame, raw);
     let (frame, raw) = (frame.clone(), raw.clone());
     let (task_conn, task_state) = (conn.clone(), state.clone());
     let debug = Answer::of(state);
-    spawn_call(state, conn, key, async move {
+    let rest = async move {
         if let Some(decision) = decision
             && let Err(e) = decision.await
         {
+            super::spans::record_code(&tracing::Span::current(), e.code());
             task_conn.send(e.to_frame(&id, false)).await;
             return;
         }
@@ -306,7 +325,8 @@ fn start_after(
             Err(panic) => Outcome::Error(panicked(def.name, panic)),
         };
         send_outcome(task_conn, debug, def, id, outcome).await;
-    });
+    };
+    spawn_call(state, conn, key, rest.instrument(span));
 }
 
 /// The credentials a refresh call carries: its first argument, or `kwargs.auth`; none when it
@@ -367,6 +387,11 @@ pub(crate) async fn send_outcome(
     id: Bytes,
     outcome: Outcome,
 ) {
+    let span = tracing::Span::current();
+    match &outcome {
+        Outcome::Error(e) => super::spans::record_code(&span, e.code()),
+        _ => super::spans::record_code(&span, "OK"),
+    }
     match outcome {
         Outcome::Reply(frame) => {
             conn.send(how.bounded(frame, &id, def)).await;

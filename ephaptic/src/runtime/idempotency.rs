@@ -268,7 +268,8 @@ pub(crate) async fn once(
                 poll = (poll * 2).min(Duration::from_millis(250));
             }
             Claim::Mine(ticket) => {
-                match run_detached(&state, def, &id, run, ticket, how).await {
+                let span = tracing::Span::current();
+                match run_detached(&state, def, &id, run, ticket, how, span).await {
                     Ok(Answered::Frame(frame)) => {
                         conn.send(frame).await;
                     }
@@ -300,6 +301,7 @@ fn run_detached(
     run: BoxFuture<Outcome>,
     ticket: Ticket,
     how: Answer,
+    span: tracing::Span,
 ) -> tokio::task::JoinHandle<Answered> {
     let id = id.clone();
     tokio::spawn(in_scope(state.clone(), async move {
@@ -307,6 +309,10 @@ fn run_detached(
             Ok(outcome) => outcome,
             Err(panic) => Outcome::Error(panicked(def.name, panic)),
         };
+        match &outcome {
+            Outcome::Error(e) => super::spans::record_code(&span, e.code()),
+            _ => super::spans::record_code(&span, "OK"),
+        }
         let frame = match outcome {
             Outcome::Reply(frame) => how.bounded(frame, &id, def),
             Outcome::Error(e) => {

@@ -23,6 +23,7 @@ pub(crate) mod refusals;
 pub(crate) mod resume;
 pub(crate) mod revalidation;
 pub(crate) mod scope;
+pub(crate) mod spans;
 pub(crate) mod state;
 
 pub use emit::{announce, emit};
@@ -37,6 +38,7 @@ pub use presence::{
 pub(crate) use refusals::Refusals;
 pub(crate) use revalidation::Revalidation;
 pub(crate) use scope::{in_scope, set_default, sync_in_scope};
+pub use spans::TraceParent;
 pub(crate) use state::{Config, Hook, Origins, Parts, State};
 
 /// Builds a server's runtime from what the builder collected: its [`State`], with the joins of

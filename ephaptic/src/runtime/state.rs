@@ -121,6 +121,8 @@ pub(crate) struct State {
     pub on_disconnect: Option<Hook>,
     /// `Server::revalidate`'s hook, when there is one.
     pub revalidation: Option<super::revalidation::Revalidation>,
+    /// `Server::on_trace_parent`'s hook, when there is one.
+    pub trace_parent: Option<super::spans::ParentHook>,
     pub limiter: Limiter,
     /// The answers of idempotent calls, for their repeats.
     pub answers: super::idempotency::Answers,
@@ -146,6 +148,7 @@ pub(crate) struct Parts {
     pub on_connect: Option<Hook>,
     pub on_disconnect: Option<Hook>,
     pub revalidation: Option<super::revalidation::Revalidation>,
+    pub trace_parent: Option<super::spans::ParentHook>,
     /// How events reach other servers; `None`: this server alone.
     pub backplane: Option<Box<dyn Backplane>>,
     /// Presence: its settings, and the store shared with other servers (`None`: in memory).
@@ -164,6 +167,7 @@ impl State {
             on_connect,
             on_disconnect,
             revalidation,
+            trace_parent,
             backplane,
             presence,
             presence_store,
@@ -207,6 +211,7 @@ impl State {
             on_connect,
             on_disconnect,
             revalidation,
+            trace_parent,
             limiter,
             answers,
             schema: std::sync::OnceLock::new(),
@@ -231,6 +236,7 @@ impl State {
             on_connect: None,
             on_disconnect: None,
             revalidation: None,
+            trace_parent: None,
             backplane: None,
             presence: Default::default(),
             presence_store: None,

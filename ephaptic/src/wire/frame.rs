@@ -130,6 +130,9 @@ pub(crate) struct RawFrame {
     /// `key`, a call's idempotency key (docs/PROTOCOL.md 5.12), the whole encoded value; empty
     /// when absent.
     pub key: Span,
+    /// `traceparent`, a call's W3C trace context (docs/PROTOCOL.md 5.13), the whole encoded
+    /// value; empty when absent.
+    pub traceparent: Span,
     /// Each element of `args`, encoded.
     pub args: SmallList<Span, 4>,
     /// Each `kwargs` entry: the key (a string) and the encoded value.
@@ -149,6 +152,7 @@ impl RawFrame {
         self.resume = Span::default();
         self.refresh = Span::default();
         self.key = Span::default();
+        self.traceparent = Span::default();
         self.args.clear();
         self.kwargs.clear();
     }
@@ -177,6 +181,7 @@ enum Key {
     Resume,
     Refresh,
     Idempotency,
+    TraceParent,
     Other,
 }
 
@@ -192,6 +197,7 @@ fn which_key(bytes: &[u8]) -> Key {
         b"resume" => Key::Resume,
         b"refresh" => Key::Refresh,
         b"key" => Key::Idempotency,
+        b"traceparent" => Key::TraceParent,
         _ => Key::Other,
     }
 }
@@ -270,6 +276,10 @@ pub(crate) fn parse(frame: &[u8], out: &mut RawFrame) -> Result<(), FrameError> 
             Key::Idempotency => {
                 r.skip()?;
                 out.key = Span::new(start, r.pos);
+            }
+            Key::TraceParent => {
+                r.skip()?;
+                out.traceparent = Span::new(start, r.pos);
             }
             Key::Args => match r.array_len()? {
                 Some(n) => {
