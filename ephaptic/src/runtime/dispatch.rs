@@ -178,21 +178,22 @@ pub(crate) fn start(
             return;
         }
         Check::Shared(decision) => {
-            start_after(
-                state,
-                conn,
-                frame,
-                raw,
-                def,
-                Some(decision),
+            let later = Later {
+                decision: Some(decision),
                 once,
-                span.clone(),
-            );
+                span: span.clone(),
+            };
+            start_after(state, conn, frame, raw, def, later);
             return;
         }
     }
     if once.is_some() {
-        start_after(state, conn, frame, raw, def, None, once, span.clone());
+        let later = Later {
+            decision: None,
+            once,
+            span: span.clone(),
+        };
+        start_after(state, conn, frame, raw, def, later);
         return;
     }
 
@@ -279,6 +280,15 @@ fn too_many_calls(limit: usize) -> Error {
     .with_data(&Limit { limit })
 }
 
+/// What a call started in a task of its own waits for or runs under.
+struct Later {
+    /// The shared rate limiter's decision, to await first.
+    decision: Option<crate::handler::BoxFuture<Result<(), Error>>>,
+    /// Its idempotency key, for an idempotent function.
+    once: Option<String>,
+    span: tracing::Span,
+}
+
 /// Starts a call in a task of its own (cancellable like any running call): one whose rate
 /// limit is decided by a limiter shared with other servers (it awaits the `decision` first),
 /// and one with an idempotency key (`once`: it runs once per key, `idempotency.rs`). It binds
@@ -290,10 +300,13 @@ fn start_after(
     frame: &Bytes,
     raw: &RawFrame,
     def: &'static FunctionDef,
-    decision: Option<crate::handler::BoxFuture<Result<(), Error>>>,
-    once: Option<String>,
-    span: tracing::Span,
+    later: Later,
 ) {
+    let Later {
+        decision,
+        once,
+        span,
+    } = later;
     let (key, id) = keys(frame, raw);
     let (frame, raw) = (frame.clone(), raw.clone());
     let (task_conn, task_state) = (conn.clone(), state.clone());
