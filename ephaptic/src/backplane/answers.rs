@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use super::Link;
 use crate::handler::BoxFuture;
-use crate::runtime::idempotency::{Kept, Remote, Shared};
+use crate::runtime::window::{Kept, Remote, Shared};
 
 /// The engine's key of a slot the runtime names `function \0 caller \0 key`:
 /// `ephaptic:once:<function>:<SHA-1 of caller \0 key, 40 hex digits>`, the same on every

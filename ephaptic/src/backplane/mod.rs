@@ -185,7 +185,7 @@ impl Backplane for Redis {
         Some(Arc::new(limit::Shared::new(self.link.clone())))
     }
 
-    fn answers(&self) -> Option<Arc<dyn crate::runtime::idempotency::Shared>> {
+    fn answers(&self) -> Option<Arc<dyn crate::runtime::window::Shared>> {
         Some(Arc::new(answers::Answers::new(self.link.clone())))
     }
 

@@ -21,7 +21,7 @@ struct Node {
     hub: Arc<Hub>,
     limiter: Arc<dyn crate::runtime::ratelimit::Remote>,
     presence: Arc<dyn crate::runtime::presence::Store>,
-    answers: Arc<dyn crate::runtime::idempotency::Shared>,
+    answers: Arc<dyn crate::runtime::window::Shared>,
     delivery: Box<dyn Delivery>,
     driver: Arc<InProcess>,
     next_id: std::sync::atomic::AtomicU64,
@@ -406,7 +406,7 @@ async fn a_refused_batch_reaches_the_senders_own_listeners_and_a_timed_out_one_o
 
 #[tokio::test]
 async fn idempotent_answers_are_one_window_for_the_servers_and_each_ones_own_when_cut_off() {
-    use crate::runtime::idempotency::{Kept, Remote};
+    use crate::runtime::window::{Kept, Remote};
     let bus = Arc::new(Bus::default());
     let (a, b) = (node(&bus, false), node(&bus, false));
     let window = Duration::from_secs(60);

@@ -124,7 +124,7 @@ pub(crate) trait Backplane: Send {
     fn interest(&self) -> Option<Arc<dyn Interest>>;
     fn limiter(&self) -> Option<Arc<dyn Remote>>;
     /// Where idempotent calls' answers are shared with the other servers.
-    fn answers(&self) -> Option<Arc<dyn super::idempotency::Shared>> {
+    fn answers(&self) -> Option<Arc<dyn super::window::Shared>> {
         None
     }
     fn into_delivery(

@@ -4,6 +4,7 @@
 //! ([`delivery`]); rate limits and metrics. Knows nothing of WebSockets: the transport above
 //! hands it frames and drains what it queues.
 
+pub(crate) mod answer;
 pub(crate) mod delivery;
 pub(crate) mod dispatch;
 pub(crate) mod drain;
@@ -25,6 +26,7 @@ pub(crate) mod revalidation;
 pub(crate) mod scope;
 pub(crate) mod spans;
 pub(crate) mod state;
+pub(crate) mod window;
 
 pub use emit::{announce, emit};
 pub use ending::{Disconnected, disconnect};

@@ -69,7 +69,7 @@ pub(crate) struct Config {
     /// Values a call's arguments may hold, counted before they are decoded.
     pub max_frame_nodes: usize,
     /// How idempotent calls' answers are kept (docs/PROTOCOL.md 5.12).
-    pub idempotency: super::idempotency::Limits,
+    pub idempotency: super::window::Limits,
 }
 
 impl Default for Config {
@@ -125,7 +125,7 @@ pub(crate) struct State {
     pub trace_parent: Option<super::spans::ParentHook>,
     pub limiter: Limiter,
     /// The answers of idempotent calls, for their repeats.
-    pub answers: super::idempotency::Answers,
+    pub answers: super::window::Answers,
     /// The hash of the exported schema (the hello's `schema`), computed at the first hello:
     /// it renders every type's TypeScript, which a server that no client greets never needs.
     schema: std::sync::OnceLock<String>,
@@ -183,7 +183,7 @@ impl State {
             Some(remote) => Limiter::shared(remote),
             None => Limiter::default(),
         };
-        let answers = super::idempotency::Answers::new(
+        let answers = super::window::Answers::new(
             config.idempotency,
             backplane.as_ref().and_then(|b| b.answers()),
         );
