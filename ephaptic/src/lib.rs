@@ -398,6 +398,7 @@ pub use runtime::history::Retention;
 pub use runtime::{
     CallerPresence, Disconnected, Metrics, Presence, PresenceConn, PresenceCount, PresenceDiff,
     PresenceLeave, PresenceList, PresenceMember, TraceParent, disconnect, emit, metrics, presence,
+    prometheus_text,
 };
 pub use schema::Model;
 pub use server::Server;

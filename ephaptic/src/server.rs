@@ -916,6 +916,30 @@ impl Server {
         self
     }
 
+    /// Serves the server's metrics in the Prometheus text format at `path` on the server's own
+    /// HTTP port (off by default): calls by function and code with a latency histogram per
+    /// function, events sent by kind, resumes by outcome, resyncs, sessions ended, Redis
+    /// publish latency, and every figure of [`metrics`](crate::metrics). No label is an
+    /// identity, a group or anything a client chose. Only loopback peers may read it, unless
+    /// [`metrics_public`](Self::metrics_public); to serve it on a port of your own, read
+    /// [`ephaptic::prometheus_text`](crate::prometheus_text) there. Guide: docs/OBSERVABILITY.md.
+    ///
+    /// ```
+    /// let server = ephaptic::Server::new().metrics_endpoint("/metrics");
+    /// ```
+    pub fn metrics_endpoint(mut self, path: impl Into<String>) -> Self {
+        self.config.metrics_path = Some(path.into());
+        self
+    }
+
+    /// Whether peers other than loopback may read [`metrics_endpoint`](Self::metrics_endpoint)
+    /// (default no: a scraper on another machine is let in by your network rules, not by
+    /// default).
+    pub fn metrics_public(mut self, yes: bool) -> Self {
+        self.config.metrics_remote = yes;
+        self
+    }
+
     /// Runs `hook` with each call's span and the W3C trace context its client sent
     /// (`traceparent` in the `rpc` frame, docs/PROTOCOL.md 5.13), before the call runs. Every
     /// call already runs in a DEBUG span named `rpc` (target `ephaptic::call`) with the fields

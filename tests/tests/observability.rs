@@ -190,3 +190,139 @@ mod spans {
         assert_eq!(*parents.lock().unwrap(), [traceparent.to_owned()]);
     }
 }
+
+mod prometheus {
+    //! The Prometheus endpoint, scraped over HTTP after a known sequence of calls.
+
+    use std::time::Duration;
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::common::*;
+    use ephaptic::{Server, Value};
+
+    #[ephaptic::expose]
+    async fn metered_add(a: i64, b: i64) -> i64 {
+        a + b
+    }
+
+    #[derive(Debug)]
+    #[ephaptic::error(code = "TOO_BIG", message = "Too big.")]
+    pub struct TooBig;
+
+    #[ephaptic::expose]
+    async fn metered_check(n: i64) -> Result<i64, TooBig> {
+        tokio::task::yield_now().await;
+        if n > 10 { Err(TooBig) } else { Ok(n) }
+    }
+
+    /// GET `path` from the server at `ws_url`'s address: (status line, body).
+    async fn get_http(ws_url: &str, path: &str) -> (String, String) {
+        let addr = ws_url
+            .trim_start_matches("ws://")
+            .trim_end_matches("/_ephaptic");
+        let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+        tcp.write_all(request.as_bytes()).await.unwrap();
+        let mut response = String::new();
+        tcp.read_to_string(&mut response).await.unwrap();
+        let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+        (
+            head.lines().next().unwrap_or_default().to_owned(),
+            body.to_owned(),
+        )
+    }
+
+    /// The value of the series `series` (name and labels as written), if present.
+    fn value(text: &str, series: &str) -> Option<f64> {
+        text.lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+    }
+
+    #[tokio::test]
+    async fn the_endpoint_counts_calls_by_function_and_code_and_connections_after_abrupt_closes() {
+        let url = start(Server::new().metrics_endpoint("/metrics")).await;
+        let mut c = Client::connect(&url).await;
+        for _ in 0..3 {
+            c.ok("metered_add", vec![Value::from(1), Value::from(2)])
+                .await;
+        }
+        c.ok("metered_check", vec![Value::from(5)]).await;
+        for _ in 0..2 {
+            c.err("metered_check", vec![Value::from(50)]).await;
+        }
+        c.err("metered_add", vec![v("not a number"), Value::from(2)])
+            .await;
+        c.err("no_such_function_xyz", vec![]).await;
+        // Two connections that vanish without a close frame.
+        for _ in 0..2 {
+            let mut gone = Client::connect(&url).await;
+            gone.ok("metered_add", vec![Value::from(0), Value::from(0)])
+                .await;
+            drop(gone);
+        }
+        let text = loop {
+            let (status, body) = get_http(&url, "/metrics").await;
+            assert!(status.contains("200"), "{status}");
+            if value(&body, "ephaptic_connections") == Some(1.0) {
+                break body;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        let series = |s: &str| value(&text, s);
+        assert_eq!(
+            series(r#"ephaptic_calls_total{function="metered_add",code="OK"}"#),
+            Some(5.0),
+            "{text}"
+        );
+        assert_eq!(
+            series(r#"ephaptic_calls_total{function="metered_check",code="OK"}"#),
+            Some(1.0)
+        );
+        assert_eq!(
+            series(r#"ephaptic_calls_total{function="metered_check",code="TOO_BIG"}"#),
+            Some(2.0)
+        );
+        assert_eq!(
+            series(r#"ephaptic_calls_total{function="metered_add",code="VALIDATION_ERROR"}"#),
+            Some(1.0)
+        );
+        assert_eq!(
+            series(r#"ephaptic_calls_total{function="(unknown)",code="NOT_FOUND"}"#),
+            Some(1.0)
+        );
+        assert_eq!(
+            series(r#"ephaptic_call_duration_seconds_count{function="metered_check"}"#),
+            Some(3.0)
+        );
+        assert!(
+            !text.contains("no_such_function_xyz"),
+            "a client's string is never a label"
+        );
+        assert_eq!(series("ephaptic_connections"), Some(1.0));
+        assert!(text.ends_with("# EOF\n"));
+    }
+
+    #[tokio::test]
+    async fn a_peer_the_server_cannot_tell_is_loopback_is_refused_unless_metrics_are_public() {
+        for (public, expected) in [(false, "403"), (true, "200")] {
+            // Served without connect info: the server does not know the peer.
+            let app = Server::new()
+                .metrics_endpoint("/metrics")
+                .metrics_public(public)
+                .router();
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = listener.local_addr().unwrap();
+            tokio::spawn(async move { axum::serve(listener, app).await });
+            let (status, _) = get_http(&format!("ws://{addr}/_ephaptic"), "/metrics").await;
+            assert!(status.contains(expected), "public {public}: {status}");
+        }
+    }
+
+    #[tokio::test]
+    async fn without_the_endpoint_there_is_nothing_to_scrape() {
+        let url = start(Server::new()).await;
+        let (status, _) = get_http(&url, "/metrics").await;
+        assert!(status.contains("404"), "{status}");
+    }
+}

@@ -60,6 +60,8 @@ pub(super) struct Counters {
     pub received: AtomicU64,
     pub dropped: AtomicU64,
     pub outages: AtomicU64,
+    /// The server's metrics, when they are on: publish round trips and resyncs go there.
+    pub telemetry: std::sync::OnceLock<Arc<crate::runtime::telemetry::Telemetry>>,
 }
 
 /// What the background tasks take when they start.

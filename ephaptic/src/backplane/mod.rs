@@ -356,6 +356,10 @@ impl Delivery for RedisDelivery {
         start(&self.link);
     }
 
+    fn observe(&self, telemetry: Arc<crate::runtime::telemetry::Telemetry>) {
+        let _ = self.link.counters.telemetry.set(telemetry);
+    }
+
     fn end_sessions(&self, stream: Stream<'_>, reason: &str) -> bool {
         let link = &self.link;
         let channel = match stream {

@@ -43,9 +43,13 @@ pub(super) async fn publisher(link: Arc<Link>, hub: Weak<Hub>, mut rx: mpsc::Rec
             // listen on must be subscribed before the event is published on it.
             link.await_subscribed(&batch).await;
         }
+        let began = std::time::Instant::now();
         let sent = link.driver.send(&batch, &link.append_context()).await;
         match sent {
             Ok(()) => {
+                if let Some(t) = link.counters.telemetry.get() {
+                    t.redis_publish(began.elapsed());
+                }
                 link.up();
                 link.counters.published.fetch_add(n, Relaxed);
                 link.tell_lost().await;

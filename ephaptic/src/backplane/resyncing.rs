@@ -120,6 +120,9 @@ async fn resync(link: Arc<Link>, hub: Arc<Hub>, meta_ttl: Duration) {
         crate::wire::msgpack::put_str(&mut extra, "reason");
         crate::wire::msgpack::put_str(&mut extra, "gap");
         let frame = crate::wire::reply::position_frame("resync", &wire, &epoch, top, 1, &extra);
+        if let Some(t) = link.counters.telemetry.get() {
+            t.resynced(conns.len() as u64);
+        }
         for conn in conns {
             // Its position moves to the stream's now: what a replay left to drop no longer holds.
             conn.clear_floor(&wire);

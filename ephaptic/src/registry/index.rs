@@ -10,22 +10,33 @@ use crate::handler::FunctionDef;
 /// default DoS-resistant SipHash, which is not needed for a fixed set of keys chosen by the
 /// application. Built once from the registry.
 #[derive(Debug, Default)]
-pub(crate) struct FunctionIndex(
-    HashMap<&'static [u8], &'static FunctionDef, BuildHasherDefault<Fnv>>,
-);
+pub(crate) struct FunctionIndex {
+    /// Each function and its index (its place in `names`).
+    by_name: HashMap<&'static [u8], (usize, &'static FunctionDef), BuildHasherDefault<Fnv>>,
+    names: Vec<&'static str>,
+}
 
 impl FunctionIndex {
     pub fn new(functions: &HashMap<&'static str, &'static FunctionDef>) -> Self {
-        FunctionIndex(
-            functions
-                .iter()
-                .map(|(name, def)| (name.as_bytes(), *def))
-                .collect(),
-        )
+        let mut names: Vec<&'static str> = functions.keys().copied().collect();
+        names.sort_unstable();
+        let by_name = names
+            .iter()
+            .enumerate()
+            .map(|(i, name)| (name.as_bytes(), (i, functions[name])))
+            .collect();
+        FunctionIndex { by_name, names }
     }
 
-    pub fn get(&self, name: &[u8]) -> Option<&'static FunctionDef> {
-        self.0.get(name).copied()
+    /// The function named `name`, and its index (for per-function figures kept in a `Vec`).
+    #[inline]
+    pub fn get(&self, name: &[u8]) -> Option<(usize, &'static FunctionDef)> {
+        self.by_name.get(name).copied()
+    }
+
+    /// The functions' names, in the order of their indexes.
+    pub fn names(&self) -> &[&'static str] {
+        &self.names
     }
 }
 

@@ -10,6 +10,7 @@ use bytes::Bytes;
 use super::loglimit;
 use super::panic::{CatchUnwind, panicked};
 use super::state::State;
+use super::telemetry::Meter;
 use crate::error::Error;
 use crate::handler::{FunctionDef, Outcome};
 use crate::session::Connection;
@@ -18,17 +19,28 @@ use crate::wire::reply;
 
 /// How a call's answers are written: with details of internal errors (debug mode) or not, and
 /// no frame larger than the server sends ([`Server::max_sent_frame`](crate::Server::max_sent_frame)).
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub(crate) struct Answer {
     pub debug: bool,
     max_frame: usize,
+    /// The call's timing, with metrics on.
+    meter: Option<Meter>,
 }
 
 impl Answer {
-    pub fn of(state: &State) -> Self {
+    pub fn of(state: &State, meter: Option<Meter>) -> Self {
         Answer {
             debug: state.config.debug,
             max_frame: state.config.max_sent_frame,
+            meter,
+        }
+    }
+
+    /// Counts the call as answered with `code` (with metrics on).
+    #[inline]
+    pub fn answered(&self, code: &str) {
+        if let Some(m) = &self.meter {
+            m.answered(code);
         }
     }
 
@@ -86,10 +98,12 @@ pub(crate) async fn send_outcome(
     outcome: Outcome,
 ) {
     let span = tracing::Span::current();
-    match &outcome {
-        Outcome::Error(e) => super::spans::record_code(&span, e.code()),
-        _ => super::spans::record_code(&span, "OK"),
-    }
+    let code = match &outcome {
+        Outcome::Error(e) => e.code(),
+        _ => "OK",
+    };
+    super::spans::record_code(&span, code);
+    how.answered(code);
     match outcome {
         Outcome::Reply(frame) => {
             conn.send(how.bounded(frame, &id, def)).await;

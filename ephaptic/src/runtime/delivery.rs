@@ -92,6 +92,12 @@ pub(crate) trait Delivery: Send + Sync + fmt::Debug {
         Box::pin(async { unreachable!("read on a delivery without history") })
     }
 
+    /// Where the server's metrics go, when they are on (a backplane counts its publish round
+    /// trips and resyncs there).
+    fn observe(&self, telemetry: Arc<super::telemetry::Telemetry>) {
+        let _ = telemetry;
+    }
+
     /// Asks the other servers to end the sessions of `stream`'s listeners with `reason`
     /// ([`disconnect`](crate::disconnect)); `true` when it was handed on. This server's own
     /// are closed by the caller.

@@ -19,6 +19,7 @@ use super::panic::{self, CatchUnwind, panicked};
 use super::ratelimit::Check;
 use super::scope::in_scope;
 use super::state::State;
+use super::telemetry::Meter;
 use crate::error::Error;
 use crate::handler::{FunctionDef, Outcome, Request, Started};
 use crate::session::{Connection, Outbox};
@@ -58,7 +59,7 @@ pub(crate) fn start(
         return;
     }
 
-    let Some(def) = state.functions.get(name) else {
+    let Some((index, def)) = state.functions.get(name) else {
         // Reserved names are looked for only among the names no function has (a function's
         // name is a Rust identifier, so never one of them).
         if name == super::expiry::REFRESH {
@@ -133,6 +134,9 @@ pub(crate) fn start(
                 ),
             );
         }
+        if let Some(t) = &state.telemetry {
+            t.unknown();
+        }
         out.push(e.to_frame(id_bytes, false));
         return;
     };
@@ -141,23 +145,25 @@ pub(crate) fn start(
     // here, the first poll included, runs in it, and its tasks are instrumented with it.
     let span = super::spans::call_span(def, conn.id(), frame, raw, state.trace_parent.as_ref());
     let _in = span.enter();
+    // With metrics on, the call is timed from here to its answer.
+    let meter = state.telemetry.as_ref().map(|t| Meter::start(t, index));
 
     if def.requires_login && conn.identity().is_none() {
-        refuse(&span, Error::unauthorized(), id_bytes, out);
+        refuse(&span, &meter, Error::unauthorized(), id_bytes, out);
         return;
     }
     if state.draining() {
-        refuse(&span, super::drain::shutting_down(), id_bytes, out);
+        refuse(&span, &meter, super::drain::shutting_down(), id_bytes, out);
         return;
     }
     let limit = state.config.max_calls_in_flight;
     if conn.calls_running() >= limit {
-        refuse(&span, too_many_calls(limit), id_bytes, out);
+        refuse(&span, &meter, too_many_calls(limit), id_bytes, out);
         return;
     }
     // Before anything is decoded: what the arguments would decode to is bounded too.
     if let Err(e) = crate::handler::check_cost(frame, raw, state.config.max_frame_nodes) {
-        refuse(&span, e, id_bytes, out);
+        refuse(&span, &meter, e, id_bytes, out);
         return;
     }
     // An idempotent function's call with a key runs once per key (`idempotency.rs`).
@@ -165,7 +171,7 @@ pub(crate) fn start(
         true => match super::idempotency::key_of(frame, raw) {
             Ok(key) => key.map(str::to_owned),
             Err(e) => {
-                refuse(&span, e, id_bytes, out);
+                refuse(&span, &meter, e, id_bytes, out);
                 return;
             }
         },
@@ -174,7 +180,7 @@ pub(crate) fn start(
     match state.limiter.check(def, conn) {
         Check::Allowed => {}
         Check::Refused(e) => {
-            refuse(&span, e, id_bytes, out);
+            refuse(&span, &meter, e, id_bytes, out);
             return;
         }
         Check::Shared(decision) => {
@@ -182,6 +188,7 @@ pub(crate) fn start(
                 decision: Some(decision),
                 once,
                 span: span.clone(),
+                meter,
             };
             start_after(state, conn, frame, raw, def, later);
             return;
@@ -192,6 +199,7 @@ pub(crate) fn start(
             decision: None,
             once,
             span: span.clone(),
+            meter,
         };
         start_after(state, conn, frame, raw, def, later);
         return;
@@ -215,7 +223,7 @@ pub(crate) fn start(
             }
         }
     });
-    let debug = Answer::of(state);
+    let debug = Answer::of(state, meter);
     let outcome = match first {
         Ok(Ok(outcome)) => outcome,
         Ok(Err(running)) => {
@@ -236,10 +244,12 @@ pub(crate) fn start(
     let reply = match outcome {
         Outcome::Reply(reply) => {
             super::spans::record_code(&span, "OK");
-            debug.bounded(reply, id_bytes, def)
+            debug.answered("OK");
+            debug.clone().bounded(reply, id_bytes, def)
         }
         Outcome::Error(e) => {
             super::spans::record_code(&span, e.code());
+            debug.answered(e.code());
             log_internal(def, &e);
             e.to_frame(id_bytes, debug.debug)
         }
@@ -259,8 +269,11 @@ pub(crate) fn start(
 }
 
 /// Answers a call that does not run with `e`, and says so on its span.
-fn refuse(span: &tracing::Span, e: Error, id: &[u8], out: &mut Outbox) {
+fn refuse(span: &tracing::Span, meter: &Option<Meter>, e: Error, id: &[u8], out: &mut Outbox) {
     super::spans::record_code(span, e.code());
+    if let Some(m) = meter {
+        m.answered(e.code());
+    }
     out.push(e.to_frame(id, false));
 }
 
@@ -287,6 +300,7 @@ struct Later {
     /// Its idempotency key, for an idempotent function.
     once: Option<String>,
     span: tracing::Span,
+    meter: Option<Meter>,
 }
 
 /// Starts a call in a task of its own (cancellable like any running call): one whose rate
@@ -306,16 +320,18 @@ fn start_after(
         decision,
         once,
         span,
+        meter,
     } = later;
     let (key, id) = keys(frame, raw);
     let (frame, raw) = (frame.clone(), raw.clone());
     let (task_conn, task_state) = (conn.clone(), state.clone());
-    let debug = Answer::of(state);
+    let debug = Answer::of(state, meter);
     let rest = async move {
         if let Some(decision) = decision
             && let Err(e) = decision.await
         {
             super::spans::record_code(&tracing::Span::current(), e.code());
+            debug.answered(e.code());
             task_conn.send(e.to_frame(&id, false)).await;
             return;
         }

@@ -75,6 +75,15 @@ impl Audience {
                 return 0;
             }
         };
+        if let Some(t) = &state.telemetry {
+            for stream in audience.streams() {
+                t.event(match stream {
+                    crate::session::Stream::All => "broadcast",
+                    crate::session::Stream::User(_) => "user",
+                    crate::session::Stream::Group(_) => "group",
+                });
+            }
+        }
         let reached = state.delivery.deliver(Outgoing {
             audience,
             name,

@@ -75,6 +75,9 @@ fn end(state: &State, audience: &Audience, reason: &str) -> Disconnected {
         all_published &= state.delivery.end_sessions(stream, reason);
     }
     ended.published = any && all_published;
+    if let Some(t) = &state.telemetry {
+        t.sessions_ended(ended.local);
+    }
     tracing::info!(
         closed = ended.local,
         published = ended.published,
@@ -130,6 +133,9 @@ async fn run(state: Weak<State>, every: Duration) {
                 .iter()
                 .map(|id| hub.close(Stream::User(id), SESSION_ENDED, REVOKED))
                 .sum();
+            if let Some(t) = state.upgrade().and_then(|s| s.telemetry.clone()) {
+                t.sessions_ended(closed);
+            }
             if closed > 0 {
                 tracing::info!(
                     identities = ended.len(),

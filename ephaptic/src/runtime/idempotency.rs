@@ -106,7 +106,7 @@ pub(crate) async fn once(
             }
             Claim::Mine(ticket) => {
                 let span = tracing::Span::current();
-                match run_detached(&state, def, &id, run, ticket, how, span).await {
+                match run_detached(&state, def, &id, run, ticket, how.clone(), span).await {
                     Ok(Answered::Frame(frame)) => {
                         conn.send(frame).await;
                     }

@@ -26,6 +26,8 @@ pub struct Metrics {
     /// Idempotent calls' answers this server keeps for their repeats, and the calls with a
     /// key running (docs/PROTOCOL.md 5.12; with Redis, Redis keeps them).
     pub idempotency_answers: usize,
+    /// Presence entries (connections tracked in a group) this server holds.
+    pub presence_members: usize,
     /// With Redis: whether it answers now (`None` without Redis).
     pub redis_connected: Option<bool>,
     /// With Redis: messages published for other servers.
@@ -60,10 +62,14 @@ pub struct Metrics {
 /// The current server's numbers (inside a handler, its server; elsewhere the one started most
 /// recently); `None` when no server runs.
 pub fn metrics() -> Option<Metrics> {
+    Some(of(&*current()?))
+}
+
+/// The figures of the server `s`.
+pub(crate) fn of(s: &super::state::State) -> Metrics {
     use std::sync::atomic::Ordering::Relaxed;
-    let s = current()?;
     let d = s.delivery.stats();
-    Some(Metrics {
+    Metrics {
         redis_connected: d.connected,
         redis_published: d.published,
         redis_received: d.received,
@@ -83,5 +89,6 @@ pub fn metrics() -> Option<Metrics> {
         memory_trims: s.outbound.memory.trims(),
         rate_limit_entries: s.limiter.entries(),
         idempotency_answers: s.answers.kept(),
-    })
+        presence_members: s.presence.tracked(),
+    }
 }

@@ -148,6 +148,19 @@ async fn resume(state: &State, conn: &Connection, of: Stream<'_>) -> Outcome {
         Err(Lost::Unavailable) => None,
         _ => Some(top),
     };
+    if let Some(t) = &state.telemetry {
+        let kind = match of {
+            Stream::All => "broadcast",
+            Stream::User(_) => "user",
+            Stream::Group(_) => "group",
+        };
+        let how = match &outcome {
+            Ok(_) if asked => "recovered",
+            Ok(_) => "fresh",
+            Err(lost) => lost.as_str(),
+        };
+        t.resume(kind, how);
+    }
     Outcome {
         epoch,
         offset: top,

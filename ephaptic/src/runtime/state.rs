@@ -70,6 +70,10 @@ pub(crate) struct Config {
     pub max_frame_nodes: usize,
     /// How idempotent calls' answers are kept (docs/PROTOCOL.md 5.12).
     pub idempotency: super::window::Limits,
+    /// Where the Prometheus exposition is served (`Server::metrics_endpoint`), and whether
+    /// peers other than loopback may read it.
+    pub metrics_path: Option<String>,
+    pub metrics_remote: bool,
 }
 
 impl Default for Config {
@@ -100,6 +104,8 @@ impl Default for Config {
             allowed_hosts: None,
             max_frame_nodes: 50_000,
             idempotency: Default::default(),
+            metrics_path: None,
+            metrics_remote: false,
         }
     }
 }
@@ -124,6 +130,8 @@ pub(crate) struct State {
     /// `Server::on_trace_parent`'s hook, when there is one.
     pub trace_parent: Option<super::spans::ParentHook>,
     pub limiter: Limiter,
+    /// What the server counts for Prometheus, when metrics are on.
+    pub telemetry: Option<Arc<super::telemetry::Telemetry>>,
     /// The answers of idempotent calls, for their repeats.
     pub answers: super::window::Answers,
     /// The hash of the exported schema (the hello's `schema`), computed at the first hello:
@@ -187,13 +195,26 @@ impl State {
             config.idempotency,
             backplane.as_ref().and_then(|b| b.answers()),
         );
+        let functions = FunctionIndex::new(&registry.functions);
+        let telemetry = config.metrics_path.as_ref().map(|_| {
+            let t = super::telemetry::Telemetry::new(functions.names());
+            Arc::new(if backplane.is_some() {
+                t.with_redis()
+            } else {
+                t
+            })
+        });
         let history = config.resume.then_some(config.retention);
         let delivery: Box<dyn Delivery> = match backplane {
             Some(backplane) => backplane.into_delivery(hub.clone(), history),
             None => Box::new(Local::new(hub.clone(), history.map(Memory::new))),
         };
+        if let Some(t) = &telemetry {
+            delivery.observe(t.clone());
+        }
         Arc::new(State {
-            functions: FunctionIndex::new(&registry.functions),
+            functions,
+            telemetry,
             registry,
             outbound: Arc::new(Policy {
                 byte_budget: config.outbound_byte_budget,

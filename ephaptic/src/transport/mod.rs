@@ -40,9 +40,37 @@ pub(crate) fn router(state: Arc<State>) -> axum::Router {
     // minute, the hook's output included (`runtime/panic.rs`).
     crate::runtime::panic::install_hook();
     let path = state.config.path.clone();
-    axum::Router::new()
-        .route(&path, get(upgrade))
-        .with_state(state)
+    let mut router = axum::Router::new().route(&path, get(upgrade));
+    if let Some(metrics) = state.config.metrics_path.clone() {
+        router = router.route(&metrics, get(exposition));
+    }
+    router.with_state(state)
+}
+
+/// The Prometheus exposition (`Server::metrics_endpoint`): for loopback peers only, unless
+/// the server opened it to every peer (`Server::metrics_public`). A peer the server does not
+/// know (an app served without connect info) counts as not loopback.
+async fn exposition(AxumState(state): AxumState<Arc<State>>, Peer(peer, _): Peer) -> Response {
+    let loopback = peer.is_some_and(|p| p.ip().is_loopback());
+    if !loopback && !state.config.metrics_remote {
+        return (
+            StatusCode::FORBIDDEN,
+            "metrics are served to loopback peers only: open them with \
+             Server::metrics_public(true), behind your own network rules",
+        )
+            .into_response();
+    }
+    match crate::runtime::exposition::text(&state) {
+        Some(text) => (
+            [(
+                header::CONTENT_TYPE,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            )],
+            text,
+        )
+            .into_response(),
+        None => StatusCode::NOT_FOUND.into_response(),
+    }
 }
 
 /// The peer address, when the app was served with connect info, and the socket's meter when

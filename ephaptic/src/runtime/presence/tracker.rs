@@ -212,6 +212,11 @@ impl Tracker {
         }
     }
 
+    /// How many presence entries (a connection tracked in a group) this server holds.
+    pub fn tracked(&self) -> usize {
+        lock(&self.local).values().map(Vec::len).sum()
+    }
+
     /// In memory, for one server.
     pub fn memory(settings: Settings) -> Self {
         Tracker::new(Arc::new(Memory::default()), "local".into(), settings)
