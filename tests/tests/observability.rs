@@ -326,3 +326,38 @@ mod prometheus {
         assert!(status.contains("404"), "{status}");
     }
 }
+
+/// `parity --metrics 127.0.0.1:0` serves the exposition on a port of its own, and says where.
+#[tokio::test]
+async fn parity_serves_its_metrics_on_a_port_of_its_own() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut cmd = Command::new(parity_bin());
+    cmd.args(["--metrics", "127.0.0.1:0"]);
+    let server = Parity::start_with(cmd, "warn");
+    assert!(
+        server
+            .wait_for_log("metrics on http://", Duration::from_secs(5))
+            .await
+    );
+    let log = server.log();
+    let at = log
+        .split("metrics on http://")
+        .nth(1)
+        .and_then(|rest| rest.split("/metrics").next())
+        .expect("the metrics address")
+        .to_owned();
+    let mut c = common::Client::connect(&server.url).await;
+    c.ok("add", vec![1.into(), 2.into()]).await;
+    let mut tcp = tokio::net::TcpStream::connect(&at).await.unwrap();
+    tcp.write_all(
+        format!("GET /metrics HTTP/1.1\r\nHost: {at}\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .await
+    .unwrap();
+    let mut response = String::new();
+    tcp.read_to_string(&mut response).await.unwrap();
+    assert!(
+        response.contains(r#"ephaptic_calls_total{function="add",code="OK"} 1"#),
+        "{response}"
+    );
+}

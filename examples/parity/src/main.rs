@@ -12,6 +12,9 @@
 //! off, `--history-size N`, `--history-ttl-ms MS` and `--max-replay N` change every stream
 //! kind's retention (for the tests of a history that overflows or expires, and the replay
 //! benchmark).
+//!
+//! `--metrics HOST:PORT` serves the Prometheus exposition at `http://HOST:PORT/metrics`, on a
+//! port of its own (docs/OBSERVABILITY.md); it says where on stderr.
 
 use std::io::Write;
 
@@ -19,7 +22,8 @@ use std::io::Write;
 use parity as _;
 
 const USAGE: &str = "usage: parity [--addr HOST:PORT] [--redis URL [--redis-compat] [--presence-ttl MS]] \
-     [--presence-batch MS] [--no-resume] [--history-size N] [--history-ttl-ms MS] [--max-replay N]   (port 0 picks a free port)";
+     [--presence-batch MS] [--no-resume] [--history-size N] [--history-ttl-ms MS] [--max-replay N] \
+     [--metrics HOST:PORT]   (port 0 picks a free port)";
 
 struct Args {
     addr: String,
@@ -33,6 +37,8 @@ struct Args {
     presence_ttl: Option<u64>,
     /// Milliseconds between presence diffs.
     presence_batch: Option<u64>,
+    /// Where to serve the Prometheus exposition.
+    metrics: Option<String>,
 }
 
 fn number<T: std::str::FromStr>(flag: &str, value: Option<String>) -> T {
@@ -53,6 +59,7 @@ fn parse_args() -> Args {
         max_replay: None,
         presence_ttl: None,
         presence_batch: None,
+        metrics: None,
     };
     let ms = |v: Option<String>, flag: &str| -> u64 {
         v.and_then(|v| v.parse().ok())
@@ -76,6 +83,12 @@ fn parse_args() -> Args {
             }
             "--presence-ttl" => parsed.presence_ttl = Some(ms(args.next(), "--presence-ttl")),
             "--presence-batch" => parsed.presence_batch = Some(ms(args.next(), "--presence-batch")),
+            "--metrics" => {
+                parsed.metrics = Some(
+                    args.next()
+                        .expect("--metrics needs an address, e.g. 127.0.0.1:9464"),
+                )
+            }
             "--help" | "-h" => {
                 println!("{USAGE}");
                 std::process::exit(0);
@@ -130,6 +143,17 @@ async fn main() -> std::io::Result<()> {
     }
     if let Some(every) = args.presence_batch {
         server = server.presence_batch(std::time::Duration::from_millis(every), 256);
+    }
+    if let Some(at) = &args.metrics {
+        // Counting on: the exposition of this server, on a port of its own.
+        server = server.metrics_endpoint("/metrics");
+        let metrics = tokio::net::TcpListener::bind(at).await?;
+        eprintln!("metrics on http://{}/metrics", metrics.local_addr()?);
+        let app = axum::Router::new().route(
+            "/metrics",
+            axum::routing::get(|| async { ephaptic::prometheus_text().unwrap_or_default() }),
+        );
+        tokio::spawn(async move { axum::serve(metrics, app).await });
     }
     println!("listening on ws://{addr}/_ephaptic");
     std::io::stdout().flush()?;
