@@ -104,15 +104,30 @@ fn parse_args() -> Args {
 
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
-    let level = match std::env::var("EPHAPTIC_LOG").as_deref() {
-        Ok("debug") => tracing::Level::DEBUG,
-        Ok("warn") => tracing::Level::WARN,
+    let log = std::env::var("EPHAPTIC_LOG").unwrap_or_default();
+    let level = match log.as_str() {
+        "debug" => tracing::Level::DEBUG,
+        "warn" | "spans" => tracing::Level::WARN,
         _ => tracing::Level::INFO,
     };
-    tracing_subscriber::fmt()
-        .with_max_level(level)
-        .with_writer(std::io::stderr)
-        .init();
+    if log == "spans" {
+        // Warnings logged, and every call's span built (what a tracing exporter makes the
+        // server do; for the benchmark of its cost): `ephaptic::call` at DEBUG.
+        use tracing_subscriber::layer::SubscriberExt;
+        use tracing_subscriber::util::SubscriberInitExt;
+        let targets = tracing_subscriber::filter::Targets::new()
+            .with_default(tracing::Level::WARN)
+            .with_target("ephaptic::call", tracing::Level::DEBUG);
+        tracing_subscriber::registry()
+            .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+            .with(targets)
+            .init();
+    } else {
+        tracing_subscriber::fmt()
+            .with_max_level(level)
+            .with_writer(std::io::stderr)
+            .init();
+    }
     let args = parse_args();
     let listener = tokio::net::TcpListener::bind(&args.addr).await?;
     let addr = listener.local_addr()?;

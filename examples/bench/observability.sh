@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# What seeing the server costs a call: parity as it ships (no metrics, no subscriber that wants
+# call spans) against parity observed (`--metrics`: the Prometheus counters and histograms, and
+# `EPHAPTIC_LOG=spans`: a subscriber that builds every call's span), batched and unbatched, the
+# two interleaved run by run (plain, observed, observed, plain, ...). Prints a Markdown table of
+# medians: calls/s and server CPU per call. The figures go into BENCHMARKS.md by hand.
+#
+#   examples/bench/observability.sh [--runs N] [--duration S]
+set -euo pipefail
+HERE="$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd)"
+ROOT="$(cd -- "$HERE/../.." && pwd)"
+cd "$ROOT"
+RUNS=5
+DURATION=4
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --runs) RUNS="$2"; shift ;;
+        --duration) DURATION="$2"; shift ;;
+        *) echo "unknown option $1" >&2; exit 2 ;;
+    esac
+    shift
+done
+cargo build --release --quiet -p parity -p bench
+BIN="$ROOT/target/release"
+RESULTS="$(mktemp)"
+
+run() { # run VARIANT SHAPE ARGS...
+    local variant="$1" shape="$2" out pid url
+    shift 2
+    out="$(mktemp)"
+    if [ "$variant" = observed ]; then
+        EPHAPTIC_LOG=spans "$BIN/parity" --addr 127.0.0.1:0 --metrics 127.0.0.1:0 >"$out" 2>/dev/null &
+    else
+        EPHAPTIC_LOG=warn "$BIN/parity" --addr 127.0.0.1:0 >"$out" 2>/dev/null &
+    fi
+    pid=$!
+    for _ in $(seq 1 100); do
+        url="$(sed -n 's/^listening on //p' "$out")"
+        [ -n "$url" ] && break
+        sleep 0.05
+    done
+    timeout 60 "$BIN/bench" calls "$url" --conns 1 --inflight 64 --duration "$DURATION" --warmup 1 \
+        --server-pid "$pid" --label "$variant" "$@" 2>/dev/null \
+        | python3 -c 'import json,sys; r=json.loads(sys.stdin.read()); r["variant"]=sys.argv[1]; r["shape"]=sys.argv[2]; print(json.dumps(r))' \
+            "$variant" "$shape" >>"$RESULTS" || true
+    kill "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+    rm -f "$out"
+}
+
+for r in $(seq 1 "$RUNS"); do
+    order=(plain observed)
+    [ $((r % 2)) -eq 0 ] && order=(observed plain)
+    for v in "${order[@]}"; do
+        run "$v" batched
+        run "$v" unbatched --unbatched
+    done
+done
+
+python3 - "$RESULTS" "$RUNS" <<'PY'
+import json, statistics, sys
+rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+print(f"| 1 connection, 64 in flight ({sys.argv[2]} runs each, medians) | plain calls/s | observed calls/s | plain server CPU us/call | observed server CPU us/call | CPU per call, observed vs plain |")
+print("|---|---|---|---|---|---|")
+for shape in ("batched", "unbatched"):
+    def med(variant, key):
+        vals = [r[key] for r in rows if r["shape"] == shape and r["variant"] == variant and r.get(key) is not None]
+        return statistics.median(vals) if vals else float("nan")
+    pc, oc = med("plain", "calls_per_s"), med("observed", "calls_per_s")
+    pu, ou = med("plain", "server_cpu_us_per_call"), med("observed", "server_cpu_us_per_call")
+    print(f"| {shape} | {pc:,.0f} | {oc:,.0f} | {pu:.2f} | {ou:.2f} | {100 * (ou / pu - 1):+.1f} % |")
+PY
+rm -f "$RESULTS"
