@@ -954,7 +954,7 @@ impl Server {
     ///
     /// let server = ephaptic::Server::new().on_trace_parent(|span, parent| {
     ///     let carrier = std::collections::HashMap::from([("traceparent".to_owned(), parent.to_string())]);
-    ///     span.set_parent(TraceContextPropagator::new().extract(&carrier));
+    ///     let _ = span.set_parent(TraceContextPropagator::new().extract(&carrier));
     /// });
     /// ```
     ///

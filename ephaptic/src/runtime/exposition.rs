@@ -3,7 +3,8 @@
 //! figures ([`Metrics`](crate::Metrics)) read at the scrape, encoded by `prometheus-client`.
 
 use prometheus_client::encoding::text::{encode_eof, encode_registry};
-use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
+use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::Registry;
 
@@ -24,8 +25,10 @@ pub fn prometheus_text() -> Option<String> {
     text(&*current()?)
 }
 
-/// The exposition of `state`'s server; `None` with metrics off.
+/// The exposition of `state`'s server; `None` with metrics off (the inspector alone counts
+/// too, but publishes nothing to scrapers).
 pub(crate) fn text(state: &State) -> Option<String> {
+    state.config.metrics_path.as_ref()?;
     let telemetry = state.telemetry.as_ref()?;
     let m = super::metrics::of(state);
     let mut now = Registry::with_prefix("ephaptic");
@@ -82,11 +85,20 @@ pub(crate) fn text(state: &State) -> Option<String> {
         "Connections closed because their client read too slowly",
         m.slow_client_closes,
     );
-    counter(
-        &mut now,
-        "events_dropped_slow_client",
-        "Events dropped for clients whose queue was full",
-        m.events_dropped,
+    // A family made afresh at each scrape: each counter is set to the server's figure.
+    let dropped = Family::<[(&'static str, &'static str); 1], Counter>::default();
+    dropped
+        .get_or_create(&[("reason", "slow_client")])
+        .inc_by(m.events_dropped);
+    if m.redis_connected.is_some() {
+        dropped
+            .get_or_create(&[("reason", "redis")])
+            .inc_by(m.redis_dropped);
+    }
+    now.register(
+        "events_dropped",
+        "Events dropped, by reason: a client's queue was full (slow_client), or they could not be published to other servers (redis)",
+        dropped,
     );
     counter(
         &mut now,
@@ -124,12 +136,6 @@ pub(crate) fn text(state: &State) -> Option<String> {
             "redis_received",
             "Messages received from other servers and delivered here",
             m.redis_received,
-        );
-        counter(
-            &mut now,
-            "events_dropped_redis",
-            "Events that could not be published to other servers",
-            m.redis_dropped,
         );
         counter(
             &mut now,
