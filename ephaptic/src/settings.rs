@@ -390,7 +390,8 @@ impl IdempotencySettings {
     /// it gets the answer, a later one runs again. Make it longer than a client keeps retrying
     /// (`@ephaptic/client` retries for as long as the call's timeout, 30 s by default).
     pub fn window(mut self, window: Duration) -> Self {
-        self.window = Some(window);
+        // At most a day: Redis keeps the answers that long, and a window is about retries.
+        self.window = Some(window.clamp(Duration::from_millis(1), Duration::from_secs(86_400)));
         self
     }
 

@@ -59,6 +59,15 @@ impl Shared for Answers {
         })
     }
 
+    fn renew(&self, slot: String, ttl: Duration) -> BoxFuture<()> {
+        let link = self.link.clone();
+        Box::pin(async move {
+            if let Err(e) = link.driver.keep(&key_of(&slot), b"R", ms(ttl)).await {
+                link.failed(&e);
+            }
+        })
+    }
+
     fn settle(&self, slot: String, answer: Option<Kept>, window: Duration) -> BoxFuture<()> {
         let link = self.link.clone();
         Box::pin(async move {

@@ -80,7 +80,8 @@ fn on_message(link: &Link, hub: &Hub, channel: &[u8], body: &[u8]) {
         }
     };
     if let Some((target, reason)) = channel::unwrap_end(&link.node, body) {
-        let closed = hub.close(target.as_stream(), SESSION_ENDED, &reason);
+        let reason = crate::session::credentials::close_reason(&reason);
+        let closed = hub.close(target.as_stream(), SESSION_ENDED, reason);
         tracing::debug!(closed, "sessions ended by another server: {reason}");
         return;
     }

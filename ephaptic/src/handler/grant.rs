@@ -62,14 +62,21 @@ impl<I> Expiring<I> {
         (self.identity, self.expires_at)
     }
 
-    /// `identity` for `ttl` from now.
+    /// `identity` for `ttl` from now (a `ttl` past what the clock can count: never).
     pub fn after(identity: I, ttl: Duration) -> Self {
-        Expiring::at(identity, SystemTime::now() + ttl)
+        match SystemTime::now().checked_add(ttl) {
+            Some(at) => Expiring::at(identity, at),
+            None => Expiring::never(identity),
+        }
     }
 
-    /// `identity` until `exp`, in seconds since the Unix epoch (a JWT's `exp` claim).
+    /// `identity` until `exp`, in seconds since the Unix epoch (a JWT's `exp` claim; one past
+    /// what the clock can count: never).
     pub fn at_unix(identity: I, exp: u64) -> Self {
-        Expiring::at(identity, SystemTime::UNIX_EPOCH + Duration::from_secs(exp))
+        match SystemTime::UNIX_EPOCH.checked_add(Duration::from_secs(exp)) {
+            Some(at) => Expiring::at(identity, at),
+            None => Expiring::never(identity),
+        }
     }
 }
 

@@ -66,18 +66,28 @@ pub(crate) fn start(
             // Counted and cancellable like a call, one at a time: the loader runs on the new
             // credentials, and a client must not make it run in parallel.
             let limit = state.config.max_calls_in_flight;
-            if conn.calls_running() >= limit || !conn.start_refresh() {
+            if conn.calls_running() >= limit {
                 out.push(too_many_calls(limit).to_frame(id_bytes, false));
+                return;
+            }
+            if !conn.start_refresh() {
+                let e = Error::new(
+                    "TOO_MANY_CALLS",
+                    "A refresh of this connection's credentials is running: wait for its answer.",
+                );
+                out.push(e.to_frame(id_bytes, false));
                 return;
             }
             let auth = refreshed_auth(frame, raw);
             let (key, id) = keys(frame, raw);
-            spawn_call(
-                state,
-                conn,
-                key,
-                super::expiry::refresh(state.clone(), conn.clone(), id, auth),
-            );
+            spawn_call(state, conn, key, {
+                let done = super::expiry::RefreshDone(conn.clone());
+                let refresh = super::expiry::refresh(state.clone(), conn.clone(), id, auth);
+                async move {
+                    let _done = done;
+                    refresh.await;
+                }
+            });
             return;
         }
         if name == super::resume::HELLO {
@@ -89,12 +99,14 @@ pub(crate) fn start(
                 return;
             }
             let (key, id) = keys(frame, raw);
-            spawn_call(
-                state,
-                conn,
-                key,
-                super::resume::hello(state.clone(), conn.clone(), id),
-            );
+            spawn_call(state, conn, key, {
+                let done = super::resume::HelloDone(conn.clone());
+                let hello = super::resume::hello(state.clone(), conn.clone(), id);
+                async move {
+                    let _done = done;
+                    hello.await;
+                }
+            });
             return;
         }
         if let Some(answer) = super::presence::reserved(state, conn, name, frame, raw) {

@@ -102,8 +102,9 @@ pub(crate) fn revalidate(state: &Arc<State>) {
     if !settings.start() {
         return;
     }
-    let weak = Arc::downgrade(state);
-    tokio::spawn(in_scope(state.clone(), run(weak, settings.every)));
+    // Not in the server's scope: that would hold the server for the task's whole life, and
+    // the task ends when the server is gone. Each run of the hook is in it.
+    tokio::spawn(run(Arc::downgrade(state), settings.every));
 }
 
 /// Every `every`, hands the identities connected here to the hook, a batch at a time, and ends
@@ -114,26 +115,42 @@ async fn run(state: Weak<State>, every: Duration) {
     tick.tick().await;
     loop {
         tick.tick().await;
-        let Some((hook, ids, hub)) = state.upgrade().and_then(|s| {
-            let hook = s.revalidation.as_ref()?.hook.clone();
-            Some((hook, s.hub.identity_list(), s.hub.clone()))
-        }) else {
+        let Some(ids) = state.upgrade().map(|s| s.hub.identity_list()) else {
             return;
         };
         for batch in ids.chunks(BATCH) {
-            let run = hook(batch.to_vec());
-            let ended = match super::panic::CatchUnwind::other(run).await {
-                Ok(ended) => ended,
-                Err(_) => {
+            let Some(s) = state.upgrade() else {
+                return;
+            };
+            let Some(hook) = s.revalidation.as_ref().map(|r| r.hook.clone()) else {
+                return;
+            };
+            // A hook that never answers must not stop revalidation: it has one interval.
+            let run = Box::pin(in_scope(s.clone(), hook(batch.to_vec())));
+            drop(s);
+            let ended = match tokio::time::timeout(every, super::panic::CatchUnwind::other(run))
+                .await
+            {
+                Ok(Ok(ended)) => ended,
+                Ok(Err(_)) => {
                     tracing::error!("the revalidation hook panicked; its batch is kept");
                     continue;
                 }
+                Err(_) => {
+                    tracing::warn!(
+                        "the revalidation hook did not answer within its interval ({every:?}); its batch is kept"
+                    );
+                    continue;
+                }
+            };
+            let Some(s) = state.upgrade() else {
+                return;
             };
             let closed: usize = ended
                 .iter()
-                .map(|id| hub.close(Stream::User(id), SESSION_ENDED, REVOKED))
+                .map(|id| s.hub.close(Stream::User(id), SESSION_ENDED, REVOKED))
                 .sum();
-            if let Some(t) = state.upgrade().and_then(|s| s.telemetry.clone()) {
+            if let Some(t) = &s.telemetry {
                 t.sessions_ended(closed);
             }
             if closed > 0 {

@@ -115,7 +115,6 @@ pub(crate) async fn refresh(
     id: Bytes,
     auth: Option<Bytes>,
 ) {
-    let _done = RefreshDone(&conn);
     let Some(loader) = state.loader.clone() else {
         let e = Error::new(
             "NOT_FOUND",
@@ -132,8 +131,13 @@ pub(crate) async fn refresh(
     let why = match result {
         Ok(Ok(Some(grant))) if Some(&grant.identity) == conn.identity() => match grant.expires {
             Some(at) if at > SystemTime::now() => {
-                arm(&conn, at, handshake);
-                answer(&conn, &id, Some(unix_ms(at))).await;
+                let now = conn.credentials().expires_ms().unwrap_or(0);
+                if unix_ms(at) > now {
+                    arm(&conn, at, handshake);
+                }
+                // Not later than the grant it has: nothing moves (and it is not asked
+                // again); the session ends at that grant's expiry.
+                answer(&conn, &id, Some(unix_ms(at).max(now))).await;
                 return;
             }
             Some(_) => EXPIRED,
@@ -166,9 +170,11 @@ pub(crate) async fn refresh(
 }
 
 /// Lets the connection start another refresh once this one ended (or was cancelled).
-struct RefreshDone<'a>(&'a Connection);
+/// Made before the refresh's task is spawned and moved into it, so that a refresh cancelled
+/// before its first poll lets the next one start too.
+pub(crate) struct RefreshDone(pub Arc<Connection>);
 
-impl Drop for RefreshDone<'_> {
+impl Drop for RefreshDone {
     fn drop(&mut self) {
         self.0.end_refresh();
     }

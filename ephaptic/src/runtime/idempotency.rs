@@ -27,6 +27,7 @@ use crate::handler::{BoxFuture, FunctionDef, Outcome};
 use crate::session::Connection;
 use crate::session::names::Every;
 use crate::wire::{RawFrame, reply};
+use tracing::Instrument;
 
 /// The longest idempotency key, in bytes.
 pub(crate) const MAX_KEY: usize = 128;
@@ -53,6 +54,18 @@ pub(crate) fn key_of<'f>(frame: &'f [u8], raw: &RawFrame) -> Result<Option<&'f s
     }
 }
 
+/// How long a claim in the shared store holds without its run renewing it: a server that stops
+/// mid-call (its claim never settled) holds a retry off this long at most, not the window.
+const CLAIM_TTL: Duration = Duration::from_secs(30);
+
+/// How often a running call renews its claim in the shared store.
+const RENEW_EVERY: Duration = Duration::from_secs(10);
+
+/// The most idempotent calls that may run on a server at once. Their runs outlive their
+/// connection's wait (a `cancel` or a close stops the wait, not the run), so the bound on
+/// calls per connection does not hold them: this one does.
+const MAX_RUNNING: usize = 10_000;
+
 /// Runs an idempotent call with key `key` (as a call of the connection: its wait is what
 /// `cancel` and a close stop), or answers it from the call that ran with that key.
 pub(crate) async fn once(
@@ -71,54 +84,76 @@ pub(crate) async fn once(
         .shared
         .as_ref()
         .map(|s| (s.clone(), shared_slot(def.name, caller, &key)));
-    let window = answers.local.limits.window;
     // How long to wait before asking the shared store again about a call another server runs.
     let mut poll = Duration::from_millis(10);
     loop {
-        let claim = match &shared {
-            // With a shared store, it decides; this server's window only while it is away.
-            Some((store, slot)) => match store.claim(slot.clone(), window).await {
-                Ok(Remote::Mine) => Claim::Mine(Ticket {
-                    window: answers.local.clone(),
-                    slot: local,
-                    held: false,
-                    shared: Some((store.clone(), slot.clone())),
-                    settled: false,
-                }),
-                Ok(Remote::Running) => Claim::Wait(None),
-                Ok(Remote::Done(kept)) => Claim::Done(kept),
-                Err(()) => answers.local.claim(local),
-            },
-            None => answers.local.claim(local),
-        };
-        match claim {
+        // This server's window first: a repeat here waits on the call running here (one
+        // signal, no polling), and a call this server ran while the shared store was away
+        // still answers its repeats here.
+        let mut ticket = match answers.local.claim(local) {
             Claim::Done(kept) => {
                 conn.send(kept.frame(&id)).await;
                 return;
             }
-            Claim::Wait(Some(mut done)) => {
+            Claim::Wait(done) => {
                 // Ends when the first call settles or lets the slot go; then claim again.
-                let _ = done.changed().await;
-            }
-            Claim::Wait(None) => {
-                tokio::time::sleep(poll).await;
-                poll = (poll * 2).min(Duration::from_millis(250));
-            }
-            Claim::Mine(ticket) => {
-                let span = tracing::Span::current();
-                match run_detached(&state, def, &id, run, ticket, how.clone(), span).await {
-                    Ok(Answered::Frame(frame)) => {
-                        conn.send(frame).await;
-                    }
-                    Ok(Answered::Stream(stream)) => {
-                        send_outcome(conn, how, def, id, stream).await;
-                    }
-                    // The function's task was cut short (a shutdown): the slot is let go.
-                    Err(_) => {}
+                if let Some(mut done) = done {
+                    let _ = done.changed().await;
                 }
-                return;
+                continue;
+            }
+            Claim::Mine(ticket) => ticket,
+        };
+        if let Some((store, slot)) = &shared {
+            match store
+                .claim(slot.clone(), CLAIM_TTL.min(answers.local.limits.window))
+                .await
+            {
+                Ok(Remote::Mine) => ticket.shared = Some((store.clone(), slot.clone())),
+                Ok(Remote::Running) => {
+                    // Another server runs it: this server's waiters wait on whoever asks next.
+                    drop(ticket);
+                    tokio::time::sleep(poll).await;
+                    poll = (poll * 2).min(Duration::from_millis(250));
+                    continue;
+                }
+                Ok(Remote::Done(kept)) => {
+                    conn.send(kept.frame(&id)).await;
+                    ticket.settle(Some(kept)).await;
+                    return;
+                }
+                // The shared store is away: this server's window decides alone.
+                Err(()) => {}
             }
         }
+        if answers.running() >= MAX_RUNNING {
+            drop(ticket);
+            let e = Error::new(
+                "TOO_MANY_CALLS",
+                format!(
+                    "This server runs {MAX_RUNNING} idempotent calls at once, the most it may; call again shortly."
+                ),
+            );
+            how.answered(e.code());
+            conn.send(e.to_frame(&id, false)).await;
+            return;
+        }
+        let span = tracing::Span::current();
+        match run_detached(&state, def, &id, run, ticket, how.clone(), span).await {
+            Ok(Answered::Frame(frame)) => {
+                conn.send(frame).await;
+            }
+            Ok(Answered::Stream(stream)) => {
+                send_outcome(conn, how, def, id, stream).await;
+            }
+            // The function's task was cut short (a shutdown): the slot is let go, and the
+            // caller told.
+            Err(_) => {
+                conn.send(super::drain::shutting_down().to_frame(&id, false))
+                    .await;
+            }
+        }
+        return;
     }
 }
 
@@ -129,8 +164,8 @@ enum Answered {
     Stream(Outcome),
 }
 
-/// Runs the call in a task of its own, which settles the slot whatever becomes of the
-/// connection's task.
+/// Runs the call in a task of its own (in the call's span), which settles the slot whatever
+/// becomes of the connection's task, and renews its claim in the shared store while it runs.
 fn run_detached(
     state: &Arc<State>,
     def: &'static FunctionDef,
@@ -141,8 +176,23 @@ fn run_detached(
     span: tracing::Span,
 ) -> tokio::task::JoinHandle<Answered> {
     let id = id.clone();
-    tokio::spawn(in_scope(state.clone(), async move {
-        let outcome = match CatchUnwind::handler(def.name, run).await {
+    let running = state.answers.started();
+    let in_span = span.clone();
+    let task = async move {
+        let _running = running;
+        let run = CatchUnwind::handler(def.name, run);
+        tokio::pin!(run);
+        let outcome = loop {
+            tokio::select! {
+                outcome = &mut run => break outcome,
+                () = tokio::time::sleep(RENEW_EVERY), if ticket.shared.is_some() => {
+                    if let Some((store, slot)) = &ticket.shared {
+                        store.renew(slot.clone(), CLAIM_TTL).await;
+                    }
+                }
+            }
+        };
+        let outcome = match outcome {
             Ok(outcome) => outcome,
             Err(panic) => Outcome::Error(panicked(def.name, panic)),
         };
@@ -171,5 +221,6 @@ fn run_detached(
         let kept = reply::after_id(&frame, &id).map(|rest| Kept::of(rest, ticket.max_answer()));
         ticket.settle(kept).await;
         Answered::Frame(frame)
-    }))
+    };
+    tokio::spawn(in_scope(state.clone(), task.instrument(in_span)))
 }

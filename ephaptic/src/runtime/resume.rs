@@ -65,7 +65,6 @@ struct Hello<'a> {
 /// Answers a hello (run as a call in a task of its own: a replay waits for room in the queue
 /// and, with Redis, for the history).
 pub(crate) async fn hello(state: Arc<State>, conn: Arc<Connection>, id: Bytes) {
-    let _done = HelloDone(&conn);
     {
         let mut streams = BTreeMap::new();
         if state.delivery.keeps_history() {
@@ -103,9 +102,11 @@ pub(crate) async fn hello(state: Arc<State>, conn: Arc<Connection>, id: Bytes) {
 }
 
 /// Lets the connection start another hello once this one ended (or was cancelled).
-struct HelloDone<'a>(&'a Connection);
+/// Made before the hello's task is spawned and moved into it, so that a hello cancelled before
+/// its first poll lets the next one start too.
+pub(crate) struct HelloDone(pub Arc<Connection>);
 
-impl Drop for HelloDone<'_> {
+impl Drop for HelloDone {
     fn drop(&mut self) {
         self.0.end_hello();
     }

@@ -123,6 +123,8 @@ pub(crate) trait Shared: Send + Sync + std::fmt::Debug {
     /// Keeps `answer` in `slot` for `window`, or lets the slot go (`None`: the call ended
     /// without an answer).
     fn settle(&self, slot: String, answer: Option<Kept>, window: Duration) -> BoxFuture<()>;
+    /// Keeps a running call's claim on `slot` for `ttl` more.
+    fn renew(&self, slot: String, ttl: Duration) -> BoxFuture<()>;
 }
 
 /// A slot as the shared store is told it: the function, the caller's key (empty when
@@ -141,6 +143,17 @@ pub(crate) struct Answers {
     pub shared: Option<Arc<dyn Shared>>,
     /// The keys of the local digest, drawn once per server.
     keys: std::hash::RandomState,
+    /// Keyed calls running on this server (their runs outlive their connections' waits).
+    running: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+/// Counts a keyed call as running until it drops.
+pub(crate) struct Running(Arc<std::sync::atomic::AtomicUsize>);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 impl Answers {
@@ -149,7 +162,20 @@ impl Answers {
             local: Arc::new(Window::new(limits)),
             shared,
             keys: std::hash::RandomState::new(),
+            running: Arc::default(),
         }
+    }
+
+    /// How many keyed calls run on this server now.
+    pub fn running(&self) -> usize {
+        self.running.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Counts one more keyed call as running, until the returned guard drops.
+    pub fn started(&self) -> Running {
+        self.running
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Running(self.running.clone())
     }
 
     /// How many answers this server keeps (and claims it holds).
