@@ -9,8 +9,9 @@
 #
 # Needs: the Rust toolchain pinned in rust-toolchain.toml (with cargo-nextest if present,
 # plain `cargo test` otherwise), Node.js 20+ with npm, and python3. Installs what is missing:
-# Debian's chromium (browser smoke test) and redis-server (scale-out tests), the client's npm
-# packages (npm ci), and a Python venv with the PyPI client ephaptic==0.5.0 (target/interop-venv).
+# Debian's chromium (browser tests) and redis-server (scale-out tests), the npm packages of the
+# client and of tests/browser (npm ci), and a Python venv with the PyPI client ephaptic==0.5.0
+# (target/interop-venv).
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -50,6 +51,19 @@ fi
 # The Redis tests skip themselves on a machine without redis-server (a plain `cargo test`);
 # here it was installed above, so a missing one is a failure.
 export EPHAPTIC_REQUIRE_REDIS=1
+
+# The inspector's browser test (tests/tests/inspector.rs) drives Debian's chromium with
+# playwright-core from tests/browser; like the Redis tests, it runs here rather than skipping.
+if [ ! -x "${CHROMIUM_PATH:-/usr/bin/chromium}" ]; then
+    step "install chromium" need_apt chromium
+fi
+if [ ! -f tests/browser/node_modules/.package-lock.json ] \
+    || [ tests/browser/package-lock.json -nt tests/browser/node_modules/.package-lock.json ] \
+    || [ tests/browser/package.json -nt tests/browser/node_modules/.package-lock.json ]; then
+    browser_packages() { (cd tests/browser && npm ci --no-audit --no-fund); }
+    step "npm ci (tests/browser: playwright-core)" browser_packages
+fi
+export EPHAPTIC_REQUIRE_BROWSER=1
 
 rust_tests() {
     if cargo nextest --version >/dev/null 2>&1; then

@@ -19,7 +19,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use super::history::{Memory, Read, Retentions};
+use super::history::{Memory, Position, Read, Retentions};
 use super::ratelimit::Remote;
 use crate::handler::Audience;
 use crate::identity::Identity;
@@ -111,6 +111,30 @@ pub(crate) trait Delivery: Send + Sync + fmt::Debug {
     fn left(&self, group: &str, member: &Identity) {
         let _ = (group, member);
     }
+
+    /// Where the streams' positions are, for the inspector (at most `limit` of them listed).
+    fn positions(&self, limit: usize) -> Positions {
+        let _ = limit;
+        if self.keeps_history() {
+            Positions::Redis
+        } else {
+            Positions::Off
+        }
+    }
+}
+
+/// Where a server's streams keep their positions (the inspector's view).
+#[derive(Debug)]
+pub(crate) enum Positions {
+    /// No history (`SessionSettings::resume(false)`).
+    Off,
+    /// Kept in Redis, for every server.
+    Redis,
+    /// This server's memory: how many streams, and the most recently used.
+    Memory {
+        total: usize,
+        streams: Vec<Position>,
+    },
 }
 
 /// Counts a backplane keeps (all zero, and `connected: None`, without one).
@@ -204,6 +228,16 @@ impl Delivery for Local {
 
     fn keeps_history(&self) -> bool {
         self.history.is_some()
+    }
+
+    fn positions(&self, limit: usize) -> Positions {
+        match &self.history {
+            Some(history) => {
+                let (total, streams) = history.positions(limit);
+                Positions::Memory { total, streams }
+            }
+            None => Positions::Off,
+        }
     }
 
     fn left(&self, group: &str, member: &Identity) {

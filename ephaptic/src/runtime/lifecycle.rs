@@ -16,6 +16,7 @@ use super::inbound::{self, Init};
 use super::panic::CatchUnwind;
 use super::scope::in_scope;
 use super::state::{Hook, State};
+use super::trace::Way;
 use crate::handler::Caller;
 use crate::handshake::Handshake;
 use crate::session::{
@@ -91,6 +92,27 @@ impl Session {
     /// The signal a close request (slow client, shutdown, a message too big) sets.
     pub fn close_signal(&self) -> Arc<CloseSignal> {
         self.conn.close_signal()
+    }
+
+    /// Whether the inspector traces this connection's frames (`trace.rs`): one relaxed load,
+    /// all that a connection nobody traces pays. Its task asks once per read and once per
+    /// batch of writes, then hands each frame to [`trace_in`](Self::trace_in) or
+    /// [`trace_out`](Self::trace_out).
+    #[inline]
+    pub fn traced(&self) -> bool {
+        self.conn.traced()
+    }
+
+    /// Logs a frame read from a traced connection.
+    #[cold]
+    pub fn trace_in(&self, frame: &[u8]) {
+        self.state.tracer.record(&self.conn, Way::In, frame);
+    }
+
+    /// Logs a frame written to a traced connection.
+    #[cold]
+    pub fn trace_out(&self, frame: &[u8]) {
+        self.state.tracer.record(&self.conn, Way::Out, frame);
     }
 
     /// Asks for the connection to be closed with this code and reason.
@@ -188,6 +210,7 @@ impl Session {
                             self.conn.with_gate(|g| g.hold(USER_WIRE));
                         }
                         self.state.hub.identify(&self.conn, identity);
+                        self.state.tracer.identified(&self.conn, identity);
                         if let Some(cap) = self.state.config.max_connections_per_identity
                             && self.state.hub.identity_len(identity) > cap
                         {
@@ -207,6 +230,11 @@ impl Session {
                         // (The hub's interest is the backplane's: `Hub::ready` asks it.)
                         if let Some(ready) = self.state.hub.ready(Stream::User(identity)) {
                             ready.await;
+                        }
+                        if self.conn.close_signal().is_set() {
+                            // Its session was ended meanwhile (`disconnect` of its identity):
+                            // not settled, and its first frame is not run.
+                            return;
                         }
                     }
                 }
@@ -244,6 +272,7 @@ impl Session {
                 crate::session::connection::BAD_FRAMES_LOGGED
             );
         }
+        self.conn.mark_ended();
         self.state.hub.remove(&self.conn);
         self.state.presence.closed(&self.state, &self.conn);
         self.conn.abort_all();

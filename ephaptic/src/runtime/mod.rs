@@ -1,7 +1,8 @@
 //! The runtime: one server's state, handed down to each connection ([`state`]); what a frame
 //! asks for ([`inbound`]) and running calls ([`dispatch`]); a connection's life
 //! ([`lifecycle`]); sending events ([`emit`](mod@emit)) through the one seam where they leave
-//! ([`delivery`]); rate limits and metrics. Knows nothing of WebSockets: the transport above
+//! ([`delivery`]); rate limits and metrics; the inspector's snapshot ([`inspector`]) and live
+//! trace ([`trace`]). Knows nothing of WebSockets: the transport above
 //! hands it frames and drains what it queues.
 
 pub(crate) mod answer;
@@ -15,6 +16,7 @@ pub(crate) mod exposition;
 pub(crate) mod history;
 pub(crate) mod idempotency;
 pub(crate) mod inbound;
+pub(crate) mod inspector;
 pub(crate) mod lifecycle;
 pub(crate) mod loglimit;
 pub(crate) mod metrics;
@@ -28,6 +30,7 @@ pub(crate) mod scope;
 pub(crate) mod spans;
 pub(crate) mod state;
 pub(crate) mod telemetry;
+pub(crate) mod trace;
 pub(crate) mod window;
 
 pub use emit::{announce, emit};

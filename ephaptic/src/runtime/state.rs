@@ -74,6 +74,10 @@ pub(crate) struct Config {
     /// peers other than loopback may read it.
     pub metrics_path: Option<String>,
     pub metrics_remote: bool,
+    /// Where the inspector page is served (`Server::inspector`), and the token that lets any
+    /// peer read it (`Server::inspector_token`; without one, loopback peers only).
+    pub inspector_path: Option<String>,
+    pub inspector_token: Option<String>,
 }
 
 impl Default for Config {
@@ -106,6 +110,8 @@ impl Default for Config {
             idempotency: Default::default(),
             metrics_path: None,
             metrics_remote: false,
+            inspector_path: None,
+            inspector_token: None,
         }
     }
 }
@@ -130,8 +136,10 @@ pub(crate) struct State {
     /// `Server::on_trace_parent`'s hook, when there is one.
     pub trace_parent: Option<super::spans::ParentHook>,
     pub limiter: Limiter,
-    /// What the server counts for Prometheus, when metrics are on.
+    /// What the server counts for Prometheus and the inspector, when either is on.
     pub telemetry: Option<Arc<super::telemetry::Telemetry>>,
+    /// The inspector's live traces of a few identities (`trace.rs`).
+    pub tracer: super::trace::Tracer,
     /// The answers of idempotent calls, for their repeats.
     pub answers: super::window::Answers,
     /// The hash of the exported schema (the hello's `schema`), computed at the first hello:
@@ -196,7 +204,8 @@ impl State {
             backplane.as_ref().and_then(|b| b.answers()),
         );
         let functions = FunctionIndex::new(&registry.functions);
-        let telemetry = config.metrics_path.as_ref().map(|_| {
+        let measured = config.metrics_path.is_some() || config.inspector_path.is_some();
+        let telemetry = measured.then(|| {
             let t = super::telemetry::Telemetry::new(functions.names());
             Arc::new(if backplane.is_some() {
                 t.with_redis()
@@ -215,6 +224,7 @@ impl State {
         Arc::new(State {
             functions,
             telemetry,
+            tracer: Default::default(),
             registry,
             outbound: Arc::new(Policy {
                 byte_budget: config.outbound_byte_budget,

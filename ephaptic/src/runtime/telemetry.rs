@@ -10,9 +10,13 @@
 //! On the call path a function's `OK` counter and histogram are found by the function's index
 //! (a `Vec`, no lookup), so a call costs two clock reads, one atomic add and one histogram
 //! observation; error codes go through the family (a lookup), which only failing calls pay.
+//! For the inspector (`Server::inspector`), each function also keeps plain atomic totals (calls
+//! answered, summed nanoseconds; failures on the failing path), read by index: two relaxed
+//! adds more per call.
 
 use std::borrow::Cow;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
 use prometheus_client::metrics::counter::Counter;
@@ -47,12 +51,28 @@ struct Function {
     name: &'static str,
     ok: Counter,
     duration: Histogram,
+    /// The inspector's totals: calls answered, how many with an error, and their summed
+    /// time from frame read to answer ready.
+    answered: AtomicU64,
+    failed: AtomicU64,
+    nanos: AtomicU64,
+}
+
+/// One function's totals since the server started, for the inspector.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Totals {
+    pub name: &'static str,
+    pub calls: u64,
+    pub errors: u64,
+    pub nanos: u64,
 }
 
 pub(crate) struct Telemetry {
     registry: Registry,
     functions: Vec<Function>,
     calls: Family<CallLabels, Counter>,
+    /// Calls of functions this server does not serve.
+    unknown: AtomicU64,
     events: Family<Word, Counter>,
     resumes: Family<[(&'static str, &'static str); 2], Counter>,
     #[cfg_attr(not(feature = "redis"), allow(dead_code))]
@@ -120,12 +140,16 @@ impl Telemetry {
                     .get_or_create(&[("function", name.into()), ("code", "OK".into())])
                     .clone(),
                 duration: durations.get_or_create(&[("function", name)]).clone(),
+                answered: AtomicU64::new(0),
+                failed: AtomicU64::new(0),
+                nanos: AtomicU64::new(0),
             })
             .collect();
         Telemetry {
             registry,
             functions,
             calls,
+            unknown: AtomicU64::new(0),
             events,
             resumes,
             resyncs,
@@ -154,9 +178,33 @@ impl Telemetry {
         if code == "OK" {
             f.ok.inc();
         } else {
+            f.failed.fetch_add(1, Relaxed);
             self.failed(f.name, code);
         }
+        f.answered.fetch_add(1, Relaxed);
+        f.nanos.fetch_add(
+            u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX),
+            Relaxed,
+        );
         f.duration.observe(elapsed.as_secs_f64());
+    }
+
+    /// Each function's totals, in the order of their indexes.
+    pub fn totals(&self) -> Vec<Totals> {
+        self.functions
+            .iter()
+            .map(|f| Totals {
+                name: f.name,
+                calls: f.answered.load(Relaxed),
+                errors: f.failed.load(Relaxed),
+                nanos: f.nanos.load(Relaxed),
+            })
+            .collect()
+    }
+
+    /// Calls of functions this server does not serve, since it started.
+    pub fn unknown_calls(&self) -> u64 {
+        self.unknown.load(Relaxed)
     }
 
     #[cold]
@@ -171,6 +219,7 @@ impl Telemetry {
 
     /// A call of a function this server does not serve.
     pub fn unknown(&self) {
+        self.unknown.fetch_add(1, Relaxed);
         self.failed(UNKNOWN, "NOT_FOUND");
     }
 
@@ -257,5 +306,12 @@ mod tests {
         assert!(out.contains(r#"ephaptic_calls_total{function="echo",code="OK"} 0"#));
         assert!(out.contains(r#"ephaptic_calls_total{function="(unknown)",code="NOT_FOUND"} 1"#));
         assert!(out.contains(r#"ephaptic_call_duration_seconds_count{function="add"} 3"#));
+        let totals = t.totals();
+        assert_eq!(
+            (totals[0].name, totals[0].calls, totals[0].errors),
+            ("add", 3, 1)
+        );
+        assert_eq!((totals[1].calls, totals[1].nanos), (0, 0));
+        assert_eq!(t.unknown_calls(), 1);
     }
 }

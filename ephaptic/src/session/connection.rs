@@ -27,6 +27,9 @@ pub(crate) const BAD_FRAMES_LOGGED: usize = 3;
 struct Groups {
     set: HashSet<Arc<str>>,
     own: usize,
+    /// The connection ended: no group takes it any more (a call that outlives its connection,
+    /// an idempotent one, may still try to join).
+    ended: bool,
 }
 
 pub(crate) struct Connection {
@@ -48,7 +51,7 @@ pub(crate) struct Connection {
     /// How many frames it sent that could not be used (for logs that cannot be flooded).
     bad_frames: AtomicUsize,
     call_seq: AtomicU64,
-    /// [`SESSIONS`], [`GATED`].
+    /// [`SESSIONS`], [`GATED`], [`HELLO`], [`REFRESHES`], [`REFRESHING`], [`TRACED`].
     flags: AtomicU8,
     /// Resume state (docs/PROTOCOL.md 5.6), for connections whose client asked to resume.
     gate: Mutex<Option<Box<Gate>>>,
@@ -66,6 +69,8 @@ const HELLO: u8 = 8;
 const REFRESHES: u8 = 16;
 /// A refresh is running (the identity loader, on new credentials).
 const REFRESHING: u8 = 32;
+/// Someone watches its identity's frames in the inspector (`runtime/trace.rs`).
+const TRACED: u8 = 64;
 
 /// A call (or stream) running in a task of its own.
 #[derive(Debug)]
@@ -233,6 +238,22 @@ impl Connection {
         self.flags.load(Ordering::Relaxed) & REFRESHES != 0
     }
 
+    /// Whether its frames are traced for the inspector: one relaxed load, all that a
+    /// connection nobody traces pays.
+    #[inline]
+    pub fn traced(&self) -> bool {
+        self.flags.load(Ordering::Relaxed) & TRACED != 0
+    }
+
+    /// Starts or stops tracing its frames (`runtime/trace.rs` decides).
+    pub fn set_traced(&self, on: bool) {
+        if on {
+            self.flags.fetch_or(TRACED, Ordering::Relaxed);
+        } else {
+            self.flags.fetch_and(!TRACED, Ordering::Relaxed);
+        }
+    }
+
     /// When its identity expires and what a refresh needs.
     pub fn credentials(&self) -> &Credentials {
         &self.credentials
@@ -333,7 +354,7 @@ impl Connection {
         index: impl FnOnce(Arc<str>),
     ) -> Result<bool, Refused> {
         let mut groups = lock(&self.groups);
-        if groups.set.contains(group) {
+        if groups.ended || groups.set.contains(group) {
             return Ok(false);
         }
         let own = group.starts_with(RESERVED);
@@ -345,6 +366,13 @@ impl Connection {
         groups.own += usize::from(own);
         index(name);
         Ok(true)
+    }
+
+    /// Marks the connection as ended, before the hub lets go of it: from here no join adds it
+    /// to a group (under the groups' lock, so a join either came first and is undone by the
+    /// hub, or comes after and is refused).
+    pub fn mark_ended(&self) {
+        lock(&self.groups).ended = true;
     }
 
     /// Drops membership of `group`, running `unindex` under the same lock. `false` when not a
@@ -365,6 +393,12 @@ impl Connection {
     /// The groups this connection is in, in no particular order.
     pub fn groups(&self) -> Vec<Arc<str>> {
         lock(&self.groups).set.iter().cloned().collect()
+    }
+
+    /// How many of the application's groups this connection is in (the runtime's own left out).
+    pub fn group_count(&self) -> usize {
+        let groups = lock(&self.groups);
+        groups.set.len() - groups.own
     }
 
     /// Whether this connection is in `group` (O(1)).

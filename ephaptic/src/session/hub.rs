@@ -74,6 +74,25 @@ fn offer(conn: &Connection, frame: &Bytes, stamp: Option<Stamp<'_>>, weight: u32
     }
 }
 
+/// The first `limit` items of `items` in `order`, sorted (the rest left unsorted): a partial
+/// selection first, so that a hundred thousand items cost a linear pass, not a sort.
+fn first_sorted<T>(
+    items: &mut [T],
+    limit: usize,
+    mut order: impl FnMut(&T, &T) -> std::cmp::Ordering,
+) -> &[T] {
+    let n = limit.min(items.len());
+    if n == 0 {
+        return &[];
+    }
+    if n < items.len() {
+        items.select_nth_unstable_by(n - 1, &mut order);
+    }
+    let shown = &mut items[..n];
+    shown.sort_unstable_by(order);
+    shown
+}
+
 /// Below this capacity a map or list is left as it is: shrinking it would save nothing.
 const SHRINK_FLOOR: usize = 64;
 
@@ -354,6 +373,53 @@ impl Hub {
     /// The identities connected here, each once, in no particular order.
     pub fn identity_list(&self) -> Vec<Identity> {
         read(&self.users).keys().cloned().collect()
+    }
+
+    /// The connections of `identity` open here.
+    pub fn connections_of(&self, identity: &Identity) -> Vec<Arc<Connection>> {
+        read(&self.users)
+            .get(identity)
+            .map(|m| m.as_slice().to_vec())
+            .unwrap_or_default()
+    }
+
+    /// How many connections are open, and the `limit` oldest of them (the lowest ids), in
+    /// order: what the inspector lists. Only ids are collected under the lock, then those
+    /// connections.
+    pub fn oldest_connections(&self, limit: usize) -> (usize, Vec<Arc<Connection>>) {
+        let conns = read(&self.conns);
+        let mut ids: Vec<u64> = conns.keys().copied().collect();
+        let shown = first_sorted(&mut ids, limit, |a, b| a.cmp(b));
+        let list = shown
+            .iter()
+            .filter_map(|id| conns.get(id).cloned())
+            .collect();
+        (conns.len(), list)
+    }
+
+    /// How many identities are connected, and the `limit` with the most connections (then by
+    /// key), each with its count.
+    pub fn busiest_identities(&self, limit: usize) -> (usize, Vec<(Identity, usize)>) {
+        let users = read(&self.users);
+        let mut all: Vec<(&Identity, usize)> = users.iter().map(|(k, m)| (k, m.len())).collect();
+        let shown = first_sorted(&mut all, limit, |a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+        let list = shown.iter().map(|(k, n)| ((*k).clone(), *n)).collect();
+        (users.len(), list)
+    }
+
+    /// How many of the application's groups have members here (the runtime's own, presence
+    /// watchers, left out), and the `limit` largest of them (then by name), with their sizes.
+    pub fn largest_groups(&self, limit: usize) -> (usize, Vec<(Arc<str>, usize)>) {
+        let groups = read(&self.groups);
+        let mut all: Vec<(&Arc<str>, usize)> = groups
+            .iter()
+            .filter(|(k, _)| !k.starts_with(RESERVED))
+            .map(|(k, m)| (k, m.len()))
+            .collect();
+        let total = all.len();
+        let shown = first_sorted(&mut all, limit, |a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+        let list = shown.iter().map(|(k, n)| (Arc::clone(k), *n)).collect();
+        (total, list)
     }
 
     /// Asks every connection of `stream` here to close with `code` and `reason`; returns how

@@ -15,6 +15,7 @@ use crate::handshake::Handshake;
 use crate::runtime::loglimit::{Gate, Quoted, Verdict};
 use crate::runtime::{Origins, Session, State, in_scope};
 
+mod inspector;
 pub(crate) mod listener;
 mod pump;
 
@@ -44,7 +45,33 @@ pub(crate) fn router(state: Arc<State>) -> axum::Router {
     if let Some(metrics) = state.config.metrics_path.clone() {
         router = router.route(&metrics, get(exposition));
     }
+    if let Some(inspect_at) = state.config.inspector_path.clone() {
+        for route in inspector::paths(&inspect_at) {
+            router = router.route(&route, get(inspect));
+        }
+    }
     router.with_state(state)
+}
+
+/// The inspector (`Server::inspector`): its page, snapshot and trace, behind its access rule
+/// (`inspector.rs`). Local means a loopback peer asking for a loopback host name (or one of
+/// `Server::allowed_hosts`); a peer the server does not know counts as not loopback.
+async fn inspect(
+    AxumState(state): AxumState<Arc<State>>,
+    Peer(peer, _): Peer,
+    headers: HeaderMap,
+    uri: Uri,
+) -> Response {
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| uri.authority().map(|a| a.as_str()));
+    let named = host.is_some_and(|h| {
+        is_loopback(h)
+            || (state.config.allowed_hosts.as_deref()).is_some_and(|a| host_allowed(a, Some(h)))
+    });
+    let local = named && peer.is_some_and(|p| p.ip().is_loopback());
+    inspector::serve(&state, local, &headers, &uri)
 }
 
 /// The Prometheus exposition (`Server::metrics_endpoint`): for loopback peers only, unless

@@ -176,7 +176,7 @@ impl<W: Socket, C: Future<Output = (u16, String)> + Unpin> Pump<W, C> {
             }
 
             // 1. Write what waits: the answers to the last read, then the queue.
-            let blocked = match self.write(cx) {
+            let blocked = match self.write(cx, session) {
                 Ok(blocked) => blocked,
                 Err(end) => return Poll::Ready(Step::End(end)),
             };
@@ -300,7 +300,9 @@ impl<W: Socket, C: Future<Output = (u16, String)> + Unpin> Pump<W, C> {
 
     /// Writes the outbox, then the queue, into the socket's buffer while it takes them,
     /// flushing every `MAX_BATCH` frames. `Ok(true)` when the socket stopped taking them.
-    fn write(&mut self, cx: &mut Context<'_>) -> Result<bool, End> {
+    fn write(&mut self, cx: &mut Context<'_>, session: &Session) -> Result<bool, End> {
+        // The inspector's tap: one relaxed load per batch for a connection nobody traces.
+        let traced = session.traced();
         loop {
             let from_outbox = self.sent < self.outbox.len();
             if !from_outbox && !self.rx.has_frames() {
@@ -331,6 +333,9 @@ impl<W: Socket, C: Future<Output = (u16, String)> + Unpin> Pump<W, C> {
                     None => continue,
                 }
             };
+            if traced {
+                session.trace_out(&frame);
+            }
             if Pin::new(&mut self.ws)
                 .start_send(Message::Binary(frame))
                 .is_err()
@@ -353,6 +358,9 @@ fn on_message(
         Some(Ok(Message::Binary(frame))) => {
             if let Some(meter) = meter {
                 meter.message_read();
+            }
+            if session.traced() {
+                session.trace_in(&frame);
             }
             if let Some(init) = session.on_binary(frame, outbox) {
                 return Some(Step::Init(init));

@@ -421,7 +421,7 @@ impl Reader<'_> {
     }
 
     /// The length of a map at the cursor (consuming its header), or `None` (consuming nothing).
-    fn map_len(&mut self) -> Result<Option<usize>, FrameError> {
+    pub(super) fn map_len(&mut self) -> Result<Option<usize>, FrameError> {
         let n = match self.peek()? {
             b @ 0x80..=0x8f => {
                 self.pos += 1;
@@ -488,7 +488,7 @@ impl Reader<'_> {
     /// A string at the cursor (its content span), or `None` (consuming nothing). Inlined: its
     /// result returned through memory stalled the CPU (a store-to-load forwarding miss).
     #[inline(always)]
-    fn str(&mut self) -> Result<Option<Span>, FrameError> {
+    pub(super) fn str(&mut self) -> Result<Option<Span>, FrameError> {
         let b = self.peek()?;
         let len = match b {
             0xa0..=0xbf => {
@@ -521,7 +521,7 @@ impl Reader<'_> {
 
     /// Moves past one whole value. Most values in a call are small integers, read inline.
     #[inline(always)]
-    fn skip(&mut self) -> Result<(), FrameError> {
+    pub(super) fn skip(&mut self) -> Result<(), FrameError> {
         let size = SCALAR_SIZE[self.peek()? as usize] as usize;
         if size == 0 {
             return self.skip_nested();

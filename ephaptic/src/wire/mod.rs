@@ -14,6 +14,9 @@
 //! Before any argument is decoded, [`cost::check`] counts on its bytes how many values the
 //! call's arguments hold, so that a megabyte of nested lists is refused before it becomes a
 //! hundred megabytes of values.
+//!
+//! [`summary`] reads any frame in a few words (its kind, name, id, error code) for the
+//! inspector's trace, skipping every value.
 
 pub(crate) mod cost;
 pub(crate) mod frame;
@@ -21,6 +24,7 @@ pub(crate) mod msgpack;
 mod pack;
 pub(crate) mod reply;
 pub(crate) mod small_list;
+pub(crate) mod summary;
 mod unpack;
 
 pub(crate) use frame::{FrameKind, RawFrame, Span, parse, salvage_id};

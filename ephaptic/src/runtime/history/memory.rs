@@ -27,6 +27,18 @@ pub(crate) struct Memory {
     retention: Retentions,
 }
 
+/// One stream's place in the history, as the inspector shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Position {
+    /// Its key: `b`, `u:<identity key>`, `g:<group>`.
+    pub stream: String,
+    pub epoch: String,
+    /// The offset of its last event (0: none yet in this epoch).
+    pub top: u64,
+    /// How many of its events are kept for a replay.
+    pub kept: usize,
+}
+
 #[derive(Debug)]
 struct StreamState {
     epoch: String,
@@ -124,6 +136,33 @@ impl Memory {
         let tenures = std::mem::take(&mut s.tenures).bytes();
         self.bytes
             .fetch_sub(held + tenures + key.len() + STREAM, Relaxed);
+    }
+
+    /// How many streams are kept, and the `limit` most recently used with their positions
+    /// (the inspector's view; each stream is locked a moment, after the index is let go).
+    pub fn positions(&self, limit: usize) -> (usize, Vec<Position>) {
+        let (total, taken) = {
+            let streams = lock(&self.streams);
+            let taken: Vec<(String, Arc<Mutex<StreamState>>)> = streams
+                .iter()
+                .take(limit)
+                .map(|(k, s)| (k.clone(), s.clone()))
+                .collect();
+            (streams.len(), taken)
+        };
+        let list = taken
+            .into_iter()
+            .map(|(stream, state)| {
+                let s = lock(&state);
+                Position {
+                    stream,
+                    epoch: s.epoch.clone(),
+                    top: s.top,
+                    kept: s.entries.len(),
+                }
+            })
+            .collect();
+        (total, list)
     }
 
     /// How many streams are kept.

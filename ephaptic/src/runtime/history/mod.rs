@@ -13,7 +13,7 @@ mod memory;
 mod rules;
 mod tenure;
 
-pub(crate) use self::memory::Memory;
+pub(crate) use self::memory::{Memory, Position};
 pub use self::rules::Retention;
 pub(crate) use self::rules::{Lost, Read, Retentions};
 // What the Redis history (`backplane/history.rs`) shares with this one.

@@ -75,6 +75,18 @@ impl fmt::Debug for Settings {
     }
 }
 
+/// One group's presence on this server, as the inspector shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct LocalGroup {
+    pub group: Arc<str>,
+    /// Distinct members (identities, or anonymous connections) tracked here.
+    pub members: usize,
+    /// Connections of this server tracked in it.
+    pub connections: usize,
+    /// Connections of this server that watch it.
+    pub watchers: usize,
+}
+
 /// A connection's entry, as this server remembers it (to untrack at close, to refresh).
 #[derive(Debug, Clone)]
 struct Tracked {
@@ -215,6 +227,45 @@ impl Tracker {
     /// How many presence entries (a connection tracked in a group) this server holds.
     pub fn tracked(&self) -> usize {
         lock(&self.local).values().map(Vec::len).sum()
+    }
+
+    /// The groups this server's connections track themselves in, with how many members
+    /// (identities, or anonymous connections) and connections of this server each holds, and
+    /// how many of its connections watch each; sorted by name. (With Redis, the other servers'
+    /// entries are theirs to show.)
+    pub fn local_groups(&self) -> Vec<LocalGroup> {
+        let mut out: Vec<LocalGroup> = {
+            let local = lock(&self.local);
+            let mut groups: BTreeMap<&Arc<str>, (HashSet<&str>, usize)> = BTreeMap::new();
+            for t in local.values().flatten() {
+                let g = groups.entry(&t.group).or_default();
+                g.0.insert(&t.member);
+                g.1 += 1;
+            }
+            let watched = lock(&self.watched);
+            groups
+                .into_iter()
+                .map(|(group, (members, connections))| LocalGroup {
+                    watchers: watched.get(&**group).map_or(0, HashSet::len),
+                    group: group.clone(),
+                    members: members.len(),
+                    connections,
+                })
+                .collect()
+        };
+        let watched = lock(&self.watched);
+        for (group, conns) in watched.iter() {
+            if !out.iter().any(|g| *g.group == **group) {
+                out.push(LocalGroup {
+                    group: Arc::from(group.as_str()),
+                    members: 0,
+                    connections: 0,
+                    watchers: conns.len(),
+                });
+            }
+        }
+        out.sort_by(|a, b| a.group.cmp(&b.group));
+        out
     }
 
     /// In memory, for one server.
