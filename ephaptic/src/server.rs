@@ -1063,6 +1063,7 @@ impl Server {
             })
         });
         announce(&registry, loader.is_some(), &self.config.path, addr, &route);
+        announce_inspector(&self.config, addr);
         Ok(crate::runtime::build(Parts {
             registry,
             config: self.config,
@@ -1297,6 +1298,36 @@ fn announce(registry: &Registry, loader: bool, path: &str, addr: Option<SocketAd
         if let Some(warning) = empty {
             eprintln!("{warning}");
         }
+    }
+}
+
+/// The inspector's address on the start line, when it is on: loopback, where it is served
+/// without a token (a server bound to every address is on this machine's loopback too).
+fn announce_inspector(config: &Config, addr: Option<SocketAddr>) {
+    let Some(path) = &config.inspector_path else {
+        return;
+    };
+    let at = match addr {
+        Some(mut addr) => {
+            if addr.ip().is_unspecified() {
+                addr.set_ip(match addr {
+                    SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+                    SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+                });
+            }
+            format!("http://{addr}{path}")
+        }
+        None => path.clone(),
+    };
+    let who = match &config.inspector_token {
+        Some(token) if !token.is_empty() => "for peers with its token",
+        _ => "for loopback peers only",
+    };
+    let line = format!("ephaptic: inspector on {at} ({who})");
+    if tracing::dispatcher::has_been_set() {
+        tracing::info!("{line}");
+    } else {
+        eprintln!("{line}");
     }
 }
 

@@ -314,6 +314,23 @@ async fn the_trace_of_alice_shows_her_calls_and_events_and_never_bobs_or_a_value
 }
 
 #[tokio::test]
+async fn with_redis_the_streams_are_said_to_be_kept_there() {
+    let redis = redis_or_skip!();
+    let url = start(Server::new().redis(redis.url()).inspector("/_inspect")).await;
+    let addr = addr_of(&url);
+    let mut bob = connect(&url, "bob").await;
+    say(&mut bob, "hello").await;
+    let s = http(&addr, "/_inspect/state", &[]).await.json();
+    assert_eq!(s["streams"]["kept"], "redis", "{s:#}");
+    assert_eq!(s["streams"]["rows"], Json::Array(vec![]));
+    assert_eq!(s["metrics"]["redis_connected"], true);
+    assert_eq!(
+        row(&s["functions"], "name", "inspect_say").unwrap()["calls"],
+        1
+    );
+}
+
+#[tokio::test]
 async fn the_page_is_one_document_under_a_strict_policy() {
     let url = start(Server::new().inspector("/_inspect")).await;
     let addr = addr_of(&url);
