@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# What seeing the server costs a call: parity as it ships (no metrics, no subscriber that wants
-# call spans) against parity observed (`--metrics`: the Prometheus counters and histograms, and
-# `EPHAPTIC_LOG=spans`: a subscriber that builds every call's span), batched and unbatched, the
-# two interleaved run by run (plain, observed, observed, plain, ...). Prints a Markdown table of
-# medians: calls/s and server CPU per call. The figures go into BENCHMARKS.md by hand.
+# What seeing the server costs a call: parity as it ships (plain: no metrics, no subscriber that
+# wants call spans), with `--metrics` (the Prometheus counters and histograms), with
+# `EPHAPTIC_LOG=spans` (a subscriber whose registry builds and keeps every call's span for a
+# layer that wants them), and with both (observed); batched and unbatched, the four rotated run
+# by run. Prints a Markdown table of medians: calls/s and server CPU per call. The figures go
+# into BENCHMARKS.md by hand.
 #
 #   examples/bench/observability.sh [--runs N] [--duration S]
 set -euo pipefail
@@ -28,11 +29,12 @@ run() { # run VARIANT SHAPE ARGS...
     local variant="$1" shape="$2" out pid url
     shift 2
     out="$(mktemp)"
-    if [ "$variant" = observed ]; then
-        EPHAPTIC_LOG=spans "$BIN/parity" --addr 127.0.0.1:0 --metrics 127.0.0.1:0 >"$out" 2>/dev/null &
-    else
-        EPHAPTIC_LOG=warn "$BIN/parity" --addr 127.0.0.1:0 >"$out" 2>/dev/null &
-    fi
+    case "$variant" in
+        observed) EPHAPTIC_LOG=spans "$BIN/parity" --addr 127.0.0.1:0 --metrics 127.0.0.1:0 >"$out" 2>/dev/null & ;;
+        metrics) EPHAPTIC_LOG=warn "$BIN/parity" --addr 127.0.0.1:0 --metrics 127.0.0.1:0 >"$out" 2>/dev/null & ;;
+        spans) EPHAPTIC_LOG=spans "$BIN/parity" --addr 127.0.0.1:0 >"$out" 2>/dev/null & ;;
+        *) EPHAPTIC_LOG=warn "$BIN/parity" --addr 127.0.0.1:0 >"$out" 2>/dev/null & ;;
+    esac
     pid=$!
     for _ in $(seq 1 100); do
         url="$(sed -n 's/^listening on //p' "$out")"
@@ -48,9 +50,11 @@ run() { # run VARIANT SHAPE ARGS...
     rm -f "$out"
 }
 
+VARIANTS=(plain metrics spans observed)
 for r in $(seq 1 "$RUNS"); do
-    order=(plain observed)
-    [ $((r % 2)) -eq 0 ] && order=(observed plain)
+    # Rotated run by run, so a drifting load weighs on all alike.
+    order=()
+    for i in 0 1 2 3; do order+=("${VARIANTS[$(((i + r) % 4))]}"); done
     for v in "${order[@]}"; do
         run "$v" batched
         run "$v" unbatched --unbatched
@@ -60,14 +64,15 @@ done
 python3 - "$RESULTS" "$RUNS" <<'PY'
 import json, statistics, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
-print(f"| 1 connection, 64 in flight ({sys.argv[2]} runs each, medians) | plain calls/s | observed calls/s | plain server CPU us/call | observed server CPU us/call | CPU per call, observed vs plain |")
-print("|---|---|---|---|---|---|")
+print(f"| 1 connection, 64 in flight ({sys.argv[2]} runs each, medians) | calls/s | server CPU us/call | CPU per call vs plain |")
+print("|---|---|---|---|")
 for shape in ("batched", "unbatched"):
     def med(variant, key):
         vals = [r[key] for r in rows if r["shape"] == shape and r["variant"] == variant and r.get(key) is not None]
         return statistics.median(vals) if vals else float("nan")
-    pc, oc = med("plain", "calls_per_s"), med("observed", "calls_per_s")
-    pu, ou = med("plain", "server_cpu_us_per_call"), med("observed", "server_cpu_us_per_call")
-    print(f"| {shape} | {pc:,.0f} | {oc:,.0f} | {pu:.2f} | {ou:.2f} | {100 * (ou / pu - 1):+.1f} % |")
+    base = med("plain", "server_cpu_us_per_call")
+    for v in ("plain", "metrics", "spans", "observed"):
+        cpu = med(v, "server_cpu_us_per_call")
+        print(f"| {shape}, {v} | {med(v, 'calls_per_s'):,.0f} | {cpu:.2f} | {100 * (cpu / base - 1):+.1f} % |")
 PY
 rm -f "$RESULTS"

@@ -36,6 +36,11 @@ impl Answer {
         }
     }
 
+    /// The same, measuring the call with `meter` (a call answered in a task of its own).
+    pub fn metered(self, meter: Option<Meter>) -> Self {
+        Answer { meter, ..self }
+    }
+
     /// Counts the call as answered with `code` (with metrics on).
     #[inline]
     pub fn answered(&self, code: &str) {
@@ -45,7 +50,7 @@ impl Answer {
     }
 
     /// `frame`, or `FRAME_TOO_LARGE` in its place when it is larger than a client is promised.
-    pub fn bounded(self, frame: Bytes, id: &[u8], def: &FunctionDef) -> Bytes {
+    pub fn bounded(&self, frame: Bytes, id: &[u8], def: &FunctionDef) -> Bytes {
         if frame.len() <= self.max_frame {
             return frame;
         }

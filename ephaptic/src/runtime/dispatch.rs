@@ -19,7 +19,7 @@ use super::panic::{self, CatchUnwind, panicked};
 use super::ratelimit::Check;
 use super::scope::in_scope;
 use super::state::State;
-use super::telemetry::Meter;
+use super::telemetry::{Meter, Stopwatch};
 use crate::error::Error;
 use crate::handler::{FunctionDef, Outcome, Request, Started};
 use crate::session::{Connection, Outbox};
@@ -158,24 +158,31 @@ pub(crate) fn start(
     let span = super::spans::call_span(def, conn.id(), frame, raw, state.trace_parent.as_ref());
     let _in = span.enter();
     // With metrics on, the call is timed from here to its answer.
-    let meter = state.telemetry.as_ref().map(|t| Meter::start(t, index));
+    let watch = state.telemetry.is_some().then(|| Stopwatch::start(index));
 
     if def.requires_login && conn.identity().is_none() {
-        refuse(&span, &meter, Error::unauthorized(), id_bytes, out);
+        refuse(&span, state, watch, Error::unauthorized(), id_bytes, out);
         return;
     }
     if state.draining() {
-        refuse(&span, &meter, super::drain::shutting_down(), id_bytes, out);
+        refuse(
+            &span,
+            state,
+            watch,
+            super::drain::shutting_down(),
+            id_bytes,
+            out,
+        );
         return;
     }
     let limit = state.config.max_calls_in_flight;
     if conn.calls_running() >= limit {
-        refuse(&span, &meter, too_many_calls(limit), id_bytes, out);
+        refuse(&span, state, watch, too_many_calls(limit), id_bytes, out);
         return;
     }
     // Before anything is decoded: what the arguments would decode to is bounded too.
     if let Err(e) = crate::handler::check_cost(frame, raw, state.config.max_frame_nodes) {
-        refuse(&span, &meter, e, id_bytes, out);
+        refuse(&span, state, watch, e, id_bytes, out);
         return;
     }
     // An idempotent function's call with a key runs once per key (`idempotency.rs`).
@@ -183,7 +190,7 @@ pub(crate) fn start(
         true => match super::idempotency::key_of(frame, raw) {
             Ok(key) => key.map(str::to_owned),
             Err(e) => {
-                refuse(&span, &meter, e, id_bytes, out);
+                refuse(&span, state, watch, e, id_bytes, out);
                 return;
             }
         },
@@ -192,7 +199,7 @@ pub(crate) fn start(
     match state.limiter.check(def, conn) {
         Check::Allowed => {}
         Check::Refused(e) => {
-            refuse(&span, &meter, e, id_bytes, out);
+            refuse(&span, state, watch, e, id_bytes, out);
             return;
         }
         Check::Shared(decision) => {
@@ -200,7 +207,7 @@ pub(crate) fn start(
                 decision: Some(decision),
                 once,
                 span: span.clone(),
-                meter,
+                meter: Meter::of(state.telemetry.as_ref(), watch),
             };
             start_after(state, conn, frame, raw, def, later);
             return;
@@ -211,7 +218,7 @@ pub(crate) fn start(
             decision: None,
             once,
             span: span.clone(),
-            meter,
+            meter: Meter::of(state.telemetry.as_ref(), watch),
         };
         start_after(state, conn, frame, raw, def, later);
         return;
@@ -235,12 +242,13 @@ pub(crate) fn start(
             }
         }
     });
-    let debug = Answer::of(state, meter);
+    let debug = Answer::of(state, None);
     let outcome = match first {
         Ok(Ok(outcome)) => outcome,
         Ok(Err(running)) => {
             let (key, id) = keys(frame, raw);
             let task_conn = conn.clone();
+            let debug = debug.metered(Meter::of(state.telemetry.as_ref(), watch));
             let rest = async move {
                 let outcome = match CatchUnwind::handler(def.name, running).await {
                     Ok(outcome) => outcome,
@@ -256,17 +264,18 @@ pub(crate) fn start(
     let reply = match outcome {
         Outcome::Reply(reply) => {
             super::spans::record_code(&span, "OK");
-            debug.answered("OK");
-            debug.clone().bounded(reply, id_bytes, def)
+            measured(state, watch, "OK");
+            debug.bounded(reply, id_bytes, def)
         }
         Outcome::Error(e) => {
             super::spans::record_code(&span, e.code());
-            debug.answered(e.code());
+            measured(state, watch, e.code());
             log_internal(def, &e);
             e.to_frame(id_bytes, debug.debug)
         }
         stream @ Outcome::Stream(_) => {
             let (key, id) = keys(frame, raw);
+            let debug = debug.metered(Meter::of(state.telemetry.as_ref(), watch));
             let rest = send_outcome(conn.clone(), debug, def, id, stream);
             spawn_running(state, conn, key, true, rest.instrument(span.clone()));
             return;
@@ -281,12 +290,25 @@ pub(crate) fn start(
 }
 
 /// Answers a call that does not run with `e`, and says so on its span.
-fn refuse(span: &tracing::Span, meter: &Option<Meter>, e: Error, id: &[u8], out: &mut Outbox) {
+fn refuse(
+    span: &tracing::Span,
+    state: &State,
+    watch: Option<Stopwatch>,
+    e: Error,
+    id: &[u8],
+    out: &mut Outbox,
+) {
     super::spans::record_code(span, e.code());
-    if let Some(m) = meter {
-        m.answered(e.code());
-    }
+    measured(state, watch, e.code());
     out.push(e.to_frame(id, false));
+}
+
+/// Counts a call answered inline with `code` (with metrics on).
+#[inline]
+fn measured(state: &State, watch: Option<Stopwatch>, code: &str) {
+    if let (Some(t), Some(w)) = (&state.telemetry, watch) {
+        w.stop(t, code);
+    }
 }
 
 /// `TOO_MANY_CALLS`: the connection has `limit` calls running; this one is not started.

@@ -255,27 +255,48 @@ impl Telemetry {
     }
 }
 
-/// A call being measured: its function's index and when its frame was read.
-#[derive(Debug, Clone)]
-pub(crate) struct Meter {
-    telemetry: Arc<Telemetry>,
+/// A call's clock: its function's index and when its frame was read. Copied, not shared:
+/// the inline path (most calls) records with the server's telemetry at hand.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Stopwatch {
     index: usize,
     started: Instant,
 }
 
-impl Meter {
-    pub fn start(telemetry: &Arc<Telemetry>, index: usize) -> Meter {
-        Meter {
-            telemetry: telemetry.clone(),
+impl Stopwatch {
+    pub fn start(index: usize) -> Stopwatch {
+        Stopwatch {
             index,
             started: Instant::now(),
         }
     }
 
     /// The call was answered with `code`.
+    #[inline]
+    pub fn stop(self, telemetry: &Telemetry, code: &str) {
+        telemetry.call(self.index, code, self.started.elapsed());
+    }
+}
+
+/// A call being measured in a task of its own: its clock and the server's telemetry.
+#[derive(Debug, Clone)]
+pub(crate) struct Meter {
+    telemetry: Arc<Telemetry>,
+    watch: Stopwatch,
+}
+
+impl Meter {
+    /// `watch` with `telemetry`, when both are there (metrics on).
+    pub fn of(telemetry: Option<&Arc<Telemetry>>, watch: Option<Stopwatch>) -> Option<Meter> {
+        Some(Meter {
+            telemetry: telemetry?.clone(),
+            watch: watch?,
+        })
+    }
+
+    /// The call was answered with `code`.
     pub fn answered(&self, code: &str) {
-        self.telemetry
-            .call(self.index, code, self.started.elapsed());
+        self.watch.stop(&self.telemetry, code);
     }
 }
 
@@ -292,10 +313,10 @@ mod tests {
     #[test]
     fn calls_are_counted_by_function_and_code_with_a_histogram_each() {
         let t = Arc::new(Telemetry::new(&["add", "echo"]));
-        let m = Meter::start(&t, 0);
+        let m = Meter::of(Some(&t), Some(Stopwatch::start(0))).unwrap();
         m.answered("OK");
         m.answered("OK");
-        Meter::start(&t, 0).answered("OVERFLOW");
+        Stopwatch::start(0).stop(&t, "OVERFLOW");
         t.unknown();
         let out = text(&t);
         assert!(

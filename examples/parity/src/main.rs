@@ -111,16 +111,23 @@ async fn main() -> std::io::Result<()> {
         _ => tracing::Level::INFO,
     };
     if log == "spans" {
-        // Warnings logged, and every call's span built (what a tracing exporter makes the
-        // server do; for the benchmark of its cost): `ephaptic::call` at DEBUG.
+        // Warnings logged, and every call's span built and kept by the registry for a layer
+        // that wants them (a stand-in for a tracing exporter, which does its own work on top;
+        // for the benchmark of what the spans cost): `ephaptic::call` at DEBUG.
+        use tracing_subscriber::Layer;
         use tracing_subscriber::layer::SubscriberExt;
         use tracing_subscriber::util::SubscriberInitExt;
-        let targets = tracing_subscriber::filter::Targets::new()
-            .with_default(tracing::Level::WARN)
+        struct Wants;
+        impl<S: tracing::Subscriber> Layer<S> for Wants {}
+        let calls = tracing_subscriber::filter::Targets::new()
             .with_target("ephaptic::call", tracing::Level::DEBUG);
         tracing_subscriber::registry()
-            .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
-            .with(targets)
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_writer(std::io::stderr)
+                    .with_filter(tracing_subscriber::filter::LevelFilter::WARN),
+            )
+            .with(Wants.with_filter(calls))
             .init();
     } else {
         tracing_subscriber::fmt()
