@@ -959,9 +959,9 @@ impl Server {
     /// Beside the page, `path/state` is the same snapshot as JSON, and
     /// `path/trace?identity=<key>` an identity's trace (the last 200 frames; at most 4
     /// identities traced at once; a trace nobody polls for 30 s ends). Connections nobody traces
-    /// pay one relaxed atomic load per read and per write batch; functions count their calls
-    /// with two relaxed atomic adds more (the inspector turns on the same counters as
-    /// [`metrics_endpoint`](Self::metrics_endpoint)).
+    /// pay one relaxed atomic load per message read and per batch of writes; functions count
+    /// their calls with two relaxed atomic adds more (the inspector turns on the same counters
+    /// as [`metrics_endpoint`](Self::metrics_endpoint)).
     ///
     /// Who may read it: loopback peers asking for a loopback host name (or one listed in
     /// [`allowed_hosts`](Self::allowed_hosts)) and not through a proxy, unless

@@ -95,8 +95,8 @@ impl Session {
     }
 
     /// Whether the inspector traces this connection's frames (`trace.rs`): one relaxed load,
-    /// all that a connection nobody traces pays. Its task asks once per read and once per
-    /// batch of writes, then hands each frame to [`trace_in`](Self::trace_in) or
+    /// all that a connection nobody traces pays. Its task asks once per message read and once
+    /// per batch of writes, then hands each frame to [`trace_in`](Self::trace_in) or
     /// [`trace_out`](Self::trace_out).
     #[inline]
     pub fn traced(&self) -> bool {

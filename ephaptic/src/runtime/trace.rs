@@ -2,9 +2,9 @@
 //! called and were sent, as the inspector page asks for them.
 //!
 //! A connection of a traced identity carries a flag (`Connection::traced`); its task reads the
-//! flag once per read and once per write batch, and only a flagged connection's frames are
-//! summarised ([`summarize`]: kind, name, id, error code, size; never a value) into its
-//! identity's log. Everyone else pays that relaxed load and nothing more, and nothing of their
+//! flag once per message read and once per batch of writes, and only a flagged connection's
+//! frames are summarised ([`summarize`]: kind, name, id, error code, size; never a value) into
+//! its identity's log. Everyone else pays that relaxed load and nothing more, and nothing of their
 //! frames is kept anywhere.
 //!
 //! Bounded: at most [`MAX_TRACED`] identities at once, the last [`KEPT`] frames of each, and a
