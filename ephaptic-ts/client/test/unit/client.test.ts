@@ -1,30 +1,13 @@
 // The client against an in-memory socket: what it sends, and what it makes of what it receives.
 import assert from "node:assert/strict";
-import { after, mock, test } from "node:test";
+import { mock, test } from "node:test";
 import { connect, EphapticError, type ConnectOptions, type ConnectionState } from "../../dist/index.js";
+import { fakeClients } from "../helpers/fake-client.js";
 import { fakeWebSocket, flush, recordingLogger } from "../helpers/fake-ws.js";
 
-// A failing test must not leave a reconnecting client behind: it would keep the process alive.
-const clients: Array<{ disconnect(): void }> = [];
-after(() => clients.forEach((c) => c.disconnect()));
-
-function setup(options: ConnectOptions = {}) {
-  const fake = fakeWebSocket();
-  const log = recordingLogger();
-  const client = connect({
-    url: "ws://test/_ephaptic",
-    WebSocket: fake.WebSocket,
-    logger: log.logger,
-    // Fast retries; the backoff numbers themselves are tested as pure functions.
-    reconnect: { baseMs: 2, capMs: 4 },
-    // These tests pin the frames of a client without sessions (exactly what it sent before
-    // PROTOCOL.md 5.6); sessions have their own tests (session.test.ts).
-    resume: false,
-    ...options,
-  });
-  clients.push(client);
-  return { client, fake, log };
-}
+// These tests pin the frames of a client without sessions (exactly what it sent before
+// PROTOCOL.md 5.6); sessions have their own tests (session.test.ts).
+const setup = fakeClients({ resume: false });
 
 const isCode = (code: string) => (e: unknown) => {
   assert.ok(e instanceof EphapticError, `expected an EphapticError, got ${String(e)}`);
@@ -562,7 +545,7 @@ const noGlobalWebSocket = typeof (globalThis as { WebSocket?: unknown }).WebSock
 
 test("without a WebSocket implementation connect() works; calls and ready() say what to pass", { skip: !noGlobalWebSocket && "this runtime has a global WebSocket" }, async () => {
   const client = connect({ url: "ws://127.0.0.1:1/_ephaptic" });
-  clients.push(client);
+  setup.track(client);
   assert.equal(client.state, "disconnected");
   const says = (e: unknown) => isCode("CONNECT_FAILED")(e) && /No WebSocket implementation[\s\S]*from "ws"[\s\S]*--experimental-websocket/.test((e as Error).message);
   await assert.rejects(client.call("add", 1, 2), says);
@@ -603,7 +586,7 @@ test("ready() with reconnect: false rejects when the first attempt fails at once
     reconnect: false,
     logger: recordingLogger().logger,
   });
-  clients.push(client);
+  setup.track(client);
   // The first attempt (made by connect()) already failed; ready() makes another and learns how it ended.
   assert.equal(client.state, "disconnected");
   await assert.rejects(client.ready(), (e) => isCode("CONNECT_FAILED")(e) && /refused/.test((e as Error).message));

@@ -2,9 +2,8 @@
 // in-memory socket: close code 4401 is final (no reconnect, SESSION_ENDED, onSessionEnded once),
 // and a `refresh` frame is answered with fresh credentials in `__ephaptic.refresh`.
 import assert from "node:assert/strict";
-import { after, test } from "node:test";
+import { test } from "node:test";
 import {
-  connect,
   EphapticError,
   SESSION_ENDED_CLOSE_CODE,
   type ConnectOptions,
@@ -12,10 +11,10 @@ import {
   type SessionEnded,
   type StateChange,
 } from "../../dist/index.js";
-import { fakeWebSocket, flush, recordingLogger } from "../helpers/fake-ws.js";
+import { fakeClients } from "../helpers/fake-client.js";
+import { flush } from "../helpers/fake-ws.js";
 
-const clients: Array<{ disconnect(): void }> = [];
-after(() => clients.forEach((c) => c.disconnect()));
+const fakeClient = fakeClients();
 
 const HELLO_ANSWER = {
   id: 0,
@@ -23,16 +22,7 @@ const HELLO_ANSWER = {
 };
 
 function setup(options: ConnectOptions = {}) {
-  const fake = fakeWebSocket();
-  const log = recordingLogger();
-  const client = connect({
-    url: "ws://test/_ephaptic",
-    WebSocket: fake.WebSocket,
-    logger: log.logger,
-    reconnect: { baseMs: 2, capMs: 4 },
-    ...options,
-  });
-  clients.push(client);
+  const { client, fake, log } = fakeClient(options);
   const changes: Array<[ConnectionState, StateChange]> = [];
   client.onStateChange((s, c) => void changes.push([s, c]));
   const ended: SessionEnded[] = [];
@@ -46,6 +36,16 @@ async function until(check: () => boolean, what: string, ms = 2000): Promise<voi
     if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 2));
   }
+}
+
+/** Opens the client's first socket and answers its hello; resolves with that socket once ready. */
+async function connected({ client, fake }: Pick<ReturnType<typeof setup>, "client" | "fake">) {
+  await until(() => fake.sockets.length === 1, "the socket");
+  const ws = fake.last();
+  ws.open();
+  ws.receive(HELLO_ANSWER);
+  await client.ready();
+  return ws;
 }
 
 /** An EphapticError SESSION_ENDED for `reason`, saying what to do. */
@@ -284,11 +284,7 @@ test("refresh with a plain auth value sends it again; without auth the call has 
 test("a refused refresh is logged, then the server's 4401 ends the session", async () => {
   let n = 0;
   const { client, fake, log, ended } = setup({ auth: () => (++n === 1 ? "expiring:alice:2000" : "expiring:mallory:2000") });
-  await until(() => fake.sockets.length === 1, "the socket");
-  const ws = fake.last();
-  ws.open();
-  ws.receive(HELLO_ANSWER);
-  await client.ready();
+  const ws = await connected({ client, fake });
   ws.receive({ type: "refresh", expires: Date.now() + 1000 });
   await until(() => ws.frames("rpc").length === 2, "the refresh call");
   assert.deepEqual(ws.frames("rpc")[1]!.args, ["expiring:mallory:2000"]);
@@ -311,11 +307,7 @@ test("an auth function that throws at a refresh is logged and nothing is sent; t
       return "tok";
     },
   });
-  await until(() => fake.sockets.length === 1, "the socket");
-  const ws = fake.last();
-  ws.open();
-  ws.receive(HELLO_ANSWER);
-  await client.ready();
+  const ws = await connected({ client, fake });
   ws.receive({ type: "refresh", expires: Date.now() + 1000 });
   await until(() => log.warnings.length > 0, "the warning");
   assert.match(log.warnings[0]!, /auth function failed when the server asked for fresh credentials: token service down/);

@@ -2,33 +2,17 @@
 // key of `connect({ idempotent })`'s functions, their calls kept across a drop and sent again with
 // the same key, what a drop tells the others (`data.mayHaveRun`), and the outbox.
 import assert from "node:assert/strict";
-import { after, test } from "node:test";
-import { connect, EphapticError, isEphapticError, type ConnectOptions } from "../../dist/index.js";
+import { test } from "node:test";
+import { connect, EphapticError, isEphapticError } from "../../dist/index.js";
 import { checkIdempotencyKey, newIdempotencyKey } from "../../dist/idempotency.js";
-import { fakeWebSocket, flush, recordingLogger, type FakeSocket } from "../helpers/fake-ws.js";
-
-const clients: Array<{ disconnect(): void }> = [];
-after(() => clients.forEach((c) => c.disconnect()));
+import { fakeClients } from "../helpers/fake-client.js";
+import { fakeWebSocket, flush, type FakeSocket } from "../helpers/fake-ws.js";
 
 const IDEMPOTENT = ["create_todo", "feed"] as const;
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
 
-function setup(options: ConnectOptions = {}) {
-  const fake = fakeWebSocket();
-  const log = recordingLogger();
-  const client = connect({
-    url: "ws://test/_ephaptic",
-    WebSocket: fake.WebSocket,
-    logger: log.logger,
-    reconnect: { baseMs: 2, capMs: 4 },
-    // The frames of a client without sessions, so the tests read just the calls.
-    resume: false,
-    idempotent: IDEMPOTENT,
-    ...options,
-  });
-  clients.push(client);
-  return { client, fake, log };
-}
+// The frames of a client without sessions, so the tests read just the calls.
+const setup = fakeClients({ resume: false, idempotent: IDEMPOTENT });
 
 async function until(check: () => boolean, what: string, ms = 2000): Promise<void> {
   const end = Date.now() + ms;

@@ -2,9 +2,8 @@
 // dropped by offset, legacy servers (hello answered NOT_FOUND), resume positions, position and
 // resync frames, onResync and the invalidation it drives, schema skew.
 import assert from "node:assert/strict";
-import { after, test } from "node:test";
+import { test } from "node:test";
 import {
-  connect,
   EphapticError,
   type ConnectOptions,
   type ConnectionState,
@@ -13,24 +12,15 @@ import {
   type StateChange,
 } from "../../dist/index.js";
 import { MAX_RESUME, Positions } from "../../dist/session.js";
-import { fakeWebSocket, flush, recordingLogger, type FakeSocket } from "../helpers/fake-ws.js";
+import { fakeClients } from "../helpers/fake-client.js";
+import { fakeWebSocket, flush, type FakeSocket } from "../helpers/fake-ws.js";
 
-const clients: Array<{ disconnect(): void }> = [];
-after(() => clients.forEach((c) => c.disconnect()));
+const fakeClient = fakeClients();
 
 const HELLO = { type: "rpc", id: 0, name: "__ephaptic.hello", args: [] };
 
 function setup(options: ConnectOptions = {}) {
-  const fake = fakeWebSocket();
-  const log = recordingLogger();
-  const client = connect({
-    url: "ws://test/_ephaptic",
-    WebSocket: fake.WebSocket,
-    logger: log.logger,
-    reconnect: { baseMs: 2, capMs: 4 },
-    ...options,
-  });
-  clients.push(client);
+  const { client, fake, log } = fakeClient(options);
   const resyncs: Resync[] = [];
   client.onResync((r) => void resyncs.push(r));
   const changes: Array<[ConnectionState, StateChange]> = [];

@@ -1,34 +1,19 @@
 // Distributed tracing (W3C Trace Context, PROTOCOL.md 5.13) against an in-memory socket: what
 // `connect({ traceparent })` puts in the `rpc` frames, when it is asked, and what it drops.
 import assert from "node:assert/strict";
-import { after, test } from "node:test";
+import { test } from "node:test";
 import { encode } from "@msgpack/msgpack";
-import { connect, type ConnectOptions } from "../../dist/index.js";
+import { connect } from "../../dist/index.js";
 import { encodeValue, isTraceparent, rpcFrame } from "../../dist/codec.js";
-import { fakeWebSocket, flush, recordingLogger, type FakeSocket } from "../helpers/fake-ws.js";
+import { fakeClients } from "../helpers/fake-client.js";
+import { fakeWebSocket, flush, type FakeSocket } from "../helpers/fake-ws.js";
 
-const clients: Array<{ disconnect(): void }> = [];
-after(() => clients.forEach((c) => c.disconnect()));
+// The frames of a client without sessions, so the tests read just the calls.
+const setup = fakeClients({ resume: false });
 
 const TP1 = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
 const TP2 = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00";
 const TP3 = "00-11111111111111111111111111111111-2222222222222222-ff";
-
-function setup(options: ConnectOptions = {}) {
-  const fake = fakeWebSocket();
-  const log = recordingLogger();
-  const client = connect({
-    url: "ws://test/_ephaptic",
-    WebSocket: fake.WebSocket,
-    logger: log.logger,
-    reconnect: { baseMs: 2, capMs: 4 },
-    // The frames of a client without sessions, so the tests read just the calls.
-    resume: false,
-    ...options,
-  });
-  clients.push(client);
-  return { client, fake, log };
-}
 
 /** A traceparent function that gives `values` in turn, counting how often it was asked. */
 function sequence(values: ReadonlyArray<string | undefined>) {
