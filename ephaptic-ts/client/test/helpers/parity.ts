@@ -2,9 +2,11 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { existsSync } from "node:fs";
 import { resolve } from "node:path";
+import { after, before } from "node:test";
 import { fileURLToPath } from "node:url";
 import { WebSocket } from "ws";
 import { connect, type Client, type ConnectOptions } from "../../dist/index.js";
+import { startProxy, type Proxy } from "./proxy.js";
 
 /** This file runs from .test-build/helpers/, four levels below the repository root. */
 export const REPO_ROOT = fileURLToPath(new URL("../../../../", import.meta.url));
@@ -95,6 +97,49 @@ export type ParityClient = Client;
 /** A client of the parity server over the `ws` package, as a Node 20 app would make it. */
 export function parityClient(url: string, options: ConnectOptions = {}): ParityClient {
   return connect({ url, WebSocket, ...options });
+}
+
+export interface ParityFixture {
+  /** The server, started in `before()`. */
+  readonly server: Parity;
+  /** The TCP proxy in front of it (helpers/proxy.ts), with `{ proxy: true }`. */
+  readonly proxy: Proxy;
+  /** Adds `client` to the ones disconnected after the file's tests; returns it. */
+  track<C extends { disconnect(): void }>(client: C): C;
+}
+
+/**
+ * The shared preamble of an integration test file: starts parity (and with `proxy`, a proxy in
+ * front of it) before the file's tests; after them disconnects every tracked client, then closes
+ * the proxy and stops the server. Call it once, at the top level of the file.
+ */
+export function parityFixture({ proxy: withProxy = false }: { proxy?: boolean } = {}): ParityFixture {
+  let server: Parity | undefined;
+  let proxy: Proxy | undefined;
+  const clients: Array<{ disconnect(): void }> = [];
+  before(async () => {
+    server = await startParity();
+    if (withProxy) proxy = await startProxy(server.port);
+  });
+  after(async () => {
+    for (const c of clients) c.disconnect();
+    await proxy?.close();
+    await server?.stop();
+  });
+  return {
+    get server(): Parity {
+      if (!server) throw new Error("parity is not started (parityFixture's before() has not run)");
+      return server;
+    },
+    get proxy(): Proxy {
+      if (!proxy) throw new Error(withProxy ? "the proxy is not started yet" : "parityFixture() was called without { proxy: true }");
+      return proxy;
+    },
+    track(client) {
+      clients.push(client);
+      return client;
+    },
+  };
 }
 
 /** Resolves when `check` passes; fails with `what` after `ms`. */

@@ -1,24 +1,14 @@
 // Every parity function, called the way an application would, against the real Rust server.
 import assert from "node:assert/strict";
-import { after, before, describe, test } from "node:test";
+import { describe, test } from "node:test";
 import { EphapticError, type ConnectOptions } from "../../dist/index.js";
-import { parityClient, sleep, startParity, type Parity, type ParityClient } from "../helpers/parity.js";
+import { parityClient, parityFixture, sleep, type ParityClient } from "../helpers/parity.js";
 
-let server: Parity;
-const clients: ParityClient[] = [];
-
-before(async () => {
-  server = await startParity();
-});
-
-after(async () => {
-  for (const c of clients) c.disconnect();
-  await server?.stop();
-});
+const parity = parityFixture();
 
 function client(options: ConnectOptions = {}): ParityClient {
-  const c = parityClient(server.url, options);
-  clients.push(c);
+  const c = parityClient(parity.server.url, options);
+  parity.track(c);
   return c;
 }
 

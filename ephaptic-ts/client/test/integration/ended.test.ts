@@ -3,33 +3,19 @@
 // `expiring:<user>:<ms>`, and asks for a refresh at the expiry - min(ttl / 2, 30 s); `kick(user,
 // reason)` ends every session of `user`.
 import assert from "node:assert/strict";
-import { after, before, test } from "node:test";
+import { test } from "node:test";
 import { EphapticError, type ConnectionState, type ConnectOptions, type SessionEnded } from "../../dist/index.js";
 import { recordingLogger } from "../helpers/fake-ws.js";
-import { parityClient, sleep, startParity, until, type Parity, type ParityClient } from "../helpers/parity.js";
-import { startProxy, type Proxy } from "../helpers/proxy.js";
+import { parityClient, parityFixture, sleep, until } from "../helpers/parity.js";
 
-let server: Parity;
-let proxy: Proxy;
-const clients: ParityClient[] = [];
-
-before(async () => {
-  server = await startParity();
-  proxy = await startProxy(server.port);
-});
-
-after(async () => {
-  for (const c of clients) c.disconnect();
-  await proxy?.close();
-  await server?.stop();
-});
+const parity = parityFixture({ proxy: true });
 
 /** A client through the proxy (which counts connections), recording what it is told. */
 function watched(options: ConnectOptions = {}) {
   const log = recordingLogger();
   // Quick retries: a client that wrongly reconnected would do so many times in the waits below.
-  const client = parityClient(proxy.url, { logger: log.logger, reconnect: { baseMs: 50, capMs: 200 }, ...options });
-  clients.push(client);
+  const client = parityClient(parity.proxy.url, { logger: log.logger, reconnect: { baseMs: 50, capMs: 200 }, ...options });
+  parity.track(client);
   const ended: SessionEnded[] = [];
   client.onSessionEnded((e) => void ended.push(e));
   const states: ConnectionState[] = [];
@@ -61,7 +47,7 @@ test("kick ends every session of the user: onSessionEnded once, closed, no recon
   const pending = alice1.client.sleepy(10_000);
   const pendingFails = assert.rejects(pending, sessionEnded("revoked"));
   const authCalls = aliceAuth;
-  const connections = proxy.accepted;
+  const connections = parity.proxy.accepted;
 
   assert.equal(await admin.client.kick("alice", "revoked"), 2, "both of alice's connections closed");
   await until(() => alice1.ended.length > 0 && alice2.ended.length > 0, "both alice clients told");
@@ -75,7 +61,7 @@ test("kick ends every session of the user: onSessionEnded once, closed, no recon
   // No reconnect attempt: neither the auth function nor a new connection, for 5 s.
   await sleep(5000);
   assert.equal(aliceAuth, authCalls, "the auth function was not called again");
-  assert.equal(proxy.accepted, connections, "no new connection");
+  assert.equal(parity.proxy.accepted, connections, "no new connection");
   for (const alice of [alice1, alice2]) {
     assert.deepEqual(alice.ended, [{ code: 4401, reason: "revoked" }], "onSessionEnded fired once");
     assert.deepEqual(alice.states, ["connected", "closed"]);
@@ -119,7 +105,7 @@ test("credentials refreshed for another identity end the session, without a reco
     auth: () => (++calls === 1 ? "expiring:alice:2000" : "expiring:mallory:2000"),
   });
   assert.equal(await client.whoami(), "alice");
-  const connections = proxy.accepted;
+  const connections = parity.proxy.accepted;
   await until(() => ended.length > 0, "the session ended");
   assert.deepEqual(ended, [{ code: 4401, reason: "credentials refreshed for another identity" }]);
   assert.equal(client.state, "closed");
@@ -128,7 +114,7 @@ test("credentials refreshed for another identity end the session, without a reco
   // Past the first grant's expiry, and many backoffs long.
   await sleep(1500);
   assert.equal(calls, 2, "the auth function was not asked to reconnect");
-  assert.equal(proxy.accepted, connections, "no new connection");
+  assert.equal(parity.proxy.accepted, connections, "no new connection");
   assert.deepEqual(states, ["connected", "closed"]);
   assert.equal(ended.length, 1);
 });

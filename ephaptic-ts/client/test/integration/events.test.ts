@@ -1,20 +1,10 @@
 // Events from the real server: to one identity, to the caller only, to everyone, and a channel.
 import assert from "node:assert/strict";
-import { after, before, test } from "node:test";
+import { test } from "node:test";
 import type { ConnectOptions } from "../../dist/index.js";
-import { parityClient, startParity, until, type Parity, type ParityClient } from "../helpers/parity.js";
+import { parityClient, parityFixture, until, type ParityClient } from "../helpers/parity.js";
 
-let server: Parity;
-const clients: ParityClient[] = [];
-
-before(async () => {
-  server = await startParity();
-});
-
-after(async () => {
-  for (const c of clients) c.disconnect();
-  await server?.stop();
-});
+const parity = parityFixture();
 
 interface Recorded {
   client: ParityClient;
@@ -22,8 +12,8 @@ interface Recorded {
 }
 
 async function listener(options: ConnectOptions): Promise<Recorded> {
-  const client = parityClient(server.url, options);
-  clients.push(client);
+  const client = parityClient(parity.server.url, options);
+  parity.track(client);
   const events: Array<[string, unknown]> = [];
   for (const name of ["Notice", "Pong", "todoCreated"]) client.on(name, (d) => void events.push([name, d]));
   await client.ready();

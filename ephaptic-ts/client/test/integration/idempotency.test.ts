@@ -6,10 +6,9 @@
 // A TCP proxy (helpers/proxy.ts) stands between the client and parity: `stall()` keeps the
 // server's answer from reaching the client, `cut()` then drops the connection.
 import assert from "node:assert/strict";
-import { after, before, test } from "node:test";
+import { test } from "node:test";
 import { isEphapticError } from "../../dist/index.js";
-import { parityClient, sleep, startParity, until, type Parity, type ParityClient } from "../helpers/parity.js";
-import { startProxy, type Proxy } from "../helpers/proxy.js";
+import { parityClient, parityFixture, sleep, until, type ParityClient } from "../helpers/parity.js";
 
 // parity's schema.ts: `export const ephapticIdempotent = ["create_todo"] as const;` (the runtime
 // tests use the untyped client, so the list is spelt here; test/types.test-d.ts checks the real one).
@@ -22,30 +21,17 @@ interface Todo {
   done: boolean;
 }
 
-let server: Parity;
-let proxy: Proxy;
-const clients: ParityClient[] = [];
-
-before(async () => {
-  server = await startParity();
-  proxy = await startProxy(server.port);
-});
-
-after(async () => {
-  for (const c of clients) c.disconnect();
-  await proxy?.close();
-  await server?.stop();
-});
+const parity = parityFixture({ proxy: true });
 
 function client(url: string, options: Parameters<typeof parityClient>[1] = {}): ParityClient {
   const c = parityClient(url, { reconnect: FAST, idempotent: ephapticIdempotent, ...options });
-  clients.push(c);
+  parity.track(c);
   return c;
 }
 
 /** A client straight to the server that records every `todoCreated`. */
 async function todoListener(): Promise<{ todos: Todo[]; client: ParityClient }> {
-  const c = client(server.url, { auth: "listener" });
+  const c = client(parity.server.url, { auth: "listener" });
   const todos: Todo[] = [];
   c.on("todoCreated", (t) => void todos.push(t as Todo));
   await c.ready();
@@ -71,7 +57,7 @@ test("an idempotent call whose answer was lost to a cut is sent again after the 
   const listener = await todoListener();
   const sentKeys: unknown[] = [];
   const states: string[] = [];
-  const proxied = client(proxy.url, {
+  const proxied = client(parity.proxy.url, {
     auth: "idem-user",
     trace: (direction, frame) => {
       if (direction === "out" && frame.type === "rpc" && frame.name === "create_todo") sentKeys.push(frame.key);
@@ -79,20 +65,20 @@ test("an idempotent call whose answer was lost to a cut is sent again after the 
   });
   proxied.onStateChange((s) => void states.push(s));
   await proxied.ready();
-  const accepted = proxy.accepted;
+  const accepted = parity.proxy.accepted;
 
   // The server's answer never gets through; the call runs there (the listener sees its channel).
-  proxy.stall();
+  parity.proxy.stall();
   let settledTimes = 0;
   const call = proxied.create_todo("x").finally(() => void settledTimes++) as Promise<Todo>;
   await until(() => listener.todos.length === 1, "the todo created on the server");
   assert.equal(settledTimes, 0, "the answer has not reached the client");
-  proxy.cut();
+  parity.proxy.cut();
 
   const todo = await call;
   assert.equal(todo.title, "x");
   assert.deepEqual(todo, listener.todos[0], "the answer of the run the listener saw");
-  assert.ok(proxy.accepted > accepted, "it came over a new connection");
+  assert.ok(parity.proxy.accepted > accepted, "it came over a new connection");
   assert.ok(states.includes("reconnecting"), "the client reconnected by itself");
   assert.equal(sentKeys.length, 2, "sent twice: before the cut and after the reconnect");
   assert.equal(sentKeys[0], sentKeys[1], "with the same key");
@@ -113,7 +99,7 @@ test("an idempotent call whose answer was lost to a cut is sent again after the 
 
 test("a non-idempotent call cut mid-flight rejects DISCONNECTED with mayHaveRun: true; the client carries on", async () => {
   let sent = false;
-  const proxied = client(proxy.url, {
+  const proxied = client(parity.proxy.url, {
     trace: (direction, frame) => {
       if (direction === "out" && frame.type === "rpc" && frame.name === "sleepy") sent = true;
     },
@@ -128,17 +114,17 @@ test("a non-idempotent call cut mid-flight rejects DISCONNECTED with mayHaveRun:
     return true;
   });
   await until(() => sent, "sleepy sent");
-  proxy.cut();
+  parity.proxy.cut();
   await fails;
   assert.equal(await proxied.add(2, 3), 5, "it reconnected");
 });
 
 test("outbox: a call made while the server is unreachable waits out the failed attempts and is answered once it is back", async () => {
-  const proxied = client(proxy.url, { outbox: true });
+  const proxied = client(parity.proxy.url, { outbox: true });
   await proxied.ready();
-  const before = proxy.accepted;
-  proxy.hold();
-  proxy.cut();
+  const before = parity.proxy.accepted;
+  parity.proxy.hold();
+  parity.proxy.cut();
   try {
     await until(() => proxied.state === "reconnecting", "the client to see the cut");
     const call = proxied.add(20, 22);
@@ -146,10 +132,10 @@ test("outbox: a call made while the server is unreachable waits out the failed a
     for (let i = 0; i < 2; i++) {
       await assert.rejects(proxied.ready(), (e: unknown) => isEphapticError(e, "CONNECT_FAILED"));
     }
-    proxy.release();
+    parity.proxy.release();
     assert.equal(await call, 42);
-    assert.ok(proxy.accepted > before);
+    assert.ok(parity.proxy.accepted > before);
   } finally {
-    proxy.release();
+    parity.proxy.release();
   }
 });

@@ -2,31 +2,21 @@
 // `rpc` frames carry a `traceparent` (with or without an idempotency key, a stream's too) are
 // answered as always.
 import assert from "node:assert/strict";
-import { after, before, test } from "node:test";
-import { parityClient, startParity, type Parity, type ParityClient } from "../helpers/parity.js";
+import { test } from "node:test";
+import { parityClient, parityFixture } from "../helpers/parity.js";
 
 const TP = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
 
-let server: Parity;
-const clients: ParityClient[] = [];
-
-before(async () => {
-  server = await startParity();
-});
-
-after(async () => {
-  for (const c of clients) c.disconnect();
-  await server?.stop();
-});
+const parity = parityFixture();
 
 test("calls with a traceparent get their normal answers: add, an idempotent create_todo, a stream", async () => {
   const sent: Array<Record<string, unknown>> = [];
-  const c = parityClient(server.url, {
+  const c = parityClient(parity.server.url, {
     traceparent: () => TP,
     idempotent: ["create_todo"],
     trace: (direction, frame) => void (direction === "out" && frame.type === "rpc" && sent.push(frame)),
   });
-  clients.push(c);
+  parity.track(c);
   assert.equal(await c.add(2, 3), 5);
   const todo = (await c.create_todo("traced")) as { title: string };
   assert.equal(todo.title, "traced");
@@ -50,11 +40,11 @@ test("a traceparent function that gives nothing, or something invalid, leaves ca
   const warnings: string[] = [];
   const values = [undefined, "not-a-traceparent"];
   let i = 0;
-  const c = parityClient(server.url, {
+  const c = parityClient(parity.server.url, {
     traceparent: () => values[i++ % values.length],
     logger: { warn: (...args: unknown[]) => void warnings.push(args.map(String).join(" ")), error: () => {} },
   });
-  clients.push(c);
+  parity.track(c);
   assert.equal(await c.add(2, 3), 5);
   assert.equal(await c.add(4, 5), 9);
   assert.equal(warnings.filter((w) => w.includes("traceparent")).length, 1);
