@@ -77,11 +77,7 @@ impl Audience {
         };
         if let Some(t) = &state.telemetry {
             for stream in audience.streams() {
-                t.event(match stream {
-                    crate::session::Stream::All => "broadcast",
-                    crate::session::Stream::User(_) => "user",
-                    crate::session::Stream::Group(_) => "group",
-                });
+                t.event(stream.kind().name());
             }
         }
         let reached = state.delivery.deliver(Outgoing {

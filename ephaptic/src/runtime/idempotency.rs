@@ -26,7 +26,7 @@ use crate::error::Error;
 use crate::handler::{BoxFuture, FunctionDef, Outcome};
 use crate::session::Connection;
 use crate::session::names::Every;
-use crate::wire::{RawFrame, reply};
+use crate::wire::{self, RawFrame, reply};
 use tracing::Instrument;
 
 /// The longest idempotency key, in bytes.
@@ -38,12 +38,7 @@ pub(crate) fn key_of<'f>(frame: &'f [u8], raw: &RawFrame) -> Result<Option<&'f s
     if raw.key.is_empty() {
         return Ok(None);
     }
-    let mut bytes = raw.key.of(frame);
-    let key = match rmp::decode::read_str_len(&mut bytes) {
-        Ok(len) if (len as usize) == bytes.len() => std::str::from_utf8(bytes).ok(),
-        _ => None,
-    };
-    match key {
+    match wire::whole_str(raw.key.of(frame)) {
         Some(k) if !k.is_empty() && k.len() <= MAX_KEY => Ok(Some(k)),
         _ => Err(Error::new(
             "VALIDATION_ERROR",

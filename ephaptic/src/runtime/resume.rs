@@ -150,11 +150,7 @@ async fn resume(state: &State, conn: &Connection, of: Stream<'_>) -> Outcome {
         _ => Some(top),
     };
     if let Some(t) = &state.telemetry {
-        let kind = match of {
-            Stream::All => "broadcast",
-            Stream::User(_) => "user",
-            Stream::Group(_) => "group",
-        };
+        let kind = of.kind().name();
         let how = match &outcome {
             Ok(_) if asked => "recovered",
             Ok(_) => "fresh",

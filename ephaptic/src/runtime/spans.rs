@@ -124,12 +124,7 @@ pub(crate) fn call_span(
 
 #[cold]
 fn parent(span: &Span, encoded: &[u8], hook: Option<&ParentHook>) {
-    let mut bytes = encoded;
-    let text = match rmp::decode::read_str_len(&mut bytes) {
-        Ok(len) if len as usize == bytes.len() => std::str::from_utf8(bytes).ok(),
-        _ => None,
-    };
-    let Some(tp) = text.and_then(TraceParent::parse) else {
+    let Some(tp) = crate::wire::whole_str(encoded).and_then(TraceParent::parse) else {
         return;
     };
     span.record("trace_id", tp.trace_id());

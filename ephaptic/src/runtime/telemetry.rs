@@ -172,7 +172,7 @@ impl Telemetry {
         );
         registry.register(
             "events_sent",
-            "Events handed to delivery, by kind (broadcast, user, group, caller)",
+            "Events handed to delivery, by kind (broadcast, user, group)",
             events.clone(),
         );
         registry.register(
@@ -274,7 +274,7 @@ impl Telemetry {
         self.failed(UNKNOWN, "NOT_FOUND");
     }
 
-    /// An event handed to delivery, of `kind` (`broadcast`, `user`, `group`, `caller`).
+    /// An event handed to delivery, of `kind` (`broadcast`, `user`, `group`).
     pub fn event(&self, kind: &'static str) {
         self.events.get_or_create(&[("kind", kind)]).inc();
     }

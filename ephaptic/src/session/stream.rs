@@ -20,6 +20,17 @@ pub enum StreamKind {
     Group,
 }
 
+impl StreamKind {
+    /// Its name in the server's metrics (`user`, `broadcast`, `group`).
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            StreamKind::User => "user",
+            StreamKind::Broadcast => "broadcast",
+            StreamKind::Group => "group",
+        }
+    }
+}
+
 /// The wire name of the stream of events to everyone.
 pub(crate) const ALL_WIRE: &str = "b";
 /// The wire name of a connection's own identity's stream.

@@ -28,6 +28,6 @@ pub(crate) mod summary;
 mod unpack;
 
 pub(crate) use frame::{FrameKind, RawFrame, Span, parse, salvage_id};
-pub(crate) use msgpack::{MAX_NESTING, NIL};
+pub(crate) use msgpack::{MAX_NESTING, NIL, whole_str};
 pub(crate) use small_list::SmallList;
 pub(crate) use unpack::unpack;

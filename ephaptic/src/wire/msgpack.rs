@@ -57,6 +57,17 @@ pub(crate) fn is_map(encoded: &[u8]) -> bool {
     matches!(encoded.first(), Some(0x80..=0x8f | 0xde | 0xdf))
 }
 
+/// The text of an encoded value that is exactly one UTF-8 string (nothing before or after it);
+/// `None` for anything else. (A frame's optional keys that must be strings: an idempotency
+/// key, a `traceparent`.)
+pub(crate) fn whole_str(encoded: &[u8]) -> Option<&str> {
+    let mut bytes = encoded;
+    match rmp::decode::read_str_len(&mut bytes) {
+        Ok(len) if len as usize == bytes.len() => std::str::from_utf8(bytes).ok(),
+        _ => None,
+    }
+}
+
 /// "Not on the fast path": the caller encodes (or, for [`unpack`](fn@super::unpack), decodes)
 /// the value again with `rmp_serde`.
 #[derive(Debug)]
