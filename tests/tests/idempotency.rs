@@ -71,12 +71,9 @@ async fn made() -> u64 {
     MADE.load(Ordering::SeqCst)
 }
 
+/// A call with an idempotency key.
 fn call(id: i64, name: &str, args: Vec<Value>, key: &str) -> Value {
-    let mut frame = rpc(id, name, args);
-    if let Value::Map(entries) = &mut frame {
-        entries.push((v("key"), v(key)));
-    }
-    frame
+    with(rpc(id, name, args), "key", v(key))
 }
 
 async fn user(url: &str, name: &str) -> Client {
@@ -218,11 +215,12 @@ async fn a_key_on_another_function_changes_nothing_and_a_bad_key_is_refused() {
 
     let long = "k".repeat(129);
     for bad in [Value::from(""), Value::from(long.as_str()), Value::from(7)] {
-        let mut frame = rpc(3, "make", vec![v("x"), Value::from(0)]);
-        if let Value::Map(entries) = &mut frame {
-            entries.push((v("key"), bad));
-        }
-        c.send(&frame).await;
+        c.send(&with(
+            rpc(3, "make", vec![v("x"), Value::from(0)]),
+            "key",
+            bad,
+        ))
+        .await;
         let reply = reply_to(&mut c, 3).await;
         assert_eq!(get(get(&reply, "error"), "code"), &v("VALIDATION_ERROR"));
     }

@@ -147,20 +147,14 @@ mod spans {
         let url = start(server).await;
         let mut c = Client::connect(&url).await;
         let traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
-        let mut call = rpc(1, "traced_add", vec![Value::from(2), Value::from(3)]);
-        if let Value::Map(entries) = &mut call {
-            entries.push((v("traceparent"), v(traceparent)));
-        }
-        c.send(&call).await;
+        let call = rpc(1, "traced_add", vec![Value::from(2), Value::from(3)]);
+        c.send(&with(call, "traceparent", v(traceparent))).await;
         assert_eq!(get(&c.recv().await, "result"), &Value::from(5));
         // A call that runs on in a task of its own, and fails with a typed error; no context.
         assert_eq!(get(&c.err("traced_fail", vec![]).await, "code"), &v("NOPE"));
         // A context that is not a traceparent is ignored.
-        let mut bad = rpc(3, "traced_add", vec![Value::from(1), Value::from(1)]);
-        if let Value::Map(entries) = &mut bad {
-            entries.push((v("traceparent"), v("00-xyz")));
-        }
-        c.send(&bad).await;
+        let bad = rpc(3, "traced_add", vec![Value::from(1), Value::from(1)]);
+        c.send(&with(bad, "traceparent", v("00-xyz"))).await;
         assert_eq!(get(&c.recv().await, "result"), &Value::from(2));
 
         let spans = loop {

@@ -1020,11 +1020,7 @@ async fn slow_make(ms: u64) -> u64 {
 
 /// A call with an idempotency key (docs/PROTOCOL.md 5.12).
 fn keyed(id: i64, name: &str, args: Vec<Value>, key: &str) -> Value {
-    let mut frame = rpc(id, name, args);
-    if let Value::Map(entries) = &mut frame {
-        entries.push((v("key"), v(key)));
-    }
-    frame
+    with(rpc(id, name, args), "key", v(key))
 }
 
 /// A call cut before its reply is read on one server, and sent again with its key on another

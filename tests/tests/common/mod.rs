@@ -78,6 +78,16 @@ pub fn rpc(id: impl Into<Value>, name: &str, args: Vec<Value>) -> Value {
     ])
 }
 
+/// `frame` (a map) with one more key: the optional keys extensions add to a call (`key`,
+/// `traceparent`).
+pub fn with(frame: Value, key: &str, value: Value) -> Value {
+    let Value::Map(mut entries) = frame else {
+        panic!("a frame is a map");
+    };
+    entries.push((v(key), value));
+    Value::Map(entries)
+}
+
 pub fn rpc_kw(
     id: impl Into<Value>,
     name: &str,
