@@ -2,6 +2,9 @@
 //! It builds the runtime's [`State`] once and hands it to the transport; nothing below imports
 //! from here.
 
+mod hooks;
+mod observing;
+
 use std::fmt;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -770,27 +773,6 @@ impl Server {
         Ok((None, None))
     }
 
-    /// Who may watch, list or count a group's presence from a client
-    /// (`client.presence(group)`): `hook(caller, group)` answers; a refused client gets the
-    /// error `FORBIDDEN`. Without a hook, a connection may see the presence of the groups it
-    /// joined ([`Caller::join`](crate::Caller::join)) or tracks itself in.
-    ///
-    /// ```
-    /// let server = ephaptic::Server::new().presence_authorize(|caller, group| async move {
-    ///     // Rooms are public to anyone logged in; documents to their members.
-    ///     caller.is_authenticated() && (group.starts_with("room:") || caller.groups().contains(&group))
-    /// });
-    /// ```
-    pub fn presence_authorize<F, Fut>(mut self, hook: F) -> Self
-    where
-        F: Fn(crate::Caller, String) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = bool> + Send + 'static,
-    {
-        self.presence.authorize =
-            Some(Arc::new(move |caller, group| Box::pin(hook(caller, group))));
-        self
-    }
-
     /// How many members a presence list (and a client's snapshot) holds at most (default
     /// 1000); a longer list is cut, sorted by key, with `truncated: true`. Counts are always
     /// whole: use [`Presence::count`](crate::Presence::count) for big groups.
@@ -843,189 +825,6 @@ impl Server {
     /// unless it exports through this server (`cargo ephaptic export`, `Exporter::server`).
     pub fn rename_all(mut self, naming: Naming) -> Self {
         self.naming = Some(naming);
-        self
-    }
-
-    /// Runs `hook` for each new connection once its identity is settled (after its first
-    /// frame: `init` and the identity loader, or a first call), in a task of its own and
-    /// concurrently with the connection's calls. For presence, welcome events, joining groups:
-    ///
-    /// ```
-    /// # #[ephaptic::event] pub struct Online { count: usize }
-    /// let server = ephaptic::Server::new()
-    ///     .on_connect(|caller: ephaptic::Caller| async move {
-    ///         if let Some(id) = caller.identity() {
-    ///             caller.join(&format!("user:{id}"));
-    ///         }
-    ///         let count = ephaptic::metrics().map_or(0, |m| m.connections);
-    ///         ephaptic::emit(Online { count }).await;
-    ///     })
-    ///     .on_disconnect(|_caller| async move {
-    ///         // the connection is already gone from the counts and groups here
-    ///         let count = ephaptic::metrics().map_or(0, |m| m.connections);
-    ///         ephaptic::emit(Online { count }).await;
-    ///     });
-    /// ```
-    pub fn on_connect<F, Fut>(mut self, hook: F) -> Self
-    where
-        F: Fn(crate::Caller) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = ()> + Send + 'static,
-    {
-        self.on_connect = Some(erase_hook(hook));
-        self
-    }
-
-    /// Runs `hook` when a connection whose [`on_connect`](Self::on_connect) stage was reached
-    /// closes, after it has left the server's counts, identities and groups (so
-    /// `ephaptic::emit` no longer reaches it). Runs in a task of its own.
-    pub fn on_disconnect<F, Fut>(mut self, hook: F) -> Self
-    where
-        F: Fn(crate::Caller) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = ()> + Send + 'static,
-    {
-        self.on_disconnect = Some(erase_hook(hook));
-        self
-    }
-
-    /// Runs `hook` every `every` with the identities connected to this server (in batches of
-    /// at most 1000, each identity once however many connections it has), and ends the
-    /// sessions of the identities it returns: their connections here are closed with close
-    /// code 4401 and the reason `session revoked` (docs/PROTOCOL.md 5.11). For cookie sessions,
-    /// whose server-side record can be deleted while a WebSocket stays open:
-    ///
-    /// ```
-    /// use std::time::Duration;
-    /// use ephaptic::Identity;
-    ///
-    /// # async fn sessions_gone(ids: &[Identity]) -> Vec<Identity> { Vec::new() }
-    /// let server = ephaptic::Server::new().revalidate(Duration::from_secs(60), |ids: Vec<Identity>| async move {
-    ///     // One query for the whole batch: which of these have no live session any more?
-    ///     sessions_gone(&ids).await
-    /// });
-    /// ```
-    ///
-    /// Each server revalidates its own connections; to end a session on every server at once,
-    /// call [`ephaptic::disconnect`](crate::disconnect) instead. A hook that panics keeps its
-    /// batch's sessions until the next run.
-    pub fn revalidate<F, Fut>(mut self, every: Duration, hook: F) -> Self
-    where
-        F: Fn(Vec<crate::Identity>) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = Vec<crate::Identity>> + Send + 'static,
-    {
-        self.revalidation = Some(crate::runtime::Revalidation::new(every, hook));
-        self
-    }
-
-    /// Serves the server's metrics in the Prometheus text format at `path` on the server's own
-    /// HTTP port (off by default): calls by function and code with a latency histogram per
-    /// function, events sent by kind, resumes by outcome, resyncs, sessions ended, Redis
-    /// publish latency, and every figure of [`metrics`](crate::metrics). No label is an
-    /// identity, a group or anything a client chose. Only loopback peers may read it, unless
-    /// [`metrics_public`](Self::metrics_public); to serve it on a port of your own, read
-    /// [`ephaptic::prometheus_text`](crate::prometheus_text) there. Guide: docs/OBSERVABILITY.md.
-    ///
-    /// ```
-    /// let server = ephaptic::Server::new().metrics_endpoint("/metrics");
-    /// ```
-    pub fn metrics_endpoint(mut self, path: impl Into<String>) -> Self {
-        self.config.metrics_path = Some(path.into());
-        self
-    }
-
-    /// Whether peers other than loopback may read [`metrics_endpoint`](Self::metrics_endpoint)
-    /// (default no: a scraper on another machine is let in by your network rules, not by
-    /// default).
-    pub fn metrics_public(mut self, yes: bool) -> Self {
-        self.config.metrics_remote = yes;
-        self
-    }
-
-    /// Serves an inspector page at `path` on the server's own HTTP port (off by default): one
-    /// HTML page with its script and style inline (no build step, nothing fetched from
-    /// elsewhere, a strict Content-Security-Policy), which polls the server every second and
-    /// shows, live:
-    ///
-    /// - connections (id, identity, peer, groups, queued frames, calls running), identities
-    ///   and groups (name, members), each list cut at 500 rows with how many more there are;
-    /// - presence: the groups this server's connections track themselves in, with members,
-    ///   connections and watchers;
-    /// - streams and their positions (stream, epoch, top offset, events kept) when the history
-    ///   is in memory; that they are kept in Redis with a backplane;
-    /// - per function: calls per second over the last second, errors, mean latency;
-    /// - a live trace of one identity: type its key (`s:alice`, `i:7`) and see what its
-    ///   connections call (function, id, time) and are sent (events, answers with their code,
-    ///   sizes), newest first. Never a value: arguments, results and payloads are not kept.
-    ///
-    /// Beside the page, `path/state` is the same snapshot as JSON, and
-    /// `path/trace?identity=<key>` an identity's trace (the last 200 frames; at most 4
-    /// identities traced at once; a trace nobody polls for 30 s ends). Connections nobody traces
-    /// pay one relaxed atomic load per message read and per batch of writes; functions count
-    /// their calls with two relaxed atomic adds more (the inspector turns on the same counters
-    /// as [`metrics_endpoint`](Self::metrics_endpoint)).
-    ///
-    /// Who may read it: loopback peers asking for a loopback host name (or one listed in
-    /// [`allowed_hosts`](Self::allowed_hosts)) and not through a proxy, unless
-    /// [`inspector_token`](Self::inspector_token) is set; others get 403 with how to get in. Open
-    /// `http://127.0.0.1:<port><path>` on the server's machine, or through an SSH tunnel.
-    /// Guide: docs/OBSERVABILITY.md.
-    ///
-    /// ```
-    /// let server = ephaptic::Server::new().inspector("/_inspect");
-    /// // Then, on the server's machine: http://127.0.0.1:8000/_inspect
-    /// ```
-    ///
-    /// # Panics
-    /// When the server starts, if `path` (or `path/state`, `path/trace`) is another route's
-    /// (the WebSocket endpoint, the metrics endpoint), or does not start with `/`.
-    pub fn inspector(mut self, path: impl Into<String>) -> Self {
-        self.config.inspector_path = Some(path.into());
-        self
-    }
-
-    /// Lets any peer read the [`inspector`](Self::inspector) that presents `token`, in an
-    /// `Authorization: Bearer <token>` header (the page may be opened as `path?token=<token>`:
-    /// its script sends the header, and forgets the token with the tab). With a token, every
-    /// peer needs it, loopback ones too: behind a reverse proxy on the same machine, every
-    /// request comes from loopback. Use a long random token, and serve the page over HTTPS
-    /// (your proxy's) beyond this machine. An empty token is no token.
-    ///
-    /// ```
-    /// let token = std::env::var("INSPECTOR_TOKEN").unwrap_or_default();
-    /// let mut server = ephaptic::Server::new();
-    /// if !token.is_empty() {
-    ///     server = server.inspector("/_inspect").inspector_token(token);
-    /// }
-    /// ```
-    pub fn inspector_token(mut self, token: impl Into<String>) -> Self {
-        self.config.inspector_token = Some(token.into());
-        self
-    }
-
-    /// Runs `hook` with each call's span and the W3C trace context its client sent
-    /// (`traceparent` in the `rpc` frame, docs/PROTOCOL.md 5.13), before the call runs. Every
-    /// call already runs in a DEBUG span named `rpc` (target `ephaptic::call`) with the fields
-    /// `rpc.system`, `rpc.method`, `rpc.code`, `ephaptic.connection`, `trace_id` and
-    /// `parent_id`; this hook is where an application using `tracing-opentelemetry` makes the
-    /// client's span the parent (the core crate depends on no OpenTelemetry crate):
-    ///
-    /// ```ignore
-    /// use opentelemetry::propagation::TextMapPropagator;
-    /// use opentelemetry_sdk::propagation::TraceContextPropagator;
-    /// use tracing_opentelemetry::OpenTelemetrySpanExt;
-    ///
-    /// let server = ephaptic::Server::new().on_trace_parent(|span, parent| {
-    ///     let carrier = std::collections::HashMap::from([("traceparent".to_owned(), parent.to_string())]);
-    ///     let _ = span.set_parent(TraceContextPropagator::new().extract(&carrier));
-    /// });
-    /// ```
-    ///
-    /// It runs only for the calls whose span a subscriber enabled, and only when the client
-    /// sent a valid `traceparent`.
-    pub fn on_trace_parent<F>(mut self, hook: F) -> Self
-    where
-        F: Fn(&tracing::Span, &crate::TraceParent) + Send + Sync + 'static,
-    {
-        self.trace_parent = Some(Arc::new(hook));
         self
     }
 
@@ -1329,15 +1128,6 @@ fn announce_inspector(config: &Config, addr: Option<SocketAddr>) {
     } else {
         eprintln!("{line}");
     }
-}
-
-/// A connection hook, type-erased.
-fn erase_hook<F, Fut>(hook: F) -> Hook
-where
-    F: Fn(crate::Caller) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = ()> + Send + 'static,
-{
-    Arc::new(move |caller| Box::pin(hook(caller)))
 }
 
 /// Raises the soft open-file limit to the hard one, once per process; logs where it stays low.
