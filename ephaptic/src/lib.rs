@@ -144,6 +144,12 @@
 //! WebSocket hijacking); that, token rotation, the identity size cap, what anonymous
 //! connections can do and rate limits are in the guide, `docs/AUTH.md` in the repository.
 //!
+//! Sessions end when the server says so: [`disconnect`] closes a user's (or a group's)
+//! connections on every server with close code 4401, which `@ephaptic/client` does not
+//! reconnect after; a loader may return an [`Expiring`] identity, which the client refreshes on
+//! the same connection before it runs out; [`Server::revalidate`] ends the sessions of
+//! identities whose server-side session is gone (`docs/AUTH.md`, "Logging out and revoking").
+//!
 //! ## Events
 //!
 //! `#[event]` makes a struct (or an enum serde writes as a map) something clients listen for:
@@ -236,6 +242,12 @@
 //! from a browser; see [`Server::allowed_origins`] and the auth guide (`docs/AUTH.md`). A
 //! server that trusts where a request comes from (a private network, loopback) lists its
 //! names with [`Server::allowed_hosts`] against DNS rebinding.
+//!
+//! The start line also says how events leave the server (in this process, or through Redis at
+//! a URL whose password is masked). Every call runs in a `tracing` span (DEBUG, target
+//! `ephaptic::call`) parented on the client's W3C `traceparent` ([`Server::on_trace_parent`]);
+//! [`Server::metrics_endpoint`] serves Prometheus metrics and [`Server::inspector`] a live page,
+//! both off by default and for loopback peers (`docs/OBSERVABILITY.md`).
 //!
 //! ```no_run
 //! # async fn run() -> std::io::Result<()> {
