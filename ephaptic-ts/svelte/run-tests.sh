@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds and tests @ephaptic/svelte from any directory: `npm ci` when needed, the build and the
 # test files under `tsc --strict` (the type tests in test/stores.test.ts must fail to compile where
-# marked) and svelte-check over the test component, then the unit tests (node --test): listeners
+# marked) and svelte-check over the test components (test/tanstack/Todos.svelte: the client README's
+# TanStack example with @tanstack/svelte-query 6), then the unit tests (node --test): listeners
 # removed with the last subscriber and with a destroyed component, lists, the connection state,
 # a session the server ended (sessionEnded),
 # channel-driven refetch, stale replies dropped, presence, a reconnect with and without sessions,
