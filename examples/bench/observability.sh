@@ -2,8 +2,11 @@
 # What seeing the server costs a call: parity as it ships (plain: no metrics, no subscriber that
 # wants call spans), with `--metrics` (the Prometheus counters and histograms), with
 # `EPHAPTIC_LOG=spans` (a subscriber whose registry builds and keeps every call's span for a
-# layer that wants them), and with both (observed); batched and unbatched, the four rotated run
-# by run. Prints a Markdown table of medians: calls/s and server CPU per call. The figures go
+# layer that wants them, beside a fmt layer for warnings, each with its own filter), with both
+# (observed), with both and the calls sampled one in ten (`--sample-calls 0.1`: sampled), and
+# with the least subscriber that keeps spans (`EPHAPTIC_LOG=spans-registry`: the registry and
+# that layer alone, under one global filter: registry); batched and unbatched, the variants
+# rotated run by run. Prints a Markdown table of medians: calls/s and server CPU per call. The figures go
 # into BENCHMARKS.md by hand.
 #
 #   examples/bench/observability.sh [--runs N] [--duration S]
@@ -31,6 +34,8 @@ run() { # run VARIANT SHAPE ARGS...
     out="$(mktemp)"
     case "$variant" in
         observed) EPHAPTIC_LOG=spans "$BIN/parity" --addr 127.0.0.1:0 --metrics 127.0.0.1:0 >"$out" 2>/dev/null & ;;
+        sampled) EPHAPTIC_LOG=spans "$BIN/parity" --addr 127.0.0.1:0 --metrics 127.0.0.1:0 --sample-calls 0.1 >"$out" 2>/dev/null & ;;
+        registry) EPHAPTIC_LOG=spans-registry "$BIN/parity" --addr 127.0.0.1:0 >"$out" 2>/dev/null & ;;
         metrics) EPHAPTIC_LOG=warn "$BIN/parity" --addr 127.0.0.1:0 --metrics 127.0.0.1:0 >"$out" 2>/dev/null & ;;
         spans) EPHAPTIC_LOG=spans "$BIN/parity" --addr 127.0.0.1:0 >"$out" 2>/dev/null & ;;
         *) EPHAPTIC_LOG=warn "$BIN/parity" --addr 127.0.0.1:0 >"$out" 2>/dev/null & ;;
@@ -50,11 +55,12 @@ run() { # run VARIANT SHAPE ARGS...
     rm -f "$out"
 }
 
-VARIANTS=(plain metrics spans observed)
+VARIANTS=(plain metrics spans observed sampled registry)
+N=${#VARIANTS[@]}
 for r in $(seq 1 "$RUNS"); do
     # Rotated run by run, so a drifting load weighs on all alike.
     order=()
-    for i in 0 1 2 3; do order+=("${VARIANTS[$(((i + r) % 4))]}"); done
+    for i in $(seq 0 $((N - 1))); do order+=("${VARIANTS[$(((i + r) % N))]}"); done
     for v in "${order[@]}"; do
         run "$v" batched
         run "$v" unbatched --unbatched
@@ -71,7 +77,7 @@ for shape in ("batched", "unbatched"):
         vals = [r[key] for r in rows if r["shape"] == shape and r["variant"] == variant and r.get(key) is not None]
         return statistics.median(vals) if vals else float("nan")
     base = med("plain", "server_cpu_us_per_call")
-    for v in ("plain", "metrics", "spans", "observed"):
+    for v in ("plain", "metrics", "spans", "observed", "sampled", "registry"):
         cpu = med(v, "server_cpu_us_per_call")
         print(f"| {shape}, {v} | {med(v, 'calls_per_s'):,.0f} | {cpu:.2f} | {100 * (cpu / base - 1):+.1f} % |")
 PY

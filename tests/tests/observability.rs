@@ -183,6 +183,95 @@ mod spans {
         assert_eq!(failed[0]["rpc.code"], "NOPE");
         assert_eq!(*parents.lock().unwrap(), [traceparent.to_owned()]);
     }
+
+    #[ephaptic::expose]
+    async fn sampled_add(a: i64, b: i64) -> i64 {
+        a + b
+    }
+
+    /// The spans of `method` closed so far, once there are `n` of them (or after a second).
+    async fn spans_of(capture: &Capture, method: &str, n: usize) -> Vec<Fields> {
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(1);
+        loop {
+            let spans: Vec<Fields> = capture
+                .closed
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|f| f.get("rpc.method").map(String::as_str) == Some(method))
+                .cloned()
+                .collect();
+            if spans.len() >= n || tokio::time::Instant::now() > deadline {
+                return spans;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    }
+
+    // A current-thread runtime (tokio::test's default): the per-thread count is this test's.
+    #[tokio::test]
+    async fn sampled_calls_follow_the_clients_trace_flag_and_one_in_n_of_the_rest() {
+        let capture = capture();
+        let url = start(Server::new().sample_calls(0.25)).await;
+        let mut c = Client::connect(&url).await;
+        let sampled = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        let unsampled = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00";
+        for (id, tp) in [(1, sampled), (2, unsampled)] {
+            let call = rpc(id, "sampled_add", vec![Value::from(id), Value::from(1)]);
+            c.send(&with(call, "traceparent", v(tp))).await;
+            assert_eq!(get(&c.recv().await, "result"), &Value::from(id + 1));
+        }
+        // Every call is answered; without a context, one in four gets a span.
+        for n in 0..8 {
+            assert_eq!(
+                c.ok("sampled_add", vec![Value::from(n), Value::from(1)])
+                    .await,
+                Value::from(n + 1)
+            );
+        }
+        let spans = spans_of(capture, "sampled_add", 3).await;
+        // Let a span too many show up, if there were one.
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        let spans_now = spans_of(capture, "sampled_add", 3).await;
+        assert_eq!(spans, spans_now);
+        let traced: Vec<_> = spans
+            .iter()
+            .filter(|f| f.contains_key("trace_id"))
+            .collect();
+        assert_eq!(traced.len(), 1, "the sampled trace only: {spans:?}");
+        assert_eq!(traced[0]["trace_id"], "4bf92f3577b34da6a3ce929d0e0e4736");
+        assert_eq!(
+            spans.len(),
+            3,
+            "the sampled trace and 2 of the 8 others: {spans:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_ratio_of_zero_spans_only_the_calls_of_sampled_client_traces() {
+        let capture = capture();
+        let url = start(Server::new().sample_calls(0.0)).await;
+        let mut c = Client::connect(&url).await;
+        for n in 0..5 {
+            c.ok("sampled_add", vec![Value::from(n), Value::from(1)])
+                .await;
+        }
+        let call = rpc(9, "sampled_add", vec![Value::from(1), Value::from(1)]);
+        let tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        c.send(&with(call, "traceparent", v(tp))).await;
+        assert_eq!(get(&c.recv().await, "result"), &Value::from(2));
+        let spans = spans_of(capture, "sampled_add", 1).await;
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        assert_eq!(spans_of(capture, "sampled_add", 1).await.len(), 1);
+        assert_eq!(spans.len(), 1, "{spans:?}");
+        assert_eq!(spans[0]["trace_id"], "4bf92f3577b34da6a3ce929d0e0e4736");
+    }
+
+    #[test]
+    #[should_panic(expected = "the ratio must be between 0")]
+    fn a_ratio_above_one_is_refused_with_what_to_write() {
+        let _ = Server::new().sample_calls(1.5);
+    }
 }
 
 mod prometheus {

@@ -155,7 +155,14 @@ pub(crate) fn start(
 
     // The call's span (at DEBUG: nothing to build unless a subscriber wants it); what runs
     // here, the first poll included, runs in it, and its tasks are instrumented with it.
-    let span = super::spans::call_span(def, conn.id(), frame, raw, state.trace_parent.as_ref());
+    let span = super::spans::call_span(
+        def,
+        conn.id(),
+        frame,
+        raw,
+        state.trace_parent.as_ref(),
+        state.config.sampling,
+    );
     let _in = span.enter();
     // With metrics on, the call is timed from here to its answer.
     let watch = state.telemetry.is_some().then(|| Stopwatch::start(index));

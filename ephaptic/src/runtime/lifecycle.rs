@@ -120,6 +120,17 @@ impl Session {
         self.conn.close(code, reason);
     }
 
+    /// The frames of one read of the socket are about to be handled, on this thread and
+    /// without yielding: with metrics on, their calls share one clock (`telemetry::Lap`) until
+    /// the guard is dropped.
+    #[inline]
+    pub fn reading(&self) -> Option<super::telemetry::Lap> {
+        self.state
+            .telemetry
+            .is_some()
+            .then(super::telemetry::Lap::begin)
+    }
+
     /// Handles one binary frame; answers that are ready go into `out`. `Some` when the frame
     /// was the first and the identity loader must run: [`authenticate`](Self::authenticate)
     /// runs it (and handles the frame, if it was not `init`) before the next frame is read.

@@ -92,6 +92,67 @@ impl fmt::Display for TraceParent {
     }
 }
 
+/// Which calls get a span (`Server::sample_calls`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Sampling {
+    /// Every call (the default).
+    Every,
+    /// A call with a `traceparent` when its trace is sampled; one call in `n` of the others
+    /// (`u32::MAX`: none of them).
+    OneIn(u32),
+}
+
+impl Sampling {
+    /// `ratio` of the calls without a trace context.
+    pub fn ratio(ratio: f64) -> Sampling {
+        assert!(
+            (0.0..=1.0).contains(&ratio),
+            "Server::sample_calls({ratio}): the ratio must be between 0 (no call without a \
+             sampled traceparent) and 1 (every call)"
+        );
+        if ratio == 0.0 {
+            return Sampling::OneIn(u32::MAX);
+        }
+        // At most u32::MAX - 1, so that a tiny ratio still samples now and then.
+        Sampling::OneIn((1.0 / ratio).round().min(f64::from(u32::MAX - 1)) as u32)
+    }
+
+    /// Whether a call sent as `frame` gets a span.
+    #[inline]
+    fn admits(self, frame: &[u8], raw: &RawFrame) -> bool {
+        let n = match self {
+            Sampling::Every => return true,
+            Sampling::OneIn(n) => n,
+        };
+        if !raw.traceparent.is_empty() {
+            // The client's decision, as a parent-based sampler takes it; a traceparent that
+            // does not parse is no decision.
+            if let Some(tp) =
+                crate::wire::whole_str(raw.traceparent.of(frame)).and_then(TraceParent::parse)
+            {
+                return tp.sampled();
+            }
+        }
+        if n == u32::MAX {
+            return false;
+        }
+        // A countdown per thread: no shared counter for the calls' threads to contend on.
+        thread_local! {
+            static LEFT: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+        }
+        LEFT.with(|left| match left.get() {
+            0 => {
+                left.set(n - 1);
+                true
+            }
+            k => {
+                left.set(k - 1);
+                false
+            }
+        })
+    }
+}
+
 /// The application's hook for a call's trace context (`Server::on_trace_parent`).
 pub(crate) type ParentHook = Arc<dyn Fn(&Span, &TraceParent) + Send + Sync>;
 
@@ -103,7 +164,11 @@ pub(crate) fn call_span(
     frame: &[u8],
     raw: &RawFrame,
     hook: Option<&ParentHook>,
+    sampling: Sampling,
 ) -> Span {
+    if !sampling.admits(frame, raw) {
+        return Span::none();
+    }
     let span = tracing::debug_span!(
         target: "ephaptic::call",
         "rpc",

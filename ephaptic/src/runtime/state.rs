@@ -74,6 +74,8 @@ pub(crate) struct Config {
     /// peers other than loopback may read it.
     pub metrics_path: Option<String>,
     pub metrics_remote: bool,
+    /// Which calls get a span (`Server::sample_calls`).
+    pub sampling: super::spans::Sampling,
     /// Where the inspector page is served (`Server::inspector`), and the token that lets any
     /// peer read it (`Server::inspector_token`; without one, loopback peers only).
     pub inspector_path: Option<String>,
@@ -110,6 +112,7 @@ impl Default for Config {
             idempotency: Default::default(),
             metrics_path: None,
             metrics_remote: false,
+            sampling: super::spans::Sampling::Every,
             inspector_path: None,
             inspector_token: None,
         }

@@ -8,10 +8,11 @@
 //! `function="(unknown)"`.
 //!
 //! On the call path a function's `OK` counter and histogram are found by the function's index
-//! (a `Vec`, no lookup), so a call costs two clock reads and four relaxed atomic adds (the
-//! counter, and the lock-free histogram's bucket, count and sum, which are also the
+//! (a `Vec`, no lookup), so a call costs one clock read and three relaxed atomic adds (the
+//! counter, and the lock-free histogram's bucket and sum, which with its count are also the
 //! inspector's totals); error codes go through the family (a lookup), which only failing calls
-//! pay.
+//! pay. One clock read, not two: the calls of one read of the socket are timed lap by lap
+//! ([`Lap`]), each call's stop being the next one's start.
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -34,8 +35,9 @@ type Word = [(&'static str, &'static str); 1];
 
 /// A call-latency histogram without a lock, for the call path. `prometheus-client`'s own
 /// `Histogram` takes a lock and searches its bounds at every observation, which cost batched
-/// calls (under a microsecond each) a fifth of their CPU (BENCHMARKS.md); this one is three
-/// relaxed atomic adds, its bucket found from the latency's bit length. Its bounds are powers
+/// calls (under a microsecond each) a fifth of their CPU (BENCHMARKS.md); this one is two
+/// relaxed atomic adds (its count is the sum of its buckets, added up when read), its bucket
+/// found from the latency's bit length. Its bounds are powers
 /// of two nanoseconds, from 2^15 (32.8 µs) to 2^34 (17.2 s), then +Inf. It is encoded through
 /// `prometheus-client` as any histogram.
 #[derive(Debug, Clone, Default)]
@@ -48,7 +50,6 @@ const BUCKETS: usize = 21;
 #[derive(Debug, Default)]
 pub(crate) struct LatencyInner {
     buckets: [AtomicU64; BUCKETS],
-    count: AtomicU64,
     nanos: AtomicU64,
 }
 
@@ -60,12 +61,12 @@ impl Latency {
         let bits = u64::BITS - nanos.leading_zeros();
         let i = (bits.saturating_sub(FIRST_BITS) as usize).min(BUCKETS - 1);
         self.0.buckets[i].fetch_add(1, Relaxed);
-        self.0.count.fetch_add(1, Relaxed);
         self.0.nanos.fetch_add(nanos, Relaxed);
     }
 
+    /// The observations: the sum of the buckets (each only grows, so the sum does too).
     fn count(&self) -> u64 {
-        self.0.count.load(Relaxed)
+        self.0.buckets.iter().map(|b| b.load(Relaxed)).sum()
     }
 
     fn nanos(&self) -> u64 {
@@ -90,7 +91,8 @@ impl EncodeMetric for Latency {
             })
             .collect();
         let sum = self.nanos() as f64 / 1e9;
-        encoder.encode_histogram::<NoLabelSet>(sum, self.count(), &buckets, None)
+        let count = buckets.iter().map(|(_, n)| n).sum();
+        encoder.encode_histogram::<NoLabelSet>(sum, count, &buckets, None)
     }
 
     fn metric_type(&self) -> MetricType {
@@ -306,8 +308,8 @@ impl Telemetry {
     }
 }
 
-/// A call's clock: its function's index and when its frame was read. Copied, not shared:
-/// the inline path (most calls) records with the server's telemetry at hand.
+/// A call's clock: its function's index and when it started. Copied, not shared: the inline
+/// path (most calls) records with the server's telemetry at hand.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Stopwatch {
     index: usize,
@@ -315,17 +317,81 @@ pub(crate) struct Stopwatch {
 }
 
 impl Stopwatch {
+    /// Starts the clock: at the previous call's stop when this call follows it in the same
+    /// read of the socket ([`Lap`]), otherwise now.
+    #[inline]
     pub fn start(index: usize) -> Stopwatch {
         Stopwatch {
             index,
-            started: Instant::now(),
+            started: Lap::take().unwrap_or_else(Instant::now),
         }
     }
 
-    /// The call was answered with `code`.
+    /// The call was answered with `code`; inside a read of the socket, its stop is the next
+    /// call's start.
     #[inline]
     pub fn stop(self, telemetry: &Telemetry, code: &str) {
-        telemetry.call(self.index, code, self.started.elapsed());
+        let now = Instant::now();
+        telemetry.call(
+            self.index,
+            code,
+            now.saturating_duration_since(self.started),
+        );
+        Lap::offer(now);
+    }
+}
+
+/// The clock shared by the calls of one read of a socket: a connection's task handles the
+/// frames it read in one go, on one thread and without yielding, so a call answered inline
+/// stops at the instant the next one starts, and one clock read times both (two clock reads
+/// were most of what metrics cost a batched call: BENCHMARKS.md). Kept per thread, between
+/// [`Lap::begin`] and the end of the read; outside a read (a call answered from its own task,
+/// an identity loader's first frame) each call reads the clock itself.
+pub(crate) struct Lap(());
+
+/// No read going on; in a read with no lap yet; in a read, the last call's stop.
+#[derive(Clone, Copy)]
+enum LapState {
+    Off,
+    Idle,
+    At(Instant),
+}
+
+thread_local! {
+    static LAP: std::cell::Cell<LapState> = const { std::cell::Cell::new(LapState::Off) };
+}
+
+impl Lap {
+    /// The frames of one read are about to be handled on this thread; the lap ends when the
+    /// returned guard is dropped (when the read is done, or the task returns early).
+    #[inline]
+    pub fn begin() -> Lap {
+        LAP.set(LapState::Idle);
+        Lap(())
+    }
+
+    #[inline]
+    fn take() -> Option<Instant> {
+        match LAP.get() {
+            LapState::At(at) => {
+                LAP.set(LapState::Idle);
+                Some(at)
+            }
+            _ => None,
+        }
+    }
+
+    #[inline]
+    fn offer(now: Instant) {
+        if !matches!(LAP.get(), LapState::Off) {
+            LAP.set(LapState::At(now));
+        }
+    }
+}
+
+impl Drop for Lap {
+    fn drop(&mut self) {
+        LAP.set(LapState::Off);
     }
 }
 
@@ -385,6 +451,28 @@ mod tests {
         );
         assert_eq!((totals[1].calls, totals[1].nanos), (0, 0));
         assert_eq!(t.unknown_calls(), 1);
+    }
+
+    #[test]
+    fn calls_of_one_read_share_the_clock_and_nothing_outlives_the_read() {
+        let t = Telemetry::new(&["add"]);
+        {
+            let _read = Lap::begin();
+            let first = Stopwatch::start(0);
+            first.stop(&t, "OK");
+            let LapState::At(stopped) = LAP.get() else {
+                panic!("the first call's stop is kept for the next one");
+            };
+            let second = Stopwatch::start(0);
+            assert_eq!(second.started, stopped, "one clock read for both");
+            assert!(Lap::take().is_none(), "a lap is used once");
+            second.stop(&t, "OK");
+        }
+        // After the read, a call answered from its own task times itself.
+        assert!(matches!(LAP.get(), LapState::Off));
+        Stopwatch::start(0).stop(&t, "OK");
+        assert!(Lap::take().is_none());
+        assert_eq!(t.totals()[0].calls, 3);
     }
 
     #[test]

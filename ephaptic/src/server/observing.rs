@@ -28,6 +28,31 @@ impl Server {
         self
     }
 
+    /// Samples the calls that get a span, as OpenTelemetry's parent-based ratio sampler does
+    /// (by default every call gets one, when a subscriber enables them; docs/OBSERVABILITY.md):
+    /// a call whose client sent a `traceparent` gets a span when that trace is sampled (its
+    /// flag), and a call without one gets a span with probability `ratio` (one call in
+    /// `1 / ratio`, counted per thread). A call without a span still runs, is counted in the
+    /// metrics and shown by the inspector; it costs the subscriber nothing.
+    ///
+    /// A subscriber's span costs more than a call answered in a batch (the registry alone
+    /// adds about 0.15 µs to a call of under a microsecond, BENCHMARKS.md): sampling is how a
+    /// busy server keeps traces and its speed, and an exporter that samples on its own still
+    /// pays the registry for the spans it drops.
+    ///
+    /// ```
+    /// // One call in ten without a client's trace; every call of a sampled client trace.
+    /// let server = ephaptic::Server::new().sample_calls(0.1);
+    /// ```
+    ///
+    /// # Panics
+    ///
+    /// When `ratio` is not between 0 and 1.
+    pub fn sample_calls(mut self, ratio: f64) -> Self {
+        self.config.sampling = crate::runtime::spans::Sampling::ratio(ratio);
+        self
+    }
+
     /// Serves an inspector page at `path` on the server's own HTTP port (off by default): one
     /// HTML page with its script and style inline (no build step, nothing fetched from
     /// elsewhere, a strict Content-Security-Policy), which polls the server every second and

@@ -198,6 +198,7 @@ impl<W: Socket, C: Future<Output = (u16, String)> + Unpin> Pump<W, C> {
             if !blocked && self.read_wake.ready.swap(false, Ordering::AcqRel) {
                 let mut handled = 0;
                 let mut read_cx = Context::from_waker(&self.read_waker);
+                let _lap = session.reading();
                 loop {
                     if handled == MAX_BATCH {
                         // More may be buffered: look again after writing the answers.

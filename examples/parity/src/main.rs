@@ -14,7 +14,14 @@
 //! benchmark).
 //!
 //! `--metrics HOST:PORT` serves the Prometheus exposition at `http://HOST:PORT/metrics`, on a
-//! port of its own (docs/OBSERVABILITY.md); it says where on stderr.
+//! port of its own (docs/OBSERVABILITY.md); it says where on stderr. `--sample-calls RATIO`
+//! samples the calls that get a span (`Server::sample_calls`).
+//!
+//! `EPHAPTIC_LOG` sets what is logged on stderr: `debug`, `warn`, the default (info), or, for
+//! the benchmark of what call spans cost (examples/bench/observability.sh), `spans` (warnings
+//! formatted, and the calls' spans built and kept by the registry for a layer that wants them,
+//! as an exporter's would be) and `spans-registry` (the registry and that layer alone, nothing
+//! formatted: the least a subscriber that keeps spans costs).
 
 use std::io::Write;
 
@@ -23,7 +30,7 @@ use parity as _;
 
 const USAGE: &str = "usage: parity [--addr HOST:PORT] [--redis URL [--redis-compat] [--presence-ttl MS]] \
      [--presence-batch MS] [--no-resume] [--history-size N] [--history-ttl-ms MS] [--max-replay N] \
-     [--metrics HOST:PORT]   (port 0 picks a free port)";
+     [--metrics HOST:PORT] [--sample-calls RATIO]   (port 0 picks a free port)";
 
 struct Args {
     addr: String,
@@ -39,6 +46,8 @@ struct Args {
     presence_batch: Option<u64>,
     /// Where to serve the Prometheus exposition.
     metrics: Option<String>,
+    /// `Server::sample_calls`.
+    sample_calls: Option<f64>,
 }
 
 fn number<T: std::str::FromStr>(flag: &str, value: Option<String>) -> T {
@@ -60,6 +69,7 @@ fn parse_args() -> Args {
         presence_ttl: None,
         presence_batch: None,
         metrics: None,
+        sample_calls: None,
     };
     let ms = |v: Option<String>, flag: &str| -> u64 {
         v.and_then(|v| v.parse().ok())
@@ -89,6 +99,7 @@ fn parse_args() -> Args {
                         .expect("--metrics needs an address, e.g. 127.0.0.1:9464"),
                 )
             }
+            "--sample-calls" => parsed.sample_calls = Some(number(&a, args.next())),
             "--help" | "-h" => {
                 println!("{USAGE}");
                 std::process::exit(0);
@@ -110,7 +121,22 @@ async fn main() -> std::io::Result<()> {
         "warn" | "spans" => tracing::Level::WARN,
         _ => tracing::Level::INFO,
     };
-    if log == "spans" {
+    if log == "spans-registry" {
+        // The registry and a layer that wants the calls' spans, under one global filter:
+        // nothing formatted, no per-layer filter.
+        use tracing_subscriber::Layer;
+        use tracing_subscriber::layer::SubscriberExt;
+        use tracing_subscriber::util::SubscriberInitExt;
+        struct Wants;
+        impl<S: tracing::Subscriber> Layer<S> for Wants {}
+        tracing_subscriber::registry()
+            .with(Wants)
+            .with(
+                tracing_subscriber::filter::Targets::new()
+                    .with_target("ephaptic::call", tracing::Level::DEBUG),
+            )
+            .init();
+    } else if log == "spans" {
         // Warnings logged, and every call's span built and kept by the registry for a layer
         // that wants them (a stand-in for a tracing exporter, which does its own work on top;
         // for the benchmark of what the spans cost): `ephaptic::call` at DEBUG.
@@ -165,6 +191,9 @@ async fn main() -> std::io::Result<()> {
     }
     if let Some(every) = args.presence_batch {
         server = server.presence_batch(std::time::Duration::from_millis(every), 256);
+    }
+    if let Some(ratio) = args.sample_calls {
+        server = server.sample_calls(ratio);
     }
     if let Some(at) = &args.metrics {
         // Counting on: the exposition of this server, on a port of its own.
