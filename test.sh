@@ -91,6 +91,10 @@ if ! $quick; then
     step "template frontend type-checks (tsc --strict)" ephaptic-ts/client/node_modules/.bin/tsc -p examples/template/web/tsconfig.ci.json
     step "@ephaptic/react (tsc --strict, unit tests)" ephaptic-ts/react/run-tests.sh
     step "@ephaptic/svelte (tsc --strict, unit tests)" ephaptic-ts/svelte/run-tests.sh
+    # The supported TypeScript majors, 5 and 7, over the client's type tests and generated schemas;
+    # then the three packages as an app outside the checkout installs them (pack.sh's tarballs).
+    step "TypeScript 5 and 7 (tsc --strict: generated schemas, client type tests)" ephaptic-ts/tests/ts/typescript-versions.sh
+    step "npm tarballs (ephaptic-ts/pack.sh) installed outside the checkout, type-checked" ephaptic-ts/tests/ts/tarballs.sh
     # Builds both frontends (npm ci, vite build), type-checks them (tsc --strict, svelte-check),
     # then drives the React and the Svelte page in chromium against the demo server.
     step "demo: both frontends type-checked and in a browser (chromium)" examples/demo/test/run.sh
