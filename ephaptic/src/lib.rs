@@ -401,7 +401,7 @@ pub use error::{Error, Result, ServiceError};
 pub use handler::defs::{ErrorDef, EventDef, Exposed, FunctionDef, NamingDef, Site};
 pub use handler::{
     Audience, Caller, Emit, Event, Expiring, IdentityLoader, IntoIdentity, IntoTargets, Issue,
-    LoaderOutput, Loc, Recover, group, to,
+    LoaderOutput, Loc, Recover, Sent, group, to,
 };
 pub use handshake::Handshake;
 pub use identity::Identity;

@@ -70,6 +70,7 @@ async fn notify(user: String, message: String) -> usize {
             internal: 9,
         })
         .await
+        .local
 }
 
 #[expose]
@@ -82,11 +83,12 @@ async fn notify_int(user: i64) -> usize {
             internal: 0,
         })
         .await
+        .local
 }
 
 #[expose]
 async fn notify_many(users: Vec<String>) -> usize {
-    ephaptic::to(users).emit(Pong { ok: false }).await
+    ephaptic::to(users).emit(Pong { ok: false }).await.local
 }
 
 /// The Python form `to("alice", 7)`, identities of different kinds listed one by one.
@@ -95,6 +97,7 @@ async fn notify_listed() -> usize {
     ephaptic::to!("alice", 7, "alice")
         .emit(Pong { ok: true })
         .await
+        .local
 }
 
 /// Every connection of the caller's own user; nobody for an anonymous caller.
@@ -103,6 +106,7 @@ async fn notify_me(caller: Caller) -> usize {
     ephaptic::to(caller.identity())
         .emit(Pong { ok: true })
         .await
+        .local
 }
 
 #[expose]
@@ -114,6 +118,7 @@ async fn shout(message: String) -> usize {
         internal: 0,
     })
     .await
+    .local
 }
 
 #[expose]
@@ -123,7 +128,7 @@ async fn change(added: bool) -> usize {
     } else {
         Change::Removed { id: 2 }
     };
-    ephaptic::emit(e).await
+    ephaptic::emit(e).await.local
 }
 
 /// Emits `n` numbered events to everyone from this one task, padded to `pad` bytes each.
@@ -219,7 +224,7 @@ async fn add_note(tenant: String, text: String) -> Note {
 
 #[expose]
 async fn to_group(group: String) -> usize {
-    ephaptic::group(group).emit(Pong { ok: true }).await
+    ephaptic::group(group).emit(Pong { ok: true }).await.local
 }
 
 // ----------------------------------------------------------------------------------------------

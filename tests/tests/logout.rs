@@ -75,7 +75,7 @@ async fn enter(caller: Caller, group: String) -> bool {
 
 #[expose]
 async fn ping(user: String, n: u32) -> usize {
-    ephaptic::to(user).emit(Ping { n }).await
+    ephaptic::to(user).emit(Ping { n }).await.local
 }
 
 const ENDED: u16 = 4401;

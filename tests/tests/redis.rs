@@ -49,7 +49,7 @@ async fn join_and_tell(caller: Caller, room: String, text: String) -> bool {
 
 #[expose]
 async fn tell_room(room: String, text: String) -> usize {
-    ephaptic::group(room).emit(RoomNote { text }).await
+    ephaptic::group(room).emit(RoomNote { text }).await.local
 }
 
 /// Emits `n` numbered events to everyone, in order.

@@ -236,17 +236,19 @@ impl Link {
     }
 
     /// Publishes `frame` on `channel` (our body), without waiting.
-    pub(super) fn publish(&self, channel: &str, frame: &[u8]) {
-        self.enqueue(channel.to_owned(), channel::wrap(&self.node, frame));
+    pub(super) fn publish(&self, channel: &str, frame: &[u8]) -> bool {
+        self.enqueue(channel.to_owned(), channel::wrap(&self.node, frame))
     }
 
     /// Queues a publish; while Redis is known to be away, before the tasks run, or when the
     /// queue is full (Redis slow), it is dropped and counted instead: nothing is kept to be
-    /// sent late.
-    pub(super) fn enqueue(&self, channel: String, body: Vec<u8>) {
-        if !self.enqueue_job(Job::Publish(channel, body)) {
+    /// sent late. `true` when it was queued.
+    pub(super) fn enqueue(&self, channel: String, body: Vec<u8>) -> bool {
+        let queued = self.enqueue_job(Job::Publish(channel, body));
+        if !queued {
             self.counters.dropped.fetch_add(1, Relaxed);
         }
+        queued
     }
 
     /// Queues a job for the publisher; `false` (nothing queued, and the loss noted) while Redis

@@ -74,7 +74,7 @@ use self::resync::Resync;
 pub(crate) use self::settings::{Settings, masked};
 use self::settings::{lock, node_id};
 use self::subscriptions::{Subscriptions, permanent_channels};
-use crate::handler::Audience;
+use crate::handler::{Audience, Sent};
 use crate::identity::Identity;
 use crate::runtime::delivery::{Backplane, Delivery, DeliveryStats, Local, Outgoing};
 use crate::runtime::ratelimit::Remote;
@@ -235,7 +235,7 @@ impl RedisDelivery {
         &self,
         event: &Outgoing<'_>,
         retentions: &crate::runtime::history::Retentions,
-    ) -> usize {
+    ) -> Sent {
         let latest = event.keep.latest().unwrap_or("");
         let append = |of: Stream<'_>| {
             let channel = channel::of(of);
@@ -255,19 +255,21 @@ impl RedisDelivery {
         };
         // What Redis could not take is delivered here at once, without a position; the other
         // servers are told that the stream lost events (`Link::lose`), and it is counted.
-        event
-            .audience
-            .streams()
-            .map(|stream| {
-                if append(stream) {
-                    // It reaches this server's listeners when Redis publishes it back.
-                    self.hub.listeners(stream)
-                } else {
-                    self.link.counters.dropped.fetch_add(1, Relaxed);
-                    self.hub.offer(stream, &event.frame, None)
-                }
-            })
-            .sum()
+        let mut sent = Sent {
+            local: 0,
+            published: true,
+        };
+        for stream in event.audience.streams() {
+            sent.local += if append(stream) {
+                // It reaches this server's listeners when Redis publishes it back.
+                self.hub.listeners(stream)
+            } else {
+                self.link.counters.dropped.fetch_add(1, Relaxed);
+                sent.published = false;
+                self.hub.offer(stream, &event.frame, None)
+            };
+        }
+        sent
     }
 }
 
@@ -330,26 +332,27 @@ impl Delivery for RedisDelivery {
         })
     }
 
-    fn deliver(&self, event: Outgoing<'_>) -> usize {
+    fn deliver(&self, event: Outgoing<'_>) -> Sent {
         if let Some(retentions) = &self.history
             && event.keep != crate::runtime::delivery::Keep::Not
         {
             return self.deliver_kept(&event, retentions);
         }
         let link = &self.link;
-        match event.audience {
+        let published = match event.audience {
             // In compatibility mode `to(..)` goes through the reference's envelope.
             Audience::Users(ids) if link.settings.compat => {
                 let body = channel::legacy_envelope(&link.node, ids, &event.frame);
-                link.enqueue(channel::LEGACY.to_owned(), body);
+                link.enqueue(channel::LEGACY.to_owned(), body)
             }
-            audience => {
-                for stream in audience.streams() {
-                    link.publish(&channel::of(stream), &event.frame);
-                }
-            }
+            audience => audience.streams().fold(true, |all, stream| {
+                link.publish(&channel::of(stream), &event.frame) & all
+            }),
+        };
+        Sent {
+            published,
+            ..self.local.deliver(event)
         }
-        self.local.deliver(event)
     }
 
     fn opened(&self) {

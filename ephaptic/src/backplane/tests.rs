@@ -75,7 +75,7 @@ impl Node {
         Client { conn, rx }
     }
 
-    fn emit(&self, audience: &Audience, message: &str, keep: Keep) -> usize {
+    fn emit(&self, audience: &Audience, message: &str, keep: Keep) -> crate::Sent {
         let frame =
             crate::handler::encode("Notice", &Notice { message }).expect("a notice encodes");
         self.delivery.deliver(Outgoing {
@@ -169,11 +169,14 @@ async fn events_cross_servers_once_each_and_in_order() {
     let mut there = b.client(Some("ann"), false);
     settled(&[&a, &b]).await;
     for i in 0..100 {
-        a.emit(
+        let sent = a.emit(
             &Audience::Users(vec!["ann".into()]),
             &i.to_string(),
             Keep::All,
         );
+        // What `emit` says: one connection here, and handed on for the other servers (whose
+        // connections it does not count).
+        assert_eq!((sent.local, sent.published), (1, true));
     }
     let want: Vec<String> = (0..100).map(|i| i.to_string()).collect();
     assert_eq!(messages(&receive(&mut there, 100).await), want);
@@ -263,10 +266,19 @@ async fn a_full_publish_queue_drops_and_tells_the_other_servers_instead_of_growi
     settled(&[&a, &b]).await;
     // A slow engine: the publisher waits 300 ms per batch while the queue fills.
     a.driver.delay(Duration::from_millis(300));
+    let mut unpublished = 0;
     for i in 0..(super::PUBLISH_QUEUE + 2000) {
-        a.emit(&Audience::Everyone, &i.to_string(), Keep::All);
+        unpublished += usize::from(
+            !a.emit(&Audience::Everyone, &i.to_string(), Keep::All)
+                .published,
+        );
     }
     assert!(a.delivery.stats().dropped > 0, "the queue is bounded");
+    assert_eq!(
+        unpublished as u64,
+        a.delivery.stats().dropped,
+        "emit says which events did not go to the other servers"
+    );
     a.driver.delay(Duration::ZERO);
     // kim hears what got through, and is told to refetch the stream that lost events: once a
     // second at most while events are lost, not once per lost event.

@@ -24,7 +24,7 @@ pub use caller::Caller;
 pub(crate) use defs::{
     BoxFuture, ErrorDef, EventDef, Exposed, FunctionDef, LoaderDef, NamingDef, Registration,
 };
-pub use emit::Emit;
+pub use emit::{Emit, Sent};
 pub use event::{Event, Recover};
 pub(crate) use event::{encode, too_large_to_send};
 pub use grant::{Expiring, Grant};

@@ -21,7 +21,7 @@ use bytes::Bytes;
 
 use super::history::{Memory, Position, Read, Retentions};
 use super::ratelimit::Remote;
-use crate::handler::Audience;
+use crate::handler::{Audience, Sent};
 use crate::identity::Identity;
 use crate::session::{Asked, Hub, Interest, Stamp, Stream};
 use crate::wire::reply::positioned;
@@ -61,8 +61,9 @@ pub(crate) type Reading<'a> = Pin<Box<dyn Future<Output = Read> + Send + 'a>>;
 
 /// Where events leave the process.
 pub(crate) trait Delivery: Send + Sync + fmt::Debug {
-    /// Sends `event` to its audience; returns how many connections of this server it reaches.
-    fn deliver(&self, event: Outgoing<'_>) -> usize;
+    /// Sends `event` to its audience; returns how many connections of this server it reaches,
+    /// and whether it was handed on for the other servers.
+    fn deliver(&self, event: Outgoing<'_>) -> Sent;
 
     /// Called as each connection opens: a backplane starts its tasks at the first (a server
     /// may be built before a runtime runs).
@@ -217,13 +218,13 @@ pub(crate) fn stamp(frame: &Bytes, stream: &str, seq: u64, epoch: &str) -> Bytes
 }
 
 impl Delivery for Local {
-    fn deliver(&self, event: Outgoing<'_>) -> usize {
+    fn deliver(&self, event: Outgoing<'_>) -> Sent {
         let reached = match &self.history {
             Some(history) if event.keep != Keep::Not => self.positioned(history, &event),
             _ => self.unpositioned(&event),
         };
         tracing::trace!(event = event.name, reached, "delivered");
-        reached
+        Sent::here(reached)
     }
 
     fn keeps_history(&self) -> bool {

@@ -5,7 +5,7 @@ use serde::Serialize;
 
 use super::delivery::{Keep, Outgoing};
 use super::scope::current;
-use crate::handler::{Audience, Emit, Event, Recover, encode, too_large_to_send};
+use crate::handler::{Audience, Emit, Event, Recover, Sent, encode, too_large_to_send};
 use crate::session::NameRules;
 use crate::session::names::{Every, RESERVED, for_log};
 
@@ -17,8 +17,9 @@ const STAMP_ROOM: usize = 320;
 static EVERYONE: Audience = Audience::Everyone;
 
 impl Audience {
-    /// Sends `event` to this audience; returns how many connections on this server it reached.
-    /// Nothing is sent until the returned future is awaited.
+    /// Sends `event` to this audience; returns what it reached ([`Sent`]: this server's
+    /// connections, and whether it went to the other servers). Nothing is sent until the
+    /// returned future is awaited.
     pub fn emit<E: Event>(&self, event: E) -> Emit<'_> {
         let keep = match E::RECOVER {
             Recover::None => Keep::Not,
@@ -45,20 +46,20 @@ impl Audience {
 
     /// Hands an encoded event to the running server's delivery (not generic, so the futures
     /// above name no event type).
-    async fn deliver(&self, name: &str, frame: Option<bytes::Bytes>, keep: Keep) -> usize {
+    async fn deliver(&self, name: &str, frame: Option<bytes::Bytes>, keep: Keep) -> Sent {
         let Some(state) = current() else {
             tracing::warn!(
                 event = name,
                 "an event was emitted but no ephaptic server is running in this process"
             );
-            return 0;
+            return Sent::default();
         };
         let Some(frame) = frame else {
-            return 0;
+            return Sent::default();
         };
         // Room for the position a stream's event gets on its way (`stream`, `seq`, `epoch`).
         if too_large_to_send(name, frame.len(), STAMP_ROOM, state.config.max_sent_frame) {
-            return 0;
+            return Sent::default();
         }
         let checked;
         let audience = match checked_audience(self, name, state.hub.rules()) {
@@ -72,7 +73,7 @@ impl Audience {
                 if LOGGED.ready() {
                     tracing::warn!(event = %for_log(name), "an event was not sent: {why}");
                 }
-                return 0;
+                return Sent::default();
             }
         };
         if let Some(t) = &state.telemetry {
@@ -119,13 +120,14 @@ fn checked_audience(
     }
 }
 
-/// Sends `event` to every connected client; returns how many connections it reached on this
-/// server. Nothing is sent until the returned future is awaited.
+/// Sends `event` to every connected client; returns what it reached ([`Sent`]: this server's
+/// connections, and whether it went to the other servers). Nothing is sent until the returned
+/// future is awaited.
 ///
 /// ```no_run
 /// # #[ephaptic::event] pub struct Notice { message: String }
 /// # async fn run() {
-/// let reached = ephaptic::emit(Notice { message: "deploy at 5pm".into() }).await;
+/// let sent = ephaptic::emit(Notice { message: "deploy at 5pm".into() }).await;
 /// # }
 /// ```
 ///

@@ -155,24 +155,24 @@ async fn broadcast_event(event: SomethingHappened) {
 }
 
 /// Emits the event to every tab of user 1 (the first name that signed in): the tutorial's
-/// `to(1).emit(event)`. Returns how many connections it reached.
+/// `to(1).emit(event)`. Returns how many connections of this server it reached.
 #[expose(requires_login)]
 async fn notify_user_one(event: SomethingHappened) -> usize {
-    ephaptic::to(1).emit(event).await
+    ephaptic::to(1).emit(event).await.local
 }
 
 /// Emits the event to every tab of users 1, 2 and 3: the tutorial's `to(1, 2, 3)`. Returns how
 /// many connections it reached.
 #[expose(requires_login)]
 async fn notify_first_three(event: SomethingHappened) -> usize {
-    ephaptic::to!(1, 2, 3).emit(event).await
+    ephaptic::to!(1, 2, 3).emit(event).await.local
 }
 
 /// Emits the event to every tab of the user numbered `user_id`, and no one else. Returns how
 /// many connections it reached.
 #[expose(requires_login)]
 async fn notify_user(user_id: u64, event: SomethingHappened) -> usize {
-    ephaptic::to(user_id).emit(event).await
+    ephaptic::to(user_id).emit(event).await.local
 }
 
 // --- todos: the data-operation pattern --------------------------------------------------------

@@ -213,13 +213,16 @@ async fn ping(caller: Caller) -> &'static str {
 /// connections it reached on this server.
 #[expose]
 async fn notify(user: String, message: String) -> usize {
-    ephaptic::to(user).emit(Notice { message, level: 1 }).await
+    ephaptic::to(user)
+        .emit(Notice { message, level: 1 })
+        .await
+        .local
 }
 
 /// Emits `Notice {message, level: 2}` to every connection.
 #[expose]
 async fn shout(message: String) -> usize {
-    ephaptic::emit(Notice { message, level: 2 }).await
+    ephaptic::emit(Notice { message, level: 2 }).await.local
 }
 
 /// A todo item.
@@ -280,6 +283,7 @@ async fn room_say(room: String, message: String) -> usize {
     ephaptic::group(room)
         .emit(Notice { message, level: 4 })
         .await
+        .local
 }
 
 /// How a connection shows in a presence list (`presence_track`).

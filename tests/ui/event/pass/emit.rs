@@ -17,13 +17,13 @@ pub enum Change {
 #[ephaptic::expose]
 async fn ping(caller: Caller) -> usize {
     let pong = Pong { ok: true };
-    let mut reached = ephaptic::emit(pong.clone()).await;
-    reached += ephaptic::emit(&pong).await;
-    reached += ephaptic::to(1).emit(pong.clone()).await;
-    reached += ephaptic::to([1, 2]).emit(&pong).await;
-    reached += ephaptic::to("alice").emit(Change::Cleared).await;
-    reached += ephaptic::group("room").emit(Change::Added { id: 1 }).await;
-    reached += ephaptic::Audience::everyone().emit(&pong).await;
+    let mut reached = ephaptic::emit(pong.clone()).await.local;
+    reached += ephaptic::emit(&pong).await.local;
+    reached += ephaptic::to(1).emit(pong.clone()).await.local;
+    reached += ephaptic::to([1, 2]).emit(&pong).await.local;
+    reached += ephaptic::to("alice").emit(Change::Cleared).await.local;
+    reached += ephaptic::group("room").emit(Change::Added { id: 1 }).await.local;
+    reached += ephaptic::Audience::everyone().emit(&pong).await.local;
     let _still_open: bool = caller.emit(pong).await;
     caller.emit(&Change::Cleared).await;
     reached
