@@ -3,10 +3,13 @@
 //! One backend for two frontends (a React page and a Svelte page, `frontend/`), showing what
 //! ephaptic does end to end:
 //!
-//! - **The Events tutorial, verbatim.** [`SomethingHappened`] (`code = 1`, `message`,
+//! - **The Events tutorial.** [`SomethingHappened`] (`code = 1`, `message`,
 //!   `isError = false`, the defaults written once with `#[ephaptic(default = ..)]`),
 //!   `broadcast_event` (to everyone), `notify_user_one` (`to(1).emit`), `notify_first_three`
-//!   (`to!(1, 2, 3)`) and `notify_user` (to a user the page picks).
+//!   (`to!(1, 2, 3)`) and `notify_user` (to a user the page picks). The server labels each
+//!   event with how it was sent and by whom (`via`, `from`), so each page shows who received
+//!   what; the notify functions answer what they reached ([`Reach`]: this server's connections,
+//!   and whether the event went to the other servers).
 //! - **Login by name.** The page sends a display name as `auth`; the identity loader
 //!   ([`load`]) gives each name a number (the first name is user 1, the next user 2, ...), and
 //!   that integer is the connection's identity, so `to(1)` means the first user who signed in.
@@ -136,7 +139,10 @@ async fn who_am_i(caller: Caller) -> Option<User> {
 
 // --- the Events tutorial ---------------------------------------------------------------------
 
-/// Something happened on the server: the Events tutorial's event.
+/// Something happened on the server: the Events tutorial's event (`code`, `message`, `isError`),
+/// plus two fields the demo adds so that each page can show who received what: `via` and
+/// `from`, filled in by the server. They are `skip_deserializing`, so a page sends the
+/// tutorial's shape (`{ message }` is enough) and cannot forge them.
 #[event]
 #[derive(Debug, Clone)]
 #[serde(rename_all = "camelCase")]
@@ -146,33 +152,75 @@ pub struct SomethingHappened {
     pub message: String,
     #[ephaptic(default = false)]
     pub is_error: bool,
+    /// How it was sent: `broadcast`, `to(1)`, `to(1, 2, 3)` or `to(user N)` (the demo's addition).
+    #[serde(skip_deserializing)]
+    pub via: String,
+    /// Who sent it (null when the sender was not signed in; the demo's addition).
+    #[serde(skip_deserializing)]
+    pub from: Option<User>,
+}
+
+impl SomethingHappened {
+    /// The event as the demo sends it: labelled with how it is sent and by whom.
+    fn labelled(self, via: impl Into<String>, caller: &Caller) -> Self {
+        SomethingHappened {
+            via: via.into(),
+            from: me(caller),
+            ..self
+        }
+    }
+}
+
+/// What a notify function's event reached: `emit`'s [`ephaptic::Sent`], in words a page can
+/// show. `here` counts this server's connections only: with `--redis` the event also goes to
+/// the other servers (`published`), whose connections it reaches after this answers, uncounted,
+/// so `here` may be 0 while the event arrives elsewhere.
+#[ephaptic::model]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reach {
+    /// How many connections of this server it was handed to.
+    pub here: usize,
+    /// Whether it was handed on to the other servers too (only with `--redis`).
+    pub published: bool,
+}
+
+impl From<ephaptic::Sent> for Reach {
+    fn from(sent: ephaptic::Sent) -> Self {
+        Reach {
+            here: sent.local,
+            published: sent.published,
+        }
+    }
 }
 
 /// Emits the event to everyone connected.
 #[expose]
-async fn broadcast_event(event: SomethingHappened) {
-    ephaptic::emit(event).await;
+async fn broadcast_event(caller: Caller, event: SomethingHappened) {
+    ephaptic::emit(event.labelled("broadcast", &caller)).await;
 }
 
 /// Emits the event to every tab of user 1 (the first name that signed in): the tutorial's
-/// `to(1).emit(event)`. Returns how many connections of this server it reached.
+/// `to(1).emit(event)`. Answers what it reached.
 #[expose(requires_login)]
-async fn notify_user_one(event: SomethingHappened) -> usize {
-    ephaptic::to(1).emit(event).await.local
+async fn notify_user_one(caller: Caller, event: SomethingHappened) -> Reach {
+    let event = event.labelled("to(1)", &caller);
+    ephaptic::to(1).emit(event).await.into()
 }
 
-/// Emits the event to every tab of users 1, 2 and 3: the tutorial's `to(1, 2, 3)`. Returns how
-/// many connections it reached.
+/// Emits the event to every tab of users 1, 2 and 3: the tutorial's `to(1, 2, 3)`. Answers
+/// what it reached.
 #[expose(requires_login)]
-async fn notify_first_three(event: SomethingHappened) -> usize {
-    ephaptic::to!(1, 2, 3).emit(event).await.local
+async fn notify_first_three(caller: Caller, event: SomethingHappened) -> Reach {
+    let event = event.labelled("to(1, 2, 3)", &caller);
+    ephaptic::to!(1, 2, 3).emit(event).await.into()
 }
 
-/// Emits the event to every tab of the user numbered `user_id`, and no one else. Returns how
-/// many connections it reached.
+/// Emits the event to every tab of the user numbered `user_id`, and no one else. Answers what it
+/// reached.
 #[expose(requires_login)]
-async fn notify_user(user_id: u64, event: SomethingHappened) -> usize {
-    ephaptic::to(user_id).emit(event).await.local
+async fn notify_user(caller: Caller, user_id: u64, event: SomethingHappened) -> Reach {
+    let event = event.labelled(format!("to(user {user_id})"), &caller);
+    ephaptic::to(user_id).emit(event).await.into()
 }
 
 // --- todos: the data-operation pattern --------------------------------------------------------

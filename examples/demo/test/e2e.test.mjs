@@ -202,6 +202,8 @@ for (const framework of FRAMEWORKS) {
       for (const u of [ann, bob]) {
         await see(u, "#events li", "code 1 · John created an account!");
         await see(u, "#last-event", "John created an account!");
+        // Labelled by the server with how it was sent and by whom.
+        await see(u, "#events li", "broadcast from Ann · code 1 · John created an account!");
       }
     });
 
@@ -210,21 +212,47 @@ for (const framework of FRAMEWORKS) {
       await ann.page.fill("#message-input", "for Bob only");
       await ann.page.click("#notify-user");
       await see(bob, "#events li", "for Bob only");
-      await see(ann, "#notify-result", "reached 1 connection");
+      await see(bob, "#events li", "to(user 2) from Ann · code 1 · for Bob only");
+      // What the answer counts: this server's connections (the only server here).
+      await see(ann, "#notify-result", "sent · 1 connection on this server");
       await neverSees(ann, "#events li", "for Bob only");
 
       // Ann is user 1.
       await bob.page.fill("#message-input", "for user 1");
       await bob.page.click("#notify-one");
       await see(ann, "#events li", "for user 1");
-      await see(bob, "#notify-result", "reached 1 connection");
+      await see(ann, "#events li", "to(1) from Bob · code 1 · for user 1");
+      await see(bob, "#notify-result", "sent · 1 connection on this server");
       await neverSees(bob, "#events li", "for user 1");
+      await neverSees(bob, "#events li", "to(1)");
 
       await bob.page.fill("#message-input", "for users 1, 2 and 3");
       await bob.page.click("#notify-three");
       await see(ann, "#events li", "for users 1, 2 and 3");
       await see(bob, "#events li", "for users 1, 2 and 3");
-      await see(bob, "#notify-result", "reached 2 connections");
+      for (const u of [ann, bob]) await see(u, "#events li", "to(1, 2, 3) from Bob · code 1 · for users 1, 2 and 3");
+      await see(bob, "#notify-result", "sent · 2 connections on this server");
+
+      // Each page shows exactly what reached its user, and how and from whom: to(1) only on
+      // user 1's page, to(user 2) only on user 2's.
+      assert.deepEqual(
+        await ann.page.locator("#events li").allInnerTexts(),
+        [
+          "broadcast from Ann · code 1 · John created an account!",
+          "to(1) from Bob · code 1 · for user 1",
+          "to(1, 2, 3) from Bob · code 1 · for users 1, 2 and 3",
+        ],
+        "Ann's (user 1's) events",
+      );
+      assert.deepEqual(
+        await bob.page.locator("#events li").allInnerTexts(),
+        [
+          "broadcast from Ann · code 1 · John created an account!",
+          "to(user 2) from Ann · code 1 · for Bob only",
+          "to(1, 2, 3) from Bob · code 1 · for users 1, 2 and 3",
+        ],
+        "Bob's (user 2's) events",
+      );
     });
 
     scenario("a todo created in one page appears in the other without a reload", async () => {
@@ -296,6 +324,7 @@ for (const framework of FRAMEWORKS) {
       await ann.page.fill("#message-input", "still here");
       await ann.page.click("#broadcast");
       await see(bob, "#events li", "still here");
+      await see(bob, "#events li", "broadcast from Ann · code 1 · still here");
       for (const u of [ann, bob]) {
         assert.equal(await u.page.evaluate(() => window.__sameDocument), true, `${u.name}'s page was not reloaded`);
       }
@@ -324,6 +353,7 @@ for (const framework of FRAMEWORKS) {
       await ann.page.fill("#message-input", "hello from Cy");
       await ann.page.click("#broadcast");
       await see(ann, "#events li", "hello from Cy");
+      await see(ann, "#events li", "broadcast from Cy · code 1 · hello from Cy");
       assert.deepEqual(ann.problems, [], "no errors in the page's console");
     });
   });

@@ -111,7 +111,26 @@ key: string,
 connections: Array<PresenceConn<M>>, };
 
 /**
- * Something happened on the server: the Events tutorial's event.
+ * What a notify function's event reached: `emit`'s `ephaptic::Sent`, in words a page can
+ * show. `here` counts this server's connections only: with `--redis` the event also goes to
+ * the other servers (`published`), whose connections it reaches after this answers, uncounted,
+ * so `here` may be 0 while the event arrives elsewhere.
+ */
+export type Reach = { 
+/**
+ * How many connections of this server it was handed to.
+ */
+here: number, 
+/**
+ * Whether it was handed on to the other servers too (only with `--redis`).
+ */
+published: boolean, };
+
+/**
+ * Something happened on the server: the Events tutorial's event (`code`, `message`, `isError`),
+ * plus two fields the demo adds so that each page can show who received what: `via` and
+ * `from`, filled in by the server. They are `skip_deserializing`, so a page sends the
+ * tutorial's shape (`{ message }` is enough) and cannot forge them.
  */
 export type SomethingHappened = { 
 /**
@@ -121,7 +140,15 @@ code: number, message: string,
 /**
  * @default false
  */
-isError: boolean, };
+isError: boolean, 
+/**
+ * How it was sent: `broadcast`, `to(1)`, `to(1, 2, 3)` or `to(user N)` (the demo's addition).
+ */
+via: string, 
+/**
+ * Who sent it (null when the sender was not signed in; the demo's addition).
+ */
+from: User | null, };
 
 /**
  * A todo item, as every page sees it.
@@ -141,7 +168,7 @@ export type User = { id: number, name: string, };
 type EphapticFlatten<T> = { [K in keyof T]: T[K] } & {};
 
 /** `SomethingHappened` as an argument: the fields the server fills in when absent are optional. */
-export type SomethingHappenedInput = EphapticFlatten<Omit<SomethingHappened, "code" | "isError"> & Partial<Pick<SomethingHappened, "code" | "isError">>>;
+export type SomethingHappenedInput = EphapticFlatten<Omit<SomethingHappened, "code" | "isError" | "via" | "from"> & Partial<Pick<SomethingHappened, "code" | "isError">>>;
 
 /** Every event and channel clients can listen for, with its payload type. */
 export interface EphapticEvents {
@@ -149,7 +176,12 @@ export interface EphapticEvents {
   "ChatMessage": ChatMessage;
   /** A message to one user, heard by every tab of that user and no one else. */
   "DirectMessage": DirectMessage;
-  /** Something happened on the server: the Events tutorial's event. */
+  /**
+   * Something happened on the server: the Events tutorial's event (`code`, `message`, `isError`),
+   * plus two fields the demo adds so that each page can show who received what: `via` and
+   * `from`, filled in by the server. They are `skip_deserializing`, so a page sends the
+   * tutorial's shape (`{ message }` is enough) and cannot forge them.
+   */
   "SomethingHappened": SomethingHappened;
   /** Presence diffs of the groups this client watches (`client.presence(group)`). */
   "__ephaptic.presence": PresenceDiff<User>;
@@ -204,9 +236,9 @@ export interface EphapticQueries {
   enterLobby(): { queryKey: readonly ["enterLobby"]; queryFn: () => Promise<null> };
   joinRoom(room: string): { queryKey: readonly ["joinRoom", string]; queryFn: () => Promise<Array<ChatMessage>> };
   listTodos(): { queryKey: readonly ["listTodos"]; queryFn: () => Promise<Array<Todo>> };
-  notifyFirstThree(event: SomethingHappenedInput): { queryKey: readonly ["notifyFirstThree", SomethingHappenedInput]; queryFn: () => Promise<number> };
-  notifyUser(user_id: number, event: SomethingHappenedInput): { queryKey: readonly ["notifyUser", number, SomethingHappenedInput]; queryFn: () => Promise<number> };
-  notifyUserOne(event: SomethingHappenedInput): { queryKey: readonly ["notifyUserOne", SomethingHappenedInput]; queryFn: () => Promise<number> };
+  notifyFirstThree(event: SomethingHappenedInput): { queryKey: readonly ["notifyFirstThree", SomethingHappenedInput]; queryFn: () => Promise<Reach> };
+  notifyUser(user_id: number, event: SomethingHappenedInput): { queryKey: readonly ["notifyUser", number, SomethingHappenedInput]; queryFn: () => Promise<Reach> };
+  notifyUserOne(event: SomethingHappenedInput): { queryKey: readonly ["notifyUserOne", SomethingHappenedInput]; queryFn: () => Promise<Reach> };
   rooms(): { queryKey: readonly ["rooms"]; queryFn: () => Promise<Array<string>> };
   sendDirect(to: number, text: string): { queryKey: readonly ["sendDirect", number, string]; queryFn: () => Promise<DirectMessage> };
   sendMessage(room: string, text: string): { queryKey: readonly ["sendMessage", string, string]; queryFn: () => Promise<ChatMessage> };
@@ -243,7 +275,7 @@ export const ephapticMutations = {
  * `connect({ url, schemaHash: ephapticSchemaHash })`: a client whose bundle is older than the
  * server it reaches is told so (`onSchemaMismatch`).
  */
-export const ephapticSchemaHash = "57e67752997bbf43";
+export const ephapticSchemaHash = "6e043f12cbcabdee";
 
 /** The server's functions, events and queries, as `@ephaptic/client` exposes them. */
 export interface EphapticService {
@@ -286,26 +318,26 @@ export interface EphapticService {
   /** Every todo, oldest first. */
   listTodos(): Promise<Array<Todo>>;
   /**
-   * Emits the event to every tab of users 1, 2 and 3: the tutorial's `to(1, 2, 3)`. Returns how
-   * many connections it reached.
+   * Emits the event to every tab of users 1, 2 and 3: the tutorial's `to(1, 2, 3)`. Answers
+   * what it reached.
    *
    * Requires login.
    */
-  notifyFirstThree(event: SomethingHappenedInput): Promise<number>;
+  notifyFirstThree(event: SomethingHappenedInput): Promise<Reach>;
   /**
-   * Emits the event to every tab of the user numbered `user_id`, and no one else. Returns how
-   * many connections it reached.
+   * Emits the event to every tab of the user numbered `user_id`, and no one else. Answers what it
+   * reached.
    *
    * Requires login.
    */
-  notifyUser(user_id: number, event: SomethingHappenedInput): Promise<number>;
+  notifyUser(user_id: number, event: SomethingHappenedInput): Promise<Reach>;
   /**
    * Emits the event to every tab of user 1 (the first name that signed in): the tutorial's
-   * `to(1).emit(event)`. Returns how many connections it reached.
+   * `to(1).emit(event)`. Answers what it reached.
    *
    * Requires login.
    */
-  notifyUserOne(event: SomethingHappenedInput): Promise<number>;
+  notifyUserOne(event: SomethingHappenedInput): Promise<Reach>;
   /** The rooms a page may join. */
   rooms(): Promise<Array<string>>;
   /**

@@ -3,6 +3,7 @@
 import { useEffect, useState, type ReactNode } from "react";
 import type { SomethingHappened, User } from "../schema";
 import { describeError } from "../shared/session";
+import { reachText, sentBy } from "../shared/tutorial";
 import { useClient, useEventList } from "./ephaptic";
 
 export function Tutorial(props: { online: readonly User[] }): ReactNode {
@@ -33,13 +34,13 @@ export function Tutorial(props: { online: readonly User[] }): ReactNode {
         await client.broadcastEvent(event);
         setResult("sent to everyone");
       } else {
-        const reached =
+        const reach =
           how === "one"
             ? await client.notifyUserOne(event)
             : how === "three"
               ? await client.notifyFirstThree(event)
               : await client.notifyUser(Number(target), event);
-        setResult(`reached ${reached} connection${reached === 1 ? "" : "s"}`);
+        setResult(reachText(reach));
       }
     } catch (e) {
       setResult(describeError(client, e));
@@ -66,9 +67,11 @@ export function Tutorial(props: { online: readonly User[] }): ReactNode {
       </div>
       <p id="notify-result" className="muted">{result}</p>
       <p className="muted">Last: <span id="last-event">{last}</span></p>
-      <ul id="events">
+      <ul id="events" className="events">
         {events.map((e, i) => (
-          <li key={i} className={e.isError ? "error-event" : undefined}>code {e.code} · {e.message}</li>
+          <li key={i} className={e.isError ? "error-event" : undefined}>
+            <span className="via">{sentBy(e)}</span> · code {e.code} · {e.message}
+          </li>
         ))}
       </ul>
     </section>
