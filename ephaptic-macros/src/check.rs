@@ -1,6 +1,8 @@
 //! Rules the macros enforce, each reported at the offending token with what to write instead.
 
+use syn::spanned::Spanned;
 use syn::visit::Visit;
+use syn::visit_mut::VisitMut;
 use syn::{ItemFn, Type};
 
 use crate::ctxt::Ctxt;
@@ -167,6 +169,48 @@ impl<'ast> Visit<'ast> for ImplTraitFinder {
             self.0 = Some(i.clone());
         }
     }
+}
+
+/// `ephaptic::to(1, 2, 3)` in a function's body: the compiler's own help ("remove the extra
+/// arguments") would send the event to user 1 only, so it is reported here, at the call, with
+/// the two spellings that reach every user named; the call is rewritten to `ephaptic::to!(..)`
+/// so that the compiler's misleading help does not follow. Only the `ephaptic::to` path is
+/// looked for: a function of the application's own may be called `to`.
+pub fn audiences(cx: &mut Ctxt, item: &mut ItemFn) {
+    struct Calls<'c>(&'c mut Ctxt);
+    impl VisitMut for Calls<'_> {
+        fn visit_expr_mut(&mut self, expr: &mut syn::Expr) {
+            syn::visit_mut::visit_expr_mut(self, expr);
+            let syn::Expr::Call(call) = expr else {
+                return;
+            };
+            let syn::Expr::Path(p) = &*call.func else {
+                return;
+            };
+            let named = p.qself.is_none()
+                && p.path.segments.len() == 2
+                && p.path.segments[0].ident == "ephaptic"
+                && p.path.segments[1].ident == "to";
+            if !named || call.args.len() < 2 {
+                return;
+            }
+            let args = &call.args;
+            let list = args
+                .iter()
+                .map(|a| quote::quote!(#a).to_string())
+                .collect::<Vec<_>>()
+                .join(", ");
+            self.0.error(
+                &*call,
+                format_args!(
+                    "`ephaptic::to` takes one audience, and this passes {}: to reach each of them write `ephaptic::to!({list})` or `ephaptic::to([{list}])`",
+                    args.len()
+                ),
+            );
+            *expr = syn::parse_quote_spanned!(call.func.span()=> ::ephaptic::to!(#args));
+        }
+    }
+    Calls(cx).visit_block_mut(&mut item.block);
 }
 
 /// `broadcast` names channels once each; `broadcast_to` needs `broadcast`.

@@ -97,9 +97,12 @@
 //! produce bindings for a Rust server: `ephaptic generate schema.json -o Ephaptic.kt`.
 
 mod diff;
+mod fields;
 mod json;
 mod render;
 mod text;
+
+pub use fields::snake_case_fields;
 
 use std::fmt;
 use std::path::{Path, PathBuf};

@@ -694,7 +694,8 @@ fn param_name(name: &str) -> String {
 
 /// Rustdoc's intra-doc links mean nothing in TypeScript: `[`Presence`]` becomes `` `Presence` ``
 /// and `[Presence]` becomes `Presence`; links with a target (`[text](url)`) are kept, and so is
-/// everything inside a code span (`` `to([1, 2, 3])` ``, `` `ids[0]` ``).
+/// everything inside a code span (`` `to([1, 2, 3])` ``, `` `ids[0]` ``) and every bracket
+/// whose text is not a Rust path (`to([1, 2, 3])`: rustdoc leaves those as text too).
 fn unlink(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
@@ -726,8 +727,16 @@ fn unlink(text: &str) -> String {
                 let after = &rest[start + 1..];
                 // A link's text may be a code span (`[`Presence`]`), whose brackets do not count.
                 match link_text_end(after) {
-                    Some(end) if !after[end + 1..].starts_with('(') => {
-                        out.push_str(&after[..end]);
+                    Some(end)
+                        if !after[end + 1..].starts_with('(') && is_link_text(&after[..end]) =>
+                    {
+                        // Without rustdoc's disambiguator (`fn@to` is `to`).
+                        let text = &after[..end];
+                        let text = match text.split_once('@') {
+                            Some((_, path)) if !text.starts_with('`') => path,
+                            _ => text,
+                        };
+                        out.push_str(text);
                         rest = &after[end + 1..];
                     }
                     _ => {
@@ -744,6 +753,27 @@ fn unlink(text: &str) -> String {
         }
     }
     out
+}
+
+/// Whether a bracket's text is what an intra-doc link names: one code span, or a Rust path
+/// (`Presence`, `crate::Server::serve`, `to()`, `to!`, `fn@to`).
+fn is_link_text(text: &str) -> bool {
+    let text = text.trim();
+    if text.len() >= 2 && text.starts_with('`') && text.ends_with('`') {
+        return true;
+    }
+    let path = text.split_once('@').map_or(text, |(_, p)| p);
+    let path = path
+        .strip_suffix("()")
+        .or_else(|| path.strip_suffix('!'))
+        .unwrap_or(path);
+    !path.is_empty()
+        && path.split("::").all(|part| {
+            part.chars()
+                .next()
+                .is_some_and(|c| c.is_alphabetic() || c == '_')
+                && part.chars().all(|c| c.is_alphanumeric() || c == '_')
+        })
 }
 
 /// Where a run of exactly `run` backticks starts in `text` (the end of a code span opened by one).
@@ -1027,6 +1057,13 @@ mod tests {
             ("an unclosed ` then [x]", "an unclosed ` then x"),
             ("`[a](b)` stays", "`[a](b)` stays"),
             ("nested [a [b] c]", "nested [a b c]"),
+            // Brackets that are not a link's text stay, as rustdoc leaves them.
+            ("to([1, 2, 3]) reaches three", "to([1, 2, 3]) reaches three"),
+            ("ids[0] and [a, b]", "ids[0] and [a, b]"),
+            (
+                "[crate::Server::serve] and [to()] and [fn@to]",
+                "crate::Server::serve and to() and to",
+            ),
         ];
         for (input, expected) in cases {
             assert_eq!(super::unlink(input), expected, "{input}");

@@ -1,6 +1,7 @@
 //! The documented schema command, `cargo ephaptic export`, on a bin-only crate as a newcomer
 //! writes it (everything in `main.rs`, which just calls `ephaptic::serve`): it types the
-//! function and the event under the declared naming rule, and a binary with nothing registered
+//! function and the event under the declared naming rule (and names the event's snake_case
+//! field, which that rule leaves to serde), and a binary with nothing registered
 //! fails with the fix in the message.
 //!
 //! The crate is written under `target/tmp` and built into the workspace's own target directory
@@ -17,6 +18,7 @@ ephaptic::naming!(CamelCase);
 #[ephaptic::event]
 pub struct SomethingHappened {
     pub message: String,
+    pub is_error: bool,
 }
 
 /// Adds two numbers.
@@ -124,7 +126,7 @@ fn a_bin_only_crate_exports_its_function_and_event_and_an_empty_one_fails_with_t
         "{ts}"
     );
     assert!(
-        ts.contains("export type SomethingHappened = { message: string, };"),
+        ts.contains("export type SomethingHappened = { message: string, is_error: boolean, };"),
         "{ts}"
     );
     assert!(
@@ -133,6 +135,12 @@ fn a_bin_only_crate_exports_its_function_and_event_and_an_empty_one_fails_with_t
     );
     assert!(
         stderr(&run).contains("1 function, 1 event"),
+        "{}",
+        stderr(&run)
+    );
+    // naming!(CamelCase) leaves fields to serde: the export says which are still snake_case.
+    assert!(
+        stderr(&run).contains("these are snake_case: SomethingHappened (is_error). Add #[serde(rename_all = \"camelCase\")]"),
         "{}",
         stderr(&run)
     );

@@ -629,6 +629,15 @@ pub use ephaptic_macros::identity_loader;
 ///
 /// The rules are the variants of [`Naming`]: `AsWritten`, `CamelCase`.
 ///
+/// **Fields keep their names.** The fields of events and models are named by serde, in each
+/// struct's own derive, which runs when that struct is compiled and cannot see a declaration
+/// made elsewhere in the build (this one is read at run time). So write
+/// `#[serde(rename_all = "camelCase")]` on each struct whose fields should be camelCase; the
+/// TypeScript export says which structs still have snake_case fields under
+/// `naming!(CamelCase)`. The rule stays out of the fields on purpose too: a field's name is
+/// part of every client's contract (the Python client reads `is_error`), and one line per
+/// struct keeps that visible where the struct is.
+///
 /// ```standalone_crate
 /// ephaptic::naming!(CamelCase);
 ///

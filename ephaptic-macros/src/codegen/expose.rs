@@ -27,7 +27,14 @@ pub fn expose(args: TokenStream2, item: TokenStream2) -> syn::Result<TokenStream
     {
         cx.error(name, "the wire name must not be empty");
     }
-    cx.check()?;
+    // On a copy: its misspelt `ephaptic::to(1, 2, 3)` calls are rewritten, so that what is
+    // emitted with the errors does not add the compiler's misleading help to them.
+    let mut written = item.clone();
+    check::audiences(&mut cx, &mut written);
+    if let Err(e) = cx.check() {
+        let errors = e.to_compile_error();
+        return Ok(quote!(#errors #written));
+    }
 
     let ident = f.ident;
     let vis = &item.vis;

@@ -155,6 +155,19 @@ fn export(o: &Options) -> Result<Outcome, String> {
             _ => "as written",
         }
     );
+    let snake = ephaptic_ts::snake_case_fields(&desc);
+    if !snake.is_empty() {
+        let list: Vec<String> = snake
+            .iter()
+            .map(|(ident, names)| format!("{ident} ({})", names.join(", ")))
+            .collect();
+        eprintln!(
+            "ephaptic: note: naming!(CamelCase) names functions; fields keep the names serde gives them, \
+             and these are snake_case: {}. Add #[serde(rename_all = \"camelCase\")] to each of \
+             those types to follow the rule (or leave them, if snake_case is what clients expect).",
+            list.join("; ")
+        );
+    }
     let current = std::fs::read_to_string(&o.out).ok();
     if current.as_deref() == Some(text.as_str()) {
         return Ok(Outcome::Current(summary));

@@ -4,7 +4,7 @@ pub struct Pong {
 }
 
 async fn ping() -> usize {
-    ephaptic::emit(Pong { ok: true }).await
+    ephaptic::emit(Pong { ok: true }).await.local
 }
 
 fn main() {

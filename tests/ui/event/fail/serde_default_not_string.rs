@@ -7,7 +7,7 @@ pub struct Ev {
 }
 
 async fn send() -> usize {
-    ephaptic::emit(Ev { code: 1 }).await
+    ephaptic::emit(Ev { code: 1 }).await.local
 }
 
 fn main() {
