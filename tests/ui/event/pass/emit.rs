@@ -31,7 +31,7 @@ async fn ping(caller: Caller) -> usize {
 
 // Outside a handler too, e.g. from a background task.
 async fn background() -> usize {
-    ephaptic::emit(Pong { ok: false }).await
+    ephaptic::emit(Pong { ok: false }).await.local
 }
 
 fn main() {
