@@ -88,13 +88,17 @@ if ! $quick; then
     step "TypeScript client (@ephaptic/client)" ephaptic-ts/client/run-tests.sh
     step "generated schemas type-check (tsc --strict)" ephaptic-ts/client/node_modules/.bin/tsc -p ephaptic-ts/tests/ts
     # The template's page against its generated schema.ts, with @ephaptic/client from the checkout.
-    step "template frontend type-checks (tsc --strict)" ephaptic-ts/client/node_modules/.bin/tsc -p examples/template/web/tsconfig.ci.json
+    step "template frontend type-checks (tsc --strict)" ephaptic-ts/client/node_modules/.bin/tsc -p examples/template/tsconfig.web.json
     step "@ephaptic/react (tsc --strict, unit tests)" ephaptic-ts/react/run-tests.sh
     step "@ephaptic/svelte (tsc --strict, unit tests)" ephaptic-ts/svelte/run-tests.sh
     # The supported TypeScript majors, 5 and 7, over the client's type tests and generated schemas;
     # then the three packages as an app outside the checkout installs them (pack.sh's tarballs).
     step "TypeScript 5 and 7 (tsc --strict: generated schemas, client type tests)" ephaptic-ts/tests/ts/typescript-versions.sh
     step "npm tarballs (ephaptic-ts/pack.sh) installed outside the checkout, type-checked" ephaptic-ts/tests/ts/tarballs.sh
+    # cargo package of the three crates (no warnings), then a new app from `cargo ephaptic new`
+    # outside the checkout, on the packed crates and the client tarball: its tests, its page's
+    # build, and a typed call and event from Node against its server (docs/PUBLISHING.md).
+    step "packages: a new app from the packed crates and npm tarballs" tests/packaging/run.sh
     # Builds both frontends (npm ci, vite build), type-checks them (tsc --strict, svelte-check),
     # then drives the React and the Svelte page in chromium against the demo server.
     step "demo: both frontends type-checked and in a browser (chromium)" examples/demo/test/run.sh

@@ -100,6 +100,7 @@ mod diff;
 mod fields;
 mod json;
 mod render;
+pub mod scaffold;
 mod text;
 
 pub use fields::snake_case_fields;

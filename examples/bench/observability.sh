@@ -3,7 +3,8 @@
 # wants call spans), with `--metrics` (the Prometheus counters and histograms), with
 # `EPHAPTIC_LOG=spans` (a subscriber whose registry builds and keeps every call's span for a
 # layer that wants them, beside a fmt layer for warnings, each with its own filter), with both
-# (observed), with both and the calls sampled one in ten (`--sample-calls 0.1`: sampled), and
+# (observed), with both and the calls sampled one in a hundred (`--sample-calls 0.01`, 5,000 spans a
+# second at this rate: sampled), and
 # with the least subscriber that keeps spans (`EPHAPTIC_LOG=spans-registry`: the registry and
 # that layer alone, under one global filter: registry); batched and unbatched, the variants
 # rotated run by run. Prints a Markdown table of medians: calls/s and server CPU per call. The figures go
@@ -34,7 +35,7 @@ run() { # run VARIANT SHAPE ARGS...
     out="$(mktemp)"
     case "$variant" in
         observed) EPHAPTIC_LOG=spans "$BIN/parity" --addr 127.0.0.1:0 --metrics 127.0.0.1:0 >"$out" 2>/dev/null & ;;
-        sampled) EPHAPTIC_LOG=spans "$BIN/parity" --addr 127.0.0.1:0 --metrics 127.0.0.1:0 --sample-calls 0.1 >"$out" 2>/dev/null & ;;
+        sampled) EPHAPTIC_LOG=spans "$BIN/parity" --addr 127.0.0.1:0 --metrics 127.0.0.1:0 --sample-calls 0.01 >"$out" 2>/dev/null & ;;
         registry) EPHAPTIC_LOG=spans-registry "$BIN/parity" --addr 127.0.0.1:0 >"$out" 2>/dev/null & ;;
         metrics) EPHAPTIC_LOG=warn "$BIN/parity" --addr 127.0.0.1:0 --metrics 127.0.0.1:0 >"$out" 2>/dev/null & ;;
         spans) EPHAPTIC_LOG=spans "$BIN/parity" --addr 127.0.0.1:0 >"$out" 2>/dev/null & ;;

@@ -1,3 +1,6 @@
+//! `cargo ephaptic new <NAME>`: writes a new app, the template (a server and a typed Vite page),
+//! with dependencies that resolve (`ephaptic_ts::scaffold`).
+//!
 //! `cargo ephaptic export <schema.ts>`: builds and runs your server binary with
 //! `EPHAPTIC_EXPORT` set, so that it describes its functions, events and errors instead of
 //! serving (see `ephaptic::export`), and writes `schema.ts` from that description. Works for any
@@ -13,7 +16,14 @@ use std::time::{Duration, SystemTime};
 use ephaptic::export::Description;
 
 const USAGE: &str = "\
-usage: cargo ephaptic export <schema.ts> [options] [-- <arguments for the server binary>]
+usage: cargo ephaptic new <NAME> [--dir <DIR>] [--published | --checkout <DIR> | --crates <DIR> --client <TGZ>]
+       cargo ephaptic export <schema.ts> [options] [-- <arguments for the server binary>]
+
+`new` writes a new app in ./NAME (or DIR): a server (src/lib.rs, src/main.rs), a test that keeps
+web/src/schema.ts current, and a Vite page typed by it. Its dependencies come from the ephaptic
+checkout this command was installed from (path dependencies), or with --published from
+crates.io and npm, with --checkout from another checkout, or with --crates and --client from
+packed crates (a directory of unpacked `cargo package` output) and an @ephaptic/client tarball.
 
 Builds and runs your server binary (`cargo run`) with EPHAPTIC_EXPORT set: at the point it would
 start serving, it describes its functions, events and errors and exits, and schema.ts is written
@@ -44,21 +54,71 @@ struct Options {
     large_int: Option<String>,
 }
 
-fn parse(args: Vec<String>) -> Result<Options, String> {
+/// What the command line asks for.
+#[derive(Debug)]
+enum Command_ {
+    New(NewOptions),
+    Export(Options),
+}
+
+#[derive(Debug)]
+struct NewOptions {
+    name: String,
+    dir: PathBuf,
+    source: ephaptic_ts::scaffold::Source,
+}
+
+fn parse(args: Vec<String>) -> Result<Command_, String> {
     let mut args = args.into_iter().peekable();
     // `cargo ephaptic ...` runs `cargo-ephaptic ephaptic ...`.
     if args.peek().map(String::as_str) == Some("ephaptic") {
         args.next();
     }
     match args.next().as_deref() {
-        Some("export") => {}
-        Some("-h" | "--help" | "help") | None => return Err(String::new()),
-        Some(other) => {
-            return Err(format!(
-                "unknown command `{other}`: the command is `export`"
-            ));
+        Some("export") => parse_export(args.collect()).map(Command_::Export),
+        Some("new") => parse_new(args.collect()).map(Command_::New),
+        Some("-h" | "--help" | "help") | None => Err(String::new()),
+        Some(other) => Err(format!(
+            "unknown command `{other}`: the commands are `new` and `export`"
+        )),
+    }
+}
+
+fn parse_new(args: Vec<String>) -> Result<NewOptions, String> {
+    use ephaptic_ts::scaffold::Source;
+    let mut args = args.into_iter();
+    let (mut name, mut dir, mut source) = (None, None, None);
+    let (mut crates, mut client) = (None, None);
+    while let Some(a) = args.next() {
+        let mut value = |name: &str| args.next().ok_or_else(|| format!("{name} needs a value"));
+        match a.as_str() {
+            "--dir" => dir = Some(PathBuf::from(value(&a)?)),
+            "--published" => source = Some(Source::Published),
+            "--checkout" => source = Some(Source::Checkout(value(&a)?.into())),
+            "--crates" => crates = Some(PathBuf::from(value(&a)?)),
+            "--client" => client = Some(PathBuf::from(value(&a)?)),
+            "-h" | "--help" => return Err(String::new()),
+            flag if flag.starts_with('-') => return Err(format!("unknown option `{flag}`")),
+            n if name.is_none() => name = Some(n.to_owned()),
+            extra => return Err(format!("one name only (got `{extra}` too)")),
         }
     }
+    let name = name.ok_or("what is the app called? e.g. `cargo ephaptic new my-app`")?;
+    let source = match (crates, client) {
+        (Some(crates), Some(client)) if source.is_none() => Source::Packed { crates, client },
+        (None, None) => source.unwrap_or_else(Source::detect),
+        _ => {
+            return Err(
+                "--crates and --client go together, without --published or --checkout".into(),
+            );
+        }
+    };
+    let dir = dir.unwrap_or_else(|| PathBuf::from(&name));
+    Ok(NewOptions { name, dir, source })
+}
+
+fn parse_export(args: Vec<String>) -> Result<Options, String> {
+    let mut args = args.into_iter().peekable();
     let mut o = Options::default();
     let mut out = None;
     while let Some(a) = args.next() {
@@ -296,7 +356,8 @@ fn watch(o: &Options) -> ! {
 
 fn main() -> ExitCode {
     let o = match parse(std::env::args().skip(1).collect()) {
-        Ok(o) => o,
+        Ok(Command_::Export(o)) => o,
+        Ok(Command_::New(n)) => return new(&n),
         Err(e) if e.is_empty() => {
             print!("{USAGE}");
             return ExitCode::SUCCESS;
@@ -316,9 +377,37 @@ fn main() -> ExitCode {
     }
 }
 
+/// `cargo ephaptic new`: writes the app and says how to run it.
+fn new(n: &NewOptions) -> ExitCode {
+    match ephaptic_ts::scaffold::new_app(&n.name, &n.dir, &n.source) {
+        Ok(made) => {
+            let dir = made.dir.display();
+            eprintln!(
+                "ephaptic: created {dir}, depending on {}.\n\
+                 Run the server:      cd {dir} && cargo run\n\
+                 Run the page:        cd {dir}/web && npm install && npm run dev   (http://localhost:5173)\n\
+                 After changing src/: cargo ephaptic export web/src/schema.ts   (cargo test checks it is current)",
+                made.source
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("ephaptic: new failed: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use super::parse;
+    use super::{Command_, Options};
+
+    fn parse(args: Vec<String>) -> Result<Options, String> {
+        match super::parse(args)? {
+            Command_::Export(o) => Ok(o),
+            Command_::New(n) => Err(format!("new {n:?}")),
+        }
+    }
 
     fn args(s: &str) -> Vec<String> {
         s.split_whitespace().map(String::from).collect()
@@ -352,5 +441,29 @@ mod tests {
         );
         assert!(parse(args("generate a.ts")).unwrap_err().contains("export"));
         assert_eq!(parse(args("--help")).unwrap_err(), "");
+    }
+
+    #[test]
+    fn new_takes_a_name_and_where_the_dependencies_come_from() {
+        use ephaptic_ts::scaffold::Source;
+        let Ok(Command_::New(n)) = super::parse(args("ephaptic new my-app --published")) else {
+            panic!("new");
+        };
+        assert_eq!(
+            (n.name.as_str(), n.dir.to_str()),
+            ("my-app", Some("my-app"))
+        );
+        assert_eq!(n.source, Source::Published);
+        let Ok(Command_::New(n)) = super::parse(args(
+            "new x --dir /tmp/x --crates /c --client /c/client.tgz",
+        )) else {
+            panic!("new");
+        };
+        assert_eq!(n.dir.to_str(), Some("/tmp/x"));
+        assert!(matches!(n.source, Source::Packed { .. }));
+        let e = super::parse(args("new x --crates /c")).unwrap_err();
+        assert!(e.contains("--crates and --client go together"), "{e}");
+        let e = super::parse(args("new")).unwrap_err();
+        assert!(e.contains("cargo ephaptic new my-app"), "{e}");
     }
 }

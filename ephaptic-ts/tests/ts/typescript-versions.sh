@@ -40,7 +40,7 @@ for compiler in typescript typescript7; do
     esac
     for project in \
         "$here/tsconfig.json" \
-        "$repo/examples/template/web/tsconfig.ci.json" \
+        "$repo/examples/template/tsconfig.web.json" \
         "$pkgs/client/tsconfig.types.json" \
         "$pkgs/client/tsconfig.json" \
         "$pkgs/react/tsconfig.json" \
