@@ -179,4 +179,26 @@ fn a_bin_only_crate_exports_its_function_and_event_and_an_empty_one_fails_with_t
         "{err}"
     );
     assert!(!empty.exists(), "nothing is written on failure");
+
+    // Served, the same binary says so at start, naming the library to link (the package's).
+    let target = Path::new(env!("CARGO_TARGET_TMPDIR")).parent().unwrap();
+    let mut served = Command::new(env!("CARGO"))
+        .args(["run", "-q", "--bin", "empty", "--manifest-path"])
+        .arg(dir.join("Cargo.toml"))
+        .env("CARGO_TARGET_DIR", target)
+        .env_remove("EPHAPTIC_EXPORT")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lines = std::io::BufRead::lines(std::io::BufReader::new(served.stderr.take().unwrap()));
+    let warning = lines
+        .map_while(Result::ok)
+        .find(|l| l.contains("no exposed functions were found"));
+    let _ = served.kill();
+    let _ = served.wait();
+    let warning = warning.expect("the start-up warning");
+    assert!(
+        warning.contains("add `use ephaptic_schema_command_fixture as _;` to main.rs"),
+        "{warning}"
+    );
 }

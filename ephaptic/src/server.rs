@@ -1080,11 +1080,25 @@ fn announce(registry: &Registry, loader: bool, path: &str, addr: Option<SocketAd
             ""
         },
     );
-    let empty = (functions == 0).then_some(
-        "ephaptic: no exposed functions were found. Functions marked #[ephaptic::expose] in a crate \
-         that nothing references are dropped by the linker: add `use that_crate as _;` to main.rs, or \
-         register them with Server::register::<function_name>()",
-    );
+    let empty = (functions == 0).then(|| {
+        // A package's library is named after the package: `cargo run` says which package this
+        // is; otherwise the binary's name usually is the package's.
+        let lib = std::env::var("CARGO_PKG_NAME")
+            .ok()
+            .or_else(|| {
+                let exe = std::env::current_exe().ok()?;
+                Some(exe.file_stem()?.to_string_lossy().into_owned())
+            })
+            .map(|name| name.replace('-', "_"))
+            .filter(|name| !name.is_empty())
+            .unwrap_or_else(|| "my_app".into());
+        format!(
+            "ephaptic: no exposed functions were found. Functions marked #[ephaptic::expose] in a crate \
+             that nothing references are dropped by the linker: add `use {lib} as _;` to main.rs (when \
+             they are in this package's library; else name the crate they are in), or register them \
+             with Server::register::<function_name>()"
+        )
+    });
     if tracing::dispatcher::has_been_set() {
         let mut names: Vec<_> = registry.functions.keys().copied().collect();
         names.sort_unstable();
