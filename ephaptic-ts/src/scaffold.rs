@@ -53,7 +53,9 @@ const PACKAGE_JSON: &str = include_str!("../template/web/package.json");
 pub enum Source {
     /// The published crates (`ephaptic = "0.1"`) and npm package (`@ephaptic/client@^0.1`).
     Published,
-    /// An ephaptic checkout: path dependencies on its crates and its `ephaptic-ts/client`.
+    /// An ephaptic checkout: path dependencies on its crates, and `@ephaptic/client` packed from
+    /// its `ephaptic-ts/client` (`pack.sh`, into its `target/npm`; the folder itself when that
+    /// cannot run, which npm 11 warns about at each install).
     Checkout(PathBuf),
     /// Packed artifacts: a directory of unpacked `.crate` packages (`ephaptic-0.1.0/`, ...),
     /// depended on by version and patched in (as the registry will serve them), and the
@@ -84,7 +86,10 @@ impl Source {
 
     fn describe(&self) -> String {
         match self {
-            Source::Published => format!("the published ephaptic {VERSION}"),
+            Source::Published => format!(
+                "the published ephaptic {VERSION} (crates.io and npm; until it is published, pass \
+                 --checkout DIR, an ephaptic checkout)"
+            ),
             Source::Checkout(root) => format!("the ephaptic checkout at {}", root.display()),
             Source::Packed { crates, client } => format!(
                 "the packed crates in {} and {}",
@@ -104,6 +109,8 @@ pub struct Created {
     pub dir: PathBuf,
     /// What it depends on, in words.
     pub source: String,
+    /// What the user should know (a fallback taken), one line each.
+    pub notes: Vec<String>,
 }
 
 /// Writes the template app named `name` into `dir` (which must not exist, or be empty).
@@ -138,8 +145,12 @@ pub fn new_app(name: &str, dir: &Path, source: &Source) -> Result<Created, Strin
             ((*path).to_owned(), text)
         })
         .collect();
+    let mut notes = Vec::new();
     files.push(("Cargo.toml".into(), manifest(name, source)?));
-    files.push(("web/package.json".into(), package_json(name, source)?));
+    files.push((
+        "web/package.json".into(),
+        package_json(name, source, &mut notes)?,
+    ));
     files.push((".gitignore".into(), "/target\n".into()));
     for (path, text) in &files {
         let at = dir.join(path);
@@ -151,6 +162,7 @@ pub fn new_app(name: &str, dir: &Path, source: &Source) -> Result<Created, Strin
     Ok(Created {
         dir: dir.to_path_buf(),
         source: source.describe(),
+        notes,
     })
 }
 
@@ -195,6 +207,10 @@ tracing-subscriber = \"0.3\"
 
 [dev-dependencies]
 ephaptic-ts = {ephaptic_ts}
+
+# The app is a workspace of its own, wherever it is written (inside another workspace too);
+# delete this table to make it a member of an enclosing one.
+[workspace]
 "
     );
     if let Source::Packed { crates, .. } = source {
@@ -216,10 +232,20 @@ ephaptic-ts = {ephaptic_ts}
 }
 
 /// The app's `web/package.json`: the template's, with its name and its `@ephaptic/client`.
-fn package_json(name: &str, source: &Source) -> Result<String, String> {
+fn package_json(name: &str, source: &Source, notes: &mut Vec<String>) -> Result<String, String> {
     let client = match source {
         Source::Published => format!("^{VERSION}"),
-        Source::Checkout(root) => format!("file:{}", json_path(&root.join("ephaptic-ts/client"))?),
+        Source::Checkout(root) => match pack_client(root) {
+            Ok(tarball) => format!("file:{}", json_path(&tarball)?),
+            Err(why) => {
+                notes.push(format!(
+                    "@ephaptic/client is linked from the checkout's folder ({why}); npm 11 warns \
+                     about its install script at each install (`npm install-scripts approve \
+                     @ephaptic/client` stops that), and a tarball from `ephaptic-ts/pack.sh` avoids it"
+                ));
+                format!("file:{}", json_path(&root.join("ephaptic-ts/client"))?)
+            }
+        },
         Source::Packed { client, .. } => format!("file:{}", json_path(client)?),
     };
     let from = "\"@ephaptic/client\": \"file:../../client\"";
@@ -234,6 +260,33 @@ fn package_json(name: &str, source: &Source) -> Result<String, String> {
             &format!("\"name\": \"{name}-web\""),
         )
         .replace(from, &format!("\"@ephaptic/client\": \"{client}\"")))
+}
+
+/// Packs the checkout's `@ephaptic/client` with its `pack.sh` into its `target/npm`: the
+/// tarball an app installs as it will install the published package (no install script, the
+/// types once), rather than a link to the folder.
+fn pack_client(root: &Path) -> Result<PathBuf, String> {
+    let script = root.join("ephaptic-ts/pack.sh");
+    if !script.is_file() {
+        return Err(format!("{} is missing", script.display()));
+    }
+    let out = std::process::Command::new("bash")
+        .arg(&script)
+        .arg(root.join("target/npm"))
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .map_err(|e| format!("could not run pack.sh: {e}"))?;
+    if !out.status.success() {
+        return Err(format!("pack.sh failed ({})", out.status));
+    }
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(PathBuf::from)
+        .find(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("ephaptic-client-"))
+        })
+        .ok_or_else(|| "pack.sh named no client tarball".into())
 }
 
 /// `0.1.0` -> `0.1`: what an app writes to get the line's fixes.
@@ -292,6 +345,16 @@ mod tests {
             include_str!("../template/web/src/schema.ts")
         );
         assert!(made.source.contains("/opt/ephaptic"));
+        // No pack.sh there: the folder, and a note that says what that costs.
+        assert!(
+            made.notes[0].contains("linked from the checkout's folder"),
+            "{:?}",
+            made.notes
+        );
+        assert!(
+            manifest.contains("\n[workspace]\n"),
+            "its own workspace: {manifest}"
+        );
         // Not over an app that is there.
         let again = new_app("my-app", &dir, &Source::Published).unwrap_err();
         assert!(again.contains("not empty"), "{again}");

@@ -155,8 +155,10 @@
 //! `#[event]` makes a struct (or an enum serde writes as a map) something clients listen for:
 //! `client.on("Notice", data => ...)`. Its fields are the data; your `#[serde(...)]` attributes
 //! apply. Send it to everyone with [`emit`](fn@emit), to every connection of some identities with
-//! [`to`], to a group with [`group`], or to the caller with [`Caller::emit`]. Each returns how
-//! many connections on this server it reached, and each event is encoded once for all of them.
+//! [`to`] (`to(7)`, `to([1, 2, 3])`, `to!(1, "alice")`), to a group with [`group`], or to the
+//! caller with [`Caller::emit`]. Each returns a [`Sent`]: `local`, how many connections of this
+//! server it reached (never those of the other servers, which get it after), and `published`,
+//! whether it went on to the other servers. Each event is encoded once for all of them.
 //!
 //! ```
 //! use ephaptic::{event, expose, Caller};
@@ -174,7 +176,8 @@
 //!
 //! #[expose]
 //! async fn notify(user: u64, message: String) -> usize {
-//!     ephaptic::to(user).emit(Notice { message, ..Default::default() }).await
+//!     // The user's connections on this server; with Redis, `published` says it went on too.
+//!     ephaptic::to(user).emit(Notice { message, ..Default::default() }).await.local
 //! }
 //!
 //! #[expose]

@@ -72,6 +72,13 @@ if grep -rq "$root" "$app" --include=*.rs --include=*.ts --include=*.json; then
 fi
 cp Cargo.lock "$app/Cargo.lock"
 
+# From the checkout (the default of a command installed from it): path dependencies that
+# resolve, its own workspace, and the client packed into the checkout's target/npm.
+"$target/debug/cargo-ephaptic" ephaptic new from-checkout --dir "$work/from-checkout" 2>/dev/null
+(cd "$work/from-checkout" && cargo metadata -q --format-version 1 >/dev/null)
+tarball="$(sed -n 's#.*"@ephaptic/client": "file:\(.*\.tgz\)".*#\1#p' "$work/from-checkout/web/package.json")"
+[ -f "$tarball" ] || { echo "the checkout's app names no packed client" >&2; cat "$work/from-checkout/web/package.json" >&2; exit 1; }
+
 # 4. Its tests, its server, its page.
 export CARGO_TARGET_DIR="$target"
 (cd "$app" && cargo test -q 2>&1 | tail -3)

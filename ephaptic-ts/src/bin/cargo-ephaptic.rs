@@ -6,7 +6,8 @@
 //! serving (see `ephaptic::export`), and writes `schema.ts` from that description. Works for any
 //! crate shape (a bin-only crate included) and uses the server's own naming rule.
 //!
-//! Install: `cargo install --path ephaptic-ts` (or `cargo install ephaptic-ts`).
+//! Install: `cargo install --path ephaptic-ts` from a checkout (`cargo install ephaptic-ts` once
+//! the crate is published).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -381,6 +382,9 @@ fn main() -> ExitCode {
 fn new(n: &NewOptions) -> ExitCode {
     match ephaptic_ts::scaffold::new_app(&n.name, &n.dir, &n.source) {
         Ok(made) => {
+            for note in &made.notes {
+                eprintln!("ephaptic: note: {note}");
+            }
             let dir = made.dir.display();
             eprintln!(
                 "ephaptic: created {dir}, depending on {}.\n\
