@@ -6,7 +6,8 @@
 #   npm install OUTDIR/ephaptic-client-0.1.0.tgz OUTDIR/ephaptic-react-0.1.0.tgz ...
 #
 # Each package is compiled (`npm ci --ignore-scripts` first when its node_modules is missing or
-# stale) into a staging directory, and its tarball holds package.json, README.md and dist/
+# stale) into a staging directory, and its tarball holds package.json, README.md, the two license
+# texts and dist/
 # (JavaScript and .d.ts): no sources, no tests, and no install script. The package.json in the
 # tarball is the package's own without `scripts` (its `prepare` builds dist/ for installs from a
 # path; a tarball already has dist/, and npm 11 would warn about the script on every install) and
@@ -50,12 +51,15 @@ for pkg in client react svelte; do
         "$dir/tsconfig.json" "$copy/dist" "$stage/client/dist/index.d.ts" >"$stage/tsconfig.$pkg.json"
     node "$dir/node_modules/typescript/bin/tsc" -p "$stage/tsconfig.$pkg.json" >&2
     cp "$dir/README.md" "$copy/"
+    # The license texts the packages declare ("MIT OR Apache-2.0"), from the repository's root.
+    cp "$ts/../LICENSE-MIT" "$ts/../LICENSE-APACHE" "$copy/"
     node -e '
         const fs = require("node:fs");
         const [from, to] = process.argv.slice(1);
         const pkg = JSON.parse(fs.readFileSync(from, "utf8"));
         delete pkg.scripts;
         delete pkg.devDependencies;
+        pkg.files = [...(pkg.files ?? []), "LICENSE-MIT", "LICENSE-APACHE"];
         fs.writeFileSync(to, JSON.stringify(pkg, null, 2) + "\n");
     ' "$dir/package.json" "$copy/package.json"
     name="$(cd "$copy" && npm pack --ignore-scripts --json --pack-destination "$out" 2>/dev/null \

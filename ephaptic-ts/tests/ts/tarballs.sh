@@ -3,7 +3,7 @@
 # @ephaptic/client, @ephaptic/react and @ephaptic/svelte, and a new app in a temporary directory
 # (app/ here: its package.json and lockfile, a generated schema.ts, and code using all three)
 # installs the tarballs. Then, as the user would notice:
-#   - each tarball holds package.json, README.md and dist/ (JavaScript and .d.ts) only, and its
+#   - each tarball holds package.json, README.md, LICENSE-MIT, LICENSE-APACHE and dist/ (JavaScript and .d.ts) only, and its
 #     package.json has no install script (npm 11 warns about those on every install);
 #   - npm install prints no install-scripts warning for them;
 #   - React and Svelte exist once in node_modules (no copy of the packages' test tools);
@@ -28,9 +28,9 @@ mapfile -t tarballs < <("$here/../../pack.sh" "$work/tarballs")
 for t in "${tarballs[@]}"; do
     [ -f "$t" ] || fail "pack.sh printed $t, which does not exist"
     files="$(tar tzf "$t" | sort)"
-    extra="$(grep -v -E '^package/(package\.json|README\.md|dist/[A-Za-z0-9_.-]+\.(js|d\.ts))$' <<<"$files" || true)"
-    [ -z "$extra" ] || fail "$(basename "$t") ships more than package.json, README.md and dist/: $extra"
-    for f in package/dist/index.js package/dist/index.d.ts package/README.md; do
+    extra="$(grep -v -E '^package/(package\.json|README\.md|LICENSE-(MIT|APACHE)|dist/[A-Za-z0-9_.-]+\.(js|d\.ts))$' <<<"$files" || true)"
+    [ -z "$extra" ] || fail "$(basename "$t") ships more than package.json, README.md, the license texts and dist/: $extra"
+    for f in package/dist/index.js package/dist/index.d.ts package/README.md package/LICENSE-MIT package/LICENSE-APACHE; do
         grep -qx "$f" <<<"$files" || fail "$(basename "$t") has no $f"
     done
     tar xzOf "$t" package/package.json | node -e '
