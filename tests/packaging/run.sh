@@ -14,8 +14,9 @@
 #
 # Nothing of the checkout is used but the packed artifacts and the built `cargo ephaptic` (the
 # same sources as the packed ephaptic-ts). The app gets the workspace's Cargo.lock, so its
-# dependencies are the versions the rest of the suite tested, and builds into
-# target/packaging (kept between runs: a second run rebuilds only what changed).
+# dependencies are the versions the rest of the suite tested, and builds into the workspace's
+# target directory: the dependencies whose features match are built once, for both (and the
+# disk holds one copy of them).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$root"
@@ -27,7 +28,7 @@ cleanup() {
     rm -rf "$work"
 }
 trap cleanup EXIT
-target="$root/target/packaging"
+target="$root/target"
 
 # 1. The crates, packed. `--no-verify`: step 4 builds them, as an app's dependencies, which is
 #    the stricter check; a warning (a missing field or file) fails here.
