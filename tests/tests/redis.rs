@@ -53,6 +53,16 @@ async fn tell_room(room: String, text: String) -> usize {
 }
 
 /// Emits `n` numbered events to everyone, in order.
+/// What `emit` says it reached: this server's connections, and whether it went to the others.
+#[expose]
+async fn tell_room_sent(room: String, text: String) -> Value {
+    let sent = ephaptic::group(room).emit(RoomNote { text }).await;
+    map(vec![
+        ("local", Value::from(sent.local)),
+        ("published", Value::from(sent.published)),
+    ])
+}
+
 #[expose]
 async fn burst(n: u32) -> u32 {
     for i in 0..n {
@@ -341,6 +351,16 @@ async fn groups_and_channels_cross_servers_and_reach_members_only() {
         assert_eq!(&m.kwarg("RoomNote", "text").await, &v("hello"));
     }
     outsider.no_event("RoomNote").await;
+    // What `emit` says: one member on this server, and on to the others through Redis (whose
+    // member it does not count, though it gets the event).
+    let sent = sender
+        .ok("tell_room_sent", vec![v("lobby"), v("again")])
+        .await;
+    assert_eq!(get(&sent, "local"), &Value::from(1), "{sent}");
+    assert_eq!(get(&sent, "published"), &Value::from(true), "{sent}");
+    for m in [&mut member_a, &mut member_b] {
+        assert_eq!(&m.kwarg("RoomNote", "text").await, &v("again"));
+    }
 
     // A channel sent to the room by `broadcast_to`.
     sender.ok("note_room", vec![v("lobby:done")]).await;
@@ -528,6 +548,9 @@ async fn a_redis_killed_mid_run_costs_only_remote_events_and_delivery_resumes_by
         "drops are counted: {figures}"
     );
     assert!(get(&figures, "outages").as_u64().unwrap() >= 1, "{figures}");
+    // And `emit` says the event did not go to the other servers.
+    let sent = here.ok("tell_room_sent", vec![v("den"), v("x")]).await;
+    assert_eq!(get(&sent, "published"), &Value::from(false), "{sent}");
     assert_eq!(get(&figures, "connected"), &Value::from(false), "{figures}");
 
     // Back on the same port: delivery resumes without restarting either server, within a few
