@@ -132,8 +132,9 @@ pub(crate) fn start(
             tracing::warn!(
                 function = %quoted,
                 "call to unknown function {quoted}; the server serves {} function(s). If it is defined with \
-                 #[ephaptic::expose], make sure its crate or module is linked (`use my_handlers as _;`) or \
-                 register it explicitly with `Server::new().register::<function_name>()`",
+                 #[ephaptic::expose], this server may be older than the client (restart it after adding \
+                 functions), or its crate or module is not linked (`use my_handlers as _;`; or register \
+                 it with `Server::new().register::<function_name>()`)",
                 state.registry.functions.len()
             );
         }
@@ -142,7 +143,7 @@ pub(crate) fn start(
             e = Error::new(
                 "NOT_FOUND",
                 format!(
-                    "Function '{name}' not found. Is the module that defines it linked, or registered with Server::register?"
+                    "Function '{name}' not found. Is the server older than the client (restart it after adding functions), or is the module that defines it not linked (or registered with Server::register)?"
                 ),
             );
         }
