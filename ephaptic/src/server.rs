@@ -739,8 +739,8 @@ impl Server {
         });
         match url {
             Some(url) => format!(
-                "events cross servers through Redis at {}{}",
-                crate::backplane::masked(&url),
+                "events cross servers through {}{}",
+                crate::backplane::describe(&url),
                 if self.redis.compat {
                     ", in compatibility mode"
                 } else {

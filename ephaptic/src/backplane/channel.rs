@@ -44,6 +44,30 @@ pub(crate) fn probe(node: &str) -> String {
     format!("{PROBE}{node}")
 }
 
+/// On a Redis Cluster, the shard channel (`SSUBSCRIBE`/`SPUBLISH`) that carries `channel`: its
+/// stream's key in braces (`ephaptic:{g:room}`, `ephaptic:{b}` for everyone's), the hash tag of
+/// the stream's kept events (`history::keys`), so that the append script, which publishes
+/// while it writes them, touches one slot.
+pub(crate) fn sharded(channel: &str) -> String {
+    let rest = if channel == ALL {
+        crate::session::ALL_WIRE
+    } else {
+        channel.strip_prefix("ephaptic:").unwrap_or(channel)
+    };
+    format!("ephaptic:{{{rest}}}")
+}
+
+/// The channel a shard channel carries (the reverse of [`sharded`]); `None` when not ours.
+pub(crate) fn unsharded(shard: &[u8]) -> Option<String> {
+    let shard = std::str::from_utf8(shard).ok()?;
+    let inner = shard.strip_prefix("ephaptic:{")?.strip_suffix('}')?;
+    Some(if inner == crate::session::ALL_WIRE {
+        ALL.to_owned()
+    } else {
+        format!("ephaptic:{inner}")
+    })
+}
+
 /// What a channel a message arrived on carries: a stream's events, this server's probes, or
 /// the reference's envelope.
 #[derive(Debug, PartialEq, Eq)]
@@ -248,6 +272,35 @@ pub(crate) fn read_legacy(node: &str, body: &[u8]) -> Option<(Vec<Identity>, Byt
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn shard_channels_share_their_streams_hash_tag_and_read_back() {
+        let id = Identity::from("alice");
+        for (stream, tag) in [
+            (Stream::All, "b".to_owned()),
+            (Stream::User(&id), format!("u:{}", id.key())),
+            (Stream::Group("a}b{c"), "g:a}b{c".to_owned()),
+        ] {
+            let logical = of(stream);
+            let shard = sharded(&logical);
+            assert_eq!(shard, format!("ephaptic:{{{tag}}}"));
+            // The same hash tag as the stream's kept events: one slot for the append script.
+            let (meta, _) = super::super::history::keys(&stream.key());
+            let tag_of = |k: &str| {
+                let open = k.find('{').unwrap();
+                let close = open + k[open..].find('}').unwrap();
+                k[open + 1..close].to_owned()
+            };
+            assert_eq!(tag_of(&shard), tag_of(&meta), "{logical}");
+            assert_eq!(
+                unsharded(shard.as_bytes()).as_deref(),
+                Some(logical.as_str())
+            );
+        }
+        let p = probe("rs-1");
+        assert_eq!(unsharded(sharded(&p).as_bytes()), Some(p));
+        assert_eq!(unsharded(b"other:{x}"), None);
+    }
 
     #[test]
     fn a_server_skips_its_own_messages_and_reads_the_others() {

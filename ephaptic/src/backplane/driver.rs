@@ -27,6 +27,9 @@ pub(crate) type Done<'a, T> = Pin<Box<dyn Future<Output = Result<T, Fault>> + Se
 pub(crate) struct Fault {
     pub kind: FaultKind,
     pub message: String,
+    /// For a batch that was partly sent (a Redis Cluster, whose shards answer apart): which of
+    /// its jobs were. `None`: none of them, as far as the driver knows.
+    pub sent: Option<Vec<bool>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,6 +47,7 @@ impl Fault {
         Fault {
             kind,
             message: message.into(),
+            sent: None,
         }
     }
 
@@ -161,6 +165,9 @@ pub(crate) trait Inbox: Send + Sync {
     fn message(&self, channel: &[u8], body: &[u8]);
     /// The connection to the engine was lost (it comes back by itself, or at `reconnect`).
     fn disconnected(&self);
+    /// One part of the engine (a cluster's shard) lost its connection and comes back by
+    /// itself; the others work on. What it carried meanwhile may be missing.
+    fn part_lost(&self);
 }
 
 /// The engine behind the backplane.
@@ -194,6 +201,9 @@ pub(crate) trait Driver: Send + Sync + fmt::Debug {
     fn seed<'a>(&'a self, meta: &'a str, fields: &'a [String]) -> Done<'a, ()>;
     /// Replaces a connection that stopped receiving; the old one leaves `channels`.
     fn reconnect(&self, channels: Vec<String>);
+    /// Asks where the engine is now (Redis Sentinel's master). When it moved, the driver
+    /// talks to the new place from now on, without the old one's subscriptions, and returns it.
+    fn follow(&self) -> Done<'_, Option<String>>;
     /// The server is gone: lets go of the connection.
     fn close(&self);
 }

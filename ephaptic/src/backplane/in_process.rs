@@ -81,6 +81,8 @@ pub(crate) struct InProcess {
     delay_ms: AtomicU64,
     /// How many times the backplane asked for a new connection.
     pub reconnects: AtomicU64,
+    /// The engine's master moved (Sentinel's failover): the next `follow` says so.
+    moved: AtomicBool,
 }
 
 impl std::fmt::Debug for InProcess {
@@ -102,6 +104,7 @@ impl InProcess {
             deaf: AtomicBool::new(false),
             delay_ms: AtomicU64::new(0),
             reconnects: AtomicU64::new(0),
+            moved: AtomicBool::new(false),
         });
         lock(&bus.state).drivers.insert(id, Arc::downgrade(&driver));
         driver
@@ -133,6 +136,16 @@ impl InProcess {
     /// Messages for this server are lost until it reconnects (a subscription gone deaf).
     pub fn go_deaf(&self) {
         self.deaf.store(true, Relaxed);
+    }
+
+    /// A failover, as Sentinel's: the master this server talked to is gone with its
+    /// subscriptions, and the next question of where it is names a new one.
+    pub fn fail_over(&self) {
+        let mut state = lock(&self.bus.state);
+        for ids in state.subscribers.values_mut() {
+            ids.remove(&self.id);
+        }
+        self.moved.store(true, Relaxed);
     }
 
     pub fn delay(&self, by: Duration) {
@@ -398,6 +411,16 @@ impl Driver for InProcess {
             ids.remove(&self.id);
         }
         self.deaf.store(false, Relaxed);
+    }
+
+    fn follow(&self) -> Done<'_, Option<String>> {
+        Box::pin(async move {
+            self.reach().await?;
+            Ok(self
+                .moved
+                .swap(false, Relaxed)
+                .then(|| "the new master".to_owned()))
+        })
     }
 
     fn close(&self) {}

@@ -60,6 +60,10 @@ pub(super) struct Counters {
     pub received: AtomicU64,
     pub dropped: AtomicU64,
     pub outages: AtomicU64,
+    /// Times the engine's master moved (Sentinel) and this server followed it.
+    pub failovers: AtomicU64,
+    /// `resync`s sent to this server's connections.
+    pub resyncs: AtomicU64,
     /// The server's metrics, when they are on: publish round trips and resyncs go there.
     pub telemetry: std::sync::OnceLock<Arc<crate::runtime::telemetry::Telemetry>>,
 }
@@ -103,6 +107,60 @@ impl Link {
                 tracing::warn!(node = %self.node, "Redis refused a command: {e}");
             }
         }
+    }
+
+    /// Notes that part of a batch failed (a Redis Cluster shard did not take its jobs) while
+    /// the rest went out: not an outage of the whole engine. Logged at most once a minute;
+    /// the jobs are lost (and their streams' listeners told) by the caller.
+    pub(super) fn failed_in_part(&self, e: &Fault) {
+        static LAST: AtomicU64 = AtomicU64::new(0);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        if now.saturating_sub(LAST.swap(now, Relaxed)) >= 60 {
+            tracing::warn!(
+                node = %self.node,
+                "a shard of the Redis Cluster did not take events ({e}); the other shards did. \
+                 The clients of the streams on it are told to refetch; check the cluster's \
+                 nodes (CLUSTER INFO)"
+            );
+        }
+    }
+
+    /// A part of the engine (a Redis Cluster node) lost its connection; the others work on.
+    /// Its connection re-subscribes by itself; this server subscribes everything again (what
+    /// is subscribed already stays) and, once it is, tells its clients to refetch.
+    pub(super) fn part_lost(&self) {
+        tracing::warn!(
+            node = %self.node,
+            "the connection to a node of the Redis Cluster was lost: reconnecting by itself; \
+             clients are told to refetch what they may have missed meanwhile"
+        );
+        lock(&self.subs.confirmed).clear();
+        self.subs.confirmed_changed.notify_waiters();
+        self.gap();
+        self.subs.wake.notify_one();
+    }
+
+    /// The engine's master moved (Redis Sentinel named another) and the driver follows it:
+    /// the new one has none of this server's subscriptions, and what was published on the old
+    /// one after it fell is lost. Counted, logged once per move; this server subscribes again
+    /// and tells its clients to refetch (a gap, as after an outage).
+    pub(super) fn switched(&self, to: &str) {
+        self.counters.failovers.fetch_add(1, Relaxed);
+        let url = super::settings::masked(&self.settings.url);
+        tracing::warn!(
+            node = %self.node,
+            "Redis Sentinel names a new master for {url}: {to}. Following it; clients are told \
+             to refetch what they may have missed during the failover"
+        );
+        if !tracing::dispatcher::has_been_set() {
+            eprintln!("ephaptic: Redis failed over to {to} (Sentinel); following it");
+        }
+        lock(&self.subs.confirmed).clear();
+        self.subs.confirmed_changed.notify_waiters();
+        self.gap();
+        self.subs.wake.notify_one();
     }
 
     /// Notes that Redis cannot be reached; logged once per outage.

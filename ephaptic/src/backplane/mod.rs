@@ -34,6 +34,7 @@
 
 mod answers;
 mod channel;
+mod connection;
 mod driver;
 mod health;
 mod history;
@@ -54,6 +55,7 @@ mod settings;
 mod stream_set;
 mod subscribing;
 mod subscriptions;
+mod target;
 #[cfg(test)]
 mod tests;
 
@@ -61,7 +63,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
-use ::redis::{Client, IntoConnectionInfo, ProtocolVersion};
 use tokio::sync::{Notify, mpsc};
 
 use self::driver::{Driver, Job, ReadRequest};
@@ -80,32 +81,35 @@ use crate::runtime::delivery::{Backplane, Delivery, DeliveryStats, Local, Outgoi
 use crate::runtime::ratelimit::Remote;
 use crate::session::{Hub, Interest, Stream};
 
+/// What the start line and the logs call the Redis at `url` ("Redis at redis://h:6379", "a Redis
+/// Cluster at redis+cluster://..."), its password masked.
+pub(crate) fn describe(url: &str) -> String {
+    let kind = target::Target::parse(url).map_or_else(|_| "Redis".to_owned(), |t| t.kind());
+    format!("{kind} at {}", masked(url))
+}
+
 /// The backplane before its server's hub exists.
 pub(crate) struct Redis {
     link: Arc<Link>,
 }
 
 impl Redis {
-    /// A backplane on `settings.url`. Fails only when the URL cannot be read; an unreachable
-    /// Redis is retried in the background.
+    /// A backplane on `settings.url` (one Redis, Sentinel's master, or a Redis Cluster). Fails
+    /// only when the URL cannot be read; an unreachable Redis is retried in the background.
     pub fn new(settings: Settings) -> Result<Self, String> {
-        let info = settings.url.as_str().into_connection_info().map_err(|e| {
-            format!(
-                "the Redis URL {:?} cannot be read: {e}",
-                masked(&settings.url)
-            )
-        })?;
-        let resp3 = info
-            .redis_settings()
-            .clone()
-            .set_protocol(ProtocolVersion::RESP3);
-        let client = Client::open(info.set_redis_settings(resp3)).map_err(|e| {
-            format!(
-                "the Redis URL {:?} cannot be used: {e}",
-                masked(&settings.url)
-            )
-        })?;
-        Ok(Self::with_driver(settings, RedisDriver::new(client)))
+        let url = masked(&settings.url);
+        let target = target::Target::parse(&settings.url)
+            .map_err(|e| format!("the Redis URL {url:?} cannot be used: {e}"))?;
+        if settings.compat && target.is_cluster() {
+            return Err(format!(
+                "the Redis URL {url:?} is a Redis Cluster, which the Python ephaptic servers of \
+                 `redis_compat` cannot use (they speak to one Redis): give them one Redis (or \
+                 Sentinel's master), or leave compatibility mode off"
+            ));
+        }
+        let driver = RedisDriver::new(target)
+            .map_err(|e| format!("the Redis URL {url:?} cannot be used: {e}"))?;
+        Ok(Self::with_driver(settings, driver))
     }
 
     /// A backplane on any driver (an in-process one in tests).
@@ -385,6 +389,8 @@ impl Delivery for RedisDelivery {
             received: c.received.load(Relaxed),
             dropped: c.dropped.load(Relaxed),
             outages: c.outages.load(Relaxed),
+            failovers: c.failovers.load(Relaxed),
+            resyncs: c.resyncs.load(Relaxed),
             connected: Some(self.link.health.connected.load(Relaxed)),
         }
     }
@@ -416,8 +422,8 @@ fn start(link: &Arc<Link>) {
     tracing::info!(
         node = %link.node,
         compat = link.settings.compat,
-        "ephaptic delivers events across servers through Redis at {}",
-        settings::masked(&link.settings.url)
+        "ephaptic delivers events across servers through {}",
+        describe(&link.settings.url)
     );
     tokio::spawn(publishing::publisher(link.clone(), hub.clone(), publish_rx));
     tokio::spawn(receiving::receiver(link.clone(), hub.clone(), push_rx));

@@ -15,8 +15,9 @@
 //! are told by whichever server found them. The keys themselves expire two TTLs after the last
 //! write, so a group nobody tracks any more leaves nothing behind. Connections are named
 //! `<node>:<number>` and never contain a newline, so a field splits at its last one.
-//! The scripts build no key names, but all of a group's keys are named in `KEYS`: they work on
-//! one Redis or Valkey (not Redis Cluster, as the rest of the backplane).
+//! The scripts build no key names, and all of a group's keys are named in `KEYS`. On a Redis
+//! Cluster the group's name is a hash tag (`ephaptic:pd:{<group>}`), so its three keys share a
+//! slot and each script runs on the one shard that owns the group.
 
 use std::sync::{Arc, Weak};
 use std::time::Duration;
@@ -24,8 +25,7 @@ use std::time::Duration;
 use ::redis::{Script, Value};
 use bytes::Bytes;
 
-use ::redis::aio::ConnectionManager;
-
+use super::connection::Connection;
 use super::driver::{Fault, Reports};
 use crate::handler::BoxFuture;
 use crate::runtime::presence::{Changes, Entry, Joined, Left, Listing, Mine, Store};
@@ -159,13 +159,21 @@ return {restored, out}
 /// This server's entries refreshed by one heartbeat script at most.
 const BEAT_CHUNK: usize = 1000;
 
-/// A group's three keys.
-fn keys(group: &str) -> [String; 3] {
-    [
-        format!("ephaptic:pd:{group}"),
-        format!("ephaptic:pe:{group}"),
-        format!("ephaptic:pm:{group}"),
-    ]
+/// A group's three keys (on a cluster, `tagged`: one slot for all three).
+fn keys(group: &str, tagged: bool) -> [String; 3] {
+    if tagged {
+        [
+            format!("ephaptic:pd:{{{group}}}"),
+            format!("ephaptic:pe:{{{group}}}"),
+            format!("ephaptic:pm:{{{group}}}"),
+        ]
+    } else {
+        [
+            format!("ephaptic:pd:{group}"),
+            format!("ephaptic:pe:{group}"),
+            format!("ephaptic:pm:{group}"),
+        ]
+    }
 }
 
 /// `<member>\n<connection>`, split at the last newline.
@@ -234,10 +242,11 @@ impl std::fmt::Debug for Shared {
     }
 }
 
-/// The connection the store runs its scripts on (the Redis driver's; `None` once it is gone),
-/// and where it reports the engine's health.
+/// The connection the store runs its scripts on (the Redis driver's; gone with it), whether
+/// its keys are tagged for a cluster, and where it reports the engine's health.
 pub(super) struct Engine {
-    connection: Box<dyn Fn() -> Option<ConnectionManager> + Send + Sync>,
+    connection: Weak<Connection>,
+    tagged: bool,
     reports: Weak<dyn Reports>,
 }
 
@@ -249,7 +258,8 @@ impl Engine {
 
 impl Shared {
     pub fn new(
-        connection: Box<dyn Fn() -> Option<ConnectionManager> + Send + Sync>,
+        connection: Weak<Connection>,
+        tagged: bool,
         reports: Weak<dyn Reports>,
         ttl: Duration,
     ) -> Self {
@@ -257,6 +267,7 @@ impl Shared {
         Shared {
             engine: Arc::new(Engine {
                 connection,
+                tagged,
                 reports,
             }),
             ttl,
@@ -283,16 +294,28 @@ impl Shared {
         args: Vec<Vec<u8>>,
     ) -> Result<Value, String> {
         let mut invocation = script.prepare_invoke();
-        for key in keys(group) {
+        for key in keys(group, engine.tagged) {
             invocation.key(key);
         }
         for arg in args {
             invocation.arg(arg);
         }
-        let Some(mut connection) = (engine.connection)() else {
+        let Some(connection) = engine.connection.upgrade() else {
             return Err("the server is gone".to_owned());
         };
-        match invocation.invoke_async::<Value>(&mut connection).await {
+        let connection = match connection.get().await {
+            Ok(connection) => connection,
+            Err(fault) => {
+                if let Some(reports) = engine.reports.upgrade() {
+                    reports.failed(&fault);
+                }
+                return Err(format!("Redis: {fault}"));
+            }
+        };
+        match invocation
+            .invoke_async::<Value>(&mut connection.clone())
+            .await
+        {
             Ok(v) => {
                 if let Some(reports) = engine.reports.upgrade() {
                     reports.up();
@@ -483,7 +506,7 @@ mod tests {
         );
         assert_eq!(split(b"no newline"), None);
         assert_eq!(
-            keys("room:1"),
+            keys("room:1", false),
             [
                 "ephaptic:pd:room:1",
                 "ephaptic:pe:room:1",

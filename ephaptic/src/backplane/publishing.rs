@@ -55,7 +55,14 @@ pub(super) async fn publisher(link: Arc<Link>, hub: Weak<Hub>, mut rx: mpsc::Rec
                 link.tell_lost().await;
             }
             Err(e) => {
-                link.failed(&e);
+                // A cluster whose shards answered apart: what was sent went out.
+                let sent = e.sent.clone().unwrap_or_default();
+                let was_sent = |i: usize| sent.get(i).copied().unwrap_or(false);
+                if sent.is_empty() {
+                    link.failed(&e);
+                } else {
+                    link.failed_in_part(&e);
+                }
                 // What was queued while this batch failed would go out late: drop it too. Events
                 // of streams were to reach this server's own listeners through Redis: those
                 // that did not reach it get them now, without a position, as without sessions.
@@ -66,7 +73,12 @@ pub(super) async fn publisher(link: Arc<Link>, hub: Weak<Hub>, mut rx: mpsc::Rec
                 let mut lost = n;
                 let hub = hub.upgrade();
                 let here = !e.is_timeout();
-                for job in batch.drain(..) {
+                for (i, job) in batch.drain(..).enumerate() {
+                    if was_sent(i) {
+                        lost -= 1;
+                        link.counters.published.fetch_add(1, Relaxed);
+                        continue;
+                    }
                     if here {
                         deliver_here(hub.as_deref(), &job);
                     }

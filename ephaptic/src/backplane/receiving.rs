@@ -36,6 +36,10 @@ impl Inbox for Link {
             "the connection to the backplane was lost",
         ));
     }
+
+    fn part_lost(&self) {
+        Link::part_lost(self);
+    }
 }
 
 /// Delivers what Redis pushes to this server's connections.

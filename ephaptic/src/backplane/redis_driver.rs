@@ -1,23 +1,26 @@
-//! The backplane's [`Driver`] on Redis (or Valkey), through redis-rs's `ConnectionManager`:
-//! one multiplexed RESP3 connection per server carrying commands and pub/sub pushes, that
-//! reconnects and re-subscribes by itself. Streams are kept by the Lua scripts of
-//! `history.rs`. The shared rate limiter (`limit.rs`) and presence store (`presence.rs`) use
-//! the same connection ([`RedisDriver::manager`]).
+//! The backplane's [`Driver`] on Redis (or Valkey): one server, the master Redis Sentinel names,
+//! or a Redis Cluster, through the connection of `connection.rs` (one multiplexed RESP3
+//! connection per server, or per cluster node, carrying commands and pub/sub pushes, that
+//! reconnects and re-subscribes by itself). Streams are kept by the Lua scripts of
+//! `history.rs`. The shared rate limiter (`limit.rs`) and idempotent answers use the driver;
+//! the presence store (`presence.rs`) the same connection.
 
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use ::redis::{Client, PushInfo, PushKind, Value};
+use ::redis::Value;
 use bytes::Bytes;
 
+use super::channel;
+use super::connection::{Conn, Connection};
 use super::driver::{
     AppendContext, Done, Driver, Fault, FaultKind, Inbox, Job, KeptEntry, ReadReply, ReadRequest,
     Reports,
 };
 use super::history;
 use super::presence;
+use super::target::Target;
 
 /// `KEYS[1]`: the caller's key. `ARGV[1]`: the interval between calls (T / N) and `ARGV[2]` the
 /// period T, both in microseconds. Returns 0 when the call is allowed, else the microseconds
@@ -45,13 +48,11 @@ return false
 ";
 
 pub(crate) struct RedisDriver {
-    /// Itself, weakly: for the presence store, which reaches the connection through it.
-    me: Weak<RedisDriver>,
-    client: Client,
-    /// The connection in use; replaced when the liveness probe finds it deaf.
-    manager: Mutex<Option<ConnectionManager>>,
-    inbox: OnceLock<Weak<dyn Inbox>>,
+    /// The connection in use (one server, Sentinel's master, or a cluster).
+    connection: Arc<Connection>,
     append: ::redis::Script,
+    /// The append script with `SPUBLISH` (a cluster's shard channels) for `PUBLISH`.
+    append_sharded: ::redis::Script,
     read: ::redis::Script,
     gcra: ::redis::Script,
     claim: ::redis::Script,
@@ -65,84 +66,62 @@ impl std::fmt::Debug for RedisDriver {
     }
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
 /// What a Redis error means for the backplane.
 pub(crate) fn fault(e: &::redis::RedisError) -> Fault {
     Fault::from(e)
 }
 
 impl RedisDriver {
-    pub fn new(client: Client) -> Arc<Self> {
-        Arc::new_cyclic(|me| RedisDriver {
-            me: me.clone(),
-            client,
-            manager: Mutex::new(None),
-            inbox: OnceLock::new(),
+    pub fn new(target: Target) -> Result<Arc<Self>, String> {
+        let sharded = history::APPEND.replace("'PUBLISH'", "'SPUBLISH'");
+        Ok(Arc::new(RedisDriver {
+            connection: Arc::new(Connection::new(target)?),
             append: ::redis::Script::new(history::APPEND),
+            append_sharded: ::redis::Script::new(&sharded),
             read: ::redis::Script::new(history::READ),
             gcra: ::redis::Script::new(GCRA),
             claim: ::redis::Script::new(CLAIM),
             loaded: AtomicBool::new(false),
-        })
+        }))
     }
 
-    /// The connection in use (made, lazily, when there is none).
-    pub fn manager(&self) -> ConnectionManager {
-        let mut current = lock(&self.manager);
-        if let Some(manager) = &*current {
-            return manager.clone();
+    async fn conn(&self) -> Result<Conn, Fault> {
+        self.connection.get().await
+    }
+
+    fn append_script(&self, conn: &Conn) -> &::redis::Script {
+        if conn.is_cluster() {
+            &self.append_sharded
+        } else {
+            &self.append
         }
-        let manager = self.connect();
-        *current = Some(manager.clone());
-        manager
     }
 
-    /// A new connection: lazy (an unreachable Redis is not an error here), RESP3, re-subscribing
-    /// by itself after a reconnect. Published messages go to the inbox (which bounds what waits),
-    /// and a lost connection is reported there; subscription confirmations are command replies.
-    fn connect(&self) -> ConnectionManager {
-        let inbox = self.inbox.get().cloned();
-        let config = ConnectionManagerConfig::new()
-            .set_push_sender(move |info: PushInfo| {
-                let Some(inbox) = inbox.as_ref().and_then(Weak::upgrade) else {
-                    return Ok::<(), ()>(());
-                };
-                match info.kind {
-                    PushKind::Message => {
-                        if let [Value::BulkString(channel), Value::BulkString(body)] =
-                            &info.data[..]
-                        {
-                            inbox.message(channel, body);
-                        }
-                    }
-                    // The connection manager reconnects and re-subscribes by itself; until it
-                    // has, this server hears nothing from the others.
-                    PushKind::Disconnection => inbox.disconnected(),
-                    _ => {}
-                }
-                Ok(())
-            })
-            .set_automatic_resubscription()
-            .set_connection_timeout(Some(Duration::from_secs(2)))
-            .set_response_timeout(Some(Duration::from_secs(2)))
-            .set_number_of_retries(1)
-            .set_min_delay(Duration::from_millis(100))
-            .set_max_delay(Duration::from_secs(1));
-        ConnectionManager::new_lazy_with_config(self.client.clone(), config)
-            .expect("a RESP3 client with a push sender")
-    }
-
-    /// One round trip for a batch of jobs.
-    fn pipeline(&self, batch: &[Job], ctx: &AppendContext) -> ::redis::Pipeline {
+    /// One round trip for a batch of jobs (on a cluster, jobs of one stream).
+    fn pipeline<'j>(
+        &self,
+        cluster: bool,
+        batch: impl IntoIterator<Item = &'j Job>,
+        ctx: &AppendContext,
+    ) -> ::redis::Pipeline {
         let mut pipe = ::redis::pipe();
+        let name = |channel: &str| {
+            if cluster {
+                channel::sharded(channel)
+            } else {
+                channel.to_owned()
+            }
+        };
+        let append = if cluster {
+            &self.append_sharded
+        } else {
+            &self.append
+        };
         for job in batch {
             match job {
                 Job::Publish(channel, body) => {
-                    pipe.cmd("PUBLISH")
-                        .arg(channel)
+                    pipe.cmd(if cluster { "SPUBLISH" } else { "PUBLISH" })
+                        .arg(name(channel))
                         .arg(body.as_slice())
                         .ignore();
                 }
@@ -154,7 +133,7 @@ impl RedisDriver {
                     retention,
                 } => {
                     pipe.cmd("EVALSHA")
-                        .arg(self.append.get_hash())
+                        .arg(append.get_hash())
                         .arg(2)
                         .arg(&keys.0)
                         .arg(&keys.1)
@@ -165,7 +144,7 @@ impl RedisDriver {
                         // A stream's position (and its members' tenures) lives on the same
                         // clock as in memory: `meta_ttl` after its last event.
                         .arg(ctx.meta_ttl_secs)
-                        .arg(channel)
+                        .arg(name(channel))
                         .arg(ctx.head.as_slice())
                         .arg(&frame[..])
                         .arg(*latest)
@@ -176,51 +155,121 @@ impl RedisDriver {
         }
         pipe
     }
+
+    /// Sends `jobs` in one round trip; when Redis forgot the append script (it restarted, was
+    /// flushed, or a replica took over), loads it and sends the appends again (they did not
+    /// run; the plain publishes went out).
+    async fn send_one(
+        &self,
+        conn: &Conn,
+        jobs: &[&Job],
+        ctx: &AppendContext,
+    ) -> Result<(), ::redis::RedisError> {
+        let cluster = conn.is_cluster();
+        let sent = self
+            .pipeline(cluster, jobs.iter().copied(), ctx)
+            .query_async::<()>(&mut conn.clone())
+            .await;
+        match sent {
+            Err(e)
+                if e.kind() == ::redis::ErrorKind::Server(::redis::ServerErrorKind::NoScript) =>
+            {
+                let loaded = self
+                    .append_script(conn)
+                    .load_async(&mut conn.clone())
+                    .await
+                    .is_ok();
+                self.loaded.store(loaded, Relaxed);
+                let again = jobs
+                    .iter()
+                    .copied()
+                    .filter(|j| matches!(j, Job::Append { .. }));
+                self.pipeline(cluster, again, ctx)
+                    .query_async::<()>(&mut conn.clone())
+                    .await
+            }
+            other => other,
+        }
+    }
+
+    /// A cluster's batch: one pipeline per stream (a pipeline stays in one slot), in order
+    /// within each and at once across them. When some fail, the fault says which jobs were sent.
+    async fn send_sharded(
+        &self,
+        conn: &Conn,
+        batch: &[Job],
+        ctx: &AppendContext,
+    ) -> Result<(), Fault> {
+        let mut groups: Vec<(String, Vec<usize>)> = Vec::new();
+        for (i, job) in batch.iter().enumerate() {
+            let tag = match job {
+                Job::Publish(channel, _) => channel.clone(),
+                Job::Append { channel, .. } => channel.clone(),
+            };
+            match groups.iter_mut().find(|(t, _)| *t == tag) {
+                Some((_, members)) => members.push(i),
+                None => groups.push((tag, vec![i])),
+            }
+        }
+        let results = futures_util::future::join_all(groups.iter().map(|(_, members)| {
+            let jobs: Vec<&Job> = members.iter().map(|&i| &batch[i]).collect();
+            async move { self.send_one(conn, &jobs, ctx).await }
+        }))
+        .await;
+        let mut sent = vec![false; batch.len()];
+        let mut first = None;
+        for ((_, members), result) in groups.iter().zip(results) {
+            match result {
+                Ok(()) => members.iter().for_each(|&i| sent[i] = true),
+                Err(e) => {
+                    first.get_or_insert(e);
+                }
+            }
+        }
+        match first {
+            None => Ok(()),
+            Some(e) => {
+                let mut fault = fault(&e);
+                if sent.iter().any(|s| *s) {
+                    fault.sent = Some(sent);
+                }
+                Err(fault)
+            }
+        }
+    }
 }
 
 impl Driver for RedisDriver {
     fn attach(&self, inbox: Weak<dyn Inbox>) {
-        let _ = self.inbox.set(inbox);
+        self.connection.attach(inbox);
     }
 
     fn send<'a>(&'a self, batch: &'a [Job], ctx: &'a AppendContext) -> Done<'a, ()> {
         Box::pin(async move {
+            let conn = self.conn().await?;
             let appends = batch.iter().any(|j| matches!(j, Job::Append { .. }));
             if appends && !self.loaded.load(Relaxed) {
-                let loaded = self.append.load_async(&mut self.manager()).await.is_ok();
+                let loaded = self
+                    .append_script(&conn)
+                    .load_async(&mut conn.clone())
+                    .await
+                    .is_ok();
                 self.loaded.store(loaded, Relaxed);
             }
-            let sent = self
-                .pipeline(batch, ctx)
-                .query_async::<()>(&mut self.manager())
-                .await;
-            match sent {
-                Err(e)
-                    if e.kind()
-                        == ::redis::ErrorKind::Server(::redis::ServerErrorKind::NoScript) =>
-                {
-                    // A Redis that restarted (or was flushed) forgot the script: load it and
-                    // send the appends again (they did not run; the plain publishes went out).
-                    let loaded = self.append.load_async(&mut self.manager()).await.is_ok();
-                    self.loaded.store(loaded, Relaxed);
-                    let again: Vec<Job> = batch
-                        .iter()
-                        .filter(|j| matches!(j, Job::Append { .. }))
-                        .cloned()
-                        .collect();
-                    self.pipeline(&again, ctx)
-                        .query_async::<()>(&mut self.manager())
-                        .await
-                        .map_err(|e| fault(&e))
-                }
-                other => other.map_err(|e| fault(&e)),
+            if conn.is_cluster() {
+                return self.send_sharded(&conn, batch, ctx).await;
             }
+            let jobs: Vec<&Job> = batch.iter().collect();
+            self.send_one(&conn, &jobs, ctx)
+                .await
+                .map_err(|e| fault(&e))
         })
     }
 
     fn subscribe<'a>(&'a self, channels: &'a [String]) -> Done<'a, ()> {
         Box::pin(async move {
-            self.manager()
+            self.conn()
+                .await?
                 .subscribe(channels)
                 .await
                 .map_err(|e| fault(&e))
@@ -229,7 +278,8 @@ impl Driver for RedisDriver {
 
     fn unsubscribe<'a>(&'a self, channels: &'a [String]) -> Done<'a, ()> {
         Box::pin(async move {
-            self.manager()
+            self.conn()
+                .await?
                 .unsubscribe(channels)
                 .await
                 .map_err(|e| fault(&e))
@@ -250,7 +300,7 @@ impl Driver for RedisDriver {
                 .arg(r.tenure_field)
                 .arg(if r.fresh { "1" } else { "" })
                 .arg(r.max_tenures)
-                .invoke_async::<Value>(&mut self.manager())
+                .invoke_async::<Value>(&mut self.conn().await?)
                 .await
                 .map_err(|e| fault(&e))?;
             read_reply(&reply).ok_or_else(|| {
@@ -265,7 +315,7 @@ impl Driver for RedisDriver {
                 .key(key)
                 .arg(interval_us)
                 .arg(period_us)
-                .invoke_async::<u64>(&mut self.manager())
+                .invoke_async::<u64>(&mut self.conn().await?)
                 .await
                 .map_err(|e| fault(&e))
         })
@@ -276,7 +326,7 @@ impl Driver for RedisDriver {
             self.claim
                 .key(key)
                 .arg(ttl_ms.max(1))
-                .invoke_async::<Option<Vec<u8>>>(&mut self.manager())
+                .invoke_async::<Option<Vec<u8>>>(&mut self.conn().await?)
                 .await
                 .map_err(|e| fault(&e))
         })
@@ -293,7 +343,7 @@ impl Driver for RedisDriver {
             if !value.is_empty() {
                 cmd.arg(value).arg("PX").arg(ttl_ms.max(1));
             }
-            cmd.query_async::<()>(&mut self.manager())
+            cmd.query_async::<()>(&mut self.conn().await?)
                 .await
                 .map_err(|e| fault(&e))
         })
@@ -304,20 +354,37 @@ impl Driver for RedisDriver {
         ttl: Duration,
         reports: Weak<dyn Reports>,
     ) -> Arc<dyn crate::runtime::presence::Store> {
-        let me = self.me.clone();
-        let connection = move || me.upgrade().map(|driver| driver.manager());
-        Arc::new(presence::Shared::new(Box::new(connection), reports, ttl))
+        Arc::new(presence::Shared::new(
+            Arc::downgrade(&self.connection),
+            self.connection.is_cluster(),
+            reports,
+            ttl,
+        ))
     }
 
     fn forget<'a>(&'a self, tenures: &'a [(String, String)]) -> Done<'a, ()> {
         Box::pin(async move {
-            let mut pipe = ::redis::pipe();
-            for (meta, field) in tenures {
-                pipe.cmd("HDEL").arg(meta).arg(field).ignore();
+            let conn = self.conn().await?;
+            // On a cluster, one pipeline per stream hash (a pipeline stays in one slot).
+            let mut groups: Vec<Vec<&(String, String)>> = Vec::new();
+            for tenure in tenures {
+                let same =
+                    |g: &&mut Vec<&(String, String)>| !conn.is_cluster() || g[0].0 == tenure.0;
+                match groups.iter_mut().find(|g| same(g)) {
+                    Some(group) => group.push(tenure),
+                    None => groups.push(vec![tenure]),
+                }
             }
-            pipe.query_async::<()>(&mut self.manager())
-                .await
-                .map_err(|e| fault(&e))
+            for group in groups {
+                let mut pipe = ::redis::pipe();
+                for (meta, field) in group {
+                    pipe.cmd("HDEL").arg(meta).arg(field).ignore();
+                }
+                pipe.query_async::<()>(&mut conn.clone())
+                    .await
+                    .map_err(|e| fault(&e))?;
+            }
+            Ok(())
         })
     }
 
@@ -327,17 +394,16 @@ impl Driver for RedisDriver {
             for field in fields {
                 pipe.cmd("HSETNX").arg(meta).arg(field).arg(0).ignore();
             }
-            pipe.query_async::<()>(&mut self.manager())
+            pipe.query_async::<()>(&mut self.conn().await?)
                 .await
                 .map_err(|e| fault(&e))
         })
     }
 
     fn reconnect(&self, channels: Vec<String>) {
-        let old = lock(&self.manager).replace(self.connect());
         // The old one leaves everything first (in the background, best effort), so that a
         // connection that was not deaf after all does not deliver twice.
-        if let Some(mut old) = old {
+        if let Some(mut old) = self.connection.replace() {
             tokio::spawn(async move {
                 let _ =
                     tokio::time::timeout(Duration::from_secs(2), old.unsubscribe(&channels)).await;
@@ -345,8 +411,12 @@ impl Driver for RedisDriver {
         }
     }
 
+    fn follow(&self) -> Done<'_, Option<String>> {
+        Box::pin(self.connection.follow())
+    }
+
     fn close(&self) {
-        lock(&self.manager).take();
+        self.connection.replace();
     }
 }
 

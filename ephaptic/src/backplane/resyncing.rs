@@ -120,6 +120,7 @@ async fn resync(link: Arc<Link>, hub: Arc<Hub>, meta_ttl: Duration) {
         crate::wire::msgpack::put_str(&mut extra, "reason");
         crate::wire::msgpack::put_str(&mut extra, "gap");
         let frame = crate::wire::reply::position_frame("resync", &wire, &epoch, top, 1, &extra);
+        link.counters.resyncs.fetch_add(conns.len() as u64, Relaxed);
         if let Some(t) = link.counters.telemetry.get() {
             t.resynced(conns.len() as u64);
         }

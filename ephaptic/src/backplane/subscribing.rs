@@ -69,6 +69,14 @@ impl Interest for Link {
     }
 }
 
+/// Follows the engine when it moved (Redis Sentinel's master); a question the sentinels could
+/// not answer changes nothing (the commands on the current master say whether it works).
+async fn follow(link: &Link) {
+    if let Ok(Some(to)) = link.driver.follow().await {
+        link.switched(&to);
+    }
+}
+
 /// Follows what this server holds (in batches), keeps its subscriptions complete after
 /// outages, and runs the liveness probe.
 pub(super) async fn subscriptions(
@@ -126,12 +134,14 @@ pub(super) async fn subscriptions(
                 if link.is_shut_down() {
                     return;
                 }
-                // Redis was lost: try again at once, then backing off to the probe interval.
+                // Redis was lost: try again at once, then backing off to the probe interval
+                // (at most a second: a failover is over in a few).
                 tokio::time::sleep(retry).await;
+                follow(&link).await;
                 if link.reconcile().await {
                     retry = Duration::from_millis(100);
                 } else {
-                    retry = (retry * 2).min(link.settings.probe_every);
+                    retry = (retry * 2).min(link.settings.probe_every.min(Duration::from_secs(1)));
                     link.subs.wake.notify_one();
                 }
             }
@@ -163,6 +173,7 @@ pub(super) async fn subscriptions(
                 } else {
                     deaf = 0;
                 }
+                follow(&link).await;
                 link.reconcile().await;
                 // Notices and leaves left for later (Redis was away).
                 link.tell_lost().await;

@@ -313,6 +313,41 @@ async fn a_full_publish_queue_drops_and_tells_the_other_servers_instead_of_growi
 }
 
 #[tokio::test]
+async fn a_failover_is_followed_counted_and_resynced_once_per_stream() {
+    let bus = Arc::new(Bus::default());
+    let (a, b) = (node(&bus, true), node(&bus, true));
+    let mut kim = b.client(Some("kim"), true);
+    b.hub.join(&kim.conn, "den");
+    settled(&[&a, &b]).await;
+    a.emit(&Audience::Group("den".into()), "before", Keep::All);
+    assert_eq!(messages(&receive(&mut kim, 1).await), ["before"]);
+
+    // B's master fails over: the new one holds none of B's subscriptions, so what A sends now
+    // would never reach B had B not followed.
+    b.driver.fail_over();
+    a.emit(&Audience::Group("den".into()), "during", Keep::All);
+    // At its next probe tick B asks where the master is, follows, subscribes again, and tells
+    // its client to refetch each stream it reads, once.
+    let mut got = receive(&mut kim, 3).await;
+    got.sort();
+    assert_eq!(
+        got,
+        [
+            ("resync".to_owned(), "b".to_owned()),
+            ("resync".to_owned(), "g:den".to_owned()),
+            ("resync".to_owned(), "u".to_owned()),
+        ]
+    );
+    let stats = b.delivery.stats();
+    assert_eq!((stats.failovers, stats.resyncs), (1, 3));
+    assert_eq!(a.delivery.stats().failovers, 0);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(frames(&mut kim).is_empty(), "one resync per stream");
+    a.emit(&Audience::Group("den".into()), "after", Keep::All);
+    assert_eq!(messages(&receive(&mut kim, 1).await), ["after"]);
+}
+
+#[tokio::test]
 async fn a_subscription_gone_deaf_is_found_by_the_probe_and_replaced() {
     let bus = Arc::new(Bus::default());
     let (a, b) = (node(&bus, false), node(&bus, false));

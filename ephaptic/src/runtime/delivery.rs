@@ -145,6 +145,10 @@ pub(crate) struct DeliveryStats {
     pub received: u64,
     pub dropped: u64,
     pub outages: u64,
+    /// Times the engine's master moved (Redis Sentinel) and this server followed.
+    pub failovers: u64,
+    /// `resync`s sent to this server's connections (what they may have missed, refetched).
+    pub resyncs: u64,
     pub connected: Option<bool>,
 }
 

@@ -143,6 +143,12 @@ pub(crate) fn text(state: &State) -> Option<String> {
             "Times Redis could not be reached",
             m.redis_outages,
         );
+        counter(
+            &mut now,
+            "redis_failovers",
+            "Times Redis Sentinel's master moved and this server followed it",
+            m.redis_failovers,
+        );
     }
     let mut out = String::with_capacity(8 * 1024);
     encode_registry(&mut out, telemetry.registry()).ok()?;

@@ -40,6 +40,13 @@ pub struct Metrics {
     pub redis_dropped: u64,
     /// With Redis: how many times it became unreachable.
     pub redis_outages: u64,
+    /// With Redis Sentinel: how many times the master moved and this server followed it (each
+    /// is also an outage of its own: what it missed meanwhile is resynced).
+    pub redis_failovers: u64,
+    /// With Redis: `resync`s sent to this server's connections, telling them to refetch a
+    /// stream whose events this server may have missed (an outage, a failover, events another
+    /// server could not publish).
+    pub redis_resyncs: u64,
     /// Connections refused at a connection cap
     /// ([`max_connections`](crate::Server::max_connections) and the caps beside it).
     pub connections_refused: u64,
@@ -75,6 +82,8 @@ pub(crate) fn of(s: &super::state::State) -> Metrics {
         redis_received: d.received,
         redis_dropped: d.dropped,
         redis_outages: d.outages,
+        redis_failovers: d.failovers,
+        redis_resyncs: d.resyncs,
         connections: s.hub.len(),
         identities: s.hub.identities(),
         max_queued: s.hub.max_queued(),

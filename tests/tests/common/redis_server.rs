@@ -1,12 +1,26 @@
 //! A real redis-server for the tests that run servers on Redis (redis.rs, presence.rs): started on
-//! a free loopback port (or a given one), killed when dropped.
+//! a free loopback port (or a given one), killed when dropped. With `EPHAPTIC_TEST_REDIS=cluster`
+//! the same tests run against a Redis Cluster of three masters instead (`redis-cli --cluster
+//! create`), whose URL is `redis+cluster://...`; the tests that kill or pause one Redis skip
+//! themselves there ([`single_redis_or_skip`]). [`Sentinel`] adds a replica and a sentinel to a
+//! server, for the failover tests.
 
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 pub struct RedisServer {
     pub port: u16,
     child: Option<Child>,
+    /// With `EPHAPTIC_TEST_REDIS=cluster`: the cluster this stands for (`port` is its first node).
+    cluster: Option<Cluster>,
+}
+
+/// Set to `cluster` to run the Redis tests against a Redis Cluster.
+pub const MODE: &str = "EPHAPTIC_TEST_REDIS";
+
+pub fn cluster_mode() -> bool {
+    std::env::var(MODE).is_ok_and(|m| m == "cluster")
 }
 
 pub fn free_port() -> u16 {
@@ -34,8 +48,29 @@ macro_rules! redis_or_skip {
     };
 }
 
+/// As [`redis_or_skip`], for a test that kills, pauses or restarts its one Redis: it returns at
+/// once when the tests run against a Redis Cluster (saying so).
+#[macro_export]
+macro_rules! single_redis_or_skip {
+    () => {{
+        if $crate::common::redis_server::cluster_mode() {
+            eprintln!("skipped on a Redis Cluster: this test stops or pauses its one Redis");
+            return;
+        }
+        $crate::redis_or_skip!()
+    }};
+}
+
 impl RedisServer {
     pub fn start() -> RedisServer {
+        if cluster_mode() {
+            let cluster = Cluster::start(3);
+            return RedisServer {
+                port: cluster.ports[0],
+                child: None,
+                cluster: Some(cluster),
+            };
+        }
         RedisServer::start_on(free_port())
     }
 
@@ -64,9 +99,29 @@ impl RedisServer {
     }
 
     pub fn start_on(port: u16) -> RedisServer {
+        RedisServer::start_with(port, &[])
+    }
+
+    /// A replica of the server on `master` (on a free port), once it has synced.
+    pub fn replica_of(master: u16) -> RedisServer {
+        let replica = RedisServer::start_with(
+            free_port(),
+            &["--replicaof", "127.0.0.1", &master.to_string()],
+        );
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !cli(replica.port, &["INFO", "replication"]).contains("master_link_status:up") {
+            assert!(Instant::now() < deadline, "the replica never synced");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        replica
+    }
+
+    /// A redis-server on `port` with `extra` arguments.
+    pub fn start_with(port: u16, extra: &[&str]) -> RedisServer {
         let child = Command::new("redis-server")
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no", "--protected-mode", "no"])
+            .args(extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -79,13 +134,33 @@ impl RedisServer {
         let server = RedisServer {
             port,
             child: Some(child),
+            cluster: None,
         };
         server.wait_until_up();
         server
     }
 
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
+        match &self.cluster {
+            Some(cluster) => cluster.url(),
+            None => format!("redis://127.0.0.1:{}", self.port),
+        }
+    }
+
+    /// The ports of the Redis servers this stands for (one, or a cluster's masters).
+    pub fn ports(&self) -> Vec<u16> {
+        match &self.cluster {
+            Some(cluster) => cluster.ports.clone(),
+            None => vec![self.port],
+        }
+    }
+
+    /// How many times each of this Redis's servers ran `command` (`INFO commandstats`), summed.
+    pub fn calls(&self, command: &str) -> u64 {
+        self.ports()
+            .iter()
+            .map(|port| calls_on(*port, command))
+            .sum()
     }
 
     pub fn wait_until_up(&self) {
@@ -118,28 +193,45 @@ impl RedisServer {
         }
     }
 
-    /// How many subscribers `channel` has.
+    /// How many subscribers `channel` has (on a cluster, to its shard channel, over the nodes).
     pub async fn subscribers(&self, channel: &str) -> i64 {
-        let client = redis::Client::open(self.url()).unwrap();
-        let mut conn = client.get_multiplexed_async_connection().await.unwrap();
-        let (_, n): (String, i64) = redis::cmd("PUBSUB")
-            .arg("NUMSUB")
-            .arg(channel)
-            .query_async(&mut conn)
-            .await
-            .unwrap();
+        let mut n = 0;
+        for port in self.ports() {
+            let client = redis::Client::open(format!("redis://127.0.0.1:{port}")).unwrap();
+            let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+            let (_, count): (String, i64) = if self.cluster.is_some() {
+                redis::cmd("PUBSUB")
+                    .arg("SHARDNUMSUB")
+                    .arg(sharded(channel))
+                    .query_async(&mut conn)
+                    .await
+                    .unwrap()
+            } else {
+                redis::cmd("PUBSUB")
+                    .arg("NUMSUB")
+                    .arg(channel)
+                    .query_async(&mut conn)
+                    .await
+                    .unwrap()
+            };
+            n += count;
+        }
         n
     }
 
-    /// The keys matching `pattern`, sorted.
+    /// The keys matching `pattern`, sorted (over a cluster's nodes).
     pub async fn keys(&self, pattern: &str) -> Vec<String> {
-        let client = redis::Client::open(self.url()).unwrap();
-        let mut conn = client.get_multiplexed_async_connection().await.unwrap();
-        let mut keys: Vec<String> = redis::cmd("KEYS")
-            .arg(pattern)
-            .query_async(&mut conn)
-            .await
-            .unwrap();
+        let mut keys = Vec::new();
+        for port in self.ports() {
+            let client = redis::Client::open(format!("redis://127.0.0.1:{port}")).unwrap();
+            let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+            let found: Vec<String> = redis::cmd("KEYS")
+                .arg(pattern)
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+            keys.extend(found);
+        }
         keys.sort();
         keys
     }
@@ -173,5 +265,230 @@ impl RedisServer {
 impl Drop for RedisServer {
     fn drop(&mut self) {
         self.kill9();
+    }
+}
+
+/// The shard channel a Redis Cluster carries `channel` on (as the backplane names it).
+pub fn sharded(channel: &str) -> String {
+    let rest = if channel == "ephaptic:all" {
+        "b"
+    } else {
+        channel.strip_prefix("ephaptic:").unwrap_or(channel)
+    };
+    format!("ephaptic:{{{rest}}}")
+}
+
+/// `redis-cli -p port args...`'s output (empty when it fails).
+pub fn cli(port: u16, args: &[&str]) -> String {
+    Command::new("redis-cli")
+        .args(["-h", "127.0.0.1", "-p", &port.to_string()])
+        .args(args)
+        .stderr(Stdio::null())
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default()
+}
+
+/// How many times the server on `port` ran `command` (lower case, `INFO commandstats`).
+pub fn calls_on(port: u16, command: &str) -> u64 {
+    let stats = cli(port, &["INFO", "commandstats"]);
+    let key = format!("cmdstat_{command}:calls=");
+    stats
+        .lines()
+        .find_map(|l| l.strip_prefix(&key))
+        .and_then(|rest| rest.split(',').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+/// A scratch directory for a cluster's or a sentinel's files, removed when dropped.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new(what: &str) -> Scratch {
+        let dir = std::env::temp_dir().join(format!(
+            "ephaptic-{what}-{}-{}",
+            std::process::id(),
+            free_port()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        Scratch(dir)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A Redis Cluster of `n` masters and no replicas, on free loopback ports (and free cluster-bus
+/// ports), created with `redis-cli --cluster create`; its nodes are killed when dropped.
+pub struct Cluster {
+    pub ports: Vec<u16>,
+    nodes: Vec<RedisServer>,
+    _dir: Scratch,
+}
+
+impl Cluster {
+    pub fn start(n: usize) -> Cluster {
+        let dir = Scratch::new("cluster");
+        let ports: Vec<u16> = (0..n).map(|_| free_port()).collect();
+        let nodes: Vec<RedisServer> = ports
+            .iter()
+            .map(|port| {
+                let conf = dir.0.join(format!("nodes-{port}.conf"));
+                RedisServer::start_with(
+                    *port,
+                    &[
+                        "--cluster-enabled",
+                        "yes",
+                        "--cluster-config-file",
+                        conf.to_str().unwrap(),
+                        "--cluster-port",
+                        &free_port().to_string(),
+                        "--cluster-node-timeout",
+                        "2000",
+                        "--dir",
+                        dir.0.to_str().unwrap(),
+                    ],
+                )
+            })
+            .collect();
+        let hosts: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+        let created = Command::new("redis-cli")
+            .args(["--cluster", "create"])
+            .args(&hosts)
+            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .expect("redis-cli runs");
+        assert!(created.success(), "redis-cli --cluster create failed");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        for port in &ports {
+            while !cli(*port, &["CLUSTER", "INFO"]).contains("cluster_state:ok") {
+                assert!(Instant::now() < deadline, "the cluster never became ok");
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        Cluster {
+            ports,
+            nodes,
+            _dir: dir,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        let hosts: Vec<String> = self
+            .ports
+            .iter()
+            .map(|p| format!("127.0.0.1:{p}"))
+            .collect();
+        format!("redis+cluster://{}", hosts.join(","))
+    }
+
+    /// `kill -9` of the node on `port`.
+    pub fn kill9(&mut self, port: u16) {
+        if let Some(node) = self.nodes.iter_mut().find(|n| n.port == port) {
+            node.kill9();
+        }
+    }
+}
+
+/// One sentinel watching the master on `master` under `name`, on a free loopback port; killed
+/// when dropped. It notices a dead master after a second (`down-after-milliseconds 1000`).
+pub struct Sentinel {
+    pub port: u16,
+    child: Option<Child>,
+    _dir: Scratch,
+}
+
+impl Sentinel {
+    pub fn start(master: u16, name: &str) -> Sentinel {
+        let dir = Scratch::new("sentinel");
+        let port = free_port();
+        let conf = dir.0.join("sentinel.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "port {port}\nbind 127.0.0.1\nprotected-mode no\ndir {dir}\n\
+                 sentinel monitor {name} 127.0.0.1 {master} 1\n\
+                 sentinel down-after-milliseconds {name} 1000\n\
+                 sentinel failover-timeout {name} 10000\n",
+                dir = dir.0.display()
+            ),
+        )
+        .unwrap();
+        // Debian's redis-sentinel; redis-server in sentinel mode is the same program.
+        let mut command = if Command::new("redis-sentinel")
+            .arg("--version")
+            .stdout(Stdio::null())
+            .status()
+            .is_ok()
+        {
+            Command::new("redis-sentinel")
+        } else {
+            let mut c = Command::new("redis-server");
+            c.arg("--sentinel");
+            c
+        };
+        let child = command
+            .arg(&conf)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-sentinel starts (./test.sh installs it)");
+        let sentinel = Sentinel {
+            port,
+            child: Some(child),
+            _dir: dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !cli(port, &["SENTINEL", "get-master-addr-by-name", name])
+            .contains(&master.to_string())
+        {
+            assert!(Instant::now() < deadline, "the sentinel never came up");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        sentinel
+    }
+
+    /// Waits until the sentinel knows `n` healthy replicas of `name`.
+    pub fn wait_replicas(&self, name: &str, n: usize) {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let replicas = cli(self.port, &["SENTINEL", "replicas", name]);
+            let healthy = replicas.lines().filter(|l| *l == "slave").count();
+            if healthy >= n && !replicas.contains("s_down") {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the sentinel never saw {n} replica(s): {replicas}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The master's port as the sentinel names it now.
+    pub fn master_port(&self, name: &str) -> Option<u16> {
+        cli(self.port, &["SENTINEL", "get-master-addr-by-name", name])
+            .lines()
+            .nth(1)
+            .and_then(|p| p.trim().parse().ok())
+    }
+
+    pub fn url(&self, name: &str) -> String {
+        format!("redis+sentinel://127.0.0.1:{}/{name}", self.port)
+    }
+}
+
+impl Drop for Sentinel {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 }
