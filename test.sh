@@ -9,9 +9,9 @@
 #
 # Needs: the Rust toolchain pinned in rust-toolchain.toml (with cargo-nextest if present,
 # plain `cargo test` otherwise), Node.js 20+ with npm, and python3. Installs what is missing:
-# Debian's chromium (browser tests) and redis-server (scale-out tests), the npm packages of the
-# client and of tests/browser (npm ci), and a Python venv with the PyPI client ephaptic==0.5.0
-# (target/interop-venv).
+# Debian's chromium (browser tests), redis-server and redis-sentinel (scale-out and failover
+# tests), the npm packages of the client and of tests/browser (npm ci), and a Python venv with the
+# PyPI client ephaptic==0.5.0 (target/interop-venv).
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -46,6 +46,11 @@ fi
 # The scale-out tests start their own redis-server on free loopback ports.
 if ! command -v redis-server >/dev/null 2>&1; then
     step "install redis-server" need_apt redis-server
+fi
+
+# The failover test (tests/tests/failover.rs) starts its own redis-sentinel beside them.
+if ! command -v redis-sentinel >/dev/null 2>&1; then
+    step "install redis-sentinel" need_apt redis-sentinel
 fi
 
 # The Redis tests skip themselves on a machine without redis-server (a plain `cargo test`);
@@ -83,6 +88,16 @@ fi
 # themselves when missing; building it here keeps that out of their time).
 step "build the parity fixture" cargo build -p parity
 step "Rust tests" rust_tests
+# The cross-server suites again, against a Redis Cluster of three masters that each test creates
+# (redis-cli --cluster create): sharded pub/sub, tagged keys, presence and rate limits per shard.
+cluster_tests() {
+    if cargo nextest --version >/dev/null 2>&1; then
+        EPHAPTIC_TEST_REDIS=cluster cargo nextest run -p ephaptic-tests --test redis --test presence --no-fail-fast
+    else
+        EPHAPTIC_TEST_REDIS=cluster cargo test -p ephaptic-tests --test redis --test presence --no-fail-fast
+    fi
+}
+step "Rust tests on a Redis Cluster (tests/tests/redis.rs and presence.rs)" cluster_tests
 if ! $quick; then
     step "doc tests" cargo test --workspace --doc
     step "TypeScript client (@ephaptic/client)" ephaptic-ts/client/run-tests.sh

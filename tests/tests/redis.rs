@@ -1094,3 +1094,49 @@ async fn a_retry_that_lands_on_another_server_runs_the_call_once() {
         .await;
     assert_ne!(get(&bob.c.recv().await, "result"), &n);
 }
+
+/// On a Redis Cluster (`EPHAPTIC_TEST_REDIS=cluster`), each stream travels on its own shard
+/// channel (`SPUBLISH` from the append script, `SSUBSCRIBE`), never on classic pub/sub, which a
+/// cluster copies to every node; and the streams of many users spread over the shards.
+#[tokio::test]
+async fn on_a_cluster_streams_travel_on_shard_channels_spread_over_the_shards() {
+    if !common::redis_server::cluster_mode() {
+        eprintln!("skipped on one Redis: run with EPHAPTIC_TEST_REDIS=cluster");
+        return;
+    }
+    let redis = redis_or_skip!();
+    let (a, b) = (node(&redis.url()).await, node(&redis.url()).await);
+    let users: Vec<String> = (0..12).map(|i| format!("user{i}")).collect();
+    let mut tabs = Vec::new();
+    for user in &users {
+        tabs.push(Peer::user(&b, user).await);
+    }
+    for user in &users {
+        redis
+            .wait_subscribers(&format!("ephaptic:u:s:{user}"), 1)
+            .await;
+    }
+    let mut sender = Peer::connect(&a).await;
+    for user in &users {
+        sender.ok("notify", vec![v(user), v("hi")]).await;
+    }
+    for tab in &mut tabs {
+        assert_eq!(&tab.kwarg("Notice", "message").await, &v("hi"));
+    }
+    let per_node: Vec<u64> = redis
+        .ports()
+        .iter()
+        .map(|p| common::redis_server::calls_on(*p, "spublish"))
+        .collect();
+    assert!(
+        per_node.iter().sum::<u64>() >= users.len() as u64,
+        "every event went out with SPUBLISH: {per_node:?}"
+    );
+    assert!(
+        per_node.iter().filter(|n| **n > 0).count() >= 2,
+        "twelve users' streams spread over more than one shard: {per_node:?}"
+    );
+    assert_eq!(redis.calls("publish"), 0, "no classic pub/sub on a cluster");
+    assert_eq!(redis.calls("subscribe"), 0);
+    assert!(redis.calls("ssubscribe") >= users.len() as u64);
+}

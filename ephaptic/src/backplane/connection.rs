@@ -73,8 +73,11 @@ impl Conn {
         match self {
             Conn::One(c) => c.subscribe(channels).await,
             Conn::Cluster(c) => {
-                let sharded: Vec<String> = channels.iter().map(|c| channel::sharded(c)).collect();
-                c.ssubscribe(sharded).await
+                sharded(channels, |name| {
+                    let mut c = c.clone();
+                    async move { c.ssubscribe(name).await }
+                })
+                .await
             }
         }
     }
@@ -83,11 +86,27 @@ impl Conn {
         match self {
             Conn::One(c) => c.unsubscribe(channels).await,
             Conn::Cluster(c) => {
-                let sharded: Vec<String> = channels.iter().map(|c| channel::sharded(c)).collect();
-                c.sunsubscribe(sharded).await
+                sharded(channels, |name| {
+                    let mut c = c.clone();
+                    async move { c.sunsubscribe(name).await }
+                })
+                .await
             }
         }
     }
+}
+
+/// Runs `command` on the shard channel of each of `channels`, at once: a cluster refuses a
+/// command whose channels are in several slots, and each of ours has its own hash tag.
+async fn sharded<F, Fut>(channels: &[String], command: F) -> RedisResult<()>
+where
+    F: Fn(String) -> Fut,
+    Fut: std::future::Future<Output = RedisResult<()>>,
+{
+    let done =
+        futures_util::future::join_all(channels.iter().map(|name| command(channel::sharded(name))))
+            .await;
+    done.into_iter().collect()
 }
 
 /// How the connection is (re)made.
