@@ -1140,3 +1140,103 @@ async fn on_a_cluster_streams_travel_on_shard_channels_spread_over_the_shards() 
     assert_eq!(redis.calls("subscribe"), 0);
     assert!(redis.calls("ssubscribe") >= users.len() as u64);
 }
+
+/// On a Redis Cluster, a dead shard costs only the streams on it: the events of the other
+/// shards' streams keep arriving live, the dead shard's listeners are told to refetch once it is
+/// back (nothing silently lost), and then hear their stream live again.
+#[tokio::test]
+async fn on_a_cluster_a_dead_shard_costs_only_its_own_streams() {
+    use common::tab::{Tab, messages};
+    if !common::redis_server::cluster_mode() {
+        eprintln!("skipped on one Redis: run with EPHAPTIC_TEST_REDIS=cluster");
+        return;
+    }
+    let mut redis = redis_or_skip!();
+    let (a, b) = (node(&redis.url()).await, node(&redis.url()).await);
+    let users: Vec<String> = (0..12).map(|i| format!("user{i}")).collect();
+    let mut tabs = Vec::new();
+    for user in &users {
+        tabs.push(Tab::open(&b, user, vec![]).await.0);
+    }
+    for user in &users {
+        redis
+            .wait_subscribers(&format!("ephaptic:u:s:{user}"), 1)
+            .await;
+    }
+    let mut sender = Peer::connect(&a).await;
+    // One event each: every user's stream has its keys on its shard now.
+    for user in &users {
+        sender.ok("notify", vec![v(user), v("0")]).await;
+    }
+    for tab in &mut tabs {
+        assert_eq!(messages(&[tab.next().await]), ["0"]);
+    }
+    let cluster = redis.cluster().unwrap();
+    let holders: Vec<u16> = users
+        .iter()
+        .map(|u| cluster.holder(&format!("ephaptic:{{u:s:{u}}}:m")).unwrap())
+        .collect();
+    let victim = holders[0];
+    assert!(
+        holders.iter().any(|h| *h != victim),
+        "twelve streams on one shard: {holders:?}"
+    );
+    cluster.kill9(victim);
+    for round in 1..=3 {
+        for user in &users {
+            sender
+                .ok("notify", vec![v(user), v(&round.to_string())])
+                .await;
+        }
+    }
+    // The other shards' streams: every event, live and in order (a resync may come beside them:
+    // this server lost a node's connection and cannot tell which of its streams it carried).
+    for (tab, holder) in tabs.iter_mut().zip(&holders) {
+        if *holder != victim {
+            let got = frames_until(tab, "3").await;
+            let events: Vec<&String> = got.iter().filter(|g| !g.starts_with("resync")).collect();
+            assert_eq!(events, ["1", "2", "3"], "a stream on a live shard: {got:?}");
+        }
+    }
+    cluster.restart(victim);
+    for (i, (tab, holder)) in tabs.iter_mut().zip(&holders).enumerate() {
+        if *holder == victim {
+            // Told to refetch its stream (what it missed is not silently gone)...
+            let got = frames_until(tab, "resync u").await;
+            assert!(
+                got.iter().any(|g| g == "resync u"),
+                "{}: no resync after its shard came back: {got:?}",
+                users[i]
+            );
+            assert!(
+                got.iter().all(|g| g.starts_with("resync")),
+                "{}: events of a dead shard arrived: {got:?}",
+                users[i]
+            );
+            // ...and hears it live again.
+            sender.ok("notify", vec![v(&users[i]), v("after")]).await;
+            let got = frames_until(tab, "after").await;
+            assert!(got.iter().any(|g| g == "after"), "{}: {got:?}", users[i]);
+        }
+    }
+}
+
+/// What `tab` receives until `want` (an event's message, or `resync <stream>`), at most 15 s.
+async fn frames_until(tab: &mut common::tab::Tab, want: &str) -> Vec<String> {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let mut got = Vec::new();
+    while !got.iter().any(|g| g == want) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let Some(raw) = tab.c.recv_raw_within(left).await else {
+            break;
+        };
+        let f = decode(&raw);
+        tab.note_frame(&f);
+        match get(&f, "type").as_str() {
+            Some("event") => got.extend(common::tab::messages(&[f])),
+            Some("resync") => got.push(format!("resync {}", get(&f, "stream").as_str().unwrap())),
+            _ => {}
+        }
+    }
+    got
+}

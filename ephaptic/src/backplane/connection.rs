@@ -17,8 +17,8 @@ use ::redis::cluster::ClusterClientBuilder;
 use ::redis::cluster_async::ClusterConnection;
 use ::redis::sentinel::{Sentinel, SentinelNodeConnectionInfo};
 use ::redis::{
-    Client, Cmd, ConnectionInfo, Pipeline, ProtocolVersion, PushInfo, PushKind, RedisFuture,
-    RedisResult, Value,
+    Client, Cmd, ConnectionInfo, Pipeline, ProtocolVersion, PushInfo, PushKind, RedisError,
+    RedisFuture, RedisResult, Value,
 };
 
 use super::channel;
@@ -68,10 +68,11 @@ impl Conn {
         matches!(self, Conn::Cluster(_))
     }
 
-    /// Subscribes to `channels` (on a cluster: their shard channels, each on its shard).
-    pub async fn subscribe(&mut self, channels: &[String]) -> RedisResult<()> {
+    /// Subscribes to `channels` (on a cluster: their shard channels, each on its shard). On a
+    /// cluster, an error comes with which channels were subscribed (the others' shards failed).
+    pub async fn subscribe(&mut self, channels: &[String]) -> Result<(), (RedisError, Vec<bool>)> {
         match self {
-            Conn::One(c) => c.subscribe(channels).await,
+            Conn::One(c) => c.subscribe(channels).await.map_err(|e| (e, Vec::new())),
             Conn::Cluster(c) => {
                 sharded(channels, |name| {
                     let mut c = c.clone();
@@ -82,9 +83,12 @@ impl Conn {
         }
     }
 
-    pub async fn unsubscribe(&mut self, channels: &[String]) -> RedisResult<()> {
+    pub async fn unsubscribe(
+        &mut self,
+        channels: &[String],
+    ) -> Result<(), (RedisError, Vec<bool>)> {
         match self {
-            Conn::One(c) => c.unsubscribe(channels).await,
+            Conn::One(c) => c.unsubscribe(channels).await.map_err(|e| (e, Vec::new())),
             Conn::Cluster(c) => {
                 sharded(channels, |name| {
                     let mut c = c.clone();
@@ -97,8 +101,9 @@ impl Conn {
 }
 
 /// Runs `command` on the shard channel of each of `channels`, at once: a cluster refuses a
-/// command whose channels are in several slots, and each of ours has its own hash tag.
-async fn sharded<F, Fut>(channels: &[String], command: F) -> RedisResult<()>
+/// command whose channels are in several slots, and each of ours has its own hash tag. An error
+/// comes with which channels it worked for.
+async fn sharded<F, Fut>(channels: &[String], command: F) -> Result<(), (RedisError, Vec<bool>)>
 where
     F: Fn(String) -> Fut,
     Fut: std::future::Future<Output = RedisResult<()>>,
@@ -106,7 +111,11 @@ where
     let done =
         futures_util::future::join_all(channels.iter().map(|name| command(channel::sharded(name))))
             .await;
-    done.into_iter().collect()
+    let worked: Vec<bool> = done.iter().map(Result::is_ok).collect();
+    match done.into_iter().find_map(Result::err) {
+        Some(e) => Err((e, worked)),
+        None => Ok(()),
+    }
 }
 
 /// How the connection is (re)made.

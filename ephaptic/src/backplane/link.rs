@@ -95,7 +95,10 @@ impl Link {
     /// Notes that a command failed: an outage when Redis cannot be reached (logged once per
     /// outage), a warning otherwise.
     pub(super) fn failed(&self, e: &Fault) {
-        if e.is_outage() {
+        if e.sent.is_some() {
+            // One shard of a cluster: the others work on.
+            self.failed_in_part(e);
+        } else if e.is_outage() {
             self.down(e);
         } else {
             static LAST: AtomicU64 = AtomicU64::new(0);
@@ -109,9 +112,9 @@ impl Link {
         }
     }
 
-    /// Notes that part of a batch failed (a Redis Cluster shard did not take its jobs) while
-    /// the rest went out: not an outage of the whole engine. Logged at most once a minute;
-    /// the jobs are lost (and their streams' listeners told) by the caller.
+    /// Notes that an operation failed on one part of the engine (a Redis Cluster shard) while
+    /// the others may work: not an outage of the whole engine. Logged at most once a minute;
+    /// a batch's jobs that failed are lost (and their streams' listeners told) by the caller.
     pub(super) fn failed_in_part(&self, e: &Fault) {
         static LAST: AtomicU64 = AtomicU64::new(0);
         let now = std::time::SystemTime::now()
@@ -120,20 +123,22 @@ impl Link {
         if now.saturating_sub(LAST.swap(now, Relaxed)) >= 60 {
             tracing::warn!(
                 node = %self.node,
-                "a shard of the Redis Cluster did not take events ({e}); the other shards did. \
-                 The clients of the streams on it are told to refetch; check the cluster's \
-                 nodes (CLUSTER INFO)"
+                "a shard of the Redis Cluster failed ({e}); the other shards work on. Events of \
+                 the streams on it are dropped and counted, and their clients told to refetch; \
+                 check the cluster's nodes (CLUSTER INFO)"
             );
         }
     }
 
     /// A part of the engine (a Redis Cluster node) lost its connection; the others work on.
-    /// Its connection re-subscribes by itself; this server subscribes everything again (what
-    /// is subscribed already stays) and, once it is, tells its clients to refetch.
+    /// This server subscribes everything again (what is subscribed already stays; what was on
+    /// that node is retried until it is back: redis-rs's own resubscription waits for a
+    /// command to reach that node, which a subscriber may never send) and, once it is, tells
+    /// its clients to refetch.
     pub(super) fn part_lost(&self) {
         tracing::warn!(
             node = %self.node,
-            "the connection to a node of the Redis Cluster was lost: reconnecting by itself; \
+            "the connection to a node of the Redis Cluster was lost: subscribing again; \
              clients are told to refetch what they may have missed meanwhile"
         );
         lock(&self.subs.confirmed).clear();
@@ -519,6 +524,15 @@ impl Link {
                 true
             }
             Err(e) => {
+                // A cluster's shards answer apart: what worked is subscribed.
+                let worked = e.sent.as_deref().unwrap_or_default();
+                let confirmed = channels
+                    .iter()
+                    .zip(worked)
+                    .filter(|(_, w)| **w)
+                    .map(|(c, _)| c.clone());
+                lock(&self.subs.confirmed).extend(confirmed);
+                self.subs.confirmed_changed.notify_waiters();
                 self.failed(&e);
                 false
             }
@@ -536,8 +550,18 @@ impl Link {
             }
             Err(e) => {
                 // Redis may still hold them (and the manager re-subscribes what it
-                // tracked): leave them once it answers again.
-                lock(&self.subs.stale).extend(channels.iter().cloned());
+                // tracked): leave them once it answers again (on a cluster, those whose
+                // shard failed).
+                let worked = e.sent.as_deref().unwrap_or_default();
+                let mut stale = lock(&self.subs.stale);
+                for (i, c) in channels.iter().enumerate() {
+                    if worked.get(i) == Some(&true) {
+                        stale.remove(c);
+                    } else {
+                        stale.insert(c.clone());
+                    }
+                }
+                drop(stale);
                 self.failed(&e);
                 false
             }

@@ -58,11 +58,7 @@ pub(super) async fn publisher(link: Arc<Link>, hub: Weak<Hub>, mut rx: mpsc::Rec
                 // A cluster whose shards answered apart: what was sent went out.
                 let sent = e.sent.clone().unwrap_or_default();
                 let was_sent = |i: usize| sent.get(i).copied().unwrap_or(false);
-                if sent.is_empty() {
-                    link.failed(&e);
-                } else {
-                    link.failed_in_part(&e);
-                }
+                link.failed(&e);
                 // What was queued while this batch failed would go out late: drop it too. Events
                 // of streams were to reach this server's own listeners through Redis: those
                 // that did not reach it get them now, without a position, as without sessions.
@@ -86,7 +82,10 @@ pub(super) async fn publisher(link: Arc<Link>, hub: Weak<Hub>, mut rx: mpsc::Rec
                     // clients then refetch for nothing, which is better than missing it.
                     link.lose(&job);
                 }
-                while let Ok(job) = rx.try_recv() {
+                // (Not after one shard of a cluster failed: the others take what waits.)
+                while e.sent.is_none()
+                    && let Ok(job) = rx.try_recv()
+                {
                     deliver_here(hub.as_deref(), &job);
                     link.lose(&job);
                     lost += 1;

@@ -89,6 +89,26 @@ impl RedisDriver {
         self.connection.get().await
     }
 
+    /// What an error of one operation means. On a cluster it is one shard's (the others may
+    /// work): the fault says so (`sent`, empty: nothing of it was done), and the backplane
+    /// does not take it for an outage of the whole engine.
+    fn fault(&self, e: &::redis::RedisError) -> Fault {
+        let mut fault = fault(e);
+        if self.connection.is_cluster() {
+            fault.sent = Some(Vec::new());
+        }
+        fault
+    }
+
+    /// A subscription's error: on a cluster, with which channels it worked for.
+    fn subscription_fault(&self, (e, worked): (::redis::RedisError, Vec<bool>)) -> Fault {
+        let mut fault = fault(&e);
+        if self.connection.is_cluster() {
+            fault.sent = Some(worked);
+        }
+        fault
+    }
+
     fn append_script(&self, conn: &Conn) -> &::redis::Script {
         if conn.is_cluster() {
             &self.append_sharded
@@ -230,9 +250,7 @@ impl RedisDriver {
             None => Ok(()),
             Some(e) => {
                 let mut fault = fault(&e);
-                if sent.iter().any(|s| *s) {
-                    fault.sent = Some(sent);
-                }
+                fault.sent = Some(sent);
                 Err(fault)
             }
         }
@@ -262,7 +280,7 @@ impl Driver for RedisDriver {
             let jobs: Vec<&Job> = batch.iter().collect();
             self.send_one(&conn, &jobs, ctx)
                 .await
-                .map_err(|e| fault(&e))
+                .map_err(|e| self.fault(&e))
         })
     }
 
@@ -272,7 +290,7 @@ impl Driver for RedisDriver {
                 .await?
                 .subscribe(channels)
                 .await
-                .map_err(|e| fault(&e))
+                .map_err(|e| self.subscription_fault(e))
         })
     }
 
@@ -282,7 +300,7 @@ impl Driver for RedisDriver {
                 .await?
                 .unsubscribe(channels)
                 .await
-                .map_err(|e| fault(&e))
+                .map_err(|e| self.subscription_fault(e))
         })
     }
 
@@ -302,7 +320,7 @@ impl Driver for RedisDriver {
                 .arg(r.max_tenures)
                 .invoke_async::<Value>(&mut self.conn().await?)
                 .await
-                .map_err(|e| fault(&e))?;
+                .map_err(|e| self.fault(&e))?;
             read_reply(&reply).ok_or_else(|| {
                 Fault::new(FaultKind::Refused, "an unreadable reply to the read script")
             })
@@ -317,7 +335,7 @@ impl Driver for RedisDriver {
                 .arg(period_us)
                 .invoke_async::<u64>(&mut self.conn().await?)
                 .await
-                .map_err(|e| fault(&e))
+                .map_err(|e| self.fault(&e))
         })
     }
 
@@ -328,7 +346,7 @@ impl Driver for RedisDriver {
                 .arg(ttl_ms.max(1))
                 .invoke_async::<Option<Vec<u8>>>(&mut self.conn().await?)
                 .await
-                .map_err(|e| fault(&e))
+                .map_err(|e| self.fault(&e))
         })
     }
 
@@ -345,7 +363,7 @@ impl Driver for RedisDriver {
             }
             cmd.query_async::<()>(&mut self.conn().await?)
                 .await
-                .map_err(|e| fault(&e))
+                .map_err(|e| self.fault(&e))
         })
     }
 
@@ -382,7 +400,7 @@ impl Driver for RedisDriver {
                 }
                 pipe.query_async::<()>(&mut conn.clone())
                     .await
-                    .map_err(|e| fault(&e))?;
+                    .map_err(|e| self.fault(&e))?;
             }
             Ok(())
         })
@@ -396,7 +414,7 @@ impl Driver for RedisDriver {
             }
             pipe.query_async::<()>(&mut self.conn().await?)
                 .await
-                .map_err(|e| fault(&e))
+                .map_err(|e| self.fault(&e))
         })
     }
 

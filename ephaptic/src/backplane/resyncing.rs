@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{Ordering::Acquire, Ordering::Relaxed, Ordering::Release};
 use std::time::Duration;
 
+use super::channel;
 use super::driver::{self, ReadRequest};
 use super::history;
 use super::link::{Link, ResyncTask};
@@ -53,10 +54,10 @@ async fn resync(link: Arc<Link>, hub: Arc<Hub>, meta_ttl: Duration) {
     if only.is_empty() {
         return;
     }
-    // Stream -> (its wire name, the connections that read it).
+    // Stream -> (its wire name, its channel, the connections that read it).
     let mut streams: std::collections::HashMap<
         String,
-        (String, Vec<Arc<crate::session::Connection>>),
+        (String, String, Vec<Arc<crate::session::Connection>>),
     > = std::collections::HashMap::new();
     for conn in hub
         .connections()
@@ -80,8 +81,8 @@ async fn resync(link: Arc<Link>, hub: Arc<Hub>, meta_ttl: Duration) {
             }
             streams
                 .entry(key)
-                .or_insert_with(|| (wire, Vec::new()))
-                .1
+                .or_insert_with(|| (wire, channel::of(stream), Vec::new()))
+                .2
                 .push(conn.clone());
         }
     }
@@ -96,7 +97,17 @@ async fn resync(link: Arc<Link>, hub: Arc<Hub>, meta_ttl: Duration) {
     } else {
         tracing::debug!(node = %link.node, streams = streams.len(), "{what}");
     }
-    for (key, (wire, conns)) in streams {
+    // A stream whose channel is not subscribed yet (on a Redis Cluster, its shard may still be
+    // down) is told later: a resync before the subscription would let what follows it go
+    // unheard, and untold.
+    let mut later = Vec::new();
+    for (key, (wire, channel, conns)) in streams {
+        let held =
+            link.subs.permanent.contains(&channel) || lock(&link.subs.desired).contains(&channel);
+        if held && !lock(&link.subs.confirmed).contains(&channel) && !link.is_shut_down() {
+            later.push(key);
+            continue;
+        }
         let (meta, stream) = history::keys(&key);
         let reply = link
             .driver
@@ -129,5 +140,8 @@ async fn resync(link: Arc<Link>, hub: Arc<Hub>, meta_ttl: Duration) {
             conn.clear_floor(&wire);
             conn.push_event(frame.clone());
         }
+    }
+    for key in later {
+        link.want_resync(Some(&key));
     }
 }

@@ -147,6 +147,11 @@ impl RedisServer {
         }
     }
 
+    /// The cluster this stands for (with `EPHAPTIC_TEST_REDIS=cluster`).
+    pub fn cluster(&mut self) -> Option<&mut Cluster> {
+        self.cluster.as_mut()
+    }
+
     /// The ports of the Redis servers this stands for (one, or a cluster's masters).
     pub fn ports(&self) -> Vec<u16> {
         match &self.cluster {
@@ -323,37 +328,22 @@ impl Drop for Scratch {
 }
 
 /// A Redis Cluster of `n` masters and no replicas, on free loopback ports (and free cluster-bus
-/// ports), created with `redis-cli --cluster create`; its nodes are killed when dropped.
+/// ports), created with `redis-cli --cluster create`; its nodes are killed when dropped. A dead
+/// node's slots fail alone: the others go on serving theirs (`cluster-require-full-coverage no`).
 pub struct Cluster {
     pub ports: Vec<u16>,
+    bus: Vec<u16>,
     nodes: Vec<RedisServer>,
-    _dir: Scratch,
+    dir: Scratch,
 }
 
 impl Cluster {
     pub fn start(n: usize) -> Cluster {
         let dir = Scratch::new("cluster");
         let ports: Vec<u16> = (0..n).map(|_| free_port()).collect();
-        let nodes: Vec<RedisServer> = ports
-            .iter()
-            .map(|port| {
-                let conf = dir.0.join(format!("nodes-{port}.conf"));
-                RedisServer::start_with(
-                    *port,
-                    &[
-                        "--cluster-enabled",
-                        "yes",
-                        "--cluster-config-file",
-                        conf.to_str().unwrap(),
-                        "--cluster-port",
-                        &free_port().to_string(),
-                        "--cluster-node-timeout",
-                        "2000",
-                        "--dir",
-                        dir.0.to_str().unwrap(),
-                    ],
-                )
-            })
+        let bus: Vec<u16> = (0..n).map(|_| free_port()).collect();
+        let nodes: Vec<RedisServer> = (0..n)
+            .map(|i| Cluster::node(&dir, ports[i], bus[i]))
             .collect();
         let hosts: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
         let created = Command::new("redis-cli")
@@ -365,17 +355,46 @@ impl Cluster {
             .status()
             .expect("redis-cli runs");
         assert!(created.success(), "redis-cli --cluster create failed");
+        let cluster = Cluster {
+            ports,
+            bus,
+            nodes,
+            dir,
+        };
+        cluster.wait_ok();
+        cluster
+    }
+
+    /// One node, its state in `dir` (so that a restart rejoins with its slots).
+    fn node(dir: &Scratch, port: u16, bus: u16) -> RedisServer {
+        let conf = dir.0.join(format!("nodes-{port}.conf"));
+        RedisServer::start_with(
+            port,
+            &[
+                "--cluster-enabled",
+                "yes",
+                "--cluster-config-file",
+                conf.to_str().unwrap(),
+                "--cluster-port",
+                &bus.to_string(),
+                "--cluster-node-timeout",
+                "2000",
+                "--cluster-require-full-coverage",
+                "no",
+                "--dir",
+                dir.0.to_str().unwrap(),
+            ],
+        )
+    }
+
+    /// Waits until every node says the cluster is ok.
+    pub fn wait_ok(&self) {
         let deadline = Instant::now() + Duration::from_secs(20);
-        for port in &ports {
+        for port in &self.ports {
             while !cli(*port, &["CLUSTER", "INFO"]).contains("cluster_state:ok") {
                 assert!(Instant::now() < deadline, "the cluster never became ok");
                 std::thread::sleep(Duration::from_millis(50));
             }
-        }
-        Cluster {
-            ports,
-            nodes,
-            _dir: dir,
         }
     }
 
@@ -393,6 +412,21 @@ impl Cluster {
         if let Some(node) = self.nodes.iter_mut().find(|n| n.port == port) {
             node.kill9();
         }
+    }
+
+    /// Starts the node on `port` again (it rejoins with its slots), once the cluster is ok.
+    pub fn restart(&mut self, port: u16) {
+        let i = self.ports.iter().position(|p| *p == port).unwrap();
+        self.nodes[i] = Cluster::node(&self.dir, port, self.bus[i]);
+        self.wait_ok();
+    }
+
+    /// The node that holds `key`.
+    pub fn holder(&self, key: &str) -> Option<u16> {
+        self.ports
+            .iter()
+            .copied()
+            .find(|p| cli(*p, &["EXISTS", key]).trim() == "1")
     }
 }
 
