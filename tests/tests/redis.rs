@@ -1193,7 +1193,7 @@ async fn on_a_cluster_a_dead_shard_costs_only_its_own_streams() {
     // this server lost a node's connection and cannot tell which of its streams it carried).
     for (tab, holder) in tabs.iter_mut().zip(&holders) {
         if *holder != victim {
-            let got = frames_until(tab, "3").await;
+            let got = frames_until(tab, "3", Duration::from_secs(15)).await;
             let events: Vec<&String> = got.iter().filter(|g| !g.starts_with("resync")).collect();
             assert_eq!(events, ["1", "2", "3"], "a stream on a live shard: {got:?}");
         }
@@ -1202,7 +1202,7 @@ async fn on_a_cluster_a_dead_shard_costs_only_its_own_streams() {
     for (i, (tab, holder)) in tabs.iter_mut().zip(&holders).enumerate() {
         if *holder == victim {
             // Told to refetch its stream (what it missed is not silently gone)...
-            let got = frames_until(tab, "resync u").await;
+            let got = frames_until(tab, "resync u", Duration::from_secs(15)).await;
             assert!(
                 got.iter().any(|g| g == "resync u"),
                 "{}: no resync after its shard came back: {got:?}",
@@ -1213,17 +1213,37 @@ async fn on_a_cluster_a_dead_shard_costs_only_its_own_streams() {
                 "{}: events of a dead shard arrived: {got:?}",
                 users[i]
             );
-            // ...and hears it live again.
-            sender.ok("notify", vec![v(&users[i]), v("after")]).await;
-            let got = frames_until(tab, "after").await;
-            assert!(got.iter().any(|g| g == "after"), "{}: {got:?}", users[i]);
+            // ...and hears it live again: at the latest once this server's connection to the
+            // cluster is renewed, which tells it to refetch once more (covering what was sent
+            // before that and did not arrive).
+            let mut missed = Vec::new();
+            let mut heard = false;
+            for n in 0..20 {
+                let after = format!("after {n}");
+                sender.ok("notify", vec![v(&users[i]), v(&after)]).await;
+                let got = frames_until(tab, &after, Duration::from_secs(1)).await;
+                if got.iter().any(|g| g.starts_with("resync u")) {
+                    missed.clear();
+                }
+                if got.contains(&after) {
+                    heard = true;
+                    break;
+                }
+                missed.push(after);
+            }
+            assert!(heard, "{}: never heard live again", users[i]);
+            assert!(
+                missed.is_empty(),
+                "{}: {missed:?} never arrived and no resync followed",
+                users[i]
+            );
         }
     }
 }
 
-/// What `tab` receives until `want` (an event's message, or `resync <stream>`), at most 15 s.
-async fn frames_until(tab: &mut common::tab::Tab, want: &str) -> Vec<String> {
-    let deadline = Instant::now() + Duration::from_secs(15);
+/// What `tab` receives until `want` (an event's message, or `resync <stream>`), at most `limit`.
+async fn frames_until(tab: &mut common::tab::Tab, want: &str, limit: Duration) -> Vec<String> {
+    let deadline = Instant::now() + limit;
     let mut got = Vec::new();
     while !got.iter().any(|g| g == want) {
         let left = deadline.saturating_duration_since(Instant::now());

@@ -9,7 +9,8 @@
 //! backplane uses: a cluster's shard channels (`channel::sharded`) are renamed on the way in
 //! and out here, and nowhere else.
 
-use std::sync::{Mutex, MutexGuard, OnceLock, Weak};
+use std::sync::atomic::{AtomicU64, Ordering::Acquire, Ordering::Release};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 use std::time::Duration;
 
 use ::redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
@@ -138,6 +139,9 @@ pub(crate) struct Connection {
     /// One connection made at a time.
     making: tokio::sync::Mutex<()>,
     inbox: OnceLock<Weak<dyn Inbox>>,
+    /// The generation of the connection in use: what an older one (being let go after
+    /// [`renew`](Connection::renew)) pushes is not handed on.
+    generation: Arc<AtomicU64>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -180,6 +184,7 @@ impl Connection {
             current: Mutex::new(None),
             making: tokio::sync::Mutex::new(()),
             inbox: OnceLock::new(),
+            generation: Arc::new(AtomicU64::new(0)),
         })
     }
 
@@ -207,7 +212,13 @@ impl Connection {
                 let (client, at) = self.master().await?;
                 (Conn::One(self.manager(client)), at)
             }
-            Way::Cluster(nodes) => (Conn::Cluster(self.cluster(nodes).await?), String::new()),
+            Way::Cluster(nodes) => {
+                let generation = self.generation.load(Acquire);
+                (
+                    Conn::Cluster(self.cluster(nodes, generation).await?),
+                    String::new(),
+                )
+            }
         };
         *lock(&self.current) = Some(made.clone());
         Ok(made.0)
@@ -229,6 +240,36 @@ impl Connection {
         let moved = current.is_some();
         *current = Some((Conn::One(self.manager(client)), at.clone()));
         Ok(moved.then_some(at))
+    }
+
+    /// On a Redis Cluster, once every primary answers: a new cluster connection, subscribed to
+    /// all of `channels`, replaces the one in use, whose pushes are no longer handed on from
+    /// then. After a node was lost, redis-rs's own repair of that node's subscriptions cannot
+    /// be relied on (it confirms some that do not receive); a new connection starts with none
+    /// of that state. `true` when it was replaced; an error (a node still down, a subscription
+    /// refused) leaves the one in use.
+    pub async fn renew(&self, channels: &[String]) -> Result<bool, Fault> {
+        let Way::Cluster(nodes) = &self.way else {
+            return Ok(false);
+        };
+        let mut current = self.get().await?;
+        // PING goes to every primary: all must answer.
+        ::redis::cmd("PING")
+            .query_async::<Value>(&mut current)
+            .await
+            .map_err(|e| Fault::from(&e))?;
+        let _making = self.making.lock().await;
+        let next = self.generation.load(Acquire) + 1;
+        let mut fresh = Conn::Cluster(self.cluster(nodes, next).await?);
+        for chunk in channels.chunks(1024) {
+            fresh
+                .subscribe(chunk)
+                .await
+                .map_err(|(e, _)| Fault::from(&e))?;
+        }
+        *lock(&self.current) = Some((fresh, String::new()));
+        self.generation.store(next, Release);
+        Ok(true)
     }
 
     /// Lets go of the connection in use (the next [`get`](Self::get) makes another); returns it.
@@ -271,12 +312,21 @@ impl Connection {
     }
 
     /// Where pushes go: messages (renamed from a shard channel) and lost connections.
-    fn pushes(&self, cluster: bool) -> impl Fn(PushInfo) -> Result<(), ()> + Send + Sync + 'static {
+    /// (On a cluster, only while the connection of generation `generation` is the one in use.)
+    fn pushes(
+        &self,
+        cluster: bool,
+        generation: u64,
+    ) -> impl Fn(PushInfo) -> Result<(), ()> + Send + Sync + 'static {
         let inbox = self.inbox.get().cloned();
+        let current = self.generation.clone();
         move |info: PushInfo| {
             let Some(inbox) = inbox.as_ref().and_then(Weak::upgrade) else {
                 return Ok(());
             };
+            if cluster && current.load(Acquire) != generation {
+                return Ok(());
+            }
             match info.kind {
                 PushKind::Message => {
                     if let [Value::BulkString(channel), Value::BulkString(body)] = &info.data[..] {
@@ -304,7 +354,7 @@ impl Connection {
     /// reconnect; subscription confirmations are command replies.
     fn manager(&self, client: Client) -> ConnectionManager {
         let config = ConnectionManagerConfig::new()
-            .set_push_sender(self.pushes(false))
+            .set_push_sender(self.pushes(false, 0))
             .set_automatic_resubscription()
             .set_connection_timeout(Some(TIMEOUT))
             .set_response_timeout(Some(TIMEOUT))
@@ -316,10 +366,14 @@ impl Connection {
     }
 
     /// A cluster connection: it finds the slots from any node that answers.
-    async fn cluster(&self, nodes: &[ConnectionInfo]) -> Result<ClusterConnection, Fault> {
+    async fn cluster(
+        &self,
+        nodes: &[ConnectionInfo],
+        generation: u64,
+    ) -> Result<ClusterConnection, Fault> {
         let mut builder = ClusterClientBuilder::new(nodes.to_vec())
             .use_protocol(ProtocolVersion::RESP3)
-            .push_sender(self.pushes(true))
+            .push_sender(self.pushes(true, generation))
             .connection_timeout(TIMEOUT)
             .response_timeout(TIMEOUT)
             .retries(2);

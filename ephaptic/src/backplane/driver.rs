@@ -201,6 +201,9 @@ pub(crate) trait Driver: Send + Sync + fmt::Debug {
     fn seed<'a>(&'a self, meta: &'a str, fields: &'a [String]) -> Done<'a, ()>;
     /// Replaces a connection that stopped receiving; the old one leaves `channels`.
     fn reconnect(&self, channels: Vec<String>);
+    /// After a part of the engine was lost (a cluster's node): once every part answers, a new
+    /// connection subscribed to all of `channels` replaces the one in use. `true` when it did.
+    fn renew<'a>(&'a self, channels: &'a [String]) -> Done<'a, bool>;
     /// Asks where the engine is now (Redis Sentinel's master). When it moved, the driver
     /// talks to the new place from now on, without the old one's subscriptions, and returns it.
     fn follow(&self) -> Done<'_, Option<String>>;

@@ -12,4 +12,7 @@ pub(super) struct Health {
     pub connected: AtomicBool,
     /// Since when it has been unreachable, and the drop count then.
     pub outage: Mutex<Option<(Instant, u64)>>,
+    /// A part of it (a cluster's node) lost its connection since the connection was last
+    /// renewed.
+    pub parted: AtomicBool,
 }

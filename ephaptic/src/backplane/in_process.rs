@@ -413,6 +413,10 @@ impl Driver for InProcess {
         self.deaf.store(false, Relaxed);
     }
 
+    fn renew<'a>(&'a self, _channels: &'a [String]) -> Done<'a, bool> {
+        Box::pin(async { Ok(false) })
+    }
+
     fn follow(&self) -> Done<'_, Option<String>> {
         Box::pin(async move {
             self.reach().await?;

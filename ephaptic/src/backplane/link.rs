@@ -141,10 +141,32 @@ impl Link {
             "the connection to a node of the Redis Cluster was lost: subscribing again; \
              clients are told to refetch what they may have missed meanwhile"
         );
+        self.health.parted.store(true, Relaxed);
         lock(&self.subs.confirmed).clear();
         self.subs.confirmed_changed.notify_waiters();
         self.gap();
         self.subs.wake.notify_one();
+    }
+
+    /// After a part of the engine was lost: once every part answers, a new connection holds
+    /// all of this server's subscriptions, and its clients are told to refetch once more (what
+    /// the old one missed while it seemed subscribed). Called at each probe tick.
+    pub(super) async fn renew(&self) {
+        if !self.health.parted.load(Relaxed) {
+            return;
+        }
+        let mut all: Vec<String> = self.subs.permanent.clone();
+        all.extend(lock(&self.subs.desired).iter().cloned());
+        if let Ok(true) = self.driver.renew(&all).await {
+            self.health.parted.store(false, Relaxed);
+            lock(&self.subs.confirmed).extend(all);
+            self.subs.confirmed_changed.notify_waiters();
+            tracing::info!(
+                node = %self.node,
+                "every node of the Redis Cluster answers again: subscribed anew on a new connection"
+            );
+            self.gap();
+        }
     }
 
     /// The engine's master moved (Redis Sentinel named another) and the driver follows it:

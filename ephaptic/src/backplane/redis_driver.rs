@@ -429,6 +429,10 @@ impl Driver for RedisDriver {
         }
     }
 
+    fn renew<'a>(&'a self, channels: &'a [String]) -> Done<'a, bool> {
+        Box::pin(self.connection.renew(channels))
+    }
+
     fn follow(&self) -> Done<'_, Option<String>> {
         Box::pin(self.connection.follow())
     }

@@ -174,6 +174,7 @@ pub(super) async fn subscriptions(
                     deaf = 0;
                 }
                 follow(&link).await;
+                link.renew().await;
                 link.reconcile().await;
                 // Notices and leaves left for later (Redis was away).
                 link.tell_lost().await;

@@ -8,6 +8,8 @@
 //!              (--also: half the subscribers on a second server, the emitter stays on the first)
 //! bench idle   ws://127.0.0.1:N/_ephaptic --conns 10000 --server-pid PID
 //! bench replay ws://127.0.0.1:N/_ephaptic --events 1000 --rounds 10 --server-pid PID
+//! bench spread ws://127.0.0.1:N/_ephaptic --conns 64 --events 20 --also ws://127.0.0.1:M/_ephaptic
+//!              [--redis-pid PID ...] (one per Redis process: a cluster's shards apart)
 //! ```
 //!
 //! * **calls**: `conns` connections, each keeping `inflight` calls of `add(a, b)` in flight for
@@ -27,6 +29,13 @@
 //!   missed event received (replayed before the hello's answer, or, with Redis, live after it
 //!   for those Redis had not kept yet when the history was read) is the replay time. With
 //!   `--server-pid`, the server's CPU during the replays, per replayed event.
+//!
+//! * **spread**: events to many users at once, for scale-out on a Redis Cluster: `conns` users
+//!   (auth `spread-<k>`), each with one connection on the `--also` server (the first without
+//!   it); per round the emitter, on the first server, calls `burst_to(user, 0, events)` for
+//!   every user at once and waits until each user has its events. Each user's events are its own
+//!   stream, so on a cluster they spread over the shards by their hash tag. Events/s, the
+//!   servers' CPU per event, and each `--redis-pid`'s CPU per event (one per shard).
 //!
 //! * **--proto**: `ephaptic` (default), `ephaptic-python` (the Python client's frames: `kwargs`
 //!   always there), or a peer's (examples/bench/peers/): `socketio` (engine.io v4 / socket.io
@@ -89,6 +98,8 @@ struct Opts {
     also: Option<String>,
     also_pid: Option<u32>,
     redis_pid: Option<u32>,
+    /// spread: every Redis process (a cluster's shards), in the order given.
+    redis_pids: Vec<u32>,
     /// replay: events missed per round, and rounds.
     events: u64,
     rounds: usize,
@@ -98,7 +109,7 @@ struct Opts {
 
 fn usage() -> ! {
     eprintln!(
-        "usage: bench <calls|fanout|idle> <ws-url> [--conns N] [--inflight N] [--duration S] \
+        "usage: bench <calls|fanout|idle|replay|spread> <ws-url> [--conns N] [--inflight N] [--duration S] \
          [--warmup S] [--server-pid PID] [--rate EVENTS_PER_S] [--window N] [--hold S] \
          [--threads N] [--label TEXT] [--also WS_URL] [--also-pid PID] [--redis-pid PID] \
          [--events N] [--rounds N] [--proto ephaptic|ephaptic-python|socketio|jsonrpc|trpc] \
@@ -110,7 +121,10 @@ fn usage() -> ! {
 fn parse_opts() -> Opts {
     let mut args = std::env::args().skip(1);
     let mode = args.next().unwrap_or_else(|| usage());
-    if !matches!(mode.as_str(), "calls" | "fanout" | "idle" | "replay") {
+    if !matches!(
+        mode.as_str(),
+        "calls" | "fanout" | "idle" | "replay" | "spread"
+    ) {
         usage();
     }
     let url = args.next().unwrap_or_else(|| usage());
@@ -130,6 +144,7 @@ fn parse_opts() -> Opts {
         also: None,
         also_pid: None,
         redis_pid: None,
+        redis_pids: Vec::new(),
         events: 1000,
         rounds: 10,
         unbatched: false,
@@ -154,7 +169,10 @@ fn parse_opts() -> Opts {
             "--label" => o.label = value,
             "--also" => o.also = Some(value),
             "--also-pid" => o.also_pid = Some(num() as u32),
-            "--redis-pid" => o.redis_pid = Some(num() as u32),
+            "--redis-pid" => {
+                o.redis_pid.get_or_insert(num() as u32);
+                o.redis_pids.push(num() as u32);
+            }
             "--events" => o.events = num() as u64,
             "--rounds" => o.rounds = num() as usize,
             "--proto" => proto::set(proto::parse(&value).unwrap_or_else(|| usage())),
@@ -194,6 +212,7 @@ fn main() {
             "calls" => calls(&o).await,
             "fanout" => fanout(&o).await,
             "replay" => replay(&o).await,
+            "spread" => spread(&o).await,
             _ => idle(&o).await,
         }
     });
@@ -330,8 +349,28 @@ fn server_cpu(o: &Opts) -> Option<f64> {
     }
 }
 
+/// Redis's CPU seconds: every `--redis-pid` together (a cluster's shards).
 fn redis_cpu(o: &Opts) -> Option<f64> {
-    cpu_seconds(&o.redis_pid?.to_string())
+    o.redis_pid?;
+    redis_each(o).into_iter().sum()
+}
+
+/// Each `--redis-pid`'s CPU seconds, in the order given.
+fn redis_each(o: &Opts) -> Vec<Option<f64>> {
+    o.redis_pids
+        .iter()
+        .map(|p| cpu_seconds(&p.to_string()))
+        .collect()
+}
+
+/// CPU per event in microseconds of each process, from its seconds `before` and now.
+fn per_process(o: &Opts, before: &[Option<f64>], events: f64) -> String {
+    redis_each(o)
+        .iter()
+        .zip(before)
+        .map(|(b, a)| opt(b.zip(*a).map(|(b, a)| (b - a) * 1e6 / events.max(1.0))))
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 fn ns(d: Duration) -> u64 {
@@ -640,6 +679,7 @@ async fn fanout(o: &Opts) -> Result<String, String> {
     let mut t0 = None;
     let mut cpu0 = None;
     let mut redis0 = None;
+    let mut each0 = Vec::new();
     let mut me0 = None;
     let mut ticker = (o.rate > 0.0).then(|| {
         let mut t = tokio::time::interval(Duration::from_secs_f64(1.0 / o.rate));
@@ -653,6 +693,7 @@ async fn fanout(o: &Opts) -> Result<String, String> {
         if t0.is_none() && now >= warmup_end {
             cpu0 = server_cpu(o);
             redis0 = redis_cpu(o);
+            each0 = redis_each(o);
             me0 = cpu_seconds("self");
             t0 = Some(now);
             fan.phase.store(MEASURE, Relaxed);
@@ -730,7 +771,7 @@ async fn fanout(o: &Opts) -> Result<String, String> {
          \"p50_us\":{:.2},\"p90_us\":{:.2},\"p99_us\":{:.2},\"max_us\":{:.2},\"lost_subscribers\":{},\
          \"emitter_errors\":{},\"skipped_ticks\":{},\"server_cpu_s\":{},\"server_cpu_us_per_delivery\":{},\
          \"server_cpu_us_per_event\":{},\"redis_cpu_s\":{},\"redis_cpu_us_per_event\":{},\"servers\":{},\
-         \"client_cpu_s\":{}}}",
+         \"client_cpu_s\":{},\"redis_cpu_us_per_event_by_process\":[{}]}}",
         esc(&o.label),
         o.conns,
         o.rate,
@@ -754,6 +795,7 @@ async fn fanout(o: &Opts) -> Result<String, String> {
         opt(redis_per_event),
         1 + usize::from(o.also.is_some()),
         opt(me),
+        per_process(o, &each0, events),
     ))
 }
 
@@ -1087,4 +1129,151 @@ async fn replay(o: &Opts) -> Result<String, String> {
         ms(median) * 1e3 / events as f64,
         opt(cpu_per_event),
     ))
+}
+
+// ---------------------------------------------------------------------------------------------
+// spread
+
+/// Reads a user's connection, counting its events into `count`, until `stop`.
+async fn spread_reader(
+    mut ws: Ws,
+    count: Arc<AtomicU64>,
+    notify: Arc<Notify>,
+    mut stop: watch::Receiver<bool>,
+) -> Result<(), String> {
+    loop {
+        let msg = tokio::select! {
+            biased;
+            m = ws.next() => m,
+            _ = stop.changed() => break,
+        };
+        let Some(Ok(msg)) = msg else {
+            return Err("a user's connection closed".into());
+        };
+        let frame = proto::classify(&msg);
+        if frame == wire::Frame::Ping {
+            ws.send(proto::pong()).await.map_err(|e| e.to_string())?;
+        } else if matches!(frame, wire::Frame::Event { .. }) {
+            count.fetch_add(1, Release);
+            notify.notify_one();
+        }
+    }
+    let _ = tokio::time::timeout(Duration::from_millis(200), ws.close(None)).await;
+    Ok(())
+}
+
+async fn spread(o: &Opts) -> Result<String, String> {
+    let users = o.conns;
+    let per = o.events.max(1);
+    let there = o.also.clone().unwrap_or_else(|| o.url.clone());
+    let tag = std::process::id();
+    let mut readers = Vec::with_capacity(users);
+    let count = Arc::new(AtomicU64::new(0));
+    let notify = Arc::new(Notify::new());
+    let (stop_tx, stop_rx) = watch::channel(false);
+    for k in 0..users {
+        let mut ws = connect(&there, 64 * 1024).await?;
+        let user = format!("spread-{tag}-{k}");
+        ws.send(Message::Binary(wire::init(&user).into()))
+            .await
+            .map_err(|e| e.to_string())?;
+        // Settled: the answer to a call comes after the identity (and its subscription).
+        ws.send(Message::Binary(wire::rpc(1, "whoami", &[]).into()))
+            .await
+            .map_err(|e| e.to_string())?;
+        until_answer(&mut ws, 1).await?;
+        readers.push(tokio::spawn(spread_reader(
+            ws,
+            count.clone(),
+            notify.clone(),
+            stop_rx.clone(),
+        )));
+    }
+    let mut emitter = connect(&o.url, 64 * 1024).await?;
+    let mut expected = 0u64;
+    let mut round = async |emitter: &mut Ws| {
+        expected += per * users as u64;
+        spread_round(emitter, users, per, tag, expected, &count, &notify).await
+    };
+    // The answers to burst_to come back on the emitter: read them off as they come.
+    let warm_until = Instant::now() + Duration::from_secs_f64(o.warmup);
+    while Instant::now() < warm_until {
+        round(&mut emitter).await?;
+        drain(&mut emitter).await;
+    }
+    let cpu0 = server_cpu(o);
+    let redis0 = redis_each(o);
+    let start = Instant::now();
+    let from = count.load(Acquire);
+    let until = start + Duration::from_secs_f64(o.duration);
+    while Instant::now() < until {
+        round(&mut emitter).await?;
+        drain(&mut emitter).await;
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    let events = count.load(Acquire) - from;
+    let cpu = server_cpu(o).zip(cpu0).map(|(b, a)| b - a);
+    let per_event = |s: f64| s * 1e6 / events.max(1) as f64;
+    let shards = per_process(o, &redis0, events as f64);
+    let _ = stop_tx.send(true);
+    for r in readers {
+        let _ = r.await;
+    }
+    Ok(format!(
+        "{{\"mode\":\"spread\",\"label\":\"{}\",\"users\":{users},\"per_round\":{per},\"events\":{events},\"events_per_s\":{:.1},\"server_cpu_per_event_us\":{},\"redis_cpu_per_event_us_by_process\":[{}]}}",
+        esc(&o.label),
+        events as f64 / elapsed,
+        opt(cpu.map(per_event)),
+        shards
+    ))
+}
+
+/// One round: `burst_to` for every user at once, then a wait until `target` events arrived.
+async fn spread_round(
+    emitter: &mut Ws,
+    users: usize,
+    per: u64,
+    tag: u32,
+    target: u64,
+    count: &AtomicU64,
+    notify: &Notify,
+) -> Result<(), String> {
+    for k in 0..users {
+        let user = format!("spread-{tag}-{k}");
+        let call = wire::rpc(
+            k as u64 + 10,
+            "burst_to",
+            &[
+                wire::Arg::Str(&user),
+                wire::Arg::Int(0),
+                wire::Arg::Int(per),
+            ],
+        );
+        emitter
+            .feed(Message::Binary(call.into()))
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    emitter.flush().await.map_err(|e| e.to_string())?;
+    let deadline = Instant::now() + STALL;
+    while count.load(Acquire) < target {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(format!(
+                "{} of {target} events arrived within the stall limit",
+                count.load(Acquire)
+            ));
+        }
+        let _ = tokio::time::timeout(left.min(Duration::from_millis(50)), notify.notified()).await;
+    }
+    Ok(())
+}
+
+/// Reads what waits on `ws` (answers, pings) without blocking.
+async fn drain(ws: &mut Ws) {
+    while let Some(Some(Ok(msg))) = ws.next().now_or_never() {
+        if proto::classify(&msg) == wire::Frame::Ping {
+            let _ = ws.send(proto::pong()).await;
+        }
+    }
 }

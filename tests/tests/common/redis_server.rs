@@ -118,6 +118,13 @@ impl RedisServer {
 
     /// A redis-server on `port` with `extra` arguments.
     pub fn start_with(port: u16, extra: &[&str]) -> RedisServer {
+        RedisServer::try_start_with(port, extra)
+            .unwrap_or_else(|| panic!("redis-server exited at start on {port} (port taken?)"))
+    }
+
+    /// A redis-server on `port` with `extra` arguments, or `None` when it exits at once (another
+    /// process took the port after it was found free).
+    pub fn try_start_with(port: u16, extra: &[&str]) -> Option<RedisServer> {
         let child = Command::new("redis-server")
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no", "--protected-mode", "no"])
@@ -131,15 +138,13 @@ impl RedisServer {
                      `apt-get install redis-server`"
                 )
             });
-        let server = RedisServer {
+        let mut server = RedisServer {
             port,
             child: Some(child),
             cluster: None,
         };
-        server.wait_until_up();
-        server
+        server.wait_until_up().then_some(server)
     }
-
     pub fn url(&self) -> String {
         match &self.cluster {
             Some(cluster) => cluster.url(),
@@ -168,7 +173,8 @@ impl RedisServer {
             .sum()
     }
 
-    pub fn wait_until_up(&self) {
+    /// Waits until it answers `PING`; `false` when its process exited first.
+    pub fn wait_until_up(&mut self) -> bool {
         use std::io::{Read, Write};
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
@@ -178,8 +184,14 @@ impl RedisServer {
                     && s.read_exact(&mut pong).is_ok()
                     && &pong == b"+PONG\r\n"
                 {
-                    return;
+                    return true;
                 }
+            }
+            if let Some(child) = self.child.as_mut()
+                && child.try_wait().ok().flatten().is_some()
+            {
+                self.child = None;
+                return false;
             }
             assert!(
                 Instant::now() < deadline,
@@ -340,11 +352,17 @@ pub struct Cluster {
 impl Cluster {
     pub fn start(n: usize) -> Cluster {
         let dir = Scratch::new("cluster");
-        let ports: Vec<u16> = (0..n).map(|_| free_port()).collect();
-        let bus: Vec<u16> = (0..n).map(|_| free_port()).collect();
-        let nodes: Vec<RedisServer> = (0..n)
-            .map(|i| Cluster::node(&dir, ports[i], bus[i]))
-            .collect();
+        let (mut ports, mut bus, mut nodes) = (Vec::new(), Vec::new(), Vec::new());
+        while nodes.len() < n {
+            // A port found free may be taken by another test before this node binds it: then
+            // two others.
+            let (port, bus_port) = (free_port(), free_port());
+            if let Some(node) = Cluster::node(&dir, port, bus_port) {
+                ports.push(port);
+                bus.push(bus_port);
+                nodes.push(node);
+            }
+        }
         let hosts: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
         let created = Command::new("redis-cli")
             .args(["--cluster", "create"])
@@ -366,9 +384,9 @@ impl Cluster {
     }
 
     /// One node, its state in `dir` (so that a restart rejoins with its slots).
-    fn node(dir: &Scratch, port: u16, bus: u16) -> RedisServer {
+    fn node(dir: &Scratch, port: u16, bus: u16) -> Option<RedisServer> {
         let conf = dir.0.join(format!("nodes-{port}.conf"));
-        RedisServer::start_with(
+        RedisServer::try_start_with(
             port,
             &[
                 "--cluster-enabled",
@@ -417,7 +435,8 @@ impl Cluster {
     /// Starts the node on `port` again (it rejoins with its slots), once the cluster is ok.
     pub fn restart(&mut self, port: u16) {
         let i = self.ports.iter().position(|p| *p == port).unwrap();
-        self.nodes[i] = Cluster::node(&self.dir, port, self.bus[i]);
+        self.nodes[i] = Cluster::node(&self.dir, port, self.bus[i])
+            .unwrap_or_else(|| panic!("the node on {port} did not start again"));
         self.wait_ok();
     }
 
