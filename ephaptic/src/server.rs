@@ -661,10 +661,19 @@ impl Server {
     /// [`metrics`](fn@crate::metrics) meanwhile, and delivery resumes by itself. See the "Scaling
     /// out" guide (`docs/SCALING.md`) for what is guaranteed across servers.
     ///
+    /// Three kinds of URL: `redis://` (or `rediss://`, `unix://`) for one Redis;
+    /// `redis+sentinel://[user:password@]host[:port][,host[:port]...]/<master name>` for the
+    /// master Redis Sentinel names, followed across failovers; and
+    /// `redis+cluster://[user:password@]host[:port][,host[:port]...]` for a Redis Cluster (7 or
+    /// later), with sharded pub/sub. A URL that cannot be read stops the start with a message
+    /// saying what to write.
+    ///
     /// ```no_run
     /// # async fn run() -> std::io::Result<()> {
     /// ephaptic::Server::new()
     ///     .redis("redis://127.0.0.1:6379")
+    ///     // or .redis("redis+sentinel://sentinel-1:26379,sentinel-2:26379/mymaster")
+    ///     // or .redis("redis+cluster://10.0.0.1:7000,10.0.0.2:7000,10.0.0.3:7000")
     ///     .serve("0.0.0.0:8000")
     ///     .await
     /// # }

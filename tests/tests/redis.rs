@@ -1260,3 +1260,36 @@ async fn frames_until(tab: &mut common::tab::Tab, want: &str, limit: Duration) -
     }
     got
 }
+
+/// A Sentinel or Cluster URL that cannot be read stops the start with a message that says what
+/// to write (and never shows the password); so does compatibility mode on a cluster, which the
+/// Python servers cannot use.
+#[tokio::test]
+async fn a_url_that_cannot_be_used_stops_the_start_saying_what_to_write() {
+    async fn refused(server: ephaptic::Server) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        tokio::time::timeout(Duration::from_secs(5), server.serve_listener(listener))
+            .await
+            .expect("the start is refused at once")
+            .expect_err("the start is refused")
+            .to_string()
+    }
+    let e =
+        refused(ephaptic::Server::new().redis("redis+sentinel://:s3cret@127.0.0.1:26379")).await;
+    assert!(
+        e.contains("names no master") && e.contains("MASTER_NAME") && !e.contains("s3cret"),
+        "{e}"
+    );
+    let e = refused(ephaptic::Server::new().redis("redis+cluster://127.0.0.1:7000/0")).await;
+    assert!(e.contains("no databases"), "{e}");
+    let e = refused(
+        ephaptic::Server::new()
+            .redis("redis+cluster://127.0.0.1:7000,127.0.0.1:7001")
+            .redis_compat(true),
+    )
+    .await;
+    assert!(
+        e.contains("Redis Cluster") && e.contains("compatibility"),
+        "{e}"
+    );
+}

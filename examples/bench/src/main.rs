@@ -1220,8 +1220,9 @@ async fn spread(o: &Opts) -> Result<String, String> {
         let _ = r.await;
     }
     Ok(format!(
-        "{{\"mode\":\"spread\",\"label\":\"{}\",\"users\":{users},\"per_round\":{per},\"events\":{events},\"events_per_s\":{:.1},\"server_cpu_per_event_us\":{},\"redis_cpu_per_event_us_by_process\":[{}]}}",
+        "{{\"mode\":\"spread\",\"label\":\"{}\",\"users\":{users},\"per_round\":{per},\"events\":{events},\"events_total\":{},\"events_per_s\":{:.1},\"server_cpu_us_per_event\":{},\"redis_cpu_us_per_event_by_process\":[{}]}}",
         esc(&o.label),
+        count.load(Acquire),
         events as f64 / elapsed,
         opt(cpu.map(per_event)),
         shards
