@@ -340,6 +340,15 @@ impl Connection {
                         inbox.message(channel.as_bytes(), body);
                     }
                 }
+                // A cluster moved the slot of a shard channel: the node that had it ends its
+                // subscriptions (as it does to confirm ours).
+                PushKind::SUnsubscribe if cluster => {
+                    if let Some(Value::BulkString(channel)) = info.data.first()
+                        && let Some(channel) = channel::unsharded(channel)
+                    {
+                        inbox.unsubscribed(channel.as_bytes());
+                    }
+                }
                 // The connection re-subscribes by itself; until it has, this server hears
                 // nothing from the others on it. A cluster's other nodes work on.
                 PushKind::Disconnection if cluster => inbox.part_lost(),

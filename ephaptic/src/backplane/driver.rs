@@ -168,6 +168,9 @@ pub(crate) trait Inbox: Send + Sync {
     /// One part of the engine (a cluster's shard) lost its connection and comes back by
     /// itself; the others work on. What it carried meanwhile may be missing.
     fn part_lost(&self);
+    /// The engine ended this server's subscription to `channel` (a cluster moved its slot to
+    /// another shard); this server did not ask, unless it no longer wants it.
+    fn unsubscribed(&self, channel: &[u8]);
 }
 
 /// The engine behind the backplane.

@@ -148,6 +148,31 @@ impl Link {
         self.subs.wake.notify_one();
     }
 
+    /// The engine ended a subscription: a Redis Cluster moved the channel's slot to another
+    /// shard (its node says so to every subscriber), or it confirms a leave this server asked
+    /// for. When this server still wants the channel, it is subscribed again (on the slot's new
+    /// shard) and, once it is, that stream's clients are told to refetch: what was published
+    /// on it between the move and the new subscription went unheard. Only that stream.
+    pub(super) fn unsubscribed(&self, channel: &[u8]) {
+        let Ok(name) = std::str::from_utf8(channel) else {
+            return;
+        };
+        let wanted = self.subs.permanent.iter().any(|c| c == name)
+            || lock(&self.subs.desired).contains(name);
+        if !wanted || !lock(&self.subs.confirmed).remove(name) {
+            return;
+        }
+        tracing::info!(
+            node = %self.node,
+            "the Redis Cluster moved {name}'s slot: subscribing again on its new shard"
+        );
+        self.subs.confirmed_changed.notify_waiters();
+        if let Some(channel::Channel::Stream(stream)) = channel::parse(channel) {
+            self.want_resync(Some(&stream.as_stream().key()));
+        }
+        self.subs.wake.notify_one();
+    }
+
     /// After a part of the engine was lost: once every part answers, a new connection holds
     /// all of this server's subscriptions, and its clients are told to refetch once more (what
     /// the old one missed while it seemed subscribed). Called at each probe tick.

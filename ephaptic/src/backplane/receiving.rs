@@ -40,6 +40,10 @@ impl Inbox for Link {
     fn part_lost(&self) {
         Link::part_lost(self);
     }
+
+    fn unsubscribed(&self, channel: &[u8]) {
+        Link::unsubscribed(self, channel);
+    }
 }
 
 /// Delivers what Redis pushes to this server's connections.

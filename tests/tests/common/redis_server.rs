@@ -440,6 +440,33 @@ impl Cluster {
         self.wait_ok();
     }
 
+    /// Moves the slot of `key` (and its keys) to another node, as `redis-cli --cluster reshard`
+    /// does a slot at a time: IMPORTING, MIGRATING, MIGRATE of each key, then the new owner
+    /// told to every node. Returns the new owner's port.
+    pub fn move_slot_of(&self, key: &str) -> u16 {
+        let slot = cli(self.ports[0], &["CLUSTER", "KEYSLOT", key])
+            .trim()
+            .to_owned();
+        let from = self.holder(key).expect("the key exists");
+        let to = *self.ports.iter().find(|p| **p != from).unwrap();
+        let id = |port: u16| cli(port, &["CLUSTER", "MYID"]).trim().to_owned();
+        let (from_id, to_id) = (id(from), id(to));
+        cli(to, &["CLUSTER", "SETSLOT", &slot, "IMPORTING", &from_id]);
+        cli(from, &["CLUSTER", "SETSLOT", &slot, "MIGRATING", &to_id]);
+        let keys = cli(from, &["CLUSTER", "GETKEYSINSLOT", &slot, "1000"]);
+        for k in keys.lines().filter(|k| !k.is_empty()) {
+            cli(
+                from,
+                &["MIGRATE", "127.0.0.1", &to.to_string(), k, "0", "5000"],
+            );
+        }
+        for port in [to, from].into_iter().chain(self.ports.iter().copied()) {
+            cli(port, &["CLUSTER", "SETSLOT", &slot, "NODE", &to_id]);
+        }
+        assert_eq!(self.holder(key), Some(to), "the slot did not move");
+        to
+    }
+
     /// The node that holds `key`.
     pub fn holder(&self, key: &str) -> Option<u16> {
         self.ports
