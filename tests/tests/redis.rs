@@ -1362,3 +1362,76 @@ async fn subscribed(redis: &RedisServer, users: &[String]) {
             .await;
     }
 }
+
+/// On a Redis Cluster with replicas, a master that dies is replaced by its replica (the cluster
+/// fails the shard over): the other shards' streams flow live throughout, and the failed-over
+/// shard's streams are heard live again, anything they missed followed by a `resync`.
+#[tokio::test]
+async fn on_a_cluster_a_failed_over_shard_costs_only_its_own_streams() {
+    use common::redis_server::Cluster;
+    use common::tab::{Tab, messages};
+    if !common::redis_server::cluster_mode() {
+        eprintln!("skipped on one Redis: run with EPHAPTIC_TEST_REDIS=cluster");
+        return;
+    }
+    if !RedisServer::installed() {
+        return;
+    }
+    let mut redis = RedisServer::of(Cluster::start_with_replicas(3, 1));
+    let (a, b) = (node(&redis.url()).await, node(&redis.url()).await);
+    let users = twelve_users();
+    let mut tabs = Vec::new();
+    for user in &users {
+        tabs.push(Tab::open(&b, user, vec![]).await.0);
+    }
+    subscribed(&redis, &users).await;
+    let mut sender = Peer::connect(&a).await;
+    for user in &users {
+        sender.ok("notify", vec![v(user), v("0")]).await;
+    }
+    for tab in &mut tabs {
+        assert_eq!(messages(&[tab.next().await]), ["0"]);
+    }
+    let cluster = redis.cluster().unwrap();
+    let holders: Vec<u16> = users
+        .iter()
+        .map(|u| cluster.holder(&format!("ephaptic:{{u:s:{u}}}:m")).unwrap())
+        .collect();
+    let victim = holders[0];
+    cluster.kill9(victim);
+    // The replica takes over (cluster-node-timeout 2 s, then an election).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while cluster
+        .holder("ephaptic:{u:s:user0}:m")
+        .is_none_or(|h| h == victim)
+    {
+        assert!(Instant::now() < deadline, "the replica never took over");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for round in 1..=3 {
+        for user in &users {
+            sender
+                .ok("notify", vec![v(user), v(&round.to_string())])
+                .await;
+        }
+    }
+    for ((tab, holder), user) in tabs.iter_mut().zip(&holders).zip(&users) {
+        if *holder != victim {
+            let got = frames_until(tab, "3", Duration::from_secs(15)).await;
+            let events: Vec<&String> = got.iter().filter(|g| !g.starts_with("resync")).collect();
+            assert_eq!(events, ["1", "2", "3"], "{user}, on a live shard: {got:?}");
+        }
+    }
+    for ((tab, holder), user) in tabs.iter_mut().zip(&holders).zip(&users) {
+        if *holder == victim {
+            let got = frames_until(tab, "3", Duration::from_secs(3)).await;
+            let whole = ["1", "2", "3"].iter().all(|n| got.iter().any(|g| g == n));
+            let resynced = got.iter().any(|g| g == "resync u");
+            let resynced_later = hears_live_again(tab, &mut sender, user).await;
+            assert!(
+                whole || resynced || resynced_later,
+                "{user} lost events of its failed-over shard silently: {got:?}"
+            );
+        }
+    }
+}

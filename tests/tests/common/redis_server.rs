@@ -152,6 +152,15 @@ impl RedisServer {
         }
     }
 
+    /// Stands for `cluster` (its URL, subscribers and keys over its nodes).
+    pub fn of(cluster: Cluster) -> RedisServer {
+        RedisServer {
+            port: cluster.ports[0],
+            child: None,
+            cluster: Some(cluster),
+        }
+    }
+
     /// The cluster this stands for (with `EPHAPTIC_TEST_REDIS=cluster`).
     pub fn cluster(&mut self) -> Option<&mut Cluster> {
         self.cluster.as_mut()
@@ -351,6 +360,13 @@ pub struct Cluster {
 
 impl Cluster {
     pub fn start(n: usize) -> Cluster {
+        Cluster::start_with_replicas(n, 0)
+    }
+
+    /// `masters` masters, each with `replicas` replicas (`redis-cli --cluster create
+    /// --cluster-replicas`): a replica takes over its master's slots when it dies.
+    pub fn start_with_replicas(masters: usize, replicas: usize) -> Cluster {
+        let n = masters * (1 + replicas);
         let dir = Scratch::new("cluster");
         let (mut ports, mut bus, mut nodes) = (Vec::new(), Vec::new(), Vec::new());
         while nodes.len() < n {
@@ -367,7 +383,7 @@ impl Cluster {
         let created = Command::new("redis-cli")
             .args(["--cluster", "create"])
             .args(&hosts)
-            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .args(["--cluster-replicas", &replicas.to_string(), "--cluster-yes"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .status()
@@ -399,6 +415,12 @@ impl Cluster {
                 "2000",
                 "--cluster-require-full-coverage",
                 "no",
+                // A replica takes over whatever its last contact with its master (the tests
+                // kill masters a moment after their replicas synced), at once.
+                "--cluster-replica-validity-factor",
+                "0",
+                "--repl-diskless-sync-delay",
+                "0",
                 "--dir",
                 dir.0.to_str().unwrap(),
             ],
