@@ -125,9 +125,14 @@ impl RedisServer {
     /// A redis-server on `port` with `extra` arguments, or `None` when it exits at once (another
     /// process took the port after it was found free).
     pub fn try_start_with(port: u16, extra: &[&str]) -> Option<RedisServer> {
+        // A replica's full sync writes a file: in the system's temp directory, one per port
+        // (a cluster node's own `--dir`, in `extra`, comes later and wins).
+        let dir = std::env::temp_dir();
+        let file = format!("ephaptic-test-{port}.rdb");
         let child = Command::new("redis-server")
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no", "--protected-mode", "no"])
+            .args(["--dir", dir.to_str().unwrap(), "--dbfilename", &file])
             .args(extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -291,6 +296,9 @@ impl RedisServer {
 impl Drop for RedisServer {
     fn drop(&mut self) {
         self.kill9();
+        let _ = std::fs::remove_file(
+            std::env::temp_dir().join(format!("ephaptic-test-{}.rdb", self.port)),
+        );
     }
 }
 
