@@ -663,7 +663,8 @@ impl Server {
     ///
     /// Three kinds of URL: `redis://` (or `rediss://`, `unix://`) for one Redis;
     /// `redis+sentinel://[user:password@]host[:port][,host[:port]...]/<master name>` for the
-    /// master Redis Sentinel names, followed across failovers; and
+    /// master Redis Sentinel names, followed across failovers (the sentinels' own credentials,
+    /// if any, in `?sentinel_username=...&sentinel_password=...`); and
     /// `redis+cluster://[user:password@]host[:port][,host[:port]...]` for a Redis Cluster (7 or
     /// later), with sharded pub/sub. A URL that cannot be read stops the start with a message
     /// saying what to write.

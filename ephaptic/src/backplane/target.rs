@@ -12,9 +12,10 @@ pub(crate) enum Target {
     /// One Redis (or Valkey) server.
     Single(ConnectionInfo),
     /// The master named `master`, as the sentinels say; `node` carries the user, password and
-    /// database used on the master.
+    /// database used on the master; each sentinel its own (`sentinel_username` and
+    /// `sentinel_password` in the URL's query).
     Sentinel {
-        sentinels: Vec<ConnectionAddr>,
+        sentinels: Vec<ConnectionInfo>,
         master: String,
         node: ConnectionInfo,
     },
@@ -53,9 +54,26 @@ impl Target {
     }
 }
 
-/// `[user:password@]host[:port][,host[:port]...]/master[/db]`
+/// `[user:password@]host[:port][,host[:port]...]/master[/db][?sentinel_username=u&sentinel_password=p]`
 fn sentinel(rest: &str) -> Result<Target, String> {
     let example = "write redis+sentinel://[user:password@]HOST:PORT[,HOST:PORT...]/MASTER_NAME";
+    let (rest, query) = rest.split_once('?').unwrap_or((rest, ""));
+    let (mut sentinel_user, mut sentinel_password) = ("", "");
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        match pair.split_once('=') {
+            Some(("sentinel_username", v)) => sentinel_user = v,
+            Some(("sentinel_password", v)) => sentinel_password = v,
+            _ => {
+                let name = pair.split('=').next().unwrap_or(pair);
+                return Err(format!(
+                    "it has an unknown setting {name:?}: a Sentinel URL takes sentinel_username \
+                     and sentinel_password (the sentinels' own credentials)"
+                ));
+            }
+        }
+    }
+    let sentinel_auth = (!sentinel_user.is_empty() || !sentinel_password.is_empty())
+        .then(|| format!("{sentinel_user}:{sentinel_password}"));
     let (hosts, path) = rest
         .split_once('/')
         .ok_or_else(|| format!("it names no master: {example}"))?;
@@ -68,7 +86,7 @@ fn sentinel(rest: &str) -> Result<Target, String> {
     let (userinfo, hosts) = split_userinfo(hosts);
     let sentinels = hosts
         .split(',')
-        .map(|host| node(host, 26379, None, None).map(|info| info.addr().clone()))
+        .map(|host| node(host, 26379, sentinel_auth.as_deref(), None))
         .collect::<Result<Vec<_>, _>>()?;
     if sentinels.is_empty() {
         return Err(format!("it lists no sentinel: {example}"));
@@ -155,15 +173,23 @@ mod tests {
             sentinels,
             master,
             node,
-        } = Target::parse("redis+sentinel://app:p%40ss@10.0.0.1:26380,10.0.0.2/mymaster/2")
-            .unwrap()
+        } = Target::parse(
+            "redis+sentinel://app:p%40ss@10.0.0.1:26380,10.0.0.2/mymaster/2?sentinel_password=s%26",
+        )
+        .unwrap()
         else {
             panic!("not sentinel")
         };
         assert_eq!(master, "mymaster");
         assert_eq!(
-            sentinels.iter().map(tcp).collect::<Vec<_>>(),
+            sentinels.iter().map(|s| tcp(s.addr())).collect::<Vec<_>>(),
             [("10.0.0.1".into(), 26380), ("10.0.0.2".into(), 26379)]
+        );
+        // The sentinels' own password, apart from the master's.
+        assert!(
+            sentinels
+                .iter()
+                .all(|s| s.redis_settings().password() == Some("s&"))
         );
         assert_eq!(node.redis_settings().password(), Some("p@ss"));
         assert_eq!(node.redis_settings().username(), Some("app"));
@@ -196,6 +222,8 @@ mod tests {
         );
         let e = Target::parse("redis+sentinel://h1,,h2/m").unwrap_err();
         assert!(e.contains("empty host"), "{e}");
+        let e = Target::parse("redis+sentinel://h1/m?password=x").unwrap_err();
+        assert!(e.contains("sentinel_password") && !e.contains("=x"), "{e}");
         let e = Target::parse("redis+cluster://:pw@h1:7000/0").unwrap_err();
         assert!(e.contains("no databases"), "{e}");
         let e = Target::parse("redis+cluster://:pw@h1:notaport").unwrap_err();
