@@ -4,7 +4,7 @@
 //! read, so they are split here and each host is read by redis-rs as a `redis://` URL (which
 //! decodes a percent-encoded user and password the same way for all three).
 
-use ::redis::{ConnectionAddr, ConnectionInfo, IntoConnectionInfo};
+use ::redis::{ConnectionInfo, IntoConnectionInfo};
 
 /// What `EPHAPTIC_REDIS_URL` (or `Server::redis`) names.
 #[derive(Debug, Clone)]
@@ -159,6 +159,7 @@ fn node(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ::redis::ConnectionAddr;
 
     fn tcp(addr: &ConnectionAddr) -> (String, u16) {
         match addr {
