@@ -666,8 +666,8 @@ impl Server {
     /// master Redis Sentinel names, followed across failovers (the sentinels' own credentials,
     /// if any, in `?sentinel_username=...&sentinel_password=...`); and
     /// `redis+cluster://[user:password@]host[:port][,host[:port]...]` for a Redis Cluster (7 or
-    /// later), with sharded pub/sub. A URL that cannot be read stops the start with a message
-    /// saying what to write.
+    /// later), with sharded pub/sub. A URL that cannot be read stops the start with an error
+    /// (for the `+` URLs, one that says what to write).
     ///
     /// ```no_run
     /// # async fn run() -> std::io::Result<()> {

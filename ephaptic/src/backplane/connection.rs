@@ -6,8 +6,9 @@
 //! move. Every mode carries pub/sub as RESP3 pushes on the connection that carries commands.
 //!
 //! What arrives goes to the backplane's [`Inbox`] under the channel names the rest of the
-//! backplane uses: a cluster's shard channels (`channel::sharded`) are renamed on the way in
-//! and out here, and nowhere else.
+//! backplane uses: a cluster's shard channels (`channel::sharded`) are renamed back here, on the
+//! way in; on the way out, by the commands that name them (here for subscriptions,
+//! `redis_driver.rs` for publishes and the append script).
 
 use std::sync::atomic::{AtomicU64, Ordering::Acquire, Ordering::Release};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};

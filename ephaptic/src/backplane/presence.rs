@@ -303,6 +303,13 @@ impl Shared {
         let Some(connection) = engine.connection.upgrade() else {
             return Err("the server is gone".to_owned());
         };
+        // On a cluster, a failure is the group's shard's, not the whole engine's.
+        let part = |mut fault: Fault| {
+            if engine.tagged {
+                fault.sent = Some(Vec::new());
+            }
+            fault
+        };
         let connection = match connection.get().await {
             Ok(connection) => connection,
             Err(fault) => {
@@ -324,7 +331,7 @@ impl Shared {
             }
             Err(e) => {
                 if let Some(reports) = engine.reports.upgrade() {
-                    reports.failed(&Fault::from(&e));
+                    reports.failed(&part(Fault::from(&e)));
                 }
                 Err(format!("Redis: {e}"))
             }

@@ -29,18 +29,33 @@ impl Settings {
     }
 }
 
-/// `url` with its password (if any) replaced by `***`, for logs and the start line.
+/// `url` with its passwords (the user's, and a Sentinel URL's `sentinel_password`) replaced by
+/// `***`, for logs and the start line.
 pub(crate) fn masked(url: &str) -> String {
+    let (url, query) = match url.split_once('?') {
+        Some((url, query)) => (url, Some(query)),
+        None => (url, None),
+    };
+    let query = query.map(|q| {
+        q.split('&')
+            .map(|pair| match pair.split_once('=') {
+                Some(("sentinel_password", _)) => "sentinel_password=***".to_owned(),
+                _ => pair.to_owned(),
+            })
+            .collect::<Vec<_>>()
+            .join("&")
+    });
+    let query = query.map(|q| format!("?{q}")).unwrap_or_default();
     let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
+        return format!("{url}{query}");
     };
     let Some((userinfo, host)) = rest.rsplit_once('@') else {
-        return url.to_owned();
+        return format!("{url}{query}");
     };
     match userinfo.split_once(':') {
-        Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
+        Some((user, _)) => format!("{scheme}://{user}:***@{host}{query}"),
         // `redis://secret@host`: a bare password.
-        None => format!("{scheme}://***@{host}"),
+        None => format!("{scheme}://***@{host}{query}"),
     }
 }
 
@@ -74,5 +89,13 @@ mod tests {
         assert_eq!(masked("redis://:s3cret@h:6379"), "redis://:***@h:6379");
         assert_eq!(masked("rediss://app:p@ss@h"), "rediss://app:***@h");
         assert_eq!(masked("redis://s3cret@h"), "redis://***@h");
+        assert_eq!(
+            masked("redis+sentinel://:pw@h1,h2/m?sentinel_username=s&sentinel_password=x"),
+            "redis+sentinel://:***@h1,h2/m?sentinel_username=s&sentinel_password=***"
+        );
+        assert_eq!(
+            masked("redis+sentinel://h1/m?sentinel_password=x"),
+            "redis+sentinel://h1/m?sentinel_password=***"
+        );
     }
 }
