@@ -95,6 +95,25 @@ fn assert_covered(who: &str, seen: &Seen, emitted: u32) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_master_is_followed_and_no_event_is_silently_lost() {
+    fail_over_while_events_cross(How::Kill).await;
+}
+
+/// `SENTINEL FAILOVER`: the old master still answers, as a replica now (its writes refused);
+/// the servers find the move at a probe tick and follow it the same way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failover_the_sentinel_is_told_to_make_is_followed_too() {
+    fail_over_while_events_cross(How::Command).await;
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum How {
+    /// SIGKILL of the master.
+    Kill,
+    /// `SENTINEL FAILOVER mymaster`.
+    Command,
+}
+
+async fn fail_over_while_events_cross(how: How) {
     if !RedisServer::installed() {
         return;
     }
@@ -132,7 +151,16 @@ async fn a_killed_master_is_followed_and_no_event_is_silently_lost() {
         emitted.store(i + 1, SeqCst);
         i += 1;
         if i == 15 {
-            master.kill9();
+            match how {
+                How::Kill => master.kill9(),
+                How::Command => {
+                    let said = common::redis_server::cli(
+                        sentinel.port,
+                        &["SENTINEL", "FAILOVER", "mymaster"],
+                    );
+                    assert!(said.contains("OK"), "SENTINEL FAILOVER: {said}");
+                }
+            }
             killed_at = Some((Instant::now(), i));
         }
         // Ten more once the sentinel named the new master and both servers follow it.
