@@ -16,7 +16,7 @@ use super::leaves::{Leaves, PENDING_LEAVES};
 use super::publisher::{LOST_EVERY, LOST_QUIET, Publisher};
 use super::receiver::Receiving;
 use super::resync::Resync;
-use super::settings::{READY_WAIT, Settings, lock};
+use super::settings::{READY_WAIT, Settings, a_minute_since, lock};
 use super::subscriptions::{CHANNELS_PER_COMMAND, Change, Subscriptions};
 use crate::session::{Hub, Stream};
 
@@ -102,11 +102,8 @@ impl Link {
             self.down(e);
         } else {
             static LAST: AtomicU64 = AtomicU64::new(0);
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs());
             // At most one line a minute, whatever the rate of failures.
-            if now.saturating_sub(LAST.swap(now, Relaxed)) >= 60 {
+            if a_minute_since(&LAST) {
                 tracing::warn!(node = %self.node, "Redis refused a command: {e}");
             }
         }
@@ -117,10 +114,7 @@ impl Link {
     /// a batch's jobs that failed are lost (and their streams' listeners told) by the caller.
     pub(super) fn failed_in_part(&self, e: &Fault) {
         static LAST: AtomicU64 = AtomicU64::new(0);
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
-        if now.saturating_sub(LAST.swap(now, Relaxed)) >= 60 {
+        if a_minute_since(&LAST) {
             tracing::warn!(
                 node = %self.node,
                 "a shard of the Redis Cluster failed ({e}); the other shards work on. Events of \
@@ -128,91 +122,6 @@ impl Link {
                  check the cluster's nodes (CLUSTER INFO)"
             );
         }
-    }
-
-    /// A part of the engine (a Redis Cluster node) lost its connection; the others work on.
-    /// This server subscribes everything again (what is subscribed already stays; what was on
-    /// that node is retried until it is back: redis-rs's own resubscription waits for a
-    /// command to reach that node, which a subscriber may never send) and, once it is, tells
-    /// its clients to refetch.
-    pub(super) fn part_lost(&self) {
-        tracing::warn!(
-            node = %self.node,
-            "the connection to a node of the Redis Cluster was lost: subscribing again; \
-             clients are told to refetch what they may have missed meanwhile"
-        );
-        self.health.parted.store(true, Relaxed);
-        lock(&self.subs.confirmed).clear();
-        self.subs.confirmed_changed.notify_waiters();
-        self.gap();
-        self.subs.wake.notify_one();
-    }
-
-    /// The engine ended a subscription: a Redis Cluster moved the channel's slot to another
-    /// shard (its node says so to every subscriber), or it confirms a leave this server asked
-    /// for. When this server still wants the channel, it is subscribed again (on the slot's new
-    /// shard) and, once it is, that stream's clients are told to refetch: what was published
-    /// on it between the move and the new subscription went unheard. Only that stream.
-    pub(super) fn unsubscribed(&self, channel: &[u8]) {
-        let Ok(name) = std::str::from_utf8(channel) else {
-            return;
-        };
-        let wanted = self.subs.permanent.iter().any(|c| c == name)
-            || lock(&self.subs.desired).contains(name);
-        if !wanted || !lock(&self.subs.confirmed).remove(name) {
-            return;
-        }
-        tracing::info!(
-            node = %self.node,
-            "the Redis Cluster moved {name}'s slot: subscribing again on its new shard"
-        );
-        self.subs.confirmed_changed.notify_waiters();
-        if let Some(channel::Channel::Stream(stream)) = channel::parse(channel) {
-            self.want_resync(Some(&stream.as_stream().key()));
-        }
-        self.subs.wake.notify_one();
-    }
-
-    /// After a part of the engine was lost: once every part answers, a new connection holds
-    /// all of this server's subscriptions, and its clients are told to refetch once more (what
-    /// the old one missed while it seemed subscribed). Called at each probe tick.
-    pub(super) async fn renew(&self) {
-        if !self.health.parted.load(Relaxed) {
-            return;
-        }
-        let mut all: Vec<String> = self.subs.permanent.clone();
-        all.extend(lock(&self.subs.desired).iter().cloned());
-        if let Ok(true) = self.driver.renew(&all).await {
-            self.health.parted.store(false, Relaxed);
-            lock(&self.subs.confirmed).extend(all);
-            self.subs.confirmed_changed.notify_waiters();
-            tracing::info!(
-                node = %self.node,
-                "every node of the Redis Cluster answers again: subscribed anew on a new connection"
-            );
-            self.gap();
-        }
-    }
-
-    /// The engine's master moved (Redis Sentinel named another) and the driver follows it:
-    /// the new one has none of this server's subscriptions, and what was published on the old
-    /// one after it fell is lost. Counted, logged once per move; this server subscribes again
-    /// and tells its clients to refetch (a gap, as after an outage).
-    pub(super) fn switched(&self, to: &str) {
-        self.counters.failovers.fetch_add(1, Relaxed);
-        let url = super::settings::masked(&self.settings.url);
-        tracing::warn!(
-            node = %self.node,
-            "Redis Sentinel names a new master for {url}: {to}. Following it; clients are told \
-             to refetch what they may have missed during the failover"
-        );
-        if !tracing::dispatcher::has_been_set() {
-            eprintln!("ephaptic: Redis failed over to {to} (Sentinel); following it");
-        }
-        lock(&self.subs.confirmed).clear();
-        self.subs.confirmed_changed.notify_waiters();
-        self.gap();
-        self.subs.wake.notify_one();
     }
 
     /// Notes that Redis cannot be reached; logged once per outage.
@@ -619,11 +528,32 @@ impl Link {
     /// the background, best effort), so that a connection that was not deaf after all does not
     /// deliver twice.
     pub(super) fn reconnect(&self) {
-        let mut all: Vec<String> = lock(&self.subs.desired).iter().cloned().collect();
-        all.extend(self.subs.permanent.iter().cloned());
-        self.driver.reconnect(all);
+        self.driver.reconnect(self.held());
         lock(&self.subs.confirmed).clear();
         self.gap();
+    }
+
+    /// Every channel this server wants subscribed: the permanent ones and those of the
+    /// identities and groups it holds.
+    pub(super) fn held(&self) -> Vec<String> {
+        let mut all = self.subs.permanent.clone();
+        all.extend(lock(&self.subs.desired).iter().cloned());
+        all
+    }
+
+    /// Whether this server wants `channel` subscribed.
+    pub(super) fn holds(&self, channel: &str) -> bool {
+        self.subs.permanent.iter().any(|c| c == channel)
+            || lock(&self.subs.desired).contains(channel)
+    }
+
+    /// Forgets what is subscribed: the subscriptions task makes them all again, and once it
+    /// has, the clients that speak sessions are told to refetch (a gap).
+    pub(super) fn subscribe_anew(&self) {
+        lock(&self.subs.confirmed).clear();
+        self.subs.confirmed_changed.notify_waiters();
+        self.gap();
+        self.subs.wake.notify_one();
     }
 
     pub(super) fn is_shut_down(&self) -> bool {

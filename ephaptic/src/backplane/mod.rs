@@ -36,6 +36,7 @@ mod answers;
 mod channel;
 mod connection;
 mod driver;
+mod following;
 mod health;
 mod history;
 #[cfg(test)]

@@ -10,7 +10,7 @@ use super::channel;
 use super::driver::{self, ReadRequest};
 use super::history;
 use super::link::{Link, ResyncTask};
-use super::settings::{READY_WAIT, lock};
+use super::settings::{READY_WAIT, a_minute_since, lock};
 use crate::session::{Hub, Stream};
 
 /// Sends `resync` (docs/PROTOCOL.md 5.6) for every stream of every connection that speaks
@@ -90,9 +90,8 @@ async fn resync(link: Arc<Link>, hub: Arc<Hub>, meta_ttl: Duration) {
         return;
     }
     // One line a minute at most at info (a long overload resyncs once a second).
-    let now = history::now_ms() / 1000;
     let what = "events of other servers may have been missed (Redis was away, or they never reached it): telling the clients to refetch";
-    if now.saturating_sub(link.resync.logged.swap(now, Relaxed)) >= 60 {
+    if a_minute_since(&link.resync.logged) {
         tracing::info!(node = %link.node, streams = streams.len(), "{what}");
     } else {
         tracing::debug!(node = %link.node, streams = streams.len(), "{what}");
@@ -102,9 +101,10 @@ async fn resync(link: Arc<Link>, hub: Arc<Hub>, meta_ttl: Duration) {
     // unheard, and untold.
     let mut later = Vec::new();
     for (key, (wire, channel, conns)) in streams {
-        let held =
-            link.subs.permanent.contains(&channel) || lock(&link.subs.desired).contains(&channel);
-        if held && !lock(&link.subs.confirmed).contains(&channel) && !link.is_shut_down() {
+        if link.holds(&channel)
+            && !lock(&link.subs.confirmed).contains(&channel)
+            && !link.is_shut_down()
+        {
             later.push(key);
             continue;
         }

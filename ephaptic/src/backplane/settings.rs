@@ -59,6 +59,15 @@ pub(crate) fn masked(url: &str) -> String {
     }
 }
 
+/// Whether a minute or more passed since the time `last` holds (seconds since the epoch; it is
+/// set to now): for log lines written at most once a minute, whatever the rate of their cause.
+pub(super) fn a_minute_since(last: &AtomicU64) -> bool {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    now.saturating_sub(last.swap(now, Relaxed)) >= 60
+}
+
 pub(super) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
