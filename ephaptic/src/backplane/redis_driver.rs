@@ -220,25 +220,17 @@ impl RedisDriver {
         batch: &[Job],
         ctx: &AppendContext,
     ) -> Result<(), Fault> {
-        let mut groups: Vec<(String, Vec<usize>)> = Vec::new();
-        for (i, job) in batch.iter().enumerate() {
-            let tag = match job {
-                Job::Publish(channel, _) => channel.clone(),
-                Job::Append { channel, .. } => channel.clone(),
-            };
-            match groups.iter_mut().find(|(t, _)| *t == tag) {
-                Some((_, members)) => members.push(i),
-                None => groups.push((tag, vec![i])),
-            }
-        }
-        let results = futures_util::future::join_all(groups.iter().map(|(_, members)| {
+        let groups = together(batch, |job| match job {
+            Job::Publish(channel, _) | Job::Append { channel, .. } => channel,
+        });
+        let results = futures_util::future::join_all(groups.iter().map(|members| {
             let jobs: Vec<&Job> = members.iter().map(|&i| &batch[i]).collect();
             async move { self.send_one(conn, &jobs, ctx).await }
         }))
         .await;
         let mut sent = vec![false; batch.len()];
         let mut first = None;
-        for ((_, members), result) in groups.iter().zip(results) {
+        for (members, result) in groups.iter().zip(results) {
             match result {
                 Ok(()) => members.iter().for_each(|&i| sent[i] = true),
                 Err(e) => {
@@ -384,18 +376,11 @@ impl Driver for RedisDriver {
         Box::pin(async move {
             let conn = self.conn().await?;
             // On a cluster, one pipeline per stream hash (a pipeline stays in one slot).
-            let mut groups: Vec<Vec<&(String, String)>> = Vec::new();
-            for tenure in tenures {
-                let same =
-                    |g: &&mut Vec<&(String, String)>| !conn.is_cluster() || g[0].0 == tenure.0;
-                match groups.iter_mut().find(|g| same(g)) {
-                    Some(group) => group.push(tenure),
-                    None => groups.push(vec![tenure]),
-                }
-            }
+            let cluster = conn.is_cluster();
+            let groups = together(tenures, |(meta, _)| if cluster { meta } else { "" });
             for group in groups {
                 let mut pipe = ::redis::pipe();
-                for (meta, field) in group {
+                for (meta, field) in group.iter().map(|&i| &tenures[i]) {
                     pipe.cmd("HDEL").arg(meta).arg(field).ignore();
                 }
                 pipe.query_async::<()>(&mut conn.clone())
@@ -440,6 +425,22 @@ impl Driver for RedisDriver {
     fn close(&self) {
         self.connection.replace();
     }
+}
+
+/// The indices of `items` grouped by `key`, groups in the order their first item comes and
+/// items in their order: on a cluster, a pipeline per stream (`key`: its channel or hash, each
+/// with the stream's hash tag), which keeps it in one slot.
+fn together<T>(items: &[T], key: impl Fn(&T) -> &str) -> Vec<Vec<usize>> {
+    let mut groups: Vec<Vec<usize>> = Vec::new();
+    let mut index: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+    for (i, item) in items.iter().enumerate() {
+        let at = *index.entry(key(item)).or_insert_with(|| {
+            groups.push(Vec::new());
+            groups.len() - 1
+        });
+        groups[at].push(i);
+    }
+    groups
 }
 
 /// Reads what [`history::READ`] returned.
@@ -501,5 +502,18 @@ fn bytes(v: &Value) -> Option<Bytes> {
     match v {
         Value::BulkString(b) => Some(Bytes::copy_from_slice(b)),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn jobs_are_grouped_by_stream_in_order() {
+        let keys = ["a", "b", "a", "c", "b", "a"];
+        assert_eq!(
+            super::together(&keys, |k| k),
+            [vec![0, 2, 5], vec![1, 4], vec![3]]
+        );
+        assert_eq!(super::together(&keys, |_| ""), [vec![0, 1, 2, 3, 4, 5]]);
     }
 }
