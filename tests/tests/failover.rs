@@ -10,7 +10,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering::SeqCst};
 use std::time::{Duration, Instant};
 
-use common::redis_server::{RedisServer, Sentinel};
+use common::redis_sentinel::Sentinel;
+use common::redis_server::{RedisServer, node};
 use common::tab::{Tab, messages};
 use common::*;
 use ephaptic::{Value, expose};
@@ -27,15 +28,6 @@ async fn faults() -> Value {
         ("failovers", Value::from(m.redis_failovers)),
         ("resyncs", Value::from(m.redis_resyncs)),
     ])
-}
-
-async fn node(url: &str) -> String {
-    start(
-        ephaptic::Server::new()
-            .redis(url)
-            .redis_probe_interval(Duration::from_millis(300)),
-    )
-    .await
 }
 
 /// What a tab saw: each event's number and when, each `resync` and how many events had been

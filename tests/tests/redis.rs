@@ -6,7 +6,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::redis_server::{RedisServer, free_port};
+use common::redis_server::{RedisServer, free_port, node};
 use common::*;
 use ephaptic::{Audience, Caller, Value, event, expose};
 
@@ -127,15 +127,6 @@ async fn redis_figures() -> Value {
         ("dropped", Value::from(m.redis_dropped)),
         ("outages", Value::from(m.redis_outages)),
     ])
-}
-
-async fn node(redis: &str) -> String {
-    start(
-        ephaptic::Server::new()
-            .redis(redis)
-            .redis_probe_interval(Duration::from_millis(300)),
-    )
-    .await
 }
 
 /// A client whose calls keep the events that arrive before their replies, for later.
@@ -1142,27 +1133,12 @@ async fn on_a_cluster_streams_travel_on_shard_channels_spread_over_the_shards() 
 /// back (nothing silently lost), and then hear their stream live again.
 #[tokio::test]
 async fn on_a_cluster_a_dead_shard_costs_only_its_own_streams() {
-    use common::tab::{Tab, messages};
     if !common::redis_server::cluster_mode() {
         eprintln!("skipped on one Redis: run with EPHAPTIC_TEST_REDIS=cluster");
         return;
     }
     let mut redis = redis_or_skip!();
-    let (a, b) = (node(&redis.url()).await, node(&redis.url()).await);
-    let users = twelve_users();
-    let mut tabs = Vec::new();
-    for user in &users {
-        tabs.push(Tab::open(&b, user, vec![]).await.0);
-    }
-    subscribed(&redis, &users).await;
-    let mut sender = Peer::connect(&a).await;
-    // One event each: every user's stream has its keys on its shard now.
-    for user in &users {
-        sender.ok("notify", vec![v(user), v("0")]).await;
-    }
-    for tab in &mut tabs {
-        assert_eq!(messages(&[tab.next().await]), ["0"]);
-    }
+    let (users, mut tabs, mut sender) = twelve_tabs(&redis).await;
     let cluster = redis.cluster().unwrap();
     let holders: Vec<u16> = users
         .iter()
@@ -1174,20 +1150,12 @@ async fn on_a_cluster_a_dead_shard_costs_only_its_own_streams() {
         "twelve streams on one shard: {holders:?}"
     );
     cluster.kill9(victim);
-    for round in 1..=3 {
-        for user in &users {
-            sender
-                .ok("notify", vec![v(user), v(&round.to_string())])
-                .await;
-        }
-    }
+    three_rounds(&mut sender, &users).await;
     // The other shards' streams: every event, live and in order (a resync may come beside them:
     // this server lost a node's connection and cannot tell which of its streams it carried).
-    for (tab, holder) in tabs.iter_mut().zip(&holders) {
+    for ((tab, holder), user) in tabs.iter_mut().zip(&holders).zip(&users) {
         if *holder != victim {
-            let got = frames_until(tab, "3", Duration::from_secs(15)).await;
-            let events: Vec<&String> = got.iter().filter(|g| !g.starts_with("resync")).collect();
-            assert_eq!(events, ["1", "2", "3"], "a stream on a live shard: {got:?}");
+            live_throughout(tab, user).await;
         }
     }
     cluster.restart(victim);
@@ -1243,35 +1211,15 @@ async fn hears_live_again(tab: &mut common::tab::Tab, sender: &mut Peer, user: &
 /// it missed followed by a `resync`.
 #[tokio::test]
 async fn on_a_cluster_a_moved_slot_costs_only_its_own_streams() {
-    use common::tab::{Tab, messages};
     if !common::redis_server::cluster_mode() {
         eprintln!("skipped on one Redis: run with EPHAPTIC_TEST_REDIS=cluster");
         return;
     }
     let mut redis = redis_or_skip!();
-    let (a, b) = (node(&redis.url()).await, node(&redis.url()).await);
-    let users = twelve_users();
-    let mut tabs = Vec::new();
-    for user in &users {
-        tabs.push(Tab::open(&b, user, vec![]).await.0);
-    }
-    subscribed(&redis, &users).await;
-    let mut sender = Peer::connect(&a).await;
-    for user in &users {
-        sender.ok("notify", vec![v(user), v("0")]).await;
-    }
-    for tab in &mut tabs {
-        assert_eq!(messages(&[tab.next().await]), ["0"]);
-    }
+    let (users, mut tabs, mut sender) = twelve_tabs(&redis).await;
     let cluster = redis.cluster().unwrap();
     cluster.move_slot_of("ephaptic:{u:s:user0}:m");
-    for round in 1..=3 {
-        for user in &users {
-            sender
-                .ok("notify", vec![v(user), v(&round.to_string())])
-                .await;
-        }
-    }
+    three_rounds(&mut sender, &users).await;
     for (tab, user) in tabs.iter_mut().zip(&users).skip(1) {
         let got = frames_until(tab, "3", Duration::from_secs(15)).await;
         let events: Vec<&String> = got.iter().filter(|g| !g.starts_with("resync")).collect();
@@ -1286,14 +1234,7 @@ async fn on_a_cluster_a_moved_slot_costs_only_its_own_streams() {
         );
     }
     // The moved stream: what it was sent since the move arrived, or a resync follows.
-    let got = frames_until(&mut tabs[0], "3", Duration::from_secs(5)).await;
-    let whole = ["1", "2", "3"].iter().all(|n| got.iter().any(|g| g == n));
-    let resynced = got.iter().any(|g| g == "resync u");
-    let resynced_later = hears_live_again(&mut tabs[0], &mut sender, "user0").await;
-    assert!(
-        whole || resynced || resynced_later,
-        "user0 lost events of its moved slot silently: {got:?}"
-    );
+    nothing_silently_lost(&mut tabs[0], &mut sender, "user0").await;
 }
 
 /// What `tab` receives until `want` (an event's message, or `resync <stream>`), at most `limit`.
@@ -1349,6 +1290,59 @@ async fn a_url_that_cannot_be_used_stops_the_start_saying_what_to_write() {
     );
 }
 
+/// Two servers on `redis`, a tab of each of twelve users on the second, and a sender on the
+/// first that has sent each user one event (so every stream has its keys on its shard).
+async fn twelve_tabs(redis: &RedisServer) -> (Vec<String>, Vec<common::tab::Tab>, Peer) {
+    let (a, b) = (node(&redis.url()).await, node(&redis.url()).await);
+    let users = twelve_users();
+    let mut tabs = Vec::new();
+    for user in &users {
+        tabs.push(common::tab::Tab::open(&b, user, vec![]).await.0);
+    }
+    subscribed(redis, &users).await;
+    let mut sender = Peer::connect(&a).await;
+    for user in &users {
+        sender.ok("notify", vec![v(user), v("0")]).await;
+    }
+    for tab in &mut tabs {
+        assert_eq!(common::tab::messages(&[tab.next().await]), ["0"]);
+    }
+    (users, tabs, sender)
+}
+
+/// Events "1", "2" and "3" to each of `users`.
+async fn three_rounds(sender: &mut Peer, users: &[String]) {
+    for round in 1..=3 {
+        for user in users {
+            sender
+                .ok("notify", vec![v(user), v(&round.to_string())])
+                .await;
+        }
+    }
+}
+
+/// `user`'s stream, on a shard that stayed up, got "1", "2" and "3" live and in order (a resync
+/// may come beside them: a server that lost a node's connection cannot tell which streams it
+/// carried).
+async fn live_throughout(tab: &mut common::tab::Tab, user: &str) {
+    let got = frames_until(tab, "3", Duration::from_secs(15)).await;
+    let events: Vec<&String> = got.iter().filter(|g| !g.starts_with("resync")).collect();
+    assert_eq!(events, ["1", "2", "3"], "{user}, on a live shard: {got:?}");
+}
+
+/// `user`'s stream, whose shard failed over or whose slot moved: it got "1", "2" and "3", or a
+/// resync follows; and it is heard live again.
+async fn nothing_silently_lost(tab: &mut common::tab::Tab, sender: &mut Peer, user: &str) {
+    let got = frames_until(tab, "3", Duration::from_secs(3)).await;
+    let whole = ["1", "2", "3"].iter().all(|n| got.iter().any(|g| g == n));
+    let resynced = got.iter().any(|g| g == "resync u");
+    let resynced_later = hears_live_again(tab, sender, user).await;
+    assert!(
+        whole || resynced || resynced_later,
+        "{user} lost events silently: {got:?}"
+    );
+}
+
 /// Twelve users: enough streams that a three-shard cluster holds some on each shard.
 fn twelve_users() -> Vec<String> {
     (0..12).map(|i| format!("user{i}")).collect()
@@ -1368,8 +1362,7 @@ async fn subscribed(redis: &RedisServer, users: &[String]) {
 /// shard's streams are heard live again, anything they missed followed by a `resync`.
 #[tokio::test]
 async fn on_a_cluster_a_failed_over_shard_costs_only_its_own_streams() {
-    use common::redis_server::Cluster;
-    use common::tab::{Tab, messages};
+    use common::redis_cluster::Cluster;
     if !common::redis_server::cluster_mode() {
         eprintln!("skipped on one Redis: run with EPHAPTIC_TEST_REDIS=cluster");
         return;
@@ -1378,20 +1371,7 @@ async fn on_a_cluster_a_failed_over_shard_costs_only_its_own_streams() {
         return;
     }
     let mut redis = RedisServer::of(Cluster::start_with_replicas(3, 1));
-    let (a, b) = (node(&redis.url()).await, node(&redis.url()).await);
-    let users = twelve_users();
-    let mut tabs = Vec::new();
-    for user in &users {
-        tabs.push(Tab::open(&b, user, vec![]).await.0);
-    }
-    subscribed(&redis, &users).await;
-    let mut sender = Peer::connect(&a).await;
-    for user in &users {
-        sender.ok("notify", vec![v(user), v("0")]).await;
-    }
-    for tab in &mut tabs {
-        assert_eq!(messages(&[tab.next().await]), ["0"]);
-    }
+    let (users, mut tabs, mut sender) = twelve_tabs(&redis).await;
     let cluster = redis.cluster().unwrap();
     let holders: Vec<u16> = users
         .iter()
@@ -1408,30 +1388,15 @@ async fn on_a_cluster_a_failed_over_shard_costs_only_its_own_streams() {
         assert!(Instant::now() < deadline, "the replica never took over");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    for round in 1..=3 {
-        for user in &users {
-            sender
-                .ok("notify", vec![v(user), v(&round.to_string())])
-                .await;
-        }
-    }
+    three_rounds(&mut sender, &users).await;
     for ((tab, holder), user) in tabs.iter_mut().zip(&holders).zip(&users) {
         if *holder != victim {
-            let got = frames_until(tab, "3", Duration::from_secs(15)).await;
-            let events: Vec<&String> = got.iter().filter(|g| !g.starts_with("resync")).collect();
-            assert_eq!(events, ["1", "2", "3"], "{user}, on a live shard: {got:?}");
+            live_throughout(tab, user).await;
         }
     }
     for ((tab, holder), user) in tabs.iter_mut().zip(&holders).zip(&users) {
         if *holder == victim {
-            let got = frames_until(tab, "3", Duration::from_secs(3)).await;
-            let whole = ["1", "2", "3"].iter().all(|n| got.iter().any(|g| g == n));
-            let resynced = got.iter().any(|g| g == "resync u");
-            let resynced_later = hears_live_again(tab, &mut sender, user).await;
-            assert!(
-                whole || resynced || resynced_later,
-                "{user} lost events of its failed-over shard silently: {got:?}"
-            );
+            nothing_silently_lost(tab, &mut sender, user).await;
         }
     }
 }

@@ -2,12 +2,14 @@
 //! a free loopback port (or a given one), killed when dropped. With `EPHAPTIC_TEST_REDIS=cluster`
 //! the same tests run against a Redis Cluster of three masters instead (`redis-cli --cluster
 //! create`), whose URL is `redis+cluster://...`; the tests that kill or pause one Redis skip
-//! themselves there ([`single_redis_or_skip`]). [`Sentinel`] adds a replica and a sentinel to a
-//! server, for the failover tests.
+//! themselves there ([`single_redis_or_skip`]). `redis_cluster.rs` makes the clusters,
+//! `redis_sentinel.rs` a sentinel for the failover tests.
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+use super::redis_cluster::Cluster;
 
 pub struct RedisServer {
     pub port: u16,
@@ -336,10 +338,10 @@ pub fn calls_on(port: u16, command: &str) -> u64 {
 }
 
 /// A scratch directory for a cluster's or a sentinel's files, removed when dropped.
-struct Scratch(PathBuf);
+pub struct Scratch(pub PathBuf);
 
 impl Scratch {
-    fn new(what: &str) -> Scratch {
+    pub fn new(what: &str) -> Scratch {
         let dir = std::env::temp_dir().join(format!(
             "ephaptic-{what}-{}-{}",
             std::process::id(),
@@ -356,249 +358,13 @@ impl Drop for Scratch {
     }
 }
 
-/// A Redis Cluster of `n` masters and no replicas, on free loopback ports (and free cluster-bus
-/// ports), created with `redis-cli --cluster create`; its nodes are killed when dropped. A dead
-/// node's slots fail alone: the others go on serving theirs (`cluster-require-full-coverage no`).
-pub struct Cluster {
-    pub ports: Vec<u16>,
-    bus: Vec<u16>,
-    nodes: Vec<RedisServer>,
-    dir: Scratch,
-}
-
-impl Cluster {
-    pub fn start(n: usize) -> Cluster {
-        Cluster::start_with_replicas(n, 0)
-    }
-
-    /// `masters` masters, each with `replicas` replicas (`redis-cli --cluster create
-    /// --cluster-replicas`): a replica takes over its master's slots when it dies.
-    pub fn start_with_replicas(masters: usize, replicas: usize) -> Cluster {
-        let n = masters * (1 + replicas);
-        let dir = Scratch::new("cluster");
-        let (mut ports, mut bus, mut nodes) = (Vec::new(), Vec::new(), Vec::new());
-        while nodes.len() < n {
-            // A port found free may be taken by another test before this node binds it: then
-            // two others.
-            let (port, bus_port) = (free_port(), free_port());
-            if let Some(node) = Cluster::node(&dir, port, bus_port) {
-                ports.push(port);
-                bus.push(bus_port);
-                nodes.push(node);
-            }
-        }
-        let hosts: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
-        let created = Command::new("redis-cli")
-            .args(["--cluster", "create"])
-            .args(&hosts)
-            .args(["--cluster-replicas", &replicas.to_string(), "--cluster-yes"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .expect("redis-cli runs");
-        assert!(created.success(), "redis-cli --cluster create failed");
-        let cluster = Cluster {
-            ports,
-            bus,
-            nodes,
-            dir,
-        };
-        cluster.wait_ok();
-        cluster
-    }
-
-    /// One node, its state in `dir` (so that a restart rejoins with its slots).
-    fn node(dir: &Scratch, port: u16, bus: u16) -> Option<RedisServer> {
-        let conf = dir.0.join(format!("nodes-{port}.conf"));
-        RedisServer::try_start_with(
-            port,
-            &[
-                "--cluster-enabled",
-                "yes",
-                "--cluster-config-file",
-                conf.to_str().unwrap(),
-                "--cluster-port",
-                &bus.to_string(),
-                "--cluster-node-timeout",
-                "2000",
-                "--cluster-require-full-coverage",
-                "no",
-                // A replica takes over whatever its last contact with its master (the tests
-                // kill masters a moment after their replicas synced), at once.
-                "--cluster-replica-validity-factor",
-                "0",
-                "--repl-diskless-sync-delay",
-                "0",
-                "--dir",
-                dir.0.to_str().unwrap(),
-            ],
-        )
-    }
-
-    /// Waits until every node says the cluster is ok.
-    pub fn wait_ok(&self) {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        for port in &self.ports {
-            while !cli(*port, &["CLUSTER", "INFO"]).contains("cluster_state:ok") {
-                assert!(Instant::now() < deadline, "the cluster never became ok");
-                std::thread::sleep(Duration::from_millis(50));
-            }
-        }
-    }
-
-    pub fn url(&self) -> String {
-        let hosts: Vec<String> = self
-            .ports
-            .iter()
-            .map(|p| format!("127.0.0.1:{p}"))
-            .collect();
-        format!("redis+cluster://{}", hosts.join(","))
-    }
-
-    /// `kill -9` of the node on `port`.
-    pub fn kill9(&mut self, port: u16) {
-        if let Some(node) = self.nodes.iter_mut().find(|n| n.port == port) {
-            node.kill9();
-        }
-    }
-
-    /// Starts the node on `port` again (it rejoins with its slots), once the cluster is ok.
-    pub fn restart(&mut self, port: u16) {
-        let i = self.ports.iter().position(|p| *p == port).unwrap();
-        self.nodes[i] = Cluster::node(&self.dir, port, self.bus[i])
-            .unwrap_or_else(|| panic!("the node on {port} did not start again"));
-        self.wait_ok();
-    }
-
-    /// Moves the slot of `key` (and its keys) to another node, as `redis-cli --cluster reshard`
-    /// does a slot at a time: IMPORTING, MIGRATING, MIGRATE of each key, then the new owner
-    /// told to every node. Returns the new owner's port.
-    pub fn move_slot_of(&self, key: &str) -> u16 {
-        let slot = cli(self.ports[0], &["CLUSTER", "KEYSLOT", key])
-            .trim()
-            .to_owned();
-        let from = self.holder(key).expect("the key exists");
-        let to = *self.ports.iter().find(|p| **p != from).unwrap();
-        let id = |port: u16| cli(port, &["CLUSTER", "MYID"]).trim().to_owned();
-        let (from_id, to_id) = (id(from), id(to));
-        cli(to, &["CLUSTER", "SETSLOT", &slot, "IMPORTING", &from_id]);
-        cli(from, &["CLUSTER", "SETSLOT", &slot, "MIGRATING", &to_id]);
-        let keys = cli(from, &["CLUSTER", "GETKEYSINSLOT", &slot, "1000"]);
-        for k in keys.lines().filter(|k| !k.is_empty()) {
-            cli(
-                from,
-                &["MIGRATE", "127.0.0.1", &to.to_string(), k, "0", "5000"],
-            );
-        }
-        for port in [to, from].into_iter().chain(self.ports.iter().copied()) {
-            cli(port, &["CLUSTER", "SETSLOT", &slot, "NODE", &to_id]);
-        }
-        assert_eq!(self.holder(key), Some(to), "the slot did not move");
-        to
-    }
-
-    /// The node that holds `key`.
-    pub fn holder(&self, key: &str) -> Option<u16> {
-        self.ports
-            .iter()
-            .copied()
-            .find(|p| cli(*p, &["EXISTS", key]).trim() == "1")
-    }
-}
-
-/// One sentinel watching the master on `master` under `name`, on a free loopback port; killed
-/// when dropped. It notices a dead master after a second (`down-after-milliseconds 1000`).
-pub struct Sentinel {
-    pub port: u16,
-    child: Option<Child>,
-    _dir: Scratch,
-}
-
-impl Sentinel {
-    pub fn start(master: u16, name: &str) -> Sentinel {
-        let dir = Scratch::new("sentinel");
-        let port = free_port();
-        let conf = dir.0.join("sentinel.conf");
-        std::fs::write(
-            &conf,
-            format!(
-                "port {port}\nbind 127.0.0.1\nprotected-mode no\ndir {dir}\n\
-                 sentinel monitor {name} 127.0.0.1 {master} 1\n\
-                 sentinel down-after-milliseconds {name} 1000\n\
-                 sentinel failover-timeout {name} 10000\n",
-                dir = dir.0.display()
-            ),
-        )
-        .unwrap();
-        // Debian's redis-sentinel; redis-server in sentinel mode is the same program.
-        let mut command = if Command::new("redis-sentinel")
-            .arg("--version")
-            .stdout(Stdio::null())
-            .status()
-            .is_ok()
-        {
-            Command::new("redis-sentinel")
-        } else {
-            let mut c = Command::new("redis-server");
-            c.arg("--sentinel");
-            c
-        };
-        let child = command
-            .arg(&conf)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-sentinel starts (./test.sh installs it)");
-        let sentinel = Sentinel {
-            port,
-            child: Some(child),
-            _dir: dir,
-        };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !cli(port, &["SENTINEL", "get-master-addr-by-name", name])
-            .contains(&master.to_string())
-        {
-            assert!(Instant::now() < deadline, "the sentinel never came up");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        sentinel
-    }
-
-    /// Waits until the sentinel knows `n` healthy replicas of `name`.
-    pub fn wait_replicas(&self, name: &str, n: usize) {
-        let deadline = Instant::now() + Duration::from_secs(15);
-        loop {
-            let replicas = cli(self.port, &["SENTINEL", "replicas", name]);
-            let healthy = replicas.lines().filter(|l| *l == "slave").count();
-            if healthy >= n && !replicas.contains("s_down") {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the sentinel never saw {n} replica(s): {replicas}"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    /// The master's port as the sentinel names it now.
-    pub fn master_port(&self, name: &str) -> Option<u16> {
-        cli(self.port, &["SENTINEL", "get-master-addr-by-name", name])
-            .lines()
-            .nth(1)
-            .and_then(|p| p.trim().parse().ok())
-    }
-
-    pub fn url(&self, name: &str) -> String {
-        format!("redis+sentinel://127.0.0.1:{}/{name}", self.port)
-    }
-}
-
-impl Drop for Sentinel {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
+/// An ephaptic server on the Redis at `url` (any of the three kinds), its liveness probe every
+/// 300 ms so that the tests see faults found quickly; returns its WebSocket URL.
+pub async fn node(url: &str) -> String {
+    super::start(
+        ephaptic::Server::new()
+            .redis(url)
+            .redis_probe_interval(Duration::from_millis(300)),
+    )
+    .await
 }
