@@ -1091,10 +1091,7 @@ async fn a_retry_that_lands_on_another_server_runs_the_call_once() {
 /// cluster copies to every node; and the streams of many users spread over the shards.
 #[tokio::test]
 async fn on_a_cluster_streams_travel_on_shard_channels_spread_over_the_shards() {
-    if !common::redis_server::cluster_mode() {
-        eprintln!("skipped on one Redis: run with EPHAPTIC_TEST_REDIS=cluster");
-        return;
-    }
+    only_on_a_cluster!();
     let redis = redis_or_skip!();
     let (a, b) = (node(&redis.url()).await, node(&redis.url()).await);
     let users = twelve_users();
@@ -1133,10 +1130,7 @@ async fn on_a_cluster_streams_travel_on_shard_channels_spread_over_the_shards() 
 /// back (nothing silently lost), and then hear their stream live again.
 #[tokio::test]
 async fn on_a_cluster_a_dead_shard_costs_only_its_own_streams() {
-    if !common::redis_server::cluster_mode() {
-        eprintln!("skipped on one Redis: run with EPHAPTIC_TEST_REDIS=cluster");
-        return;
-    }
+    only_on_a_cluster!();
     let mut redis = redis_or_skip!();
     let (users, mut tabs, mut sender) = twelve_tabs(&redis).await;
     let cluster = redis.cluster().unwrap();
@@ -1211,10 +1205,7 @@ async fn hears_live_again(tab: &mut common::tab::Tab, sender: &mut Peer, user: &
 /// it missed followed by a `resync`.
 #[tokio::test]
 async fn on_a_cluster_a_moved_slot_costs_only_its_own_streams() {
-    if !common::redis_server::cluster_mode() {
-        eprintln!("skipped on one Redis: run with EPHAPTIC_TEST_REDIS=cluster");
-        return;
-    }
+    only_on_a_cluster!();
     let mut redis = redis_or_skip!();
     let (users, mut tabs, mut sender) = twelve_tabs(&redis).await;
     let cluster = redis.cluster().unwrap();
@@ -1363,10 +1354,7 @@ async fn subscribed(redis: &RedisServer, users: &[String]) {
 #[tokio::test]
 async fn on_a_cluster_a_failed_over_shard_costs_only_its_own_streams() {
     use common::redis_cluster::Cluster;
-    if !common::redis_server::cluster_mode() {
-        eprintln!("skipped on one Redis: run with EPHAPTIC_TEST_REDIS=cluster");
-        return;
-    }
+    only_on_a_cluster!();
     if !RedisServer::installed() {
         return;
     }

@@ -56,6 +56,12 @@ impl Fault {
         matches!(self.kind, FaultKind::Unreachable | FaultKind::Timeout)
     }
 
+    /// Whether it is one part's of the engine (a Redis Cluster shard's: `sent` says which jobs
+    /// the others took), not the whole engine's.
+    pub fn is_partial(&self) -> bool {
+        self.sent.is_some()
+    }
+
     pub fn is_timeout(&self) -> bool {
         self.kind == FaultKind::Timeout
     }

@@ -95,7 +95,7 @@ impl Link {
     /// Notes that a command failed: an outage when Redis cannot be reached (logged once per
     /// outage), a warning otherwise.
     pub(super) fn failed(&self, e: &Fault) {
-        if e.sent.is_some() {
+        if e.is_partial() {
             // One shard of a cluster: the others work on.
             self.failed_in_part(e);
         } else if e.is_outage() {

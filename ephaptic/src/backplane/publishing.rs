@@ -83,7 +83,7 @@ pub(super) async fn publisher(link: Arc<Link>, hub: Weak<Hub>, mut rx: mpsc::Rec
                     link.lose(&job);
                 }
                 // (Not after one shard of a cluster failed: the others take what waits.)
-                while e.sent.is_none()
+                while !e.is_partial()
                     && let Ok(job) = rx.try_recv()
                 {
                     deliver_here(hub.as_deref(), &job);

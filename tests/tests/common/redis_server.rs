@@ -63,6 +63,18 @@ macro_rules! single_redis_or_skip {
     }};
 }
 
+/// For a test of a Redis Cluster's own faults: it returns at once (saying so) unless the tests
+/// run against a cluster (`EPHAPTIC_TEST_REDIS=cluster`).
+#[macro_export]
+macro_rules! only_on_a_cluster {
+    () => {
+        if !$crate::common::redis_server::cluster_mode() {
+            eprintln!("skipped on one Redis: run with EPHAPTIC_TEST_REDIS=cluster");
+            return;
+        }
+    };
+}
+
 impl RedisServer {
     pub fn start() -> RedisServer {
         if cluster_mode() {
